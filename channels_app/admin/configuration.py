@@ -1,0 +1,291 @@
+"""Admin for the configuration models. Saving goes through the services."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import Count
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from channels_app import options_catalog
+from channels_app.errors import ApplicationError
+from channels_app.models import BusinessAttribute, BusinessAttributeValue, Channel, Endpoint, OptionValue, Tenant
+from channels_app.services.channels import channel_inbound_route, channel_save
+from channels_app.services.options import option_reset, option_set, options_export_cfg, options_import_cfg
+from channels_app.validators import validate_queue_key
+
+OPTION_CHOICES = [
+    (
+        f"{option.section}/{option.name}",
+        f"[{option.section}] {option.name} (default {option.default or 'empty'}; {option.valid_values})",
+    )
+    for option in options_catalog.OPTIONS
+]
+
+
+def describe_option(definition) -> str:
+    return (
+        f"Default: {definition.default or '(empty)'}. Valid values: {definition.valid_values}. "
+        f"Takes effect: {definition.takes_effect}. {definition.description}"
+    )
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "channel_count", "created_at"]
+    search_fields = ["name", "=id"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(channel_total=Count("channels"))
+
+    @admin.display(description="channels", ordering="channel_total")
+    def channel_count(self, tenant):
+        return tenant.channel_total
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["id"] if obj else []
+
+
+class EndpointInline(admin.TabularInline):
+    model = Endpoint
+    extra = 1
+    verbose_name = "endpoint (chat queue key)"
+
+
+class OptionValueForm(forms.ModelForm):
+    """Picks a catalog option and validates its value against it."""
+
+    option = forms.ChoiceField(choices=OPTION_CHOICES, help_text="The option (section and name).")
+
+    class Meta:
+        model = OptionValue
+        fields = ["option", "value"]
+        widgets = {"value": forms.Textarea(attrs={"rows": 2, "cols": 60})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        instance = self.instance
+        if instance.pk:
+            self.fields["option"].initial = f"{instance.section}/{instance.name}"
+            self.fields["option"].disabled = True
+            if instance.definition:
+                self.fields["value"].help_text = describe_option(instance.definition)
+
+    def clean(self):
+        cleaned = super().clean()
+        option = cleaned.get("option") or f"{self.instance.section}/{self.instance.name}"
+        self.instance.section, self.instance.name = option.split("/", 1)
+        return cleaned
+
+
+class ChannelOptionInline(admin.TabularInline):
+    model = OptionValue
+    form = OptionValueForm
+    extra = 0
+    verbose_name = "option override"
+    verbose_name_plural = "option overrides for this channel"
+
+
+class ChannelForm(forms.ModelForm):
+    secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only. Leave blank to keep the current secret (a new channel gets a generated one).",
+    )
+    inbound_route_by_call = forms.CharField(
+        required=False,
+        label="inbound-route-by-call",
+        help_text="The chat queue key <tenant-id>:<endpoint name> where interactions of this channel are placed.",
+    )
+
+    class Meta:
+        model = Channel
+        fields = [
+            "channel_id", "name", "tenant", "media_type", "transport", "business_id", "webhook_url", "secret",
+            "retry_timeout_seconds", "retry_attempts", "enabled",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["inbound_route_by_call"].initial = channel_inbound_route(channel=self.instance)
+        self._current_secret = self.instance.secret
+
+    def clean_secret(self):
+        return self.cleaned_data["secret"] or self._current_secret
+
+    def clean_inbound_route_by_call(self):
+        value = self.cleaned_data["inbound_route_by_call"].strip()
+        if value:
+            validate_queue_key(value)
+        return value
+
+
+@admin.register(Channel)
+class ChannelAdmin(admin.ModelAdmin):
+    form = ChannelForm
+    list_display = ["channel_id", "name", "tenant", "media_type", "transport", "business_id", "secret_set", "enabled"]
+    list_filter = ["media_type", "transport", "enabled", "tenant"]
+    search_fields = ["channel_id", "name", "business_id", "webhook_url"]
+    inlines = [EndpointInline, ChannelOptionInline]
+    fieldsets = [
+        (None, {"fields": ["channel_id", "name", "tenant", "media_type", "business_id", "enabled"]}),
+        ("Delivery", {"fields": ["transport", "webhook_url", "secret", "retry_timeout_seconds", "retry_attempts"]}),
+        ("Routing", {"fields": ["inbound_route_by_call"]}),
+    ]
+
+    @admin.display(boolean=True, description="secret")
+    def secret_set(self, channel):
+        return bool(channel.secret)
+
+    def save_model(self, request, obj, form, change):
+        channel_save(channel=obj, inbound_route_by_call=form.cleaned_data["inbound_route_by_call"])
+
+
+class OptionScopeFilter(admin.SimpleListFilter):
+    title = "scope"
+    parameter_name = "scope"
+
+    def lookups(self, request, model_admin):
+        return [("global", "Global values"), ("channel", "Channel overrides")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "global":
+            return queryset.filter(channel__isnull=True)
+        if self.value() == "channel":
+            return queryset.filter(channel__isnull=False)
+        return queryset
+
+
+class OptionImportForm(forms.Form):
+    file = forms.FileField(help_text="A .cfg (INI) option file, e.g. GenesysHubDriver.cfg.")
+    channel = forms.ModelChoiceField(
+        Channel.objects.all(),
+        required=False,
+        to_field_name="channel_id",
+        help_text="Apply the file's values to this channel as overrides. Empty: [channel-<id>] sections go to "
+        "the channel of that id, other sections are global.",
+    )
+
+
+class OptionValueAdminForm(OptionValueForm):
+    class Meta(OptionValueForm.Meta):
+        fields = ["option", "channel", "value"]
+
+
+@admin.register(OptionValue)
+class OptionValueAdmin(admin.ModelAdmin):
+    form = OptionValueAdminForm
+    list_display = ["name", "section", "scope", "value", "default", "valid_values", "takes_effect"]
+    list_filter = ["section", OptionScopeFilter, "channel"]
+    search_fields = ["name", "value"]
+    list_select_related = ["channel"]
+    actions = ["reset_to_default"]
+    change_list_template = "admin/channels_app/optionvalue/change_list.html"
+
+    @admin.display(description="scope", ordering="channel__channel_id")
+    def scope(self, row):
+        return row.channel.channel_id if row.channel else "global"
+
+    @admin.display(description="default")
+    def default(self, row):
+        return row.definition.default if row.definition else ""
+
+    @admin.display(description="valid values")
+    def valid_values(self, row):
+        return row.definition.valid_values if row.definition else ""
+
+    @admin.display(description="takes effect")
+    def takes_effect(self, row):
+        return row.definition.takes_effect if row.definition else ""
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["channel"] if obj else []
+
+    def has_delete_permission(self, request, obj=None):
+        # A global value is reset, not deleted; a channel override can be deleted.
+        return super().has_delete_permission(request, obj) and (obj is None or obj.channel_id is not None)
+
+    def save_model(self, request, obj, form, change):
+        saved = option_set(section=obj.section, name=obj.name, value=obj.value, channel=obj.channel)
+        obj.pk = saved.pk
+
+    @admin.action(description="Reset selected options to their default (remove channel overrides)")
+    def reset_to_default(self, request, queryset):
+        for row in queryset:
+            option_reset(section=row.section, name=row.name, channel=row.channel)
+        self.message_user(request, f"{queryset.count()} option(s) reset.", messages.SUCCESS)
+
+    def get_urls(self):
+        return [
+            path("import/", self.admin_site.admin_view(self.import_view), name="channels_app_optionvalue_import"),
+            path("export/", self.admin_site.admin_view(self.export_view), name="channels_app_optionvalue_export"),
+            *super().get_urls(),
+        ]
+
+    def import_view(self, request):
+        if not self.has_change_permission(request):
+            return HttpResponse(status=403)
+        report = None
+        form = OptionImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                text = form.cleaned_data["file"].read().decode("utf-8-sig")
+                report = options_import_cfg(text=text, channel=form.cleaned_data["channel"])
+            except UnicodeDecodeError:
+                form.add_error("file", "The file is not UTF-8 text.")
+            except ApplicationError as error:
+                form.add_error("file", error.message)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Import options from a .cfg file",
+            "form": form,
+            "report": report,
+            "changelist_url": reverse("admin:channels_app_optionvalue_changelist"),
+        }
+        return TemplateResponse(request, "admin/channels_app/optionvalue/import.html", context)
+
+    def export_view(self, request):
+        channel_id = request.GET.get("channel")
+        channel = Channel.objects.filter(channel_id=channel_id).first() if channel_id else None
+        if channel_id and channel is None:
+            return render(request, "admin/channels_app/optionvalue/import.html", status=404, context={
+                **self.admin_site.each_context(request), "title": f"Unknown channel {channel_id}",
+                "opts": self.model._meta, "form": None, "report": None,
+            })
+        response = HttpResponse(options_export_cfg(channel=channel), content_type="text/plain; charset=utf-8")
+        filename = f"options-{channel.channel_id}.cfg" if channel else "options.cfg"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+
+class BusinessAttributeValueInline(admin.TabularInline):
+    model = BusinessAttributeValue
+    extra = 1
+    fields = ["name", "display_name", "description", "annex", "is_default", "order"]
+
+
+@admin.register(BusinessAttribute)
+class BusinessAttributeAdmin(admin.ModelAdmin):
+    list_display = ["name", "display_name", "type", "value_count"]
+    list_filter = ["type"]
+    search_fields = ["name", "display_name", "values__name", "values__display_name"]
+    inlines = [BusinessAttributeValueInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(value_total=Count("values"))
+
+    @admin.display(description="values", ordering="value_total")
+    def value_count(self, attribute):
+        return attribute.value_total
+
+
+@admin.register(BusinessAttributeValue)
+class BusinessAttributeValueAdmin(admin.ModelAdmin):
+    list_display = ["name", "display_name", "attribute", "is_default", "order"]
+    list_filter = ["attribute", "attribute__type", "is_default"]
+    search_fields = ["name", "display_name", "description"]
+    list_select_related = ["attribute"]

@@ -1,0 +1,137 @@
+from django.contrib.auth import authenticate
+from rest_framework import serializers
+
+from channels_app.models import BusinessAttribute, BusinessAttributeValue, Channel, Tenant
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+
+    def authenticated_user(self):
+        data = self.validated_data
+        return authenticate(request=self.context.get("request"), username=data["username"], password=data["password"])
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField()
+
+
+class TenantSerializer(serializers.ModelSerializer):
+    id = serializers.IntegerField(min_value=1, max_value=2147483647)
+
+    class Meta:
+        model = Tenant
+        fields = ["id", "name", "created_at"]
+        read_only_fields = ["created_at"]
+
+    def get_fields(self):
+        fields = super().get_fields()
+        if self.instance is not None and not isinstance(self.instance, list):
+            fields["id"].read_only = True
+        return fields
+
+    def validate_id(self, value):
+        if Tenant.objects.filter(pk=value).exists():
+            raise serializers.ValidationError(f"Tenant {value} already exists.")
+        return value
+
+
+class EndpointListField(serializers.ListField):
+    """A channel's endpoints, read and written as a list of chat queue keys."""
+
+    child = serializers.CharField(max_length=200)
+
+    def to_representation(self, endpoints):
+        return [endpoint.queue_key for endpoint in endpoints.all()]
+
+
+class InboundRouteField(serializers.CharField):
+    """The channel's `inbound-route-by-call` option, read through the options service."""
+
+    def __init__(self, **kwargs):
+        super().__init__(source="*", **kwargs)
+
+    def to_representation(self, channel):
+        from channels_app.services.channels import channel_inbound_route
+
+        return channel_inbound_route(channel=channel)
+
+    def to_internal_value(self, data):
+        return {"inbound_route_by_call": super().to_internal_value(data)}
+
+
+class ChannelSerializer(serializers.ModelSerializer):
+    """A channel; `secret` is write-only (generated when left blank)."""
+
+    tenant = serializers.PrimaryKeyRelatedField(queryset=Tenant.objects.all())
+    secret = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=128)
+    endpoints = EndpointListField(required=False, help_text="Chat queue keys, e.g. 1:session-chat.")
+    inbound_route_by_call = InboundRouteField(
+        required=False, allow_blank=True, max_length=200, help_text="The channel's inbound-route-by-call queue key."
+    )
+    has_secret = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Channel
+        fields = [
+            "channel_id", "name", "tenant", "media_type", "transport", "business_id", "webhook_url", "secret",
+            "has_secret", "retry_timeout_seconds", "retry_attempts", "enabled", "endpoints",
+            "inbound_route_by_call", "created_at", "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+        # Model validation (uniqueness included) runs in the channel_save service.
+        extra_kwargs = {"channel_id": {"validators": []}}
+
+    def get_has_secret(self, channel) -> bool:
+        return bool(channel.secret)
+
+
+class OptionSerializer(serializers.Serializer):
+    name = serializers.CharField(source="definition.name")
+    section = serializers.CharField(source="definition.section")
+    value = serializers.CharField()
+    default = serializers.CharField(source="definition.default")
+    valid_values = serializers.CharField(source="definition.valid_values")
+    takes_effect = serializers.CharField(source="definition.takes_effect")
+    type = serializers.CharField(source="definition.type")
+    description = serializers.CharField(source="definition.description")
+    channel = serializers.SerializerMethodField()
+    overridden = serializers.BooleanField()
+
+    def get_channel(self, option) -> str | None:
+        return option.channel.channel_id if option.channel else None
+
+
+class OptionUpdateSerializer(serializers.Serializer):
+    value = serializers.JSONField(help_text="The new value (text, number or boolean).")
+    channel = serializers.CharField(
+        required=False, allow_blank=True, help_text="A channel id: set this channel's override instead of the global value."
+    )
+
+    def validate_value(self, value):
+        if isinstance(value, (dict, list)):
+            import json
+
+            return json.dumps(value)
+        return value
+
+
+class BusinessAttributeValueSerializer(serializers.ModelSerializer):
+    annex = serializers.JSONField(required=False)
+
+    class Meta:
+        model = BusinessAttributeValue
+        fields = ["id", "name", "display_name", "description", "annex", "is_default", "order"]
+        read_only_fields = ["id"]
+        extra_kwargs = {"order": {"required": False}}
+
+
+class BusinessAttributeSerializer(serializers.ModelSerializer):
+    values = BusinessAttributeValueSerializer(many=True, required=False)
+
+    class Meta:
+        model = BusinessAttribute
+        fields = ["id", "name", "display_name", "type", "description", "values"]
+        read_only_fields = ["id"]
+        extra_kwargs = {"name": {"validators": []}}

@@ -1,0 +1,21 @@
+from django.urls import path
+from rest_framework.routers import DefaultRouter
+
+from channels_app.api import views
+
+router = DefaultRouter(trailing_slash=True)
+router.register("tenants", views.TenantViewSet, basename="tenant")
+router.register("channels", views.ChannelViewSet, basename="channel")
+router.register("business-attributes", views.BusinessAttributeViewSet, basename="business-attribute")
+
+option_list = views.OptionViewSet.as_view({"get": "list"})
+option_detail = views.OptionViewSet.as_view(
+    {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
+)
+
+urlpatterns = [
+    path("auth/token/", views.TokenView.as_view(), name="auth-token"),
+    path("options/", option_list, name="option-list"),
+    path("options/<str:section>/<str:name>/", option_detail, name="option-detail"),
+    *router.urls,
+]

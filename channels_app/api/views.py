@@ -1,0 +1,183 @@
+"""REST API views: parse, call a service, shape the output."""
+
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from channels_app.api import serializers
+from channels_app.errors import InvalidParameter
+from channels_app.models import BusinessAttribute, Channel, Tenant
+from channels_app.services.business_attributes import business_attribute_save
+from channels_app.services.channels import channel_save
+from channels_app.services.options import option_definition_get, option_reset, option_set, options_list
+
+
+class TokenView(APIView):
+    """Exchange a username and password for an API token."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "token"
+
+    @extend_schema(request=serializers.TokenRequestSerializer, responses={200: serializers.TokenSerializer})
+    def post(self, request):
+        serializer = serializers.TokenRequestSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        user = serializer.authenticated_user()
+        if user is None or not user.is_active:
+            raise AuthenticationFailed("Wrong username or password.")
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key})
+
+
+class TenantViewSet(viewsets.ModelViewSet):
+    queryset = Tenant.objects.all()
+    serializer_class = serializers.TenantSerializer
+
+    def perform_create(self, serializer):
+        tenant = Tenant(**serializer.validated_data)
+        tenant.full_clean(validate_unique=False)
+        tenant.save()
+        serializer.instance = tenant
+
+    def perform_update(self, serializer):
+        tenant = serializer.instance
+        for key, value in serializer.validated_data.items():
+            setattr(tenant, key, value)
+        tenant.full_clean()
+        tenant.save()
+
+    def perform_destroy(self, tenant):
+        if tenant.channels.exists():
+            raise InvalidParameter(
+                f"Tenant {tenant.id} still has channels: {', '.join(c.channel_id for c in tenant.channels.all())}.",
+                field="id",
+            )
+        tenant.delete()
+
+
+class ChannelFilter(filters.FilterSet):
+    class Meta:
+        model = Channel
+        fields = ["media_type", "transport", "tenant", "enabled"]
+
+
+class ChannelViewSet(viewsets.ModelViewSet):
+    queryset = Channel.objects.select_related("tenant").prefetch_related("endpoints")
+    serializer_class = serializers.ChannelSerializer
+    lookup_field = "channel_id"
+    lookup_value_regex = r"[^/]+"
+    filterset_class = ChannelFilter
+
+    def _save(self, serializer, channel):
+        data = dict(serializer.validated_data)
+        endpoints = data.pop("endpoints", None)
+        inbound_route = data.pop("inbound_route_by_call", None)
+        for key, value in data.items():
+            setattr(channel, key, value)
+        serializer.instance = channel_save(channel=channel, endpoints=endpoints, inbound_route_by_call=inbound_route)
+
+    def perform_create(self, serializer):
+        self._save(serializer, Channel())
+
+    def perform_update(self, serializer):
+        self._save(serializer, serializer.instance)
+
+
+class OptionViewSet(viewsets.ViewSet):
+    """Options of the catalog with their values; PATCH sets one (globally or for a channel)."""
+
+    lookup_value_regex = r"[^/]+"
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("section", str, description="interaction-workspace, chat-server, dms or channel"),
+            OpenApiParameter("channel", str, description="A channel id: effective values for that channel"),
+        ],
+        responses=serializers.OptionSerializer(many=True),
+    )
+    def list(self, request):
+        channel = self._channel(request.query_params.get("channel"))
+        options = options_list(section=request.query_params.get("section") or None, channel=channel)
+        return Response(serializers.OptionSerializer(options, many=True).data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("section", str, OpenApiParameter.PATH),
+            OpenApiParameter("name", str, OpenApiParameter.PATH),
+            OpenApiParameter("channel", str, description="A channel id"),
+        ],
+        responses=serializers.OptionSerializer,
+    )
+    def retrieve(self, request, section=None, name=None):
+        return Response(self._one(section, name, self._channel(request.query_params.get("channel"))))
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("section", str, OpenApiParameter.PATH),
+            OpenApiParameter("name", str, OpenApiParameter.PATH),
+        ],
+        request=serializers.OptionUpdateSerializer,
+        responses=serializers.OptionSerializer,
+    )
+    def partial_update(self, request, section=None, name=None):
+        option_definition_get(section=section, name=name)
+        serializer = serializers.OptionUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        channel = self._channel(serializer.validated_data.get("channel"))
+        option_set(section=section, name=name, value=serializer.validated_data["value"], channel=channel)
+        return Response(self._one(section, name, channel))
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("section", str, OpenApiParameter.PATH),
+            OpenApiParameter("name", str, OpenApiParameter.PATH),
+            OpenApiParameter("channel", str, description="A channel id: remove its override"),
+        ],
+        responses={204: None},
+    )
+    def destroy(self, request, section=None, name=None):
+        """Reset an option: remove a channel's override, or set the global value back to the default."""
+        option_reset(section=section, name=name, channel=self._channel(request.query_params.get("channel")))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _one(self, section, name, channel):
+        definition = option_definition_get(section=section, name=name)
+        option = next(o for o in options_list(section=section, channel=channel) if o.definition is definition)
+        return serializers.OptionSerializer(option).data
+
+    @staticmethod
+    def _channel(channel_id):
+        if not channel_id:
+            return None
+        channel = Channel.objects.filter(channel_id=channel_id).first()
+        if channel is None:
+            raise InvalidParameter(f"Unknown channel {channel_id!r}.", field="channel")
+        return channel
+
+
+class BusinessAttributeViewSet(viewsets.ModelViewSet):
+    queryset = BusinessAttribute.objects.prefetch_related("values")
+    serializer_class = serializers.BusinessAttributeSerializer
+    filterset_fields = ["type", "name"]
+
+    def _save(self, serializer, attribute):
+        data = dict(serializer.validated_data)
+        values = data.pop("values", None)
+        for key, value in data.items():
+            setattr(attribute, key, value)
+        serializer.instance = business_attribute_save(attribute=attribute, values=values)
+
+    def perform_create(self, serializer):
+        self._save(serializer, BusinessAttribute())
+
+    def perform_update(self, serializer):
+        self._save(serializer, serializer.instance)
+

@@ -1,0 +1,260 @@
+"""Configuration that administrators manage: tenants, channels, endpoints,
+option values and business attributes."""
+
+import secrets
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from channels_app import options_catalog
+from channels_app.choices import WHATSAPP_ROLE_PERMISSIONS, BusinessAttributeType, MediaType, Transport
+from channels_app.phones import parse_international, to_e164
+from channels_app.validators import validate_channel_id, validate_http_url, validate_queue_key
+
+
+class Tenant(models.Model):
+    """A tenant of the contact center: the `<tenant-id>` of a chat queue key."""
+
+    id = models.PositiveIntegerField(
+        primary_key=True, help_text="The numeric tenant id used in chat queue keys such as 1:session-chat."
+    )
+    name = models.CharField(max_length=200, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"{self.id}: {self.name}"
+
+
+def generate_channel_secret() -> str:
+    return secrets.token_hex(32)
+
+
+class Channel(models.Model):
+    """A messaging channel of the DMS: a WhatsApp, Apple Messages for Business,
+    SMS or e-mail channel, reached through a third-party webhook or the
+    built-in hub simulator."""
+
+    channel_id = models.CharField(
+        "channel id",
+        max_length=100,
+        unique=True,
+        validators=[validate_channel_id],
+        help_text="The DMS channel name (_umsChannel), e.g. channel-whatsapp-REAL, or the third-party "
+        "channel id, e.g. 0123456789 or company.com.",
+    )
+    name = models.CharField(max_length=200, help_text="A display name for administrators.")
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="channels")
+    media_type = models.CharField(max_length=16, choices=MediaType.choices)
+    transport = models.CharField(
+        max_length=16,
+        choices=Transport.choices,
+        default=Transport.WEBHOOK,
+        help_text="webhook: agent messages are POSTed, signed, to the webhook URL; simulator: the built-in hub.",
+    )
+    business_id = models.CharField(
+        "business id",
+        max_length=200,
+        help_text="The business phone number (WhatsApp, SMS), Apple business id, or e-mail address of the "
+        "channel (_umsBusinessId).",
+    )
+    webhook_url = models.URLField(
+        "webhook URL",
+        max_length=500,
+        blank=True,
+        validators=[validate_http_url],
+        help_text="Where agent messages are POSTed. Required for the webhook transport.",
+    )
+    secret = models.CharField(
+        max_length=128,
+        blank=True,
+        help_text="The app secret that signs webhooks and inbound requests (HMAC). Generated when left blank.",
+    )
+    retry_timeout_seconds = models.PositiveIntegerField(
+        "retry timeout (seconds)",
+        default=600,
+        validators=[MinValueValidator(1), MaxValueValidator(7 * 24 * 3600)],
+        help_text="How long a webhook that failed with 5xx, a timeout or a connection error is redelivered.",
+    )
+    retry_attempts = models.PositiveIntegerField(
+        default=5,
+        validators=[MaxValueValidator(50)],
+        help_text="How many times a failed webhook is redelivered within the retry timeout (0: never).",
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["channel_id"]
+        permissions = WHATSAPP_ROLE_PERMISSIONS
+
+    def __str__(self):
+        return self.channel_id
+
+    def clean(self):
+        errors = {}
+        if self.transport == Transport.WEBHOOK and not self.webhook_url:
+            errors["webhook_url"] = "A webhook channel needs a webhook URL."
+        business_error = self._business_id_error()
+        if business_error:
+            errors["business_id"] = business_error
+        if errors:
+            raise ValidationError(errors)
+
+    def _business_id_error(self) -> str | None:
+        value = (self.business_id or "").strip()
+        if not value:
+            return None  # "required" is reported by the field itself
+        if self.media_type == MediaType.WHATSAPP:
+            number = parse_international(value)
+            if number is None:
+                return f"{value!r} is not a valid business phone number (country code first, e.g. 19251112222)."
+            self.business_id = to_e164(number).lstrip("+")
+        elif self.media_type == MediaType.SMS:
+            number = parse_international(value)
+            if number is not None:
+                self.business_id = to_e164(number).lstrip("+")
+            elif not value.isdigit() or not 3 <= len(value) <= 15:
+                return f"{value!r} is neither a valid phone number nor a short or long code of 3 to 15 digits."
+        elif self.media_type == MediaType.EMAIL:
+            from django.core.validators import validate_email
+
+            try:
+                validate_email(value)
+            except ValidationError:
+                return f"{value!r} is not a valid e-mail address."
+        return None
+
+    def ensure_secret(self) -> None:
+        if not self.secret:
+            self.secret = generate_channel_secret()
+
+
+class Endpoint(models.Model):
+    """A named chat queue key of a channel (an endpoint of its `[channel-*]` section)."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="endpoints")
+    queue_key = models.CharField(
+        "chat queue key",
+        max_length=200,
+        validators=[validate_queue_key],
+        help_text="<tenant-id>:<Chat Server endpoint name>, e.g. 1:session-chat.",
+    )
+
+    class Meta:
+        ordering = ["queue_key"]
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "queue_key"], name="endpoint_unique_per_channel"),
+        ]
+
+    def __str__(self):
+        return self.queue_key
+
+
+class OptionValue(models.Model):
+    """The value of a catalog option, global (no channel) or overriding it for one channel."""
+
+    section = models.CharField(max_length=64, choices=[(s, s) for s in options_catalog.SECTIONS])
+    name = models.CharField(max_length=128)
+    channel = models.ForeignKey(
+        Channel,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="option_values",
+        help_text="Empty: the global value. Set: this channel's override.",
+    )
+    value = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["section", "name", "channel__channel_id"]
+        verbose_name = _("option")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["section", "name"], condition=Q(channel__isnull=True), name="option_unique_global"
+            ),
+            models.UniqueConstraint(
+                fields=["section", "name", "channel"],
+                condition=Q(channel__isnull=False),
+                name="option_unique_per_channel",
+            ),
+        ]
+
+    def __str__(self):
+        scope = self.channel.channel_id if self.channel_id else "global"
+        return f"[{self.section}] {self.name} ({scope})"
+
+    @property
+    def definition(self) -> options_catalog.OptionDefinition | None:
+        return options_catalog.get_option(self.section, self.name)
+
+    def clean(self):
+        definition = self.definition
+        if definition is None:
+            raise ValidationError({"name": f"{self.name!r} is not an option of section {self.section!r}."})
+        try:
+            self.value = options_catalog.validate_option_value(definition, self.value)
+        except options_catalog.InvalidOptionValue as error:
+            raise ValidationError({"value": str(error)}) from error
+        if definition.type == options_catalog.OptionType.QUEUE_KEY and self.value:
+            try:
+                validate_queue_key(self.value)
+            except ValidationError as error:
+                raise ValidationError({"value": error.messages}) from error
+
+
+class BusinessAttribute(models.Model):
+    """A business attribute (Interaction Subtype, Contact Attributes, Disposition Code, Emojis, ...)."""
+
+    name = models.CharField(max_length=128, unique=True)
+    display_name = models.CharField(max_length=200, blank=True)
+    type = models.CharField(max_length=32, choices=BusinessAttributeType.choices, default=BusinessAttributeType.CUSTOM)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.display_name or self.name
+
+
+class BusinessAttributeValue(models.Model):
+    """A value of a business attribute, with its annex (sections of key/value options)."""
+
+    attribute = models.ForeignKey(BusinessAttribute, on_delete=models.CASCADE, related_name="values")
+    name = models.CharField(max_length=128)
+    display_name = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    annex = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Annex sections, e.g. {"settings": {"is-searchable": "false", "is-sortable": "false"}}.',
+    )
+    is_default = models.BooleanField(default=False)
+    order = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["attribute__name", "order", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["attribute", "name"], name="business_attribute_value_unique"),
+        ]
+
+    def __str__(self):
+        return self.display_name or self.name
+
+    def clean(self):
+        if not isinstance(self.annex, dict) or not all(
+            isinstance(section, dict) and all(isinstance(v, str) for v in section.values())
+            for section in self.annex.values()
+        ):
+            raise ValidationError(
+                {"annex": 'The annex is an object of sections, each an object of text options: '
+                 '{"settings": {"is-searchable": "false"}}.'}
+            )

@@ -1,0 +1,67 @@
+"""Channels: creation and update with their endpoints and inbound route."""
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from channels_app import options_catalog
+from channels_app.models import Channel, Endpoint
+from channels_app.services.options import option_reset, option_set, option_value
+from channels_app.validators import validate_queue_key
+
+INBOUND_ROUTE = (options_catalog.CHANNEL, "inbound-route-by-call")
+
+
+def channel_inbound_route(*, channel: Channel) -> str:
+    """The channel's `inbound-route-by-call` chat queue key ("" when none)."""
+    section, name = INBOUND_ROUTE
+    return option_value(section=section, name=name, channel=channel)
+
+
+@transaction.atomic
+def channel_save(
+    *,
+    channel: Channel,
+    endpoints: list[str] | None = None,
+    inbound_route_by_call: str | None = None,
+) -> Channel:
+    """Validate and save a channel (new or changed), generating its secret when
+    blank. `endpoints` (chat queue keys) replaces the channel's endpoints when
+    given; `inbound_route_by_call` sets its route ("" removes the override).
+    Everything is validated before anything is written; errors are a Django
+    ValidationError keyed by field."""
+    channel.ensure_secret()
+    errors: dict[str, list[str]] = {}
+    try:
+        channel.full_clean()
+    except ValidationError as error:
+        errors.update(error.message_dict)
+    if endpoints is not None:
+        for key in endpoints:
+            try:
+                validate_queue_key(key)
+            except ValidationError as error:
+                errors.setdefault("endpoints", []).extend(error.messages)
+        if len(set(endpoints)) != len(endpoints):
+            errors.setdefault("endpoints", []).append("An endpoint is listed twice.")
+    if inbound_route_by_call:
+        try:
+            validate_queue_key(inbound_route_by_call)
+        except ValidationError as error:
+            errors["inbound_route_by_call"] = error.messages
+    if errors:
+        raise ValidationError(errors)
+
+    channel.save()
+    if endpoints is not None:
+        channel.endpoints.exclude(queue_key__in=endpoints).delete()
+        existing = set(channel.endpoints.values_list("queue_key", flat=True))
+        Endpoint.objects.bulk_create(
+            [Endpoint(channel=channel, queue_key=key) for key in endpoints if key not in existing]
+        )
+    if inbound_route_by_call is not None:
+        section, name = INBOUND_ROUTE
+        if inbound_route_by_call:
+            option_set(section=section, name=name, value=inbound_route_by_call, channel=channel)
+        else:
+            option_reset(section=section, name=name, channel=channel)
+    return channel

@@ -1,0 +1,232 @@
+"""Option values: global values with per-channel overrides, validated against
+the catalog (`channels_app.options_catalog`), and `.cfg` (INI) import/export
+in the format of the Genesys driver's option files."""
+
+import configparser
+import io
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+
+from channels_app import options_catalog
+from channels_app.errors import InvalidParameter, NotFound
+from channels_app.models import Channel, Endpoint, OptionValue
+from channels_app.options_catalog import OptionDefinition
+from channels_app.validators import validate_queue_key
+
+# In a `[channel-*]` section, `endpoints` lists the channel's chat queue keys,
+# comma-separated; the WhatsApp guide writes them with a leading comma
+# (",1:session-chat"), so empty items are ignored.
+ENDPOINTS_KEY = "endpoints"
+
+
+@dataclass(frozen=True)
+class EffectiveOption:
+    definition: OptionDefinition
+    value: str
+    channel: Channel | None
+    overridden: bool  # True when the value comes from the channel's override
+
+
+def option_definition_get(*, section: str, name: str) -> OptionDefinition:
+    definition = options_catalog.get_option(section, name)
+    if definition is None:
+        if section not in options_catalog.SECTIONS:
+            raise NotFound(f"Unknown option section {section!r}.", field="section")
+        raise NotFound(f"Unknown option {name!r} in section {section!r}.", field="name")
+    return definition
+
+
+def options_list(*, section: str | None = None, channel: Channel | None = None) -> list[EffectiveOption]:
+    """Every option of a section (or all), with its effective value: the
+    channel's override, else the global value, else the default."""
+    if section is not None and section not in options_catalog.SECTIONS:
+        raise InvalidParameter(
+            f"Unknown section {section!r}; sections: {', '.join(options_catalog.SECTIONS)}.", field="section"
+        )
+    rows = OptionValue.objects.filter(Q(channel__isnull=True) | Q(channel=channel))
+    if section is not None:
+        rows = rows.filter(section=section)
+    global_values, channel_values = {}, {}
+    for row in rows:
+        (channel_values if row.channel_id else global_values)[(row.section, row.name)] = row.value
+    result = []
+    for definition in options_catalog.OPTIONS:
+        if section is not None and definition.section != section:
+            continue
+        if definition.key in channel_values:
+            result.append(EffectiveOption(definition, channel_values[definition.key], channel, True))
+        else:
+            value = global_values.get(definition.key, definition.default)
+            result.append(EffectiveOption(definition, value, channel, False))
+    return result
+
+
+def option_value(*, section: str, name: str, channel: Channel | None = None):
+    """The typed effective value of one option for a channel (or globally)."""
+    definition = option_definition_get(section=section, name=name)
+    rows = {
+        row.channel_id: row.value
+        for row in OptionValue.objects.filter(Q(channel__isnull=True) | Q(channel=channel), section=section, name=name)
+    }
+    if channel is not None and channel.pk in rows:
+        return definition.parse(rows[channel.pk])
+    return definition.parse(rows.get(None, definition.default))
+
+
+def option_set(*, section: str, name: str, value, channel: Channel | None = None) -> OptionValue:
+    """Set an option globally, or override it for a channel. An invalid value
+    is refused (InvalidParameter naming `value`) with the valid values."""
+    option_definition_get(section=section, name=name)
+    with transaction.atomic():
+        row = OptionValue.objects.select_for_update().filter(section=section, name=name, channel=channel).first()
+        if row is None:
+            row = OptionValue(section=section, name=name, channel=channel)
+        row.value = "" if value is None else value
+        try:
+            row.full_clean(validate_unique=False, validate_constraints=False)
+        except ValidationError as error:
+            messages = error.message_dict.get("value") or error.messages
+            raise InvalidParameter(" ".join(messages), field="value") from error
+        row.save()
+    return row
+
+
+def option_reset(*, section: str, name: str, channel: Channel | None = None) -> None:
+    """Remove a channel's override, or set the global value back to the default."""
+    definition = option_definition_get(section=section, name=name)
+    if channel is None:
+        option_set(section=section, name=name, value=definition.default)
+    else:
+        OptionValue.objects.filter(section=section, name=name, channel=channel).delete()
+
+
+def options_ensure_catalog() -> int:
+    """Create the global row of every catalog option that has none (with its default)."""
+    existing = set(OptionValue.objects.filter(channel__isnull=True).values_list("section", "name"))
+    missing = [
+        OptionValue(section=option.section, name=option.name, value=option.default)
+        for option in options_catalog.OPTIONS
+        if option.key not in existing
+    ]
+    OptionValue.objects.bulk_create(missing, ignore_conflicts=True)
+    return len(missing)
+
+
+# --- .cfg import and export ----------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    set: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+
+    def as_text(self) -> str:
+        lines = [f"set: {len(self.set)}, skipped: {len(self.skipped)}, refused: {len(self.refused)}"]
+        lines += [f"  set      {line}" for line in self.set]
+        lines += [f"  skipped  {line}" for line in self.skipped]
+        lines += [f"  refused  {line}" for line in self.refused]
+        return "\n".join(lines)
+
+
+def _parse_cfg(text: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, strict=False, delimiters=("=",))
+    parser.optionxform = str  # option names are case-sensitive
+    try:
+        parser.read_string(text)
+    except configparser.Error as error:
+        raise InvalidParameter(f"The file is not a valid .cfg (INI) file: {error.message}", field="file") from error
+    return parser
+
+
+def _section_target(section_name: str, channel: Channel | None) -> tuple[str | None, Channel | None]:
+    """Map a file's section to (catalog section, channel).
+
+    `[channel-<anything>]` is the DMS channel section: with --channel it applies
+    to that channel; else to the channel whose channel id is the section name
+    (DMS names channels `channel-...`), or globally.
+    """
+    if section_name.startswith("channel-") or section_name == options_catalog.CHANNEL:
+        if channel is None:
+            channel = Channel.objects.filter(channel_id=section_name).first()
+        return options_catalog.CHANNEL, channel
+    if section_name in options_catalog.SECTIONS:
+        return section_name, channel
+    return None, channel
+
+
+def options_import_cfg(*, text: str, channel: Channel | None = None) -> ImportReport:
+    """Import a `.cfg` option file. Every value is validated first; the valid
+    ones are written in one transaction; the report lists what was set,
+    skipped (unknown section or option) and refused (invalid value)."""
+    parser = _parse_cfg(text)
+    report = ImportReport()
+    pending: list[OptionValue] = []
+    pending_endpoints: list[tuple[Channel, list[str]]] = []
+    for section_name in parser.sections():
+        section, target_channel = _section_target(section_name, channel)
+        scope = f" ({target_channel.channel_id})" if target_channel else ""
+        for name, raw in parser.items(section_name):
+            where = f"[{section_name}] {name}{scope}"
+            if section == options_catalog.CHANNEL and name == ENDPOINTS_KEY:
+                if target_channel is None:
+                    report.skipped.append(f"{where}: endpoints need a channel (use --channel)")
+                    continue
+                keys = [key.strip() for key in raw.split(",") if key.strip()]
+                try:
+                    for key in keys:
+                        validate_queue_key(key)
+                except ValidationError as error:
+                    report.refused.append(f"{where}: {' '.join(error.messages)}")
+                    continue
+                pending_endpoints.append((target_channel, keys))
+                report.set.append(f"{where} = {', '.join(keys)}")
+                continue
+            definition = options_catalog.get_option(section, name) if section else None
+            if definition is None:
+                report.skipped.append(f"{where}: not an option of this server")
+                continue
+            row = OptionValue(section=section, name=name, channel=target_channel, value=raw)
+            try:
+                row.full_clean(validate_unique=False, validate_constraints=False)
+            except ValidationError as error:
+                report.refused.append(f"{where}: {' '.join(error.message_dict.get('value', error.messages))}")
+                continue
+            pending.append(row)
+            report.set.append(f"{where} = {row.value}")
+    with transaction.atomic():
+        for row in pending:
+            OptionValue.objects.update_or_create(
+                section=row.section, name=row.name, channel=row.channel, defaults={"value": row.value}
+            )
+        for target_channel, keys in pending_endpoints:
+            for key in keys:
+                Endpoint.objects.get_or_create(channel=target_channel, queue_key=key)
+    return report
+
+
+def options_export_cfg(*, channel: Channel | None = None) -> str:
+    """The effective options as a `.cfg` file, one INI section per catalog section."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str
+    for option in options_list(channel=channel):
+        section = option.definition.section
+        if section == options_catalog.CHANNEL and channel is not None:
+            section = section_for_channel(channel)
+        if not parser.has_section(section):
+            parser.add_section(section)
+        parser.set(section, option.definition.name, option.value)
+    if channel is not None:
+        keys = list(channel.endpoints.values_list("queue_key", flat=True))
+        if keys:
+            parser.set(section_for_channel(channel), ENDPOINTS_KEY, "," + ",".join(keys))
+    buffer = io.StringIO()
+    parser.write(buffer)
+    return buffer.getvalue()
+
+
+def section_for_channel(channel: Channel) -> str:
+    return channel.channel_id if channel.channel_id.startswith("channel-") else f"channel-{channel.channel_id}"

@@ -1,0 +1,33 @@
+"""Field validators used by the models (and so by the admin, the API and the services)."""
+
+import re
+
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+
+from channels_app.options_catalog import QUEUE_KEY_PATTERN
+
+CHANNEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
+
+validate_http_url = URLValidator(schemes=["http", "https"], message="Enter an http:// or https:// URL.")
+
+
+def validate_channel_id(value: str) -> None:
+    if not CHANNEL_ID_PATTERN.match(value or ""):
+        raise ValidationError(
+            "A channel id is 1 to 100 letters, digits and . _ @ + - (for example channel-whatsapp-REAL, "
+            "0123456789 or company.com)."
+        )
+
+
+def validate_queue_key(value: str) -> None:
+    """A chat queue key is `<existing tenant id>:<Chat Server endpoint name>`."""
+    from channels_app.models import Tenant
+
+    match = QUEUE_KEY_PATTERN.match(value or "")
+    if not match:
+        raise ValidationError(
+            f"{value!r} is not a chat queue key: use <tenant-id>:<endpoint name>, for example 1:session-chat."
+        )
+    if not Tenant.objects.filter(pk=int(match["tenant"])).exists():
+        raise ValidationError(f"Tenant {match['tenant']} of queue key {value!r} does not exist.")
