@@ -2,7 +2,6 @@
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.http import HttpResponse
 from django.shortcuts import render
@@ -89,6 +88,13 @@ class ChannelOptionInline(admin.TabularInline):
 
 
 class ChannelForm(forms.ModelForm):
+    webhook_url = forms.URLField(
+        label="webhook URL",
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        help_text=Channel._meta.get_field("webhook_url").help_text,
+    )
     secret = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),

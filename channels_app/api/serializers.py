@@ -106,7 +106,9 @@ class OptionSerializer(serializers.Serializer):
 class OptionUpdateSerializer(serializers.Serializer):
     value = serializers.JSONField(help_text="The new value (text, number or boolean).")
     channel = serializers.CharField(
-        required=False, allow_blank=True, help_text="A channel id: set this channel's override instead of the global value."
+        required=False,
+        allow_blank=True,
+        help_text="A channel id: set this channel's override instead of the global value.",
     )
 
     def validate_value(self, value):

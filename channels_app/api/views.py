@@ -3,6 +3,7 @@
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
+from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import AllowAny
@@ -21,7 +22,8 @@ from channels_app.services.options import option_definition_get, option_reset, o
 class TokenView(APIView):
     """Exchange a username and password for an API token."""
 
-    authentication_classes = []
+    # TokenAuthentication only so that a refusal is a 401 with `WWW-Authenticate: Token`.
+    authentication_classes = [TokenAuthentication]
     permission_classes = [AllowAny]
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "token"

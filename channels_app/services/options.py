@@ -81,7 +81,8 @@ def option_set(*, section: str, name: str, value, channel: Channel | None = None
     is refused (InvalidParameter naming `value`) with the valid values."""
     option_definition_get(section=section, name=name)
     with transaction.atomic():
-        row = OptionValue.objects.select_for_update().filter(section=section, name=name, channel=channel).first()
+        rows = OptionValue.objects.select_for_update().filter(section=section, name=name, channel=channel)
+        row = rows.order_by("pk").first()  # no ordering join: FOR UPDATE refuses outer joins
         if row is None:
             row = OptionValue(section=section, name=name, channel=channel)
         row.value = "" if value is None else value

@@ -6,7 +6,10 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Create the superuser `admin` when missing (password from DJANGO_SUPERUSER_PASSWORD, or generated and printed)."
+    help = (
+        "Create the superuser `admin` when missing "
+        "(password from DJANGO_SUPERUSER_PASSWORD, or generated and printed)."
+    )
 
     def handle(self, *args, **options):
         User = get_user_model()

@@ -1,0 +1,180 @@
+import io
+
+import pytest
+from django.contrib import admin
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from channels_app.models import BusinessAttribute, Channel, OptionValue
+from channels_app.services.options import option_value
+
+
+@pytest.fixture
+def admin_client_with_data(admin_client, channel):
+    return admin_client
+
+
+def _admin_urls():
+    for model in admin.site._registry:
+        prefix = f"admin:{model._meta.app_label}_{model._meta.model_name}"
+        yield model, reverse(f"{prefix}_changelist")
+        yield model, reverse(f"{prefix}_add")
+
+
+@pytest.mark.django_db
+def test_every_admin_page_renders_for_a_superuser(admin_client_with_data):
+    assert admin_client_with_data.get("/admin/").status_code == 200
+    for model, url in _admin_urls():
+        response = admin_client_with_data.get(url)
+        assert response.status_code == 200, url
+        instance = model._default_manager.first()
+        if instance is not None:
+            change_url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[instance.pk])
+            assert admin_client_with_data.get(change_url).status_code == 200, change_url
+
+
+@pytest.mark.django_db
+def test_changelist_search_and_filters(admin_client_with_data):
+    url = reverse("admin:channels_app_optionvalue_changelist")
+    response = admin_client_with_data.get(url, {"q": "max-text", "section": "interaction-workspace"})
+    assert response.status_code == 200
+    assert b"whatsappsession.max-text-message-size" in response.content
+    channels = admin_client_with_data.get(reverse("admin:channels_app_channel_changelist"), {"q": "REAL"})
+    assert b"channel-whatsapp-REAL" in channels.content
+
+
+@pytest.mark.django_db
+def test_channel_page_masks_the_secret(admin_client_with_data, channel):
+    response = admin_client_with_data.get(reverse("admin:channels_app_channel_change", args=[channel.pk]))
+
+    assert channel.secret.encode() not in response.content
+
+
+def _channel_form(**overrides):
+    data = {
+        "channel_id": "channel-abc-hub-sim",
+        "name": "Apple",
+        "tenant": "1",
+        "media_type": "abc",
+        "transport": "simulator",
+        "business_id": "19251112222",
+        "webhook_url": "",
+        "secret": "",
+        "retry_timeout_seconds": "600",
+        "retry_attempts": "5",
+        "enabled": "on",
+        "inbound_route_by_call": "1:session-chat",
+        "endpoints-TOTAL_FORMS": "1",
+        "endpoints-INITIAL_FORMS": "0",
+        "endpoints-0-queue_key": "1:session-chat",
+        "option_values-TOTAL_FORMS": "0",
+        "option_values-INITIAL_FORMS": "0",
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.mark.django_db
+def test_create_channel_in_the_admin(admin_client, tenant):
+    response = admin_client.post(reverse("admin:channels_app_channel_add"), _channel_form())
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    created = Channel.objects.get(channel_id="channel-abc-hub-sim")
+    assert created.secret
+    assert list(created.endpoints.values_list("queue_key", flat=True)) == ["1:session-chat"]
+    assert option_value(section="channel", name="inbound-route-by-call", channel=created) == "1:session-chat"
+
+
+@pytest.mark.django_db
+def test_admin_shows_channel_errors_next_to_the_fields(admin_client, tenant):
+    data = _channel_form(
+        transport="webhook", inbound_route_by_call="9:nowhere", **{"endpoints-0-queue_key": "session-chat"}
+    )
+
+    response = admin_client.post(reverse("admin:channels_app_channel_add"), data)
+
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert "webhook_url" in form.errors
+    assert "inbound_route_by_call" in form.errors
+    assert response.context["inline_admin_formsets"][0].formset.errors[0]["queue_key"]
+    assert not Channel.objects.exists()
+
+
+@pytest.mark.django_db
+def test_editing_an_option_shows_its_definition_and_refuses_invalid_values(admin_client):
+    row = OptionValue.objects.get(name="whatsappsession.transcript-interactions-count", channel=None)
+    url = reverse("admin:channels_app_optionvalue_change", args=[row.pk])
+
+    page = admin_client.get(url).content.decode()
+    assert "Any integer from 1 to 1000" in page
+    assert "At the next interaction" in page
+    response = admin_client.post(url, {"value": "1001"})
+
+    assert response.status_code == 200
+    assert "Any integer from 1 to 1000" in str(response.context["adminform"].form.errors["value"])
+    row.refresh_from_db()
+    assert row.value == "1"
+    assert admin_client.post(url, {"value": "25"}).status_code == 302
+    row.refresh_from_db()
+    assert row.value == "25"
+
+
+@pytest.mark.django_db
+def test_import_cfg_from_the_admin_shows_the_report(admin_client, tenant):
+    upload = SimpleUploadedFile(
+        "options.cfg",
+        b"[interaction-workspace]\nwhatsappsession.max-text-message-size = 0\n"
+        b"whatsappsession.transcript-interactions-count = 3\nbogus = 1\n",
+    )
+
+    response = admin_client.post(reverse("admin:channels_app_optionvalue_import"), {"file": upload})
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "1 set, 1 skipped, 1 refused" in page
+    assert "Any integer from 1 to 2147483647" in page
+    assert option_value(section="interaction-workspace", name="whatsappsession.transcript-interactions-count") == 3
+
+
+@pytest.mark.django_db
+def test_export_cfg_from_the_admin(admin_client, channel):
+    response = admin_client.get(reverse("admin:channels_app_optionvalue_export"), {"channel": channel.channel_id})
+
+    assert response.status_code == 200
+    assert "attachment" in response["Content-Disposition"]
+    text = io.BytesIO(response.content).read().decode()
+    assert "[channel-whatsapp-REAL]" in text
+    assert admin_client.get(reverse("admin:channels_app_optionvalue_export"), {"channel": "ghost"}).status_code == 404
+
+
+@pytest.mark.django_db
+def test_global_option_rows_cannot_be_deleted_only_reset(admin_client):
+    row = OptionValue.objects.get(name="session-shutdown-timeout", channel=None)
+    row.value = "900"
+    row.save()
+
+    delete = admin_client.get(reverse("admin:channels_app_optionvalue_delete", args=[row.pk]))
+    reset = admin_client.post(
+        reverse("admin:channels_app_optionvalue_changelist"),
+        {"action": "reset_to_default", "_selected_action": [row.pk]},
+    )
+
+    assert delete.status_code == 403
+    assert reset.status_code == 302
+    row.refresh_from_db()
+    assert row.value == "1800"
+
+
+@pytest.mark.django_db
+def test_whatsapp_role_groups_exist(admin_client):
+    from django.contrib.auth.models import Group
+
+    senior = Group.objects.get(name="WhatsApp senior agent")
+    assert {p.codename for p in senior.permissions.all()} >= {
+        "whatsapp_can_send_files",
+        "whatsapp_can_change_attachments_in_notification",
+        "whatsapp_can_change_attachments_in_reply_button",
+        "whatsapp_can_create_new_session_from_other_media",
+    }
+    assert BusinessAttribute.objects.filter(name="Interaction Subtype").exists()

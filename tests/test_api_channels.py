@@ -1,0 +1,130 @@
+import pytest
+
+from channels_app.models import Channel, Endpoint
+
+VALID = {
+    "channel_id": "0123456789",
+    "name": "SMS gateway",
+    "media_type": "sms",
+    "transport": "webhook",
+    "business_id": "0123456789",
+    "webhook_url": "https://sms.example.com/hook",
+    "retry_timeout_seconds": 300,
+    "retry_attempts": 3,
+    "tenant": 1,
+}
+
+
+@pytest.mark.django_db
+def test_create_channel_generates_a_secret_that_is_never_shown(staff_api, tenant):
+    response = staff_api.post("/api/channels/", VALID, format="json")
+
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert "secret" not in body
+    assert body["has_secret"] is True
+    stored = Channel.objects.get(channel_id="0123456789")
+    assert len(stored.secret) == 64
+    assert stored.secret not in staff_api.get("/api/channels/0123456789/").content.decode()
+
+
+@pytest.mark.django_db
+def test_create_channel_keeps_a_given_secret_and_endpoints(staff_api, tenant):
+    payload = {**VALID, "secret": "s3cret", "endpoints": ["1:sms-in", "1:sms-out"], "inbound_route_by_call": "1:sms-in"}
+
+    response = staff_api.post("/api/channels/", payload, format="json")
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["endpoints"] == ["1:sms-in", "1:sms-out"]
+    assert response.json()["inbound_route_by_call"] == "1:sms-in"
+    assert Channel.objects.get(channel_id="0123456789").secret == "s3cret"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"webhook_url": "ftp://example.com/hook"}, "webhook_url"),
+        ({"webhook_url": ""}, "webhook_url"),
+        ({"media_type": "whatsapp", "business_id": "12"}, "business_id"),
+        ({"media_type": "email", "business_id": "not-an-address"}, "business_id"),
+        ({"media_type": "fax"}, "media_type"),
+        ({"transport": "pigeon"}, "transport"),
+        ({"channel_id": "has space"}, "channel_id"),
+        ({"tenant": 99}, "tenant"),
+        ({"endpoints": ["99:session-chat"]}, "endpoints"),
+        ({"endpoints": ["session-chat"]}, "endpoints"),
+        ({"endpoints": ["1:a", "1:a"]}, "endpoints"),
+        ({"inbound_route_by_call": "2:queue"}, "inbound_route_by_call"),
+        ({"retry_attempts": -1}, "retry_attempts"),
+        ({"retry_timeout_seconds": 0}, "retry_timeout_seconds"),
+    ],
+)
+def test_invalid_channel_is_400_naming_the_field_and_writes_nothing(staff_api, tenant, change, field):
+    response = staff_api.post("/api/channels/", {**VALID, **change}, format="json")
+
+    assert response.status_code == 400
+    assert field in response.json(), response.json()
+    assert not Channel.objects.filter(channel_id=VALID["channel_id"]).exists()
+    assert not Endpoint.objects.exists()
+
+
+@pytest.mark.django_db
+def test_duplicate_channel_id_is_400(staff_api, channel):
+    response = staff_api.post("/api/channels/", {**VALID, "channel_id": channel.channel_id}, format="json")
+
+    assert response.status_code == 400
+    assert "channel_id" in response.json()
+
+
+@pytest.mark.django_db
+def test_whatsapp_business_number_is_stored_in_e164_digits(staff_api, tenant):
+    payload = {**VALID, "channel_id": "channel-wa", "media_type": "whatsapp", "business_id": "+1 (925) 111-2222"}
+
+    response = staff_api.post("/api/channels/", payload, format="json")
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["business_id"] == "19251112222"
+
+
+@pytest.mark.django_db
+def test_update_keeps_the_secret_when_none_is_sent_and_replaces_endpoints(staff_api, channel):
+    old_secret = channel.secret
+
+    response = staff_api.patch(
+        f"/api/channels/{channel.channel_id}/", {"name": "Renamed", "endpoints": ["1:other"]}, format="json"
+    )
+
+    assert response.status_code == 200, response.json()
+    channel.refresh_from_db()
+    assert channel.name == "Renamed"
+    assert channel.secret == old_secret
+    assert list(channel.endpoints.values_list("queue_key", flat=True)) == ["1:other"]
+
+
+@pytest.mark.django_db
+def test_invalid_update_changes_nothing(staff_api, channel):
+    response = staff_api.patch(
+        f"/api/channels/{channel.channel_id}/",
+        {"name": "Renamed", "endpoints": ["1:fine", "42:unknown-tenant"]},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert "endpoints" in response.json()
+    channel.refresh_from_db()
+    assert channel.name == "WhatsApp"
+    assert list(channel.endpoints.values_list("queue_key", flat=True)) == ["1:session-chat"]
+
+
+@pytest.mark.django_db
+def test_list_filters_by_media_type_and_unknown_channel_is_404(staff_api, channel):
+    assert staff_api.get("/api/channels/?media_type=whatsapp").json()["count"] == 1
+    assert staff_api.get("/api/channels/?media_type=sms").json()["count"] == 0
+    assert staff_api.get("/api/channels/nope/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_delete_channel(staff_api, channel):
+    assert staff_api.delete(f"/api/channels/{channel.channel_id}/").status_code == 204
+    assert not Channel.objects.exists()

@@ -1,0 +1,73 @@
+"""Headless Chromium logs into the admin and creates a channel, as an administrator would."""
+
+import shutil
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.select import Select
+from selenium.webdriver.support.ui import WebDriverWait
+
+from channels_app.models import Channel
+from tests.conftest import require_or_skip
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def browser(tmp_path):
+    require_or_skip(
+        bool(shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)),
+        "Debian's chromium and chromium-driver are not installed",
+    )
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,1600",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_administrator_logs_in_and_creates_a_channel(browser, live_server, django_user_model, tenant):
+    # given an administrator
+    django_user_model.objects.create_superuser("admin", password="browser-pass-123")
+    wait = WebDriverWait(browser, 20)
+
+    # when they log in
+    browser.get(f"{live_server.url}/admin/login/")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys("browser-pass-123")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait.until(expected_conditions.url_matches(r"/admin/$"))
+
+    # and fill in the new channel form
+    browser.get(f"{live_server.url}/admin/channels_app/channel/add/")
+    browser.find_element(By.NAME, "channel_id").send_keys("channel-whatsapp-REAL")
+    browser.find_element(By.NAME, "name").send_keys("WhatsApp production")
+    Select(browser.find_element(By.NAME, "tenant")).select_by_value("1")
+    Select(browser.find_element(By.NAME, "media_type")).select_by_value("whatsapp")
+    browser.find_element(By.NAME, "business_id").send_keys("+1 925 111 2222")
+    Select(browser.find_element(By.NAME, "transport")).select_by_value("webhook")
+    browser.find_element(By.NAME, "webhook_url").send_keys("https://hub.example.com/webhook")
+    browser.find_element(By.NAME, "inbound_route_by_call").send_keys("1:session-chat")
+    browser.find_element(By.NAME, "endpoints-0-queue_key").send_keys("1:session-chat")
+    browser.find_element(By.NAME, "_save").click()
+
+    # then the channel list shows it, with its number normalized and a generated secret
+    wait.until(expected_conditions.url_matches(r"/admin/channels_app/channel/$"))
+    assert "channel-whatsapp-REAL" in browser.page_source
+    channel = Channel.objects.get(channel_id="channel-whatsapp-REAL")
+    assert channel.business_id == "19251112222"
+    assert channel.secret
+    assert list(channel.endpoints.values_list("queue_key", flat=True)) == ["1:session-chat"]
