@@ -15,6 +15,19 @@ class Transport(models.TextChoices):
     SIMULATOR = "simulator", "Built-in hub simulator"
 
 
+class ContentType(models.TextChoices):
+    """Content types of a standard response (API.md, "Structured content")."""
+
+    TEXT = "text", "Plain text"
+    NOTIFICATION = "notification", "WhatsApp notification (template)"
+    RICH_MEDIA = "rich_media", "WhatsApp rich media notification"
+    REPLY_BUTTONS = "reply_buttons", "WhatsApp interactive reply buttons"
+    LIST = "list", "WhatsApp interactive list message"
+    ABC_QUICK_REPLIES = "abc_quick_replies", "Apple quick replies"
+    ABC_LIST_PICKER = "abc_list_picker", "Apple single-selection list"
+    ABC_CAROUSEL = "abc_carousel", "Apple carousel"
+
+
 class BusinessAttributeType(models.TextChoices):
     INTERACTION_SUBTYPE = "interaction_subtype", "Interaction Subtype"
     CONTACT_ATTRIBUTES = "contact_attributes", "Contact Attributes"

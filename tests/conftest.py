@@ -35,6 +35,11 @@ def _clear_cache():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
 @pytest.fixture
 def tenant(db):
     return Tenant.objects.get_or_create(id=1, defaults={"name": "Environment"})[0]

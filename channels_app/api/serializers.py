@@ -1,7 +1,15 @@
 from django.contrib.auth import authenticate
 from rest_framework import serializers
 
-from channels_app.models import BusinessAttribute, BusinessAttributeValue, Channel, Tenant
+from channels_app.models import (
+    Attachment,
+    BusinessAttribute,
+    BusinessAttributeValue,
+    Channel,
+    StandardResponse,
+    StandardResponseCategory,
+    Tenant,
+)
 
 
 class TokenRequestSerializer(serializers.Serializer):
@@ -137,3 +145,91 @@ class BusinessAttributeSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "display_name", "type", "description", "values"]
         read_only_fields = ["id"]
         extra_kwargs = {"name": {"validators": []}}
+
+
+class StandardResponseCategorySerializer(serializers.ModelSerializer):
+    path = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = StandardResponseCategory
+        fields = ["id", "name", "parent", "path"]
+        validators = []  # uniqueness is checked by the model in the service
+
+
+class AttachmentSerializer(serializers.ModelSerializer):
+    file = serializers.FileField(write_only=True)
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Attachment
+        fields = ["id", "file", "name", "kind", "mime_type", "size", "url", "created_at"]
+        read_only_fields = ["kind", "mime_type", "size", "created_at"]
+        extra_kwargs = {"name": {"required": False}}
+
+    def get_url(self, attachment) -> str:
+        request = self.context.get("request")
+        url = attachment.file.url
+        return request.build_absolute_uri(url) if request else url
+
+
+class StandardResponseSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(required=False, max_length=32, help_text="StandardResponseId; generated when omitted.")
+    category = serializers.PrimaryKeyRelatedField(
+        queryset=StandardResponseCategory.objects.all(), required=False, allow_null=True
+    )
+    structured = serializers.JSONField(required=False)
+    attachments = serializers.PrimaryKeyRelatedField(queryset=Attachment.objects.all(), many=True, required=False)
+    field_codes = serializers.SerializerMethodField()
+
+    class Meta:
+        model = StandardResponse
+        fields = [
+            "id", "name", "category", "language", "content_type", "body", "structured", "attachments",
+            "field_codes", "created_at", "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+
+    def get_fields(self):
+        fields = super().get_fields()
+        if self.instance is not None and not isinstance(self.instance, list):
+            fields["id"].read_only = True
+        return fields
+
+    def validate_id(self, value):
+        if StandardResponse.objects.filter(pk=value).exists():
+            raise serializers.ValidationError(f"A standard response with id {value!r} already exists.")
+        return value
+
+    def get_field_codes(self, response) -> list[str]:
+        return response.field_codes()
+
+
+class RenderRequestSerializer(serializers.Serializer):
+    def get_fields(self):
+        # Declared here: a class attribute named `fields` would hide Serializer.fields.
+        return {
+            "fields": serializers.DictField(
+                required=False,
+                help_text='{"Contact": {...}, "Agent": {...}, "Interaction": {...}, "CustomProperties": {...}}',
+            )
+        }
+
+    def validate_fields(self, value):
+        for key, section in value.items():
+            if key not in {"Contact", "Agent", "Interaction", "CustomProperties"}:
+                raise serializers.ValidationError(
+                    f"Unknown field code object {key!r}: use Contact, Agent, Interaction or CustomProperties."
+                )
+            if not isinstance(section, (dict, list)):
+                raise serializers.ValidationError(f"{key} must be an object.")
+        return value
+
+
+class RenderResponseSerializer(serializers.Serializer):
+    payload = serializers.DictField()
+    missing = serializers.ListField(child=serializers.CharField())
+
+
+class EmojiSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    emoji = serializers.CharField()

@@ -7,6 +7,11 @@ router = DefaultRouter(trailing_slash=True)
 router.register("tenants", views.TenantViewSet, basename="tenant")
 router.register("channels", views.ChannelViewSet, basename="channel")
 router.register("business-attributes", views.BusinessAttributeViewSet, basename="business-attribute")
+router.register("standard-responses", views.StandardResponseViewSet, basename="standard-response")
+router.register(
+    "standard-response-categories", views.StandardResponseCategoryViewSet, basename="standard-response-category"
+)
+router.register("attachments", views.AttachmentViewSet, basename="attachment")
 
 option_list = views.OptionViewSet.as_view({"get": "list"})
 option_detail = views.OptionViewSet.as_view(
@@ -17,5 +22,6 @@ urlpatterns = [
     path("auth/token/", views.TokenView.as_view(), name="auth-token"),
     path("options/", option_list, name="option-list"),
     path("options/<str:section>/<str:name>/", option_detail, name="option-detail"),
+    path("emojis/", views.EmojiView.as_view(), name="emojis"),
     *router.urls,
 ]

@@ -1,22 +1,39 @@
 """REST API views: parse, call a service, shape the output."""
 
+from django.db.models import Q
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
+from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed
-from rest_framework.permissions import AllowAny
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from channels_app.api import serializers
 from channels_app.errors import InvalidParameter
-from channels_app.models import BusinessAttribute, Channel, Tenant
+from channels_app.models import (
+    Attachment,
+    BusinessAttribute,
+    Channel,
+    StandardResponse,
+    StandardResponseCategory,
+    Tenant,
+)
 from channels_app.services.business_attributes import business_attribute_save
 from channels_app.services.channels import channel_save
 from channels_app.services.options import option_definition_get, option_reset, option_set, options_list
+from channels_app.services.standard_responses import (
+    attachment_create,
+    emojis_for,
+    standard_response_category_save,
+    standard_response_render,
+    standard_response_save,
+)
 
 
 class TokenView(APIView):
@@ -183,3 +200,103 @@ class BusinessAttributeViewSet(viewsets.ModelViewSet):
     def perform_update(self, serializer):
         self._save(serializer, serializer.instance)
 
+
+
+class StandardResponseCategoryViewSet(viewsets.ModelViewSet):
+    queryset = StandardResponseCategory.objects.select_related("parent")
+    serializer_class = serializers.StandardResponseCategorySerializer
+    filterset_fields = ["parent"]
+
+    def _save(self, serializer, category):
+        for key, value in serializer.validated_data.items():
+            setattr(category, key, value)
+        serializer.instance = standard_response_category_save(category=category)
+
+    def perform_create(self, serializer):
+        self._save(serializer, StandardResponseCategory())
+
+    def perform_update(self, serializer):
+        self._save(serializer, serializer.instance)
+
+    def perform_destroy(self, category):
+        if category.children.exists() or category.responses.exists():
+            raise InvalidParameter("The category still holds categories or standard responses.", field="id")
+        category.delete()
+
+
+class AttachmentViewSet(viewsets.ModelViewSet):
+    """Attachments of standard responses: upload (multipart `file`), list, delete."""
+
+    queryset = Attachment.objects.all()
+    serializer_class = serializers.AttachmentSerializer
+    parser_classes = [MultiPartParser, FormParser]
+    http_method_names = ["get", "post", "delete", "head", "options"]
+    filterset_fields = ["kind"]
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = attachment_create(uploaded_file=data["file"], name=data.get("name"))
+
+
+class StandardResponseFilter(filters.FilterSet):
+    category = filters.NumberFilter(method="filter_category", help_text="A category id; its subcategories included.")
+    search = filters.CharFilter(method="filter_search", help_text="Words in the name or the text.")
+
+    class Meta:
+        model = StandardResponse
+        fields = ["category", "content_type", "language", "search"]
+
+    def filter_category(self, queryset, name, value):
+        ids, frontier = {int(value)}, {int(value)}
+        while frontier:
+            frontier = set(
+                StandardResponseCategory.objects.filter(parent__in=frontier).values_list("pk", flat=True)
+            ) - ids
+            ids |= frontier
+        return queryset.filter(category__in=ids)
+
+    def filter_search(self, queryset, name, value):
+        return queryset.filter(Q(name__icontains=value) | Q(body__icontains=value))
+
+
+class StandardResponseViewSet(viewsets.ModelViewSet):
+    queryset = StandardResponse.objects.select_related("category").prefetch_related("attachments")
+    serializer_class = serializers.StandardResponseSerializer
+    filterset_class = StandardResponseFilter
+    lookup_value_regex = r"[A-Za-z0-9]+"
+
+    def _save(self, serializer, response):
+        data = dict(serializer.validated_data)
+        attachments = data.pop("attachments", None)
+        for key, value in data.items():
+            setattr(response, key, value)
+        serializer.instance = standard_response_save(response=response, attachments=attachments)
+
+    def perform_create(self, serializer):
+        self._save(serializer, StandardResponse())
+
+    def perform_update(self, serializer):
+        self._save(serializer, serializer.instance)
+
+    @extend_schema(request=serializers.RenderRequestSerializer, responses=serializers.RenderResponseSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
+    def render(self, request, pk=None):
+        """Render with field values: the webhook payload and the field codes left without a value."""
+        serializer = serializers.RenderRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        rendered = standard_response_render(
+            response=self.get_object(), fields=serializer.validated_data.get("fields")
+        )
+        return Response({"payload": rendered.payload, "missing": list(rendered.missing)})
+
+
+class EmojiView(APIView):
+    """The emojis agents may insert (option whatsappsession.emojis-business-attribute, else the default set)."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("channel", str, description="A channel id: its option override applies")],
+        responses=serializers.EmojiSerializer(many=True),
+    )
+    def get(self, request):
+        channel = OptionViewSet._channel(request.query_params.get("channel"))
+        return Response(emojis_for(channel=channel))

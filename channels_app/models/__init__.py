@@ -6,8 +6,12 @@ from channels_app.models.configuration import (
     OptionValue,
     Tenant,
 )
+from channels_app.models.standard_responses import Attachment, StandardResponse, StandardResponseCategory
 
 __all__ = [
+    "Attachment",
+    "StandardResponse",
+    "StandardResponseCategory",
     "BusinessAttribute",
     "BusinessAttributeValue",
     "Channel",

@@ -1,0 +1,393 @@
+"""Admin for the standard response library: one form per content type (only
+its fields), errors next to the field, and a live phone preview."""
+
+import json
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db.models import Count
+from django.http import HttpResponseBadRequest
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from channels_app.choices import ContentType
+from channels_app.errors import ApplicationError
+from channels_app.models import Attachment, StandardResponse, StandardResponseCategory
+from channels_app.services.standard_responses import (
+    attachment_create,
+    content_render,
+    standard_response_category_save,
+    standard_response_save,
+)
+
+HEADER_CHOICES = [("", "No header"), ("text", "Text"), ("image", "Image"), ("video", "Video"), ("document", "Document")]
+
+# The editor fields each content type shows, in order.
+EDITOR_FIELDS = {
+    ContentType.TEXT: [],
+    ContentType.NOTIFICATION: ["template_name", "template_id", "template_language", "parameters"],
+    ContentType.RICH_MEDIA: [
+        "template_name", "template_id", "template_language", "parameters",
+        "header_type", "header_text", "header_attachment", "footer", "buttons",
+    ],
+    ContentType.REPLY_BUTTONS: ["header_type", "header_text", "header_attachment", "footer", "buttons"],
+    ContentType.LIST: ["header_text", "footer", "list_button", "sections"],
+    ContentType.ABC_QUICK_REPLIES: ["items"],
+    ContentType.ABC_LIST_PICKER: ["picker_title", "picker_subtitle", "sections"],
+    ContentType.ABC_CAROUSEL: ["items"],
+}
+
+JSON_EXAMPLES = {
+    ContentType.RICH_MEDIA: (
+        '[{"type": "quick_reply", "text": "Yes"}, {"type": "quick_reply", "text": "No"}] or '
+        '[{"type": "phone", "text": "Call us", "phone": "+15551234567"}, '
+        '{"type": "url", "text": "Open", "url": "https://example.com/t/{{1}}", "dynamic": true, '
+        '"parameter": "<$Contact.Id$>"}]'
+    ),
+    ContentType.REPLY_BUTTONS: '[{"id": "yes", "title": "Yes"}, {"id": "no", "title": "No"}]',
+    ContentType.LIST: (
+        '[{"title": "Plans", "rows": [{"id": "basic", "title": "Basic", "description": "5 GB"}]}]'
+    ),
+    ContentType.ABC_LIST_PICKER: '[{"title": "Colors", "items": [{"identifier": "red", "title": "Red"}]}]',
+    ContentType.ABC_QUICK_REPLIES: '[{"identifier": "yes", "title": "Yes"}, {"identifier": "no", "title": "No"}]',
+    ContentType.ABC_CAROUSEL: '[{"title": "Phone X", "subtitle": "$499", "url": "https://example.com/x"}]',
+}
+
+
+def _json_field(label: str) -> forms.CharField:
+    return forms.CharField(label=label, required=False, widget=forms.Textarea(attrs={"rows": 5, "cols": 80}))
+
+
+class StandardResponseForm(forms.ModelForm):
+    template_name = forms.CharField(required=False, label="Template name", help_text="As approved by WhatsApp.")
+    template_id = forms.CharField(required=False, label="Template id")
+    template_language = forms.CharField(required=False, label="Template language", help_text="e.g. en, en_US.")
+    parameters = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+        help_text="One template parameter a line: 1 = <$Contact.FirstName$>. The body refers to them as {{1}}.",
+    )
+    header_type = forms.ChoiceField(choices=HEADER_CHOICES, required=False, label="Header")
+    header_text = forms.CharField(required=False, label="Header text", help_text="At most 60 characters.")
+    header_attachment = forms.ModelChoiceField(
+        Attachment.objects.all(),
+        required=False,
+        label="Header attachment",
+        help_text="For an image, video or document header.",
+    )
+    footer = forms.CharField(required=False, help_text="At most 60 characters.")
+    buttons = _json_field("Buttons (JSON)")
+    list_button = forms.CharField(required=False, label="List button", help_text="At most 20 characters.")
+    sections = _json_field("Sections (JSON)")
+    picker_title = forms.CharField(required=False, label="List title")
+    picker_subtitle = forms.CharField(required=False, label="List subtitle")
+    items = _json_field("Items (JSON)")
+
+    class Meta:
+        model = StandardResponse
+        fields = ["id", "name", "category", "language", "content_type", "body", "attachments"]
+        widgets = {"body": forms.Textarea(attrs={"rows": 6, "cols": 80}), "content_type": forms.HiddenInput}
+
+    def __init__(self, *args, content_type: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.content_type = content_type or self.instance.content_type or ContentType.TEXT
+        self.initial.setdefault("content_type", self.content_type)
+        example = JSON_EXAMPLES.get(self.content_type)
+        for name in ("buttons", "sections", "items"):
+            if example:
+                self.fields[name].help_text = f"Example: {example}"
+        if self.instance.pk or self.instance.structured:
+            self._load_structured(self.instance.structured or {})
+        if "id" in self.fields and self.instance.pk and not self.instance._state.adding:
+            self.fields["id"].disabled = True
+
+    def _load_structured(self, structured: dict) -> None:
+        template = structured.get("template") or {}
+        header = structured.get("header") or {}
+        initial = {
+            "template_name": template.get("name", ""),
+            "template_id": template.get("id", ""),
+            "template_language": template.get("language", ""),
+            "parameters": "\n".join(f"{k} = {v}" for k, v in (structured.get("parameters") or {}).items()),
+            "header_type": header.get("type", ""),
+            "header_text": header.get("text", ""),
+            "header_attachment": header.get("attachment"),
+            "footer": structured.get("footer", ""),
+            "list_button": structured.get("button", ""),
+            "picker_title": structured.get("title", ""),
+            "picker_subtitle": structured.get("subtitle", ""),
+        }
+        for name in ("buttons", "sections", "items"):
+            if structured.get(name):
+                initial[name] = json.dumps(structured[name], indent=2, ensure_ascii=False)
+        for key, value in initial.items():
+            self.initial.setdefault(key, value)
+
+    # --- building `structured` from the editor fields -------------------------
+
+    def _parse_json(self, name: str):
+        text = (self.cleaned_data.get(name) or "").strip()
+        if not text:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError as error:
+            self.add_error(name, f"Not valid JSON: {error}")
+            return None
+
+    def _parse_parameters(self) -> dict:
+        parameters = {}
+        for number, line in enumerate((self.cleaned_data.get("parameters") or "").splitlines(), start=1):
+            if not line.strip():
+                continue
+            key, sep, value = line.partition("=")
+            if not sep:
+                self.add_error("parameters", f"Line {number}: write it as 1 = <$Contact.FirstName$>.")
+                continue
+            parameters[key.strip()] = value.strip()
+        return parameters
+
+    def build_structured(self) -> dict:
+        data, fields = self.cleaned_data, EDITOR_FIELDS[self.content_type]
+        structured: dict = {}
+        if "template_name" in fields:
+            structured["template"] = {
+                key: data.get(f"template_{key}") for key in ("name", "id", "language") if data.get(f"template_{key}")
+            }
+            parameters = self._parse_parameters()
+            if parameters:
+                structured["parameters"] = parameters
+        if "header_type" in fields and data.get("header_type"):
+            if data["header_type"] == "text":
+                structured["header"] = {"type": "text", "text": data.get("header_text", "")}
+            else:
+                attachment = data.get("header_attachment")
+                structured["header"] = {
+                    "type": data["header_type"],
+                    "attachment": attachment.pk if attachment else None,
+                }
+        elif "header_type" not in fields and "header_text" in fields and data.get("header_text"):
+            structured["header"] = {"type": "text", "text": data["header_text"]}
+        if "footer" in fields and data.get("footer"):
+            structured["footer"] = data["footer"]
+        if "list_button" in fields:
+            structured["button"] = data.get("list_button", "")
+        if "picker_title" in fields:
+            structured["title"] = data.get("picker_title", "")
+            if data.get("picker_subtitle"):
+                structured["subtitle"] = data["picker_subtitle"]
+        for name in ("buttons", "sections", "items"):
+            if name in fields:
+                parsed = self._parse_json(name)
+                if parsed is not None:
+                    structured[name] = parsed
+        return structured
+
+    def clean(self):
+        cleaned = super().clean()
+        self.instance.content_type = self.content_type
+        cleaned["content_type"] = self.content_type
+        self.instance.structured = self.build_structured()
+        return cleaned
+
+    def _update_errors(self, errors):
+        """Model errors are keyed by path (`structured.header.text`); show each next to its editor field."""
+        remapped: dict[str, list] = {}
+        for key, messages in errors.message_dict.items():
+            field = _editor_field_for(key, EDITOR_FIELDS[self.content_type])
+            remapped.setdefault(field, []).extend(messages if key == field else [f"{key}: {m}" for m in messages])
+        super()._update_errors(ValidationError(remapped))
+
+
+def _editor_field_for(path: str, fields: list[str]) -> str:
+    if not path.startswith("structured"):
+        return path if path in StandardResponseForm.base_fields else NON_FIELD_ERRORS
+    rest = path.removeprefix("structured").lstrip(".")
+    candidates = [
+        ("template.name", "template_name"), ("template.id", "template_id"), ("template.language", "template_language"),
+        ("template", "template_name"), ("parameters", "parameters"), ("header.text", "header_text"),
+        ("header.attachment", "header_attachment"), ("header", "header_type"), ("footer", "footer"),
+        ("buttons", "buttons"), ("button", "list_button"), ("sections", "sections"), ("items", "items"),
+        ("title", "picker_title"), ("subtitle", "picker_subtitle"),
+    ]
+    for prefix, field in candidates:
+        if (rest == prefix or rest.startswith(prefix + ".") or rest.startswith(prefix + "[")) and field in fields:
+            return field
+    if rest.startswith("header") and "header_text" in fields:
+        return "header_text"
+    return NON_FIELD_ERRORS
+
+
+@admin.register(StandardResponse)
+class StandardResponseAdmin(admin.ModelAdmin):
+    form = StandardResponseForm
+    list_display = ["name", "id", "content_type", "language", "category", "updated_at"]
+    list_filter = ["content_type", "language", "category"]
+    search_fields = ["name", "body", "id"]
+    list_select_related = ["category"]
+    filter_horizontal = ["attachments"]
+    change_form_template = "admin/channels_app/standardresponse/change_form.html"
+
+    def _content_type(self, request, obj=None) -> str:
+        if obj is not None:
+            return obj.content_type
+        requested = request.POST.get("content_type") or request.GET.get("content_type")
+        return requested if requested in ContentType.values else ""
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self._content_type(request):
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": "Add standard response: choose its content type",
+                "content_types": ContentType.choices,
+                "add_url": reverse("admin:channels_app_standardresponse_add"),
+            }
+            return TemplateResponse(request, "admin/channels_app/standardresponse/choose_type.html", context)
+        return super().add_view(request, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form_class = super().get_form(request, obj, change, **kwargs)
+        content_type = self._content_type(request, obj)
+
+        class ContentTypeForm(form_class):
+            def __init__(self, *args, **inner):
+                super().__init__(*args, content_type=content_type, **inner)
+
+        return ContentTypeForm
+
+    def get_fieldsets(self, request, obj=None):
+        content_type = self._content_type(request, obj) or ContentType.TEXT
+        label = ContentType(content_type).label
+        fieldsets = [
+            (None, {"fields": ["id", "name", "category", "language", "content_type"]}),
+            (label, {"fields": ["body", *EDITOR_FIELDS[content_type]]}),
+            ("Attachments (sent after the text)", {"fields": ["attachments"], "classes": ["collapse"]}),
+        ]
+        return fieldsets
+
+    def save_model(self, request, obj, form, change):
+        standard_response_save(response=obj)
+
+    def get_urls(self):
+        return [
+            path(
+                "preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="channels_app_standardresponse_preview",
+            ),
+            *super().get_urls(),
+        ]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["preview_url"] = reverse("admin:channels_app_standardresponse_preview")
+        context["sample_values"] = json.dumps(
+            {"Contact": {"FirstName": "John", "LastName": "Smith"}, "Agent": {"FirstName": "Ann"},
+             "CustomProperties": {}},
+            indent=1,
+        )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def preview_view(self, request):
+        """Render the form being edited, with the sample values, as a phone would show it."""
+        if request.method != "POST":
+            return HttpResponseBadRequest("POST the change form.")
+        content_type = self._content_type(request)
+        form = StandardResponseForm(request.POST, content_type=content_type or ContentType.TEXT)
+        errors: list[str] = []
+        payload, missing = None, ()
+        try:
+            sample = json.loads(request.POST.get("_sample_values") or "{}")
+            if not isinstance(sample, dict):
+                raise ValueError("an object is expected")
+        except ValueError as error:
+            sample, errors = {}, [f"Sample values: not a JSON object ({error})."]
+        form.is_valid()  # fills cleaned_data and the instance; errors are shown below
+        response = form.instance
+        try:
+            response.full_clean(exclude=["id", "name", "category", "language"], validate_unique=False)
+            rendered = content_render(
+                content_type=response.content_type,
+                body=response.body,
+                structured=response.structured,
+                fields=sample,
+                attachments=list(form.cleaned_data.get("attachments") or ()),
+            )
+            payload, missing = rendered.payload, rendered.missing
+        except ValidationError as error:
+            errors += [f"{field}: {' '.join(messages)}" for field, messages in error.message_dict.items()]
+        except ApplicationError as error:
+            errors.append(error.message)
+        context = {"payload": _for_template(payload), "missing": missing, "errors": errors}
+        return TemplateResponse(request, "admin/channels_app/standardresponse/phone_preview.html", context)
+
+
+def _for_template(payload: dict | None) -> dict | None:
+    """Rename `items` keys: in a template, `dict.items` would be the method when the key is absent."""
+    if payload is None:
+        return None
+    sections = [
+        {**section, "choices": section.get("items", []), "rows": section.get("rows", [])}
+        for section in payload.get("sections", [])
+    ]
+    return {**payload, "choices": payload.get("items", []), "sections": sections}
+
+
+class AttachmentForm(forms.ModelForm):
+    class Meta:
+        model = Attachment
+        fields = ["file", "name"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["name"].required = False
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk is None and cleaned.get("file"):
+            from channels_app.attachments import AttachmentRejected, detect_attachment_type
+
+            upload = cleaned["file"]
+            try:
+                detect_attachment_type(upload.file, cleaned.get("name") or upload.name, upload.size)
+            except AttachmentRejected as error:
+                self.add_error("file", str(error))
+        return cleaned
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(admin.ModelAdmin):
+    form = AttachmentForm
+    list_display = ["name", "kind", "mime_type", "size", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["name"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["file", "kind", "mime_type", "size"] if obj else []
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save(update_fields=["name"])
+            return
+        upload, name = form.cleaned_data["file"], form.cleaned_data.get("name") or None
+        created = attachment_create(uploaded_file=upload, name=name)
+        obj.pk = created.pk
+        obj.__dict__.update({k: v for k, v in created.__dict__.items() if not k.startswith("_")})
+
+
+@admin.register(StandardResponseCategory)
+class StandardResponseCategoryAdmin(admin.ModelAdmin):
+    list_display = ["path", "parent", "response_count"]
+    search_fields = ["name"]
+    list_filter = ["parent"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("parent").annotate(response_total=Count("responses"))
+
+    @admin.display(description="responses", ordering="response_total")
+    def response_count(self, category):
+        return category.response_total
+
+    def save_model(self, request, obj, form, change):
+        standard_response_category_save(category=obj)
