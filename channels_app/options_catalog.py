@@ -385,6 +385,28 @@ OPTIONS: tuple[OptionDefinition, ...] = (
     ),
 )
 
+OPTIONS = OPTIONS + (
+    # --- channel: the built-in hub simulator (transport `simulator`) -------------
+    OptionDefinition(
+        CHANNEL, "simulator-send-receipts", OptionType.BOOLEAN, "true",
+        "For a simulator channel: answer every sent message with a Delivered receipt, as a hub would.",
+        takes_effect=TakesEffect.IMMEDIATELY,
+    ),
+    OptionDefinition(
+        CHANNEL, "simulator-auto-reply", OptionType.STRING,
+        "Thanks! This is an automatic reply from the hub simulator.",
+        "For a simulator channel: the text of an automatic customer reply to every sent message; empty: none.",
+        takes_effect=TakesEffect.IMMEDIATELY,
+    ),
+    # --- dms: contact identification ------------------------------------------
+    OptionDefinition(
+        DMS, "contact-identification-attribute", OptionType.STRING, "PhoneNumber",
+        "The user data attribute of an ESP request that identifies the contact (Contact Identification); "
+        "when the request has none, _umsClientId does.",
+        takes_effect=TakesEffect.IMMEDIATELY, valid_values_text="The name of a user data attribute",
+    ),
+)
+
 OPTIONS_BY_KEY: dict[tuple[str, str], OptionDefinition] = {option.key: option for option in OPTIONS}
 SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(option.section for option in OPTIONS))
 

@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from channels_app.esp.views import EspView
 from channels_app.health import healthz
 
 admin.site.site_header = "Digital Messaging Server"
@@ -13,6 +14,7 @@ admin.site.index_title = "Configuration and operations"
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("esp", EspView.as_view(), name="esp"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("channels_app.api.urls")),

@@ -6,9 +6,27 @@ from channels_app.models.configuration import (
     OptionValue,
     Tenant,
 )
+from channels_app.models.conversations import (
+    Contact,
+    Interaction,
+    InteractionState,
+    InteractionSubtype,
+    InteractionType,
+    Message,
+    MessageDirection,
+    MessageStatus,
+)
 from channels_app.models.standard_responses import Attachment, StandardResponse, StandardResponseCategory
 
 __all__ = [
+    "Contact",
+    "Interaction",
+    "InteractionState",
+    "InteractionSubtype",
+    "InteractionType",
+    "Message",
+    "MessageDirection",
+    "MessageStatus",
     "Attachment",
     "StandardResponse",
     "StandardResponseCategory",

@@ -1,0 +1,79 @@
+"""`POST /esp`: the JSON form of an External Services Protocol request."""
+
+import json
+
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.parsers import BaseParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from channels_app.esp import handlers  # noqa: F401  (registers the ESP methods)
+from channels_app.esp.dispatcher import EspContext, esp_dispatch, esp_error
+from channels_app.options_catalog import CHAT_SERVER
+from channels_app.services.options import option_value
+
+
+class RawJSONParser(BaseParser):
+    """Keeps the body as bytes: the size limit and JSON errors are ESP errors, not DRF ones."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return stream.read() if stream is not None else b""
+
+
+ESP_REQUEST = inline_serializer(
+    "EspRequest",
+    {
+        "ReferenceId": serializers.IntegerField(required=False),
+        "AppName": serializers.CharField(required=False),
+        "AppType": serializers.CharField(required=False),
+        "Service": serializers.CharField(),
+        "Method": serializers.CharField(),
+        "Parameters": serializers.DictField(),
+        "UserData": serializers.DictField(required=False),
+    },
+)
+ESP_RESPONSE = inline_serializer(
+    "EspResponse",
+    {
+        "ReferenceId": serializers.IntegerField(required=False, allow_null=True),
+        "Result": serializers.DictField(required=False),
+        "Error": inline_serializer(
+            "EspError", {"Code": serializers.IntegerField(), "Message": serializers.CharField()}, required=False
+        ),
+    },
+)
+
+
+class EspView(APIView):
+    authentication_classes = [TokenAuthentication]
+    permission_classes = [IsAuthenticated]
+    parser_classes = [RawJSONParser]
+
+    @extend_schema(
+        request=ESP_REQUEST,
+        responses={200: ESP_RESPONSE, 400: ESP_RESPONSE, 404: ESP_RESPONSE, 422: ESP_RESPONSE,
+                   500: ESP_RESPONSE, 502: ESP_RESPONSE},
+        examples=[OpenApiExample("ValidateContact", request_only=True, value={
+            "ReferenceId": 1, "AppName": "DMS 91", "Service": "Messaging", "Method": "ValidateContact",
+            "Parameters": {"_umsChannel": "channel-ghub-simulator", "Id": "+1-631-555-1002"}})],
+        description="ChatService.InviteToChat and Messaging.ValidateContact (see API.md).",
+    )
+    def post(self, request):
+        body = request.data if isinstance(request.data, bytes) else b""
+        limit = option_value(section=CHAT_SERVER, name="xml-request-max-size")
+        if len(body) > limit:
+            reply = esp_error(None, 904, f"Request incorrect: {len(body)} bytes exceed xml-request-max-size ({limit}).",
+                              400)
+        else:
+            try:
+                payload = json.loads(body)
+            except (ValueError, UnicodeDecodeError):
+                reply = esp_error(None, 904, "Request incorrect: the body is not valid JSON.", 400)
+            else:
+                reply = esp_dispatch(payload, EspContext(trace_id=request.headers.get("X-B3-TraceId", "")))
+        return Response(reply.body, status=reply.http_status)

@@ -1,0 +1,170 @@
+"""Contacts, interactions (chat sessions) and their messages."""
+
+import secrets
+import string
+
+from django.db import models
+from django.db.models import Q
+
+from channels_app.models.configuration import Channel
+
+ID_ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
+
+
+def generate_interaction_id() -> str:
+    """A 16-character id, the `_umsChatSessionId` / InteractionId of a chat session."""
+    return "".join(secrets.choice(ID_ALPHABET) for _ in range(16))
+
+
+def generate_message_id() -> str:
+    return "".join(secrets.choice(ID_ALPHABET) for _ in range(20))
+
+
+class Contact(models.Model):
+    """A customer, identified by phone number (E.164) or by the channel's client id."""
+
+    phone_number = models.CharField(max_length=32, blank=True, help_text="E.164, e.g. +15556667777.")
+    client_id = models.CharField(
+        max_length=200, blank=True, help_text="The _umsClientId: a phone number, an Apple conversation id, an address."
+    )
+    first_name = models.CharField(max_length=200, blank=True)
+    last_name = models.CharField(max_length=200, blank=True)
+    email = models.CharField(max_length=254, blank=True)
+    nickname = models.CharField(
+        "profile nickname", max_length=200, blank=True, help_text="_msg_ProfileNickname, as the messaging app shows it."
+    )
+    attributes = models.JSONField(default=dict, blank=True, help_text="Other contact attributes, e.g. MyFC_BillAmount.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["phone_number"], condition=~Q(phone_number=""), name="contact_unique_phone"
+            ),
+            models.UniqueConstraint(
+                fields=["client_id"], condition=Q(phone_number="") & ~Q(client_id=""), name="contact_unique_client_id"
+            ),
+        ]
+
+    def __str__(self):
+        name = f"{self.first_name} {self.last_name}".strip() or self.nickname
+        identity = self.phone_number or self.client_id
+        return f"{name} ({identity})" if name else identity
+
+    def field_code_values(self) -> dict:
+        """The Contact object of field codes (standard properties, then custom attributes)."""
+        values = {
+            "Id": str(self.pk) if self.pk else "",
+            "FirstName": self.first_name,
+            "LastName": self.last_name,
+            "PrimaryPhoneNumber": self.phone_number,
+            "PrimaryEmailAddress": self.email,
+            "_msg_ProfileNickname": self.nickname,
+        }
+        values.update(self.attributes)
+        return {key: value for key, value in values.items() if value not in ("", None)}
+
+
+class InteractionType(models.TextChoices):
+    INBOUND = "Inbound"
+    OUTBOUND = "Outbound"
+
+
+class InteractionSubtype(models.TextChoices):
+    INBOUND_NEW = "InboundNew"
+    OUTBOUND_NEW = "OutboundNew"
+
+
+class InteractionState(models.TextChoices):
+    QUEUED = "queued"
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+class Interaction(models.Model):
+    """A chat session on a channel with a contact, placed in a queue."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=generate_interaction_id, editable=False)
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="interactions")
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="interactions")
+    client_id = models.CharField(max_length=200, help_text="The customer's id on the channel (_umsClientId).")
+    type = models.CharField(max_length=16, choices=InteractionType.choices)
+    subtype = models.CharField(max_length=16, choices=InteractionSubtype.choices)
+    state = models.CharField(max_length=8, choices=InteractionState.choices, default=InteractionState.QUEUED)
+    queue = models.CharField("chat queue key", max_length=200, help_text="<tenant-id>:<endpoint name>.")
+    user_data = models.JSONField(default=dict, blank=True, help_text="Attached data, with the hub driver attributes.")
+    terminate_after_send = models.BooleanField(
+        default=False, help_text="TerminateSessionFlag: end the session once the message is handed to the channel."
+    )
+    last_customer_message_at = models.DateTimeField(
+        null=True, blank=True, help_text="Start of the WhatsApp 24-hour window."
+    )
+    last_activity_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["channel", "client_id", "state"], name="interaction_open_by_client"),
+            models.Index(fields=["state", "last_activity_at"], name="interaction_idle"),
+        ]
+
+    def __str__(self):
+        return f"{self.id} ({self.type}, {self.state})"
+
+
+class MessageDirection(models.TextChoices):
+    INBOUND = "inbound", "from the customer"
+    OUTBOUND = "outbound", "to the customer"
+
+
+class MessageStatus(models.TextChoices):
+    RECEIVED = "received"
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    REMOVED = "removed"
+
+
+class Message(models.Model):
+    """One message of an interaction, in either direction."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=generate_message_id, editable=False)
+    interaction = models.ForeignKey(Interaction, on_delete=models.CASCADE, related_name="messages")
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="messages")
+    direction = models.CharField(max_length=8, choices=MessageDirection.choices)
+    text = models.TextField(blank=True)
+    payload = models.JSONField(default=dict, blank=True, help_text="The content as the channel carries it.")
+    status = models.CharField(max_length=16, choices=MessageStatus.choices)
+    reasons = models.JSONField(default=list, blank=True, help_text='Receipt reasons: [{"code": 350, "message": ...}].')
+    external_id = models.CharField(
+        max_length=200, blank=True, db_index=True, help_text="The third party's id (its webhook answer's messageId)."
+    )
+    channel_message_id = models.CharField(
+        max_length=200, blank=True, help_text="channel.messageId of an inbound message (duplicates are refused)."
+    )
+    trace_id = models.CharField(max_length=200, blank=True, help_text="X-B3-TraceId.")
+    origin_time = models.DateTimeField(null=True, blank=True, help_text="When the customer sent it (channel.time).")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["status", "created_at"], name="message_status_age")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "channel_message_id"],
+                condition=~Q(channel_message_id=""),
+                name="message_unique_channel_message_id",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.direction} {self.id} ({self.status})"

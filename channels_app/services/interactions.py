@@ -1,0 +1,330 @@
+"""Interactions (chat sessions) and their messages: creation, hand-over to the
+channel's transport, receipts, customer messages and the end of a session."""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from channels_app import options_catalog
+from channels_app.models import (
+    Channel,
+    Contact,
+    Interaction,
+    InteractionState,
+    InteractionSubtype,
+    InteractionType,
+    Message,
+    MessageDirection,
+    MessageStatus,
+)
+from channels_app.services.options import option_value
+from channels_app.transports import TRANSPORTS, OutgoingMessage, SendOutcome, SendResult
+
+logger = logging.getLogger(__name__)
+
+# Interactions created with TerminateSessionFlag whose message never left are
+# "occasional lost chats" (dms-invite-to-chat): ended after this long.
+ABANDONED_AFTER = timedelta(minutes=15)
+
+# Receipt statuses of the Third-Party Messaging API and what they make of a message.
+RECEIPT_STATUSES = {
+    "Delivered": MessageStatus.DELIVERED,
+    "Removed": MessageStatus.REMOVED,
+    "Failed": MessageStatus.FAILED,
+}
+# Failure reason codes of the Third-Party Messaging API ("Delivery receipts").
+RECEIPT_REASON_CODES = {
+    305: "The message has expired.",
+    310: "Rate limit reached.",
+    350: "Message not allowed.",
+    500: "General error.",
+    510: "Unsupported message.",
+    512: "Unknown message.",
+    520: "Invalid message structure.",
+    530: "Invalid destination.",
+}
+
+
+def hub_driver_attributes(*, channel: Channel, client_id: str, business_id: str, nickname: str = "") -> dict:
+    """The attributes the WhatsApp Hub Driver adds to an interaction (WhatsApp guide)."""
+    attributes = {
+        "_umsInboundIxnSubmittedBy": "DigitalMessagingServer",
+        "_umsChannel": channel.channel_id,
+        "_umsMediaType": channel.media_type,
+        "_umsMediaTypeChat": f"{channel.media_type}session",
+        "_umsFromAddr": client_id,
+        "_umsToAddr": business_id,
+    }
+    if channel.media_type in ("whatsapp", "sms"):
+        attributes["PhoneNumber"] = client_id
+    if nickname:
+        attributes["_msg_ProfileNickname"] = nickname
+    return attributes
+
+
+def interaction_create(
+    *,
+    channel: Channel,
+    contact: Contact,
+    client_id: str,
+    queue: str,
+    outbound: bool,
+    user_data: dict,
+    terminate_after_send: bool = False,
+) -> Interaction:
+    return Interaction.objects.create(
+        channel=channel,
+        contact=contact,
+        client_id=client_id,
+        type=InteractionType.OUTBOUND if outbound else InteractionType.INBOUND,
+        subtype=InteractionSubtype.OUTBOUND_NEW if outbound else InteractionSubtype.INBOUND_NEW,
+        queue=queue,
+        user_data=user_data,
+        terminate_after_send=terminate_after_send,
+    )
+
+
+def message_queue_outbound(*, interaction: Interaction, payload: dict, trace_id: str = "") -> Message:
+    """Store an outgoing message (status queued) and hand it to the channel's
+    transport through Celery once the transaction commits."""
+    message = Message.objects.create(
+        interaction=interaction,
+        channel_id=interaction.channel_id,
+        direction=MessageDirection.OUTBOUND,
+        text=_text_of(payload),
+        payload=payload,
+        status=MessageStatus.QUEUED,
+        trace_id=trace_id,
+    )
+    Interaction.objects.filter(pk=interaction.pk).update(last_activity_at=timezone.now())
+    transaction.on_commit(lambda: _enqueue_send(message.pk))
+    return message
+
+
+def _enqueue_send(message_id: str) -> None:
+    from channels_app.tasks import send_message
+
+    try:
+        send_message.delay(message_id)
+    except Exception:  # the broker is down: the message stays queued and the relay sends it
+        logger.exception("Could not publish message %s; it stays queued for the relay.", message_id)
+
+
+def _text_of(payload: dict) -> str:
+    return str(payload.get("text") or payload.get("subject") or "")
+
+
+def _outgoing(message: Message) -> OutgoingMessage:
+    channel, interaction = message.channel, message.interaction
+    return OutgoingMessage(
+        message_id=message.pk,
+        interaction_id=interaction.pk,
+        channel_id=channel.channel_id,
+        media_type=channel.media_type,
+        business_id=interaction.user_data.get("_umsToAddr") or channel.business_id,
+        client_id=interaction.client_id,
+        payload=message.payload,
+        webhook_url=channel.webhook_url,
+        secret=channel.secret,
+        trace_id=message.trace_id,
+    )
+
+
+def message_send(*, message_id: str) -> SendResult | None:
+    """Hand a queued message to its channel's transport, once: the row stays
+    locked while it is sent, and a message no longer queued is left alone.
+    With TerminateSessionFlag the session ends once the message is handed over."""
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update(of=("self",))
+            .select_related("channel", "interaction")
+            .filter(pk=message_id, status=MessageStatus.QUEUED)
+            .first()
+        )
+        if message is None:
+            return None
+        result = TRANSPORTS[message.channel.transport].send(_outgoing(message))
+        now = timezone.now()
+        if result.outcome == SendOutcome.ACCEPTED:
+            message.status = MessageStatus.SENT
+            message.external_id = result.external_id
+            message.sent_at = now
+        else:
+            message.status = MessageStatus.FAILED
+            message.reasons = [{"code": 500, "message": result.error or "The channel refused the message."}]
+        message.save(update_fields=["status", "external_id", "sent_at", "reasons", "updated_at"])
+        interaction = message.interaction
+        if interaction.terminate_after_send and interaction.state != InteractionState.ENDED:
+            interaction_end(interaction=interaction, reason="TerminateSessionFlag")
+    if result.outcome == SendOutcome.ACCEPTED and message.channel.transport == "simulator":
+        transaction.on_commit(lambda: _simulate_hub(message))
+    return result
+
+
+def _simulate_hub(message: Message) -> None:
+    from channels_app.tasks import simulator_emit
+
+    simulator_emit.apply_async((message.pk,), countdown=1)
+
+
+RELAY_AFTER = timedelta(minutes=1)
+
+
+def messages_stuck_in_queue(*, now: datetime | None = None, limit: int = 500) -> list[str]:
+    """Ids of outgoing messages still queued RELAY_AFTER after they were stored."""
+    cutoff = (now or timezone.now()) - RELAY_AFTER
+    return list(
+        Message.objects.filter(
+            status=MessageStatus.QUEUED, direction=MessageDirection.OUTBOUND, created_at__lt=cutoff
+        ).values_list("pk", flat=True)[:limit]
+    )
+
+
+def interaction_end(*, interaction: Interaction, reason: str) -> Interaction:
+    if interaction.state == InteractionState.ENDED:
+        return interaction
+    interaction.state = InteractionState.ENDED
+    interaction.ended_at = timezone.now()
+    interaction.end_reason = reason
+    interaction.save(update_fields=["state", "ended_at", "end_reason"])
+    return interaction
+
+
+@dataclass(frozen=True)
+class ReceiptOutcome:
+    message: Message | None
+    applied: bool
+
+
+def receipt_apply(*, channel: Channel, external_id: str, status: str, reasons: list | None = None) -> ReceiptOutcome:
+    """A delivery receipt (Delivered, Removed, Failed with reason codes) for the
+    message whose webhook answer gave `external_id`. Receipts may arrive late,
+    twice or out of order: a final state (removed, or failed after delivery)
+    is not undone by an older receipt, and a duplicate changes nothing."""
+    new_status = RECEIPT_STATUSES[status]
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update()
+            .filter(channel=channel, external_id=external_id, direction=MessageDirection.OUTBOUND)
+            .first()
+        )
+        if message is None:
+            return ReceiptOutcome(None, False)
+        if not _receipt_moves_forward(message.status, new_status):
+            return ReceiptOutcome(message, False)
+        message.status = new_status
+        if new_status == MessageStatus.DELIVERED:
+            message.delivered_at = timezone.now()
+        if new_status == MessageStatus.FAILED:
+            message.reasons = [
+                {"code": r.get("code"), "message": r.get("message") or RECEIPT_REASON_CODES.get(r.get("code"), "")}
+                for r in (reasons or [{"code": 500}])
+            ]
+        message.save(update_fields=["status", "delivered_at", "reasons", "updated_at"])
+    return ReceiptOutcome(message, True)
+
+
+# Order of outbound states: a receipt only moves a message forward.
+_STATUS_RANK = {
+    MessageStatus.QUEUED: 0,
+    MessageStatus.SENT: 1,
+    MessageStatus.DELIVERED: 2,
+    MessageStatus.FAILED: 3,
+    MessageStatus.REMOVED: 4,
+}
+
+
+def _receipt_moves_forward(current: str, new: str) -> bool:
+    return _STATUS_RANK.get(new, 0) > _STATUS_RANK.get(current, 0)
+
+
+@transaction.atomic
+def customer_message_receive(
+    *,
+    channel: Channel,
+    client_id: str,
+    text: str,
+    channel_message_id: str = "",
+    nickname: str = "",
+    origin_time: datetime | None = None,
+    trace_id: str = "",
+    extra_payload: dict | None = None,
+) -> tuple[Message, bool]:
+    """A customer's message: it opens or continues the customer's interaction on
+    the channel and records the hub driver attributes. Returns (message,
+    created); a `channel_message_id` already received returns the stored one."""
+    from channels_app.services.channels import channel_inbound_route
+    from channels_app.services.contacts import contact_identify
+
+    if channel_message_id:
+        existing = Message.objects.filter(channel=channel, channel_message_id=channel_message_id).first()
+        if existing is not None:
+            return existing, False
+    now = timezone.now()
+    interaction = (
+        Interaction.objects.select_for_update()
+        .filter(channel=channel, client_id=client_id)
+        .exclude(state=InteractionState.ENDED)
+        .order_by("-created_at")
+        .first()
+    )
+    if interaction is None:
+        properties = {"_msg_ProfileNickname": nickname} if nickname else {}
+        contact = contact_identify(channel=channel, client_id=client_id, properties=properties)
+        interaction = interaction_create(
+            channel=channel,
+            contact=contact,
+            client_id=client_id,
+            queue=channel_inbound_route(channel=channel),
+            outbound=False,
+            user_data=hub_driver_attributes(
+                channel=channel, client_id=client_id, business_id=channel.business_id, nickname=nickname
+            ),
+        )
+    sent_at = origin_time or now
+    interaction.user_data.update(
+        {
+            "_umsMsgType": "text",
+            "_umsMsgId": channel_message_id,
+            "_umsMsgOriginTime": sent_at.isoformat(),
+            "_umsMsgPlainText": text,
+        }
+    )
+    interaction.last_customer_message_at = max(filter(None, [interaction.last_customer_message_at, sent_at]))
+    interaction.last_activity_at = now
+    if interaction.state == InteractionState.QUEUED and interaction.type == InteractionType.OUTBOUND:
+        interaction.state = InteractionState.ACTIVE
+    interaction.save(update_fields=["user_data", "last_customer_message_at", "last_activity_at", "state"])
+    message = Message.objects.create(
+        interaction=interaction,
+        channel=channel,
+        direction=MessageDirection.INBOUND,
+        text=text,
+        payload={"type": "Text", "text": text, **(extra_payload or {})},
+        status=MessageStatus.RECEIVED,
+        channel_message_id=channel_message_id,
+        trace_id=trace_id,
+        origin_time=origin_time,
+    )
+    return message, True
+
+
+def sessions_expire(*, now: datetime | None = None) -> int:
+    """End sessions idle longer than `session-shutdown-timeout` (per channel),
+    and sessions created with TerminateSessionFlag whose message never left."""
+    now = now or timezone.now()
+    ended = 0
+    for channel in Channel.objects.all():
+        timeout = option_value(section=options_catalog.DMS, name="session-shutdown-timeout", channel=channel)
+        idle = Interaction.objects.filter(
+            channel=channel, last_activity_at__lt=now - timedelta(seconds=timeout)
+        ).exclude(state=InteractionState.ENDED)
+        ended += idle.update(state=InteractionState.ENDED, ended_at=now, end_reason="session-shutdown-timeout")
+    abandoned = Interaction.objects.filter(terminate_after_send=True, created_at__lt=now - ABANDONED_AFTER).exclude(
+        state=InteractionState.ENDED
+    )
+    ended += abandoned.update(state=InteractionState.ENDED, ended_at=now, end_reason="abandoned (TerminateSessionFlag)")
+    return ended

@@ -1,0 +1,15 @@
+"""The periodic tasks, stored with django-celery-beat so operators see them in the admin."""
+
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+PERIODIC_TASKS = {
+    # name: (task, every seconds)
+    "Expire idle chat sessions": ("channels_app.expire_sessions", 60),
+    "Relay messages left queued": ("channels_app.relay_queued_messages", 30),
+}
+
+
+def schedules_ensure() -> None:
+    for name, (task, seconds) in PERIODIC_TASKS.items():
+        schedule, _ = IntervalSchedule.objects.get_or_create(every=seconds, period=IntervalSchedule.SECONDS)
+        PeriodicTask.objects.get_or_create(name=name, defaults={"task": task, "interval": schedule})

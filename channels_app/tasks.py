@@ -1,0 +1,51 @@
+"""Celery tasks: thin interfaces that take ids and call services."""
+
+from celery import shared_task
+
+from channels_app import options_catalog
+from channels_app.models import Message
+from channels_app.services import interactions
+from channels_app.services.options import option_value
+
+
+@shared_task(name="channels_app.send_message", acks_late=True, reject_on_worker_lost=True)
+def send_message(message_id: str) -> str | None:
+    result = interactions.message_send(message_id=message_id)
+    return result.outcome if result else None
+
+
+@shared_task(name="channels_app.relay_queued_messages")
+def relay_queued_messages() -> int:
+    """Publish again messages still queued a minute after they were stored (a
+    publish lost between commit and broker, or a worker that died)."""
+    ids = interactions.messages_stuck_in_queue()
+    for message_id in ids:
+        send_message.delay(message_id)
+    return len(ids)
+
+
+@shared_task(name="channels_app.expire_sessions")
+def expire_sessions() -> int:
+    return interactions.sessions_expire()
+
+
+@shared_task(name="channels_app.simulator_emit")
+def simulator_emit(message_id: str) -> None:
+    """The hub simulator's side of a sent message: a `Delivered` receipt and,
+    when configured, an automatic customer reply, through the same services a
+    real third party's requests reach."""
+    message = Message.objects.select_related("channel", "interaction").filter(pk=message_id).first()
+    if message is None or not message.external_id:
+        return
+    channel = message.channel
+    if option_value(section=options_catalog.CHANNEL, name="simulator-send-receipts", channel=channel):
+        interactions.receipt_apply(channel=channel, external_id=message.external_id, status="Delivered")
+    reply = option_value(section=options_catalog.CHANNEL, name="simulator-auto-reply", channel=channel)
+    if reply and message.interaction.state != "ended":
+        interactions.customer_message_receive(
+            channel=channel,
+            client_id=message.interaction.client_id,
+            text=reply,
+            channel_message_id=f"sim-reply-{message.pk}",
+            nickname="Simulated customer",
+        )
