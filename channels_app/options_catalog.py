@@ -83,7 +83,7 @@ class OptionDefinition:
             case OptionType.JSON_OBJECT:
                 return "A valid JSON object string, or empty"
             case OptionType.QUEUE_KEY:
-                return "A chat queue key <tenant-id>:<Chat Server endpoint name>, for example 1:default"
+                return "A chat queue key tenant-id:endpoint-name, for example 1:default"
             case OptionType.URL_TEMPLATE:
                 return "An http(s) URL template, or empty"
             case OptionType.INTEGER_PAIR:

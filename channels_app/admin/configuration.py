@@ -7,6 +7,8 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import escape
+from django.utils.text import Truncator
 
 from channels_app import options_catalog
 from channels_app.errors import ApplicationError
@@ -16,16 +18,13 @@ from channels_app.services.options import option_reset, option_set, options_expo
 from channels_app.validators import validate_queue_key
 
 OPTION_CHOICES = [
-    (
-        f"{option.section}/{option.name}",
-        f"[{option.section}] {option.name} (default {option.default or 'empty'}; {option.valid_values})",
-    )
-    for option in options_catalog.OPTIONS
+    (f"{option.section}/{option.name}", f"[{option.section}] {option.name}") for option in options_catalog.OPTIONS
 ]
 
 
 def describe_option(definition) -> str:
-    return (
+    # The admin renders help text as HTML; catalog texts hold "<tenant-id>"-like words.
+    return escape(
         f"Default: {definition.default or '(empty)'}. Valid values: {definition.valid_values}. "
         f"Takes effect: {definition.takes_effect}. {definition.description}"
     )
@@ -51,12 +50,18 @@ class EndpointInline(admin.TabularInline):
     model = Endpoint
     extra = 1
     verbose_name = "endpoint (chat queue key)"
+    verbose_name_plural = "endpoints (chat queue keys)"
 
 
 class OptionValueForm(forms.ModelForm):
     """Picks a catalog option and validates its value against it."""
 
-    option = forms.ChoiceField(choices=OPTION_CHOICES, help_text="The option (section and name).")
+    option = forms.ChoiceField(
+        choices=OPTION_CHOICES,
+        help_text="The option (section and name); its default, valid values and when a change takes effect "
+        "are shown under the value once saved, and in the options list.",
+        widget=forms.Select(attrs={"style": "max-width: 32em"}),
+    )
 
     class Meta:
         model = OptionValue
@@ -103,7 +108,8 @@ class ChannelForm(forms.ModelForm):
     inbound_route_by_call = forms.CharField(
         required=False,
         label="inbound-route-by-call",
-        help_text="The chat queue key <tenant-id>:<endpoint name> where interactions of this channel are placed.",
+        help_text="The chat queue key (tenant id:endpoint name, e.g. 1:session-chat) where interactions of this "
+        "channel are placed.",
     )
 
     class Meta:
@@ -184,7 +190,7 @@ class OptionValueAdminForm(OptionValueForm):
 @admin.register(OptionValue)
 class OptionValueAdmin(admin.ModelAdmin):
     form = OptionValueAdminForm
-    list_display = ["name", "section", "scope", "value", "default", "valid_values", "takes_effect"]
+    list_display = ["name", "section", "scope", "short_value", "default", "valid_values"]
     list_filter = ["section", OptionScopeFilter, "channel"]
     search_fields = ["name", "value"]
     list_select_related = ["channel"]
@@ -195,17 +201,17 @@ class OptionValueAdmin(admin.ModelAdmin):
     def scope(self, row):
         return row.channel.channel_id if row.channel else "global"
 
+    @admin.display(description="value", ordering="value")
+    def short_value(self, row):
+        return Truncator(row.value).chars(40)
+
     @admin.display(description="default")
     def default(self, row):
         return row.definition.default if row.definition else ""
 
     @admin.display(description="valid values")
     def valid_values(self, row):
-        return row.definition.valid_values if row.definition else ""
-
-    @admin.display(description="takes effect")
-    def takes_effect(self, row):
-        return row.definition.takes_effect if row.definition else ""
+        return Truncator(row.definition.valid_values).chars(48) if row.definition else ""
 
     def get_readonly_fields(self, request, obj=None):
         return ["channel"] if obj else []

@@ -196,8 +196,11 @@ class StandardResponseForm(forms.ModelForm):
         remapped: dict[str, list] = {}
         for key, messages in errors.message_dict.items():
             field = _editor_field_for(key, EDITOR_FIELDS[self.content_type])
+            if field in self.errors:
+                continue  # the field's own error (e.g. "Not valid JSON") already explains it
             remapped.setdefault(field, []).extend(messages if key == field else [f"{key}: {m}" for m in messages])
-        super()._update_errors(ValidationError(remapped))
+        if remapped:
+            super()._update_errors(ValidationError(remapped))
 
 
 def _editor_field_for(path: str, fields: list[str]) -> str:
@@ -304,6 +307,15 @@ class StandardResponseAdmin(admin.ModelAdmin):
         except ValueError as error:
             sample, errors = {}, [f"Sample values: not a JSON object ({error})."]
         form.is_valid()  # fills cleaned_data and the instance; errors are shown below
+        errors += [
+            f"{form.fields[name].label or name}: {' '.join(messages)}"
+            for name, messages in form.errors.items()
+            if name in form.fields and name not in {"id", "name", "category", "language", "attachments"}
+        ]
+        if errors:
+            return TemplateResponse(
+                request, "admin/channels_app/standardresponse/phone_preview.html", {"errors": errors}
+            )
         response = form.instance
         try:
             response.full_clean(exclude=["id", "name", "category", "language"], validate_unique=False)

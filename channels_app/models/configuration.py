@@ -144,7 +144,7 @@ class Endpoint(models.Model):
         "chat queue key",
         max_length=200,
         validators=[validate_queue_key],
-        help_text="<tenant-id>:<Chat Server endpoint name>, e.g. 1:session-chat.",
+        help_text="tenant-id:endpoint-name (a Chat Server endpoint), e.g. 1:session-chat.",
     )
 
     class Meta:

@@ -93,7 +93,9 @@ class Interaction(models.Model):
     type = models.CharField(max_length=16, choices=InteractionType.choices)
     subtype = models.CharField(max_length=16, choices=InteractionSubtype.choices)
     state = models.CharField(max_length=8, choices=InteractionState.choices, default=InteractionState.QUEUED)
-    queue = models.CharField("chat queue key", max_length=200, help_text="<tenant-id>:<endpoint name>.")
+    queue = models.CharField(
+        "chat queue key", max_length=200, help_text="tenant-id:endpoint-name, e.g. 1:session-chat."
+    )
     user_data = models.JSONField(default=dict, blank=True, help_text="Attached data, with the hub driver attributes.")
     terminate_after_send = models.BooleanField(
         default=False, help_text="TerminateSessionFlag: end the session once the message is handed to the channel."
