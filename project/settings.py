@@ -167,6 +167,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "InteractionTypeEnum": "channels_app.models.conversations.InteractionType",
+        "BusinessAttributeTypeEnum": "channels_app.choices.BusinessAttributeType",
+    },
 }
 
 # --- Security (production) ------------------------------------------------------

@@ -1,1 +1,1 @@
-from channels_app.admin import configuration, standard_responses  # noqa: F401  (registers the model admins)
+from channels_app.admin import configuration, conversations, standard_responses  # noqa: F401  (registers the admins)

@@ -6,6 +6,9 @@ from channels_app.models import (
     BusinessAttribute,
     BusinessAttributeValue,
     Channel,
+    Contact,
+    Interaction,
+    Message,
     StandardResponse,
     StandardResponseCategory,
     Tenant,
@@ -233,3 +236,45 @@ class RenderResponseSerializer(serializers.Serializer):
 class EmojiSerializer(serializers.Serializer):
     code = serializers.CharField()
     emoji = serializers.CharField()
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Message
+        fields = [
+            "id", "direction", "text", "status", "reasons", "payload", "external_id", "trace_id", "origin_time",
+            "created_at", "sent_at", "delivered_at",
+        ]
+
+
+class InteractionListSerializer(serializers.ModelSerializer):
+    channel = serializers.CharField(source="channel.channel_id")
+    contact = serializers.IntegerField(source="contact_id")
+
+    class Meta:
+        model = Interaction
+        fields = [
+            "id", "type", "subtype", "state", "channel", "client_id", "queue", "contact", "created_at",
+            "last_activity_at", "ended_at", "end_reason",
+        ]
+
+
+class InteractionSerializer(InteractionListSerializer):
+    messages = MessageSerializer(many=True, read_only=True)
+
+    class Meta(InteractionListSerializer.Meta):
+        fields = [*InteractionListSerializer.Meta.fields, "user_data", "last_customer_message_at", "messages"]
+
+
+class ContactSerializer(serializers.ModelSerializer):
+    interactions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Contact
+        fields = [
+            "id", "phone_number", "client_id", "first_name", "last_name", "email", "nickname", "attributes",
+            "created_at", "updated_at", "interactions",
+        ]
+
+    def get_interactions(self, contact) -> list[str]:
+        return [interaction.pk for interaction in contact.interactions.all()]

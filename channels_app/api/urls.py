@@ -12,6 +12,8 @@ router.register(
     "standard-response-categories", views.StandardResponseCategoryViewSet, basename="standard-response-category"
 )
 router.register("attachments", views.AttachmentViewSet, basename="attachment")
+router.register("interactions", views.InteractionViewSet, basename="interaction")
+router.register("contacts", views.ContactViewSet, basename="contact")
 
 option_list = views.OptionViewSet.as_view({"get": "list"})
 option_detail = views.OptionViewSet.as_view(

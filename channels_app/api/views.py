@@ -20,6 +20,8 @@ from channels_app.models import (
     Attachment,
     BusinessAttribute,
     Channel,
+    Contact,
+    Interaction,
     StandardResponse,
     StandardResponseCategory,
     Tenant,
@@ -300,3 +302,52 @@ class EmojiView(APIView):
     def get(self, request):
         channel = OptionViewSet._channel(request.query_params.get("channel"))
         return Response(emojis_for(channel=channel))
+
+
+class InteractionFilter(filters.FilterSet):
+    channel = filters.CharFilter(field_name="channel__channel_id", help_text="A channel id.")
+    client = filters.CharFilter(field_name="client_id", help_text="The customer's client id.")
+    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Interaction
+        fields = ["channel", "client", "state", "type", "queue", "contact", "created_after", "created_before"]
+
+
+class InteractionViewSet(viewsets.ReadOnlyModelViewSet):
+    """Interactions (chat sessions), newest first, with their transcript."""
+
+    queryset = Interaction.objects.select_related("channel").order_by("-created_at")
+    filterset_class = InteractionFilter
+    lookup_value_regex = r"[A-Za-z0-9]+"
+
+    def get_serializer_class(self):
+        return serializers.InteractionSerializer if self.action == "retrieve" else serializers.InteractionListSerializer
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        return queryset.prefetch_related("messages") if self.action == "retrieve" else queryset
+
+
+class ContactFilter(filters.FilterSet):
+    phone = filters.CharFilter(field_name="phone_number")
+    search = filters.CharFilter(method="filter_search", help_text="Name, nickname, phone, e-mail or client id.")
+
+    class Meta:
+        model = Contact
+        fields = ["phone", "client_id", "search"]
+
+    def filter_search(self, queryset, name, value):
+        return queryset.filter(
+            Q(first_name__icontains=value) | Q(last_name__icontains=value) | Q(nickname__icontains=value)
+            | Q(phone_number__icontains=value) | Q(email__icontains=value) | Q(client_id__icontains=value)
+        )
+
+
+class ContactViewSet(viewsets.ReadOnlyModelViewSet):
+    """Contacts with the ids of their interactions (their history)."""
+
+    queryset = Contact.objects.prefetch_related("interactions")
+    serializer_class = serializers.ContactSerializer
+    filterset_class = ContactFilter
