@@ -38,8 +38,8 @@ class InteractionInline(ReadOnlyAdminMixin, admin.TabularInline):
 
     @admin.display(description="interaction")
     def link(self, interaction):
-        return format_html('<a href="{}">{}</a>', reverse("admin:channels_app_interaction_change", args=[interaction.pk]),
-                           interaction.pk)
+        url = reverse("admin:channels_app_interaction_change", args=[interaction.pk])
+        return format_html('<a href="{}">{}</a>', url, interaction.pk)
 
 
 @admin.register(Contact)
@@ -93,9 +93,8 @@ class InteractionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 "error": message.status == MessageStatus.FAILED,
             })
         # render_to_string escapes every value it inserts
-        return mark_safe(  # noqa: S308
-            render_to_string("admin/channels_app/interaction/transcript.html", {"interaction": interaction, "rows": rows})
-        )
+        context = {"interaction": interaction, "rows": rows}
+        return mark_safe(render_to_string("admin/channels_app/interaction/transcript.html", context))
 
     @admin.action(description="End the selected sessions")
     def end_sessions(self, request, queryset):
