@@ -4,23 +4,24 @@ from celery import shared_task
 
 from channels_app import options_catalog
 from channels_app.models import Message
-from channels_app.services import interactions
+from channels_app.services import deliveries, interactions
 from channels_app.services.options import option_value
 
 
-@shared_task(name="channels_app.send_message", acks_late=True, reject_on_worker_lost=True)
-def send_message(message_id: str) -> str | None:
-    result = interactions.message_send(message_id=message_id)
+@shared_task(name="channels_app.deliver", acks_late=True, reject_on_worker_lost=True)
+def deliver(delivery_id: int) -> str | None:
+    result = deliveries.delivery_attempt(delivery_id=delivery_id)
     return result.outcome if result else None
 
 
-@shared_task(name="channels_app.relay_queued_messages")
-def relay_queued_messages() -> int:
-    """Publish again messages still queued a minute after they were stored (a
-    publish lost between commit and broker, or a worker that died)."""
-    ids = interactions.messages_stuck_in_queue()
-    for message_id in ids:
-        send_message.delay(message_id)
+@shared_task(name="channels_app.relay_due_deliveries")
+def relay_due_deliveries() -> int:
+    """Publish the deliveries that are due and owned by nobody: retries past
+    the countdown limit, publishes lost between commit and broker, and the
+    work of workers that died."""
+    ids = deliveries.deliveries_due()
+    for delivery_id in ids:
+        deliveries.delivery_enqueue(delivery_id)
     return len(ids)
 
 

@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from channels_app.esp.views import EspView
 from channels_app.health import healthz
+from channels_app.messaging.views import NexusMessagesView
 
 admin.site.site_header = "Digital Messaging Server"
 admin.site.site_title = "Digital Messaging Server"
@@ -17,6 +18,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("esp", EspView.as_view(), name="esp"),
+    path("nexus/v3/channels/<str:channel_id>/messages", NexusMessagesView.as_view(), name="nexus-messages"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("channels_app.api.urls")),

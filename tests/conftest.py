@@ -88,3 +88,23 @@ def agent_api(django_user_model):
 @pytest.fixture
 def anonymous_api():
     return APIClient()
+
+
+@pytest.fixture
+def receiver():
+    from tests.receiver import start_receiver
+
+    running = start_receiver()
+    yield running
+    running.server.shutdown()
+    running.server.server_close()
+
+
+@pytest.fixture
+def webhook_channel(channel, receiver):
+    channel.webhook_url = receiver.url
+    channel.secret = "channel-secret"
+    channel.retry_attempts = 3
+    channel.retry_timeout_seconds = 70
+    channel.save()
+    return channel

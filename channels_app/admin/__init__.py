@@ -1,1 +1,6 @@
-from channels_app.admin import configuration, conversations, standard_responses  # noqa: F401  (registers the admins)
+from channels_app.admin import (  # noqa: F401  (registers the model admins)
+    configuration,
+    conversations,
+    deliveries,
+    standard_responses,
+)

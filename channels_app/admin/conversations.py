@@ -84,7 +84,7 @@ class InteractionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             section=IW, name="whatsappsession.message-delay-timespan", channel=interaction.channel
         ))
         rows = []
-        for message in interaction.messages.all():
+        for message in interaction.messages.select_related("delivery"):
             delayed = bool(message.origin_time and message.created_at - message.origin_time > delay)
             rows.append({
                 "message": message,

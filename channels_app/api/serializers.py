@@ -278,3 +278,18 @@ class ContactSerializer(serializers.ModelSerializer):
 
     def get_interactions(self, contact) -> list[str]:
         return [interaction.pk for interaction in contact.interactions.all()]
+
+
+class AgentMessageSerializer(serializers.Serializer):
+    text = serializers.CharField(required=False, trim_whitespace=False, help_text="Plain text.")
+    standard_response_id = serializers.CharField(required=False, help_text="Or a standard response...")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["fields"] = serializers.DictField(required=False, help_text="...with its field values.")
+        return fields
+
+    def validate(self, attrs):
+        if bool(attrs.get("text")) == bool(attrs.get("standard_response_id")):
+            raise serializers.ValidationError({"text": ["Send either text or standard_response_id."]})
+        return attrs

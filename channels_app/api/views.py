@@ -26,6 +26,7 @@ from channels_app.models import (
     StandardResponseCategory,
     Tenant,
 )
+from channels_app.services.agent_messages import agent_message_send
 from channels_app.services.business_attributes import business_attribute_save
 from channels_app.services.channels import channel_save
 from channels_app.services.options import option_definition_get, option_reset, option_set, options_list
@@ -316,7 +317,7 @@ class InteractionFilter(filters.FilterSet):
 
 
 class InteractionViewSet(viewsets.ReadOnlyModelViewSet):
-    """Interactions (chat sessions), newest first, with their transcript."""
+    """Interactions (chat sessions), newest first, with their transcript; agents post messages to them."""
 
     queryset = Interaction.objects.select_related("channel").order_by("-created_at")
     filterset_class = InteractionFilter
@@ -328,6 +329,22 @@ class InteractionViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         queryset = super().get_queryset()
         return queryset.prefetch_related("messages") if self.action == "retrieve" else queryset
+
+    @extend_schema(request=serializers.AgentMessageSerializer, responses={202: serializers.MessageSerializer})
+    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
+    def messages(self, request, pk=None):
+        """Send an agent message (text, or a standard response with field values); 202 once queued."""
+        serializer = serializers.AgentMessageSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        message = agent_message_send(
+            interaction_id=pk,
+            text=data.get("text"),
+            standard_response_id=data.get("standard_response_id"),
+            fields=data.get("fields"),
+            trace_id=request.headers.get("X-B3-TraceId", ""),
+        )
+        return Response(serializers.MessageSerializer(message).data, status=status.HTTP_202_ACCEPTED)
 
 
 class ContactFilter(filters.FilterSet):

@@ -16,9 +16,13 @@ from channels_app.models.conversations import (
     MessageDirection,
     MessageStatus,
 )
+from channels_app.models.deliveries import Delivery, DeliveryAttempt, DeliveryState
 from channels_app.models.standard_responses import Attachment, StandardResponse, StandardResponseCategory
 
 __all__ = [
+    "Delivery",
+    "DeliveryAttempt",
+    "DeliveryState",
     "Contact",
     "Interaction",
     "InteractionState",

@@ -1,7 +1,6 @@
 """Interactions (chat sessions) and their messages: creation, hand-over to the
 channel's transport, receipts, customer messages and the end of a session."""
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,9 +20,7 @@ from channels_app.models import (
     MessageStatus,
 )
 from channels_app.services.options import option_value
-from channels_app.transports import TRANSPORTS, OutgoingMessage, SendOutcome, SendResult
-
-logger = logging.getLogger(__name__)
+from channels_app.services.deliveries import delivery_create
 
 # Interactions created with TerminateSessionFlag whose message never left are
 # "occasional lost chats" (dms-invite-to-chat): ended after this long.
@@ -88,8 +85,8 @@ def interaction_create(
 
 
 def message_queue_outbound(*, interaction: Interaction, payload: dict, trace_id: str = "") -> Message:
-    """Store an outgoing message (status queued) and hand it to the channel's
-    transport through Celery once the transaction commits."""
+    """Store an outgoing message (status queued) with its delivery, attempted
+    through Celery once the transaction commits (services.deliveries)."""
     message = Message.objects.create(
         interaction=interaction,
         channel_id=interaction.channel_id,
@@ -100,87 +97,12 @@ def message_queue_outbound(*, interaction: Interaction, payload: dict, trace_id:
         trace_id=trace_id,
     )
     Interaction.objects.filter(pk=interaction.pk).update(last_activity_at=timezone.now())
-    transaction.on_commit(lambda: _enqueue_send(message.pk))
+    delivery_create(message=message)
     return message
-
-
-def _enqueue_send(message_id: str) -> None:
-    from channels_app.tasks import send_message
-
-    try:
-        send_message.delay(message_id)
-    except Exception:  # the broker is down: the message stays queued and the relay sends it
-        logger.exception("Could not publish message %s; it stays queued for the relay.", message_id)
 
 
 def _text_of(payload: dict) -> str:
     return str(payload.get("text") or payload.get("subject") or "")
-
-
-def _outgoing(message: Message) -> OutgoingMessage:
-    channel, interaction = message.channel, message.interaction
-    return OutgoingMessage(
-        message_id=message.pk,
-        interaction_id=interaction.pk,
-        channel_id=channel.channel_id,
-        media_type=channel.media_type,
-        business_id=interaction.user_data.get("_umsToAddr") or channel.business_id,
-        client_id=interaction.client_id,
-        payload=message.payload,
-        webhook_url=channel.webhook_url,
-        secret=channel.secret,
-        trace_id=message.trace_id,
-    )
-
-
-def message_send(*, message_id: str) -> SendResult | None:
-    """Hand a queued message to its channel's transport, once: the row stays
-    locked while it is sent, and a message no longer queued is left alone.
-    With TerminateSessionFlag the session ends once the message is handed over."""
-    with transaction.atomic():
-        message = (
-            Message.objects.select_for_update(of=("self",))
-            .select_related("channel", "interaction")
-            .filter(pk=message_id, status=MessageStatus.QUEUED)
-            .first()
-        )
-        if message is None:
-            return None
-        result = TRANSPORTS[message.channel.transport].send(_outgoing(message))
-        now = timezone.now()
-        if result.outcome == SendOutcome.ACCEPTED:
-            message.status = MessageStatus.SENT
-            message.external_id = result.external_id
-            message.sent_at = now
-        else:
-            message.status = MessageStatus.FAILED
-            message.reasons = [{"code": 500, "message": result.error or "The channel refused the message."}]
-        message.save(update_fields=["status", "external_id", "sent_at", "reasons", "updated_at"])
-        interaction = message.interaction
-        if interaction.terminate_after_send and interaction.state != InteractionState.ENDED:
-            interaction_end(interaction=interaction, reason="TerminateSessionFlag")
-    if result.outcome == SendOutcome.ACCEPTED and message.channel.transport == "simulator":
-        transaction.on_commit(lambda: _simulate_hub(message))
-    return result
-
-
-def _simulate_hub(message: Message) -> None:
-    from channels_app.tasks import simulator_emit
-
-    simulator_emit.apply_async((message.pk,), countdown=1)
-
-
-RELAY_AFTER = timedelta(minutes=1)
-
-
-def messages_stuck_in_queue(*, now: datetime | None = None, limit: int = 500) -> list[str]:
-    """Ids of outgoing messages still queued RELAY_AFTER after they were stored."""
-    cutoff = (now or timezone.now()) - RELAY_AFTER
-    return list(
-        Message.objects.filter(
-            status=MessageStatus.QUEUED, direction=MessageDirection.OUTBOUND, created_at__lt=cutoff
-        ).values_list("pk", flat=True)[:limit]
-    )
 
 
 def interaction_end(*, interaction: Interaction, reason: str) -> Interaction:

@@ -5,7 +5,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 PERIODIC_TASKS = {
     # name: (task, every seconds)
     "Expire idle chat sessions": ("channels_app.expire_sessions", 60),
-    "Relay messages left queued": ("channels_app.relay_queued_messages", 30),
+    "Relay due webhook deliveries": ("channels_app.relay_due_deliveries", 5),
 }
 
 

@@ -1,0 +1,403 @@
+"""Benchmark: ESP `ChatService.InviteToChat` end to end, over HTTP.
+
+Starts everything it needs, drives load, and cleans up after itself:
+
+* a fresh PostgreSQL database `dms_bench_esp` on 127.0.0.1:5432 (trust auth,
+  user postgres), dropped at the end;
+* Redis 127.0.0.1:6379 db 5 as the Celery broker (flushed at start and end);
+  the web server uses the local-memory cache (CACHE_URL=locmemcache://);
+* `manage.py migrate` and `seed_demo`, a superuser with an API token, and the
+  standard response of tests/fixtures/invite_to_chat_standard_response.json
+  (created with POST /api/standard-responses/);
+* gunicorn and one Celery worker (`--concurrency 1`) as subprocesses;
+* a load generator: `--concurrency` threads, each with its own keep-alive
+  http.client connection, POSTing the InviteToChat request of
+  tests/fixtures/invite_to_chat_request.json to /esp (channel
+  `channel-ghub-simulator`, a different `_umsClientId`/PhoneNumber each time)
+  for `--seconds` after a `--warmup`. Any answer other than 200 is an error.
+
+Afterwards it waits (at most `--drain` seconds, 60 by default) for the worker
+to hand every accepted invitation's message to the simulator channel, and
+counts outbound messages with status sent or delivered.
+
+Run from the repository root:
+
+    .venv/bin/python bench/esp.py [--seconds 30] [--concurrency 16]
+
+Output is `name=value` lines, the headline (`invite_to_chat_per_second`) last.
+Server logs are kept in a temporary directory (printed on failure).
+"""
+
+import argparse
+import http.client
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+PYTHON = str(VENV_BIN / "python")
+FIXTURES = ROOT / "tests" / "fixtures"
+
+PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+DB_NAME = "dms_bench_esp"
+DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+REDIS_DB = 5
+BROKER_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+CHANNEL_ID = "channel-ghub-simulator"  # created by `manage.py seed_demo`
+
+# Gunicorn settings. Measured on the 2-core benchmark machine, 16 clients, 20 s
+# each (invitations/s): 2 workers x 4 threads ~ the same as 3 x 2 and 4 x 1
+# sync (within noise); 2 x 8 and 4 x 4 slightly worse (more processes/threads
+# than cores, all CPU-bound). 2 x 4 (also what `make run` uses) is the default.
+DEFAULT_WORKERS = 2
+DEFAULT_THREADS = 4
+
+SETUP_SNIPPET = """
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+User = get_user_model()
+user = User.objects.filter(username="bench").first() or User.objects.create_superuser("bench", "", None)
+token, _ = Token.objects.get_or_create(user=user)
+print("TOKEN=" + token.key)
+"""
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=30.0, help="measured duration (default 30)")
+    parser.add_argument("--concurrency", type=int, default=16, help="client threads (default 16)")
+    parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured load before (default 5)")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="gunicorn threads per worker")
+    parser.add_argument("--drain", type=float, default=60.0, help="max seconds to wait for the worker (default 60)")
+    parser.add_argument("--debug", action="store_true", help="run the server with DEBUG=true (default false)")
+    return parser.parse_args()
+
+
+# --- infrastructure ---------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_create() -> None:
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+
+
+def database_drop() -> None:
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+
+
+def broker_flush() -> None:
+    client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def server_env(debug: bool) -> dict:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=DATABASE_URL,
+        CELERY_BROKER_URL=BROKER_URL,
+        CACHE_URL="locmemcache://",  # django-environ has no `locmem://` scheme
+        LOG_LEVEL="WARNING",
+        PYTHONUNBUFFERED="1",
+    )
+    if debug:
+        env.update(DEBUG="true")
+    else:
+        # Production settings, minus the HTTPS redirect (the benchmark speaks plain HTTP).
+        env.update(DEBUG="false", SECRET_KEY="bench-esp-" + "x" * 50, ALLOWED_HOSTS="127.0.0.1,localhost",
+                   SECURE_SSL_REDIRECT="false")
+    return env
+
+
+def manage(env: dict, *args: str) -> str:
+    result = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
+    # A session of its own: Ctrl-C reaches only this script, which then stops
+    # the whole process group (master and its children) itself.
+    with open(log, "wb") as out:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def stop(process: subprocess.Popen | None, grace: float = 15.0) -> None:
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+    # Children that outlived their master (same process group) go too.
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def request(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None,
+            headers: dict | None = None) -> tuple[int, bytes]:
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def wait_healthy(port: int, process: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"gunicorn exited with {process.returncode}; see {log}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            status, _ = request(conn, "GET", "/healthz")
+            conn.close()
+            if status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"gunicorn did not become healthy in {timeout:.0f} s; see {log}")
+
+
+def outbound_sent_count() -> int:
+    with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={DB_NAME}") as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM channels_app_message WHERE direction = 'outbound' AND status IN ('sent', 'delivered')"
+        ).fetchone()
+    return row[0]
+
+
+# --- load -----------------------------------------------------------------------
+
+
+class Load:
+    """Client threads sharing a request counter; each keeps its own connection."""
+
+    def __init__(self, port: int, token: str, concurrency: int):
+        self.port = port
+        self.headers = {"Authorization": f"Token {token}", "Content-Type": "application/json",
+                        "Connection": "keep-alive"}
+        template = json.loads((FIXTURES / "invite_to_chat_request.json").read_text())
+        template["Parameters"]["_umsChannel"] = CHANNEL_ID
+        self.template = template
+        self.counter = itertools.count()
+        self.concurrency = concurrency
+        self.stopping = threading.Event()
+        self.measure_from = float("inf")
+        self.measure_until = float("inf")
+        self.lock = threading.Lock()
+        self.latencies: list[float] = []  # seconds, answers completed inside the window
+        self.errors = 0  # inside the window
+        self.ok_total = 0  # every 200, warm-up and tail included: messages the worker must send
+        self.error_samples: list[str] = []
+        self.threads = [threading.Thread(target=self.client, daemon=True) for _ in range(concurrency)]
+
+    def body(self) -> bytes:
+        n = next(self.counter)
+        # A different possible NANP number per request (650-200-0000 and up): a new contact each time.
+        phone = f"1650{2000000 + n % 8000000}"
+        payload = self.template
+        payload = {**payload, "ReferenceId": n,
+                   "Parameters": {**payload["Parameters"], "_umsClientId": phone},
+                   "UserData": {**payload["UserData"], "PhoneNumber": phone}}
+        return json.dumps(payload).encode()
+
+    def client(self) -> None:
+        conn = None
+        latencies, errors, ok = [], 0, 0
+        samples = []
+        while not self.stopping.is_set():
+            body = self.body()
+            started = time.perf_counter()
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+                status, answer = request(conn, "POST", "/esp", body, self.headers)
+            except (OSError, http.client.HTTPException) as error:
+                status, answer = None, repr(error).encode()
+                if conn is not None:
+                    conn.close()
+                conn = None
+            finished = time.perf_counter()
+            if status == 200:
+                ok += 1
+            in_window = self.measure_from <= finished <= self.measure_until
+            if in_window:
+                latencies.append(finished - started)
+                if status != 200:
+                    errors += 1
+            if status != 200 and len(samples) < 3:
+                samples.append(f"{status}: {answer[:300].decode(errors='replace')}")
+            if finished > self.measure_until:
+                break
+        if conn is not None:
+            conn.close()
+        with self.lock:
+            self.latencies.extend(latencies)
+            self.errors += errors
+            self.ok_total += ok
+            self.error_samples.extend(samples)
+
+    def run(self, warmup: float, seconds: float) -> None:
+        for thread in self.threads:
+            thread.start()
+        self.measure_from = time.perf_counter() + warmup
+        self.measure_until = self.measure_from + seconds
+        try:
+            for thread in self.threads:
+                thread.join()
+        finally:
+            self.stopping.set()
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+# --- main ---------------------------------------------------------------------------
+
+
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    args = parse_args()
+    # SIGTERM cleans up like Ctrl-C.
+    signal.signal(signal.SIGTERM, interrupt)
+    logs = Path(tempfile.mkdtemp(prefix="bench-esp-"))
+    env = server_env(args.debug)
+    gunicorn = worker = None
+    keep_logs = True
+    database_made = False
+    try:
+        broker_flush()
+        database_create()
+        database_made = True
+        manage(env, "migrate", "--noinput")
+        manage(env, "seed_demo")
+        token = next(line[6:] for line in manage(env, "shell", "-c", SETUP_SNIPPET).splitlines()
+                     if line.startswith("TOKEN="))
+
+        port = free_port()
+        gunicorn_log, worker_log = logs / "gunicorn.log", logs / "celery.log"
+        gunicorn = start(
+            [str(VENV_BIN / "gunicorn"), "project.wsgi:application", "--bind", f"127.0.0.1:{port}",
+             "--workers", str(args.workers), "--threads", str(args.threads), "--timeout", "60",
+             "--keep-alive", "75", "--backlog", "2048"],
+            env, gunicorn_log,
+        )
+        wait_healthy(port, gunicorn, gunicorn_log)
+
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        standard_response = (FIXTURES / "invite_to_chat_standard_response.json").read_bytes()
+        status, answer = request(conn, "POST", "/api/standard-responses/", standard_response,
+                                 {"Authorization": f"Token {token}", "Content-Type": "application/json"})
+        conn.close()
+        if status != 201:
+            raise SystemExit(f"creating the standard response failed: {status} {answer[:500]!r}")
+
+        worker = start([str(VENV_BIN / "celery"), "-A", "project", "worker", "--concurrency", "1",
+                        "--loglevel", "WARNING"], env, worker_log)
+
+        # One request first: a wrong answer makes every figure meaningless.
+        load = Load(port, token, args.concurrency)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        status, answer = request(conn, "POST", "/esp", load.body(), load.headers)
+        conn.close()
+        if status != 200 or "_umsChatSessionId" not in json.loads(answer).get("Result", {}):
+            raise SystemExit(f"InviteToChat failed: {status} {answer[:500]!r}")
+
+        load.run(args.warmup, args.seconds)
+        expected = load.ok_total + 1  # + the check above
+
+        drain_started = time.monotonic()
+        sent = outbound_sent_count()
+        while sent < expected and time.monotonic() - drain_started < args.drain:
+            if worker.poll() is not None:
+                print(f"celery worker exited with {worker.returncode}; see {worker_log}", file=sys.stderr)
+                break
+            time.sleep(0.5)
+            sent = outbound_sent_count()
+        drain_seconds = time.monotonic() - drain_started
+
+        latencies = sorted(load.latencies)
+        requests = len(latencies)
+        for sample in load.error_samples:
+            print(f"error sample: {sample}", file=sys.stderr)
+        print(f"gunicorn=workers {args.workers} threads {args.threads}")
+        print(f"concurrency={args.concurrency}")
+        print(f"debug={str(args.debug).lower()}")
+        print(f"requests={requests}")
+        print(f"errors={load.errors}")
+        print(f"seconds={args.seconds:.3f}")
+        print(f"p50_ms={percentile(latencies, 0.50) * 1000:.1f}")
+        print(f"p99_ms={percentile(latencies, 0.99) * 1000:.1f}")
+        print(f"max_ms={(latencies[-1] if latencies else float('nan')) * 1000:.1f}")
+        print(f"invitations_accepted_total={expected}")
+        print(f"drain_seconds={drain_seconds:.1f}")
+        print(f"messages_sent_by_worker_after_run={sent}")
+        print(f"invite_to_chat_per_second={(requests - load.errors) / args.seconds:.1f}")
+        keep_logs = False
+    except KeyboardInterrupt:
+        print("interrupted; cleaning up", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop(gunicorn)
+        stop(worker)
+        try:
+            broker_flush()
+        except Exception as error:  # noqa: BLE001
+            print(f"could not flush redis db {REDIS_DB}: {error}", file=sys.stderr)
+        if database_made:
+            try:
+                database_drop()
+            except Exception as error:  # noqa: BLE001
+                print(f"could not drop database {DB_NAME}: {error}", file=sys.stderr)
+        if keep_logs:
+            print(f"server logs kept in {logs}", file=sys.stderr)
+        else:
+            shutil.rmtree(logs, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

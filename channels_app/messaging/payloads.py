@@ -1,0 +1,145 @@
+"""The inbound body of the Third-Party Messaging API, parsed and checked
+(pure, no database): `{"messages": [Text | Email | Receipt, ...]}`."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.utils.dateparse import parse_datetime
+
+MAX_MESSAGES_PER_REQUEST = 100
+RECEIPT_STATUSES = ("Delivered", "Removed", "Failed")
+
+
+class InvalidStructure(ValueError):
+    """Code 520 of the API: "Invalid message structure"; the message names the field."""
+
+
+@dataclass(frozen=True)
+class InboundText:
+    channel_message_id: str
+    client_id: str
+    nickname: str
+    business_id: str
+    time: datetime | None
+    text: str
+    extra: dict
+
+
+@dataclass(frozen=True)
+class InboundReceipt:
+    external_id: str
+    status: str
+    reasons: list
+
+
+def _string(value, field: str, *, required: bool = True) -> str:
+    if value is None or value == "":
+        if required:
+            raise InvalidStructure(f"{field} is required.")
+        return ""
+    if not isinstance(value, str):
+        raise InvalidStructure(f"{field} must be a string.")
+    return value
+
+
+def _object(value, field: str, *, required: bool = True) -> dict:
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidStructure(f"{field} must be an object.")
+    return value
+
+
+def _channel_block(message: dict, field: str) -> dict:
+    return _object(message.get("channel"), f"{field}.channel")
+
+
+def _time(value, field: str) -> datetime | None:
+    if value in (None, ""):
+        return None
+    parsed = parse_datetime(value) if isinstance(value, str) else None
+    if parsed is None or parsed.tzinfo is None:
+        raise InvalidStructure(f"{field} must be an ISO 8601 time with a time zone.")
+    return parsed
+
+
+def _sender(message: dict, field: str) -> tuple[str, str, str, datetime | None, str]:
+    channel = _channel_block(message, field)
+    sender = _object(channel.get("from"), f"{field}.channel.from")
+    to = _object(channel.get("to"), f"{field}.channel.to", required=False)
+    return (
+        _string(channel.get("messageId"), f"{field}.channel.messageId"),
+        _string(sender.get("id"), f"{field}.channel.from.id"),
+        _string(sender.get("nickname"), f"{field}.channel.from.nickname", required=False),
+        _time(channel.get("time"), f"{field}.channel.time"),
+        _string(to.get("id"), f"{field}.channel.to.id", required=False),
+    )
+
+
+def _parse_text(message: dict, field: str) -> InboundText:
+    message_id, client_id, nickname, time, business_id = _sender(message, field)
+    text = _string(message.get("text"), f"{field}.text")
+    return InboundText(message_id, client_id, nickname, business_id, time, text, {})
+
+
+def _parse_email(message: dict, field: str) -> InboundText:
+    message_id, client_id, nickname, time, business_id = _sender(message, field)
+    subject = _string(message.get("subject"), f"{field}.subject", required=False)
+    content = message.get("content")
+    if not isinstance(content, list) or not content:
+        raise InvalidStructure(f"{field}.content must be a non-empty list.")
+    parts = {}
+    for index, part in enumerate(content):
+        part = _object(part, f"{field}.content[{index}]")
+        kind = _string(part.get("type"), f"{field}.content[{index}].type")
+        if kind not in ("text", "html"):
+            raise InvalidStructure(f"{field}.content[{index}].type must be text or html.")
+        parts[kind] = _string(part.get("text"), f"{field}.content[{index}].text", required=False)
+    reply_to = _object(_object(message.get("context"), f"{field}.context", required=False).get("replyTo"),
+                       f"{field}.context.replyTo", required=False)
+    extra = {"subject": subject, "content": [{"type": k, "text": v} for k, v in parts.items()]}
+    if reply_to:
+        extra["context"] = {"replyTo": reply_to}
+    text = parts.get("text") or parts.get("html", "")
+    return InboundText(message_id, client_id, nickname, business_id, time, text, extra)
+
+
+def _parse_receipt(message: dict, field: str) -> InboundReceipt:
+    channel = _channel_block(message, field)
+    external_id = _string(channel.get("messageId"), f"{field}.channel.messageId")
+    status = message.get("status")
+    if status not in RECEIPT_STATUSES:
+        raise InvalidStructure(f"{field}.status must be one of {', '.join(RECEIPT_STATUSES)}.")
+    reasons = message.get("reasons") or []
+    if not isinstance(reasons, list):
+        raise InvalidStructure(f"{field}.reasons must be a list.")
+    cleaned = []
+    for index, reason in enumerate(reasons):
+        reason = _object(reason, f"{field}.reasons[{index}]")
+        code = reason.get("code")
+        if not isinstance(code, int) or isinstance(code, bool):
+            raise InvalidStructure(f"{field}.reasons[{index}].code must be an integer.")
+        cleaned.append({"code": code, "message": _string(reason.get("message"), "message", required=False)})
+    return InboundReceipt(external_id, status, cleaned)
+
+
+PARSERS = {"Text": _parse_text, "Email": _parse_email, "Receipt": _parse_receipt}
+
+
+def parse_inbound(body: object) -> list[InboundText | InboundReceipt]:
+    if not isinstance(body, dict):
+        raise InvalidStructure("The body must be a JSON object.")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidStructure("messages must be a non-empty list.")
+    if len(messages) > MAX_MESSAGES_PER_REQUEST:
+        raise InvalidStructure(f"messages holds at most {MAX_MESSAGES_PER_REQUEST} messages.")
+    parsed = []
+    for index, message in enumerate(messages):
+        field = f"messages[{index}]"
+        message = _object(message, field)
+        parser = PARSERS.get(message.get("type"))
+        if parser is None:
+            raise InvalidStructure(f"{field}.type must be one of {', '.join(PARSERS)}.")
+        parsed.append(parser(message, field))
+    return parsed

@@ -1,0 +1,72 @@
+"""`POST /nexus/v3/channels/{channel_id}/messages`: the Third-Party Messaging API."""
+
+import json
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from channels_app.esp.views import RawJSONParser
+from channels_app.messaging.payloads import InvalidStructure, parse_inbound
+from channels_app.messaging.signatures import verify_hub_signature
+from channels_app.models import Channel
+from channels_app.services.inbound import inbound_messages_accept
+
+INVALID_STRUCTURE = 520
+
+NEXUS_RESPONSE = inline_serializer(
+    "NexusResponse",
+    {
+        "status": inline_serializer(
+            "NexusStatus", {"code": serializers.IntegerField(), "message": serializers.CharField(required=False)}
+        ),
+        "data": inline_serializer(
+            "NexusData", {"ids": serializers.ListField(child=serializers.CharField())}, required=False
+        ),
+    },
+)
+
+
+def _status(code: int, message: str, http_status: int) -> Response:
+    return Response({"status": {"code": code, "message": message}}, status=http_status)
+
+
+class NexusMessagesView(APIView):
+    authentication_classes = []  # the HMAC signature of the body authenticates the third party
+    permission_classes = [AllowAny]
+    parser_classes = [RawJSONParser]
+
+    @extend_schema(
+        operation_id="nexus_channel_messages",
+        parameters=[
+            OpenApiParameter("X-Hub-Signature", str, OpenApiParameter.HEADER, description="sha1=<hex HMAC-SHA1>"),
+            OpenApiParameter("X-Hub-Signature-256", str, OpenApiParameter.HEADER, description="sha256=<hex>"),
+            OpenApiParameter("X-B3-TraceId", str, OpenApiParameter.HEADER),
+        ],
+        request=inline_serializer("NexusRequest", {"messages": serializers.ListField(child=serializers.DictField())}),
+        responses={200: NEXUS_RESPONSE, 400: NEXUS_RESPONSE, 401: NEXUS_RESPONSE, 404: NEXUS_RESPONSE},
+        description="Customer messages (Text, Email) and receipts from a third-party messaging system.",
+    )
+    def post(self, request, channel_id: str):
+        channel = Channel.objects.filter(channel_id=channel_id).first()
+        if channel is None:
+            return _status(404, f"Unknown channel {channel_id!r}.", 404)
+        body = request.data if isinstance(request.data, bytes) else b""
+        if not verify_hub_signature(
+            secret=channel.secret,
+            body=body,
+            sha1_header=request.headers.get("X-Hub-Signature"),
+            sha256_header=request.headers.get("X-Hub-Signature-256"),
+        ):
+            return _status(401, "Missing or wrong X-Hub-Signature.", 401)
+        try:
+            messages = parse_inbound(json.loads(body))
+        except (ValueError, UnicodeDecodeError) as error:
+            message = str(error) if isinstance(error, InvalidStructure) else "The body is not valid JSON."
+            return _status(INVALID_STRUCTURE, message, 400)
+        ids = inbound_messages_accept(
+            channel=channel, messages=messages, trace_id=request.headers.get("X-B3-TraceId", "")
+        )
+        return Response({"status": {"code": 0}, "data": {"ids": ids}})

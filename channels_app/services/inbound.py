@@ -1,0 +1,47 @@
+"""Requests of a third-party messaging system (Third-Party Messaging API):
+customer messages and receipts, all of one request in one transaction."""
+
+from django.db import IntegrityError, transaction
+
+from channels_app.messaging.payloads import InboundReceipt, InboundText
+from channels_app.models import Channel
+from channels_app.services.interactions import customer_message_receive, receipt_apply
+
+
+def inbound_messages_accept(
+    *, channel: Channel, messages: list[InboundText | InboundReceipt], trace_id: str = ""
+) -> list[str]:
+    """Store a request's messages; our id for each, in order. A customer
+    message already received (same channel.messageId) keeps its id and stores
+    nothing new; a receipt answers with the id of the message it names, or ""
+    when no message has that id (it is ignored)."""
+    try:
+        with transaction.atomic():
+            return _accept(channel, messages, trace_id)
+    except IntegrityError:
+        # The same channel.messageId arrived twice at once: the other request stored it; now it is found.
+        with transaction.atomic():
+            return _accept(channel, messages, trace_id)
+
+
+def _accept(channel: Channel, messages: list[InboundText | InboundReceipt], trace_id: str) -> list[str]:
+    ids = []
+    for message in messages:
+        if isinstance(message, InboundReceipt):
+            outcome = receipt_apply(
+                channel=channel, external_id=message.external_id, status=message.status, reasons=message.reasons
+            )
+            ids.append(outcome.message.pk if outcome.message else "")
+            continue
+        stored, _created = customer_message_receive(
+            channel=channel,
+            client_id=message.client_id,
+            text=message.text,
+            channel_message_id=message.channel_message_id,
+            nickname=message.nickname,
+            origin_time=message.time,
+            trace_id=trace_id,
+            extra_payload=message.extra,
+        )
+        ids.append(stored.pk)
+    return ids

@@ -1,0 +1,213 @@
+"""Webhook delivery against a real HTTP receiver on 127.0.0.1.
+
+The tests call `delivery_attempt`, the body of the Celery task `deliver`, so
+that each attempt's outcome can be asserted; workers are covered in
+tests/test_worker.py."""
+
+import base64
+import hashlib
+import hmac
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from channels_app.models import Delivery, DeliveryState, Message
+from channels_app.retries import backoff_delays, retry_decision
+from channels_app.services.contacts import contact_identify
+from channels_app.services.deliveries import deliveries_due, delivery_attempt
+from channels_app.services.interactions import interaction_create, message_queue_outbound
+from channels_app.transports.base import SendOutcome
+
+
+@pytest.fixture
+def queued(webhook_channel, django_capture_on_commit_callbacks):
+    contact = contact_identify(channel=webhook_channel, client_id="15556667777")
+    interaction = interaction_create(
+        channel=webhook_channel, contact=contact, client_id="15556667777", queue="1:session-chat", outbound=True,
+        user_data={},
+    )
+    with django_capture_on_commit_callbacks(execute=False):
+        message = message_queue_outbound(
+            interaction=interaction, payload={"type": "Text", "text": "Agent message text"}, trace_id="trace-1"
+        )
+    return message
+
+
+def _due_now(delivery: Delivery) -> None:
+    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+
+
+@pytest.mark.django_db
+def test_accepted_webhook_is_signed_and_shaped_as_the_contract(queued, receiver):
+    # when
+    result = delivery_attempt(delivery_id=queued.delivery.pk)
+
+    # then
+    assert result.outcome == SendOutcome.ACCEPTED
+    request = receiver.wait_for(1)[0]
+    expected = "sha1=" + hmac.new(b"channel-secret", request.body, hashlib.sha1).hexdigest()
+    assert request.headers["X-Hub-Signature"] == expected
+    expected_256 = "sha256=" + hmac.new(b"channel-secret", request.body, hashlib.sha256).hexdigest()
+    assert request.headers["X-Hub-Signature-256"] == expected_256
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["X-B3-TraceId"] == "trace-1"
+    signed = f"{request.headers['webhook-id']}.{request.headers['webhook-timestamp']}.".encode() + request.body
+    standard = "v1," + base64.b64encode(hmac.new(b"channel-secret", signed, hashlib.sha256).digest()).decode()
+    assert request.headers["webhook-signature"] == standard
+    assert request.json() == {
+        "channel": {
+            "id": "channel-whatsapp-REAL", "type": "whatsapp", "from": {"id": "19251112222"},
+            "to": {"id": "15556667777"}, "messageId": queued.pk,
+        },
+        "type": "Text",
+        "text": "Agent message text",
+    }
+    queued.refresh_from_db()
+    assert (queued.status, queued.external_id) == ("sent", f"ext-{queued.pk}")
+    assert queued.delivery.state == DeliveryState.DELIVERED
+    assert delivery_attempt(delivery_id=queued.delivery.pk) is None  # never sent again
+    assert len(receiver.received) == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("failure", [500, 503, "drop"])
+def test_server_errors_and_dropped_connections_are_retried(queued, receiver, failure):
+    receiver.plan.extend([failure])
+    delivery = queued.delivery
+
+    first = delivery_attempt(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+    assert first.outcome == SendOutcome.RETRY
+    assert delivery.state == DeliveryState.PENDING
+    assert delivery.next_attempt_at > timezone.now()
+    assert delivery_attempt(delivery_id=delivery.pk) is None  # not due yet
+
+    _due_now(delivery)
+    second = delivery_attempt(delivery_id=delivery.pk)
+
+    assert second.outcome == SendOutcome.ACCEPTED
+    delivery.refresh_from_db()
+    assert delivery.state == DeliveryState.DELIVERED
+    assert [a.outcome for a in delivery.attempt_log.all()] == ["retry", "accepted"]
+
+
+@pytest.mark.django_db
+def test_client_errors_fail_at_once(queued, receiver):
+    receiver.plan.extend([404])
+
+    result = delivery_attempt(delivery_id=queued.delivery.pk)
+
+    assert result.outcome == SendOutcome.FAILED
+    queued.refresh_from_db()
+    assert queued.status == "failed"
+    assert "HTTP 404" in queued.reasons[0]["message"]
+    assert queued.delivery.state == DeliveryState.FAILED
+
+
+@pytest.mark.django_db
+def test_after_the_last_attempt_the_delivery_fails_and_nothing_more_is_sent(queued, receiver):
+    receiver.plan.extend([500] * 10)
+    delivery = queued.delivery
+
+    for _ in range(4):  # the first attempt and retry_attempts=3 redeliveries
+        _due_now(delivery)
+        delivery_attempt(delivery_id=delivery.pk)
+
+    delivery.refresh_from_db()
+    assert delivery.state == DeliveryState.FAILED
+    assert delivery.attempts == 4
+    _due_now(delivery)
+    assert delivery_attempt(delivery_id=delivery.pk) is None
+    assert len(receiver.received) == 4
+    assert Message.objects.get(pk=queued.pk).status == "failed"
+
+
+@pytest.mark.django_db
+def test_a_receiver_that_takes_longer_than_10_seconds_counts_as_a_failure(queued, receiver):
+    receiver.plan.extend(["hang:11"])
+
+    result = delivery_attempt(delivery_id=queued.delivery.pk)
+
+    assert result.outcome == SendOutcome.RETRY
+    assert 9_000 <= result.latency_ms < 11_000
+
+
+def test_backoff_spreads_the_redeliveries_over_the_retry_timeout():
+    delays = backoff_delays(retry_attempts=3, retry_timeout_seconds=70)
+
+    assert delays == [10.0, 20.0, 40.0]
+    assert backoff_delays(retry_attempts=0, retry_timeout_seconds=70) == []
+
+
+@pytest.mark.parametrize("k", range(0, 4))
+def test_attempt_k_plus_one_follows_the_schedule(k):
+    start = timezone.now()
+    delays = backoff_delays(retry_attempts=3, retry_timeout_seconds=70)
+    at = start
+    for made in range(1, k + 1):
+        decision = retry_decision(
+            outcome=SendOutcome.RETRY, attempts_made=made, first_attempt_at=start, now=at,
+            retry_attempts=3, retry_timeout_seconds=70,
+        )
+        expected = start + timedelta(seconds=sum(delays[:made]))
+        assert abs((decision.next_attempt_at - expected).total_seconds()) <= 0.1 * delays[made - 1]
+        at = decision.next_attempt_at
+    final = retry_decision(
+        outcome=SendOutcome.ACCEPTED, attempts_made=k + 1, first_attempt_at=start, now=at,
+        retry_attempts=3, retry_timeout_seconds=70,
+    )
+    assert final.final_state == "delivered"
+
+
+def test_no_retry_past_the_last_attempt_or_on_4xx():
+    start = timezone.now()
+    assert retry_decision(outcome=SendOutcome.RETRY, attempts_made=4, first_attempt_at=start, now=start,
+                          retry_attempts=3, retry_timeout_seconds=70).final_state == "failed"
+    assert retry_decision(outcome=SendOutcome.FAILED, attempts_made=1, first_attempt_at=start, now=start,
+                          retry_attempts=3, retry_timeout_seconds=70).final_state == "failed"
+
+
+@pytest.mark.django_db
+def test_relay_finds_due_deliveries_whose_task_was_lost(queued):
+    # given a delivery whose publish never happened (the on_commit callback was not run)
+    delivery = queued.delivery
+    assert deliveries_due() == []  # fresh ones belong to the task published at commit
+
+    # when it has waited past the grace period
+    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now() - timedelta(minutes=1))
+
+    # then the relay picks it
+    assert deliveries_due() == [delivery.pk]
+
+
+@pytest.mark.django_db
+def test_a_lease_keeps_a_second_worker_away_until_it_runs_out(queued, receiver):
+    delivery = queued.delivery
+    Delivery.objects.filter(pk=delivery.pk).update(lease_until=timezone.now() + timedelta(seconds=30), lease_token="x")
+
+    assert delivery_attempt(delivery_id=delivery.pk) is None
+
+    Delivery.objects.filter(pk=delivery.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert delivery_attempt(delivery_id=delivery.pk).outcome == SendOutcome.ACCEPTED
+
+
+@pytest.mark.django_db
+def test_failed_delivery_can_be_redelivered_from_the_admin(admin_client, queued, receiver):
+    receiver.plan.extend([400])
+    delivery_attempt(delivery_id=queued.delivery.pk)
+
+    response = admin_client.post(
+        reverse("admin:channels_app_delivery_changelist"),
+        {"action": "redeliver", "_selected_action": [queued.delivery.pk]},
+    )
+
+    assert response.status_code == 302
+    delivery = Delivery.objects.get(pk=queued.delivery.pk)
+    assert (delivery.state, delivery.attempts) == (DeliveryState.PENDING, 0)
+    assert delivery_attempt(delivery_id=delivery.pk).outcome == SendOutcome.ACCEPTED
+    assert Message.objects.get(pk=queued.pk).status == "sent"
+    page = admin_client.get(reverse("admin:channels_app_delivery_change", args=[delivery.pk])).content.decode()
+    assert "accepted" in page and "failed" in page
+    assert admin_client.get(reverse("admin:channels_app_delivery_changelist") + "?state__exact=pending").status_code == 200
