@@ -153,7 +153,9 @@ def _message_sent(message: Message, external_id: str, now: datetime) -> None:
 def _message_failed(message: Message, result: SendResult, attempts: int) -> None:
     detail = result.error or "the channel refused the message"
     reason = {"code": 500, "message": f"Webhook failed after {attempts} attempt(s): {detail}"}
-    Message.objects.filter(pk=message.pk).update(status=MessageStatus.FAILED, reasons=[reason], updated_at=timezone.now())
+    Message.objects.filter(pk=message.pk).update(
+        status=MessageStatus.FAILED, reasons=[reason], updated_at=timezone.now()
+    )
 
 
 def deliveries_due(*, limit: int = 500) -> list[int]:

@@ -19,8 +19,8 @@ from channels_app.models import (
     MessageDirection,
     MessageStatus,
 )
-from channels_app.services.options import option_value
 from channels_app.services.deliveries import delivery_create
+from channels_app.services.options import option_value
 
 # Interactions created with TerminateSessionFlag whose message never left are
 # "occasional lost chats" (dms-invite-to-chat): ended after this long.

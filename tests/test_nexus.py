@@ -1,0 +1,191 @@
+"""The Third-Party Messaging API: POST /nexus/v3/channels/{channel_id}/messages."""
+
+import hashlib
+import hmac
+import json
+
+import pytest
+
+from channels_app.models import Contact, Interaction, Message
+
+SECRET = "channel-secret"
+
+
+def _signed(body: bytes, secret: str = SECRET, algorithm: str = "sha1") -> dict:
+    digest = hmac.new(secret.encode(), body, getattr(hashlib, algorithm)).hexdigest()
+    header = "HTTP_X_HUB_SIGNATURE" if algorithm == "sha1" else "HTTP_X_HUB_SIGNATURE_256"
+    return {header: f"{algorithm}={digest}"}
+
+
+def _text(message_id="m-1", client="16504661149", text="Hello", **channel):
+    return {
+        "type": "Text",
+        "text": text,
+        "channel": {"messageId": message_id, "from": {"id": client, "nickname": "Ann"}, "to": {"id": "0123456789"},
+                    **channel},
+    }
+
+
+@pytest.fixture
+def sms_channel(tenant):
+    from channels_app.models import Channel
+    from channels_app.services.channels import channel_save
+
+    return channel_save(
+        channel=Channel(channel_id="0123456789", name="SMS", tenant=tenant, media_type="sms", transport="webhook",
+                        business_id="0123456789", webhook_url="http://127.0.0.1:9/hook", secret=SECRET),
+        inbound_route_by_call="1:sms",
+    )
+
+
+def post(client, body: dict | bytes, channel_id="0123456789", headers=None, **extra):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.post(f"/nexus/v3/channels/{channel_id}/messages", raw, content_type="application/json",
+                       **(headers if headers is not None else _signed(raw)), **extra)
+
+
+@pytest.mark.django_db
+def test_a_signed_customer_message_opens_an_interaction(client, sms_channel):
+    # when
+    response = post(client, {"messages": [_text()]}, HTTP_X_B3_TRACEID="05bb858a")
+
+    # then
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == {"code": 0}
+    message = Message.objects.get()
+    assert body["data"]["ids"] == [message.pk]
+    assert (message.direction, message.text, message.trace_id) == ("inbound", "Hello", "05bb858a")
+    interaction = message.interaction
+    assert (interaction.type, interaction.subtype, interaction.queue) == ("Inbound", "InboundNew", "1:sms")
+    assert interaction.user_data["_umsMsgPlainText"] == "Hello"
+    assert interaction.user_data["_msg_ProfileNickname"] == "Ann"
+    assert interaction.last_customer_message_at is not None
+
+
+@pytest.mark.django_db
+def test_the_next_message_continues_the_interaction_and_duplicates_store_nothing(client, sms_channel):
+    first = post(client, {"messages": [_text("m-1")]}).json()["data"]["ids"][0]
+
+    again = post(client, {"messages": [_text("m-1")]}).json()["data"]["ids"][0]
+    second = post(client, {"messages": [_text("m-2", text="More")]}).json()["data"]["ids"][0]
+
+    assert again == first
+    assert second != first
+    assert Message.objects.count() == 2
+    assert Interaction.objects.count() == 1
+    assert Contact.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_sha256_signature_is_accepted(client, sms_channel):
+    raw = json.dumps({"messages": [_text()]}).encode()
+
+    assert post(client, raw, headers=_signed(raw, algorithm="sha256")).status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda raw: {},
+        lambda raw: _signed(raw, secret="wrong"),
+        lambda raw: {"HTTP_X_HUB_SIGNATURE": _signed(raw)["HTTP_X_HUB_SIGNATURE"].upper()},
+        lambda raw: {"HTTP_X_HUB_SIGNATURE": _signed(raw)["HTTP_X_HUB_SIGNATURE"][:-2]},
+        lambda raw: {"HTTP_X_HUB_SIGNATURE": _signed(raw)["HTTP_X_HUB_SIGNATURE"].replace("sha1=", "sha256=")},
+        lambda raw: _signed(raw + b" "),
+    ],
+)
+def test_forged_requests_are_401_and_store_nothing(client, sms_channel, forge):
+    raw = json.dumps({"messages": [_text()]}).encode()
+
+    response = post(client, raw, headers=forge(raw))
+
+    assert response.status_code == 401
+    assert not Message.objects.exists()
+
+
+@pytest.mark.django_db
+def test_unknown_channel_is_404(client, sms_channel):
+    assert post(client, {"messages": [_text()]}, channel_id="nope").status_code == 404
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"not json", "JSON"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"type": "Fax"}]}, "messages[0].type"),
+        ({"messages": [_text(), {"type": "Text", "channel": {"messageId": "x", "from": {"id": "1"}}}]},
+         "messages[1].text"),
+        ({"messages": [_text(time="yesterday")]}, "channel.time"),
+        ({"messages": [{"type": "Receipt", "status": "Lost", "channel": {"messageId": "x"}}]}, "status"),
+    ],
+)
+def test_invalid_structure_is_400_with_code_520_and_nothing_is_stored(client, sms_channel, body, field):
+    response = post(client, body)
+
+    assert response.status_code == 400
+    assert response.json()["status"]["code"] == 520
+    assert field in response.json()["status"]["message"]
+    assert not Message.objects.exists()
+    assert not Interaction.objects.exists()
+
+
+@pytest.mark.django_db
+def test_email_message(client, tenant):
+    from channels_app.models import Channel
+    from channels_app.services.channels import channel_save
+
+    channel_save(channel=Channel(channel_id="company.com", name="Mail", tenant=tenant, media_type="email",
+                                 transport="webhook", business_id="no-reply@company.com",
+                                 webhook_url="http://127.0.0.1:9/hook", secret=SECRET),
+                 inbound_route_by_call="1:mail")
+    email = {
+        "type": "Email", "subject": "Subject",
+        "content": [{"type": "text", "text": "Plain text email body"}, {"type": "html", "text": "<p>Html</p>"}],
+        "context": {"replyTo": {"id": "reply-to@company.com", "name": "Responder"}},
+        "channel": {
+            "messageId": "f7acbac6", "from": {"id": "recipient-1@mail.com"}, "to": {"id": "no-reply@company.com"}
+        },
+    }
+
+    response = post(client, {"messages": [email]}, channel_id="company.com")
+
+    assert response.status_code == 200, response.json()
+    message = Message.objects.get()
+    assert message.text == "Plain text email body"
+    assert message.payload["subject"] == "Subject"
+    assert message.payload["context"]["replyTo"]["id"] == "reply-to@company.com"
+
+
+@pytest.mark.django_db
+def test_receipts_update_the_message_and_unknown_ids_are_ignored(client, sms_channel):
+    from channels_app.services.contacts import contact_identify
+    from channels_app.services.interactions import interaction_create
+
+    contact = contact_identify(channel=sms_channel, client_id="16504661149")
+    interaction = interaction_create(channel=sms_channel, contact=contact, client_id="16504661149", queue="1:sms",
+                                     outbound=False, user_data={})
+    sent = Message.objects.create(interaction=interaction, channel=sms_channel, direction="outbound", text="Hi",
+                                  status="sent", external_id="1613474523265-0")
+    receipt = {"type": "Receipt", "status": "Failed", "reasons": [{"code": 350, "message": "Account suspended."}],
+               "channel": {"messageId": "1613474523265-0"}}
+    unknown = {"type": "Receipt", "status": "Delivered", "channel": {"messageId": "nobody"}}
+
+    response = post(client, {"messages": [receipt, unknown]})
+
+    assert response.status_code == 200
+    assert response.json()["data"]["ids"] == [sent.pk, ""]
+    sent.refresh_from_db()
+    assert sent.status == "failed"
+    assert sent.reasons == [{"code": 350, "message": "Account suspended."}]
+
+
+@pytest.mark.django_db
+def test_an_invalid_message_in_a_request_rejects_all_of_it(client, sms_channel):
+    response = post(client, {"messages": [_text("ok-1"), {"type": "Text"}]})
+
+    assert response.status_code == 400
+    assert not Message.objects.exists()
