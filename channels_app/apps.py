@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_delete, post_migrate, post_save
 
 
 class ChannelsAppConfig(AppConfig):
@@ -10,4 +10,10 @@ class ChannelsAppConfig(AppConfig):
     def ready(self):
         from channels_app.services.bootstrap import ensure_required_configuration
 
+        from channels_app.models import OptionValue
+        from channels_app.services.options import invalidate_option_cache
+
         post_migrate.connect(ensure_required_configuration, sender=self)
+        # Every write path (services, admin inlines, cascades) drops this process's option cache.
+        post_save.connect(invalidate_option_cache, sender=OptionValue)
+        post_delete.connect(invalidate_option_cache, sender=OptionValue)

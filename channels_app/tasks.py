@@ -4,7 +4,7 @@ from celery import shared_task
 
 from channels_app import options_catalog
 from channels_app.models import Message
-from channels_app.services import deliveries, interactions
+from channels_app.services import campaigns, deliveries, interactions
 from channels_app.services.options import option_value
 
 
@@ -50,3 +50,17 @@ def simulator_emit(message_id: str) -> None:
             channel_message_id=f"sim-reply-{message.pk}",
             nickname="Simulated customer",
         )
+
+
+@shared_task(name="channels_app.campaign_batch", acks_late=True, reject_on_worker_lost=True)
+def campaign_batch(campaign_id: int) -> int:
+    """One batch of a running campaign, then the next one (a chain per worker share)."""
+    handled = campaigns.campaign_run_batch(campaign_id=campaign_id)
+    if handled:
+        campaign_batch.delay(campaign_id)
+    return handled
+
+
+@shared_task(name="channels_app.campaigns_tick")
+def campaigns_tick() -> int:
+    return campaigns.campaigns_tick()

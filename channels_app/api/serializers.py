@@ -5,6 +5,8 @@ from channels_app.models import (
     Attachment,
     BusinessAttribute,
     BusinessAttributeValue,
+    Campaign,
+    CampaignRecipient,
     Channel,
     Contact,
     Interaction,
@@ -293,3 +295,52 @@ class AgentMessageSerializer(serializers.Serializer):
         if bool(attrs.get("text")) == bool(attrs.get("standard_response_id")):
             raise serializers.ValidationError({"text": ["Send either text or standard_response_id."]})
         return attrs
+
+
+class CampaignSerializer(serializers.ModelSerializer):
+    channel = serializers.SlugRelatedField(slug_field="channel_id", queryset=Channel.objects.all())
+    standard_response = serializers.PrimaryKeyRelatedField(queryset=StandardResponse.objects.all())
+    recipients = serializers.ListField(
+        child=serializers.DictField(), required=False, write_only=True,
+        help_text='[{"client_id": "15556667777", "Contact": {...}, "CustomProperties": {...}}]',
+    )
+    total = serializers.IntegerField(read_only=True)
+    pending = serializers.IntegerField(read_only=True)
+    sent = serializers.IntegerField(read_only=True)
+    delivered = serializers.IntegerField(read_only=True)
+    failed = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id", "name", "channel", "standard_response", "chat_queue_key", "terminate_sessions", "rate_per_second",
+            "start_at", "state", "recipients", "total", "pending", "sent", "delivered", "failed", "created_at",
+            "started_at", "finished_at",
+        ]
+        read_only_fields = ["state", "created_at", "started_at", "finished_at"]
+
+    def to_representation(self, campaign):
+        from channels_app.services.campaigns import campaign_counts
+
+        data = super().to_representation(campaign)
+        data.update(campaign_counts(campaign=campaign))
+        return data
+
+
+class AudienceReportSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField()
+    duplicates = serializers.ListField(child=serializers.IntegerField())
+    rejected = serializers.ListField(child=serializers.DictField())
+
+
+class RecipientSerializer(serializers.ModelSerializer):
+    status = serializers.CharField(read_only=True)
+    message = serializers.CharField(source="message_id", read_only=True)
+    reasons = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CampaignRecipient
+        fields = ["row_number", "client_id", "status", "message", "reasons", "error"]
+
+    def get_reasons(self, recipient) -> list:
+        return recipient.message.reasons if recipient.message else []

@@ -14,6 +14,7 @@ router.register(
 router.register("attachments", views.AttachmentViewSet, basename="attachment")
 router.register("interactions", views.InteractionViewSet, basename="interaction")
 router.register("contacts", views.ContactViewSet, basename="contact")
+router.register("campaigns", views.CampaignViewSet, basename="campaign")
 
 option_list = views.OptionViewSet.as_view({"get": "list"})
 option_detail = views.OptionViewSet.as_view(

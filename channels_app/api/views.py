@@ -1,14 +1,16 @@
 """REST API views: parse, call a service, shape the output."""
 
 from django.db.models import Q
+from django.http import HttpResponse
 from django_filters import rest_framework as filters
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -19,6 +21,7 @@ from channels_app.errors import InvalidParameter
 from channels_app.models import (
     Attachment,
     BusinessAttribute,
+    Campaign,
     Channel,
     Contact,
     Interaction,
@@ -26,6 +29,7 @@ from channels_app.models import (
     StandardResponseCategory,
     Tenant,
 )
+from channels_app.services import campaigns as campaign_services
 from channels_app.services.agent_messages import agent_message_send
 from channels_app.services.business_attributes import business_attribute_save
 from channels_app.services.channels import channel_save
@@ -368,3 +372,91 @@ class ContactViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Contact.objects.prefetch_related("interactions")
     serializer_class = serializers.ContactSerializer
     filterset_class = ContactFilter
+
+
+class CampaignViewSet(viewsets.ModelViewSet):
+    """Notification campaigns: create with recipients (JSON or a CSV `file`), then start, pause, resume, cancel."""
+
+    queryset = Campaign.objects.select_related("channel", "standard_response")
+    serializer_class = serializers.CampaignSerializer
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    http_method_names = ["get", "post", "delete", "head", "options"]
+    filterset_fields = ["state", "channel"]
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        rows = data.get("recipients") or []
+        upload = request.FILES.get("file")
+        if upload is not None:
+            rows = campaign_services.audience_rows_from_csv(_decoded(upload))
+        campaign, report = campaign_services.campaign_create(
+            name=data["name"], channel=data["channel"], standard_response=data["standard_response"], rows=rows,
+            rate_per_second=data.get("rate_per_second"), start_at=data.get("start_at"),
+            terminate_sessions=data.get("terminate_sessions", True), chat_queue_key=data.get("chat_queue_key", ""),
+            created_by=request.user,
+        )
+        body = {**serializers.CampaignSerializer(campaign).data, "audience_report": report.as_dict()}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, campaign):
+        if campaign.state in ("running", "scheduled"):
+            raise InvalidParameter("Cancel the campaign before deleting it.", field="state")
+        campaign.delete()
+
+    @extend_schema(request=None, responses=serializers.AudienceReportSerializer)
+    @action(detail=True, methods=["post", "get"], url_path="recipients")
+    def recipients(self, request, pk=None):
+        """GET: recipients with their status; POST: add recipients (JSON list or CSV `file`) to a draft."""
+        campaign = self.get_object()
+        if request.method == "GET":
+            page = self.paginate_queryset(campaign.recipients.select_related("message").order_by("row_number"))
+            return self.get_paginated_response(serializers.RecipientSerializer(page, many=True).data)
+        upload = request.FILES.get("file")
+        rows = campaign_services.audience_rows_from_csv(_decoded(upload)) if upload else request.data.get("recipients")
+        if not isinstance(rows, list):
+            raise InvalidParameter("Send recipients as a list, or a CSV file.", field="recipients")
+        report = campaign_services.campaign_add_recipients(campaign=campaign, rows=rows)
+        return Response(report.as_dict())
+
+    @extend_schema(request=None, responses={200: OpenApiTypes.STR})
+    @action(detail=True, methods=["get"], url_path="results")
+    def results_csv(self, request, pk=None):
+        """Every recipient's result as CSV."""
+        campaign = self.get_object()
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-results.csv"'
+        campaign_services.campaign_results_csv(campaign=campaign, out=response)
+        return response
+
+    def _transition(self, pk, action_name):
+        campaign = campaign_services.campaign_transition(campaign_id=self.get_object().pk, action=action_name)
+        return Response(serializers.CampaignSerializer(campaign).data)
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk=None):
+        return self._transition(pk, "start")
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        return self._transition(pk, "pause")
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        return self._transition(pk, "resume")
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        return self._transition(pk, "cancel")
+
+
+def _decoded(upload) -> str:
+    try:
+        return upload.read().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InvalidParameter("The CSV file is not UTF-8 text.", field="file") from error

@@ -1,3 +1,4 @@
+from channels_app.models.campaigns import Campaign, CampaignRecipient, CampaignState
 from channels_app.models.configuration import (
     BusinessAttribute,
     BusinessAttributeValue,
@@ -20,6 +21,9 @@ from channels_app.models.deliveries import Delivery, DeliveryAttempt, DeliverySt
 from channels_app.models.standard_responses import Attachment, StandardResponse, StandardResponseCategory
 
 __all__ = [
+    "Campaign",
+    "CampaignRecipient",
+    "CampaignState",
     "Delivery",
     "DeliveryAttempt",
     "DeliveryState",

@@ -4,6 +4,7 @@ in the format of the Genesys driver's option files."""
 
 import configparser
 import io
+import time
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
@@ -64,16 +65,38 @@ def options_list(*, section: str | None = None, channel: Channel | None = None) 
     return result
 
 
+# Options are read on every request and every send, and change rarely: each
+# process keeps all values (a few rows per channel) for OPTION_CACHE_SECONDS,
+# and drops them at once when it writes one. A change made by another
+# process is seen within that time.
+OPTION_CACHE_SECONDS = 2.0
+_cache: dict = {"loaded_at": float("-inf"), "values": {}}
+
+
+def invalidate_option_cache(**signal_kwargs) -> None:
+    """Also the receiver of OptionValue's post_save and post_delete (connected in apps.py)."""
+    _cache["loaded_at"] = float("-inf")
+
+
+def _option_values() -> dict[tuple[str, str, int | None], str]:
+    if time.monotonic() - _cache["loaded_at"] > OPTION_CACHE_SECONDS:
+        values = {
+            (section, name, channel_id): value
+            for section, name, channel_id, value in OptionValue.objects.values_list(
+                "section", "name", "channel_id", "value"
+            ).order_by()
+        }
+        _cache.update(values=values, loaded_at=time.monotonic())
+    return _cache["values"]
+
+
 def option_value(*, section: str, name: str, channel: Channel | None = None):
     """The typed effective value of one option for a channel (or globally)."""
     definition = option_definition_get(section=section, name=name)
-    rows = {
-        row.channel_id: row.value
-        for row in OptionValue.objects.filter(Q(channel__isnull=True) | Q(channel=channel), section=section, name=name)
-    }
-    if channel is not None and channel.pk in rows:
-        return definition.parse(rows[channel.pk])
-    return definition.parse(rows.get(None, definition.default))
+    values = _option_values()
+    if channel is not None and (section, name, channel.pk) in values:
+        return definition.parse(values[(section, name, channel.pk)])
+    return definition.parse(values.get((section, name, None), definition.default))
 
 
 def option_set(*, section: str, name: str, value, channel: Channel | None = None) -> OptionValue:
@@ -92,6 +115,7 @@ def option_set(*, section: str, name: str, value, channel: Channel | None = None
             messages = error.message_dict.get("value") or error.messages
             raise InvalidParameter(" ".join(messages), field="value") from error
         row.save()
+    transaction.on_commit(invalidate_option_cache)
     return row
 
 
@@ -113,6 +137,7 @@ def options_ensure_catalog() -> int:
         if option.key not in existing
     ]
     OptionValue.objects.bulk_create(missing, ignore_conflicts=True)
+    invalidate_option_cache()
     return len(missing)
 
 

@@ -6,6 +6,7 @@ PERIODIC_TASKS = {
     # name: (task, every seconds)
     "Expire idle chat sessions": ("channels_app.expire_sessions", 60),
     "Relay due webhook deliveries": ("channels_app.relay_due_deliveries", 5),
+    "Start and watch campaigns": ("channels_app.campaigns_tick", 5),
 }
 
 

@@ -1,0 +1,97 @@
+"""Outbound notification campaigns and their recipients."""
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from channels_app.models.configuration import Channel
+from channels_app.models.conversations import Message
+from channels_app.models.standard_responses import StandardResponse
+
+
+class CampaignState(models.TextChoices):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class Campaign(models.Model):
+    """A standard response sent to many customers, each the way InviteToChat sends one."""
+
+    name = models.CharField(max_length=200)
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="campaigns")
+    standard_response = models.ForeignKey(StandardResponse, on_delete=models.PROTECT, related_name="campaigns")
+    chat_queue_key = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="ChatQueueKey of the interactions; empty: the channel's inbound-route-by-call.",
+    )
+    terminate_sessions = models.BooleanField(
+        default=True, help_text="TerminateSessionFlag: end each session once its message is handed to the channel."
+    )
+    rate_per_second = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(100_000)],
+        help_text="Messages per second on the channel, across all workers; empty: no limit.",
+    )
+    start_at = models.DateTimeField(null=True, blank=True, help_text="Empty: as soon as it is started.")
+    state = models.CharField(max_length=16, choices=CampaignState.choices, default=CampaignState.DRAFT)
+    throttle_next_slot = models.DateTimeField(null=True, blank=True, editable=False)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False, help_text="Last batch started.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.name} ({self.state})"
+
+
+class CampaignRecipient(models.Model):
+    """One customer of a campaign. Its status follows its message (and so the receipts)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients")
+    row_number = models.PositiveIntegerField(help_text="Row of the uploaded audience (1 = first recipient).")
+    client_id = models.CharField(max_length=200)
+    contact_fields = models.JSONField(default=dict, blank=True)
+    custom_properties = models.JSONField(default=dict, blank=True)
+    message = models.OneToOneField(
+        Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="campaign_recipient"
+    )
+    error = models.CharField(max_length=500, blank=True, help_text="Why no message could be created.")
+    claimed_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["campaign", "row_number"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "client_id"], name="recipient_unique_client_per_campaign"),
+        ]
+        indexes = [models.Index(fields=["campaign", "message"], name="recipient_pending")]
+
+    def __str__(self):
+        return f"{self.client_id} of campaign {self.campaign_id}"
+
+    @property
+    def status(self) -> str:
+        if self.error:
+            return "failed"
+        if self.message is None:
+            return "pending"
+        return RECIPIENT_STATUS_BY_MESSAGE.get(self.message.status, "pending")
+
+
+# A recipient's status is its message's (API.md: pending, sent, delivered, failed).
+RECIPIENT_STATUS_BY_MESSAGE = {
+    "queued": "pending",
+    "sent": "sent",
+    "delivered": "delivered",
+    "failed": "failed",
+    "removed": "failed",
+}

@@ -1,0 +1,392 @@
+"""Outbound notification campaigns: audience validation, the state machine,
+and execution in batches that many workers share, throttled per campaign
+across workers. Every recipient goes through InviteToChat's service."""
+
+import csv
+import io
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from channels_app.errors import ApplicationError, InvalidParameter
+from channels_app.models import (
+    Campaign,
+    CampaignRecipient,
+    CampaignState,
+    Channel,
+    StandardResponse,
+)
+from channels_app.models.campaigns import RECIPIENT_STATUS_BY_MESSAGE
+from channels_app.phones import normalize_client_phone
+from channels_app.services.invitations import invite_to_chat
+from channels_app.validators import validate_queue_key
+
+BATCH_SIZE = 100
+CLAIM_LEASE = timedelta(minutes=2)
+PARALLEL_CHAINS = 4  # batch tasks started side by side, so that many workers share a campaign
+STATE_CHECK_EVERY = timedelta(milliseconds=250)  # pause and cancel take effect within this
+STALLED_AFTER = timedelta(seconds=15)  # a running campaign without a batch for this long is kicked again
+# Field codes the server fills itself, so an audience row need not carry them.
+DERIVED_CONTACT_PROPERTIES = {"Id", "PrimaryPhoneNumber", "FullName"}
+
+
+# --- audience -----------------------------------------------------------------
+
+
+@dataclass
+class AudienceReport:
+    accepted: int = 0
+    duplicates: list[int] = field(default_factory=list)  # row numbers sent once, with an earlier row
+    rejected: list[dict] = field(default_factory=list)  # {"row": n, "client_id": ..., "errors": [...]}
+
+    def as_dict(self) -> dict:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+def audience_rows_from_csv(text: str) -> list[dict]:
+    """CSV with a `client_id` column and `Contact.<name>` / `CustomProperties.<name>` columns."""
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames is None or "client_id" not in [name.strip() for name in reader.fieldnames]:
+        raise InvalidParameter("The CSV needs a header row with a client_id column.", field="file")
+    rows = []
+    for raw in reader:
+        row: dict = {"client_id": "", "Contact": {}, "CustomProperties": {}}
+        for column, value in raw.items():
+            if column is None:
+                continue
+            column, value = column.strip(), (value or "").strip()
+            section, _, name = column.partition(".")
+            if column == "client_id":
+                row["client_id"] = value
+            elif section in ("Contact", "CustomProperties") and name and value:
+                row[section][name] = value
+        rows.append(row)
+    return rows
+
+
+def _required_codes(response: StandardResponse) -> list[tuple[str, str]]:
+    codes = []
+    for code in response.field_codes():
+        section, _, name = code.partition(".")
+        if section == "Contact" and name not in DERIVED_CONTACT_PROPERTIES:
+            codes.append((section, name))
+        elif section == "CustomProperties":
+            codes.append((section, name))
+    return codes
+
+
+def audience_validate(*, channel: Channel, response: StandardResponse, rows: list, first_row: int = 1):
+    """Check every row before anything is stored: a client id, a phone number
+    that parses on phone channels, and a value for every Contact and
+    CustomProperties field code of the response. Returns (recipients to
+    store, report); a client id seen before is sent once."""
+    required = _required_codes(response)
+    phone_channel = channel.media_type in ("whatsapp", "sms")
+    report, recipients, seen = AudienceReport(), [], set()
+    for offset, row in enumerate(rows):
+        number = first_row + offset
+        errors = []
+        if not isinstance(row, dict):
+            report.rejected.append({"row": number, "client_id": "", "errors": ["A recipient must be an object."]})
+            continue
+        client_id = str(row.get("client_id") or "").strip()
+        contact = row.get("Contact") or {}
+        custom = row.get("CustomProperties") or {}
+        if not isinstance(contact, dict) or not isinstance(custom, dict):
+            errors.append("Contact and CustomProperties must be objects.")
+            contact, custom = {}, {}
+        if not client_id:
+            errors.append("client_id is missing.")
+        elif phone_channel and normalize_client_phone(client_id, channel.business_id) is None:
+            errors.append(f"client_id {client_id!r} is not a phone number.")
+        values = {"Contact": contact, "CustomProperties": custom}
+        for section, name in required:
+            if str(values[section].get(name, "")).strip() == "":
+                errors.append(f"No value for field code {section}.{name}.")
+        if errors:
+            report.rejected.append({"row": number, "client_id": client_id, "errors": errors})
+            continue
+        if client_id in seen:
+            report.duplicates.append(number)
+            continue
+        seen.add(client_id)
+        recipients.append(
+            CampaignRecipient(row_number=number, client_id=client_id, contact_fields=contact, custom_properties=custom)
+        )
+    report.accepted = len(recipients)
+    return recipients, report
+
+
+@transaction.atomic
+def campaign_add_recipients(*, campaign: Campaign, rows: list) -> AudienceReport:
+    """Validate an audience and store the accepted rows in bulk (a draft or scheduled campaign only)."""
+    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    if campaign.state not in (CampaignState.DRAFT, CampaignState.SCHEDULED):
+        raise InvalidParameter(f"Recipients cannot be added to a {campaign.state} campaign.", field="recipients")
+    first_row = (campaign.recipients.aggregate(last=Count("pk"))["last"] or 0) + 1
+    recipients, report = audience_validate(
+        channel=campaign.channel, response=campaign.standard_response, rows=rows, first_row=first_row
+    )
+    existing = set(
+        campaign.recipients.filter(client_id__in=[r.client_id for r in recipients]).values_list("client_id", flat=True)
+    )
+    fresh = []
+    for recipient in recipients:
+        if recipient.client_id in existing:
+            report.duplicates.append(recipient.row_number)
+            continue
+        recipient.campaign = campaign
+        fresh.append(recipient)
+    CampaignRecipient.objects.bulk_create(fresh, batch_size=2000)
+    report.accepted = len(fresh)
+    return report
+
+
+@transaction.atomic
+def campaign_create(
+    *,
+    name: str,
+    channel: Channel,
+    standard_response: StandardResponse,
+    rows: list | None = None,
+    rate_per_second: int | None = None,
+    start_at: datetime | None = None,
+    terminate_sessions: bool = True,
+    chat_queue_key: str = "",
+    created_by=None,
+) -> tuple[Campaign, AudienceReport]:
+    if chat_queue_key:
+        try:
+            validate_queue_key(chat_queue_key)
+        except Exception as error:
+            messages = getattr(error, "messages", [str(error)])
+            raise InvalidParameter(" ".join(messages), field="chat_queue_key") from error
+    campaign = Campaign(
+        name=name, channel=channel, standard_response=standard_response, rate_per_second=rate_per_second,
+        start_at=start_at, terminate_sessions=terminate_sessions, chat_queue_key=chat_queue_key, created_by=created_by,
+    )
+    campaign.full_clean()
+    campaign.save()
+    report = campaign_add_recipients(campaign=campaign, rows=rows or [])
+    return campaign, report
+
+
+# --- state machine ------------------------------------------------------------
+
+ALLOWED = {
+    "start": ({CampaignState.DRAFT}, None),
+    "pause": ({CampaignState.RUNNING, CampaignState.SCHEDULED}, CampaignState.PAUSED),
+    "resume": ({CampaignState.PAUSED}, CampaignState.RUNNING),
+    "cancel": ({CampaignState.DRAFT, CampaignState.SCHEDULED, CampaignState.RUNNING, CampaignState.PAUSED},
+               CampaignState.CANCELLED),
+}
+
+
+class CampaignStateConflict(ApplicationError):
+    esp_code = 920
+    http_status = 409
+
+
+@transaction.atomic
+def campaign_transition(*, campaign_id: int, action: str) -> Campaign:
+    """start, pause, resume or cancel; a running campaign's batches see the change within a second."""
+    campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+    allowed_from, target = ALLOWED[action]
+    if campaign.state not in allowed_from:
+        raise CampaignStateConflict(f"A {campaign.state} campaign cannot {action}.", field="state")
+    now = timezone.now()
+    if action == "start":
+        if not campaign.recipients.exists():
+            raise CampaignStateConflict("The campaign has no recipients.", field="recipients")
+        target = CampaignState.SCHEDULED if campaign.start_at and campaign.start_at > now else CampaignState.RUNNING
+    campaign.state = target
+    if target == CampaignState.RUNNING and campaign.started_at is None:
+        campaign.started_at = now
+    if target == CampaignState.CANCELLED:
+        campaign.finished_at = now
+    campaign.save()
+    if target == CampaignState.RUNNING:
+        transaction.on_commit(lambda: campaign_kick(campaign.pk))
+    return campaign
+
+
+def campaign_kick(campaign_id: int, chains: int = PARALLEL_CHAINS) -> None:
+    from channels_app.tasks import campaign_batch
+
+    for _ in range(chains):
+        campaign_batch.delay(campaign_id)
+
+
+def campaigns_tick(*, now: datetime | None = None) -> int:
+    """Periodic: start scheduled campaigns that are due, and keep running ones
+    moving (after a restart of workers or broker, a batch task may be lost)."""
+    now = now or timezone.now()
+    due = list(Campaign.objects.filter(state=CampaignState.SCHEDULED, start_at__lte=now).values_list("pk", flat=True))
+    Campaign.objects.filter(pk__in=due).update(state=CampaignState.RUNNING, started_at=now)
+    for campaign_id in due:
+        campaign_kick(campaign_id)
+    stalled = Campaign.objects.filter(state=CampaignState.RUNNING).filter(
+        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - STALLED_AFTER)
+    )
+    stalled_ids = list(stalled.exclude(pk__in=due).values_list("pk", flat=True))
+    for campaign_id in stalled_ids:
+        campaign_kick(campaign_id)
+    return len(due) + len(stalled_ids)
+
+
+# --- execution ----------------------------------------------------------------
+
+
+def _claim_batch(campaign_id: int, now: datetime) -> list[int]:
+    with transaction.atomic():
+        ids = list(
+            CampaignRecipient.objects.select_for_update(skip_locked=True)
+            .filter(campaign_id=campaign_id, message__isnull=True, error="")
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+            .order_by("row_number")
+            .values_list("pk", flat=True)[:BATCH_SIZE]
+        )
+        CampaignRecipient.objects.filter(pk__in=ids).update(claimed_until=now + CLAIM_LEASE)
+    return ids
+
+
+def _reserve_slots(campaign_id: int, count: int, rate: int) -> datetime:
+    """The send time of the first of `count` messages; the campaign's next free slot moves past them."""
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().only("throttle_next_slot").get(pk=campaign_id)
+        start = max(campaign.throttle_next_slot or timezone.now(), timezone.now())
+        campaign.throttle_next_slot = start + timedelta(seconds=count / rate)
+        campaign.save(update_fields=["throttle_next_slot"])
+    return start
+
+
+def _still_running(campaign_id: int) -> bool:
+    return Campaign.objects.filter(pk=campaign_id, state=CampaignState.RUNNING).exists()
+
+
+def campaign_run_batch(*, campaign_id: int) -> int:
+    """Send one batch of a running campaign; returns how many recipients it handled (0: nothing left)."""
+    campaign = Campaign.objects.select_related("channel", "standard_response").filter(pk=campaign_id).first()
+    if campaign is None or campaign.state != CampaignState.RUNNING:
+        return 0
+    Campaign.objects.filter(pk=campaign_id).update(heartbeat_at=timezone.now())
+    ids = _claim_batch(campaign_id, timezone.now())
+    if not ids:
+        _complete_if_done(campaign_id)
+        return 0
+    rate = campaign.rate_per_second
+    slots = None
+    handled, checked_at = 0, time.monotonic()
+    recipients = CampaignRecipient.objects.filter(pk__in=ids).order_by("row_number")
+    for index, recipient in enumerate(recipients):
+        if time.monotonic() - checked_at >= STATE_CHECK_EVERY.total_seconds():
+            checked_at = time.monotonic()
+            if not _still_running(campaign_id):
+                break
+        if rate:
+            if slots is None or index % rate == 0:
+                # Reserve at most a second of sends at a time, so that a pause is not stuck behind them.
+                slots = (_reserve_slots(campaign_id, min(rate, len(ids) - index), rate), index)
+            start, first_index = slots
+            wait = (start + timedelta(seconds=(index - first_index) / rate) - timezone.now()).total_seconds()
+            if wait > 0:
+                time.sleep(wait)
+        _send_to_recipient(campaign, recipient)
+        handled += 1
+    CampaignRecipient.objects.filter(pk__in=ids, message__isnull=True, error="").update(claimed_until=None)
+    return handled
+
+
+def _send_to_recipient(campaign: Campaign, recipient: CampaignRecipient) -> None:
+    try:
+        with transaction.atomic():
+            locked = CampaignRecipient.objects.select_for_update().get(pk=recipient.pk)
+            if locked.message_id or locked.error:
+                return  # another worker got to it after a lease ran out
+            invitation = invite_to_chat(
+                channel=campaign.channel,
+                client_id=recipient.client_id,
+                standard_response_id=campaign.standard_response_id,
+                chat_queue_key=campaign.chat_queue_key or None,
+                terminate_session=campaign.terminate_sessions,
+                contact_fields=recipient.contact_fields,
+                custom_properties=recipient.custom_properties,
+                user_data={"GCTI_Chat_SubmitAsOutbound": "true", "CampaignId": str(campaign.pk),
+                           "PhoneNumber": recipient.client_id},
+            )
+            locked.message_id = invitation.message_id
+            locked.claimed_until = None
+            locked.save(update_fields=["message", "claimed_until"])
+    except (ApplicationError, IntegrityError) as error:
+        message = getattr(error, "message", str(error))
+        CampaignRecipient.objects.filter(pk=recipient.pk, message__isnull=True).update(error=message[:500])
+
+
+def _complete_if_done(campaign_id: int) -> None:
+    left = CampaignRecipient.objects.filter(campaign_id=campaign_id, message__isnull=True, error="").exists()
+    if not left:
+        Campaign.objects.filter(pk=campaign_id, state=CampaignState.RUNNING).update(
+            state=CampaignState.COMPLETED, finished_at=timezone.now()
+        )
+
+
+def campaign_counts(*, campaign: Campaign) -> dict:
+    """{"total", "pending", "sent", "delivered", "failed"}: recipients by the status of their message."""
+    counts = {"total": 0, "pending": 0, "sent": 0, "delivered": 0, "failed": 0}
+    rows = (
+        CampaignRecipient.objects.filter(campaign=campaign)
+        .values("message__status", "error")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for row in rows:
+        status = "failed" if row["error"] else RECIPIENT_STATUS_BY_MESSAGE.get(row["message__status"], "pending")
+        counts[status] += row["n"]
+        counts["total"] += row["n"]
+    return counts
+
+
+RESULT_COLUMNS = ["row", "client_id", "status", "message_id", "interaction_id", "reasons", "error"]
+
+
+def campaign_results_csv(*, campaign: Campaign, out) -> None:
+    """Write every recipient's result, streamed in chunks so memory does not grow with the audience."""
+    writer = csv.writer(out)
+    writer.writerow(RESULT_COLUMNS)
+    recipients = (
+        CampaignRecipient.objects.filter(campaign=campaign).select_related("message").order_by("row_number")
+    )
+    for recipient in recipients.iterator(chunk_size=2000):
+        message = recipient.message
+        reasons = "; ".join(
+            f"{r.get('code')} {r.get('message', '')}".strip() for r in (message.reasons if message else [])
+        )
+        writer.writerow([
+            recipient.row_number, recipient.client_id, recipient.status, message.pk if message else "",
+            message.interaction_id if message else "", reasons, recipient.error,
+        ])
+
+
+def campaign_timeline(*, campaign: Campaign) -> dict:
+    """Sends and deliveries per second of a campaign, for the admin's chart."""
+    from django.db.models.functions import TruncSecond
+
+    from channels_app.models import Message
+
+    messages = Message.objects.filter(campaign_recipient__campaign=campaign)
+
+    def per_second(field_name: str) -> list:
+        rows = (
+            messages.filter(**{f"{field_name}__isnull": False})
+            .annotate(second=TruncSecond(field_name))
+            .values("second")
+            .annotate(n=Count("pk"))
+            .order_by("second")
+        )
+        return [[row["second"].isoformat(), row["n"]] for row in rows]
+
+    return {"sent": per_second("sent_at"), "delivered": per_second("delivered_at")}
