@@ -202,6 +202,74 @@ def outbound_sent_count() -> int:
     return row[0]
 
 
+# --- CPU accounting ----------------------------------------------------------------
+# Other work on the machine (test suites, other servers) takes CPU from the
+# benchmark: how much each part used during the window says how far to trust it.
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def machine_ticks() -> tuple[int, int, int]:
+    """(busy, total, steal) jiffies over all CPUs since boot."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # guest time is already counted in user
+    return total - idle, total, fields[7]
+
+
+def process_ticks(pid: int) -> tuple[int, int] | None:
+    """(process group, user + system jiffies) of one process."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[2]), int(fields[11]) + int(fields[12])
+
+
+class CpuSnapshot:
+    def __init__(self, groups: dict[str, int], postgres_pids: set[int]):
+        self.machine = machine_ticks()
+        self.parts = dict.fromkeys([*groups, "postgres"], 0)
+        by_group = {pgid: name for name, pgid in groups.items()}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            ticks = process_ticks(int(entry))
+            if ticks is None:
+                continue
+            if ticks[0] in by_group:
+                self.parts[by_group[ticks[0]]] += ticks[1]
+            elif int(entry) in postgres_pids:
+                self.parts["postgres"] += ticks[1]
+        times = os.times()
+        self.parts["load_generator"] = round((times.user + times.system) * CLOCK_TICKS)
+
+
+def postgres_backends(conn) -> set[int]:
+    rows = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (DB_NAME,)
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def cpu_report(before: CpuSnapshot, after: CpuSnapshot) -> list[str]:
+    busy = after.machine[0] - before.machine[0]
+    total = after.machine[1] - before.machine[1] or 1
+    steal = after.machine[2] - before.machine[2]
+    cores = os.cpu_count() or 1
+    ours = 0
+    lines = [f"cpu_cores={cores}", f"cpu_busy_percent={busy / total * 100:.0f}",
+             f"cpu_steal_percent={steal / total * 100:.0f}"]
+    for name, value in after.parts.items():
+        used = value - before.parts.get(name, 0)
+        ours += used
+        lines.append(f"cpu_cores_used_by_{name}={used / total * cores:.2f}")
+    lines.append(f"cpu_cores_used_by_everything_else={max(busy - steal - ours, 0) / total * cores:.2f}")
+    return lines
+
+
 # --- load -----------------------------------------------------------------------
 
 
@@ -273,16 +341,22 @@ class Load:
             self.ok_total += ok
             self.error_samples.extend(samples)
 
-    def run(self, warmup: float, seconds: float) -> None:
+    def run(self, warmup: float, seconds: float, snapshot) -> tuple:
+        """Run the clients; `snapshot()` is taken when the window opens and closes."""
         for thread in self.threads:
             thread.start()
         self.measure_from = time.perf_counter() + warmup
         self.measure_until = self.measure_from + seconds
         try:
+            time.sleep(max(self.measure_from - time.perf_counter(), 0))
+            before = snapshot()
+            time.sleep(max(self.measure_until - time.perf_counter(), 0))
+            after = snapshot()
             for thread in self.threads:
                 thread.join()
         finally:
             self.stopping.set()
+        return before, after
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -346,11 +420,15 @@ def main() -> None:
         if status != 200 or "_umsChatSessionId" not in json.loads(answer).get("Result", {}):
             raise SystemExit(f"InviteToChat failed: {status} {answer[:500]!r}")
 
-        load.run(args.warmup, args.seconds)
+        groups = {"gunicorn": gunicorn.pid, "celery_worker": worker.pid}
+        with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={DB_NAME}", autocommit=True) as conn:
+            cpu_before, cpu_after = load.run(
+                args.warmup, args.seconds, lambda: CpuSnapshot(groups, postgres_backends(conn))
+            )
         expected = load.ok_total + 1  # + the check above
 
         drain_started = time.monotonic()
-        sent = outbound_sent_count()
+        sent = sent_when_load_stopped = outbound_sent_count()
         while sent < expected and time.monotonic() - drain_started < args.drain:
             if worker.poll() is not None:
                 print(f"celery worker exited with {worker.returncode}; see {worker_log}", file=sys.stderr)
@@ -372,7 +450,11 @@ def main() -> None:
         print(f"p50_ms={percentile(latencies, 0.50) * 1000:.1f}")
         print(f"p99_ms={percentile(latencies, 0.99) * 1000:.1f}")
         print(f"max_ms={(latencies[-1] if latencies else float('nan')) * 1000:.1f}")
+        for line in cpu_report(cpu_before, cpu_after):
+            print(line)
+        print(f"load_average_1m_at_end={os.getloadavg()[0]:.2f}")
         print(f"invitations_accepted_total={expected}")
+        print(f"messages_sent_when_load_stopped={sent_when_load_stopped}")
         print(f"drain_seconds={drain_seconds:.1f}")
         print(f"messages_sent_by_worker_after_run={sent}")
         print(f"invite_to_chat_per_second={(requests - load.errors) / args.seconds:.1f}")

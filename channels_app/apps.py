@@ -8,9 +8,8 @@ class ChannelsAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from channels_app.services.bootstrap import ensure_required_configuration
-
         from channels_app.models import OptionValue
+        from channels_app.services.bootstrap import ensure_required_configuration
         from channels_app.services.options import invalidate_option_cache
 
         post_migrate.connect(ensure_required_configuration, sender=self)

@@ -170,6 +170,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "InteractionTypeEnum": "channels_app.models.conversations.InteractionType",
         "BusinessAttributeTypeEnum": "channels_app.choices.BusinessAttributeType",
+        "CampaignStateEnum": "channels_app.models.campaigns.CampaignState",
+        "InteractionStateEnum": "channels_app.models.conversations.InteractionState",
     },
 }
 
