@@ -189,6 +189,10 @@ if not DEBUG:
     # /healthz is probed over plain HTTP by load balancers.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
+# --- Request size -----------------------------------------------------------------
+# A campaign's audience posted as JSON can be large; anything bigger is refused with 400.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=32 * 1024 * 1024)
+
 # --- Logging ------------------------------------------------------------------
 LOGGING = {
     "version": 1,
