@@ -27,8 +27,12 @@ def to_e164(number: phonenumbers.PhoneNumber) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+ASCII_DIGITS = frozenset("0123456789")
+
+
 def digits_only(raw: str) -> str:
-    return "".join(ch for ch in raw if ch.isdigit())
+    """The ASCII digits of a text (other scripts' digits are not E.164)."""
+    return "".join(ch for ch in raw if ch in ASCII_DIGITS)
 
 
 def normalize_for_business(raw: str, business_number: str) -> tuple[str, bool]:
@@ -51,7 +55,7 @@ def normalize_for_business(raw: str, business_number: str) -> tuple[str, bool]:
         number = phonenumbers.parse(candidate, None)
     except phonenumbers.NumberParseException:
         return candidate, False
-    return candidate, phonenumbers.is_valid_number(number)
+    return to_e164(number), phonenumbers.is_valid_number(number)
 
 
 def normalize_client_phone(raw: str, business_number: str) -> str | None:

@@ -14,17 +14,20 @@ def admin_client_with_data(admin_client, channel):
     return admin_client
 
 
-def _admin_urls():
-    for model in admin.site._registry:
+def _admin_urls(request):
+    for model, model_admin in admin.site._registry.items():
         prefix = f"admin:{model._meta.app_label}_{model._meta.model_name}"
         yield model, reverse(f"{prefix}_changelist")
-        yield model, reverse(f"{prefix}_add")
+        if model_admin.has_add_permission(request):  # rows written by services only have no add page
+            yield model, reverse(f"{prefix}_add")
 
 
 @pytest.mark.django_db
-def test_every_admin_page_renders_for_a_superuser(admin_client_with_data):
+def test_every_admin_page_renders_for_a_superuser(admin_client_with_data, admin_user, rf):
+    request = rf.get("/admin/")
+    request.user = admin_user
     assert admin_client_with_data.get("/admin/").status_code == 200
-    for model, url in _admin_urls():
+    for model, url in _admin_urls(request):
         response = admin_client_with_data.get(url)
         assert response.status_code == 200, url
         instance = model._default_manager.first()

@@ -424,10 +424,6 @@ def test_a_field_code_without_a_value_is_920_and_writes_nothing(agent_api, chann
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="invite_to_chat does not check the standard response's content type against the channel's media type",
-)
 def test_an_apple_standard_response_on_a_whatsapp_channel_is_refused(agent_api, staff_api, channel):
     # given: dms-invite-to-chat lists, for WhatsApp, plain text and notifications only
     created = staff_api.post(
@@ -483,7 +479,6 @@ def test_anything_else_is_the_generic_900(agent_api, channel, monkeypatch):
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(strict=True, reason="an over-long _umsClientId is not validated: 900 on PostgreSQL, 200 on SQLite")
 def test_an_over_long_client_id_is_904(agent_api, channel, spec_response):
     response = post_esp(agent_api, spec_request(Parameters={"_umsClientId": "1" * 250}, UserData={"PhoneNumber": None}))
 

@@ -22,8 +22,8 @@ E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 # (phone number, translated phone number, valid for our server). The spec's table says row 2 is not
 # valid: there, WhatsApp's contacts endpoint found no WhatsApp user at +916315551002. We have no
-# WhatsApp lookup, only the numbering plan, and +91 63155 51002 is a well-formed Indian mobile number,
-# so our server answers it as valid (a documented deviation; see README / API.md "ValidateContact").
+# WhatsApp lookup, only the numbering plan (API.md: valid "once normalized"), and +91 63155 51002 is a
+# well-formed Indian mobile number, so our server answers it as valid. A deliberate deviation.
 SPEC_TABLE = [
     ("+1-631-555-1002", "+16315551002", True),
     ("6315551002", "+916315551002", True),  # the spec: not valid (no WhatsApp user); see above
@@ -65,10 +65,6 @@ def test_impossible_numbers_are_not_valid(raw):
     assert normalize_for_business(raw, INDIAN_BUSINESS)[1] is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="phones.normalize_for_business keeps non-ASCII digits (str.isdigit): the 'E.164' answer is +91٦٣١٥٥٥١٠٠٢",
-)
 @pytest.mark.parametrize("raw", ["٦٣١٥٥٥١٠٠٢", "+١٦٣١٥٥٥١٠٠٢"], ids=["arabic-indic-local", "arabic-indic-plus"])
 def test_a_valid_answer_is_always_ascii_e164(raw):
     normalized, valid = normalize_for_business(raw, INDIAN_BUSINESS)

@@ -107,7 +107,11 @@ class CampaignAdmin(admin.ModelAdmin):
         return [
             path("<int:pk>/progress.json", view(self.progress_view), name="channels_app_campaign_progress"),
             path("<int:pk>/results.csv", view(self.results_view), name="channels_app_campaign_results"),
-            path("<int:pk>/<str:action>/", view(self.transition_view), name="channels_app_campaign_transition"),
+            path(
+                "<int:pk>/transition/<str:action>/",
+                view(self.transition_view),
+                name="channels_app_campaign_transition",
+            ),
             *super().get_urls(),
         ]
 

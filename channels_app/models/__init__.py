@@ -9,6 +9,7 @@ from channels_app.models.configuration import (
 )
 from channels_app.models.conversations import (
     Contact,
+    EarlyReceipt,
     Interaction,
     InteractionState,
     InteractionSubtype,
@@ -28,6 +29,7 @@ __all__ = [
     "DeliveryAttempt",
     "DeliveryState",
     "Contact",
+    "EarlyReceipt",
     "Interaction",
     "InteractionState",
     "InteractionSubtype",

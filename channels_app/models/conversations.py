@@ -170,3 +170,22 @@ class Message(models.Model):
 
     def __str__(self):
         return f"{self.direction} {self.id} ({self.status})"
+
+
+class EarlyReceipt(models.Model):
+    """A receipt that arrived before the webhook answer that names its message:
+    kept, and applied as soon as the message's external id is stored."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="early_receipts")
+    external_id = models.CharField(max_length=200)
+    status = models.CharField(max_length=16)
+    reasons = models.JSONField(default=list, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "external_id", "status"], name="early_receipt_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.status} for {self.external_id}"

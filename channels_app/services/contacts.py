@@ -1,5 +1,6 @@
 """Contacts: identification (find or create) and the WhatsApp contacts check."""
 
+import hashlib
 from datetime import timedelta
 
 from django.core.cache import cache
@@ -65,7 +66,9 @@ def _apply_properties(contact: Contact, properties: dict) -> None:
 def contact_validate_phone(*, channel: Channel, raw_id: str) -> str:
     """`Messaging.ValidateContact`: the normalized E.164 number, or "" when it
     is not valid; results are cached per channel for seven days."""
-    key = f"validate-contact:{channel.pk}:{channel.business_id}:{raw_id}"
+    # Hashed: the raw id may hold spaces and brackets that some cache backends refuse in keys.
+    digest = hashlib.sha256(raw_id.encode()).hexdigest()
+    key = f"validate-contact:{channel.pk}:{channel.business_id}:{digest}"
     cached = cache.get(key)
     if cached is not None:
         return cached

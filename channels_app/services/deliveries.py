@@ -140,11 +140,20 @@ def delivery_attempt(*, delivery_id: int) -> SendResult | None:
 
 
 def _message_sent(message: Message, external_id: str, now: datetime) -> None:
-    from channels_app.services.interactions import interaction_end
+    from channels_app.services.interactions import early_receipts_apply
 
     Message.objects.filter(pk=message.pk, status=MessageStatus.QUEUED).update(
         status=MessageStatus.SENT, external_id=external_id, sent_at=now, updated_at=now
     )
+    if external_id:
+        early_receipts_apply(channel=message.channel, external_id=external_id)
+    _end_if_terminating(message)
+
+
+def _end_if_terminating(message: Message) -> None:
+    """TerminateSessionFlag: the session ends once its message is handed over, or has failed for good."""
+    from channels_app.services.interactions import interaction_end
+
     interaction = message.interaction
     if interaction.terminate_after_send and interaction.state != InteractionState.ENDED:
         interaction_end(interaction=interaction, reason="TerminateSessionFlag")
@@ -156,6 +165,7 @@ def _message_failed(message: Message, result: SendResult, attempts: int) -> None
     Message.objects.filter(pk=message.pk).update(
         status=MessageStatus.FAILED, reasons=[reason], updated_at=timezone.now()
     )
+    _end_if_terminating(message)
 
 
 def deliveries_due(*, limit: int = 500) -> list[int]:

@@ -11,6 +11,7 @@ from channels_app import options_catalog
 from channels_app.models import (
     Channel,
     Contact,
+    EarlyReceipt,
     Interaction,
     InteractionState,
     InteractionSubtype,
@@ -25,6 +26,8 @@ from channels_app.services.options import option_value
 # Interactions created with TerminateSessionFlag whose message never left are
 # "occasional lost chats" (dms-invite-to-chat): ended after this long.
 ABANDONED_AFTER = timedelta(minutes=15)
+# A receipt for an id no message ever got is dropped after this.
+EARLY_RECEIPTS_KEPT = timedelta(days=1)
 
 # Receipt statuses of the Third-Party Messaging API and what they make of a message.
 RECEIPT_STATUSES = {
@@ -134,6 +137,11 @@ def receipt_apply(*, channel: Channel, external_id: str, status: str, reasons: l
             .first()
         )
         if message is None:
+            if external_id:
+                # Its webhook answer may still be on the way: keep it for the message that will carry this id.
+                EarlyReceipt.objects.update_or_create(
+                    channel=channel, external_id=external_id, status=status, defaults={"reasons": reasons or []}
+                )
             return ReceiptOutcome(None, False)
         if not _receipt_moves_forward(message.status, new_status):
             return ReceiptOutcome(message, False)
@@ -147,6 +155,14 @@ def receipt_apply(*, channel: Channel, external_id: str, status: str, reasons: l
             ]
         message.save(update_fields=["status", "delivered_at", "reasons", "updated_at"])
     return ReceiptOutcome(message, True)
+
+
+def early_receipts_apply(*, channel: Channel, external_id: str) -> None:
+    """Apply the receipts that arrived before the message's external id was known."""
+    early = list(EarlyReceipt.objects.filter(channel=channel, external_id=external_id))
+    for receipt in sorted(early, key=lambda r: _STATUS_RANK.get(RECEIPT_STATUSES[r.status], 0)):
+        receipt_apply(channel=channel, external_id=external_id, status=receipt.status, reasons=receipt.reasons)
+    EarlyReceipt.objects.filter(pk__in=[r.pk for r in early]).delete()
 
 
 # Order of outbound states: a receipt only moves a message forward.
@@ -186,16 +202,17 @@ def customer_message_receive(
         if existing is not None:
             return existing, False
     now = timezone.now()
+    properties = {"_msg_ProfileNickname": nickname} if nickname else {}
+    contact = contact_identify(channel=channel, client_id=client_id, properties=properties)
+    # By contact, not by the raw client id: "+15556667777" and "15556667777" are one customer.
     interaction = (
         Interaction.objects.select_for_update()
-        .filter(channel=channel, client_id=client_id)
+        .filter(channel=channel, contact=contact)
         .exclude(state=InteractionState.ENDED)
         .order_by("-created_at")
         .first()
     )
     if interaction is None:
-        properties = {"_msg_ProfileNickname": nickname} if nickname else {}
-        contact = contact_identify(channel=channel, client_id=client_id, properties=properties)
         interaction = interaction_create(
             channel=channel,
             contact=contact,
@@ -249,4 +266,5 @@ def sessions_expire(*, now: datetime | None = None) -> int:
         state=InteractionState.ENDED
     )
     ended += abandoned.update(state=InteractionState.ENDED, ended_at=now, end_reason="abandoned (TerminateSessionFlag)")
+    EarlyReceipt.objects.filter(received_at__lt=now - EARLY_RECEIPTS_KEPT).delete()
     return ended

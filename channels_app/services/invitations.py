@@ -5,17 +5,35 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
+from channels_app.choices import ContentType, MediaType
 from channels_app.errors import ExecutionFailed, InvalidParameter, NotFound, TransportUnreachable
 from channels_app.models import Channel, Interaction, StandardResponse
 from channels_app.options_catalog import DMS
 from channels_app.services.channels import channel_inbound_route
 from channels_app.services.contacts import contact_identify
-from channels_app.services.interactions import hub_driver_attributes, interaction_create, message_queue_outbound
+from channels_app.services.interactions import (
+    hub_driver_attributes,
+    interaction_create,
+    interaction_end,
+    message_queue_outbound,
+)
 from channels_app.services.options import option_value
 from channels_app.services.standard_responses import standard_response_render
 from channels_app.validators import validate_queue_key
 
 TRUE_VALUES = {"true", "1", "yes"}
+MAX_ID_LENGTH = 200  # the length of the stored client id, business id and queue key
+
+# Content types a standard response may have on each media type (dms-invite-to-chat: "The following
+# content types are supported"; interactive WhatsApp messages follow the WhatsApp guide).
+CONTENT_TYPES_BY_MEDIA = {
+    MediaType.WHATSAPP: {ContentType.TEXT, ContentType.NOTIFICATION, ContentType.RICH_MEDIA,
+                         ContentType.REPLY_BUTTONS, ContentType.LIST},
+    MediaType.ABC: {ContentType.TEXT, ContentType.ABC_QUICK_REPLIES, ContentType.ABC_LIST_PICKER,
+                    ContentType.ABC_CAROUSEL},
+    MediaType.SMS: {ContentType.TEXT},
+    MediaType.EMAIL: {ContentType.TEXT},
+}
 FALSE_VALUES = {"false", "0", "no", ""}
 
 
@@ -75,6 +93,10 @@ def invite_to_chat(
     user_data = dict(user_data or {})
     if not client_id:
         raise InvalidParameter("_umsClientId incorrect: the parameter is mandatory.", field="_umsClientId")
+    for name, value in (("_umsClientId", client_id), ("_umsBusinessId", business_id),
+                        ("ChatQueueKey", chat_queue_key)):
+        if value and len(value) > MAX_ID_LENGTH:
+            raise InvalidParameter(f"{name} incorrect: longer than {MAX_ID_LENGTH} characters.", field=name)
     if not channel.enabled:
         raise TransportUnreachable(
             f"InviteToChat connection with {channel.channel_id} failed: the channel is disabled."
@@ -101,6 +123,12 @@ def invite_to_chat(
         if response is None:
             raise NotFound(f"StandardResponseId unknown standard response {standard_response_id!r}.",
                            field="StandardResponseId")
+        if response.content_type not in CONTENT_TYPES_BY_MEDIA.get(channel.media_type, set()):
+            raise ExecutionFailed(
+                f"InviteToChat failed to execute request: StandardResponseId {response.pk} is "
+                f"{response.content_type}, which a {channel.media_type} channel cannot send.",
+                field="StandardResponseId",
+            )
     identification_attribute = option_value(section=DMS, name="contact-identification-attribute", channel=channel)
     outbound = parse_flag(user_data.get("GCTI_Chat_SubmitAsOutbound", "false"), "GCTI_Chat_SubmitAsOutbound")
 
@@ -126,6 +154,8 @@ def invite_to_chat(
         interaction.user_data["_umsChatSessionId"] = interaction.pk
         interaction.save(update_fields=["user_data"])
         if response is None:
+            if terminate_session:  # nothing to hand over: "ended immediately"
+                interaction_end(interaction=interaction, reason="TerminateSessionFlag")
             return Invitation(interaction, None)
         fields = {
             "Contact": {**contact.field_code_values(), **(contact_fields or {})},

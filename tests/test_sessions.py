@@ -1,0 +1,484 @@
+"""Chat sessions over time: expiry (dms/session-shutdown-timeout, lost
+TerminateSessionFlag chats), the periodic tasks that run it, delivery
+receipts, and customer messages (Third-Party Messaging API, WhatsApp hub
+driver attributes)."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from channels_app import tasks
+from channels_app.choices import MediaType, Transport
+from channels_app.models import Channel, Contact, Interaction, Message
+from channels_app.options_catalog import DMS
+from channels_app.services.channels import channel_save
+from channels_app.services.contacts import contact_identify
+from channels_app.services.interactions import (
+    customer_message_receive,
+    hub_driver_attributes,
+    interaction_create,
+    receipt_apply,
+    sessions_expire,
+)
+from channels_app.services.invitations import invite_to_chat
+from channels_app.services.options import option_set
+from channels_app.services.schedules import PERIODIC_TASKS
+
+
+@pytest.fixture
+def simulator_channel(tenant):
+    return channel_save(
+        channel=Channel(
+            channel_id="channel-ghub-simulator",
+            name="Simulator",
+            tenant=tenant,
+            media_type=MediaType.WHATSAPP,
+            transport=Transport.SIMULATOR,
+            business_id="19251112222",
+        ),
+        endpoints=["1:session-chat"],
+        inbound_route_by_call="1:session-chat",
+    )
+
+
+def make_interaction(channel: Channel, client_id: str, *, outbound: bool = False, terminate: bool = False):
+    contact = contact_identify(channel=channel, client_id=client_id)
+    return interaction_create(
+        channel=channel,
+        contact=contact,
+        client_id=client_id,
+        queue="1:session-chat",
+        outbound=outbound,
+        user_data=hub_driver_attributes(channel=channel, client_id=client_id, business_id=channel.business_id),
+        terminate_after_send=terminate,
+    )
+
+
+def make_outbound_message(interaction: Interaction, *, status: str = "sent", external_id: str = "ext-1") -> Message:
+    return Message.objects.create(
+        interaction=interaction,
+        channel=interaction.channel,
+        direction="outbound",
+        text="Your bill is due.",
+        payload={"type": "Text", "text": "Your bill is due."},
+        status=status,
+        external_id=external_id,
+    )
+
+
+def age(interaction: Interaction, *, idle: timedelta | None = None, created: timedelta | None = None) -> None:
+    now = timezone.now()
+    changes = {}
+    if idle is not None:
+        changes["last_activity_at"] = now - idle
+    if created is not None:
+        changes["created_at"] = now - created
+    Interaction.objects.filter(pk=interaction.pk).update(**changes)
+
+
+# --- expiry -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_sessions_idle_longer_than_the_channels_shutdown_timeout_are_ended(channel, simulator_channel):
+    # given: 60 seconds on the webhook channel, the default (1800) on the simulator channel
+    option_set(section=DMS, name="session-shutdown-timeout", value="60", channel=channel)
+    idle = make_interaction(channel, "15550000001")
+    fresh = make_interaction(channel, "15550000002")
+    idle_elsewhere = make_interaction(simulator_channel, "15550000003")
+    age(idle, idle=timedelta(seconds=61))
+    age(fresh, idle=timedelta(seconds=30))
+    age(idle_elsewhere, idle=timedelta(seconds=120))
+
+    # when
+    ended = sessions_expire()
+
+    # then
+    assert ended == 1
+    idle.refresh_from_db()
+    assert idle.state == "ended"
+    assert idle.end_reason == "session-shutdown-timeout"
+    assert idle.ended_at is not None
+    assert Interaction.objects.get(pk=fresh.pk).state == "queued"
+    assert Interaction.objects.get(pk=idle_elsewhere.pk).state == "queued"
+
+
+@pytest.mark.django_db
+def test_the_global_shutdown_timeout_applies_without_an_override(channel):
+    # given
+    option_set(section=DMS, name="session-shutdown-timeout", value="300")
+    interaction = make_interaction(channel, "15550000001")
+    age(interaction, idle=timedelta(seconds=301))
+
+    # when
+    sessions_expire()
+
+    # then
+    assert Interaction.objects.get(pk=interaction.pk).state == "ended"
+
+
+@pytest.mark.django_db
+def test_an_ended_session_keeps_its_end(channel):
+    # given
+    option_set(section=DMS, name="session-shutdown-timeout", value="60", channel=channel)
+    interaction = make_interaction(channel, "15550000001")
+    Interaction.objects.filter(pk=interaction.pk).update(
+        state="ended", end_reason="agent", ended_at=datetime(2020, 3, 5, tzinfo=UTC)
+    )
+    age(interaction, idle=timedelta(hours=1))
+
+    # when
+    ended = sessions_expire()
+
+    # then
+    interaction.refresh_from_db()
+    assert ended == 0
+    assert (interaction.end_reason, interaction.ended_at) == ("agent", datetime(2020, 3, 5, tzinfo=UTC))
+
+
+@pytest.mark.django_db
+def test_terminate_session_flag_chats_whose_message_never_left_are_ended_after_15_minutes(simulator_channel):
+    # given: the default shutdown timeout (30 minutes) does not end any of them
+    lost = make_interaction(simulator_channel, "15550000001", outbound=True, terminate=True)
+    make_outbound_message(lost, status="queued", external_id="")
+    recent = make_interaction(simulator_channel, "15550000002", outbound=True, terminate=True)
+    make_outbound_message(recent, status="queued", external_id="")
+    ordinary = make_interaction(simulator_channel, "15550000003", outbound=True)
+    age(lost, created=timedelta(minutes=16))
+    age(recent, created=timedelta(minutes=14))
+    age(ordinary, created=timedelta(minutes=16))
+
+    # when
+    ended = sessions_expire()
+
+    # then
+    assert ended == 1
+    lost.refresh_from_db()
+    assert lost.state == "ended"
+    assert "TerminateSessionFlag" in lost.end_reason
+    assert Interaction.objects.get(pk=recent.pk).state == "queued"
+    assert Interaction.objects.get(pk=ordinary.pk).state == "queued"
+
+
+@pytest.mark.django_db
+def test_the_expire_sessions_task_calls_the_service(channel):
+    option_set(section=DMS, name="session-shutdown-timeout", value="60", channel=channel)
+    interaction = make_interaction(channel, "15550000001")
+    age(interaction, idle=timedelta(minutes=5))
+
+    assert tasks.expire_sessions() == 1
+    assert Interaction.objects.get(pk=interaction.pk).state == "ended"
+
+
+@pytest.mark.django_db
+def test_the_periodic_tasks_are_stored_for_django_celery_beat():
+    from project.celery import app
+
+    assert PERIODIC_TASKS  # the names live in channels_app/services/schedules.py
+    for name, (task, seconds) in PERIODIC_TASKS.items():
+        periodic = PeriodicTask.objects.get(name=name)
+        assert periodic.task == task
+        assert periodic.enabled
+        assert periodic.interval.every == seconds
+        assert periodic.interval.period == "seconds"
+        assert task in app.tasks, f"{task} is scheduled but no such Celery task is registered"
+    assert "channels_app.expire_sessions" in {task for task, _ in PERIODIC_TASKS.values()}
+
+
+# --- receipts -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("status", "stored"), [("Delivered", "delivered"), ("Removed", "removed")])
+def test_a_receipt_sets_the_message_status(channel, status, stored):
+    # given
+    message = make_outbound_message(make_interaction(channel, "15550000001"))
+
+    # when
+    outcome = receipt_apply(channel=channel, external_id="ext-1", status=status)
+
+    # then
+    assert outcome.applied is True
+    assert outcome.message.pk == message.pk
+    message.refresh_from_db()
+    assert message.status == stored
+    assert message.reasons == []
+    if stored == "delivered":
+        assert message.delivered_at is not None
+
+
+@pytest.mark.django_db
+def test_a_failed_receipt_keeps_its_reasons_and_known_codes_get_their_message(channel):
+    # given
+    message = make_outbound_message(make_interaction(channel, "15550000001"))
+
+    # when
+    outcome = receipt_apply(
+        channel=channel, external_id="ext-1", status="Failed",
+        reasons=[{"code": 350}, {"code": 530, "message": "Number not on WhatsApp"}],
+    )
+
+    # then
+    assert outcome.applied is True
+    message.refresh_from_db()
+    assert message.status == "failed"
+    assert message.reasons == [
+        {"code": 350, "message": "Message not allowed."},
+        {"code": 530, "message": "Number not on WhatsApp"},
+    ]
+
+
+@pytest.mark.django_db
+def test_a_failed_receipt_without_reasons_is_a_general_error(channel):
+    message = make_outbound_message(make_interaction(channel, "15550000001"))
+
+    receipt_apply(channel=channel, external_id="ext-1", status="Failed")
+
+    message.refresh_from_db()
+    assert message.reasons == [{"code": 500, "message": "General error."}]
+
+
+@pytest.mark.django_db
+def test_a_duplicate_receipt_changes_nothing(channel):
+    # given
+    message = make_outbound_message(make_interaction(channel, "15550000001"))
+    receipt_apply(channel=channel, external_id="ext-1", status="Delivered")
+    message.refresh_from_db()
+    delivered_at = message.delivered_at
+
+    # when
+    outcome = receipt_apply(channel=channel, external_id="ext-1", status="Delivered")
+
+    # then
+    assert outcome.applied is False
+    message.refresh_from_db()
+    assert (message.status, message.delivered_at) == ("delivered", delivered_at)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("first", "late", "final"),
+    [
+        (("Removed", None), ("Delivered", None), "removed"),
+        (("Failed", [{"code": 305}]), ("Delivered", None), "failed"),
+        (("Removed", None), ("Failed", [{"code": 500}]), "removed"),
+    ],
+    ids=["delivered-after-removed", "delivered-after-failed", "failed-after-removed"],
+)
+def test_an_older_receipt_does_not_undo_a_final_state(channel, first, late, final):
+    # given
+    message = make_outbound_message(make_interaction(channel, "15550000001"))
+    receipt_apply(channel=channel, external_id="ext-1", status=first[0], reasons=first[1])
+    message.refresh_from_db()
+    reasons = message.reasons
+
+    # when
+    outcome = receipt_apply(channel=channel, external_id="ext-1", status=late[0], reasons=late[1])
+
+    # then
+    assert outcome.applied is False
+    message.refresh_from_db()
+    assert (message.status, message.reasons) == (final, reasons)
+
+
+@pytest.mark.django_db
+def test_a_failure_after_delivery_is_recorded(channel):
+    message = make_outbound_message(make_interaction(channel, "15550000001"))
+    receipt_apply(channel=channel, external_id="ext-1", status="Delivered")
+
+    outcome = receipt_apply(channel=channel, external_id="ext-1", status="Failed", reasons=[{"code": 350}])
+
+    assert outcome.applied is True
+    message.refresh_from_db()
+    assert message.status == "failed"
+
+
+@pytest.mark.django_db
+def test_a_receipt_for_an_unknown_external_id_is_not_applied(channel):
+    message = make_outbound_message(make_interaction(channel, "15550000001"))
+
+    outcome = receipt_apply(channel=channel, external_id="ext-unknown", status="Delivered")
+
+    assert (outcome.message, outcome.applied) == (None, False)
+    assert Message.objects.get(pk=message.pk).status == "sent"
+
+
+@pytest.mark.django_db
+def test_a_receipt_names_a_message_of_its_own_channel_only(channel, simulator_channel):
+    message = make_outbound_message(make_interaction(channel, "15550000001"))
+
+    outcome = receipt_apply(channel=simulator_channel, external_id="ext-1", status="Delivered")
+
+    assert outcome.applied is False
+    assert Message.objects.get(pk=message.pk).status == "sent"
+
+
+# --- customer messages ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_customer_message_opens_an_inbound_interaction_with_the_hub_driver_attributes(channel):
+    # given
+    sent = datetime(2026, 3, 5, 12, 12, 13, tzinfo=UTC)
+
+    # when
+    message, created = customer_message_receive(
+        channel=channel, client_id="15556667777", text="Hello, is my bill ready?",
+        channel_message_id="wamid.1", nickname="Johnny", origin_time=sent, trace_id="trace-1",
+    )
+
+    # then
+    assert created is True
+    assert (message.direction, message.status, message.text) == ("inbound", "received", "Hello, is my bill ready?")
+    assert message.channel_message_id == "wamid.1"
+    assert message.trace_id == "trace-1"
+    interaction = message.interaction
+    assert (interaction.type, interaction.subtype) == ("Inbound", "InboundNew")
+    assert interaction.queue == "1:session-chat"  # the channel's inbound-route-by-call
+    assert interaction.client_id == "15556667777"
+    assert interaction.last_customer_message_at == sent
+    assert interaction.user_data == {
+        "_umsInboundIxnSubmittedBy": "DigitalMessagingServer",
+        "_umsChannel": "channel-whatsapp-REAL",
+        "_umsMediaType": "whatsapp",
+        "_umsMediaTypeChat": "whatsappsession",
+        "_umsMsgType": "text",
+        "_umsMsgId": "wamid.1",
+        "_umsMsgOriginTime": sent.isoformat(),
+        "_umsFromAddr": "15556667777",
+        "_umsToAddr": "19251112222",
+        "_msg_ProfileNickname": "Johnny",
+        "_umsMsgPlainText": "Hello, is my bill ready?",
+        "PhoneNumber": "15556667777",
+    }
+    contact = interaction.contact
+    assert (contact.phone_number, contact.nickname) == ("+15556667777", "Johnny")
+
+
+@pytest.mark.django_db
+def test_the_next_customer_message_continues_the_open_interaction(channel):
+    # given
+    first, _ = customer_message_receive(channel=channel, client_id="15556667777", text="Hello", channel_message_id="m1")
+
+    # when
+    second, created = customer_message_receive(
+        channel=channel, client_id="15556667777", text="Anyone there?", channel_message_id="m2"
+    )
+
+    # then
+    assert created is True
+    assert second.interaction_id == first.interaction_id
+    assert Interaction.objects.count() == 1
+    interaction = Interaction.objects.get()
+    assert interaction.user_data["_umsMsgPlainText"] == "Anyone there?"
+    assert interaction.user_data["_umsMsgId"] == "m2"
+    assert list(interaction.messages.values_list("text", flat=True)) == ["Hello", "Anyone there?"]
+
+
+@pytest.mark.django_db
+def test_a_duplicate_channel_message_id_stores_nothing_new(channel):
+    # given
+    first, _ = customer_message_receive(channel=channel, client_id="15556667777", text="Hello", channel_message_id="m1")
+
+    # when
+    again, created = customer_message_receive(
+        channel=channel, client_id="15556667777", text="Hello (resent)", channel_message_id="m1"
+    )
+
+    # then
+    assert created is False
+    assert again.pk == first.pk
+    assert Message.objects.count() == 1
+    assert Interaction.objects.get().user_data["_umsMsgPlainText"] == "Hello"
+
+
+@pytest.mark.django_db
+def test_the_same_channel_message_id_on_another_channel_is_another_message(channel, simulator_channel):
+    customer_message_receive(channel=channel, client_id="15556667777", text="Hello", channel_message_id="m1")
+
+    _, created = customer_message_receive(
+        channel=simulator_channel, client_id="15556667777", text="Hello", channel_message_id="m1"
+    )
+
+    assert created is True
+    assert Message.objects.count() == 2
+    assert Interaction.objects.count() == 2
+    assert Contact.objects.count() == 1  # one customer, one phone number
+
+
+@pytest.mark.django_db
+def test_a_customer_message_after_the_session_ended_opens_a_new_interaction(channel):
+    first, _ = customer_message_receive(channel=channel, client_id="15556667777", text="Hello", channel_message_id="m1")
+    Interaction.objects.filter(pk=first.interaction_id).update(state="ended")
+
+    second, _ = customer_message_receive(
+        channel=channel, client_id="15556667777", text="Again", channel_message_id="m2"
+    )
+
+    assert second.interaction_id != first.interaction_id
+    assert Interaction.objects.get(pk=second.interaction_id).state == "queued"
+
+
+@pytest.mark.django_db
+def test_a_reply_to_an_invitation_continues_the_outbound_interaction_and_activates_it(channel):
+    # given
+    invitation = invite_to_chat(
+        channel=channel, client_id="15556667777", user_data={"PhoneNumber": "15556667777",
+                                                             "GCTI_Chat_SubmitAsOutbound": "true"},
+    )
+
+    # when
+    message, _ = customer_message_receive(channel=channel, client_id="15556667777", text="Yes, call me")
+
+    # then
+    assert message.interaction_id == invitation.interaction.pk
+    interaction = Interaction.objects.get(pk=invitation.interaction.pk)
+    assert (interaction.type, interaction.state) == ("Outbound", "active")
+    assert interaction.user_data["_umsMsgPlainText"] == "Yes, call me"
+    assert interaction.user_data["GCTI_Chat_SubmitAsOutbound"] == "true"
+
+
+@pytest.mark.django_db
+def test_a_reply_continues_the_invitation_whatever_way_the_number_was_written(channel):
+    # given: the strategy wrote the number with a '+', the hub writes it without
+    invitation = invite_to_chat(channel=channel, client_id="+15556667777", user_data={"PhoneNumber": "+15556667777"})
+
+    # when
+    message, _ = customer_message_receive(channel=channel, client_id="15556667777", text="Yes, call me")
+
+    # then
+    assert Contact.objects.count() == 1
+    assert message.interaction_id == invitation.interaction.pk
+
+
+@pytest.mark.django_db
+def test_the_24_hour_window_counts_from_the_latest_customer_message(channel):
+    # given
+    later = datetime(2026, 3, 5, 12, 0, tzinfo=UTC)
+    earlier = later - timedelta(hours=2)
+    customer_message_receive(channel=channel, client_id="15556667777", text="1", channel_message_id="m1",
+                             origin_time=later)
+
+    # when: a message sent earlier arrives late
+    customer_message_receive(channel=channel, client_id="15556667777", text="0", channel_message_id="m0",
+                             origin_time=earlier)
+
+    # then
+    assert Interaction.objects.get().last_customer_message_at == later
+
+
+@pytest.mark.django_db
+def test_a_customer_message_keeps_the_idle_session_alive(channel):
+    # given
+    option_set(section=DMS, name="session-shutdown-timeout", value="60", channel=channel)
+    first, _ = customer_message_receive(channel=channel, client_id="15556667777", text="Hello", channel_message_id="m1")
+    age(first.interaction, idle=timedelta(seconds=59))
+
+    # when
+    customer_message_receive(channel=channel, client_id="15556667777", text="Still there", channel_message_id="m2")
+    sessions_expire(now=timezone.now() + timedelta(seconds=30))
+
+    # then
+    assert Interaction.objects.get().state != "ended"
