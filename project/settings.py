@@ -189,6 +189,14 @@ if not DEBUG:
     # /healthz is probed over plain HTTP by load balancers.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
+# --- Recovery timings --------------------------------------------------------------
+# How long a worker owns a delivery or a campaign batch it claimed; after a
+# worker dies, its work is taken over once these run out (docs/RELIABILITY.md).
+DELIVERY_LEASE_SECONDS = env.float("DELIVERY_LEASE_SECONDS", default=30.0)
+DELIVERY_RELAY_GRACE_SECONDS = env.float("DELIVERY_RELAY_GRACE_SECONDS", default=10.0)
+CAMPAIGN_CLAIM_LEASE_SECONDS = env.float("CAMPAIGN_CLAIM_LEASE_SECONDS", default=120.0)
+CAMPAIGN_STALLED_SECONDS = env.float("CAMPAIGN_STALLED_SECONDS", default=15.0)
+
 # --- Request size -----------------------------------------------------------------
 # A campaign's audience posted as JSON can be large; anything bigger is refused with 400.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=32 * 1024 * 1024)

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -26,10 +27,8 @@ from channels_app.services.invitations import invite_to_chat
 from channels_app.validators import validate_queue_key
 
 BATCH_SIZE = 100
-CLAIM_LEASE = timedelta(minutes=2)
 PARALLEL_CHAINS = 4  # batch tasks started side by side, so that many workers share a campaign
 STATE_CHECK_EVERY = timedelta(milliseconds=250)  # pause and cancel take effect within this
-STALLED_AFTER = timedelta(seconds=15)  # a running campaign without a batch for this long is kicked again
 # Field codes the server fills itself, so an audience row need not carry them.
 DERIVED_CONTACT_PROPERTIES = {"Id", "PrimaryPhoneNumber", "FullName"}
 
@@ -229,8 +228,10 @@ def campaigns_tick(*, now: datetime | None = None) -> int:
     Campaign.objects.filter(pk__in=due).update(state=CampaignState.RUNNING, started_at=now)
     for campaign_id in due:
         campaign_kick(campaign_id)
+    # A running campaign without a batch for this long may have lost its tasks: kick it again.
+    quiet_since = now - timedelta(seconds=settings.CAMPAIGN_STALLED_SECONDS)
     stalled = Campaign.objects.filter(state=CampaignState.RUNNING).filter(
-        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - STALLED_AFTER)
+        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=quiet_since)
     )
     stalled_ids = list(stalled.exclude(pk__in=due).values_list("pk", flat=True))
     for campaign_id in stalled_ids:
@@ -250,7 +251,8 @@ def _claim_batch(campaign_id: int, now: datetime) -> list[int]:
             .order_by("row_number")
             .values_list("pk", flat=True)[:BATCH_SIZE]
         )
-        CampaignRecipient.objects.filter(pk__in=ids).update(claimed_until=now + CLAIM_LEASE)
+        lease = timedelta(seconds=settings.CAMPAIGN_CLAIM_LEASE_SECONDS)
+        CampaignRecipient.objects.filter(pk__in=ids).update(claimed_until=now + lease)
     return ids
 
 

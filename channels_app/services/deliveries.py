@@ -11,6 +11,7 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -29,13 +30,19 @@ from channels_app.transports import TRANSPORTS, OutgoingMessage, SendOutcome, Se
 
 logger = logging.getLogger(__name__)
 
-# Longer than the webhook's 10-second answer time, with room for the database.
-LEASE = timedelta(seconds=30)
 # Retries due within this are scheduled with a Celery countdown (far below the
 # Redis visibility timeout); later ones, and lost tasks, are found by the relay.
 COUNTDOWN_LIMIT = timedelta(minutes=5)
-# The relay leaves fresh deliveries to the task published at commit.
-RELAY_GRACE = timedelta(seconds=10)
+
+
+def _lease() -> timedelta:
+    """Longer than the webhook's 10-second answer time (settings.DELIVERY_LEASE_SECONDS)."""
+    return timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
+
+
+def _relay_grace() -> timedelta:
+    """The relay leaves fresh deliveries to the task published at commit."""
+    return timedelta(seconds=settings.DELIVERY_RELAY_GRACE_SECONDS)
 
 
 def delivery_create(*, message: Message) -> Delivery:
@@ -59,7 +66,7 @@ def _claim(delivery_id: int, now: datetime) -> str | None:
     claimed = (
         Delivery.objects.filter(pk=delivery_id, state=DeliveryState.PENDING, next_attempt_at__lte=now)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .update(lease_until=now + LEASE, lease_token=token, attempts=F("attempts") + 1)
+        .update(lease_until=now + _lease(), lease_token=token, attempts=F("attempts") + 1)
     )
     return token if claimed == 1 else None
 
@@ -175,7 +182,7 @@ def deliveries_due(*, limit: int = 500) -> list[int]:
     with transaction.atomic():
         return list(
             Delivery.objects.select_for_update(skip_locked=True)
-            .filter(state=DeliveryState.PENDING, next_attempt_at__lte=now - RELAY_GRACE)
+            .filter(state=DeliveryState.PENDING, next_attempt_at__lte=now - _relay_grace())
             .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
             .order_by("next_attempt_at")
             .values_list("pk", flat=True)[:limit]
