@@ -12,28 +12,22 @@ import hashlib
 import hmac
 import io
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 from django import db
-from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
 from django.test import Client
 
 from channels_app.management.commands.seed_demo import DEMO_CHANNEL_ID
 from channels_app.models import Channel, Delivery, Interaction, Message
 from channels_app.options_catalog import CHANNEL
 from channels_app.services.options import option_value
-from tests.conftest import require_or_skip
+from tests.workers import WorkerProcess, require_shared_database
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SPEC_REQUEST = json.loads((FIXTURES / "invite_to_chat_request.json").read_text())
@@ -52,54 +46,19 @@ worker_db = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 # --- the worker process ------------------------------------------------------------------------------------------
 
 
-class Worker:
-    def __init__(self, process: subprocess.Popen, log_path: Path):
-        self.process = process
-        self.log_path = log_path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-
-def _test_database_url() -> str:
-    """DATABASE_URL with the database name pytest-django created (test_<name>)."""
-    parts = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit(parts._replace(path="/" + quote(connection.settings_dict["NAME"])))
-
-
 @pytest.fixture(scope="module")
 def worker(django_db_setup, tmp_path_factory):
     """One `celery worker` subprocess for the module, on the test database and the suite's broker."""
-    require_or_skip(
-        bool(os.environ.get("DATABASE_URL")) and connection.vendor != "sqlite",
-        "a worker process cannot share the SQLite test database (in memory): set DATABASE_URL to PostgreSQL",
-    )
-    log_path = tmp_path_factory.mktemp("worker") / "celery.log"
-    env = {**os.environ, "DATABASE_URL": _test_database_url(), "DJANGO_SETTINGS_MODULE": "project.settings"}
-    command = [
-        sys.executable, "-m", "celery", "-A", "project", "worker",
-        "--pool", "solo", "--concurrency", "1",
-        "--without-heartbeat", "--without-gossip", "--without-mingle",
-        "-Q", "celery", "-n", f"pytest-{os.getpid()}@%h", "--loglevel", "INFO",
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-    running = Worker(process, log_path)
+    require_shared_database()
+    running = WorkerProcess(tmp_path_factory.mktemp("worker") / "celery.log")
     try:
-        wait_for(lambda: "ready." in running.log(), running, what="the worker to start")
+        running.wait_ready()
         yield running
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        running.stop()
 
 
-def wait_for(condition: Callable[[], object], worker: Worker, *, what: str, diagnose: Callable[[], str] = str):
+def wait_for(condition: Callable[[], object], worker: WorkerProcess, *, what: str, diagnose: Callable[[], str] = str):
     """Poll `condition` until it is true or the deadline passes; fail with the worker's log."""
     deadline = time.monotonic() + DEADLINE_SECONDS
     while time.monotonic() < deadline:

@@ -1,0 +1,78 @@
+"""Real `celery worker` processes for tests about workers: started on the test
+database and the suite's broker, stopped, or killed with SIGKILL."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from django.conf import settings
+from django.db import connection
+
+from tests.conftest import require_or_skip
+
+
+def require_shared_database() -> None:
+    require_or_skip(
+        bool(os.environ.get("DATABASE_URL")) and connection.vendor != "sqlite",
+        "a worker process cannot share the SQLite test database (in memory): set DATABASE_URL to PostgreSQL",
+    )
+
+
+def test_database_url() -> str:
+    """DATABASE_URL with the database name pytest-django created (test_<name>)."""
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parts._replace(path="/" + quote(connection.settings_dict["NAME"])))
+
+
+class WorkerProcess:
+    def __init__(self, log_path: Path, env: dict | None = None, name: str = "pytest"):
+        self.log_path = log_path
+        command = [
+            sys.executable, "-m", "celery", "-A", "project", "worker",
+            "--pool", "solo", "--concurrency", "1",
+            "--without-heartbeat", "--without-gossip", "--without-mingle",
+            "-Q", "celery", "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h", "--loglevel", "INFO",
+        ]
+        full_env = {**os.environ, "DATABASE_URL": test_database_url(), "DJANGO_SETTINGS_MODULE": "project.settings",
+                    **(env or {})}
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            command, cwd=settings.BASE_DIR, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        poll_until(lambda: "ready." in self.log(), timeout, f"the worker to start:\n{self.log()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye, no acknowledgement, as when a machine dies."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+def poll_until(condition, timeout: float, what: str):
+    """Poll with a deadline (never a bare sleep to wait for work)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
