@@ -30,13 +30,8 @@ class TokenSerializer(serializers.Serializer):
     token = serializers.CharField()
 
 
-class TenantSerializer(serializers.ModelSerializer):
-    id = serializers.IntegerField(min_value=1, max_value=2147483647)
-
-    class Meta:
-        model = Tenant
-        fields = ["id", "name", "created_at"]
-        read_only_fields = ["created_at"]
+class ChosenIdMixin:
+    """The client chooses the `id` when creating (a tenant id, a StandardResponseId); it never changes after."""
 
     def get_fields(self):
         fields = super().get_fields()
@@ -45,9 +40,19 @@ class TenantSerializer(serializers.ModelSerializer):
         return fields
 
     def validate_id(self, value):
-        if Tenant.objects.filter(pk=value).exists():
-            raise serializers.ValidationError(f"Tenant {value} already exists.")
+        model = self.Meta.model
+        if model.objects.filter(pk=value).exists():
+            raise serializers.ValidationError(f"A {model._meta.verbose_name} with id {value!r} already exists.")
         return value
+
+
+class TenantSerializer(ChosenIdMixin, serializers.ModelSerializer):
+    id = serializers.IntegerField(min_value=1, max_value=2147483647)
+
+    class Meta:
+        model = Tenant
+        fields = ["id", "name", "created_at"]
+        read_only_fields = ["created_at"]
 
 
 class EndpointListField(serializers.ListField):
@@ -177,7 +182,7 @@ class AttachmentSerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(url) if request else url
 
 
-class StandardResponseSerializer(serializers.ModelSerializer):
+class StandardResponseSerializer(ChosenIdMixin, serializers.ModelSerializer):
     id = serializers.CharField(required=False, max_length=32, help_text="StandardResponseId; generated when omitted.")
     category = serializers.PrimaryKeyRelatedField(
         queryset=StandardResponseCategory.objects.all(), required=False, allow_null=True
@@ -193,17 +198,6 @@ class StandardResponseSerializer(serializers.ModelSerializer):
             "field_codes", "created_at", "updated_at",
         ]
         read_only_fields = ["created_at", "updated_at"]
-
-    def get_fields(self):
-        fields = super().get_fields()
-        if self.instance is not None and not isinstance(self.instance, list):
-            fields["id"].read_only = True
-        return fields
-
-    def validate_id(self, value):
-        if StandardResponse.objects.filter(pk=value).exists():
-            raise serializers.ValidationError(f"A standard response with id {value!r} already exists.")
-        return value
 
     def get_field_codes(self, response) -> list[str]:
         return response.field_codes()
