@@ -63,12 +63,6 @@ def rows_written() -> dict:
 NOTHING_WRITTEN = {"interactions": 0, "contacts": 0, "messages": 0, "deliveries": 0}
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # The conftest's users get PBKDF2 hashes (~0.4 s each); these tests are not about passwords.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def spec_response(staff_api):
     response = staff_api.post("/api/standard-responses/", SPEC_RESPONSE, format="json")

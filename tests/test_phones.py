@@ -113,12 +113,6 @@ def test_normalize_client_phone_never_raises_on_arbitrary_text(raw, business):
     assert result is None or result.startswith("+")
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # The conftest's users get PBKDF2 hashes (~0.4 s each); these tests are not about passwords.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 # --- Messaging.ValidateContact through POST /esp -----------------------------------------------------------------
 
 

@@ -139,12 +139,6 @@ def receiver_factory():
 # --- helpers -----------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # The conftest's users get PBKDF2 hashes (~0.4 s each); these tests are not about passwords.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def create_spec_response(staff_api):
     response = staff_api.post("/api/standard-responses/", SPEC_RESPONSE, format="json")
     assert response.status_code == 201, response.json()
