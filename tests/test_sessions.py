@@ -352,6 +352,7 @@ def test_a_customer_message_opens_an_inbound_interaction_with_the_hub_driver_att
         "_msg_ProfileNickname": "Johnny",
         "_umsMsgPlainText": "Hello, is my bill ready?",
         "PhoneNumber": "15556667777",
+        "_umsChatSessionId": interaction.pk,
     }
     contact = interaction.contact
     assert (contact.phone_number, contact.nickname) == ("+15556667777", "Johnny")

@@ -20,6 +20,7 @@ from channels_app.models import (
     MessageDirection,
     MessageStatus,
 )
+from channels_app.models.conversations import generate_interaction_id
 from channels_app.services.deliveries import delivery_create
 from channels_app.services.options import option_value
 
@@ -75,14 +76,17 @@ def interaction_create(
     user_data: dict,
     terminate_after_send: bool = False,
 ) -> Interaction:
+    """A new chat session; its id is also attached as `_umsChatSessionId`, as Chat Server does."""
+    interaction_id = generate_interaction_id()
     return Interaction.objects.create(
+        id=interaction_id,
         channel=channel,
         contact=contact,
         client_id=client_id,
         type=InteractionType.OUTBOUND if outbound else InteractionType.INBOUND,
         subtype=InteractionSubtype.OUTBOUND_NEW if outbound else InteractionSubtype.INBOUND_NEW,
         queue=queue,
-        user_data=user_data,
+        user_data={**user_data, "_umsChatSessionId": interaction_id},
         terminate_after_send=terminate_after_send,
     )
 
@@ -99,7 +103,8 @@ def message_queue_outbound(*, interaction: Interaction, payload: dict, trace_id:
         status=MessageStatus.QUEUED,
         trace_id=trace_id,
     )
-    Interaction.objects.filter(pk=interaction.pk).update(last_activity_at=timezone.now())
+    if message.created_at - interaction.last_activity_at > timedelta(seconds=1):
+        Interaction.objects.filter(pk=interaction.pk).update(last_activity_at=message.created_at)
     delivery_create(message=message)
     return message
 

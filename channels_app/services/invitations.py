@@ -151,8 +151,6 @@ def invite_to_chat(
             user_data={**attributes, **user_data},
             terminate_after_send=terminate_session,
         )
-        interaction.user_data["_umsChatSessionId"] = interaction.pk
-        interaction.save(update_fields=["user_data"])
         if response is None:
             if terminate_session:  # nothing to hand over: "ended immediately"
                 interaction_end(interaction=interaction, reason="TerminateSessionFlag")
