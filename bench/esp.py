@@ -24,11 +24,14 @@ Run from the repository root:
 
     .venv/bin/python bench/esp.py [--seconds 30] [--concurrency 16]
 
-Output is `name=value` lines, the headline (`invite_to_chat_per_second`) last.
-Server logs are kept in a temporary directory (printed on failure).
+Output is `name=value` lines, the headline (`invite_to_chat_per_second`) last;
+the `cpu_*` lines say how the machine's CPU was shared during the measured
+window (other programs on the machine lower every figure). Only one run at a
+time (a lock in the temporary directory). Server logs are kept in a temporary directory (printed on failure).
 """
 
 import argparse
+import fcntl
 import http.client
 import itertools
 import json
@@ -58,12 +61,14 @@ REDIS_DB = 5
 BROKER_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 CHANNEL_ID = "channel-ghub-simulator"  # created by `manage.py seed_demo`
 
-# Gunicorn settings. Measured on the 2-core benchmark machine, 16 clients, 20 s
-# each (invitations/s): 2 workers x 4 threads ~ the same as 3 x 2 and 4 x 1
-# sync (within noise); 2 x 8 and 4 x 4 slightly worse (more processes/threads
-# than cores, all CPU-bound). 2 x 4 (also what `make run` uses) is the default.
+# Gunicorn settings, tried on the 2-core machine with 16 clients, 15 s runs
+# (invitations/s; other programs used 0.3-1 core meanwhile, so only runs side
+# by side compare): 2 workers x 8 threads 41-51, 2 x 16 34-50 (one p99 of 5 s),
+# 2 x 4 35-50, 1 x 16 35-42, 3 x 2 29-35, 4 x 1 (sync) 25-39. A request spends
+# much of its time waiting for ~20 PostgreSQL round trips, so threads help;
+# more processes than cores do not. 2 x 8 (one server thread per client) is kept.
 DEFAULT_WORKERS = 2
-DEFAULT_THREADS = 4
+DEFAULT_THREADS = 8
 
 SETUP_SNIPPET = """
 from django.contrib.auth import get_user_model
@@ -128,8 +133,12 @@ def server_env(debug: bool) -> dict:
         env.update(DEBUG="true")
     else:
         # Production settings, minus the HTTPS redirect (the benchmark speaks plain HTTP).
-        env.update(DEBUG="false", SECRET_KEY="bench-esp-" + "x" * 50, ALLOWED_HOSTS="127.0.0.1,localhost",
-                   SECURE_SSL_REDIRECT="false")
+        env.update(
+            DEBUG="false",
+            SECRET_KEY="bench-esp-" + "x" * 50,
+            ALLOWED_HOSTS="127.0.0.1,localhost",
+            SECURE_SSL_REDIRECT="false",
+        )
     return env
 
 
@@ -144,8 +153,9 @@ def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
     # A session of its own: Ctrl-C reaches only this script, which then stops
     # the whole process group (master and its children) itself.
     with open(log, "wb") as out:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def stop(process: subprocess.Popen | None, grace: float = 15.0) -> None:
@@ -170,8 +180,9 @@ def stop(process: subprocess.Popen | None, grace: float = 15.0) -> None:
         pass
 
 
-def request(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None,
-            headers: dict | None = None) -> tuple[int, bytes]:
+def request(
+    conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+) -> tuple[int, bytes]:
     conn.request(method, path, body=body, headers=headers or {})
     response = conn.getresponse()
     return response.status, response.read()
@@ -260,8 +271,11 @@ def cpu_report(before: CpuSnapshot, after: CpuSnapshot) -> list[str]:
     steal = after.machine[2] - before.machine[2]
     cores = os.cpu_count() or 1
     ours = 0
-    lines = [f"cpu_cores={cores}", f"cpu_busy_percent={busy / total * 100:.0f}",
-             f"cpu_steal_percent={steal / total * 100:.0f}"]
+    lines = [
+        f"cpu_cores={cores}",
+        f"cpu_busy_percent={busy / total * 100:.0f}",
+        f"cpu_steal_percent={steal / total * 100:.0f}",
+    ]
     for name, value in after.parts.items():
         used = value - before.parts.get(name, 0)
         ours += used
@@ -278,8 +292,11 @@ class Load:
 
     def __init__(self, port: int, token: str, concurrency: int):
         self.port = port
-        self.headers = {"Authorization": f"Token {token}", "Content-Type": "application/json",
-                        "Connection": "keep-alive"}
+        self.headers = {
+            "Authorization": f"Token {token}",
+            "Content-Type": "application/json",
+            "Connection": "keep-alive",
+        }
         template = json.loads((FIXTURES / "invite_to_chat_request.json").read_text())
         template["Parameters"]["_umsChannel"] = CHANNEL_ID
         self.template = template
@@ -300,9 +317,12 @@ class Load:
         # A different possible NANP number per request (650-200-0000 and up): a new contact each time.
         phone = f"1650{2000000 + n % 8000000}"
         payload = self.template
-        payload = {**payload, "ReferenceId": n,
-                   "Parameters": {**payload["Parameters"], "_umsClientId": phone},
-                   "UserData": {**payload["UserData"], "PhoneNumber": phone}}
+        payload = {
+            **payload,
+            "ReferenceId": n,
+            "Parameters": {**payload["Parameters"], "_umsClientId": phone},
+            "UserData": {**payload["UserData"], "PhoneNumber": phone},
+        }
         return json.dumps(payload).encode()
 
     def client(self) -> None:
@@ -375,6 +395,12 @@ def interrupt(signum, frame):
 
 def main() -> None:
     args = parse_args()
+    # Two runs would share (and drop) one database and Redis db.
+    lock = open(Path(tempfile.gettempdir()) / "bench-esp.lock", "w")  # noqa: SIM115  (held until exit)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit("another bench/esp.py is running: it uses the same database and Redis db") from None
     # SIGTERM cleans up like Ctrl-C.
     signal.signal(signal.SIGTERM, interrupt)
     logs = Path(tempfile.mkdtemp(prefix="bench-esp-"))
@@ -388,29 +414,52 @@ def main() -> None:
         database_made = True
         manage(env, "migrate", "--noinput")
         manage(env, "seed_demo")
-        token = next(line[6:] for line in manage(env, "shell", "-c", SETUP_SNIPPET).splitlines()
-                     if line.startswith("TOKEN="))
+        token = next(
+            line[6:] for line in manage(env, "shell", "-c", SETUP_SNIPPET).splitlines() if line.startswith("TOKEN=")
+        )
 
         port = free_port()
         gunicorn_log, worker_log = logs / "gunicorn.log", logs / "celery.log"
         gunicorn = start(
-            [str(VENV_BIN / "gunicorn"), "project.wsgi:application", "--bind", f"127.0.0.1:{port}",
-             "--workers", str(args.workers), "--threads", str(args.threads), "--timeout", "60",
-             "--keep-alive", "75", "--backlog", "2048"],
-            env, gunicorn_log,
+            [
+                str(VENV_BIN / "gunicorn"),
+                "project.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(args.workers),
+                "--threads",
+                str(args.threads),
+                "--timeout",
+                "60",
+                "--keep-alive",
+                "75",
+                "--backlog",
+                "2048",
+            ],
+            env,
+            gunicorn_log,
         )
         wait_healthy(port, gunicorn, gunicorn_log)
 
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         standard_response = (FIXTURES / "invite_to_chat_standard_response.json").read_bytes()
-        status, answer = request(conn, "POST", "/api/standard-responses/", standard_response,
-                                 {"Authorization": f"Token {token}", "Content-Type": "application/json"})
+        status, answer = request(
+            conn,
+            "POST",
+            "/api/standard-responses/",
+            standard_response,
+            {"Authorization": f"Token {token}", "Content-Type": "application/json"},
+        )
         conn.close()
         if status != 201:
             raise SystemExit(f"creating the standard response failed: {status} {answer[:500]!r}")
 
-        worker = start([str(VENV_BIN / "celery"), "-A", "project", "worker", "--concurrency", "1",
-                        "--loglevel", "WARNING"], env, worker_log)
+        worker = start(
+            [str(VENV_BIN / "celery"), "-A", "project", "worker", "--concurrency", "1", "--loglevel", "WARNING"],
+            env,
+            worker_log,
+        )
 
         # One request first: a wrong answer makes every figure meaningless.
         load = Load(port, token, args.concurrency)

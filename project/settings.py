@@ -111,6 +111,10 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fix-up closes the database connection around every task
+# unless told to reuse it; a new PostgreSQL connection per delivery cost ~10%
+# of a worker's time (bench/esp.py).
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 
 # --- Cache (shared by the web processes and the workers) -----------------------
 # Throttling and the seven-day WhatsApp contacts check live here. The embedded

@@ -1,0 +1,376 @@
+"""Run the real stack from a benchmark: PostgreSQL, Redis, gunicorn, Celery.
+
+    from stack import Stack, percentile, print_figures
+
+    with Stack("dms_bench_x", redis_db=6) as stack:   # fresh database, flushed Redis db
+        stack.prepare()                               # migrate, seed_demo, superuser token
+        stack.shell("...")                            # more set-up through `manage.py shell -c`
+        stack.start_gunicorn(workers=2, threads=8)    # waits for /healthz
+        stack.start_celery(count=2, concurrency=1)
+        ...                                           # drive load at stack.port
+    # on leaving (normally, on an error, on Ctrl-C or SIGTERM): every process
+    # started is stopped, the Redis db flushed and the database dropped.
+
+PostgreSQL is 127.0.0.1:5432 (trust auth, user postgres); Redis is
+127.0.0.1:6379. The server runs with DEBUG=true, the local-memory cache and
+Redis as the Celery broker. Logs go to a temporary directory, kept (and
+printed) when the benchmark fails.
+"""
+
+import asyncio
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin"
+PG = "host=127.0.0.1 port=5432 user=postgres"
+
+TOKEN_SNIPPET = """
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+User = get_user_model()
+user = User.objects.filter(username="bench").first() or User.objects.create_superuser("bench", "", None)
+print("TOKEN=" + Token.objects.get_or_create(user=user)[0].key)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of an already sorted list (nan when empty)."""
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+def print_figures(figures: list[tuple[str, object]]) -> None:
+    """`name=value` lines, in the order given (the headline last, by convention)."""
+    for name, value in figures:
+        print(f"{name}={value:.1f}" if isinstance(value, float) else f"{name}={value}", flush=True)
+
+
+class AsyncConnection:
+    """A minimal keep-alive HTTP/1.1 client on asyncio streams, cheap enough
+    that the load generator leaves the CPU to the server."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1"):
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes = b"",
+                      headers: dict | None = None) -> tuple[int, bytes]:
+        """(status, body); raises OSError or asyncio.IncompleteReadError when the connection breaks."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(body)}"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        try:
+            self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            fields = {}
+            for line in head.decode("latin-1").split("\r\n")[1:]:
+                if ":" in line:
+                    name, value = line.split(":", 1)
+                    fields[name.strip().lower()] = value.strip()
+            if "content-length" in fields:
+                data = await self.reader.readexactly(int(fields["content-length"]))
+            elif fields.get("transfer-encoding", "").lower() == "chunked":
+                data = b""
+                while size := int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                    data += (await self.reader.readexactly(size + 2))[:-2]
+                await self.reader.readuntil(b"\r\n")
+            else:
+                data = await self.reader.read()
+            if fields.get("connection", "").lower() == "close":
+                self.close()
+            return status, data
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+def _proc_stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds used so far) of a live process, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds used by groups of processes between start() and stop(),
+    sampled every `interval` (a process that ends loses at most its last
+    interval). `groups()` returns {group name: [pid, ...]}, evaluated at
+    every sample so that new processes (children, database backends) count."""
+
+    def __init__(self, groups, interval: float = 1.0):
+        self.groups, self.interval = groups, interval
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.group_of: dict[int, str] = {}
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        for group, pids in self.groups().items():
+            for pid in pids:
+                stat = _proc_stat(pid)
+                if stat is not None:
+                    self.first.setdefault(pid, stat[1])
+                    self.last[pid] = stat[1]
+                    self.group_of[pid] = group
+
+    def _run(self) -> None:
+        while not self.stopping.wait(self.interval):
+            self._sample()
+
+    def start(self) -> "CpuMeter":
+        self._sample()
+        self.thread.start()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        self.stopping.set()
+        self.thread.join()
+        self._sample()
+        used: dict[str, float] = {}
+        for pid, group in self.group_of.items():
+            used[group] = used.get(group, 0.0) + self.last[pid] - self.first[pid]
+        return used
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
+
+
+class Stack:
+    def __init__(self, database: str, *, redis_db: int):
+        self.database = database
+        self.dsn = f"{PG} dbname={database}"
+        self.redis_db = redis_db
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
+            "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{redis_db}",
+            "CACHE_URL": "locmemcache://",  # django-environ's name for locmem (it has no `locmem://`)
+            "DEBUG": "true",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.logs = Path(tempfile.mkdtemp(prefix=f"{database}-"))
+        self.processes: list[tuple[str, subprocess.Popen]] = []
+        self.port: int | None = None
+        self.token: str | None = None
+
+    # --- lifecycle -------------------------------------------------------------
+
+    def __enter__(self) -> "Stack":
+        signal.signal(signal.SIGTERM, _terminate)
+        self.flush_redis()
+        with psycopg.connect(f"{PG} dbname=postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{self.database}"')
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        # A second Ctrl-C must not skip the clean-up.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            for name, process in reversed(self.processes):
+                self._stop(process)
+            for step in (self.flush_redis, self._drop_database):
+                try:
+                    step()
+                except Exception as error:  # noqa: BLE001 - report and go on cleaning
+                    print(f"clean-up: {step.__name__} failed: {error}", file=sys.stderr)
+            if exc_type is None:
+                shutil.rmtree(self.logs, ignore_errors=True)
+            else:
+                print(f"server logs kept in {self.logs}", file=sys.stderr)
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if exc_type is KeyboardInterrupt:
+            print("interrupted; cleaned up", file=sys.stderr)
+            return True
+        return False
+
+    def flush_redis(self) -> None:
+        client = redis.Redis(host="127.0.0.1", port=6379, db=self.redis_db)
+        try:
+            client.flushdb()
+        finally:
+            client.close()
+
+    def _drop_database(self) -> None:
+        with psycopg.connect(f"{PG} dbname=postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+    # --- manage.py ----------------------------------------------------------------
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run([str(BIN / "python"), "manage.py", *args], cwd=ROOT, env=self.env,
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args[:2])} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def shell(self, code: str) -> dict[str, str]:
+        """Run `manage.py shell -c code`; the `KEY=value` lines it prints, as a dict."""
+        out = self.manage("shell", "-c", code)
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def prepare(self) -> None:
+        """Migrate, load the demo data, and create the superuser `bench` with an API token."""
+        self.manage("migrate", "--noinput")
+        self.manage("seed_demo")
+        self.token = self.shell(TOKEN_SNIPPET)["TOKEN"]
+
+    # --- processes --------------------------------------------------------------------
+
+    def _start(self, name: str, command: list[str]) -> subprocess.Popen:
+        # A session of its own: Ctrl-C reaches only the benchmark, which stops the group itself.
+        with open(self.logs / f"{name}.log", "wb") as log:
+            process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+        self.processes.append((name, process))
+        return process
+
+    @staticmethod
+    def _stop(process: subprocess.Popen, grace: float = 15.0) -> None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(grace)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            pass
+        try:  # the master's children too, and a master that did not stop in time
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+
+    def start_gunicorn(self, *, workers: int, threads: int, timeout: float = 60.0) -> int:
+        self.port = free_port()
+        process = self._start("gunicorn", [
+            str(BIN / "gunicorn"), "project.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
+            "--workers", str(workers), "--threads", str(threads), "--timeout", "60",
+            "--keep-alive", "75", "--backlog", "2048",
+        ])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {process.returncode}; see {self.logs}/gunicorn.log")
+            try:
+                status, _ = self.request("GET", "/healthz")
+                if status == 200:
+                    return self.port
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"gunicorn was not healthy within {timeout:.0f} s; see {self.logs}/gunicorn.log")
+
+    def start_celery(self, *, count: int = 1, concurrency: int = 1, pool: str = "prefork",
+                     beat: bool = False) -> None:
+        """`count` worker instances, each with `concurrency` children of `pool`;
+        with `beat`, the first also runs the periodic tasks (`--beat`, the
+        django-celery-beat schedule in the database), as `make run` does."""
+        for number in range(1, count + 1):
+            command = [
+                str(BIN / "celery"), "-A", "project", "worker", "--hostname", f"bench{number}@%h",
+                "--pool", pool, "--concurrency", str(concurrency), "--loglevel", "WARNING",
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+            ]
+            if beat and number == 1:
+                command += ["--beat", "--schedule", str(self.logs / "celerybeat-schedule")]
+            self._start(f"celery{number}", command)
+        self.wait_for_celery(count)
+
+    def wait_for_celery(self, count: int, timeout: float = 60.0) -> None:
+        from celery import Celery
+
+        app = Celery(broker=self.env["CELERY_BROKER_URL"])
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                for name, process in self.processes:
+                    if name.startswith("celery") and process.poll() is not None:
+                        raise RuntimeError(f"{name} exited with {process.returncode}; see {self.logs}/{name}.log")
+                if len(app.control.ping(timeout=1.0) or []) >= count:
+                    return
+            raise RuntimeError(f"{count} Celery worker(s) did not answer within {timeout:.0f} s; see {self.logs}")
+        finally:
+            app.close()
+
+    def tree(self, name: str) -> list[int]:
+        """Pids of the started process `name` and of its descendants."""
+        root = next(process.pid for started, process in self.processes if started == name)
+        parents = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and (stat := _proc_stat(int(entry))) is not None:
+                parents[int(entry)] = stat[0]
+        pids, frontier = [root], [root]
+        while frontier:
+            frontier = [pid for pid, parent in parents.items() if parent in frontier]
+            pids += frontier
+        return pids
+
+    def backends(self) -> list[int]:
+        """Pids of the PostgreSQL backends connected to the benchmark's database."""
+        return [row[0] for row in self.sql(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+
+    def cpu_meter(self) -> CpuMeter:
+        """CPU of each started process tree and of the database's backends ("postgres")."""
+        return CpuMeter(lambda: {**{name: self.tree(name) for name, _ in self.processes},
+                                 "postgres": self.backends()})
+
+    def check_alive(self) -> None:
+        for name, process in self.processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode}; see {self.logs}/{name}.log")
+
+    # --- HTTP ---------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict | None = None) -> tuple[int, bytes]:
+        """One request on a new connection (set-up and checks, not load)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def sql(self, query: str, *params) -> list[tuple]:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            cursor = conn.execute(query, params or None)
+            return cursor.fetchall() if cursor.description else []
