@@ -197,7 +197,7 @@ if not DEBUG:
 # How long a worker owns a delivery or a campaign batch it claimed; after a
 # worker dies, its work is taken over once these run out (docs/RELIABILITY.md).
 DELIVERY_LEASE_SECONDS = env.float("DELIVERY_LEASE_SECONDS", default=30.0)
-DELIVERY_RELAY_GRACE_SECONDS = env.float("DELIVERY_RELAY_GRACE_SECONDS", default=10.0)
+DELIVERY_RELAY_GRACE_SECONDS = env.float("DELIVERY_RELAY_GRACE_SECONDS", default=60.0)
 CAMPAIGN_CLAIM_LEASE_SECONDS = env.float("CAMPAIGN_CLAIM_LEASE_SECONDS", default=120.0)
 CAMPAIGN_STALLED_SECONDS = env.float("CAMPAIGN_STALLED_SECONDS", default=15.0)
 

@@ -26,6 +26,9 @@ class Delivery(models.Model):
     first_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Start of the retry timeout.")
     lease_until = models.DateTimeField(null=True, blank=True, help_text="A worker owns the delivery until then.")
     lease_token = models.CharField(max_length=32, blank=True)
+    published_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a task for it was last handed to the broker (for the relay)."
+    )
     last_error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -41,13 +41,17 @@ def _lease() -> timedelta:
 
 
 def _relay_grace() -> timedelta:
-    """The relay leaves fresh deliveries to the task published at commit."""
+    """The relay leaves a delivery to the task published for it (at commit, or
+    with a retry's countdown) for this long before publishing it again."""
     return timedelta(seconds=settings.DELIVERY_RELAY_GRACE_SECONDS)
 
 
 def delivery_create(*, message: Message) -> Delivery:
     """Called in the transaction that stores the message; the attempt is published after commit."""
-    delivery = Delivery.objects.create(message=message, channel_id=message.channel_id, next_attempt_at=timezone.now())
+    now = timezone.now()
+    delivery = Delivery.objects.create(
+        message=message, channel_id=message.channel_id, next_attempt_at=now, published_at=now
+    )
     transaction.on_commit(lambda: delivery_enqueue(delivery.pk))
     return delivery
 
@@ -136,6 +140,7 @@ def delivery_attempt(*, delivery_id: int) -> SendResult | None:
             wait = decision.next_attempt_at - now
             if wait <= COUNTDOWN_LIMIT:
                 retry_countdown = max(wait.total_seconds(), 0)
+                delivery.published_at = decision.next_attempt_at
         delivery.save()
     if retry_countdown is not None:
         delivery_enqueue(delivery_id, countdown=retry_countdown)
@@ -176,25 +181,31 @@ def _message_failed(message: Message, result: SendResult, attempts: int) -> None
 
 
 def deliveries_due(*, limit: int = 500) -> list[int]:
-    """Ids of deliveries due and owned by nobody, locked with SKIP LOCKED so
-    that relays running side by side pick different rows."""
+    """Ids of deliveries due, owned by nobody and not published lately, locked
+    with SKIP LOCKED so that relays running side by side pick different rows;
+    they count as published now, so a backlog in the broker is not multiplied."""
     now = timezone.now()
+    quiet_since = now - _relay_grace()
     with transaction.atomic():
-        return list(
+        ids = list(
             Delivery.objects.select_for_update(skip_locked=True)
-            .filter(state=DeliveryState.PENDING, next_attempt_at__lte=now - _relay_grace())
+            .filter(state=DeliveryState.PENDING, next_attempt_at__lte=now)
             .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+            .filter(Q(published_at__isnull=True) | Q(published_at__lt=quiet_since))
             .order_by("next_attempt_at")
             .values_list("pk", flat=True)[:limit]
         )
+        Delivery.objects.filter(pk__in=ids).update(published_at=now)
+    return ids
 
 
 @transaction.atomic
 def delivery_redeliver(*, delivery: Delivery) -> bool:
     """Start a failed delivery over (admin "redeliver"); False when it is not failed."""
+    now = timezone.now()
     updated = Delivery.objects.filter(pk=delivery.pk, state=DeliveryState.FAILED).update(
-        state=DeliveryState.PENDING, next_attempt_at=timezone.now(), first_attempt_at=None, attempts=0,
-        lease_until=None, lease_token="", last_error="",
+        state=DeliveryState.PENDING, next_attempt_at=now, first_attempt_at=None, attempts=0,
+        lease_until=None, lease_token="", last_error="", published_at=now,
     )
     if not updated:
         return False
