@@ -238,7 +238,7 @@ OPTIONS: tuple[OptionDefinition, ...] = (
     ),
     OptionDefinition(
         IW, "whatsappsession.location-map.preview.query", OptionType.URL_TEMPLATE, "",
-        "The request to the configured map provider for a location preview (static map); placeholders "
+        "The request to the configured map provider for a location preview (static map); the markers "
         "{LATITUDE}, {LONGITUDE}, {HEIGHT} and {WIDTH}. The preview is rendered only when this is not empty.",
         takes_effect=TakesEffect.IMMEDIATELY,
     ),

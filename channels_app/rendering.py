@@ -201,14 +201,14 @@ class _Compiled:
 
 
 @lru_cache(maxsize=4096)
-def _compile(text: str, placeholders: bool = False) -> _Compiled:
+def _compile(text: str, numbered: bool = False) -> _Compiled:
     pieces: list[str] = []
     slots: list[tuple[int, FieldCode | int]] = []
     for part in parse_template(text):
         if type(part) is FieldCode:
             slots.append((len(pieces), part))
             pieces.append("")
-        elif placeholders and "{{" in part:
+        elif numbered and "{{" in part:
             position = 0
             for match in _PLACEHOLDER_RE.finditer(part):
                 pieces.append(part[position : match.start()])
@@ -427,7 +427,7 @@ def _text(
     limit: int | None = None,
     editable: bool = False,
     field_codes: bool = True,
-    placeholders: bool = False,
+    numbered: bool = False,
 ) -> str | None:
     """Check one text of a standard response; None when absent or unusable."""
     if value is None or (isinstance(value, str) and not value):
@@ -444,7 +444,7 @@ def _text(
     qualifier = ""
     if field_codes:
         try:
-            known = _compile(value, placeholders).literal_length
+            known = _compile(value, numbered).literal_length
         except FieldCodeSyntaxError as exc:
             errors.add(field, str(exc))
             return None
@@ -578,7 +578,7 @@ def _parameters(errors: _Errors, raw: Any) -> dict[str, str]:
     return {str(number): numbered[number] for number in sorted(numbered)}
 
 
-def _body_placeholders(errors: _Errors, body: str | None, parameters: Mapping[str, str]) -> None:
+def _check_body_parameters(errors: _Errors, body: str | None, parameters: Mapping[str, str]) -> None:
     if body is None:
         return
     for number in dict.fromkeys(_PLACEHOLDER_RE.findall(body)):
@@ -694,8 +694,8 @@ def _validate_notification(errors: _Errors, body: Any, structured: Mapping[str, 
     _mapping(errors, "structured", structured, _NOTIFICATION_KEYS, required=True)
     template = _whatsapp_template(errors, structured.get("template"))
     parameters = _parameters(errors, structured.get("parameters"))
-    text = _text(errors, "body", body, required=True, limit=BODY_MAX, placeholders=True)
-    _body_placeholders(errors, text, parameters)
+    text = _text(errors, "body", body, required=True, limit=BODY_MAX, numbered=True)
+    _check_body_parameters(errors, text, parameters)
     return {"template": template, "parameters": parameters}
 
 
@@ -707,8 +707,8 @@ def _validate_rich_media(errors: _Errors, body: Any, structured: Mapping[str, An
     template = _whatsapp_template(errors, structured.get("template"))
     parameters = _parameters(errors, structured.get("parameters"))
     header = _header(errors, structured.get("header"), media=True)
-    text = _text(errors, "body", body, required=True, limit=BODY_MAX, placeholders=True)
-    _body_placeholders(errors, text, parameters)
+    text = _text(errors, "body", body, required=True, limit=BODY_MAX, numbered=True)
+    _check_body_parameters(errors, text, parameters)
     footer = _footer(errors, structured.get("footer"))
     buttons = _rich_media_buttons(errors, structured.get("buttons"))
     return _clean(template=template, parameters=parameters, header=header, footer=footer, buttons=buttons or None)

@@ -581,7 +581,7 @@ def test_notification_parameters_are_numbered_from_1_without_gaps(parameters, fi
     assert field in errors_of("notification", "Hello", {**NOTIFICATION, "parameters": parameters})
 
 
-def test_every_placeholder_of_the_body_needs_a_parameter():
+def test_every_numbered_parameter_of_the_body_needs_a_value():
     structured = {**NOTIFICATION, "parameters": {"1": "<$Contact.FirstName$>"}}
     assert errors_of("notification", "Hi {{1}}, see {{2}}", structured) == {
         "body": ["{{2}} has no parameter 2 in structured.parameters."]
