@@ -219,6 +219,8 @@ def main() -> None:
             # CPU per message, robust to other load on the machine: 2 cores / their sum = the ceiling.
             ("gunicorn_cpu_ms_per_message", server_cpu.get("gunicorn", 0.0) * 1000 / max(load.ok_in_window, 1)),
             ("postgres_cpu_ms_per_message", server_cpu.get("postgres", 0.0) * 1000 / max(load.ok_in_window, 1)),
+            # Cores busy with anything else during the window: above ~0.2 the run is not from a quiet machine.
+            ("other_cpu_cores", server_cpu["other"] / server_cpu["seconds"]),
             ("ceiling_tool", tool),
             ("postgres_insert_tps_ceiling", ceiling),
             ("inbound_messages_per_second", load.ok_in_window / args.seconds),

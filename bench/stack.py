@@ -149,18 +149,30 @@ class CpuMeter:
         while not self.stopping.wait(self.interval):
             self._sample()
 
+    @staticmethod
+    def _machine_busy() -> float:
+        """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
+        ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
     def start(self) -> "CpuMeter":
+        self.began, self.busy, self.own = time.monotonic(), self._machine_busy(), time.process_time()
         self._sample()
         self.thread.start()
         return self
 
     def stop(self) -> dict[str, float]:
+        """CPU seconds per group; also "benchmark" (this process) and "other": the
+        rest of the machine's busy time (other programs, short-lived processes)."""
         self.stopping.set()
         self.thread.join()
         self._sample()
         used: dict[str, float] = {}
         for pid, group in self.group_of.items():
             used[group] = used.get(group, 0.0) + self.last[pid] - self.first[pid]
+        used["benchmark"] = time.process_time() - self.own
+        used["other"] = max(0.0, self._machine_busy() - self.busy - sum(used.values()))
+        used["seconds"] = time.monotonic() - self.began
         return used
 
 
@@ -186,6 +198,7 @@ class Stack:
         self.processes: list[tuple[str, subprocess.Popen]] = []
         self.port: int | None = None
         self.token: str | None = None
+        self._backends_conn: psycopg.Connection | None = None
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -202,7 +215,9 @@ class Stack:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
-            for name, process in reversed(self.processes):
+            if self._backends_conn is not None:
+                self._backends_conn.close()
+            for _name, process in reversed(self.processes):
                 self._stop(process)
             for step in (self.flush_redis, self._drop_database):
                 try:
@@ -343,8 +358,10 @@ class Stack:
         return pids
 
     def backends(self) -> list[int]:
-        """Pids of the PostgreSQL backends connected to the benchmark's database."""
-        return [row[0] for row in self.sql(
+        """Pids of the PostgreSQL backends connected to the benchmark's database (but this one's)."""
+        if self._backends_conn is None:
+            self._backends_conn = psycopg.connect(self.dsn, autocommit=True)
+        return [row[0] for row in self._backends_conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
 
     def cpu_meter(self) -> CpuMeter:

@@ -250,6 +250,8 @@ channel_save(
                 # Sampled once a second: misses backends of connections that live less than that.
                 ("postgres_cpu_ms_per_message_sampled", cpu.get("postgres", 0.0) * per_message),
                 ("postgres_sessions_opened", sessions[0][0] - sessions_before[0][0]),
+                # Cores busy with anything else: above ~0.2 the run is not from a quiet machine.
+                ("other_cpu_cores", cpu["other"] / cpu["seconds"]),
                 ("max_ms", (latencies[-1] if latencies else float("nan")) * 1000),
                 ("p50_ms", percentile(latencies, 0.50) * 1000),
                 ("p99_ms", percentile(latencies, 0.99) * 1000),
