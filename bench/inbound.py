@@ -39,16 +39,19 @@ CHANNEL_ID = "bench-sms-inbound"
 SECRET = "bench-inbound-secret"
 PATH = f"/nexus/v3/channels/{CHANNEL_ID}/messages"
 
-# Gunicorn on the 2-core benchmark machine (PostgreSQL and the load generator
-# share the cores), 32 clients, 20 s each, messages/s (p99 ms):
-#   2 workers x 4 threads  ~ 250 (220)     3 x 4  ~ 245 (230)
-#   2 x 8                  ~ 255 (250)     4 x 2  ~ 250 (230)
-#   1 x 8                  ~ 160 (330)
-# The request is CPU-bound Python (Django, DRF, ~10 SQL statements): one
-# process per core is what counts, more threads only queue under the GIL and
-# more processes only add context switches. 2 x 4 (what `make run` uses) is
-# the default. (See the report for the exact figures of a run.)
-DEFAULT_WORKERS = 2
+# Gunicorn workers x threads, measured on the 2-core benchmark machine (a slow
+# VM: PostgreSQL and this load generator share the cores), 32 clients, 20 s
+# windows, two to three runs each, messages/s:
+#   1 x 8: 75            2 x 4: 76, 86, 100     2 x 8: 68, 95, 123
+#   3 x 4: 97, 102, 114  3 x 8: 101, 115        4 x 2: 100, 103, 117
+#   4 x 4: 89, 106       2 x 16: 79
+# Every setting with at least two processes is CPU-bound at ~100/s: each
+# message costs ~12-16 ms of gunicorn CPU plus ~4 ms of PostgreSQL CPU
+# (printed as *_cpu_ms_per_message), and 2 cores / ~18 ms is ~110/s. One
+# process is held to one core by the GIL. 3 x 4 was among the best and the
+# steadiest (more processes than cores keep a core busy while another
+# process's threads wait on the database); 4 x 2 is as good within the noise.
+DEFAULT_WORKERS = 3
 DEFAULT_THREADS = 4
 
 SETUP = f"""
