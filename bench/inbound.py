@@ -14,7 +14,13 @@ Then, in the same run and on the same database, the machine's ceiling:
 PostgreSQL single-row INSERT transactions per second at the same
 concurrency, with `pgbench` when installed, else with psycopg threads.
 
-Output: `name=value` lines, the headline `inbound_messages_per_second` last.
+Output: `name=value` lines: requests (finished in the window), errors,
+seconds, p50_ms, p99_ms, what was stored, the CPU per message of gunicorn and
+of the database's PostgreSQL backends (2 cores / their sum is the ceiling of
+this code on this machine, whatever else runs), `other_cpu_cores` (CPU used
+by everything else during the window: above ~0.2 the machine was not quiet),
+`postgres_insert_tps_ceiling`, and the headline `inbound_messages_per_second`
+(200 answers in the window / seconds) last.
 Target of the issue: 1,000 messages/s with p99 under 50 ms.
 """
 

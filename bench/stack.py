@@ -7,7 +7,9 @@
         stack.shell("...")                            # more set-up through `manage.py shell -c`
         stack.start_gunicorn(workers=2, threads=8)    # waits for /healthz
         stack.start_celery(count=2, concurrency=1)
+        meter = stack.cpu_meter().start()             # CPU of each process tree and of PostgreSQL
         ...                                           # drive load at stack.port
+        cpu = meter.stop()                            # {"gunicorn": s, "celery1": s, "postgres": s, ...}
     # on leaving (normally, on an error, on Ctrl-C or SIGTERM): every process
     # started is stopped, the Redis db flushed and the database dropped.
 
@@ -199,6 +201,7 @@ class Stack:
         self.port: int | None = None
         self.token: str | None = None
         self._backends_conn: psycopg.Connection | None = None
+        self._meters: list[CpuMeter] = []
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -215,6 +218,10 @@ class Stack:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
+            for meter in self._meters:  # still sampling when interrupted
+                meter.stopping.set()
+                if meter.thread.is_alive():
+                    meter.thread.join()
             if self._backends_conn is not None:
                 self._backends_conn.close()
             for _name, process in reversed(self.processes):
@@ -366,8 +373,10 @@ class Stack:
 
     def cpu_meter(self) -> CpuMeter:
         """CPU of each started process tree and of the database's backends ("postgres")."""
-        return CpuMeter(lambda: {**{name: self.tree(name) for name, _ in self.processes},
-                                 "postgres": self.backends()})
+        meter = CpuMeter(lambda: {**{name: self.tree(name) for name, _ in self.processes},
+                                  "postgres": self.backends()})
+        self._meters.append(meter)
+        return meter
 
     def check_alive(self) -> None:
         for name, process in self.processes:
