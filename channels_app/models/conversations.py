@@ -5,6 +5,7 @@ import string
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from channels_app.models.configuration import Channel
 
@@ -103,8 +104,8 @@ class Interaction(models.Model):
     last_customer_message_at = models.DateTimeField(
         null=True, blank=True, help_text="Start of the WhatsApp 24-hour window."
     )
-    last_activity_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    last_activity_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=200, blank=True)
 

@@ -11,6 +11,7 @@ from channels_app import options_catalog
 from channels_app.models import (
     Channel,
     Contact,
+    Delivery,
     EarlyReceipt,
     Interaction,
     InteractionState,
@@ -21,7 +22,7 @@ from channels_app.models import (
     MessageStatus,
 )
 from channels_app.models.conversations import generate_interaction_id
-from channels_app.services.deliveries import delivery_create
+from channels_app.services.deliveries import deliveries_create
 from channels_app.services.options import option_value
 
 # Interactions created with TerminateSessionFlag whose message never left are
@@ -66,7 +67,7 @@ def hub_driver_attributes(*, channel: Channel, client_id: str, business_id: str,
     return attributes
 
 
-def interaction_create(
+def interaction_new(
     *,
     channel: Channel,
     contact: Contact,
@@ -75,10 +76,13 @@ def interaction_create(
     outbound: bool,
     user_data: dict,
     terminate_after_send: bool = False,
+    now: datetime | None = None,
 ) -> Interaction:
-    """A new chat session; its id is also attached as `_umsChatSessionId`, as Chat Server does."""
+    """A new chat session, not saved yet; its id is also attached as
+    `_umsChatSessionId`, as Chat Server does."""
     interaction_id = generate_interaction_id()
-    return Interaction.objects.create(
+    now = now or timezone.now()
+    return Interaction(
         id=interaction_id,
         channel=channel,
         contact=contact,
@@ -88,13 +92,20 @@ def interaction_create(
         queue=queue,
         user_data={**user_data, "_umsChatSessionId": interaction_id},
         terminate_after_send=terminate_after_send,
+        created_at=now,
+        last_activity_at=now,
     )
 
 
-def message_queue_outbound(*, interaction: Interaction, payload: dict, trace_id: str = "") -> Message:
-    """Store an outgoing message (status queued) with its delivery, attempted
-    through Celery once the transaction commits (services.deliveries)."""
-    message = Message.objects.create(
+def interaction_create(**kwargs) -> Interaction:
+    """`interaction_new`, saved."""
+    interaction = interaction_new(**kwargs)
+    interaction.save(force_insert=True)
+    return interaction
+
+
+def message_new_outbound(*, interaction: Interaction, payload: dict, trace_id: str = "") -> Message:
+    return Message(
         interaction=interaction,
         channel_id=interaction.channel_id,
         direction=MessageDirection.OUTBOUND,
@@ -103,9 +114,22 @@ def message_queue_outbound(*, interaction: Interaction, payload: dict, trace_id:
         status=MessageStatus.QUEUED,
         trace_id=trace_id,
     )
+
+
+def messages_queue_outbound(*, messages: list[Message], publish: bool = True) -> list[Delivery]:
+    """Store outgoing messages (status queued) with their deliveries, returned
+    in the same order; with `publish`, each is attempted through Celery once
+    the transaction commits (services.deliveries)."""
+    Message.objects.bulk_create(messages)
+    return deliveries_create(messages=messages, publish=publish)
+
+
+def message_queue_outbound(*, interaction: Interaction, payload: dict, trace_id: str = "") -> Message:
+    """One outgoing message of an ongoing interaction (an agent's), published after commit."""
+    message = message_new_outbound(interaction=interaction, payload=payload, trace_id=trace_id)
+    messages_queue_outbound(messages=[message])
     if message.created_at - interaction.last_activity_at > timedelta(seconds=1):
         Interaction.objects.filter(pk=interaction.pk).update(last_activity_at=message.created_at)
-    delivery_create(message=message)
     return message
 
 
@@ -135,7 +159,7 @@ def receipt_apply(*, channel: Channel, external_id: str, status: str, reasons: l
     twice or out of order: a final state (removed, or failed after delivery)
     is not undone by an older receipt, and a duplicate changes nothing."""
     new_status = RECEIPT_STATUSES[status]
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         message = (
             Message.objects.select_for_update()
             .filter(channel=channel, external_id=external_id, direction=MessageDirection.OUTBOUND)
@@ -162,9 +186,12 @@ def receipt_apply(*, channel: Channel, external_id: str, status: str, reasons: l
     return ReceiptOutcome(message, True)
 
 
-def early_receipts_apply(*, channel: Channel, external_id: str) -> None:
+def early_receipts_apply(*, channel_id: int, external_id: str) -> None:
     """Apply the receipts that arrived before the message's external id was known."""
-    early = list(EarlyReceipt.objects.filter(channel=channel, external_id=external_id))
+    early = list(EarlyReceipt.objects.filter(channel_id=channel_id, external_id=external_id))
+    if not early:
+        return
+    channel = Channel.objects.get(pk=channel_id)
     for receipt in sorted(early, key=lambda r: _STATUS_RANK.get(RECEIPT_STATUSES[r.status], 0)):
         receipt_apply(channel=channel, external_id=external_id, status=receipt.status, reasons=receipt.reasons)
     EarlyReceipt.objects.filter(pk__in=[r.pk for r in early]).delete()
@@ -184,7 +211,7 @@ def _receipt_moves_forward(current: str, new: str) -> bool:
     return _STATUS_RANK.get(new, 0) > _STATUS_RANK.get(current, 0)
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # all or nothing with the request that carries it: no savepoint needed
 def customer_message_receive(
     *,
     channel: Channel,
