@@ -12,13 +12,23 @@ from channels_app.models.configuration import Channel
 ID_ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
 
 
+def _random_id(length: int) -> str:
+    # One call for the randomness (8 bits a character, more than the 5.95 a character needs), not one per character.
+    number = int.from_bytes(secrets.token_bytes(length), "big")
+    characters = []
+    for _ in range(length):
+        number, index = divmod(number, len(ID_ALPHABET))
+        characters.append(ID_ALPHABET[index])
+    return "".join(characters)
+
+
 def generate_interaction_id() -> str:
     """A 16-character id, the `_umsChatSessionId` / InteractionId of a chat session."""
-    return "".join(secrets.choice(ID_ALPHABET) for _ in range(16))
+    return _random_id(16)
 
 
 def generate_message_id() -> str:
-    return "".join(secrets.choice(ID_ALPHABET) for _ in range(20))
+    return _random_id(20)
 
 
 class Contact(models.Model):

@@ -12,17 +12,19 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from channels_app.bulk import bulk_update_rows
 from channels_app.errors import ApplicationError, InvalidParameter
 from channels_app.models import (
     Campaign,
     CampaignRecipient,
     CampaignState,
     Channel,
+    Delivery,
     StandardResponse,
 )
 from channels_app.models.campaigns import RECIPIENT_STATUS_BY_MESSAGE
 from channels_app.phones import normalize_client_phone
-from channels_app.services.deliveries import deliveries_attempt
+from channels_app.services.deliveries import deliveries_send
 from channels_app.services.invitations import Invitee, invitation_plan, invitations_create
 from channels_app.validators import validate_queue_key
 
@@ -285,16 +287,16 @@ def campaign_run_batch(*, campaign_id: int) -> int:
     # The send times are reserved before the invitations are written, so that
     # writing them does not open a gap in the campaign's rate.
     send_times = _reserve_send_times(campaign_id, len(ids), rate) if rate else None
-    delivery_ids = _invite_batch(campaign, ids)
-    if delivery_ids:
-        deliveries_attempt(delivery_ids=delivery_ids, send_times=send_times[: len(delivery_ids)] if rate else None)
+    deliveries = _invite_batch(campaign, ids)
+    if deliveries:
+        deliveries_send(claimed=deliveries, send_times=send_times[: len(deliveries)] if rate else None)
     return len(ids)
 
 
 @transaction.atomic
-def _invite_batch(campaign: Campaign, recipient_ids: list[int]) -> list[int]:
+def _invite_batch(campaign: Campaign, recipient_ids: list[int]) -> list[Delivery]:
     """InviteToChat for each claimed recipient still without a message, in
-    one transaction; returns the deliveries to attempt."""
+    one transaction; returns their deliveries, owned by this worker."""
     recipients = list(
         CampaignRecipient.objects.select_for_update()
         .filter(pk__in=recipient_ids, message__isnull=True, error="")  # a lease may have run out meanwhile
@@ -325,16 +327,15 @@ def _invite_batch(campaign: Campaign, recipient_ids: list[int]) -> list[int]:
         )
     except ApplicationError as error:  # the channel is disabled, the response is gone...: no one can be invited
         outcomes = [error] * len(recipients)
-    delivery_ids = []
+    deliveries, rows = [], []
     for recipient, outcome in zip(recipients, outcomes, strict=True):
-        recipient.claimed_until = None
         if isinstance(outcome, ApplicationError):
-            recipient.error = outcome.message[:500]
+            rows.append({"pk": recipient.pk, "message": None, "error": outcome.message[:500]})
         else:
-            recipient.message_id = outcome.message_id
-            delivery_ids.append(outcome.delivery_id)
-    CampaignRecipient.objects.bulk_update(recipients, ["message", "error", "claimed_until"])
-    return delivery_ids
+            rows.append({"pk": recipient.pk, "message": outcome.message_id, "error": ""})
+            deliveries.append(outcome.delivery)
+    bulk_update_rows(CampaignRecipient, rows, ["message", "error"], constants={"claimed_until": None})
+    return deliveries
 
 
 def _complete_if_done(campaign_id: int) -> None:

@@ -51,8 +51,10 @@ def contacts_identify(*, channel: Channel, claims: list[ContactClaim]) -> list[C
     found = _contacts_by_key(set(keys))
     missing = {}
     for key, claim in zip(keys, claims, strict=True):
-        if key not in found and key not in missing:
-            missing[key] = _new_contact(key, claim.client_id)
+        if key not in found:
+            if key not in missing:
+                missing[key] = _new_contact(key, claim.client_id)
+            _apply_properties(missing[key], claim.properties)  # so that a new contact needs no update
     if missing:
         # Concurrent requests may create some of them first: theirs are found again below.
         Contact.objects.bulk_create(missing.values(), ignore_conflicts=True)

@@ -21,6 +21,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from channels_app.bulk import bulk_update_rows
 from channels_app.choices import Transport as TransportName
 from channels_app.models import (
     Delivery,
@@ -43,6 +44,8 @@ logger = logging.getLogger(__name__)
 COUNTDOWN_LIMIT = timedelta(minutes=5)
 # Webhooks in flight at once per worker process (a campaign batch waits on many third-party answers).
 SEND_CONCURRENCY = 16
+# After an answer, how long to wait for the others in flight so that their outcomes are written together.
+RECORD_GATHER_SECONDS = 0.005
 
 
 def _lease() -> timedelta:
@@ -56,14 +59,22 @@ def _relay_grace() -> timedelta:
     return timedelta(seconds=settings.DELIVERY_RELAY_GRACE_SECONDS)
 
 
-def deliveries_create(*, messages: list[Message], publish: bool = True) -> list[Delivery]:
+def deliveries_create(*, messages: list[Message], publish: bool = True, claim: bool = False) -> list[Delivery]:
     """Called in the transaction that stores the messages. With `publish` an
-    attempt is published for each after commit; without, the caller attempts
-    them itself (`deliveries_attempt`) and the relay takes over if it dies."""
+    attempt is published for each after commit. With `claim` the caller owns
+    them from the start (their lease is taken) and attempts them itself with
+    `deliveries_send` once committed; if it dies, the relay takes over when
+    the lease runs out."""
     now = timezone.now()
-    deliveries = Delivery.objects.bulk_create(
-        [Delivery(message=m, channel_id=m.channel_id, next_attempt_at=now, published_at=now) for m in messages]
-    )
+    deliveries = [
+        Delivery(message=m, channel_id=m.channel_id, next_attempt_at=now, published_at=now) for m in messages
+    ]
+    if claim:
+        token, lease_until = uuid.uuid4().hex, now + _lease_for(len(deliveries))
+        for delivery in deliveries:
+            delivery.lease_token, delivery.lease_until, delivery.attempts = token, lease_until, 1
+            delivery.channel = delivery.message.channel  # the sender needs it, and the caller has it at hand
+    Delivery.objects.bulk_create(deliveries)
     if publish:
         ids = [delivery.pk for delivery in deliveries]
         transaction.on_commit(lambda: [delivery_enqueue(delivery_id) for delivery_id in ids])
@@ -96,17 +107,21 @@ def deliveries_enqueue(delivery_ids: list[int]) -> None:
         logger.exception("Could not publish %d deliveries; the relay will.", len(delivery_ids))
 
 
+def _lease_for(count: int) -> timedelta:
+    """Long enough for `count` sends, SEND_CONCURRENCY at a time, each answered within the webhook timeout."""
+    rounds = math.ceil(count / SEND_CONCURRENCY)
+    return _lease() + timedelta(seconds=rounds * WEBHOOK_TIMEOUT_SECONDS)
+
+
 def _claim(delivery_ids: list[int], now: datetime) -> list[Delivery]:
     """Take the lease of those deliveries that are due and owned by nobody. A
     conditional UPDATE: a concurrent claimer waits for the row lock and then
     finds the lease taken, so each delivery has one owner at a time."""
     token = uuid.uuid4().hex
-    rounds = math.ceil(len(delivery_ids) / SEND_CONCURRENCY)
-    lease = _lease() + timedelta(seconds=rounds * WEBHOOK_TIMEOUT_SECONDS)
     claimed = (
         Delivery.objects.filter(pk__in=delivery_ids, state=DeliveryState.PENDING, next_attempt_at__lte=now)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .update(lease_until=now + lease, lease_token=token, attempts=F("attempts") + 1)
+        .update(lease_until=now + _lease_for(len(delivery_ids)), lease_token=token, attempts=F("attempts") + 1)
     )
     if not claimed:
         return []
@@ -164,27 +179,39 @@ def deliveries_attempt(
     *, delivery_ids: list[int], send_times: list[datetime] | None = None
 ) -> dict[int, SendResult]:
     """One attempt of each of these deliveries that is due and owned by
-    nobody; the others are left alone. With `send_times` (a campaign's
-    throttle), none is sent before its time. Results by delivery id.
-
-    The sends happen outside any transaction, under a lease, up to
-    SEND_CONCURRENCY at once; each outcome is written as soon as its answer
-    is in (with the others that came in meanwhile), so a worker that dies
-    leaves at most the webhooks then in flight to be sent again."""
+    nobody; the others are left alone. Results by delivery id."""
     claimed = _claim(delivery_ids, timezone.now())
+    if send_times:
+        times_by_id = dict(zip(delivery_ids, send_times, strict=True))
+        send_times = [times_by_id[delivery.pk] for delivery in claimed]
+    return deliveries_send(claimed=claimed, send_times=send_times)
+
+
+def deliveries_send(*, claimed: list[Delivery], send_times: list[datetime] | None = None) -> dict[int, SendResult]:
+    """Attempt deliveries whose lease is ours (one lease token); with
+    `send_times` (a campaign's throttle), none is sent before its time.
+
+    The sends happen outside any transaction, up to SEND_CONCURRENCY at
+    once; each outcome is written as soon as its answer is in (with the
+    others that came in meanwhile), so a worker that dies leaves only the
+    webhooks then in flight, or answered in the last milliseconds, to be
+    sent again."""
     if not claimed:
         return {}
     if len(claimed) == 1 and not send_times:
         sent = _send(claimed[0], _outgoing(claimed[0]))
         _record_outcomes([sent])
         return {sent.delivery.pk: sent.result}
-    times_by_id = dict(zip(delivery_ids, send_times, strict=True)) if send_times else {}
+    times_by_id = {delivery.pk: due for delivery, due in zip(claimed, send_times, strict=True)} if send_times else {}
     in_flight: set[Future] = set()
     results: dict[int, SendResult] = {}
 
     def record_answered(block: bool) -> None:
         nonlocal in_flight
         done, in_flight = wait(in_flight, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        if done and in_flight:  # answers come in bunches: a few milliseconds more make one write of many
+            more, in_flight = wait(in_flight, timeout=RECORD_GATHER_SECONDS)
+            done |= more
         if done:
             answered = [future.result() for future in done]
             _record_outcomes(answered)
@@ -196,8 +223,6 @@ def deliveries_attempt(
             if in_flight:
                 record_answered(block=False)
             time.sleep(min(wait_seconds, 0.01 if in_flight else 0.05))
-        if len(in_flight) >= SEND_CONCURRENCY:
-            record_answered(block=True)
         in_flight.add(_pool().submit(_send, delivery, _outgoing(delivery)))
     while in_flight:
         record_answered(block=True)
@@ -296,7 +321,12 @@ def _deliveries_delivered(delivered: list[Sent], now: datetime) -> None:
         message.status, message.external_id, message.updated_at = MessageStatus.SENT, sent.result.external_id, now
         message.sent_at = sent.started
         messages.append(message)
-    Message.objects.bulk_update(messages, ["status", "external_id", "sent_at", "updated_at"])
+    bulk_update_rows(
+        Message,
+        [{"pk": m.pk, "external_id": m.external_id, "sent_at": m.sent_at} for m in messages],
+        ["external_id", "sent_at"],
+        constants={"status": MessageStatus.SENT, "updated_at": now},
+    )
     _early_receipts_apply([m for m in messages if m.external_id])
     _end_terminating_sessions([m.interaction_id for m in messages], now)
 

@@ -118,10 +118,11 @@ def message_new_outbound(*, interaction: Interaction, payload: dict, trace_id: s
 
 def messages_queue_outbound(*, messages: list[Message], publish: bool = True) -> list[Delivery]:
     """Store outgoing messages (status queued) with their deliveries, returned
-    in the same order; with `publish`, each is attempted through Celery once
-    the transaction commits (services.deliveries)."""
+    in the same order: with `publish`, each is attempted through Celery once
+    the transaction commits; without, the caller owns them and sends them
+    (services.deliveries)."""
     Message.objects.bulk_create(messages)
-    return deliveries_create(messages=messages, publish=publish)
+    return deliveries_create(messages=messages, publish=publish, claim=not publish)
 
 
 def message_queue_outbound(*, interaction: Interaction, payload: dict, trace_id: str = "") -> Message:

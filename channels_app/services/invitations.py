@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from channels_app.choices import ContentType, MediaType
 from channels_app.errors import ApplicationError, ExecutionFailed, InvalidParameter, NotFound, TransportUnreachable
-from channels_app.models import Channel, Contact, Interaction, InteractionState, StandardResponse
+from channels_app.models import Channel, Contact, Delivery, Interaction, InteractionState, StandardResponse
 from channels_app.options_catalog import DMS
 from channels_app.services.channels import channel_inbound_route
 from channels_app.services.contacts import ContactClaim, contacts_identify
@@ -42,7 +42,7 @@ FALSE_VALUES = {"false", "0", "no", ""}
 class Invitation:
     interaction: Interaction
     message_id: str | None
-    delivery_id: int | None = None
+    delivery: Delivery | None = None  # owned by the caller when invitations_create was asked not to publish
 
 
 def parse_flag(value, name: str) -> bool:
@@ -235,11 +235,13 @@ def invitations_create(
             outcomes[index] = error
             continue
         interactions.append(interaction)
-        messages.append((index, message_new_outbound(interaction=interaction, payload=payload, trace_id=plan.trace_id)))
+        message = message_new_outbound(interaction=interaction, payload=payload, trace_id=plan.trace_id)
+        message.channel = channel  # already at hand: its deliveries need it
+        messages.append((index, message))
     Interaction.objects.bulk_create(interactions)
     deliveries = messages_queue_outbound(messages=[message for _index, message in messages], publish=publish)
     for (index, message), delivery in zip(messages, deliveries, strict=True):
-        outcomes[index] = Invitation(message.interaction, message.pk, delivery.pk)
+        outcomes[index] = Invitation(message.interaction, message.pk, delivery)
     return outcomes
 
 

@@ -13,7 +13,7 @@ WEBHOOK_TIMEOUT_SECONDS = 10.0  # "Send a response to the webhook within 10 seco
 RESPONSE_EXCERPT_BYTES = 500
 
 # One pool per worker process: connections to a third party are reused.
-_pool = urllib3.PoolManager(num_pools=50, maxsize=10, retries=False)
+_pool = urllib3.PoolManager(num_pools=50, maxsize=32, retries=False)  # >= deliveries.SEND_CONCURRENCY
 
 
 class WebhookTransport:
