@@ -16,15 +16,18 @@ def inbound_messages_accept(
     nothing new; a receipt answers with the id of the message it names, or ""
     when no message has that id (it is ignored)."""
     try:
+        # Duplicates are rare: the unique constraint finds them, without a query for each message.
         with transaction.atomic():
-            return _accept(channel, messages, trace_id)
+            return _accept(channel, messages, trace_id, look_for_duplicates=False)
     except IntegrityError:
-        # The same channel.messageId arrived twice at once: the other request stored it; now it is found.
+        # A channel.messageId already stored (or arriving twice at once): nothing was written; now it is found.
         with transaction.atomic():
-            return _accept(channel, messages, trace_id)
+            return _accept(channel, messages, trace_id, look_for_duplicates=True)
 
 
-def _accept(channel: Channel, messages: list[InboundText | InboundReceipt], trace_id: str) -> list[str]:
+def _accept(
+    channel: Channel, messages: list[InboundText | InboundReceipt], trace_id: str, look_for_duplicates: bool
+) -> list[str]:
     ids = []
     for message in messages:
         if isinstance(message, InboundReceipt):
@@ -42,6 +45,7 @@ def _accept(channel: Channel, messages: list[InboundText | InboundReceipt], trac
             origin_time=message.time,
             trace_id=trace_id,
             extra_payload=message.extra,
+            look_for_duplicate=look_for_duplicates,
         )
         ids.append(stored.pk)
     return ids

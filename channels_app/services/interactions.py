@@ -223,14 +223,17 @@ def customer_message_receive(
     origin_time: datetime | None = None,
     trace_id: str = "",
     extra_payload: dict | None = None,
+    look_for_duplicate: bool = True,
 ) -> tuple[Message, bool]:
     """A customer's message: it opens or continues the customer's interaction on
     the channel and records the hub driver attributes. Returns (message,
-    created); a `channel_message_id` already received returns the stored one."""
+    created); a `channel_message_id` already received returns the stored one.
+    Without `look_for_duplicate` a duplicate is left to the unique constraint
+    (IntegrityError), for callers that then try again with it."""
     from channels_app.services.channels import channel_inbound_route
     from channels_app.services.contacts import contact_identify
 
-    if channel_message_id:
+    if channel_message_id and look_for_duplicate:
         existing = Message.objects.filter(channel=channel, channel_message_id=channel_message_id).first()
         if existing is not None:
             return existing, False
