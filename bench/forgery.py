@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stack import AsyncConnection, Stack, print_figures  # noqa: E402
+from stack import Stack, post_all, print_figures  # noqa: E402
 
 from tests.attacks import FORGERIES, KINDS, SignedRequest, attacks, valid_requests  # noqa: E402
 
@@ -82,24 +82,9 @@ def rows_added(before: dict[str, int], after: dict[str, int]) -> int:
     return sum(after[table] - before[table] for table in TABLES)
 
 
-async def send_all(port: int, requests: list[SignedRequest], concurrency: int) -> list[tuple[int | None, bytes]]:
-    """(status, body) of each request, in the order given; status None when the connection broke."""
-    answers: list[tuple[int | None, bytes]] = [(None, b"")] * len(requests)
-    queue = iter(range(len(requests)))
-
-    async def client() -> None:
-        conn = AsyncConnection(port)
-        for index in queue:
-            request = requests[index]
-            headers = {"Content-Type": "application/json", **request.headers}
-            try:
-                answers[index] = await conn.request("POST", PATH, request.body, headers)
-            except (OSError, asyncio.IncompleteReadError, ValueError) as error:
-                answers[index] = (None, repr(error).encode())
-        conn.close()
-
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    return answers
+def send_all(port: int, requests: list[SignedRequest], concurrency: int) -> list[tuple[int | None, bytes]]:
+    requests = [(r.body, {"Content-Type": "application/json", **r.headers}) for r in requests]
+    return asyncio.run(post_all(port, PATH, requests, concurrency))
 
 
 def main() -> int:
@@ -126,9 +111,9 @@ def main() -> int:
         before = row_counts(stack)
 
         started = time.perf_counter()
-        forgery_answers = asyncio.run(send_all(port, forgeries, args.concurrency))
+        forgery_answers = send_all(port, forgeries, args.concurrency)
         after_forgeries = row_counts(stack)
-        replay_answers = asyncio.run(send_all(port, replays, args.concurrency))
+        replay_answers = send_all(port, replays, args.concurrency)
         seconds = time.perf_counter() - started
         after_replays = row_counts(stack)
         stack.check_alive()
