@@ -7,8 +7,11 @@ import hashlib
 import hmac
 import itertools
 import random
+import threading
 
 import pytest
+from django.db import connections
+from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -156,3 +159,28 @@ def test_receipts_for_unknown_ids_are_ignored_or_refused_never_a_server_error(cl
         assert 400 <= response.status_code < 500
         assert known_status == MessageStatus.SENT
 
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the rows migrations wrote
+def test_concurrent_requests_naming_the_same_messages_in_other_orders_are_all_applied(interactions):
+    """Two third-party connections sending receipts for the same messages, each
+    request in its own order: each request waits for the other, none fails."""
+    external_ids = [external_id(number) for number in range(6)]
+    sent_messages(interactions["disordered"], external_ids)
+    statuses = []
+
+    def connection(seed: int) -> None:
+        rng, client = random.Random(seed), Client(raise_request_exception=False)
+        try:
+            for _ in range(15):
+                receipts = [Receipt(external, rng.choice(STATUSES)) for external in rng.sample(external_ids, 6)]
+                statuses.append(post(client, "disordered", receipts).status_code)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=connection, args=(seed,)) for seed in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert statuses == [200] * 30
