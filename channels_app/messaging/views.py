@@ -66,7 +66,7 @@ class NexusMessagesView(APIView):
         except (ValueError, UnicodeDecodeError) as error:
             message = str(error) if isinstance(error, InvalidStructure) else "The body is not valid JSON."
             return _status(INVALID_STRUCTURE, message, 400)
-        ids = inbound_messages_accept(
-            channel=channel, messages=messages, trace_id=request.headers.get("X-B3-TraceId", "")
-        )
+        # A B3 trace id is 16 or 32 hex digits; longer values are cut to the column's 200 characters.
+        trace_id = request.headers.get("X-B3-TraceId", "")[:200]
+        ids = inbound_messages_accept(channel=channel, messages=messages, trace_id=trace_id)
         return Response({"status": {"code": 0}, "data": {"ids": ids}})

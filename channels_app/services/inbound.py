@@ -4,7 +4,7 @@ customer messages and receipts, all of one request in one transaction."""
 from django.db import IntegrityError, transaction
 
 from channels_app.messaging.payloads import InboundReceipt, InboundText
-from channels_app.models import Channel
+from channels_app.models import Channel, Message, MessageDirection
 from channels_app.services.interactions import customer_message_receive, receipt_apply
 
 
@@ -28,6 +28,7 @@ def inbound_messages_accept(
 def _accept(
     channel: Channel, messages: list[InboundText | InboundReceipt], trace_id: str, look_for_duplicates: bool
 ) -> list[str]:
+    _lock_receipt_messages(channel, messages)
     ids = []
     for message in messages:
         if isinstance(message, InboundReceipt):
@@ -49,3 +50,17 @@ def _accept(
         )
         ids.append(stored.pk)
     return ids
+
+
+def _lock_receipt_messages(channel: Channel, messages: list[InboundText | InboundReceipt]) -> None:
+    """Lock the messages a request's receipts name, all at once and in one
+    order: two requests naming the same messages in other orders then wait for
+    each other instead of deadlocking (a 500 for one of them)."""
+    external_ids = sorted({m.external_id for m in messages if isinstance(m, InboundReceipt)})
+    if len(external_ids) > 1:
+        list(
+            Message.objects.select_for_update()
+            .filter(channel=channel, external_id__in=external_ids, direction=MessageDirection.OUTBOUND)
+            .order_by("external_id", "pk")
+            .values_list("pk", flat=True)
+        )

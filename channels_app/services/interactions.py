@@ -154,11 +154,25 @@ class ReceiptOutcome:
     applied: bool
 
 
+def _reasons_merged(kept: list, reasons: list) -> list:
+    """The union of the reasons kept and those of a Failed receipt, sorted, so
+    that the order in which Failed receipts arrive does not matter."""
+    new = [
+        {"code": r.get("code"), "message": r.get("message") or RECEIPT_REASON_CODES.get(r.get("code"), "")}
+        for r in reasons
+    ]
+    union = {(r["code"], r["message"]): r for r in [*kept, *new]}
+    return [union[key] for key in sorted(union)]
+
+
 def receipt_apply(*, channel: Channel, external_id: str, status: str, reasons: list | None = None) -> ReceiptOutcome:
     """A delivery receipt (Delivered, Removed, Failed with reason codes) for the
     message whose webhook answer gave `external_id`. Receipts may arrive late,
-    twice or out of order: a final state (removed, or failed after delivery)
-    is not undone by an older receipt, and a duplicate changes nothing."""
+    twice or out of order, and any order of the same receipts ends alike: the
+    status is the furthest one reported (a final state, removed or failed after
+    delivery, is not undone by an older receipt), `delivered_at` is set by the
+    first Delivered receipt whatever came before it, the reasons are those of
+    every Failed receipt, and a duplicate changes nothing."""
     new_status = RECEIPT_STATUSES[status]
     with transaction.atomic(savepoint=False):
         message = (
@@ -173,16 +187,15 @@ def receipt_apply(*, channel: Channel, external_id: str, status: str, reasons: l
                     channel=channel, external_id=external_id, status=status, defaults={"reasons": reasons or []}
                 )
             return ReceiptOutcome(None, False)
-        if not _receipt_moves_forward(message.status, new_status):
-            return ReceiptOutcome(message, False)
-        message.status = new_status
-        if new_status == MessageStatus.DELIVERED:
+        before = (message.status, message.delivered_at, message.reasons)
+        if _receipt_moves_forward(message.status, new_status):
+            message.status = new_status
+        if new_status == MessageStatus.DELIVERED and message.delivered_at is None:
             message.delivered_at = timezone.now()
         if new_status == MessageStatus.FAILED:
-            message.reasons = [
-                {"code": r.get("code"), "message": r.get("message") or RECEIPT_REASON_CODES.get(r.get("code"), "")}
-                for r in (reasons or [{"code": 500}])
-            ]
+            message.reasons = _reasons_merged(message.reasons, reasons or [{"code": 500}])
+        if (message.status, message.delivered_at, message.reasons) == before:
+            return ReceiptOutcome(message, False)
         message.save(update_fields=["status", "delivered_at", "reasons", "updated_at"])
     return ReceiptOutcome(message, True)
 
