@@ -98,7 +98,8 @@ class Interaction(models.Model):
     """A chat session on a channel with a contact, placed in a queue."""
 
     id = models.CharField(primary_key=True, max_length=32, default=generate_interaction_id, editable=False)
-    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="interactions")
+    # db_index=False: interaction_open_by_client starts with the channel.
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="interactions", db_index=False)
     contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="interactions")
     client_id = models.CharField(max_length=200, help_text="The customer's id on the channel (_umsClientId).")
     type = models.CharField(max_length=16, choices=InteractionType.choices)
@@ -114,7 +115,7 @@ class Interaction(models.Model):
     last_customer_message_at = models.DateTimeField(
         null=True, blank=True, help_text="Start of the WhatsApp 24-hour window."
     )
-    last_activity_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+    last_activity_at = models.DateTimeField(default=timezone.now, editable=False)  # indexed in interaction_idle
     created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=200, blank=True)

@@ -307,9 +307,11 @@ def sessions_expire(*, now: datetime | None = None) -> int:
     ended = 0
     for channel in Channel.objects.all():
         timeout = option_value(section=options_catalog.DMS, name="session-shutdown-timeout", channel=channel)
-        idle = Interaction.objects.filter(
-            channel=channel, last_activity_at__lt=now - timedelta(seconds=timeout)
-        ).exclude(state=InteractionState.ENDED)
+        idle = Interaction.objects.filter(  # state first: the interaction_idle index
+            state__in=[InteractionState.QUEUED, InteractionState.ACTIVE],
+            last_activity_at__lt=now - timedelta(seconds=timeout),
+            channel=channel,
+        )
         ended += idle.update(state=InteractionState.ENDED, ended_at=now, end_reason="session-shutdown-timeout")
     abandoned = Interaction.objects.filter(terminate_after_send=True, created_at__lt=now - ABANDONED_AFTER).exclude(
         state=InteractionState.ENDED
