@@ -2,7 +2,7 @@
 
 import json
 
-from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.parsers import BaseParser
@@ -25,12 +25,17 @@ class RawJSONParser(BaseParser):
         return stream.read() if stream is not None else b""
 
 
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "integer"}]})
+class StringOrNumberField(serializers.Field):
+    """Documentation only: AppType is "171" or 171."""
+
+
 ESP_REQUEST = inline_serializer(
     "EspRequest",
     {
-        "ReferenceId": serializers.IntegerField(required=False),
+        "ReferenceId": serializers.IntegerField(required=False, allow_null=True),
         "AppName": serializers.CharField(required=False),
-        "AppType": serializers.CharField(required=False),
+        "AppType": StringOrNumberField(required=False, help_text="171 (the DMS); not needed with AppName"),
         "Service": serializers.CharField(),
         "Method": serializers.CharField(),
         "Parameters": serializers.DictField(),
