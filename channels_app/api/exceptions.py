@@ -1,6 +1,8 @@
 """The one place where errors become REST API bodies."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import JsonResponse
+from django.views import defaults
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -20,3 +22,28 @@ def api_exception_handler(exc, context):
             body["field"] = exc.field
         return Response(body, status=exc.http_status)
     return exception_handler(exc, context)
+
+
+# Errors Django answers before (or outside) a DRF view, e.g. a URL that matches no route: JSON for the
+# paths programs call, Django's HTML pages for the admin. Django uses these only while DEBUG is false.
+MACHINE_PATHS = ("/api/", "/esp", "/nexus/")
+
+
+def _machine_error(request, status_code: int, message: str):
+    if not request.path.startswith(MACHINE_PATHS):
+        return None
+    if request.path.startswith("/nexus/"):  # the Third-Party Messaging API's own error body
+        return JsonResponse({"status": {"code": status_code, "message": message}}, status=status_code)
+    return JsonResponse({"detail": message}, status=status_code)
+
+
+def bad_request(request, exception):
+    return _machine_error(request, 400, "Bad request.") or defaults.bad_request(request, exception)
+
+
+def page_not_found(request, exception):
+    return _machine_error(request, 404, "Not found.") or defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    return _machine_error(request, 500, "Server error.") or defaults.server_error(request)
