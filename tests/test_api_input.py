@@ -10,6 +10,28 @@ from tests.test_sessions import make_interaction
 
 
 @pytest.mark.django_db
+def test_deleting_a_channel_with_interactions_is_400_and_keeps_it(staff_api, channel):
+    make_interaction(channel, "15556667777")
+
+    response = staff_api.delete(f"/api/channels/{channel.channel_id}/")  # was a 500 (ProtectedError)
+
+    assert response.status_code == 400
+    assert "interactions" in response.json()["channel_id"][0]
+    assert Channel.objects.filter(pk=channel.pk).exists()
+
+
+@pytest.mark.django_db
+def test_deleting_a_standard_response_a_campaign_uses_is_400(staff_api, channel):
+    staff_api.post("/api/standard-responses/", {"id": "Hello1", "name": "Hello", "content_type": "text", "body": "Hi"})
+    staff_api.post("/api/campaigns/", {"name": "C", "channel": channel.channel_id, "standard_response": "Hello1"})
+
+    response = staff_api.delete("/api/standard-responses/Hello1/")
+
+    assert response.status_code == 400
+    assert "campaigns" in response.json()["id"][0]
+
+
+@pytest.mark.django_db
 def test_urls_that_match_no_route_answer_json_for_programs_and_html_for_people(admin_client):
     api = APIClient()
 

@@ -1,6 +1,7 @@
 """The one place where errors become REST API bodies."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import ProtectedError
 from django.http import JsonResponse
 from django.views import defaults
 from rest_framework import status
@@ -14,6 +15,8 @@ from channels_app.errors import ApplicationError
 def api_exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         exc = ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
+    if isinstance(exc, ProtectedError):  # what the views' own checks missed (a row added meanwhile)
+        return Response({"non_field_errors": ["It is still in use: it cannot be deleted."]}, status=400)
     if isinstance(exc, ApplicationError):
         if exc.http_status == status.HTTP_400_BAD_REQUEST:
             return Response({exc.field or "non_field_errors": [exc.message]}, status=exc.http_status)

@@ -116,6 +116,11 @@ class ChannelViewSet(viewsets.ModelViewSet):
     def perform_update(self, serializer):
         self._save(serializer, serializer.instance)
 
+    def perform_destroy(self, channel):
+        _refuse_while_used(channel, "channel_id", "interactions", "messages", "deliveries", "campaigns",
+                           advice="disable it instead")
+        channel.delete()
+
 
 class OptionViewSet(viewsets.ViewSet):
     """Options of the catalog with their values; PATCH sets one (globally or for a channel)."""
@@ -285,6 +290,10 @@ class StandardResponseViewSet(viewsets.ModelViewSet):
     def perform_update(self, serializer):
         self._save(serializer, serializer.instance)
 
+    def perform_destroy(self, response):
+        _refuse_while_used(response, "id", "campaigns")
+        response.delete()
+
     @extend_schema(request=serializers.RenderRequestSerializer, responses=serializers.RenderResponseSerializer)
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
     def render(self, request, pk=None):
@@ -453,6 +462,16 @@ class CampaignViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         return self._transition(pk, "cancel")
+
+
+def _refuse_while_used(instance, field: str, *relations: str, advice: str = "") -> None:
+    """Deleting what interactions, messages or campaigns still refer to would fail (PROTECT): say so, naming them."""
+    used_by = [relation for relation in relations if getattr(instance, relation).exists()]
+    if used_by:
+        raise InvalidParameter(
+            f"It is still used by its {', '.join(used_by)}: it cannot be deleted{'; ' + advice if advice else ''}.",
+            field=field,
+        )
 
 
 def _decoded(upload) -> str:
