@@ -10,6 +10,17 @@ from tests.test_sessions import make_interaction
 
 
 @pytest.mark.django_db
+def test_a_form_encoded_body_is_415_not_a_silently_emptied_list(staff_api):
+    # a form cannot carry the list of value objects: it was taken as "no values" and the attribute created
+    response = staff_api.post("/api/business-attributes/", {
+        "name": "Fruit", "display_name": "Fruit", "type": "contact_attributes", "values": '[{"display_name": "x"}]',
+    }, format="multipart")
+
+    assert response.status_code == 415
+    assert not BusinessAttribute.objects.filter(name="Fruit").exists()
+
+
+@pytest.mark.django_db
 def test_deleting_a_channel_with_interactions_is_400_and_keeps_it(staff_api, channel):
     make_interaction(channel, "15556667777")
 

@@ -10,7 +10,7 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -241,7 +241,7 @@ class AttachmentViewSet(viewsets.ModelViewSet):
 
     queryset = Attachment.objects.all()
     serializer_class = serializers.AttachmentSerializer
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [MultiPartParser]
     http_method_names = ["get", "post", "delete", "head", "options"]
     filterset_fields = ["kind"]
 
@@ -388,7 +388,7 @@ class CampaignViewSet(viewsets.ModelViewSet):
 
     queryset = Campaign.objects.select_related("channel", "standard_response")
     serializer_class = serializers.CampaignSerializer
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [JSONParser, MultiPartParser]
     http_method_names = ["get", "post", "delete", "head", "options"]
     filterset_fields = ["state", "channel"]
 
