@@ -21,6 +21,50 @@ def test_a_form_encoded_body_is_415_not_a_silently_emptied_list(staff_api):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        pytest.param({"id": "7", "name": "Seven"}, {"id"}, id="a-string-for-an-integer"),
+        pytest.param({"id": 7, "name": 7}, {"name"}, id="a-number-for-a-string"),
+        pytest.param({"id": True, "name": "Seven"}, {"id"}, id="a-boolean-for-an-integer"),
+        pytest.param({"id": 7.0, "name": ["Seven"]}, {"id", "name"}, id="both"),
+    ],
+)
+def test_json_values_of_the_wrong_type_are_400_naming_the_field(staff_api, body, fields):
+    response = staff_api.post("/api/tenants/", body)
+
+    assert response.status_code == 400
+    assert set(response.json()) == fields
+    assert not Tenant.objects.filter(id=7).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        pytest.param({"enabled": "false"}, "enabled", id="a-string-for-a-boolean"),
+        pytest.param({"retry_attempts": "3"}, "retry_attempts", id="a-string-for-an-integer"),
+        pytest.param({"tenant": "1"}, "tenant", id="a-string-for-an-id"),
+        pytest.param({"endpoints": ["1:session-chat", 7]}, "endpoints", id="a-number-in-a-list-of-strings"),
+    ],
+)
+def test_channel_updates_are_type_checked_too(staff_api, channel, change, field):
+    response = staff_api.patch(f"/api/channels/{channel.channel_id}/", change)
+
+    assert response.status_code == 400
+    assert field in response.json()
+    assert Channel.objects.get(pk=channel.pk).enabled
+
+
+@pytest.mark.django_db
+def test_well_typed_json_still_works(staff_api, channel):
+    response = staff_api.patch(f"/api/channels/{channel.channel_id}/", {"enabled": False, "retry_attempts": 3})
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["enabled"] is False
+
+
+@pytest.mark.django_db
 def test_deleting_a_channel_with_interactions_is_400_and_keeps_it(staff_api, channel):
     make_interaction(channel, "15556667777")
 
