@@ -158,8 +158,8 @@ REST_FRAMEWORK = {
     # silently dropped); the views that take a file upload add multipart themselves.
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_FILTER_BACKENDS": ["channels_app.api.query_params.StrictFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "channels_app.api.query_params.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "channels_app.api.exceptions.api_exception_handler",

@@ -65,6 +65,31 @@ def test_well_typed_json_still_works(staff_api, channel):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        pytest.param("/api/channels/?enabled=maybe", "enabled", id="not-a-boolean"),
+        pytest.param("/api/channels/?enabled=", "enabled", id="an-empty-boolean"),
+        pytest.param("/api/interactions/?created_before=", "created_before", id="an-empty-date"),
+        pytest.param("/api/interactions/?state=", "state", id="an-empty-choice"),
+        pytest.param("/api/standard-responses/?category=0.5", "category", id="not-an-integer"),
+    ],
+)
+def test_a_filter_it_cannot_read_is_400_naming_it_not_ignored(staff_api, channel, query, parameter):
+    response = staff_api.get(query)
+
+    assert response.status_code == 400
+    assert parameter in response.json()
+
+
+@pytest.mark.django_db
+def test_an_empty_page_number_is_404_like_any_wrong_page_and_an_empty_search_is_fine(staff_api, channel):
+    assert staff_api.get("/api/channels/?page=").status_code == 404
+    assert staff_api.get("/api/channels/?page=1").status_code == 200
+    assert staff_api.get("/api/standard-responses/?search=").status_code == 200
+
+
+@pytest.mark.django_db
 def test_deleting_a_channel_with_interactions_is_400_and_keeps_it(staff_api, channel):
     make_interaction(channel, "15556667777")
 

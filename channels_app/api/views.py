@@ -17,6 +17,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from channels_app.api import serializers
+from channels_app.api.query_params import IntegerFilter, StrictFilterSet
 from channels_app.errors import InvalidParameter
 from channels_app.models import (
     Attachment,
@@ -89,7 +90,7 @@ class TenantViewSet(viewsets.ModelViewSet):
         tenant.delete()
 
 
-class ChannelFilter(filters.FilterSet):
+class ChannelFilter(StrictFilterSet):
     class Meta:
         model = Channel
         fields = ["media_type", "transport", "tenant", "enabled"]
@@ -250,8 +251,8 @@ class AttachmentViewSet(viewsets.ModelViewSet):
         serializer.instance = attachment_create(uploaded_file=data["file"], name=data.get("name"))
 
 
-class StandardResponseFilter(filters.FilterSet):
-    category = filters.NumberFilter(method="filter_category", help_text="A category id; its subcategories included.")
+class StandardResponseFilter(StrictFilterSet):
+    category = IntegerFilter(method="filter_category", help_text="A category id; its subcategories included.")
     search = filters.CharFilter(method="filter_search", help_text="Words in the name or the text.")
 
     class Meta:
@@ -318,7 +319,7 @@ class EmojiView(APIView):
         return Response(emojis_for(channel=channel))
 
 
-class InteractionFilter(filters.FilterSet):
+class InteractionFilter(StrictFilterSet):
     channel = filters.CharFilter(field_name="channel__channel_id", help_text="A channel id.")
     client = filters.CharFilter(field_name="client_id", help_text="The customer's client id.")
     created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
@@ -360,7 +361,7 @@ class InteractionViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(serializers.MessageSerializer(message).data, status=status.HTTP_202_ACCEPTED)
 
 
-class ContactFilter(filters.FilterSet):
+class ContactFilter(StrictFilterSet):
     phone = filters.CharFilter(field_name="phone_number")
     search = filters.CharFilter(method="filter_search", help_text="Name, nickname, phone, e-mail or client id.")
 
