@@ -90,6 +90,16 @@ def test_an_empty_page_number_is_404_like_any_wrong_page_and_an_empty_search_is_
 
 
 @pytest.mark.django_db
+def test_an_update_may_repeat_the_chosen_id_but_not_change_it(staff_api, tenant):
+    changed = staff_api.patch(f"/api/tenants/{tenant.id}/", {"id": 0, "name": "Renamed"})
+    repeated = staff_api.patch(f"/api/tenants/{tenant.id}/", {"id": tenant.id, "name": "Renamed"})
+
+    assert changed.status_code == 400 and "id" in changed.json()
+    assert repeated.status_code == 200
+    assert Tenant.objects.get(id=tenant.id).name == "Renamed"
+
+
+@pytest.mark.django_db
 def test_deleting_a_channel_with_interactions_is_400_and_keeps_it(staff_api, channel):
     make_interaction(channel, "15556667777")
 

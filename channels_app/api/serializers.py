@@ -91,15 +91,14 @@ class TokenSerializer(Serializer):
 
 
 class ChosenIdMixin:
-    """The client chooses the `id` when creating (a tenant id, a StandardResponseId); it never changes after."""
-
-    def get_fields(self):
-        fields = super().get_fields()
-        if self.instance is not None and not isinstance(self.instance, list):
-            fields["id"].read_only = True
-        return fields
+    """The client chooses the `id` when creating (a tenant id, a StandardResponseId); it never changes after:
+    an update may repeat it, not change it (ignoring it would hide the client's mistake)."""
 
     def validate_id(self, value):
+        if self.instance is not None and not isinstance(self.instance, list):
+            if value != self.instance.pk:
+                raise serializers.ValidationError(f"The id cannot change (it is {self.instance.pk!r}).")
+            return value
         model = self.Meta.model
         if model.objects.filter(pk=value).exists():
             raise serializers.ValidationError(f"A {model._meta.verbose_name} with id {value!r} already exists.")
