@@ -161,7 +161,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["channels_app.api.query_params.StrictFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "channels_app.api.query_params.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "channels_app.api.schema.ApiAutoSchema",
     "EXCEPTION_HANDLER": "channels_app.api.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {"token": env("TOKEN_THROTTLE_RATE", default="20/min")},
 }

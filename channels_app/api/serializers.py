@@ -233,7 +233,8 @@ class AttachmentSerializer(ModelSerializer):
         model = Attachment
         fields = ["id", "file", "name", "kind", "mime_type", "size", "url", "created_at"]
         read_only_fields = ["kind", "mime_type", "size", "created_at"]
-        extra_kwargs = {"name": {"required": False}}
+        # Left blank, the file's name is used.
+        extra_kwargs = {"name": {"required": False, "allow_blank": True}}
 
     def get_url(self, attachment) -> str:
         request = self.context.get("request")
@@ -380,6 +381,29 @@ class CampaignSerializer(ModelSerializer):
         return data
 
 
+class CampaignUploadSerializer(ModelSerializer):
+    """A campaign created from a form, with its audience as a CSV `file`."""
+
+    channel = serializers.SlugRelatedField(slug_field="channel_id", queryset=Channel.objects.all())
+    file = serializers.FileField(required=False, help_text="CSV: client_id, Contact.<name>, CustomProperties.<name>")
+
+    class Meta:
+        model = Campaign
+        fields = ["name", "channel", "standard_response", "chat_queue_key", "terminate_sessions", "rate_per_second",
+                  "start_at", "file"]
+
+
+class RecipientsRequestSerializer(Serializer):
+    recipients = serializers.ListField(
+        child=serializers.DictField(),
+        help_text='[{"client_id": "15556667777", "Contact": {...}, "CustomProperties": {...}}]',
+    )
+
+
+class RecipientsUploadSerializer(Serializer):
+    file = serializers.FileField(help_text="CSV: client_id, Contact.<name>, CustomProperties.<name>")
+
+
 class AudienceReportSerializer(Serializer):
     accepted = serializers.IntegerField()
     duplicates = serializers.ListField(child=serializers.IntegerField())
@@ -397,3 +421,10 @@ class RecipientSerializer(ModelSerializer):
 
     def get_reasons(self, recipient) -> list:
         return recipient.message.reasons if recipient.message else []
+
+
+class PaginatedRecipientListSerializer(Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = RecipientSerializer(many=True)

@@ -4,7 +4,7 @@ from django.db.models import Q
 from django.http import HttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from channels_app.api import serializers
 from channels_app.api.query_params import IntegerFilter, StrictFilterSet
+from channels_app.api.schema import ErrorSerializer
 from channels_app.errors import InvalidParameter
 from channels_app.models import (
     Attachment,
@@ -344,7 +345,11 @@ class InteractionViewSet(viewsets.ReadOnlyModelViewSet):
         queryset = super().get_queryset()
         return queryset.prefetch_related("messages") if self.action == "retrieve" else queryset
 
-    @extend_schema(request=serializers.AgentMessageSerializer, responses={202: serializers.MessageSerializer})
+    @extend_schema(
+        request=serializers.AgentMessageSerializer,
+        responses={202: serializers.MessageSerializer, 409: OpenApiResponse(
+            ErrorSerializer, "The session has ended, or the WhatsApp 24-hour window has closed.")},
+    )
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
     def messages(self, request, pk=None):
         """Send an agent message (text, or a standard response with field values); 202 once queued."""
@@ -384,6 +389,12 @@ class ContactViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = ContactFilter
 
 
+TRANSITION_SCHEMA = extend_schema(request=None, responses={
+    200: serializers.CampaignSerializer,
+    409: OpenApiResponse(ErrorSerializer, "The campaign's state does not allow it (or it has no recipients)."),
+})
+
+
 class CampaignViewSet(viewsets.ModelViewSet):
     """Notification campaigns: create with recipients (JSON or a CSV `file`), then start, pause, resume, cancel."""
 
@@ -393,6 +404,8 @@ class CampaignViewSet(viewsets.ModelViewSet):
     http_method_names = ["get", "post", "delete", "head", "options"]
     filterset_fields = ["state", "channel"]
 
+    @extend_schema(request={"application/json": serializers.CampaignSerializer,
+                            "multipart/form-data": serializers.CampaignUploadSerializer})
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -415,22 +428,37 @@ class CampaignViewSet(viewsets.ModelViewSet):
             raise InvalidParameter("Cancel the campaign before deleting it.", field="state")
         campaign.delete()
 
-    @extend_schema(request=None, responses=serializers.AudienceReportSerializer)
-    @action(detail=True, methods=["post", "get"], url_path="recipients")
+    @extend_schema(
+        parameters=[OpenApiParameter("page", int, description="A page number within the paginated result set.")],
+        responses=serializers.PaginatedRecipientListSerializer,
+    )
+    @action(detail=True, methods=["get"], url_path="recipients")
     def recipients(self, request, pk=None):
-        """GET: recipients with their status; POST: add recipients (JSON list or CSV `file`) to a draft."""
+        """The campaign's recipients with their status."""
         campaign = self.get_object()
-        if request.method == "GET":
-            page = self.paginate_queryset(campaign.recipients.select_related("message").order_by("row_number"))
-            return self.get_paginated_response(serializers.RecipientSerializer(page, many=True).data)
+        page = self.paginate_queryset(campaign.recipients.select_related("message").order_by("row_number"))
+        return self.get_paginated_response(serializers.RecipientSerializer(page, many=True).data)
+
+    @extend_schema(
+        request={"application/json": serializers.RecipientsRequestSerializer,
+                 "multipart/form-data": serializers.RecipientsUploadSerializer},
+        responses=serializers.AudienceReportSerializer,
+    )
+    @recipients.mapping.post
+    def add_recipients(self, request, pk=None):
+        """Add recipients (JSON `recipients` list or CSV `file`) to a draft."""
+        campaign = self.get_object()
         upload = request.FILES.get("file")
-        rows = campaign_services.audience_rows_from_csv(_decoded(upload)) if upload else request.data.get("recipients")
-        if not isinstance(rows, list):
-            raise InvalidParameter("Send recipients as a list, or a CSV file.", field="recipients")
+        if upload is not None:
+            rows = campaign_services.audience_rows_from_csv(_decoded(upload))
+        else:
+            serializer = serializers.RecipientsRequestSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            rows = serializer.validated_data["recipients"]
         report = campaign_services.campaign_add_recipients(campaign=campaign, rows=rows)
         return Response(report.as_dict())
 
-    @extend_schema(request=None, responses={200: OpenApiTypes.STR})
+    @extend_schema(request=None, responses={(200, "text/csv"): OpenApiTypes.STR})
     @action(detail=True, methods=["get"], url_path="results")
     def results_csv(self, request, pk=None):
         """Every recipient's result as CSV."""
@@ -444,22 +472,22 @@ class CampaignViewSet(viewsets.ModelViewSet):
         campaign = campaign_services.campaign_transition(campaign_id=self.get_object().pk, action=action_name)
         return Response(serializers.CampaignSerializer(campaign).data)
 
-    @extend_schema(request=None)
+    @TRANSITION_SCHEMA
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
         return self._transition(pk, "start")
 
-    @extend_schema(request=None)
+    @TRANSITION_SCHEMA
     @action(detail=True, methods=["post"])
     def pause(self, request, pk=None):
         return self._transition(pk, "pause")
 
-    @extend_schema(request=None)
+    @TRANSITION_SCHEMA
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
         return self._transition(pk, "resume")
 
-    @extend_schema(request=None)
+    @TRANSITION_SCHEMA
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         return self._transition(pk, "cancel")
