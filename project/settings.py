@@ -156,7 +156,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["channels_app.api.permissions.StaffWritesOnly"],
     # JSON only: form encodings cannot carry the nested objects and lists the API takes (they were
     # silently dropped); the views that take a file upload add multipart themselves.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["channels_app.api.parsers.JSONParser"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_FILTER_BACKENDS": ["channels_app.api.query_params.StrictFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "channels_app.api.query_params.PageNumberPagination",

@@ -2,6 +2,9 @@
 form-encoded bodies, JSON values of the wrong type, filters and pages it cannot read, a changed id, deleting
 what is still in use; and URLs that match no route answer JSON."""
 
+import hashlib
+import hmac
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -130,3 +133,18 @@ def test_urls_that_match_no_route_answer_json_for_programs_and_html_for_people(a
     nexus = api.post("/nexus/v3/channels/a/b/messages", b"{}", content_type="application/json")
     assert (nexus.status_code, nexus.json()) == (404, {"status": {"code": 404, "message": "Not found."}})
     assert admin_client.get("/admin/nothing-here/").headers["Content-Type"].startswith("text/html")
+
+
+DEEP_JSON = b"[" * 50_000 + b"]" * 50_000  # within the ESP's 100000-byte limit; deeper than json decodes
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/api/auth/token/", "/api/channels/", "/esp",
+                                  "/nexus/v3/channels/channel-whatsapp-REAL/messages"])
+def test_json_nested_too_deeply_is_400_not_a_500(staff_api, webhook_channel, path):
+    signature = "sha256=" + hmac.new(b"channel-secret", DEEP_JSON, hashlib.sha256).hexdigest()
+
+    response = staff_api.generic("POST", path, DEEP_JSON, content_type="application/json",
+                                 HTTP_X_HUB_SIGNATURE_256=signature)
+
+    assert response.status_code == 400, response.content[:300]  # was a 500 (RecursionError)

@@ -77,7 +77,7 @@ class EspView(APIView):
         else:
             try:
                 payload = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
                 reply = esp_error(None, 904, "Request incorrect: the body is not valid JSON.", 400)
             else:
                 reply = esp_dispatch(payload, EspContext(trace_id=request.headers.get("X-B3-TraceId", "")))

@@ -63,7 +63,7 @@ class NexusMessagesView(APIView):
             return _status(401, "Missing or wrong X-Hub-Signature.", 401)
         try:
             messages = parse_inbound(json.loads(body))
-        except (ValueError, UnicodeDecodeError) as error:
+        except (ValueError, UnicodeDecodeError, RecursionError) as error:  # RecursionError: nested too deeply
             message = str(error) if isinstance(error, InvalidStructure) else "The body is not valid JSON."
             return _status(INVALID_STRUCTURE, message, 400)
         ids = inbound_messages_accept(
