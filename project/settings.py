@@ -164,6 +164,10 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "channels_app.api.schema.ApiAutoSchema",
     "EXCEPTION_HANDLER": "channels_app.api.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {"token": env("TOKEN_THROTTLE_RATE", default="20/min")},
+    # Throttling tells clients apart by address. With NUM_PROXIES unset DRF believes the whole
+    # X-Forwarded-For header, so a client escaped the limit by sending a new one with each attempt.
+    # 0: the connection's address; behind N proxies that append to X-Forwarded-For, N.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Digital Messaging Server API",
