@@ -4,6 +4,7 @@ what is still in use; and URLs that match no route answer JSON."""
 
 import hashlib
 import hmac
+import json
 
 import pytest
 from rest_framework.test import APIClient
@@ -148,3 +149,28 @@ def test_json_nested_too_deeply_is_400_not_a_500(staff_api, webhook_channel, pat
                                  HTTP_X_HUB_SIGNATURE_256=signature)
 
     assert response.status_code == 400, response.content[:300]  # was a 500 (RecursionError)
+
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/api/emojis/?channel=a%00b", "/api/options/?channel=%00",
+                                 "/api/channels/a%00b/", "/nexus/v3/channels/a%00b/messages"])
+def test_a_nul_character_in_the_url_is_400_not_a_500(staff_api, channel, url):
+    response = staff_api.get(url) if "nexus" not in url else staff_api.post(url, {})
+
+    assert response.status_code == 400  # was a 500: PostgreSQL cannot compare text holding NUL
+
+
+@pytest.mark.django_db
+def test_a_nul_character_in_a_json_body_is_400_naming_where_it_is(staff_api, webhook_channel):
+    api = staff_api.post("/api/campaigns/", {"name": "C", "channel": "channel\x00", "standard_response": "x"})
+    esp = staff_api.post("/esp", {"AppName": "DMS", "Service": "ChatService", "Method": "InviteToChat",
+                                  "Parameters": {}, "UserData": {"Note": "a\x00b"}})
+    body = json.dumps({"messages": [{"type": "Text", "text": "hi\x00"}]}).encode()
+    signature = "sha256=" + hmac.new(b"channel-secret", body, hashlib.sha256).hexdigest()
+    nexus = staff_api.generic("POST", f"/nexus/v3/channels/{webhook_channel.channel_id}/messages", body,
+                              content_type="application/json", HTTP_X_HUB_SIGNATURE_256=signature)
+
+    assert (api.status_code, list(api.json())) == (400, ["channel"])
+    assert esp.status_code == 400 and "UserData.Note" in esp.json()["Error"]["Message"]
+    assert nexus.status_code == 400 and "messages[0].text" in nexus.json()["status"]["message"]

@@ -32,7 +32,7 @@ def api_exception_handler(exc, context):
 MACHINE_PATHS = ("/api/", "/esp", "/nexus/")
 
 
-def _machine_error(request, status_code: int, message: str):
+def machine_error(request, status_code: int, message: str):
     if not request.path.startswith(MACHINE_PATHS):
         return None
     if request.path.startswith("/nexus/"):  # the Third-Party Messaging API's own error body
@@ -41,12 +41,12 @@ def _machine_error(request, status_code: int, message: str):
 
 
 def bad_request(request, exception):
-    return _machine_error(request, 400, "Bad request.") or defaults.bad_request(request, exception)
+    return machine_error(request, 400, "Bad request.") or defaults.bad_request(request, exception)
 
 
 def page_not_found(request, exception):
-    return _machine_error(request, 404, "Not found.") or defaults.page_not_found(request, exception)
+    return machine_error(request, 404, "Not found.") or defaults.page_not_found(request, exception)
 
 
 def server_error(request):
-    return _machine_error(request, 500, "Server error.") or defaults.server_error(request)
+    return machine_error(request, 500, "Server error.") or defaults.server_error(request)
