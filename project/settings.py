@@ -211,8 +211,10 @@ CAMPAIGN_CLAIM_LEASE_SECONDS = env.float("CAMPAIGN_CLAIM_LEASE_SECONDS", default
 CAMPAIGN_STALLED_SECONDS = env.float("CAMPAIGN_STALLED_SECONDS", default=15.0)
 
 # --- Request size -----------------------------------------------------------------
-# A campaign's audience posted as JSON can be large; anything bigger is refused with 400.
+# A campaign's audience posted as JSON can be large; a bigger body is refused with 413 before it is read
+# (channels_app/request_limits.py). Uploads (multipart) may be larger: attachments go up to 100 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=32 * 1024 * 1024)
+UPLOAD_MAX_SIZE = env.int("UPLOAD_MAX_SIZE", default=101 * 1024 * 1024)
 
 # --- Logging ------------------------------------------------------------------
 LOGGING = {

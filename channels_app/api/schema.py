@@ -2,7 +2,7 @@
 
 drf-spectacular documents only the success response of an operation; the
 errors DRF and `api_exception_handler` answer with (400 naming the fields,
-401, 403, 404, 415, 429) are added here, so that clients and the fuzzer
+401, 403, 404, 413, 415, 429) are added here, so that clients and the fuzzer
 (`bench/fuzz.py`) know every status an operation can answer. A status an
 operation documents itself (ESP, nexus) is left as it is.
 """
@@ -49,6 +49,7 @@ class ApiAutoSchema(AutoSchema):
         if "{" in self.path or self._get_pagination_parameters():
             errors["404"] = OpenApiResponse(ErrorSerializer, "No such object (or a page past the last).")
         if has_body and "*/*" not in self.map_parsers():
+            errors["413"] = OpenApiResponse(ErrorSerializer, "A body over the size limit (not read).")
             errors["415"] = OpenApiResponse(ErrorSerializer, "A body of a media type the operation does not take.")
         if view.get_throttles():
             errors["429"] = OpenApiResponse(ErrorSerializer, "Too many attempts; retry after Retry-After seconds.")
