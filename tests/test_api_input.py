@@ -32,6 +32,7 @@ def test_a_form_encoded_body_is_415_not_a_silently_emptied_list(staff_api):
         pytest.param({"id": 7, "name": 7}, {"name"}, id="a-number-for-a-string"),
         pytest.param({"id": True, "name": "Seven"}, {"id"}, id="a-boolean-for-an-integer"),
         pytest.param({"id": 7.0, "name": ["Seven"]}, {"id", "name"}, id="both"),
+        pytest.param({"id": 7, "name": " " + "x" * 200}, {"name"}, id="too-long-before-trimming"),
     ],
 )
 def test_json_values_of_the_wrong_type_are_400_naming_the_field(staff_api, body, fields):
@@ -149,7 +150,6 @@ def test_json_nested_too_deeply_is_400_not_a_500(staff_api, webhook_channel, pat
                                  HTTP_X_HUB_SIGNATURE_256=signature)
 
     assert response.status_code == 400, response.content[:300]  # was a 500 (RecursionError)
-
 
 
 @pytest.mark.django_db

@@ -51,12 +51,16 @@ def _json_type_error(field, value) -> str | None:
     if not isinstance(value, wanted):
         return {bool: "Expected true or false.", int: "Expected an integer.", str: "Expected a string."}.get(
             wanted, "Expected a number.")
+    if isinstance(field, serializers.CharField) and field.max_length is not None and len(value) > field.max_length:
+        # DRF counts after trimming the white space; the document's maxLength is about what is sent.
+        return f"Ensure this field has no more than {field.max_length} characters."
     return None
 
 
 class StrictJsonTypes:
     """JSON bodies are type-checked as the OpenAPI document says: DRF would take 5 for "5", "5" for 5 and
-    "yes" for true; the API refuses them, naming the field. Forms carry only text and are left to DRF."""
+    "yes" for true (and a text one character too long when it starts with a space); the API refuses them,
+    naming the field. Forms carry only text and are left to DRF."""
 
     def to_internal_value(self, data):
         if isinstance(data, Mapping) and not isinstance(data, QueryDict):
