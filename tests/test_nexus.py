@@ -122,7 +122,7 @@ def test_unknown_channel_is_404(client, sms_channel):
         ({"messages": [_text(time="yesterday")]}, "channel.time"),
         ({"messages": [{"type": "Receipt", "status": "Lost", "channel": {"messageId": "x"}}]}, "status"),
         # What PostgreSQL cannot store is refused, not a server error.
-        ({"messages": [_text(text="a\x00b")]}, "messages[0].text contains a NUL"),
+        ({"messages": [_text(text="a\x00b")]}, "messages[0].text holds a NUL"),
         ({"messages": [_text(message_id="m" * 201)]}, "messages[0].channel.messageId is longer"),
         ({"messages": [_text(client="1" * 201)]}, "messages[0].channel.from.id is longer"),
         ({"messages": [{"type": "Receipt", "status": "Failed", "channel": {"messageId": "x" * 201}}]},

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from django.utils.dateparse import parse_datetime
 
+from channels_app.request_limits import nul_character_at
+
 MAX_MESSAGES_PER_REQUEST = 100
 # channel.messageId, from.id and from.nickname are kept in 200-character columns.
 MAX_ID_LENGTH = 200
@@ -44,20 +46,6 @@ def _string(value, field: str, *, required: bool = True, max_length: int | None 
     if max_length is not None and len(value) > max_length:
         raise InvalidStructure(f"{field} is longer than {max_length} characters.")
     return value
-
-
-def _reject_nul(value, field: str) -> None:
-    """PostgreSQL cannot store U+0000 in text or JSON: a structure error, not a server error."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise InvalidStructure(f"{field} contains a NUL character.")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _reject_nul(key, field)
-            _reject_nul(item, f"{field}.{key}" if field else key)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _reject_nul(item, f"{field}[{index}]")
 
 
 def _object(value, field: str, *, required: bool = True) -> dict:
@@ -147,7 +135,8 @@ PARSERS = {"Text": _parse_text, "Email": _parse_email, "Receipt": _parse_receipt
 def parse_inbound(body: object) -> list[InboundText | InboundReceipt]:
     if not isinstance(body, dict):
         raise InvalidStructure("The body must be a JSON object.")
-    _reject_nul(body, "")
+    if where := nul_character_at(body):  # PostgreSQL cannot store it: a structure error, not a server error
+        raise InvalidStructure(f"{where} holds a NUL character (\\u0000).")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidStructure("messages must be a non-empty list.")

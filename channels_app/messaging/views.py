@@ -12,7 +12,6 @@ from channels_app.esp.views import RawJSONParser
 from channels_app.messaging.payloads import MAX_MESSAGES_PER_REQUEST, RECEIPT_STATUSES, InvalidStructure, parse_inbound
 from channels_app.messaging.signatures import verify_hub_signature
 from channels_app.models import Channel
-from channels_app.request_limits import nul_character_at
 from channels_app.services.inbound import inbound_messages_accept
 
 INVALID_STRUCTURE = 520
@@ -111,10 +110,7 @@ class NexusMessagesView(APIView):
         ):
             return _status(401, "Missing or wrong X-Hub-Signature.", 401)
         try:
-            payload = json.loads(body)
-            if where := nul_character_at(payload):  # PostgreSQL cannot store it: it was a 500
-                raise InvalidStructure(f"{where} holds a NUL character (\\u0000).")
-            messages = parse_inbound(payload)
+            messages = parse_inbound(json.loads(body))
         except (ValueError, UnicodeDecodeError, RecursionError) as error:  # RecursionError: nested too deeply
             message = str(error) if isinstance(error, InvalidStructure) else "The body is not valid JSON."
             return _status(INVALID_STRUCTURE, message, 400)
