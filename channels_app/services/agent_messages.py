@@ -128,10 +128,9 @@ def agent_message_send(
             payload = {"type": "Text", "text": text}
             if not window_open:
                 payload = _outside_window(interaction, text, "text")
-        interaction.state = (
-            InteractionState.ACTIVE if interaction.state == InteractionState.QUEUED else interaction.state
-        )
-        interaction.save(update_fields=["state"])
+        if interaction.state == InteractionState.QUEUED:
+            interaction.state = InteractionState.ACTIVE
+            interaction.save(update_fields=["state"])
         return message_queue_outbound(interaction=interaction, payload=payload, trace_id=trace_id)
 
 
