@@ -183,3 +183,11 @@ def test_a_nul_character_in_a_json_body_is_400_naming_where_it_is(staff_api, web
     assert (api.status_code, list(api.json())) == (400, ["channel"])
     assert esp.status_code == 400 and "UserData.Note" in esp.json()["Error"]["Message"]
     assert nexus.status_code == 400 and "messages[0].text" in nexus.json()["status"]["message"]
+
+
+@pytest.mark.django_db
+def test_a_nul_character_in_a_form_field_is_400_naming_it(staff_api, channel):
+    response = staff_api.post("/api/campaigns/", {"name": "C", "channel": "channel\x00", "standard_response": "x"},
+                              format="multipart")
+
+    assert (response.status_code, list(response.json())) == (400, ["channel"])  # was a 500
