@@ -78,6 +78,8 @@ def test_well_typed_json_still_works(staff_api, channel):
         pytest.param("/api/interactions/?created_before=", "created_before", id="an-empty-date"),
         pytest.param("/api/interactions/?state=", "state", id="an-empty-choice"),
         pytest.param("/api/standard-responses/?category=0.5", "category", id="not-an-integer"),
+        pytest.param("/api/interactions/?created_after=0001-01-01T00:00:00%2B19:44", "created_after",
+                     id="a-time-before-year-1-in-utc"),
     ],
 )
 def test_a_filter_it_cannot_read_is_400_naming_it_not_ignored(staff_api, channel, query, parameter):
@@ -85,6 +87,13 @@ def test_a_filter_it_cannot_read_is_400_naming_it_not_ignored(staff_api, channel
 
     assert response.status_code == 400
     assert parameter in response.json()
+
+
+@pytest.mark.django_db
+def test_a_time_filter_with_an_offset_postgresql_does_not_take_is_compared_in_utc(staff_api, channel):
+    response = staff_api.get("/api/interactions/?created_before=2026-01-01T20:00:00%2B19:44")  # was a 500
+
+    assert response.status_code == 200
 
 
 @pytest.mark.django_db
@@ -174,3 +183,11 @@ def test_a_nul_character_in_a_json_body_is_400_naming_where_it_is(staff_api, web
     assert (api.status_code, list(api.json())) == (400, ["channel"])
     assert esp.status_code == 400 and "UserData.Note" in esp.json()["Error"]["Message"]
     assert nexus.status_code == 400 and "messages[0].text" in nexus.json()["status"]["message"]
+
+
+@pytest.mark.django_db
+def test_a_nul_character_in_a_form_field_is_400_naming_it(staff_api, channel):
+    response = staff_api.post("/api/campaigns/", {"name": "C", "channel": "channel\x00", "standard_response": "x"},
+                              format="multipart")
+
+    assert (response.status_code, list(response.json())) == (400, ["channel"])  # was a 500

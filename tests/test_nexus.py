@@ -129,6 +129,11 @@ def test_unknown_channel_is_404(client, sms_channel):
          "messages[0].channel.messageId is longer"),
         ({"messages": [{"type": "Receipt", "status": "Failed", "reasons": [{"code": 350, "message": "\x00"}],
                         "channel": {"messageId": "x"}}]}, "NUL"),
+        # found by bench/fuzz.py: a 500 (unhashable type), a 500 (offset PostgreSQL cannot store), accepted
+        ({"messages": [{"type": {}, "status": "Delivered", "channel": {"messageId": "x"}}]}, "messages[0].type"),
+        ({"messages": [_text(time="0001-01-01T00:00:00+19:44")]}, "channel.time"),
+        ({"messages": [{"type": "Receipt", "status": "Failed", "channel": {"messageId": "x"}, "reasons": {}}]},
+         "reasons"),
     ],
 )
 def test_invalid_structure_is_400_with_code_520_and_nothing_is_stored(client, sms_channel, body, field):
@@ -205,3 +210,11 @@ def test_an_invalid_message_in_a_request_rejects_all_of_it(client, sms_channel):
 
     assert response.status_code == 400
     assert not Message.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_time_with_an_offset_postgresql_cannot_store_is_kept_in_utc(client, sms_channel):
+    response = post(client, {"messages": [_text(time="2026-01-01T20:00:00+19:44")]})  # was a 500
+
+    assert response.status_code == 200
+    assert Message.objects.get().origin_time.isoformat() == "2026-01-01T00:16:00+00:00"

@@ -4,8 +4,10 @@ django-filter skips a filter whose value is empty or not understood
 (`?enabled=maybe`, `?created_before=`) and DRF takes `?page=` for the first
 page: the client gets everything, as if it had asked for it. Here such a
 value is a 400 naming the parameter (404 "Invalid page." for pages, as DRF
-answers other wrong page numbers).
+answers other wrong page numbers). Times are compared in UTC.
 """
+
+from datetime import UTC, datetime
 
 from django import forms
 from django_filters import rest_framework as filters
@@ -19,8 +21,15 @@ class StrictFilterSet(filters.FilterSet):
         for name, filter_ in self.filters.items():
             if isinstance(filter_, filters.CharFilter) or name not in self.data:
                 continue  # an empty text is a text
-            if name in self.form.cleaned_data and self.form.cleaned_data[name] in (None, ""):
+            value = self.form.cleaned_data.get(name)
+            if name in self.form.cleaned_data and value in (None, ""):
                 self.form.add_error(name, f"{self.data[name]!r} is not a valid value.")
+            elif isinstance(value, datetime) and value.tzinfo is not None:
+                # In UTC: PostgreSQL takes no offset beyond 15:59 (Python up to 23:59); that was a 500.
+                try:
+                    self.form.cleaned_data[name] = value.astimezone(UTC)
+                except OverflowError:
+                    self.form.add_error(name, f"{self.data[name]!r} is out of range.")
         return not self.form.errors
 
 

@@ -10,14 +10,13 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed
-from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from channels_app.api import serializers
-from channels_app.api.parsers import JSONParser
+from channels_app.api.parsers import JSONParser, MultiPartParser
 from channels_app.api.query_params import IntegerFilter, StrictFilterSet
 from channels_app.api.schema import ErrorSerializer
 from channels_app.errors import InvalidParameter

@@ -2,7 +2,7 @@
 (pure, no database): `{"messages": [Text | Email | Receipt, ...]}`."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.utils.dateparse import parse_datetime
 
@@ -63,10 +63,14 @@ def _channel_block(message: dict, field: str) -> dict:
 def _time(value, field: str) -> datetime | None:
     if value in (None, ""):
         return None
-    parsed = parse_datetime(value) if isinstance(value, str) else None
-    if parsed is None or parsed.tzinfo is None:
-        raise InvalidStructure(f"{field} must be an ISO 8601 time with a time zone.")
-    return parsed
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+        if parsed is None or parsed.tzinfo is None:
+            raise ValueError
+        # In UTC: PostgreSQL stores no offset beyond 15:59 (Python takes up to 23:59), and that was a 500.
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidStructure(f"{field} must be an ISO 8601 time with a time zone.") from None
 
 
 def _sender(message: dict, field: str) -> tuple[str, str, str, datetime | None, str]:
@@ -116,8 +120,10 @@ def _parse_receipt(message: dict, field: str) -> InboundReceipt:
     status = message.get("status")
     if status not in RECEIPT_STATUSES:
         raise InvalidStructure(f"{field}.status must be one of {', '.join(RECEIPT_STATUSES)}.")
-    reasons = message.get("reasons") or []
-    if not isinstance(reasons, list):
+    reasons = message.get("reasons")
+    if reasons is None:
+        reasons = []
+    if not isinstance(reasons, list):  # {} and "" too, which `or []` took for no reasons
         raise InvalidStructure(f"{field}.reasons must be a list.")
     cleaned = []
     for index, reason in enumerate(reasons):
@@ -146,7 +152,8 @@ def parse_inbound(body: object) -> list[InboundText | InboundReceipt]:
     for index, message in enumerate(messages):
         field = f"messages[{index}]"
         message = _object(message, field)
-        parser = PARSERS.get(message.get("type"))
+        kind = message.get("type")
+        parser = PARSERS.get(kind) if isinstance(kind, str) else None  # a dict or list as type was a 500
         if parser is None:
             raise InvalidStructure(f"{field}.type must be one of {', '.join(PARSERS)}.")
         parsed.append(parser(message, field))
