@@ -266,3 +266,38 @@ def test_a_keep_alive_connection_the_third_party_closed_is_not_reused():
     assert (first.outcome, second.outcome) == (SendOutcome.ACCEPTED, SendOutcome.ACCEPTED)
     assert second.external_id == "ext-1"
     assert len(set(connections)) == 2  # the closed connection was not reused
+
+
+def test_a_2xx_answer_nested_too_deeply_counts_as_delivered_without_an_id():
+    """The answer was a success: sending again would duplicate the message; only its receipts cannot be matched."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from channels_app.transports.base import OutgoingMessage
+    from channels_app.transports.webhook import WebhookTransport
+
+    class NestedAnswer(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            answer = b"[" * 100_000 + b"]" * 100_000
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NestedAnswer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    message = OutgoingMessage(
+        message_id="m1", interaction_id="i1", channel_id="c", media_type="sms", business_id="1", client_id="2",
+        payload={"type": "Text", "text": "hi"}, webhook_url=f"http://127.0.0.1:{server.server_address[1]}/hook",
+        secret="s",
+    )
+    try:
+        result = WebhookTransport().send(message)
+    finally:
+        server.shutdown()
+
+    assert (result.outcome, result.external_id) == (SendOutcome.ACCEPTED, "")

@@ -89,7 +89,7 @@ class WebhookTransport:
         if 200 <= status < 300:
             try:
                 external_id = str(json.loads(data).get("messageId") or "")
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):  # not JSON, not an object, nested too deeply
                 external_id = ""
             # A 2xx without messageId was still processed: sending again would duplicate it;
             # only its receipts cannot be matched.
