@@ -18,11 +18,12 @@ to `/nexus/v3/channels/{id}/messages`, 50 to a request, one request at a time,
 each retried with the same body until it is answered 200. At moments drawn
 from `--seed` (fractions of the campaign received, printed as `schedule`):
   - worker_kill (3): SIGKILL a Celery worker's whole process tree (main
-    process, pool child, beat), start it again at once;
+    process, pool child, beat), start it again at once (a worker started
+    again is up before the next worker_kill);
   - broker_restart (1): stop the broker, leave it down 1 s, start it again;
   - web_kill (1): SIGKILL the gunicorn worker that holds the connection of an
     inbound request in flight (found by its socket in /proc), as soon as the
-    request has waited 0.2 s; gunicorn's master starts a new worker. Right
+    request has waited 50 ms; gunicorn's master starts a new worker. Right
     after the break the request's messages must be all stored or none
     (`web_kill_rows_visible`), and its retry must store each exactly once.
 Then it waits (deadline: 180 s + N x 0.1 s) until every recipient is final.
@@ -231,22 +232,25 @@ class Chaos:
         self.broker_down_seconds = 0.0
         self.web_kill_hits: list[int] = []  # rows of the broken request visible right after the kill
         self.web_kill_misses = 0
+        self.last_event_at = time.monotonic()
 
     def progress(self) -> float:
         return self.receiver.distinct() / self.scenario.recipients
 
     def worker_kill(self) -> str:
+        """SIGKILL a worker's process tree and start it again at once (without
+        waiting for it: the other events go on while it boots)."""
+        self.stack.wait_for_celery(CELERY_WORKERS, timeout=120)  # a worker started again is up before it dies again
         number = self.rng.randint(1, CELERY_WORKERS)
         pids = self.stack.kill(f"celery{number}")
         self.stack.start_celery_worker(number, beat=number == 1)
-        self.stack.wait_for_celery(CELERY_WORKERS, timeout=120)
         return f"celery{number}:{len(pids)}_processes"
 
     def broker_restart(self) -> str:
         self.broker_down_seconds += self.stack.restart_broker(down_seconds=1.0)
         return f"down_{self.broker_down_seconds:.1f}s"
 
-    def web_kill(self, min_age: float = 0.2) -> str:
+    def web_kill(self, min_age: float = 0.05) -> str:
         """SIGKILL the gunicorn worker serving an inbound request that has waited `min_age`."""
         for _ in range(3):  # a request answered between the look and the kill does not count: once more
             def old_request():
@@ -278,6 +282,7 @@ class Chaos:
             progress = self.progress()
             detail = getattr(self, event)()
             self.done.append((event, progress, detail))
+            self.last_event_at = time.monotonic()
             print(f"event {event} at {progress:.1%} of {total}: {detail}", flush=True)
 
     def _stalled(self) -> bool:
@@ -331,6 +336,7 @@ def run(scenario: Scenario) -> tuple[list[tuple[str, object]], list[str]]:
     """Run the scenario; (figures in print order, broken invariants)."""
     receiver = WebhookReceiver(SECRET, note_recipients=True)
     deadline = scenario.deadline or 180 + scenario.recipients * 0.1
+    set_up_started = time.monotonic()
     try:
         with Stack(scenario.database, broker=scenario.broker) as stack:
             stack.env.update(scenario.recovery)
@@ -338,8 +344,10 @@ def run(scenario: Scenario) -> tuple[list[tuple[str, object]], list[str]]:
             stack.env.update(DEBUG="false", SECRET_KEY="bench-chaos-" + "x" * 50,
                              ALLOWED_HOSTS="127.0.0.1,localhost", SECURE_SSL_REDIRECT="false")
             stack.prepare()
+            for number in range(1, CELERY_WORKERS + 1):  # they boot while gunicorn does
+                stack.start_celery_worker(number, beat=number == 1)
             stack.start_gunicorn(workers=GUNICORN_WORKERS, threads=GUNICORN_THREADS)
-            stack.start_celery(count=CELERY_WORKERS, concurrency=1, beat=True)
+            stack.wait_for_celery(CELERY_WORKERS)
             api = Api(stack)
             campaign_id, _ = set_up(api, receiver, scenario.recipients, scenario.rate)
             inbound = InboundClient(stack, scenario.inbound_batch, scenario.inbound_pause)
@@ -350,6 +358,7 @@ def run(scenario: Scenario) -> tuple[list[tuple[str, object]], list[str]]:
 
             inbound.start()
             started = time.monotonic()
+            set_up_seconds = started - set_up_started
             api.call("POST", f"/api/campaigns/{campaign_id}/start/")
             chaos.run()
             campaign_end = None
@@ -419,6 +428,8 @@ def run(scenario: Scenario) -> tuple[list[tuple[str, object]], list[str]]:
                 ("inbound_messages_stored", inbound_stored),
                 ("inbound_requests_stored_partly", inbound_partial),
                 ("final_done_pct", 100.0 * (state["sent"] + state["delivered"] + state["failed"]) / n),
+                ("set_up_seconds", set_up_seconds),
+                ("last_event_seconds", chaos.last_event_at - started),
                 ("seconds", seconds),
                 ("lost", state["lost"]),
             ]

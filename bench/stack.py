@@ -517,24 +517,26 @@ class Stack:
         return time.monotonic() - started
 
     def wait_for_celery(self, count: int, timeout: float = 60.0) -> None:
-        from celery import Celery
+        """Until `count` workers answer a ping (Celery's `control.ping`, through
+        kombu: a Celery app would take the broker of a CELERY_BROKER_URL in this
+        process's environment, before the stack's)."""
+        from kombu import Connection
+        from kombu.pidbox import Mailbox
 
-        app = Celery(broker=self.env["CELERY_BROKER_URL"])
+        mailbox = Mailbox("celery", type="fanout", accept=["json"], serializer="json")  # Celery's control mailbox
         deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                for name, process in self.processes:
-                    if name.startswith("celery") and process.poll() is not None:
-                        raise RuntimeError(f"{name} exited with {process.returncode}; see {self.logs}/{name}.log")
-                try:
-                    if len(app.control.ping(timeout=1.0) or []) >= count:
+        while time.monotonic() < deadline:
+            for name, process in self.processes:
+                if name.startswith("celery") and process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {process.returncode}; see {self.logs}/{name}.log")
+            try:  # a new connection each time: the broker may have been restarted since the last call
+                with Connection(self.env["CELERY_BROKER_URL"]) as connection:
+                    if len(mailbox(connection)._broadcast("ping", reply=True, timeout=1.0) or []) >= count:
                         return
-                except (OSError, ConnectionError, redis.RedisError) as error:  # a broker being restarted
-                    print(f"ping: {error!r}", file=sys.stderr)
-                    time.sleep(0.5)
-            raise RuntimeError(f"{count} Celery worker(s) did not answer within {timeout:.0f} s; see {self.logs}")
-        finally:
-            app.close()
+            except (OSError, ConnectionError, redis.RedisError) as error:  # a broker being restarted
+                print(f"ping: {error!r}", file=sys.stderr)
+                time.sleep(0.5)
+        raise RuntimeError(f"{count} Celery worker(s) did not answer within {timeout:.0f} s; see {self.logs}")
 
     def tree(self, name: str) -> list[int]:
         """Pids of the started process `name` and of its descendants."""
