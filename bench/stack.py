@@ -130,6 +130,28 @@ class AsyncConnection:
         self.reader = self.writer = None
 
 
+async def post_all(port: int, path: str, requests: list[tuple[bytes, dict]],
+                   concurrency: int) -> list[tuple[int | None, bytes]]:
+    """POST each (body, headers) to `path` over `concurrency` keep-alive
+    connections; (status, body) of each, in the order given, status None when
+    its connection broke."""
+    answers: list[tuple[int | None, bytes]] = [(None, b"")] * len(requests)
+    indexes = iter(range(len(requests)))  # shared: each client takes the next request
+
+    async def client() -> None:
+        conn = AsyncConnection(port)
+        for index in indexes:
+            body, headers = requests[index]
+            try:
+                answers[index] = await conn.request("POST", path, body, headers)
+            except (OSError, asyncio.IncompleteReadError, ValueError) as error:
+                answers[index] = (None, repr(error).encode())
+        conn.close()
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return answers
+
+
 def _proc_stat(pid: int) -> tuple[int, float] | None:
     """(parent pid, CPU seconds used so far) of a live process, from /proc."""
     try:

@@ -14,14 +14,22 @@ def deliver(delivery_id: int) -> str | None:
     return result.outcome if result else None
 
 
+@shared_task(name="channels_app.deliver_batch", acks_late=True, reject_on_worker_lost=True)
+def deliver_batch(delivery_ids: list[int]) -> int:
+    return len(deliveries.deliveries_attempt(delivery_ids=delivery_ids))
+
+
+RELAY_CHUNK = 50  # deliveries per task the relay publishes
+
+
 @shared_task(name="channels_app.relay_due_deliveries")
 def relay_due_deliveries() -> int:
     """Publish the deliveries that are due and owned by nobody: retries past
     the countdown limit, publishes lost between commit and broker, and the
-    work of workers that died."""
+    work of workers that died (a campaign batch's, say), in chunks."""
     ids = deliveries.deliveries_due()
-    for delivery_id in ids:
-        deliveries.delivery_enqueue(delivery_id)
+    for start in range(0, len(ids), RELAY_CHUNK):
+        deliveries.deliveries_enqueue(ids[start : start + RELAY_CHUNK])
     return len(ids)
 
 

@@ -44,6 +44,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "channels_app.request_limits.RequestLimitsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -154,12 +155,20 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["channels_app.api.permissions.StaffWritesOnly"],
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    # JSON only: form encodings cannot carry the nested objects and lists the API takes (they were
+    # silently dropped); the views that take a file upload add multipart themselves.
+    "DEFAULT_PARSER_CLASSES": ["channels_app.api.parsers.JSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    "DEFAULT_FILTER_BACKENDS": ["channels_app.api.query_params.StrictFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "channels_app.api.query_params.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "channels_app.api.schema.ApiAutoSchema",
     "EXCEPTION_HANDLER": "channels_app.api.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {"token": env("TOKEN_THROTTLE_RATE", default="20/min")},
+    # Throttling tells clients apart by address. With NUM_PROXIES unset DRF believes the whole
+    # X-Forwarded-For header, so a client escaped the limit by sending a new one with each attempt.
+    # 0: the connection's address; behind N proxies that append to X-Forwarded-For, N.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Digital Messaging Server API",
@@ -202,8 +211,10 @@ CAMPAIGN_CLAIM_LEASE_SECONDS = env.float("CAMPAIGN_CLAIM_LEASE_SECONDS", default
 CAMPAIGN_STALLED_SECONDS = env.float("CAMPAIGN_STALLED_SECONDS", default=15.0)
 
 # --- Request size -----------------------------------------------------------------
-# A campaign's audience posted as JSON can be large; anything bigger is refused with 400.
+# A campaign's audience posted as JSON can be large; a bigger body is refused with 413 before it is read
+# (channels_app/request_limits.py). Uploads (multipart) may be larger: attachments go up to 100 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=32 * 1024 * 1024)
+UPLOAD_MAX_SIZE = env.int("UPLOAD_MAX_SIZE", default=101 * 1024 * 1024)
 
 # --- Logging ------------------------------------------------------------------
 LOGGING = {

@@ -25,3 +25,7 @@ urlpatterns = [
     # Attachments are fetched by hubs and phones; a proxy in front may serve MEDIA_ROOT instead.
     re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}),
 ]
+
+handler400 = "channels_app.api.exceptions.bad_request"
+handler404 = "channels_app.api.exceptions.page_not_found"
+handler500 = "channels_app.api.exceptions.server_error"

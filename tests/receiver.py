@@ -13,6 +13,7 @@ class Received:
     path: str
     headers: dict
     body: bytes
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
     def json(self):
         return json.loads(self.body)
@@ -67,11 +68,14 @@ def start_receiver() -> Receiver:
             except (ValueError, KeyError, TypeError):
                 message_id = "unknown"
             payload = json.dumps({"messageId": f"ext-{message_id}"} if 200 <= answer < 300 else {"error": answer})
-            self.send_response(answer)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload.encode())
+            try:
+                self.send_response(answer)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload.encode())
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the sender stopped waiting (its timeout) before a late answer
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True

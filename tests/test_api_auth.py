@@ -61,3 +61,16 @@ def test_token_endpoint_is_rate_limited(anonymous_api, monkeypatch):
 
     # then
     assert statuses == [401, 401, 401, 429]
+
+
+@pytest.mark.django_db
+def test_a_client_cannot_escape_the_token_rate_limit_by_claiming_other_addresses(anonymous_api, monkeypatch):
+    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"token": "3/min"})
+
+    statuses = [
+        anonymous_api.post("/api/auth/token/", {"username": "x", "password": "y"},
+                           HTTP_X_FORWARDED_FOR=f"192.0.2.{attempt}").status_code
+        for attempt in range(4)
+    ]
+
+    assert statuses == [401, 401, 401, 429]  # every attempt claimed a new address: it was never throttled

@@ -98,8 +98,8 @@ def test_a_campaign_runs_every_recipient_through_invite_to_chat(staff_api, respo
     assert handled == 5
     detail = staff_api.get(f"/api/campaigns/{campaign_id}/").json()
     assert detail["state"] == "completed"
-    # every recipient has its message; they count as pending until a worker hands them to the channel
-    assert (detail["total"], detail["pending"]) == (5, 5)
+    # the batch hands every message to the channel itself
+    assert (detail["total"], detail["pending"], detail["sent"]) == (5, 0, 5)
     message = Message.objects.filter(campaign_recipient__campaign_id=campaign_id).first()
     assert message.interaction.type == "Outbound" and message.interaction.terminate_after_send
     assert message.text.startswith("Dear John Smith")
@@ -131,7 +131,7 @@ def test_throttle_holds_the_rate(staff_api, response):
         pass
 
     messages = Message.objects.filter(campaign_recipient__campaign_id=campaign_id)
-    times = sorted(messages.values_list("created_at", flat=True))
+    times = sorted(messages.values_list("sent_at", flat=True))
     measured = (len(times) - 1) / (times[-1] - times[0]).total_seconds()
     assert len(times) == count
     assert rate * 0.95 <= measured <= rate * 1.05, measured
@@ -192,7 +192,7 @@ def test_results_export_and_recipient_list(staff_api, response):
     lines = csv_text.strip().splitlines()
     assert lines[0] == "row,client_id,status,message_id,interaction_id,reasons,error"
     assert len(lines) == 3
-    assert [r["status"] for r in listed] == ["pending", "pending"]  # queued until the worker sends them
+    assert [r["status"] for r in listed] == ["sent", "sent"]
 
 
 @pytest.mark.django_db

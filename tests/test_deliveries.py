@@ -213,3 +213,56 @@ def test_failed_delivery_can_be_redelivered_from_the_admin(admin_client, queued,
     assert "accepted" in page and "failed" in page
     pending = admin_client.get(reverse("admin:channels_app_delivery_changelist") + "?state__exact=pending")
     assert pending.status_code == 200
+
+
+def test_a_keep_alive_connection_the_third_party_closed_is_not_reused():
+    """The transport keeps connections open; when the receiver closes one while
+    it is idle, the next webhook goes over a new connection instead of failing."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from channels_app.transports.base import OutgoingMessage
+    from channels_app.transports.webhook import WebhookTransport
+
+    connections = []
+
+    class ClosesAfterEachAnswer(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # answers without "Connection: close", then hangs up
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            connections.append(self.client_address)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            answer = b'{"messageId": "ext-1"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+            self.close_connection = True
+
+    hung_up = threading.Event()
+
+    class Server(ThreadingHTTPServer):
+        def shutdown_request(self, request):
+            super().shutdown_request(request)
+            hung_up.set()
+
+    server = Server(("127.0.0.1", 0), ClosesAfterEachAnswer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    message = OutgoingMessage(
+        message_id="m1", interaction_id="i1", channel_id="c", media_type="sms", business_id="1", client_id="2",
+        payload={"type": "Text", "text": "hi"}, webhook_url=f"http://127.0.0.1:{server.server_address[1]}/hook",
+        secret="s",
+    )
+    try:
+        first = WebhookTransport().send(message)
+        assert hung_up.wait(5)
+        second = WebhookTransport().send(message)
+    finally:
+        server.shutdown()
+
+    assert (first.outcome, second.outcome) == (SendOutcome.ACCEPTED, SendOutcome.ACCEPTED)
+    assert second.external_id == "ext-1"
+    assert len(set(connections)) == 2  # the closed connection was not reused

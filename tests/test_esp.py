@@ -253,8 +253,9 @@ def test_the_business_id_may_be_given_when_it_is_the_channels(agent_api, channel
 
 
 @pytest.mark.django_db
-def test_app_type_171_replaces_app_name(agent_api, channel, spec_response):
-    response = post_esp(agent_api, spec_request(AppName=None, AppType="171"))
+@pytest.mark.parametrize("app_type", ["171", 171])
+def test_app_type_171_replaces_app_name(agent_api, channel, spec_response, app_type):
+    response = post_esp(agent_api, spec_request(AppName=None, AppType=app_type))
 
     assert response.status_code == 200, response.json()
 
@@ -349,6 +350,35 @@ def test_service_or_method_missing_is_701(agent_api, channel, spec_response, req
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
+    "request_changes",
+    [
+        pytest.param({"Method": ["InviteToChat"]}, id="Method-a-list"),  # was a 500 (found by bench/fuzz.py)
+        pytest.param({"Service": {"ChatService": 1}}, id="Service-an-object"),
+        pytest.param({"Service": 7}, id="Service-a-number"),
+    ],
+)
+def test_service_or_method_not_a_string_is_701(agent_api, channel, spec_response, request_changes):
+    response = post_esp(agent_api, spec_request(**request_changes))
+
+    status, code, message, reference_id = _error(response)
+    assert (status, code, reference_id) == (400, 701, 9)
+    assert "Service and Method must be strings" in message
+    assert rows_written() == NOTHING_WRITTEN
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("reference_id", ["9", 9.5, True, {}, [9]])
+def test_a_reference_id_that_is_not_an_integer_is_904_and_not_echoed(agent_api, channel, spec_response, reference_id):
+    response = post_esp(agent_api, spec_request(ReferenceId=reference_id))
+
+    status, code, message, echoed = _error(response)
+    assert (status, code, echoed) == (400, 904, None)
+    assert "ReferenceId" in message
+    assert rows_written() == NOTHING_WRITTEN
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
     ("request_changes", "named"),
     [
         pytest.param({"Service": "NoSuchService"}, "NoSuchService", id="unknown-service"),
@@ -388,6 +418,8 @@ def test_unknown_things_are_902(agent_api, channel, spec_response, request_chang
         pytest.param({"UserData": ["PhoneNumber"]}, "UserData", id="UserData-not-an-object"),
         pytest.param({"AppName": None}, "AppName", id="no-AppName-nor-AppType"),
         pytest.param({"AppName": None, "AppType": "172"}, "AppType", id="AppType-not-171"),
+        pytest.param({"AppName": 91}, "AppName", id="AppName-a-number"),
+        pytest.param({"AppName": None, "AppType": [171]}, "AppType", id="AppType-a-list"),
     ],
 )
 def test_missing_or_incorrect_parameters_are_904_naming_the_parameter(

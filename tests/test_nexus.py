@@ -121,6 +121,14 @@ def test_unknown_channel_is_404(client, sms_channel):
          "messages[1].text"),
         ({"messages": [_text(time="yesterday")]}, "channel.time"),
         ({"messages": [{"type": "Receipt", "status": "Lost", "channel": {"messageId": "x"}}]}, "status"),
+        # What PostgreSQL cannot store is refused, not a server error.
+        ({"messages": [_text(text="a\x00b")]}, "messages[0].text contains a NUL"),
+        ({"messages": [_text(message_id="m" * 201)]}, "messages[0].channel.messageId is longer"),
+        ({"messages": [_text(client="1" * 201)]}, "messages[0].channel.from.id is longer"),
+        ({"messages": [{"type": "Receipt", "status": "Failed", "channel": {"messageId": "x" * 201}}]},
+         "messages[0].channel.messageId is longer"),
+        ({"messages": [{"type": "Receipt", "status": "Failed", "reasons": [{"code": 350, "message": "\x00"}],
+                        "channel": {"messageId": "x"}}]}, "NUL"),
     ],
 )
 def test_invalid_structure_is_400_with_code_520_and_nothing_is_stored(client, sms_channel, body, field):
@@ -131,6 +139,14 @@ def test_invalid_structure_is_400_with_code_520_and_nothing_is_stored(client, sm
     assert field in response.json()["status"]["message"]
     assert not Message.objects.exists()
     assert not Interaction.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_long_trace_id_is_cut_to_200_characters(client, sms_channel):
+    response = post(client, {"messages": [_text()]}, HTTP_X_B3_TRACEID="t" * 300)
+
+    assert response.status_code == 200
+    assert Message.objects.get().trace_id == "t" * 200
 
 
 @pytest.mark.django_db

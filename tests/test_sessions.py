@@ -257,30 +257,52 @@ def test_a_duplicate_receipt_changes_nothing(channel):
     assert (message.status, message.delivered_at) == ("delivered", delivered_at)
 
 
+EXPIRED, GENERAL = "The message has expired.", "General error."
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("first", "late", "final"),
     [
-        (("Removed", None), ("Delivered", None), "removed"),
-        (("Failed", [{"code": 305}]), ("Delivered", None), "failed"),
-        (("Removed", None), ("Failed", [{"code": 500}]), "removed"),
+        (("Removed", None), ("Delivered", None), ("removed", [], True)),
+        (("Failed", [{"code": 305}]), ("Delivered", None), ("failed", [{"code": 305, "message": EXPIRED}], True)),
+        (("Removed", None), ("Failed", [{"code": 500}]), ("removed", [{"code": 500, "message": GENERAL}], False)),
     ],
     ids=["delivered-after-removed", "delivered-after-failed", "failed-after-removed"],
 )
-def test_an_older_receipt_does_not_undo_a_final_state(channel, first, late, final):
+def test_an_older_receipt_does_not_undo_a_final_state_but_is_recorded(channel, first, late, final):
+    """Any order of the same receipts ends alike: the late one leaves the status
+    as it is, but its delivery time or failure reasons are kept, as they would
+    have been in the other order."""
     # given
     message = make_outbound_message(make_interaction(channel, "15550000001"))
     receipt_apply(channel=channel, external_id="ext-1", status=first[0], reasons=first[1])
-    message.refresh_from_db()
-    reasons = message.reasons
 
     # when
     outcome = receipt_apply(channel=channel, external_id="ext-1", status=late[0], reasons=late[1])
 
     # then
-    assert outcome.applied is False
+    assert outcome.applied is True
     message.refresh_from_db()
-    assert (message.status, message.reasons) == (final, reasons)
+    assert (message.status, message.reasons, message.delivered_at is not None) == final
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("late", ["Delivered", "Removed", "Failed"])
+def test_receipts_in_either_order_end_alike(channel, late):
+    first_order = make_outbound_message(make_interaction(channel, "15550000001"))
+    other_order = make_outbound_message(make_interaction(channel, "15550000002"), external_id="ext-2")
+    receipts = [("Failed", [{"code": 350}]), (late, [{"code": 310, "message": "Slow down"}])]
+
+    for status, reasons in receipts:
+        receipt_apply(channel=channel, external_id="ext-1", status=status, reasons=reasons)
+    for status, reasons in reversed(receipts):
+        receipt_apply(channel=channel, external_id="ext-2", status=status, reasons=reasons)
+
+    first_order.refresh_from_db()
+    other_order.refresh_from_db()
+    assert (first_order.status, first_order.reasons, first_order.delivered_at is None) == (
+        other_order.status, other_order.reasons, other_order.delivered_at is None)
 
 
 @pytest.mark.django_db

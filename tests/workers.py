@@ -1,8 +1,10 @@
 """Real `celery worker` processes for tests about workers: started on the test
-database and the suite's broker, stopped, or killed with SIGKILL."""
+database and the suite's broker, stopped, or killed with SIGKILL; and a real
+gunicorn for tests of the deployment (tests/test_deployment.py)."""
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -76,3 +78,51 @@ def poll_until(condition, timeout: float, what: str):
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class GunicornProcess:
+    """The web server as production runs it (`gunicorn project.wsgi`), on the test database, with
+    `env` on top (DEBUG=false and the like); its output (access log included) goes to `log_path`."""
+
+    def __init__(self, log_path: Path, env: dict | None = None):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.log_path = log_path
+        command = [
+            sys.executable, "-m", "gunicorn", "project.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
+            "--workers", "1", "--threads", "4", "--access-logfile", "-",
+        ]
+        full_env = {**os.environ, "DATABASE_URL": test_database_url(), "DJANGO_SETTINGS_MODULE": "project.settings",
+                    **(env or {})}
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            command, cwd=settings.BASE_DIR, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        def healthy():
+            if self.process.poll() is not None:
+                raise AssertionError(f"gunicorn exited with {self.process.returncode}:\n{self.log()[-6000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+                    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                    return sock.recv(16).startswith(b"HTTP/1.1 200")
+            except OSError:
+                return False
+
+        poll_until(healthy, timeout, "gunicorn to answer /healthz")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()

@@ -1,4 +1,8 @@
+from collections.abc import Mapping
+
 from django.contrib.auth import authenticate
+from django.db import models
+from django.http import QueryDict
 from rest_framework import serializers
 
 from channels_app.models import (
@@ -17,7 +21,67 @@ from channels_app.models import (
 )
 
 
-class TokenRequestSerializer(serializers.Serializer):
+def _json_type_error(field, value) -> str | None:
+    """Why `value` (from a JSON body) is not of the JSON type `field` documents, or None."""
+    if value is None:
+        return None  # the field itself refuses null unless it allows it
+    if isinstance(field, serializers.ManyRelatedField):
+        if not isinstance(value, list):
+            return "Expected a list of ids."
+        return next(filter(None, (_json_type_error(field.child_relation, item) for item in value)), None)
+    if isinstance(field, serializers.ListField):
+        if not isinstance(value, list):
+            return None  # DRF names it
+        return next(filter(None, (_json_type_error(field.child, item) for item in value)), None)
+    if isinstance(field, serializers.PrimaryKeyRelatedField):
+        integer_ids = field.queryset is not None and isinstance(field.queryset.model._meta.pk, models.IntegerField)
+        wanted = int if integer_ids else str
+    elif isinstance(field, serializers.BooleanField):
+        wanted = bool
+    elif isinstance(field, serializers.IntegerField):
+        wanted = int
+    elif isinstance(field, serializers.FloatField):
+        wanted = (int, float)
+    elif isinstance(field, (serializers.CharField, serializers.SlugRelatedField, serializers.DateTimeField)):
+        wanted = str
+    else:
+        return None
+    if isinstance(value, bool) and wanted is not bool:
+        return "Expected a number." if wanted is not str else "Expected a string."
+    if not isinstance(value, wanted):
+        return {bool: "Expected true or false.", int: "Expected an integer.", str: "Expected a string."}.get(
+            wanted, "Expected a number.")
+    if isinstance(field, serializers.CharField) and field.max_length is not None and len(value) > field.max_length:
+        # DRF counts after trimming the white space; the document's maxLength is about what is sent.
+        return f"Ensure this field has no more than {field.max_length} characters."
+    return None
+
+
+class StrictJsonTypes:
+    """JSON bodies are type-checked as the OpenAPI document says: DRF would take 5 for "5", "5" for 5 and
+    "yes" for true (and a text one character too long when it starts with a space); the API refuses them,
+    naming the field. Forms carry only text and are left to DRF."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping) and not isinstance(data, QueryDict):
+            errors = {}
+            for name, field in self.fields.items():
+                if not field.read_only and name in data and (error := _json_type_error(field, data[name])):
+                    errors[name] = [error]
+            if errors:
+                raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)
+
+
+class Serializer(StrictJsonTypes, serializers.Serializer):
+    pass
+
+
+class ModelSerializer(StrictJsonTypes, serializers.ModelSerializer):
+    pass
+
+
+class TokenRequestSerializer(Serializer):
     username = serializers.CharField()
     password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
 
@@ -26,27 +90,26 @@ class TokenRequestSerializer(serializers.Serializer):
         return authenticate(request=self.context.get("request"), username=data["username"], password=data["password"])
 
 
-class TokenSerializer(serializers.Serializer):
+class TokenSerializer(Serializer):
     token = serializers.CharField()
 
 
 class ChosenIdMixin:
-    """The client chooses the `id` when creating (a tenant id, a StandardResponseId); it never changes after."""
-
-    def get_fields(self):
-        fields = super().get_fields()
-        if self.instance is not None and not isinstance(self.instance, list):
-            fields["id"].read_only = True
-        return fields
+    """The client chooses the `id` when creating (a tenant id, a StandardResponseId); it never changes after:
+    an update may repeat it, not change it (ignoring it would hide the client's mistake)."""
 
     def validate_id(self, value):
+        if self.instance is not None and not isinstance(self.instance, list):
+            if value != self.instance.pk:
+                raise serializers.ValidationError(f"The id cannot change (it is {self.instance.pk!r}).")
+            return value
         model = self.Meta.model
         if model.objects.filter(pk=value).exists():
             raise serializers.ValidationError(f"A {model._meta.verbose_name} with id {value!r} already exists.")
         return value
 
 
-class TenantSerializer(ChosenIdMixin, serializers.ModelSerializer):
+class TenantSerializer(ChosenIdMixin, ModelSerializer):
     id = serializers.IntegerField(min_value=1, max_value=2147483647)
 
     class Meta:
@@ -79,7 +142,7 @@ class InboundRouteField(serializers.CharField):
         return {"inbound_route_by_call": super().to_internal_value(data)}
 
 
-class ChannelSerializer(serializers.ModelSerializer):
+class ChannelSerializer(ModelSerializer):
     """A channel; `secret` is write-only (generated when left blank)."""
 
     tenant = serializers.PrimaryKeyRelatedField(queryset=Tenant.objects.all())
@@ -105,7 +168,7 @@ class ChannelSerializer(serializers.ModelSerializer):
         return bool(channel.secret)
 
 
-class OptionSerializer(serializers.Serializer):
+class OptionSerializer(Serializer):
     name = serializers.CharField(source="definition.name")
     section = serializers.CharField(source="definition.section")
     value = serializers.CharField()
@@ -121,7 +184,7 @@ class OptionSerializer(serializers.Serializer):
         return option.channel.channel_id if option.channel else None
 
 
-class OptionUpdateSerializer(serializers.Serializer):
+class OptionUpdateSerializer(Serializer):
     value = serializers.JSONField(help_text="The new value (text, number or boolean).")
     channel = serializers.CharField(
         required=False,
@@ -137,7 +200,7 @@ class OptionUpdateSerializer(serializers.Serializer):
         return value
 
 
-class BusinessAttributeValueSerializer(serializers.ModelSerializer):
+class BusinessAttributeValueSerializer(ModelSerializer):
     annex = serializers.JSONField(required=False)
 
     class Meta:
@@ -147,7 +210,7 @@ class BusinessAttributeValueSerializer(serializers.ModelSerializer):
         extra_kwargs = {"order": {"required": False}}
 
 
-class BusinessAttributeSerializer(serializers.ModelSerializer):
+class BusinessAttributeSerializer(ModelSerializer):
     values = BusinessAttributeValueSerializer(many=True, required=False)
 
     class Meta:
@@ -157,7 +220,7 @@ class BusinessAttributeSerializer(serializers.ModelSerializer):
         extra_kwargs = {"name": {"validators": []}}
 
 
-class StandardResponseCategorySerializer(serializers.ModelSerializer):
+class StandardResponseCategorySerializer(ModelSerializer):
     path = serializers.CharField(read_only=True)
 
     class Meta:
@@ -166,7 +229,7 @@ class StandardResponseCategorySerializer(serializers.ModelSerializer):
         validators = []  # uniqueness is checked by the model in the service
 
 
-class AttachmentSerializer(serializers.ModelSerializer):
+class AttachmentSerializer(ModelSerializer):
     file = serializers.FileField(write_only=True)
     url = serializers.SerializerMethodField()
 
@@ -174,7 +237,8 @@ class AttachmentSerializer(serializers.ModelSerializer):
         model = Attachment
         fields = ["id", "file", "name", "kind", "mime_type", "size", "url", "created_at"]
         read_only_fields = ["kind", "mime_type", "size", "created_at"]
-        extra_kwargs = {"name": {"required": False}}
+        # Left blank, the file's name is used.
+        extra_kwargs = {"name": {"required": False, "allow_blank": True}}
 
     def get_url(self, attachment) -> str:
         request = self.context.get("request")
@@ -182,7 +246,7 @@ class AttachmentSerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(url) if request else url
 
 
-class StandardResponseSerializer(ChosenIdMixin, serializers.ModelSerializer):
+class StandardResponseSerializer(ChosenIdMixin, ModelSerializer):
     id = serializers.CharField(required=False, max_length=32, help_text="StandardResponseId; generated when omitted.")
     category = serializers.PrimaryKeyRelatedField(
         queryset=StandardResponseCategory.objects.all(), required=False, allow_null=True
@@ -203,7 +267,7 @@ class StandardResponseSerializer(ChosenIdMixin, serializers.ModelSerializer):
         return response.field_codes()
 
 
-class RenderRequestSerializer(serializers.Serializer):
+class RenderRequestSerializer(Serializer):
     def get_fields(self):
         # Declared here: a class attribute named `fields` would hide Serializer.fields.
         return {
@@ -224,17 +288,17 @@ class RenderRequestSerializer(serializers.Serializer):
         return value
 
 
-class RenderResponseSerializer(serializers.Serializer):
+class RenderResponseSerializer(Serializer):
     payload = serializers.DictField()
     missing = serializers.ListField(child=serializers.CharField())
 
 
-class EmojiSerializer(serializers.Serializer):
+class EmojiSerializer(Serializer):
     code = serializers.CharField()
     emoji = serializers.CharField()
 
 
-class MessageSerializer(serializers.ModelSerializer):
+class MessageSerializer(ModelSerializer):
     class Meta:
         model = Message
         fields = [
@@ -243,7 +307,7 @@ class MessageSerializer(serializers.ModelSerializer):
         ]
 
 
-class InteractionListSerializer(serializers.ModelSerializer):
+class InteractionListSerializer(ModelSerializer):
     channel = serializers.CharField(source="channel.channel_id")
     contact = serializers.IntegerField(source="contact_id")
 
@@ -262,7 +326,7 @@ class InteractionSerializer(InteractionListSerializer):
         fields = [*InteractionListSerializer.Meta.fields, "user_data", "last_customer_message_at", "messages"]
 
 
-class ContactSerializer(serializers.ModelSerializer):
+class ContactSerializer(ModelSerializer):
     interactions = serializers.SerializerMethodField()
 
     class Meta:
@@ -276,7 +340,7 @@ class ContactSerializer(serializers.ModelSerializer):
         return [interaction.pk for interaction in contact.interactions.all()]
 
 
-class AgentMessageSerializer(serializers.Serializer):
+class AgentMessageSerializer(Serializer):
     text = serializers.CharField(required=False, trim_whitespace=False, help_text="Plain text.")
     standard_response_id = serializers.CharField(required=False, help_text="Or a standard response...")
 
@@ -291,7 +355,7 @@ class AgentMessageSerializer(serializers.Serializer):
         return attrs
 
 
-class CampaignSerializer(serializers.ModelSerializer):
+class CampaignSerializer(ModelSerializer):
     channel = serializers.SlugRelatedField(slug_field="channel_id", queryset=Channel.objects.all())
     standard_response = serializers.PrimaryKeyRelatedField(queryset=StandardResponse.objects.all())
     recipients = serializers.ListField(
@@ -321,13 +385,36 @@ class CampaignSerializer(serializers.ModelSerializer):
         return data
 
 
-class AudienceReportSerializer(serializers.Serializer):
+class CampaignUploadSerializer(ModelSerializer):
+    """A campaign created from a form, with its audience as a CSV `file`."""
+
+    channel = serializers.SlugRelatedField(slug_field="channel_id", queryset=Channel.objects.all())
+    file = serializers.FileField(required=False, help_text="CSV: client_id, Contact.<name>, CustomProperties.<name>")
+
+    class Meta:
+        model = Campaign
+        fields = ["name", "channel", "standard_response", "chat_queue_key", "terminate_sessions", "rate_per_second",
+                  "start_at", "file"]
+
+
+class RecipientsRequestSerializer(Serializer):
+    recipients = serializers.ListField(
+        child=serializers.DictField(),
+        help_text='[{"client_id": "15556667777", "Contact": {...}, "CustomProperties": {...}}]',
+    )
+
+
+class RecipientsUploadSerializer(Serializer):
+    file = serializers.FileField(help_text="CSV: client_id, Contact.<name>, CustomProperties.<name>")
+
+
+class AudienceReportSerializer(Serializer):
     accepted = serializers.IntegerField()
     duplicates = serializers.ListField(child=serializers.IntegerField())
     rejected = serializers.ListField(child=serializers.DictField())
 
 
-class RecipientSerializer(serializers.ModelSerializer):
+class RecipientSerializer(ModelSerializer):
     status = serializers.CharField(read_only=True)
     message = serializers.CharField(source="message_id", read_only=True)
     reasons = serializers.SerializerMethodField()
@@ -338,3 +425,10 @@ class RecipientSerializer(serializers.ModelSerializer):
 
     def get_reasons(self, recipient) -> list:
         return recipient.message.reasons if recipient.message else []
+
+
+class PaginatedRecipientListSerializer(Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = RecipientSerializer(many=True)

@@ -4,19 +4,22 @@ from django.db.models import Q
 from django.http import HttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from channels_app.api import serializers
+from channels_app.api.parsers import JSONParser
+from channels_app.api.query_params import IntegerFilter, StrictFilterSet
+from channels_app.api.schema import ErrorSerializer
 from channels_app.errors import InvalidParameter
 from channels_app.models import (
     Attachment,
@@ -89,7 +92,7 @@ class TenantViewSet(viewsets.ModelViewSet):
         tenant.delete()
 
 
-class ChannelFilter(filters.FilterSet):
+class ChannelFilter(StrictFilterSet):
     class Meta:
         model = Channel
         fields = ["media_type", "transport", "tenant", "enabled"]
@@ -115,6 +118,11 @@ class ChannelViewSet(viewsets.ModelViewSet):
 
     def perform_update(self, serializer):
         self._save(serializer, serializer.instance)
+
+    def perform_destroy(self, channel):
+        _refuse_while_used(channel, "channel_id", "interactions", "messages", "deliveries", "campaigns",
+                           advice="disable it instead")
+        channel.delete()
 
 
 class OptionViewSet(viewsets.ViewSet):
@@ -236,7 +244,7 @@ class AttachmentViewSet(viewsets.ModelViewSet):
 
     queryset = Attachment.objects.all()
     serializer_class = serializers.AttachmentSerializer
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [MultiPartParser]
     http_method_names = ["get", "post", "delete", "head", "options"]
     filterset_fields = ["kind"]
 
@@ -245,8 +253,8 @@ class AttachmentViewSet(viewsets.ModelViewSet):
         serializer.instance = attachment_create(uploaded_file=data["file"], name=data.get("name"))
 
 
-class StandardResponseFilter(filters.FilterSet):
-    category = filters.NumberFilter(method="filter_category", help_text="A category id; its subcategories included.")
+class StandardResponseFilter(StrictFilterSet):
+    category = IntegerFilter(method="filter_category", help_text="A category id; its subcategories included.")
     search = filters.CharFilter(method="filter_search", help_text="Words in the name or the text.")
 
     class Meta:
@@ -285,6 +293,10 @@ class StandardResponseViewSet(viewsets.ModelViewSet):
     def perform_update(self, serializer):
         self._save(serializer, serializer.instance)
 
+    def perform_destroy(self, response):
+        _refuse_while_used(response, "id", "campaigns")
+        response.delete()
+
     @extend_schema(request=serializers.RenderRequestSerializer, responses=serializers.RenderResponseSerializer)
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
     def render(self, request, pk=None):
@@ -309,7 +321,7 @@ class EmojiView(APIView):
         return Response(emojis_for(channel=channel))
 
 
-class InteractionFilter(filters.FilterSet):
+class InteractionFilter(StrictFilterSet):
     channel = filters.CharFilter(field_name="channel__channel_id", help_text="A channel id.")
     client = filters.CharFilter(field_name="client_id", help_text="The customer's client id.")
     created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
@@ -334,7 +346,11 @@ class InteractionViewSet(viewsets.ReadOnlyModelViewSet):
         queryset = super().get_queryset()
         return queryset.prefetch_related("messages") if self.action == "retrieve" else queryset
 
-    @extend_schema(request=serializers.AgentMessageSerializer, responses={202: serializers.MessageSerializer})
+    @extend_schema(
+        request=serializers.AgentMessageSerializer,
+        responses={202: serializers.MessageSerializer, 409: OpenApiResponse(
+            ErrorSerializer, "The session has ended, or the WhatsApp 24-hour window has closed.")},
+    )
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
     def messages(self, request, pk=None):
         """Send an agent message (text, or a standard response with field values); 202 once queued."""
@@ -351,7 +367,7 @@ class InteractionViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(serializers.MessageSerializer(message).data, status=status.HTTP_202_ACCEPTED)
 
 
-class ContactFilter(filters.FilterSet):
+class ContactFilter(StrictFilterSet):
     phone = filters.CharFilter(field_name="phone_number")
     search = filters.CharFilter(method="filter_search", help_text="Name, nickname, phone, e-mail or client id.")
 
@@ -374,15 +390,23 @@ class ContactViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = ContactFilter
 
 
+TRANSITION_SCHEMA = extend_schema(request=None, responses={
+    200: serializers.CampaignSerializer,
+    409: OpenApiResponse(ErrorSerializer, "The campaign's state does not allow it (or it has no recipients)."),
+})
+
+
 class CampaignViewSet(viewsets.ModelViewSet):
     """Notification campaigns: create with recipients (JSON or a CSV `file`), then start, pause, resume, cancel."""
 
     queryset = Campaign.objects.select_related("channel", "standard_response")
     serializer_class = serializers.CampaignSerializer
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [JSONParser, MultiPartParser]
     http_method_names = ["get", "post", "delete", "head", "options"]
     filterset_fields = ["state", "channel"]
 
+    @extend_schema(request={"application/json": serializers.CampaignSerializer,
+                            "multipart/form-data": serializers.CampaignUploadSerializer})
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -405,22 +429,37 @@ class CampaignViewSet(viewsets.ModelViewSet):
             raise InvalidParameter("Cancel the campaign before deleting it.", field="state")
         campaign.delete()
 
-    @extend_schema(request=None, responses=serializers.AudienceReportSerializer)
-    @action(detail=True, methods=["post", "get"], url_path="recipients")
+    @extend_schema(
+        parameters=[OpenApiParameter("page", int, description="A page number within the paginated result set.")],
+        responses=serializers.PaginatedRecipientListSerializer,
+    )
+    @action(detail=True, methods=["get"], url_path="recipients")
     def recipients(self, request, pk=None):
-        """GET: recipients with their status; POST: add recipients (JSON list or CSV `file`) to a draft."""
+        """The campaign's recipients with their status."""
         campaign = self.get_object()
-        if request.method == "GET":
-            page = self.paginate_queryset(campaign.recipients.select_related("message").order_by("row_number"))
-            return self.get_paginated_response(serializers.RecipientSerializer(page, many=True).data)
+        page = self.paginate_queryset(campaign.recipients.select_related("message").order_by("row_number"))
+        return self.get_paginated_response(serializers.RecipientSerializer(page, many=True).data)
+
+    @extend_schema(
+        request={"application/json": serializers.RecipientsRequestSerializer,
+                 "multipart/form-data": serializers.RecipientsUploadSerializer},
+        responses=serializers.AudienceReportSerializer,
+    )
+    @recipients.mapping.post
+    def add_recipients(self, request, pk=None):
+        """Add recipients (JSON `recipients` list or CSV `file`) to a draft."""
+        campaign = self.get_object()
         upload = request.FILES.get("file")
-        rows = campaign_services.audience_rows_from_csv(_decoded(upload)) if upload else request.data.get("recipients")
-        if not isinstance(rows, list):
-            raise InvalidParameter("Send recipients as a list, or a CSV file.", field="recipients")
+        if upload is not None:
+            rows = campaign_services.audience_rows_from_csv(_decoded(upload))
+        else:
+            serializer = serializers.RecipientsRequestSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            rows = serializer.validated_data["recipients"]
         report = campaign_services.campaign_add_recipients(campaign=campaign, rows=rows)
         return Response(report.as_dict())
 
-    @extend_schema(request=None, responses={200: OpenApiTypes.STR})
+    @extend_schema(request=None, responses={(200, "text/csv"): OpenApiTypes.STR})
     @action(detail=True, methods=["get"], url_path="results")
     def results_csv(self, request, pk=None):
         """Every recipient's result as CSV."""
@@ -434,25 +473,35 @@ class CampaignViewSet(viewsets.ModelViewSet):
         campaign = campaign_services.campaign_transition(campaign_id=self.get_object().pk, action=action_name)
         return Response(serializers.CampaignSerializer(campaign).data)
 
-    @extend_schema(request=None)
+    @TRANSITION_SCHEMA
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
         return self._transition(pk, "start")
 
-    @extend_schema(request=None)
+    @TRANSITION_SCHEMA
     @action(detail=True, methods=["post"])
     def pause(self, request, pk=None):
         return self._transition(pk, "pause")
 
-    @extend_schema(request=None)
+    @TRANSITION_SCHEMA
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
         return self._transition(pk, "resume")
 
-    @extend_schema(request=None)
+    @TRANSITION_SCHEMA
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         return self._transition(pk, "cancel")
+
+
+def _refuse_while_used(instance, field: str, *relations: str, advice: str = "") -> None:
+    """Deleting what interactions, messages or campaigns still refer to would fail (PROTECT): say so, naming them."""
+    used_by = [relation for relation in relations if getattr(instance, relation).exists()]
+    if used_by:
+        raise InvalidParameter(
+            f"It is still used by its {', '.join(used_by)}: it cannot be deleted{'; ' + advice if advice else ''}.",
+            field=field,
+        )
 
 
 def _decoded(upload) -> str:

@@ -48,11 +48,19 @@ def esp_dispatch(request: object, context: EspContext) -> EspReply:
     if not isinstance(request, dict):
         return esp_error(None, 904, "Request incorrect: the body must be a JSON object.", 400)
     reference_id = request.get("ReferenceId")
+    if reference_id is not None and (not isinstance(reference_id, int) or isinstance(reference_id, bool)):
+        return esp_error(None, 904, "ReferenceId incorrect: must be an integer.", 400)
     service, method = request.get("Service"), request.get("Method")
     if not service or not method:
         message = "Request is invalid: Service or Method name was not specified"
         return esp_error(reference_id, REQUEST_INVALID, message, 400)
+    if not isinstance(service, str) or not isinstance(method, str):
+        return esp_error(reference_id, REQUEST_INVALID, "Request is invalid: Service and Method must be strings", 400)
     app_name, app_type = request.get("AppName"), request.get("AppType")
+    if app_name is not None and not isinstance(app_name, str):
+        return esp_error(reference_id, 904, "AppName incorrect: must be a string.", 400)
+    if app_type is not None and (not isinstance(app_type, (str, int)) or isinstance(app_type, bool)):
+        return esp_error(reference_id, 904, "AppType incorrect: must be a string or a number.", 400)
     if not app_name and str(app_type or "") != DMS_APP_TYPE:
         message = (
             f"AppType incorrect: {app_type!r} is not {DMS_APP_TYPE} (DMS)" if app_type

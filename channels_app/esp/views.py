@@ -2,7 +2,7 @@
 
 import json
 
-from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.parsers import BaseParser
@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from channels_app.esp import handlers  # noqa: F401  (registers the ESP methods)
 from channels_app.esp.dispatcher import EspContext, esp_dispatch, esp_error
 from channels_app.options_catalog import CHAT_SERVER
+from channels_app.request_limits import nul_character_at
 from channels_app.services.options import option_value
 
 
@@ -25,12 +26,17 @@ class RawJSONParser(BaseParser):
         return stream.read() if stream is not None else b""
 
 
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "integer"}]})
+class StringOrNumberField(serializers.Field):
+    """Documentation only: AppType is "171" or 171."""
+
+
 ESP_REQUEST = inline_serializer(
     "EspRequest",
     {
-        "ReferenceId": serializers.IntegerField(required=False),
+        "ReferenceId": serializers.IntegerField(required=False, allow_null=True),
         "AppName": serializers.CharField(required=False),
-        "AppType": serializers.CharField(required=False),
+        "AppType": StringOrNumberField(required=False, help_text="171 (the DMS); not needed with AppName"),
         "Service": serializers.CharField(),
         "Method": serializers.CharField(),
         "Parameters": serializers.DictField(),
@@ -72,8 +78,11 @@ class EspView(APIView):
         else:
             try:
                 payload = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
                 reply = esp_error(None, 904, "Request incorrect: the body is not valid JSON.", 400)
             else:
-                reply = esp_dispatch(payload, EspContext(trace_id=request.headers.get("X-B3-TraceId", "")))
+                if where := nul_character_at(payload):  # PostgreSQL cannot store it: it was a 500
+                    reply = esp_error(None, 904, f"{where} incorrect: it holds a NUL character (\\u0000).", 400)
+                else:
+                    reply = esp_dispatch(payload, EspContext(trace_id=request.headers.get("X-B3-TraceId", "")))
         return Response(reply.body, status=reply.http_status)

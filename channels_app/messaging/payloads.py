@@ -7,6 +7,8 @@ from datetime import datetime
 from django.utils.dateparse import parse_datetime
 
 MAX_MESSAGES_PER_REQUEST = 100
+# channel.messageId, from.id and from.nickname are kept in 200-character columns.
+MAX_ID_LENGTH = 200
 RECEIPT_STATUSES = ("Delivered", "Removed", "Failed")
 
 
@@ -32,14 +34,30 @@ class InboundReceipt:
     reasons: list
 
 
-def _string(value, field: str, *, required: bool = True) -> str:
+def _string(value, field: str, *, required: bool = True, max_length: int | None = None) -> str:
     if value is None or value == "":
         if required:
             raise InvalidStructure(f"{field} is required.")
         return ""
     if not isinstance(value, str):
         raise InvalidStructure(f"{field} must be a string.")
+    if max_length is not None and len(value) > max_length:
+        raise InvalidStructure(f"{field} is longer than {max_length} characters.")
     return value
+
+
+def _reject_nul(value, field: str) -> None:
+    """PostgreSQL cannot store U+0000 in text or JSON: a structure error, not a server error."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidStructure(f"{field} contains a NUL character.")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _reject_nul(key, field)
+            _reject_nul(item, f"{field}.{key}" if field else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _reject_nul(item, f"{field}[{index}]")
 
 
 def _object(value, field: str, *, required: bool = True) -> dict:
@@ -68,9 +86,9 @@ def _sender(message: dict, field: str) -> tuple[str, str, str, datetime | None, 
     sender = _object(channel.get("from"), f"{field}.channel.from")
     to = _object(channel.get("to"), f"{field}.channel.to", required=False)
     return (
-        _string(channel.get("messageId"), f"{field}.channel.messageId"),
-        _string(sender.get("id"), f"{field}.channel.from.id"),
-        _string(sender.get("nickname"), f"{field}.channel.from.nickname", required=False),
+        _string(channel.get("messageId"), f"{field}.channel.messageId", max_length=MAX_ID_LENGTH),
+        _string(sender.get("id"), f"{field}.channel.from.id", max_length=MAX_ID_LENGTH),
+        _string(sender.get("nickname"), f"{field}.channel.from.nickname", required=False, max_length=MAX_ID_LENGTH),
         _time(channel.get("time"), f"{field}.channel.time"),
         _string(to.get("id"), f"{field}.channel.to.id", required=False),
     )
@@ -106,7 +124,7 @@ def _parse_email(message: dict, field: str) -> InboundText:
 
 def _parse_receipt(message: dict, field: str) -> InboundReceipt:
     channel = _channel_block(message, field)
-    external_id = _string(channel.get("messageId"), f"{field}.channel.messageId")
+    external_id = _string(channel.get("messageId"), f"{field}.channel.messageId", max_length=MAX_ID_LENGTH)
     status = message.get("status")
     if status not in RECEIPT_STATUSES:
         raise InvalidStructure(f"{field}.status must be one of {', '.join(RECEIPT_STATUSES)}.")
@@ -129,6 +147,7 @@ PARSERS = {"Text": _parse_text, "Email": _parse_email, "Receipt": _parse_receipt
 def parse_inbound(body: object) -> list[InboundText | InboundReceipt]:
     if not isinstance(body, dict):
         raise InvalidStructure("The body must be a JSON object.")
+    _reject_nul(body, "")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidStructure("messages must be a non-empty list.")

@@ -9,9 +9,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from channels_app.esp.views import RawJSONParser
-from channels_app.messaging.payloads import InvalidStructure, parse_inbound
+from channels_app.messaging.payloads import MAX_MESSAGES_PER_REQUEST, RECEIPT_STATUSES, InvalidStructure, parse_inbound
 from channels_app.messaging.signatures import verify_hub_signature
 from channels_app.models import Channel
+from channels_app.request_limits import nul_character_at
 from channels_app.services.inbound import inbound_messages_accept
 
 INVALID_STRUCTURE = 520
@@ -27,6 +28,54 @@ NEXUS_RESPONSE = inline_serializer(
         ),
     },
 )
+
+
+def _text(**extra) -> dict:
+    return {"type": "string", **extra}
+
+
+def _optional(schema: dict) -> dict:
+    return {**schema, "nullable": True}  # parse_inbound takes null (and "") for an absent optional field
+
+
+_SENDER = {
+    "type": "object", "required": ["messageId", "from"],
+    "properties": {
+        "messageId": _text(minLength=1),
+        "from": {"type": "object", "required": ["id"],
+                 "properties": {"id": _text(minLength=1), "nickname": _optional(_text())}},
+        "to": _optional({"type": "object", "properties": {"id": _optional(_text())}}),
+        "time": _optional({"anyOf": [_text(format="date-time"), _text(maxLength=0)]}),
+    },
+}
+# What parse_inbound (messaging/payloads.py) takes, so that clients, and the fuzzer, can send it.
+NEXUS_REQUEST = {
+    "type": "object", "required": ["messages"],
+    "properties": {"messages": {"type": "array", "minItems": 1, "maxItems": MAX_MESSAGES_PER_REQUEST, "items": {
+        "oneOf": [
+            {"type": "object", "required": ["type", "channel", "text"], "properties": {
+                "type": {"type": "string", "enum": ["Text"]}, "channel": _SENDER, "text": _text(minLength=1)}},
+            {"type": "object", "required": ["type", "channel", "content"], "properties": {
+                "type": {"type": "string", "enum": ["Email"]}, "channel": _SENDER, "subject": _optional(_text()),
+                "content": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["type"],
+                    "properties": {"type": {"type": "string", "enum": ["text", "html"]}, "text": _optional(_text())},
+                }},
+                "context": _optional({"type": "object", "properties": {"replyTo": _optional({"type": "object"})}}),
+            }},
+            {"type": "object", "required": ["type", "channel", "status"], "properties": {
+                "type": {"type": "string", "enum": ["Receipt"]},
+                "channel": {"type": "object", "required": ["messageId"],
+                            "properties": {"messageId": _text(minLength=1)}},
+                "status": {"type": "string", "enum": list(RECEIPT_STATUSES)},
+                "reasons": _optional({"type": "array", "items": {
+                    "type": "object", "required": ["code"],
+                    "properties": {"code": {"type": "integer"}, "message": _optional(_text())},
+                }}),
+            }},
+        ],
+    }}},
+}
 
 
 def _status(code: int, message: str, http_status: int) -> Response:
@@ -45,7 +94,7 @@ class NexusMessagesView(APIView):
             OpenApiParameter("X-Hub-Signature-256", str, OpenApiParameter.HEADER, description="sha256=<hex>"),
             OpenApiParameter("X-B3-TraceId", str, OpenApiParameter.HEADER),
         ],
-        request=inline_serializer("NexusRequest", {"messages": serializers.ListField(child=serializers.DictField())}),
+        request={"application/json": NEXUS_REQUEST},
         responses={200: NEXUS_RESPONSE, 400: NEXUS_RESPONSE, 401: NEXUS_RESPONSE, 404: NEXUS_RESPONSE},
         description="Customer messages (Text, Email) and receipts from a third-party messaging system.",
     )
@@ -62,11 +111,14 @@ class NexusMessagesView(APIView):
         ):
             return _status(401, "Missing or wrong X-Hub-Signature.", 401)
         try:
-            messages = parse_inbound(json.loads(body))
-        except (ValueError, UnicodeDecodeError) as error:
+            payload = json.loads(body)
+            if where := nul_character_at(payload):  # PostgreSQL cannot store it: it was a 500
+                raise InvalidStructure(f"{where} holds a NUL character (\\u0000).")
+            messages = parse_inbound(payload)
+        except (ValueError, UnicodeDecodeError, RecursionError) as error:  # RecursionError: nested too deeply
             message = str(error) if isinstance(error, InvalidStructure) else "The body is not valid JSON."
             return _status(INVALID_STRUCTURE, message, 400)
-        ids = inbound_messages_accept(
-            channel=channel, messages=messages, trace_id=request.headers.get("X-B3-TraceId", "")
-        )
+        # A B3 trace id is 16 or 32 hex digits; longer values are cut to the column's 200 characters.
+        trace_id = request.headers.get("X-B3-TraceId", "")[:200]
+        ids = inbound_messages_accept(channel=channel, messages=messages, trace_id=trace_id)
         return Response({"status": {"code": 0}, "data": {"ids": ids}})

@@ -57,7 +57,8 @@ class Campaign(models.Model):
 class CampaignRecipient(models.Model):
     """One customer of a campaign. Its status follows its message (and so the receipts)."""
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients")
+    # db_index=False: the unique (campaign, client_id) and recipient_pending indexes start with the campaign.
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients", db_index=False)
     row_number = models.PositiveIntegerField(help_text="Row of the uploaded audience (1 = first recipient).")
     client_id = models.CharField(max_length=200)
     contact_fields = models.JSONField(default=dict, blank=True)

@@ -4,31 +4,32 @@ across workers. Every recipient goes through InviteToChat's service."""
 
 import csv
 import io
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from channels_app.bulk import bulk_update_rows
 from channels_app.errors import ApplicationError, InvalidParameter
 from channels_app.models import (
     Campaign,
     CampaignRecipient,
     CampaignState,
     Channel,
+    Delivery,
     StandardResponse,
 )
 from channels_app.models.campaigns import RECIPIENT_STATUS_BY_MESSAGE
 from channels_app.phones import normalize_client_phone
-from channels_app.services.invitations import invite_to_chat
+from channels_app.services.deliveries import deliveries_send
+from channels_app.services.invitations import Invitee, invitation_plan, invitations_create
 from channels_app.validators import validate_queue_key
 
-BATCH_SIZE = 100
+BATCH_SIZE = 200  # recipients written in one transaction and sent side by side
 PARALLEL_CHAINS = 4  # batch tasks started side by side, so that many workers share a campaign
-STATE_CHECK_EVERY = timedelta(milliseconds=250)  # pause and cancel take effect within this
 # Field codes the server fills itself, so an audience row need not carry them.
 DERIVED_CONTACT_PROPERTIES = {"Id", "PrimaryPhoneNumber", "FullName"}
 
@@ -242,90 +243,99 @@ def campaigns_tick(*, now: datetime | None = None) -> int:
 # --- execution ----------------------------------------------------------------
 
 
-def _claim_batch(campaign_id: int, now: datetime) -> list[int]:
+def _claim_batch(campaign_id: int, now: datetime, size: int) -> list[int]:
     with transaction.atomic():
         ids = list(
             CampaignRecipient.objects.select_for_update(skip_locked=True)
             .filter(campaign_id=campaign_id, message__isnull=True, error="")
             .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
             .order_by("row_number")
-            .values_list("pk", flat=True)[:BATCH_SIZE]
+            .values_list("pk", flat=True)[:size]
         )
         lease = timedelta(seconds=settings.CAMPAIGN_CLAIM_LEASE_SECONDS)
         CampaignRecipient.objects.filter(pk__in=ids).update(claimed_until=now + lease)
     return ids
 
 
-def _reserve_slots(campaign_id: int, count: int, rate: int) -> datetime:
-    """The send time of the first of `count` messages; the campaign's next free slot moves past them."""
+def _reserve_send_times(campaign_id: int, count: int, rate: int) -> list[datetime]:
+    """When each of `count` messages may leave; the campaign's next free slot
+    moves past them, so the rate holds across all workers."""
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().only("throttle_next_slot").get(pk=campaign_id)
         start = max(campaign.throttle_next_slot or timezone.now(), timezone.now())
         campaign.throttle_next_slot = start + timedelta(seconds=count / rate)
         campaign.save(update_fields=["throttle_next_slot"])
-    return start
-
-
-def _still_running(campaign_id: int) -> bool:
-    return Campaign.objects.filter(pk=campaign_id, state=CampaignState.RUNNING).exists()
+    return [start + timedelta(seconds=index / rate) for index in range(count)]
 
 
 def campaign_run_batch(*, campaign_id: int) -> int:
-    """Send one batch of a running campaign; returns how many recipients it handled (0: nothing left)."""
-    campaign = Campaign.objects.select_related("channel", "standard_response").filter(pk=campaign_id).first()
+    """Send one batch of a running campaign; returns how many recipients it handled (0: nothing left).
+
+    The batch's invitations are written in one transaction, in bulk, then
+    their webhooks are sent side by side (at the throttle's pace when the
+    campaign has a rate: a batch then holds at most a second of sends, so
+    that pause and cancel take effect within a second)."""
+    campaign = Campaign.objects.select_related("channel").filter(pk=campaign_id).first()
     if campaign is None or campaign.state != CampaignState.RUNNING:
         return 0
     Campaign.objects.filter(pk=campaign_id).update(heartbeat_at=timezone.now())
-    ids = _claim_batch(campaign_id, timezone.now())
+    rate = campaign.rate_per_second
+    ids = _claim_batch(campaign_id, timezone.now(), min(BATCH_SIZE, rate) if rate else BATCH_SIZE)
     if not ids:
         _complete_if_done(campaign_id)
         return 0
-    rate = campaign.rate_per_second
-    slots = None
-    handled, checked_at = 0, time.monotonic()
-    recipients = CampaignRecipient.objects.filter(pk__in=ids).order_by("row_number")
-    for index, recipient in enumerate(recipients):
-        if time.monotonic() - checked_at >= STATE_CHECK_EVERY.total_seconds():
-            checked_at = time.monotonic()
-            if not _still_running(campaign_id):
-                break
-        if rate:
-            if slots is None or index % rate == 0:
-                # Reserve at most a second of sends at a time, so that a pause is not stuck behind them.
-                slots = (_reserve_slots(campaign_id, min(rate, len(ids) - index), rate), index)
-            start, first_index = slots
-            wait = (start + timedelta(seconds=(index - first_index) / rate) - timezone.now()).total_seconds()
-            if wait > 0:
-                time.sleep(wait)
-        _send_to_recipient(campaign, recipient)
-        handled += 1
-    CampaignRecipient.objects.filter(pk__in=ids, message__isnull=True, error="").update(claimed_until=None)
-    return handled
+    # The send times are reserved before the invitations are written, so that
+    # writing them does not open a gap in the campaign's rate.
+    send_times = _reserve_send_times(campaign_id, len(ids), rate) if rate else None
+    deliveries = _invite_batch(campaign, ids)
+    if deliveries:
+        deliveries_send(claimed=deliveries, send_times=send_times[: len(deliveries)] if rate else None)
+    return len(ids)
 
 
-def _send_to_recipient(campaign: Campaign, recipient: CampaignRecipient) -> None:
+@transaction.atomic
+def _invite_batch(campaign: Campaign, recipient_ids: list[int]) -> list[Delivery]:
+    """InviteToChat for each claimed recipient still without a message, in
+    one transaction; returns their deliveries, owned by this worker."""
+    recipients = list(
+        CampaignRecipient.objects.select_for_update()
+        .filter(pk__in=recipient_ids, message__isnull=True, error="")  # a lease may have run out meanwhile
+        .order_by("row_number")
+    )
+    if not recipients:
+        return []
     try:
-        with transaction.atomic():
-            locked = CampaignRecipient.objects.select_for_update().get(pk=recipient.pk)
-            if locked.message_id or locked.error:
-                return  # another worker got to it after a lease ran out
-            invitation = invite_to_chat(
-                channel=campaign.channel,
-                client_id=recipient.client_id,
-                standard_response_id=campaign.standard_response_id,
-                chat_queue_key=campaign.chat_queue_key or None,
-                terminate_session=campaign.terminate_sessions,
-                contact_fields=recipient.contact_fields,
-                custom_properties=recipient.custom_properties,
-                user_data={"GCTI_Chat_SubmitAsOutbound": "true", "CampaignId": str(campaign.pk),
-                           "PhoneNumber": recipient.client_id},
-            )
-            locked.message_id = invitation.message_id
-            locked.claimed_until = None
-            locked.save(update_fields=["message", "claimed_until"])
-    except (ApplicationError, IntegrityError) as error:
-        message = getattr(error, "message", str(error))
-        CampaignRecipient.objects.filter(pk=recipient.pk, message__isnull=True).update(error=message[:500])
+        plan = invitation_plan(
+            channel=campaign.channel,
+            standard_response_id=campaign.standard_response_id,
+            chat_queue_key=campaign.chat_queue_key or None,
+            terminate_session=campaign.terminate_sessions,
+        )
+        outcomes = invitations_create(
+            plan=plan,
+            invitees=[
+                Invitee(
+                    client_id=recipient.client_id,
+                    contact_fields=recipient.contact_fields,
+                    custom_properties=recipient.custom_properties,
+                    user_data={"GCTI_Chat_SubmitAsOutbound": "true", "CampaignId": str(campaign.pk),
+                               "PhoneNumber": recipient.client_id},
+                )
+                for recipient in recipients
+            ],
+            publish=False,
+        )
+    except ApplicationError as error:  # the channel is disabled, the response is gone...: no one can be invited
+        outcomes = [error] * len(recipients)
+    deliveries, rows = [], []
+    for recipient, outcome in zip(recipients, outcomes, strict=True):
+        if isinstance(outcome, ApplicationError):
+            rows.append({"pk": recipient.pk, "message": None, "error": outcome.message[:500]})
+        else:
+            rows.append({"pk": recipient.pk, "message": outcome.message_id, "error": ""})
+            deliveries.append(outcome.delivery)
+    bulk_update_rows(CampaignRecipient, rows, ["message", "error"], constants={"claimed_until": None})
+    return deliveries
 
 
 def _complete_if_done(campaign_id: int) -> None:

@@ -1,10 +1,11 @@
 """Contacts: identification (find or create) and the WhatsApp contacts check."""
 
 import hashlib
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from channels_app.models import Channel, Contact
 from channels_app.phones import normalize_client_phone, normalize_for_business
@@ -23,44 +24,97 @@ STANDARD_PROPERTIES = {
 NOT_STORED = {"Id", "FullName", "PrimaryPhoneNumber", "PhoneNumber"}
 
 
+@dataclass(frozen=True)
+class ContactClaim:
+    """Who a message or an invitation is for: the channel's client id, a phone
+    number when the request names one, and properties to keep on the contact."""
+
+    client_id: str
+    phone_number: str = ""
+    properties: dict = field(default_factory=dict)
+
+
 def contact_identify(
     *, channel: Channel, client_id: str, phone_number: str = "", properties: dict | None = None
 ) -> Contact:
     """Find or create the contact of a customer (Contact Identification): by
     phone number in E.164 when there is one, else by the channel's client id;
     names, nickname and custom attributes given are kept on the contact."""
-    phone = normalize_client_phone(phone_number, channel.business_id) if phone_number else None
+    claim = ContactClaim(client_id=client_id, phone_number=phone_number, properties=properties or {})
+    return contacts_identify(channel=channel, claims=[claim])[0]
+
+
+def contacts_identify(*, channel: Channel, claims: list[ContactClaim]) -> list[Contact]:
+    """`contact_identify` for many customers at once, in a handful of
+    statements whatever their number: the contacts of each claim, in order."""
+    keys = [_contact_key(channel, claim) for claim in claims]
+    found = _contacts_by_key(set(keys))
+    missing = {}
+    for key, claim in zip(keys, claims, strict=True):
+        if key not in found:
+            if key not in missing:
+                missing[key] = _new_contact(key, claim.client_id)
+            _apply_properties(missing[key], claim.properties)  # so that a new contact needs no update
+    if missing:
+        # Concurrent requests may create some of them first: theirs are found again below.
+        Contact.objects.bulk_create(missing.values(), ignore_conflicts=True)
+        found.update(_contacts_by_key(set(missing)))
+    contacts = [found[key] for key in keys]
+    changed = {}
+    for contact, claim in zip(contacts, claims, strict=True):
+        if _apply_properties(contact, claim.properties):
+            changed[contact.pk] = contact
+    if changed:
+        Contact.objects.bulk_update(
+            changed.values(), ["first_name", "last_name", "email", "nickname", "attributes", "updated_at"]
+        )
+    return contacts
+
+
+def _contact_key(channel: Channel, claim: ContactClaim) -> tuple[str, str]:
+    """("phone", E.164) when the customer has a phone number, else ("client", client id)."""
+    phone = normalize_client_phone(claim.phone_number, channel.business_id) if claim.phone_number else None
     if phone is None and channel.media_type in ("whatsapp", "sms"):
-        phone = normalize_client_phone(client_id, channel.business_id)
-    lookup = {"phone_number": phone} if phone else {"phone_number": "", "client_id": client_id}
-    defaults = {"client_id": client_id} if phone else {}
-    for _ in range(2):  # a concurrent request may create the same contact first
-        try:
-            with transaction.atomic():
-                contact, _created = Contact.objects.select_for_update().get_or_create(**lookup, defaults=defaults)
-                _apply_properties(contact, properties or {})
-                return contact
-        except IntegrityError:
-            continue
-    return Contact.objects.get(**lookup)
+        phone = normalize_client_phone(claim.client_id, channel.business_id)
+    return ("phone", phone) if phone else ("client", claim.client_id)
 
 
-def _apply_properties(contact: Contact, properties: dict) -> None:
+def _new_contact(key: tuple[str, str], client_id: str) -> Contact:
+    kind, value = key
+    return Contact(phone_number=value, client_id=client_id) if kind == "phone" else Contact(client_id=value)
+
+
+def _contacts_by_key(keys: set[tuple[str, str]]) -> dict[tuple[str, str], Contact]:
+    phones = [value for kind, value in keys if kind == "phone"]
+    client_ids = [value for kind, value in keys if kind == "client"]
+    found = {}
+    if phones:
+        found.update({("phone", c.phone_number): c for c in Contact.objects.filter(phone_number__in=phones)})
+    if client_ids:
+        found.update(
+            {("client", c.client_id): c for c in Contact.objects.filter(phone_number="", client_id__in=client_ids)}
+        )
+    return found
+
+
+def _apply_properties(contact: Contact, properties: dict) -> bool:
+    """Set the given properties on the contact (not saved); True when one changed."""
     changed = False
     for key, value in properties.items():
         if not isinstance(value, (str, int, float)) or key in NOT_STORED:
             continue
         value = str(value)
-        field = STANDARD_PROPERTIES.get(key)
-        if field:
-            if getattr(contact, field) != value:
-                setattr(contact, field, value)
+        model_field = STANDARD_PROPERTIES.get(key)
+        if model_field:
+            if getattr(contact, model_field) != value:
+                setattr(contact, model_field, value)
                 changed = True
         elif contact.attributes.get(key) != value:
             contact.attributes[key] = value
             changed = True
     if changed:
-        contact.save()
+        contact.updated_at = timezone.now()
+    return changed
 
 
 def contact_validate_phone(*, channel: Channel, raw_id: str) -> str:

@@ -8,31 +8,44 @@ delivery to another worker. Once an attempt has succeeded the delivery is
 `delivered` and is never attempted again."""
 
 import logging
+import math
+import time
 import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from channels_app.bulk import bulk_update_rows
 from channels_app.choices import Transport as TransportName
 from channels_app.models import (
     Delivery,
     DeliveryAttempt,
     DeliveryState,
+    EarlyReceipt,
+    Interaction,
     InteractionState,
     Message,
     MessageStatus,
 )
 from channels_app.retries import retry_decision
-from channels_app.transports import TRANSPORTS, OutgoingMessage, SendOutcome, SendResult
+from channels_app.transports import TRANSPORTS, OutgoingMessage, SendResult
+from channels_app.transports.webhook import WEBHOOK_TIMEOUT_SECONDS
 
 logger = logging.getLogger(__name__)
 
 # Retries due within this are scheduled with a Celery countdown (far below the
 # Redis visibility timeout); later ones, and lost tasks, are found by the relay.
 COUNTDOWN_LIMIT = timedelta(minutes=5)
+# Webhooks in flight at once per worker process (a campaign batch waits on many third-party answers).
+SEND_CONCURRENCY = 16
+# After an answer, how long to wait for the others in flight so that their outcomes are written together.
+RECORD_GATHER_SECONDS = 0.005
 
 
 def _lease() -> timedelta:
@@ -46,14 +59,30 @@ def _relay_grace() -> timedelta:
     return timedelta(seconds=settings.DELIVERY_RELAY_GRACE_SECONDS)
 
 
-def delivery_create(*, message: Message) -> Delivery:
-    """Called in the transaction that stores the message; the attempt is published after commit."""
+def deliveries_create(*, messages: list[Message], publish: bool = True, claim: bool = False) -> list[Delivery]:
+    """Called in the transaction that stores the messages. With `publish` an
+    attempt is published for each after commit. With `claim` the caller owns
+    them from the start (their lease is taken) and attempts them itself with
+    `deliveries_send` once committed; if it dies, the relay takes over when
+    the lease runs out."""
     now = timezone.now()
-    delivery = Delivery.objects.create(
-        message=message, channel_id=message.channel_id, next_attempt_at=now, published_at=now
-    )
-    transaction.on_commit(lambda: delivery_enqueue(delivery.pk))
-    return delivery
+    deliveries = [
+        Delivery(message=m, channel_id=m.channel_id, next_attempt_at=now, published_at=now) for m in messages
+    ]
+    if claim:
+        token, lease_until = uuid.uuid4().hex, now + _lease_for(len(deliveries))
+        for delivery in deliveries:
+            delivery.lease_token, delivery.lease_until, delivery.attempts = token, lease_until, 1
+            delivery.channel = delivery.message.channel  # the sender needs it, and the caller has it at hand
+    Delivery.objects.bulk_create(deliveries)
+    if publish:
+        ids = [delivery.pk for delivery in deliveries]
+        transaction.on_commit(lambda: [delivery_enqueue(delivery_id) for delivery_id in ids])
+    return deliveries
+
+
+def delivery_create(*, message: Message) -> Delivery:
+    return deliveries_create(messages=[message])[0]
 
 
 def delivery_enqueue(delivery_id: int, *, countdown: float | None = None) -> None:
@@ -65,18 +94,47 @@ def delivery_enqueue(delivery_id: int, *, countdown: float | None = None) -> Non
         logger.exception("Could not publish delivery %s; the relay will.", delivery_id)
 
 
-def _claim(delivery_id: int, now: datetime) -> str | None:
+def deliveries_enqueue(delivery_ids: list[int]) -> None:
+    """Publish one task for these deliveries (the relay's); a single one goes as `deliver`."""
+    from channels_app.tasks import deliver_batch
+
+    if len(delivery_ids) == 1:
+        delivery_enqueue(delivery_ids[0])
+        return
+    try:
+        deliver_batch.apply_async((delivery_ids,))
+    except Exception:  # the broker is down: the deliveries stay due and the relay publishes them again
+        logger.exception("Could not publish %d deliveries; the relay will.", len(delivery_ids))
+
+
+def _lease_for(count: int) -> timedelta:
+    """Long enough for `count` sends, SEND_CONCURRENCY at a time, each answered within the webhook timeout."""
+    rounds = math.ceil(count / SEND_CONCURRENCY)
+    return _lease() + timedelta(seconds=rounds * WEBHOOK_TIMEOUT_SECONDS)
+
+
+def _claim(delivery_ids: list[int], now: datetime) -> list[Delivery]:
+    """Take the lease of those deliveries that are due and owned by nobody. A
+    conditional UPDATE: a concurrent claimer waits for the row lock and then
+    finds the lease taken, so each delivery has one owner at a time."""
     token = uuid.uuid4().hex
     claimed = (
-        Delivery.objects.filter(pk=delivery_id, state=DeliveryState.PENDING, next_attempt_at__lte=now)
+        Delivery.objects.filter(pk__in=delivery_ids, state=DeliveryState.PENDING, next_attempt_at__lte=now)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .update(lease_until=now + _lease(), lease_token=token, attempts=F("attempts") + 1)
+        .update(lease_until=now + _lease_for(len(delivery_ids)), lease_token=token, attempts=F("attempts") + 1)
     )
-    return token if claimed == 1 else None
+    if not claimed:
+        return []
+    return list(
+        Delivery.objects.select_related("channel", "message__interaction")
+        .filter(pk__in=delivery_ids, lease_token=token)
+        .order_by("pk")
+    )
 
 
-def _outgoing(message: Message) -> OutgoingMessage:
-    channel, interaction = message.channel, message.interaction
+def _outgoing(delivery: Delivery) -> OutgoingMessage:
+    channel, message = delivery.channel, delivery.message
+    interaction = message.interaction
     return OutgoingMessage(
         message_id=message.pk,
         interaction_id=interaction.pk,
@@ -91,93 +149,216 @@ def _outgoing(message: Message) -> OutgoingMessage:
     )
 
 
+@dataclass(frozen=True)
+class Sent:
+    """One attempt made: its delivery, when it started and what the third party answered."""
+
+    delivery: Delivery
+    started: datetime
+    result: SendResult
+
+
+def _send(delivery: Delivery, outgoing: OutgoingMessage) -> Sent:
+    started = timezone.now()
+    return Sent(delivery, started, TRANSPORTS[delivery.channel.transport].send(outgoing))
+
+
+_send_pool: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Threads of this process (made after a prefork worker forks) that wait on
+    the third parties side by side, over the transport's keep-alive connections."""
+    global _send_pool
+    if _send_pool is None:
+        _send_pool = ThreadPoolExecutor(max_workers=SEND_CONCURRENCY, thread_name_prefix="webhook")
+    return _send_pool
+
+
+def deliveries_attempt(
+    *, delivery_ids: list[int], send_times: list[datetime] | None = None
+) -> dict[int, SendResult]:
+    """One attempt of each of these deliveries that is due and owned by
+    nobody; the others are left alone. Results by delivery id."""
+    claimed = _claim(delivery_ids, timezone.now())
+    if send_times:
+        times_by_id = dict(zip(delivery_ids, send_times, strict=True))
+        send_times = [times_by_id[delivery.pk] for delivery in claimed]
+    return deliveries_send(claimed=claimed, send_times=send_times)
+
+
+def deliveries_send(*, claimed: list[Delivery], send_times: list[datetime] | None = None) -> dict[int, SendResult]:
+    """Attempt deliveries whose lease is ours (one lease token); with
+    `send_times` (a campaign's throttle), none is sent before its time.
+
+    The sends happen outside any transaction, up to SEND_CONCURRENCY at
+    once; each outcome is written as soon as its answer is in (with the
+    others that came in meanwhile), so a worker that dies leaves only the
+    webhooks then in flight, or answered in the last milliseconds, to be
+    sent again."""
+    if not claimed:
+        return {}
+    if len(claimed) == 1 and not send_times:
+        sent = _send(claimed[0], _outgoing(claimed[0]))
+        _record_outcomes([sent])
+        return {sent.delivery.pk: sent.result}
+    times_by_id = {delivery.pk: due for delivery, due in zip(claimed, send_times, strict=True)} if send_times else {}
+    in_flight: set[Future] = set()
+    results: dict[int, SendResult] = {}
+
+    def record_answered(block: bool) -> None:
+        nonlocal in_flight
+        done, in_flight = wait(in_flight, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        if done and in_flight:  # answers come in bunches: a few milliseconds more make one write of many
+            more, in_flight = wait(in_flight, timeout=RECORD_GATHER_SECONDS)
+            done |= more
+        if done:
+            answered = [future.result() for future in done]
+            _record_outcomes(answered)
+            results.update((sent.delivery.pk, sent.result) for sent in answered)
+
+    for delivery in claimed:
+        due = times_by_id.get(delivery.pk)
+        while due is not None and (wait_seconds := (due - timezone.now()).total_seconds()) > 0:
+            if in_flight:
+                record_answered(block=False)
+            time.sleep(min(wait_seconds, 0.01 if in_flight else 0.05))
+        in_flight.add(_pool().submit(_send, delivery, _outgoing(delivery)))
+    while in_flight:
+        record_answered(block=True)
+    return results
+
+
 def delivery_attempt(*, delivery_id: int) -> SendResult | None:
     """One attempt of a due delivery; None when it is not due or another worker owns it."""
-    started = timezone.now()
-    token = _claim(delivery_id, started)
-    if token is None:
-        return None
-    delivery = Delivery.objects.select_related("channel", "message__interaction", "message__channel").get(
-        pk=delivery_id
-    )
-    channel, message = delivery.channel, delivery.message
-    result = TRANSPORTS[channel.transport].send(_outgoing(message))
-    retry_countdown = None
+    return deliveries_attempt(delivery_ids=[delivery_id]).get(delivery_id)
+
+
+def _record_outcomes(answered: list[Sent]) -> None:
+    """Every attempt is recorded; deliveries still under our lease move on:
+    delivered, failed, or due again at their next retry (published with a
+    countdown once committed)."""
     with transaction.atomic():
-        delivery = Delivery.objects.select_for_update().get(pk=delivery_id)
-        DeliveryAttempt.objects.create(
-            delivery=delivery,
-            number=delivery.attempts,
-            started_at=started,
-            outcome=result.outcome,
-            status_code=result.status_code,
-            latency_ms=result.latency_ms,
-            error=result.error[:500],
-            response_excerpt=result.response_excerpt,
+        retries, simulated = _record_in_transaction(answered)
+    for delivery_id, countdown in retries:
+        delivery_enqueue(delivery_id, countdown=countdown)
+    if simulated:
+        from channels_app.tasks import simulator_emit
+
+        for message_id in simulated:
+            simulator_emit.apply_async((message_id,), countdown=1)
+
+
+def _record_in_transaction(answered: list[Sent]) -> tuple[list[tuple[int, float]], list[str]]:
+    now = timezone.now()
+    ours = {
+        row["pk"]: row
+        for row in Delivery.objects.select_for_update()
+        .filter(pk__in=[sent.delivery.pk for sent in answered], state=DeliveryState.PENDING)
+        .filter(lease_token=answered[0].delivery.lease_token)
+        .values("pk", "first_attempt_at")
+    }
+    DeliveryAttempt.objects.bulk_create(
+        DeliveryAttempt(
+            delivery=sent.delivery,
+            number=sent.delivery.attempts,
+            started_at=sent.started,
+            outcome=sent.result.outcome,
+            status_code=sent.result.status_code,
+            latency_ms=sent.result.latency_ms,
+            error=sent.result.error[:500],
+            response_excerpt=sent.result.response_excerpt,
         )
-        if delivery.lease_token != token or delivery.state != DeliveryState.PENDING:
-            return result  # the lease ran out and another worker took over: its outcome counts
-        now = timezone.now()
-        delivery.first_attempt_at = delivery.first_attempt_at or started
+        for sent in answered
+    )
+    delivered, retries, simulated = [], [], []
+    for sent in answered:
+        delivery, result = sent.delivery, sent.result
+        if delivery.pk not in ours:
+            continue  # the lease ran out and another worker took over: its outcome counts
+        first_attempt_at = ours[delivery.pk]["first_attempt_at"] or sent.started
         decision = retry_decision(
             outcome=result.outcome,
             attempts_made=delivery.attempts,
-            first_attempt_at=delivery.first_attempt_at,
+            first_attempt_at=first_attempt_at,
             now=now,
-            retry_attempts=channel.retry_attempts,
-            retry_timeout_seconds=channel.retry_timeout_seconds,
+            retry_attempts=delivery.channel.retry_attempts,
+            retry_timeout_seconds=delivery.channel.retry_timeout_seconds,
         )
-        delivery.lease_until, delivery.lease_token = None, ""
-        delivery.last_error = result.error[:500]
         if decision.final_state == DeliveryState.DELIVERED:
-            delivery.state, delivery.delivered_at = DeliveryState.DELIVERED, now
-            _message_sent(message, result.external_id, now)
-        elif decision.final_state == DeliveryState.FAILED:
-            delivery.state = DeliveryState.FAILED
-            _message_failed(message, result, delivery.attempts)
+            delivered.append(sent)
+            if delivery.channel.transport == TransportName.SIMULATOR:
+                simulated.append(delivery.message_id)
+            continue
+        changes = {"first_attempt_at": first_attempt_at, "lease_until": None, "lease_token": "",
+                   "last_error": result.error[:500]}
+        if decision.final_state == DeliveryState.FAILED:
+            changes["state"] = DeliveryState.FAILED
+            _message_failed(delivery.message, result, delivery.attempts)
         else:
-            delivery.next_attempt_at = decision.next_attempt_at
-            wait = decision.next_attempt_at - now
-            if wait <= COUNTDOWN_LIMIT:
-                retry_countdown = max(wait.total_seconds(), 0)
-                delivery.published_at = decision.next_attempt_at
-        delivery.save()
-    if retry_countdown is not None:
-        delivery_enqueue(delivery_id, countdown=retry_countdown)
-    if result.outcome == SendOutcome.ACCEPTED and channel.transport == TransportName.SIMULATOR:
-        from channels_app.tasks import simulator_emit
-
-        simulator_emit.apply_async((message.pk,), countdown=1)
-    return result
+            changes["next_attempt_at"] = decision.next_attempt_at
+            wait_for = decision.next_attempt_at - now
+            if wait_for <= COUNTDOWN_LIMIT:
+                retries.append((delivery.pk, max(wait_for.total_seconds(), 0)))
+                changes["published_at"] = decision.next_attempt_at
+        Delivery.objects.filter(pk=delivery.pk).update(**changes, updated_at=now)
+    if delivered:
+        _deliveries_delivered(delivered, now)
+    return retries, simulated
 
 
-def _message_sent(message: Message, external_id: str, now: datetime) -> None:
+def _deliveries_delivered(delivered: list[Sent], now: datetime) -> None:
+    """The third party accepted them: deliveries delivered, messages sent with
+    the third party's ids, early receipts applied, terminating sessions ended."""
+    first_started = min(sent.started for sent in delivered)
+    Delivery.objects.filter(pk__in=[sent.delivery.pk for sent in delivered]).update(
+        state=DeliveryState.DELIVERED, delivered_at=now, lease_until=None, lease_token="", last_error="",
+        first_attempt_at=Coalesce("first_attempt_at", Value(first_started)), updated_at=now,
+    )
+    messages = []
+    for sent in delivered:
+        message = sent.delivery.message
+        message.status, message.external_id, message.updated_at = MessageStatus.SENT, sent.result.external_id, now
+        message.sent_at = sent.started
+        messages.append(message)
+    bulk_update_rows(
+        Message,
+        [{"pk": m.pk, "external_id": m.external_id, "sent_at": m.sent_at} for m in messages],
+        ["external_id", "sent_at"],
+        constants={"status": MessageStatus.SENT, "updated_at": now},
+    )
+    _early_receipts_apply([m for m in messages if m.external_id])
+    _end_terminating_sessions([m.interaction_id for m in messages], now)
+
+
+def _early_receipts_apply(messages: list[Message]) -> None:
     from channels_app.services.interactions import early_receipts_apply
 
-    Message.objects.filter(pk=message.pk, status=MessageStatus.QUEUED).update(
-        status=MessageStatus.SENT, external_id=external_id, sent_at=now, updated_at=now
+    if not messages:
+        return
+    waiting = set(
+        EarlyReceipt.objects.filter(external_id__in=[m.external_id for m in messages]).values_list(
+            "channel_id", "external_id"
+        )
     )
-    if external_id:
-        early_receipts_apply(channel=message.channel, external_id=external_id)
-    _end_if_terminating(message)
+    for message in messages:
+        if (message.channel_id, message.external_id) in waiting:
+            early_receipts_apply(channel_id=message.channel_id, external_id=message.external_id)
 
 
-def _end_if_terminating(message: Message) -> None:
+def _end_terminating_sessions(interaction_ids: list[str], now: datetime) -> None:
     """TerminateSessionFlag: the session ends once its message is handed over, or has failed for good."""
-    from channels_app.services.interactions import interaction_end
-
-    interaction = message.interaction
-    if interaction.terminate_after_send and interaction.state != InteractionState.ENDED:
-        interaction_end(interaction=interaction, reason="TerminateSessionFlag")
+    Interaction.objects.filter(pk__in=interaction_ids, terminate_after_send=True).exclude(
+        state=InteractionState.ENDED
+    ).update(state=InteractionState.ENDED, ended_at=now, end_reason="TerminateSessionFlag")
 
 
 def _message_failed(message: Message, result: SendResult, attempts: int) -> None:
     detail = result.error or "the channel refused the message"
     reason = {"code": 500, "message": f"Webhook failed after {attempts} attempt(s): {detail}"}
-    Message.objects.filter(pk=message.pk).update(
-        status=MessageStatus.FAILED, reasons=[reason], updated_at=timezone.now()
-    )
-    _end_if_terminating(message)
+    now = timezone.now()
+    Message.objects.filter(pk=message.pk).update(status=MessageStatus.FAILED, reasons=[reason], updated_at=now)
+    _end_terminating_sessions([message.interaction_id], now)
 
 
 def deliveries_due(*, limit: int = 500) -> list[int]:

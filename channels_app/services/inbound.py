@@ -4,7 +4,7 @@ customer messages and receipts, all of one request in one transaction."""
 from django.db import IntegrityError, transaction
 
 from channels_app.messaging.payloads import InboundReceipt, InboundText
-from channels_app.models import Channel
+from channels_app.models import Channel, Message, MessageDirection
 from channels_app.services.interactions import customer_message_receive, receipt_apply
 
 
@@ -16,15 +16,19 @@ def inbound_messages_accept(
     nothing new; a receipt answers with the id of the message it names, or ""
     when no message has that id (it is ignored)."""
     try:
+        # Duplicates are rare: the unique constraint finds them, without a query for each message.
         with transaction.atomic():
-            return _accept(channel, messages, trace_id)
+            return _accept(channel, messages, trace_id, look_for_duplicates=False)
     except IntegrityError:
-        # The same channel.messageId arrived twice at once: the other request stored it; now it is found.
+        # A channel.messageId already stored (or arriving twice at once): nothing was written; now it is found.
         with transaction.atomic():
-            return _accept(channel, messages, trace_id)
+            return _accept(channel, messages, trace_id, look_for_duplicates=True)
 
 
-def _accept(channel: Channel, messages: list[InboundText | InboundReceipt], trace_id: str) -> list[str]:
+def _accept(
+    channel: Channel, messages: list[InboundText | InboundReceipt], trace_id: str, look_for_duplicates: bool
+) -> list[str]:
+    _lock_receipt_messages(channel, messages)
     ids = []
     for message in messages:
         if isinstance(message, InboundReceipt):
@@ -42,6 +46,21 @@ def _accept(channel: Channel, messages: list[InboundText | InboundReceipt], trac
             origin_time=message.time,
             trace_id=trace_id,
             extra_payload=message.extra,
+            look_for_duplicate=look_for_duplicates,
         )
         ids.append(stored.pk)
     return ids
+
+
+def _lock_receipt_messages(channel: Channel, messages: list[InboundText | InboundReceipt]) -> None:
+    """Lock the messages a request's receipts name, all at once and in one
+    order: two requests naming the same messages in other orders then wait for
+    each other instead of deadlocking (a 500 for one of them)."""
+    external_ids = sorted({m.external_id for m in messages if isinstance(m, InboundReceipt)})
+    if len(external_ids) > 1:
+        list(
+            Message.objects.select_for_update()
+            .filter(channel=channel, external_id__in=external_ids, direction=MessageDirection.OUTBOUND)
+            .order_by("external_id", "pk")
+            .values_list("pk", flat=True)
+        )

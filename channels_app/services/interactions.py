@@ -11,6 +11,7 @@ from channels_app import options_catalog
 from channels_app.models import (
     Channel,
     Contact,
+    Delivery,
     EarlyReceipt,
     Interaction,
     InteractionState,
@@ -21,7 +22,7 @@ from channels_app.models import (
     MessageStatus,
 )
 from channels_app.models.conversations import generate_interaction_id
-from channels_app.services.deliveries import delivery_create
+from channels_app.services.deliveries import deliveries_create
 from channels_app.services.options import option_value
 
 # Interactions created with TerminateSessionFlag whose message never left are
@@ -66,7 +67,7 @@ def hub_driver_attributes(*, channel: Channel, client_id: str, business_id: str,
     return attributes
 
 
-def interaction_create(
+def interaction_new(
     *,
     channel: Channel,
     contact: Contact,
@@ -75,10 +76,13 @@ def interaction_create(
     outbound: bool,
     user_data: dict,
     terminate_after_send: bool = False,
+    now: datetime | None = None,
 ) -> Interaction:
-    """A new chat session; its id is also attached as `_umsChatSessionId`, as Chat Server does."""
+    """A new chat session, not saved yet; its id is also attached as
+    `_umsChatSessionId`, as Chat Server does."""
     interaction_id = generate_interaction_id()
-    return Interaction.objects.create(
+    now = now or timezone.now()
+    return Interaction(
         id=interaction_id,
         channel=channel,
         contact=contact,
@@ -88,13 +92,20 @@ def interaction_create(
         queue=queue,
         user_data={**user_data, "_umsChatSessionId": interaction_id},
         terminate_after_send=terminate_after_send,
+        created_at=now,
+        last_activity_at=now,
     )
 
 
-def message_queue_outbound(*, interaction: Interaction, payload: dict, trace_id: str = "") -> Message:
-    """Store an outgoing message (status queued) with its delivery, attempted
-    through Celery once the transaction commits (services.deliveries)."""
-    message = Message.objects.create(
+def interaction_create(**kwargs) -> Interaction:
+    """`interaction_new`, saved."""
+    interaction = interaction_new(**kwargs)
+    interaction.save(force_insert=True)
+    return interaction
+
+
+def message_new_outbound(*, interaction: Interaction, payload: dict, trace_id: str = "") -> Message:
+    return Message(
         interaction=interaction,
         channel_id=interaction.channel_id,
         direction=MessageDirection.OUTBOUND,
@@ -103,9 +114,23 @@ def message_queue_outbound(*, interaction: Interaction, payload: dict, trace_id:
         status=MessageStatus.QUEUED,
         trace_id=trace_id,
     )
+
+
+def messages_queue_outbound(*, messages: list[Message], publish: bool = True) -> list[Delivery]:
+    """Store outgoing messages (status queued) with their deliveries, returned
+    in the same order: with `publish`, each is attempted through Celery once
+    the transaction commits; without, the caller owns them and sends them
+    (services.deliveries)."""
+    Message.objects.bulk_create(messages)
+    return deliveries_create(messages=messages, publish=publish, claim=not publish)
+
+
+def message_queue_outbound(*, interaction: Interaction, payload: dict, trace_id: str = "") -> Message:
+    """One outgoing message of an ongoing interaction (an agent's), published after commit."""
+    message = message_new_outbound(interaction=interaction, payload=payload, trace_id=trace_id)
+    messages_queue_outbound(messages=[message])
     if message.created_at - interaction.last_activity_at > timedelta(seconds=1):
         Interaction.objects.filter(pk=interaction.pk).update(last_activity_at=message.created_at)
-    delivery_create(message=message)
     return message
 
 
@@ -129,13 +154,27 @@ class ReceiptOutcome:
     applied: bool
 
 
+def _reasons_merged(kept: list, reasons: list) -> list:
+    """The union of the reasons kept and those of a Failed receipt, sorted, so
+    that the order in which Failed receipts arrive does not matter."""
+    new = [
+        {"code": r.get("code"), "message": r.get("message") or RECEIPT_REASON_CODES.get(r.get("code"), "")}
+        for r in reasons
+    ]
+    union = {(r["code"], r["message"]): r for r in [*kept, *new]}
+    return [union[key] for key in sorted(union)]
+
+
 def receipt_apply(*, channel: Channel, external_id: str, status: str, reasons: list | None = None) -> ReceiptOutcome:
     """A delivery receipt (Delivered, Removed, Failed with reason codes) for the
     message whose webhook answer gave `external_id`. Receipts may arrive late,
-    twice or out of order: a final state (removed, or failed after delivery)
-    is not undone by an older receipt, and a duplicate changes nothing."""
+    twice or out of order, and any order of the same receipts ends alike: the
+    status is the furthest one reported (a final state, removed or failed after
+    delivery, is not undone by an older receipt), `delivered_at` is set by the
+    first Delivered receipt whatever came before it, the reasons are those of
+    every Failed receipt, and a duplicate changes nothing."""
     new_status = RECEIPT_STATUSES[status]
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         message = (
             Message.objects.select_for_update()
             .filter(channel=channel, external_id=external_id, direction=MessageDirection.OUTBOUND)
@@ -148,23 +187,25 @@ def receipt_apply(*, channel: Channel, external_id: str, status: str, reasons: l
                     channel=channel, external_id=external_id, status=status, defaults={"reasons": reasons or []}
                 )
             return ReceiptOutcome(None, False)
-        if not _receipt_moves_forward(message.status, new_status):
-            return ReceiptOutcome(message, False)
-        message.status = new_status
-        if new_status == MessageStatus.DELIVERED:
+        before = (message.status, message.delivered_at, message.reasons)
+        if _receipt_moves_forward(message.status, new_status):
+            message.status = new_status
+        if new_status == MessageStatus.DELIVERED and message.delivered_at is None:
             message.delivered_at = timezone.now()
         if new_status == MessageStatus.FAILED:
-            message.reasons = [
-                {"code": r.get("code"), "message": r.get("message") or RECEIPT_REASON_CODES.get(r.get("code"), "")}
-                for r in (reasons or [{"code": 500}])
-            ]
+            message.reasons = _reasons_merged(message.reasons, reasons or [{"code": 500}])
+        if (message.status, message.delivered_at, message.reasons) == before:
+            return ReceiptOutcome(message, False)
         message.save(update_fields=["status", "delivered_at", "reasons", "updated_at"])
     return ReceiptOutcome(message, True)
 
 
-def early_receipts_apply(*, channel: Channel, external_id: str) -> None:
+def early_receipts_apply(*, channel_id: int, external_id: str) -> None:
     """Apply the receipts that arrived before the message's external id was known."""
-    early = list(EarlyReceipt.objects.filter(channel=channel, external_id=external_id))
+    early = list(EarlyReceipt.objects.filter(channel_id=channel_id, external_id=external_id))
+    if not early:
+        return
+    channel = Channel.objects.get(pk=channel_id)
     for receipt in sorted(early, key=lambda r: _STATUS_RANK.get(RECEIPT_STATUSES[r.status], 0)):
         receipt_apply(channel=channel, external_id=external_id, status=receipt.status, reasons=receipt.reasons)
     EarlyReceipt.objects.filter(pk__in=[r.pk for r in early]).delete()
@@ -184,7 +225,7 @@ def _receipt_moves_forward(current: str, new: str) -> bool:
     return _STATUS_RANK.get(new, 0) > _STATUS_RANK.get(current, 0)
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # all or nothing with the request that carries it: no savepoint needed
 def customer_message_receive(
     *,
     channel: Channel,
@@ -195,14 +236,17 @@ def customer_message_receive(
     origin_time: datetime | None = None,
     trace_id: str = "",
     extra_payload: dict | None = None,
+    look_for_duplicate: bool = True,
 ) -> tuple[Message, bool]:
     """A customer's message: it opens or continues the customer's interaction on
     the channel and records the hub driver attributes. Returns (message,
-    created); a `channel_message_id` already received returns the stored one."""
+    created); a `channel_message_id` already received returns the stored one.
+    Without `look_for_duplicate` a duplicate is left to the unique constraint
+    (IntegrityError), for callers that then try again with it."""
     from channels_app.services.channels import channel_inbound_route
     from channels_app.services.contacts import contact_identify
 
-    if channel_message_id:
+    if channel_message_id and look_for_duplicate:
         existing = Message.objects.filter(channel=channel, channel_message_id=channel_message_id).first()
         if existing is not None:
             return existing, False
@@ -263,9 +307,11 @@ def sessions_expire(*, now: datetime | None = None) -> int:
     ended = 0
     for channel in Channel.objects.all():
         timeout = option_value(section=options_catalog.DMS, name="session-shutdown-timeout", channel=channel)
-        idle = Interaction.objects.filter(
-            channel=channel, last_activity_at__lt=now - timedelta(seconds=timeout)
-        ).exclude(state=InteractionState.ENDED)
+        idle = Interaction.objects.filter(  # state first: the interaction_idle index
+            state__in=[InteractionState.QUEUED, InteractionState.ACTIVE],
+            last_activity_at__lt=now - timedelta(seconds=timeout),
+            channel=channel,
+        )
         ended += idle.update(state=InteractionState.ENDED, ended_at=now, end_reason="session-shutdown-timeout")
     abandoned = Interaction.objects.filter(terminate_after_send=True, created_at__lt=now - ABANDONED_AFTER).exclude(
         state=InteractionState.ENDED

@@ -1,21 +1,22 @@
 """`ChatService.InviteToChat` (dms-invite-to-chat): start an outbound chat
 session from a strategy and send it a standard response."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.utils import timezone
 
 from channels_app.choices import ContentType, MediaType
-from channels_app.errors import ExecutionFailed, InvalidParameter, NotFound, TransportUnreachable
-from channels_app.models import Channel, Interaction, StandardResponse
+from channels_app.errors import ApplicationError, ExecutionFailed, InvalidParameter, NotFound, TransportUnreachable
+from channels_app.models import Channel, Contact, Delivery, Interaction, InteractionState, StandardResponse
 from channels_app.options_catalog import DMS
 from channels_app.services.channels import channel_inbound_route
-from channels_app.services.contacts import contact_identify
+from channels_app.services.contacts import ContactClaim, contacts_identify
 from channels_app.services.interactions import (
     hub_driver_attributes,
-    interaction_create,
-    interaction_end,
-    message_queue_outbound,
+    interaction_new,
+    message_new_outbound,
+    messages_queue_outbound,
 )
 from channels_app.services.options import option_value
 from channels_app.services.standard_responses import standard_response_render
@@ -41,6 +42,7 @@ FALSE_VALUES = {"false", "0", "no", ""}
 class Invitation:
     interaction: Interaction
     message_id: str | None
+    delivery: Delivery | None = None  # owned by the caller when invitations_create was asked not to publish
 
 
 def parse_flag(value, name: str) -> bool:
@@ -71,30 +73,40 @@ def channel_resolve(channel_id: str | None) -> Channel:
     return channels[0]
 
 
-def invite_to_chat(
+@dataclass(frozen=True)
+class Invitee:
+    """One customer of an invitation: InviteToChat's per-customer parameters."""
+
+    client_id: str
+    contact_fields: dict = field(default_factory=dict)
+    custom_properties: dict | list = field(default_factory=dict)
+    user_data: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InvitationPlan:
+    """What the invitations of one request, or of one campaign batch, share; validated once."""
+
+    channel: Channel
+    business_id: str
+    queue: str
+    response: StandardResponse | None
+    terminate_session: bool
+    agent_fields: dict
+    trace_id: str
+
+
+def invitation_plan(
     *,
     channel: Channel,
-    client_id: str,
     business_id: str | None = None,
     standard_response_id: str | None = None,
     chat_queue_key: str | None = None,
     terminate_session: bool = False,
-    contact_fields: dict | None = None,
     agent_fields: dict | None = None,
-    custom_properties=None,
-    user_data: dict | None = None,
     trace_id: str = "",
-) -> Invitation:
-    """Create the interaction (Outbound/OutboundNew when the user data has
-    GCTI_Chat_SubmitAsOutbound = true), attach all user data, find or create
-    the contact, render the standard response with Contact, Agent and
-    CustomProperties, and queue it for the channel after commit. With
-    `terminate_session` the session ends once the message is handed over."""
-    user_data = dict(user_data or {})
-    if not client_id:
-        raise InvalidParameter("_umsClientId incorrect: the parameter is mandatory.", field="_umsClientId")
-    for name, value in (("_umsClientId", client_id), ("_umsBusinessId", business_id),
-                        ("ChatQueueKey", chat_queue_key)):
+) -> InvitationPlan:
+    for name, value in (("_umsBusinessId", business_id), ("ChatQueueKey", chat_queue_key)):
         if value and len(value) > MAX_ID_LENGTH:
             raise InvalidParameter(f"{name} incorrect: longer than {MAX_ID_LENGTH} characters.", field=name)
     if not channel.enabled:
@@ -129,49 +141,138 @@ def invite_to_chat(
                 f"{response.content_type}, which a {channel.media_type} channel cannot send.",
                 field="StandardResponseId",
             )
-    identification_attribute = option_value(section=DMS, name="contact-identification-attribute", channel=channel)
-    outbound = parse_flag(user_data.get("GCTI_Chat_SubmitAsOutbound", "false"), "GCTI_Chat_SubmitAsOutbound")
+    return InvitationPlan(
+        channel=channel, business_id=business_id or channel.business_id, queue=queue, response=response,
+        terminate_session=terminate_session, agent_fields=agent_fields or {}, trace_id=trace_id,
+    )
 
+
+def invite_to_chat(
+    *,
+    channel: Channel,
+    client_id: str,
+    business_id: str | None = None,
+    standard_response_id: str | None = None,
+    chat_queue_key: str | None = None,
+    terminate_session: bool = False,
+    contact_fields: dict | None = None,
+    agent_fields: dict | None = None,
+    custom_properties=None,
+    user_data: dict | None = None,
+    trace_id: str = "",
+) -> Invitation:
+    """Create the interaction (Outbound/OutboundNew when the user data has
+    GCTI_Chat_SubmitAsOutbound = true), attach all user data, find or create
+    the contact, render the standard response with Contact, Agent and
+    CustomProperties, and queue it for the channel after commit. With
+    `terminate_session` the session ends once the message is handed over."""
+    if not client_id:
+        raise InvalidParameter("_umsClientId incorrect: the parameter is mandatory.", field="_umsClientId")
+    plan = invitation_plan(
+        channel=channel, business_id=business_id, standard_response_id=standard_response_id,
+        chat_queue_key=chat_queue_key, terminate_session=terminate_session, agent_fields=agent_fields,
+        trace_id=trace_id,
+    )
+    invitee = Invitee(
+        client_id=client_id, contact_fields=contact_fields or {}, custom_properties=custom_properties or {},
+        user_data=dict(user_data or {}),
+    )
     with transaction.atomic():
-        contact = contact_identify(
-            channel=channel,
-            client_id=client_id,
-            phone_number=str(user_data.get(identification_attribute) or ""),
-            properties=contact_fields,
-        )
-        attributes = hub_driver_attributes(
-            channel=channel, client_id=client_id, business_id=business_id or channel.business_id
-        )
-        interaction = interaction_create(
-            channel=channel,
-            contact=contact,
-            client_id=client_id,
-            queue=queue,
-            outbound=outbound,
-            user_data={**attributes, **user_data},
-            terminate_after_send=terminate_session,
-        )
-        if response is None:
-            if terminate_session:  # nothing to hand over: "ended immediately"
-                interaction_end(interaction=interaction, reason="TerminateSessionFlag")
-            return Invitation(interaction, None)
-        fields = {
-            "Contact": {**contact.field_code_values(), **(contact_fields or {})},
-            "Agent": agent_fields or {},
-            "CustomProperties": custom_properties or {},
-            "Interaction": {"Id": interaction.pk, "DateCreated": interaction.created_at.isoformat(),
-                            "FromAddress": channel.business_id, "ToAddress": client_id},
-        }
+        (outcome,) = invitations_create(plan=plan, invitees=[invitee])
+        if isinstance(outcome, ApplicationError):
+            raise outcome
+    return outcome
+
+
+def invitations_create(
+    *, plan: InvitationPlan, invitees: list[Invitee], publish: bool = True
+) -> list["Invitation | ApplicationError"]:
+    """InviteToChat for each invitee, in the caller's transaction and in bulk:
+    an invitee whose parameters or rendered response are refused gets its
+    error (and nothing is written for it); the others get their interaction
+    and message. With `publish`, each message is published to Celery after
+    commit; without, the caller attempts the deliveries (a campaign batch)."""
+    channel = plan.channel
+    identification_attribute = option_value(section=DMS, name="contact-identification-attribute", channel=channel)
+    outcomes: list = [None] * len(invitees)
+    accepted = []
+    for index, invitee in enumerate(invitees):
         try:
-            rendered = standard_response_render(response=response, fields=fields)
-        except InvalidParameter as error:
-            raise ExecutionFailed(f"InviteToChat failed to execute request: {error.message}",
-                                  field="StandardResponseId") from error
-        if rendered.missing:
-            raise ExecutionFailed(
-                "InviteToChat failed to execute request: no value for field code(s) "
-                + ", ".join(rendered.missing) + f" of standard response {response.pk}.",
-                field="StandardResponseId",
+            outbound = _check_invitee(invitee)
+        except ApplicationError as error:
+            outcomes[index] = error
+            continue
+        accepted.append((index, invitee, outbound))
+    contacts = contacts_identify(
+        channel=channel,
+        claims=[
+            ContactClaim(
+                client_id=invitee.client_id,
+                phone_number=str(invitee.user_data.get(identification_attribute) or ""),
+                properties=invitee.contact_fields,
             )
-        message = message_queue_outbound(interaction=interaction, payload=rendered.payload, trace_id=trace_id)
-    return Invitation(interaction, message.pk)
+            for _index, invitee, _outbound in accepted
+        ],
+    )
+    now = timezone.now()
+    interactions, messages = [], []
+    for (index, invitee, outbound), contact in zip(accepted, contacts, strict=True):
+        attributes = hub_driver_attributes(channel=channel, client_id=invitee.client_id, business_id=plan.business_id)
+        interaction = interaction_new(
+            channel=channel, contact=contact, client_id=invitee.client_id, queue=plan.queue, outbound=outbound,
+            user_data={**attributes, **invitee.user_data}, terminate_after_send=plan.terminate_session, now=now,
+        )
+        if plan.response is None:
+            if plan.terminate_session:  # nothing to hand over: "ended immediately"
+                interaction.state, interaction.ended_at = InteractionState.ENDED, now
+                interaction.end_reason = "TerminateSessionFlag"
+            interactions.append(interaction)
+            outcomes[index] = Invitation(interaction, None)
+            continue
+        try:
+            payload = _render(plan, invitee, contact, interaction)
+        except ApplicationError as error:
+            outcomes[index] = error
+            continue
+        interactions.append(interaction)
+        message = message_new_outbound(interaction=interaction, payload=payload, trace_id=plan.trace_id)
+        message.channel = channel  # already at hand: its deliveries need it
+        messages.append((index, message))
+    Interaction.objects.bulk_create(interactions)
+    deliveries = messages_queue_outbound(messages=[message for _index, message in messages], publish=publish)
+    for (index, message), delivery in zip(messages, deliveries, strict=True):
+        outcomes[index] = Invitation(message.interaction, message.pk, delivery)
+    return outcomes
+
+
+def _check_invitee(invitee: Invitee) -> bool:
+    """The per-customer parameters; returns whether the interaction is outbound."""
+    if not invitee.client_id:
+        raise InvalidParameter("_umsClientId incorrect: the parameter is mandatory.", field="_umsClientId")
+    if len(invitee.client_id) > MAX_ID_LENGTH:
+        raise InvalidParameter(f"_umsClientId incorrect: longer than {MAX_ID_LENGTH} characters.",
+                               field="_umsClientId")
+    return parse_flag(invitee.user_data.get("GCTI_Chat_SubmitAsOutbound", "false"), "GCTI_Chat_SubmitAsOutbound")
+
+
+def _render(plan: InvitationPlan, invitee: Invitee, contact: Contact, interaction: Interaction) -> dict:
+    response = plan.response
+    fields = {
+        "Contact": {**contact.field_code_values(), **invitee.contact_fields},
+        "Agent": plan.agent_fields,
+        "CustomProperties": invitee.custom_properties,
+        "Interaction": {"Id": interaction.pk, "DateCreated": interaction.created_at.isoformat(),
+                        "FromAddress": plan.channel.business_id, "ToAddress": invitee.client_id},
+    }
+    try:
+        rendered = standard_response_render(response=response, fields=fields)
+    except InvalidParameter as error:
+        raise ExecutionFailed(f"InviteToChat failed to execute request: {error.message}",
+                              field="StandardResponseId") from error
+    if rendered.missing:
+        raise ExecutionFailed(
+            "InviteToChat failed to execute request: no value for field code(s) "
+            + ", ".join(rendered.missing) + f" of standard response {response.pk}.",
+            field="StandardResponseId",
+        )
+    return rendered.payload

@@ -1,0 +1,71 @@
+"""Forged and replayed requests on /nexus/v3 (the CI size of bench/forgery.py):
+every kind of tests/attacks.py, through Django's test client, is refused with
+401 and stores nothing; a replayed valid request returns the stored id and
+creates nothing new."""
+
+import random
+from collections import Counter
+
+import pytest
+
+from channels_app.models import Channel, Contact, Delivery, EarlyReceipt, Interaction, Message
+from channels_app.services.channels import channel_save
+from tests.attacks import FORGERIES, KINDS, attacks, valid_requests
+
+SECRET = "forgery-channel-secret-0123456789abcdef"
+BUSINESS_ID = "0123456789"
+PATH = f"/nexus/v3/channels/{BUSINESS_ID}/messages"
+ATTACKS = 330  # 30 of each kind
+SEED = 7
+
+
+@pytest.fixture
+def sms_channel(tenant):
+    return channel_save(
+        channel=Channel(channel_id=BUSINESS_ID, name="SMS", tenant=tenant, media_type="sms", transport="webhook",
+                        business_id=BUSINESS_ID, webhook_url="http://127.0.0.1:9/hook", secret=SECRET),
+        inbound_route_by_call="1:sms",
+    )
+
+
+def row_counts() -> dict:
+    return {model.__name__: model.objects.count() for model in (Message, Interaction, Contact, EarlyReceipt, Delivery)}
+
+
+def send(client, request):
+    return client.generic("POST", PATH, request.body, content_type="application/json", headers=request.headers)
+
+
+@pytest.mark.django_db
+def test_forged_requests_are_refused_and_replays_create_nothing(client, sms_channel):
+    # given: a few authentic customer messages, stored
+    rng = random.Random(SEED)
+    originals = valid_requests(rng, secret=SECRET, business_id=BUSINESS_ID, count=10)
+    stored_ids = {}
+    for original in originals:
+        response = send(client, original)
+        assert response.status_code == 200, response.content
+        stored_ids[original.body] = response.json()["data"]["ids"]
+    generated = attacks(rng, secret=SECRET, business_id=BUSINESS_ID, originals=originals, count=ATTACKS)
+    assert set(Counter(a.kind for a in generated)) == set(KINDS)
+    before = row_counts()
+
+    # when: every forgery
+    answers = Counter()
+    for attack in generated:
+        if attack.kind in FORGERIES:
+            answers[attack.kind, send(client, attack).status_code] += 1
+
+    # then: all 401, nothing stored
+    assert {status for _kind, status in answers} == {401}, answers
+    assert row_counts() == before
+
+    # when: the replays
+    replays = [attack for attack in generated if attack.kind == "replay"]
+    for replay in replays:
+        response = send(client, replay)
+        # then: the stored message's id again, nothing new
+        assert response.status_code == 200, response.content
+        assert response.json()["data"]["ids"] == stored_ids[replay.body]
+    assert len(replays) == ATTACKS // len(KINDS)
+    assert row_counts() == before

@@ -1,0 +1,93 @@
+"""Fuzzing, CI size: schemathesis over every operation of the server's own OpenAPI
+document, in process (WSGI) against the test database, with a staff token.
+
+Each operation gets a few valid and invalid cases (FUZZ_EXAMPLES, 10 by
+default) from schemathesis' example, coverage and fuzzing phases; every
+response must pass not_a_server_error, status_code_conformance,
+content_type_conformance, response_schema_conformance and
+negative_data_rejection (invalid data gets no 2xx). Path and query parameters
+take the ids of the objects the fixture creates half of the time. The
+full-size run, over HTTP against gunicorn with DEBUG=false, is
+`python bench/fuzz.py` (200 cases per operation and phase).
+"""
+
+import os
+
+import pytest
+import schemathesis
+from django.core import signals
+from django.db import close_old_connections
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+import tests.fuzz_hooks  # noqa: F401  (signs the bodies sent to /nexus/...)
+from channels_app.models import Campaign, StandardResponse
+from project.wsgi import application
+from tests.test_sessions import make_interaction
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
+SECRET = "fuzz-channel-secret"
+CHANNEL_ID = "channel-whatsapp-REAL"  # the `channel` fixture
+RESPONSE_ID = "FuzzText0001"
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
+          negative_data_rejection]
+
+os.environ.setdefault("FUZZ_CHANNEL_SECRET", SECRET)
+
+schema = schemathesis.openapi.from_wsgi("/api/schema/", application, config=schemathesis.Config.from_dict({
+    "generation": {"mode": "all", "max-examples": EXAMPLES, "database": "none"},
+    "phases": {"stateful": {"enabled": False}, "coverage": {"enabled": False}},
+    "dictionaries": {
+        "ids": {"values": [1, RESPONSE_ID]},
+        "channel_ids": {"values": [CHANNEL_ID]},
+        "option_sections": {"values": ["dms", "chat-server", "channel"]},
+        "option_names": {"values": ["session-shutdown-timeout", "inbound-route-by-call"]},
+    },
+    "parameters": {
+        key: {"dictionary": name, "probability": 0.5}
+        for key, name in {"path.id": "ids", "path.channel_id": "channel_ids", "query.channel": "channel_ids",
+                          "path.section": "option_sections", "path.name": "option_names"}.items()
+    },
+}))
+
+
+@pytest.fixture
+def in_process_requests():
+    """Keep the test's database connection across requests, as Django's test client does: the WSGI
+    handler would close it (it is inside the test's transaction) when a request finishes."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def token(staff_user):
+    from rest_framework.authtoken.models import Token
+
+    return Token.objects.create(user=staff_user).key
+
+
+@pytest.fixture
+def fuzz_data(channel, staff_user):
+    """Something for the operations with ids to hit: a channel with its secret, a standard response, an
+    interaction, a draft campaign."""
+    channel.secret = SECRET
+    channel.save()
+    response = StandardResponse.objects.create(id=RESPONSE_ID, name="Greeting", content_type="text", body="Hello")
+    make_interaction(channel, "15556667777")
+    Campaign.objects.create(name="Fuzz", channel=channel, standard_response=response, created_by=staff_user)
+
+
+@pytest.mark.django_db
+@schema.parametrize()
+@settings(deadline=None, suppress_health_check=list(HealthCheck))
+def test_every_operation_holds_to_its_document(case, in_process_requests, token, fuzz_data):
+    case.call_and_validate(headers={"Authorization": f"Token {token}"}, checks=CHECKS)
