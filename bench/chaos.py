@@ -43,8 +43,11 @@ What is measured, from the receiver and the database at the end:
     after; an attempt claimed but never recorded was cut short by a kill
     (`attempts_cut_short`, from the database). Every webhook-id must have at
     most as many POSTs as claimed attempts (`posts_beyond_attempts` = 0), so
-    raw_duplicate_posts <= attempts_cut_short <= the sends in flight in the
-    killed processes (one per prefork child with one-at-a-time sending).
+    raw_duplicate_posts <= attempts_cut_short; and a kill may cut short only
+    the sends then in flight: raw_duplicate_posts <= `duplicate_bound` =
+    worker_kills x `sends_in_flight_per_worker` (the engine's
+    SEND_CONCURRENCY, read from channels_app.services.deliveries, times one
+    prefork child).
   - `final_done_pct`: recipients sent or delivered (the third party accepted
     the message) or failed with a reason, in % of N: must be 100.
 
@@ -348,6 +351,9 @@ def run(scenario: Scenario) -> tuple[list[tuple[str, object]], list[str]]:
                 stack.start_celery_worker(number, beat=number == 1)
             stack.start_gunicorn(workers=GUNICORN_WORKERS, threads=GUNICORN_THREADS)
             stack.wait_for_celery(CELERY_WORKERS)
+            sends_in_flight = int(stack.shell(
+                "from channels_app.services import deliveries\n"
+                "print(f'SEND_CONCURRENCY={getattr(deliveries, \"SEND_CONCURRENCY\", 1)}')")["SEND_CONCURRENCY"])
             api = Api(stack)
             campaign_id, _ = set_up(api, receiver, scenario.recipients, scenario.rate)
             inbound = InboundClient(stack, scenario.inbound_batch, scenario.inbound_pause)
@@ -394,11 +400,13 @@ def run(scenario: Scenario) -> tuple[list[tuple[str, object]], list[str]]:
             events_in_campaign = sum(1 for _event, progress, _ in chaos.done if progress < 1.0)
 
             n = scenario.recipients
+            worker_kills = sum(1 for e in chaos.done if e[0] == "worker_kill")
+            duplicate_bound = worker_kills * sends_in_flight
             figures: list[tuple[str, object]] = [
                 ("broker", scenario.broker),
                 ("recipients", n),
                 ("seed", scenario.seed),
-                ("worker_kills", sum(1 for e in chaos.done if e[0] == "worker_kill")),
+                ("worker_kills", worker_kills),
                 ("broker_restarts", sum(1 for e in chaos.done if e[0] == "broker_restart")),
                 ("broker_down_seconds", chaos.broker_down_seconds),
                 ("web_kills", len(chaos.web_kill_hits) + chaos.web_kill_misses),
@@ -418,6 +426,8 @@ def run(scenario: Scenario) -> tuple[list[tuple[str, object]], list[str]]:
                 ("posts_beyond_attempts", state["posts_beyond_attempts"]),
                 ("duplicate_message_ids", state["duplicate_message_ids"]),
                 ("raw_duplicate_posts", state["raw_duplicate_posts"]),
+                ("sends_in_flight_per_worker", sends_in_flight),
+                ("duplicate_bound", duplicate_bound),
                 ("customers_with_two_messages", state["customers_with_two_messages"]),
                 ("posts_of_unknown_messages", state["posts_of_unknown_messages"]),
                 ("duplicate_side_effects", state["duplicate_side_effects"]),
@@ -444,6 +454,8 @@ def run(scenario: Scenario) -> tuple[list[tuple[str, object]], list[str]]:
                 (state["posts_beyond_attempts"] == 0, "a webhook was POSTed more often than it was attempted"),
                 (state["raw_duplicate_posts"] <= state["attempts_cut_short"],
                  "more duplicate POSTs than attempts cut short by kills"),
+                (state["raw_duplicate_posts"] <= duplicate_bound,
+                 f"more duplicate POSTs than the {duplicate_bound} sends the kills could find in flight"),
                 (state["bad_signatures"] == 0, "webhooks with a wrong signature"),
                 (not inbound.errors, f"inbound answers other than 200: {inbound.errors[:3]}"),
                 (all(rows in (0, scenario.inbound_batch) for _batch, rows in inbound.breaks),
