@@ -41,7 +41,6 @@ Exit status 1 (logs kept) when the deadline passes first.
 """
 
 import argparse
-import asyncio
 import hashlib
 import hmac
 import http.client
@@ -52,7 +51,7 @@ import time
 from collections import Counter
 
 import redis
-from stack import Stack, print_figures
+from stack import Api, Stack, WebhookReceiver, print_figures
 
 DATABASE = "dms_bench_campaign"
 REDIS_DB = 8
@@ -98,72 +97,7 @@ def parse_args() -> argparse.Namespace:
 # --- the third party ----------------------------------------------------------------
 
 
-class Receiver:
-    """An asyncio HTTP/1.1 server in a thread of its own: 200 {"messageId": ...} to every POST."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.reset()
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        self.thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
-        self.thread.start()
-        ready.wait()
-
-    def reset(self) -> None:
-        with self.lock:
-            self.arrivals: dict[str, float] = {}  # webhook-id -> first arrival (time.time())
-            self.counts: Counter = Counter()  # webhook-id -> requests
-            self.requests = 0
-            self.bad_signatures = 0
-
-    def _serve(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-        server = self.loop.run_until_complete(asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=1024))
-        self.port = server.sockets[0].getsockname()[1]
-        ready.set()
-        self.loop.run_forever()
-
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                arrived = time.time()
-                headers = {}
-                for line in head.decode("latin-1").split("\r\n")[1:]:
-                    if ":" in line:
-                        name, value = line.split(":", 1)
-                        headers[name.strip().lower()] = value.strip()
-                body = await reader.readexactly(int(headers.get("content-length", 0)))
-                webhook_id = headers.get("webhook-id", "")
-                expected = "sha1=" + hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()
-                with self.lock:
-                    self.requests += 1
-                    self.counts[webhook_id] += 1
-                    self.arrivals.setdefault(webhook_id, arrived)
-                    self.bad_signatures += not hmac.compare_digest(expected, headers.get("x-hub-signature", ""))
-                answer = json.dumps({"messageId": f"ext-{webhook_id}"}).encode()
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer))
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/webhook"
-
-    def distinct(self) -> int:
-        with self.lock:
-            return len(self.arrivals)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-
-
-def receiver_ceiling(receiver: Receiver, *, seconds: float, threads: int) -> float:
+def receiver_ceiling(receiver: WebhookReceiver, *, seconds: float, threads: int) -> float:
     """Signed POSTs per second the receiver answers alone, from `threads` keep-alive clients."""
     body = json.dumps({"text": "ceiling"}).encode()
     signature = "sha1=" + hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()
@@ -365,19 +299,6 @@ class Sampler:
 # --- the API --------------------------------------------------------------------------
 
 
-class Api:
-    def __init__(self, stack: Stack):
-        self.stack = stack
-        self.headers = {"Authorization": f"Token {stack.token}", "Content-Type": "application/json"}
-
-    def call(self, method: str, path: str, body=None, expect=(200,)) -> dict:
-        data = json.dumps(body).encode() if body is not None else None
-        status, answer = self.stack.request(method, path, data, self.headers)
-        if status not in expect:
-            raise RuntimeError(f"{method} {path}: {status} {answer[:1000].decode(errors='replace')}")
-        return json.loads(answer) if answer else {}
-
-
 def recipient_rows(count: int) -> list[dict]:
     return [
         {"client_id": f"1555{1_000_000 + n:07d}", "Contact": {"FirstName": f"Customer{n}"},
@@ -386,7 +307,7 @@ def recipient_rows(count: int) -> list[dict]:
     ]
 
 
-def set_up(api: Api, receiver: Receiver, args: argparse.Namespace) -> tuple[int, float]:
+def set_up(api: Api, receiver: WebhookReceiver, recipients: int, rate: int | None) -> tuple[int, float]:
     """Channel, standard response and campaign through the API; (campaign id, seconds to create it)."""
     api.call("POST", "/api/channels/", {
         "channel_id": CHANNEL_ID, "name": "Bench WhatsApp campaign", "tenant": 1, "media_type": "whatsapp",
@@ -402,19 +323,19 @@ def set_up(api: Api, receiver: Receiver, args: argparse.Namespace) -> tuple[int,
             "parameters": {"1": "<$Contact.FirstName$>", "2": "<$CustomProperties.Code$>"},
         },
     }, expect=(201,))
-    rows = recipient_rows(args.recipients)
+    rows = recipient_rows(recipients)
     started = time.monotonic()
     created = api.call("POST", "/api/campaigns/", {
-        "name": f"Bench {args.recipients}", "channel": CHANNEL_ID, "standard_response": RESPONSE_ID,
-        "rate_per_second": args.rate, "recipients": rows[:CHUNK],
+        "name": f"Bench {recipients}", "channel": CHANNEL_ID, "standard_response": RESPONSE_ID,
+        "rate_per_second": rate, "recipients": rows[:CHUNK],
     }, expect=(201,))
     accepted = created["audience_report"]["accepted"]
     for first in range(CHUNK, len(rows), CHUNK):
         chunk = {"recipients": rows[first:first + CHUNK]}
         report = api.call("POST", f"/api/campaigns/{created['id']}/recipients/", chunk)
         accepted += report["accepted"]
-    if accepted != args.recipients:
-        raise RuntimeError(f"{accepted} of {args.recipients} recipients accepted: {created['audience_report']}")
+    if accepted != recipients:
+        raise RuntimeError(f"{accepted} of {recipients} recipients accepted: {created['audience_report']}")
     return created["id"], time.monotonic() - started
 
 
@@ -437,7 +358,7 @@ def busiest_second(times: list[float]) -> int:
 
 def main() -> None:
     args = parse_args()
-    receiver = Receiver()
+    receiver = WebhookReceiver(SECRET)
     try:
         with Stack(DATABASE, redis_db=REDIS_DB) as stack:
             if not args.debug:
@@ -450,7 +371,7 @@ def main() -> None:
             stack.start_celery(count=args.workers, concurrency=args.concurrency, pool=args.pool,
                                beat=not args.no_beat)
             api = Api(stack)
-            campaign_id, create_seconds = set_up(api, receiver, args)
+            campaign_id, create_seconds = set_up(api, receiver, args.recipients, args.rate)
 
             sampler = Sampler(stack, beat_in=None if args.no_beat else "celery1")
             load_before = os.getloadavg()[0]

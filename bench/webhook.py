@@ -36,10 +36,9 @@ import asyncio
 import hashlib
 import hmac
 import json
-import threading
 import time
 
-from stack import AsyncConnection, Stack, percentile, print_figures
+from stack import AsyncConnection, Stack, WebhookReceiver, percentile, print_figures
 
 DATABASE = "dms_bench_webhook"
 REDIS_DB = 7
@@ -67,67 +66,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--celery-concurrency", type=int, default=CELERY_CONCURRENCY)
     parser.add_argument("--celery-pool", default="prefork", choices=["prefork", "threads", "solo"])
     return parser.parse_args()
-
-
-class Receiver:
-    """The third party: an asyncio HTTP/1.1 server in a thread of its own."""
-
-    def __init__(self):
-        self.arrivals: dict[str, float] = {}  # webhook-id -> first arrival (monotonic seconds)
-        self.duplicates = 0
-        self.bad_signatures = 0
-        self.lock = threading.Lock()
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        self.thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
-        self.thread.start()
-        ready.wait()
-
-    def _serve(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-        server = self.loop.run_until_complete(asyncio.start_server(self._connection, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
-        ready.set()
-        self.loop.run_forever()
-
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                arrived = time.monotonic()
-                headers = {}
-                for line in head.decode("latin-1").split("\r\n")[1:]:
-                    if ":" in line:
-                        name, value = line.split(":", 1)
-                        headers[name.strip().lower()] = value.strip()
-                body = await reader.readexactly(int(headers.get("content-length", 0)))
-                webhook_id = headers.get("webhook-id", "")
-                expected = "sha1=" + hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()
-                with self.lock:
-                    if webhook_id in self.arrivals:
-                        self.duplicates += 1
-                    else:
-                        self.arrivals[webhook_id] = arrived
-                    self.bad_signatures += not hmac.compare_digest(expected, headers.get("x-hub-signature", ""))
-                answer = json.dumps({"messageId": f"ext-{webhook_id}"}).encode()
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer))
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/webhook"
-
-    def received(self, ids) -> int:
-        with self.lock:
-            return sum(1 for message_id in ids if message_id in self.arrivals)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 class Sender:
@@ -205,7 +143,8 @@ def open_interaction(stack: Stack, client_id: str) -> str:
 
 def main() -> None:
     args = parse_args()
-    receiver = Receiver()
+    # Arrivals on the monotonic clock of the 202s.
+    receiver = WebhookReceiver(SECRET, clock=time.monotonic)
     try:
         with Stack(DATABASE, redis_db=REDIS_DB) as stack:
             stack.prepare()
@@ -258,7 +197,7 @@ channel_save(
                 ("api_accepted_per_second", len(sender.accepted) / max(sender.finished - sender.began, 1e-9)),
                 ("received", len(latencies)),
                 ("lost", len(sender.accepted) - len(latencies)),
-                ("duplicates", receiver.duplicates),
+                ("duplicates", receiver.duplicate_posts()),
                 ("bad_signatures", receiver.bad_signatures),
                 ("drain_seconds", drain),
                 ("webhook_before_202", sum(1 for value in latencies if value < 0)),

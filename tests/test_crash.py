@@ -3,6 +3,8 @@ is delivered twice once a new worker runs (Redis or whichever broker
 CELERY_BROKER_URL names; CI runs these on Redis)."""
 
 
+import time
+
 import pytest
 from django.test import override_settings
 
@@ -116,3 +118,42 @@ def test_a_worker_killed_mid_campaign_ends_with_every_recipient_sent_once(webhoo
     assert len(received_ids) - len(set(received_ids)) <= 1  # at most the one post the kill cut off
 
 
+
+
+@crash_db
+def test_a_worker_killed_while_a_campaign_batch_sends_leaves_only_its_sends_in_flight_to_send_again(
+        webhook_channel, receiver, tmp_path, staff_api):
+    """A batch's webhooks go out SEND_CONCURRENCY at a time and each outcome is
+    written as it comes in; what a kill leaves posted but unrecorded (and so
+    sent again once the lease runs out) is at most the sends then in flight."""
+    require_shared_database()
+    from channels_app.models import DeliveryAttempt
+    from channels_app.services.campaigns import BATCH_SIZE
+    from channels_app.services.deliveries import SEND_CONCURRENCY
+    from tests.test_campaigns import SPEC_RESPONSE, recipient
+
+    assert staff_api.post("/api/standard-responses/", SPEC_RESPONSE, format="json").status_code == 201
+    created = staff_api.post("/api/campaigns/", {
+        "name": "Kill mid-batch", "channel": webhook_channel.channel_id, "standard_response": SPEC_RESPONSE["id"],
+        "recipients": [recipient(n) for n in range(1, BATCH_SIZE + 1)],
+    }, format="json")
+    assert created.status_code == 201, created.json()
+    worker = WorkerProcess(tmp_path / "worker.log")
+    try:
+        worker.wait_ready()
+        campaign_transition(campaign_id=created.json()["id"], action="start")
+        # when the worker dies once a fifth of the batch has been posted (looked at every 2 ms)
+        deadline = time.monotonic() + 60
+        while len(receiver.received) < BATCH_SIZE // 5 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        worker.kill()
+    finally:
+        worker.stop()
+
+    # then the webhooks posted but not recorded are at most those that were in flight
+    posted = {r.headers["webhook-id"] for r in receiver.received}
+    recorded = set(DeliveryAttempt.objects.filter(delivery__message_id__in=posted)
+                   .values_list("delivery__message_id", flat=True))
+    assert len(posted) >= BATCH_SIZE // 5
+    assert len(recorded) < BATCH_SIZE, "the kill came after the batch: nothing was proved"
+    assert len(posted - recorded) <= SEND_CONCURRENCY, (len(posted), len(recorded))

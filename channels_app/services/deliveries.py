@@ -223,6 +223,8 @@ def deliveries_send(*, claimed: list[Delivery], send_times: list[datetime] | Non
             if in_flight:
                 record_answered(block=False)
             time.sleep(min(wait_seconds, 0.01 if in_flight else 0.05))
+        while len(in_flight) >= SEND_CONCURRENCY:  # never more posted and unrecorded: all that a kill sends again
+            record_answered(block=True)
         in_flight.add(_pool().submit(_send, delivery, _outgoing(delivery)))
     while in_flight:
         record_answered(block=True)
