@@ -8,7 +8,6 @@ delivery to another worker. Once an attempt has succeeded the delivery is
 `delivered` and is never attempted again."""
 
 import logging
-import math
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -44,6 +43,8 @@ logger = logging.getLogger(__name__)
 COUNTDOWN_LIMIT = timedelta(minutes=5)
 # Webhooks in flight at once per worker process (a campaign batch waits on many third-party answers).
 SEND_CONCURRENCY = 16
+# How often a sender renews the lease of the deliveries it has not sent yet.
+LEASE_RENEW_SECONDS = 5
 # After an answer, how long to wait for the others in flight so that their outcomes are written together.
 RECORD_GATHER_SECONDS = 0.005
 
@@ -70,7 +71,7 @@ def deliveries_create(*, messages: list[Message], publish: bool = True, claim: b
         Delivery(message=m, channel_id=m.channel_id, next_attempt_at=now, published_at=now) for m in messages
     ]
     if claim:
-        token, lease_until = uuid.uuid4().hex, now + _lease_for(len(deliveries))
+        token, lease_until = uuid.uuid4().hex, now + _send_lease()
         for delivery in deliveries:
             delivery.lease_token, delivery.lease_until, delivery.attempts = token, lease_until, 1
             delivery.channel = delivery.message.channel  # the sender needs it, and the caller has it at hand
@@ -107,10 +108,11 @@ def deliveries_enqueue(delivery_ids: list[int]) -> None:
         logger.exception("Could not publish %d deliveries; the relay will.", len(delivery_ids))
 
 
-def _lease_for(count: int) -> timedelta:
-    """Long enough for `count` sends, SEND_CONCURRENCY at a time, each answered within the webhook timeout."""
-    rounds = math.ceil(count / SEND_CONCURRENCY)
-    return _lease() + timedelta(seconds=rounds * WEBHOOK_TIMEOUT_SECONDS)
+def _send_lease() -> timedelta:
+    """Long enough for a round of sends, each answered within the webhook timeout; `deliveries_send` renews
+    it every LEASE_RENEW_SECONDS while it has deliveries left, so a worker that dies leaves them to the
+    relay within this, however long its batch."""
+    return _lease() + timedelta(seconds=WEBHOOK_TIMEOUT_SECONDS)
 
 
 def _claim(delivery_ids: list[int], now: datetime) -> list[Delivery]:
@@ -121,7 +123,7 @@ def _claim(delivery_ids: list[int], now: datetime) -> list[Delivery]:
     claimed = (
         Delivery.objects.filter(pk__in=delivery_ids, state=DeliveryState.PENDING, next_attempt_at__lte=now)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .update(lease_until=now + _lease_for(len(delivery_ids)), lease_token=token, attempts=F("attempts") + 1)
+        .update(lease_until=now + _send_lease(), lease_token=token, attempts=F("attempts") + 1)
     )
     if not claimed:
         return []
@@ -217,6 +219,7 @@ def deliveries_send(*, claimed: list[Delivery], send_times: list[datetime] | Non
             _record_outcomes(answered)
             results.update((sent.delivery.pk, sent.result) for sent in answered)
 
+    lease_renewed = time.monotonic()
     for delivery in claimed:
         due = times_by_id.get(delivery.pk)
         while due is not None and (wait_seconds := (due - timezone.now()).total_seconds()) > 0:
@@ -225,10 +228,19 @@ def deliveries_send(*, claimed: list[Delivery], send_times: list[datetime] | Non
             time.sleep(min(wait_seconds, 0.01 if in_flight else 0.05))
         while len(in_flight) >= SEND_CONCURRENCY:  # never more posted and unrecorded: all that a kill sends again
             record_answered(block=True)
+        if time.monotonic() - lease_renewed > LEASE_RENEW_SECONDS:
+            _renew_lease([d.pk for d in claimed if d.pk not in results], claimed[0].lease_token)
+            lease_renewed = time.monotonic()
         in_flight.add(_pool().submit(_send, delivery, _outgoing(delivery)))
     while in_flight:
         record_answered(block=True)
     return results
+
+
+def _renew_lease(delivery_ids: list[int], token: str) -> None:
+    Delivery.objects.filter(pk__in=delivery_ids, lease_token=token, state=DeliveryState.PENDING).update(
+        lease_until=timezone.now() + _send_lease()
+    )
 
 
 def delivery_attempt(*, delivery_id: int) -> SendResult | None:
