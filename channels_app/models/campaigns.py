@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Q
 
 from channels_app.models.configuration import Channel
 from channels_app.models.conversations import Message
@@ -57,7 +58,7 @@ class Campaign(models.Model):
 class CampaignRecipient(models.Model):
     """One customer of a campaign. Its status follows its message (and so the receipts)."""
 
-    # db_index=False: the unique (campaign, client_id) and recipient_pending indexes start with the campaign.
+    # db_index=False: the unique (campaign, client_id) and recipient_to_send indexes start with the campaign.
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients", db_index=False)
     row_number = models.PositiveIntegerField(help_text="Row of the uploaded audience (1 = first recipient).")
     client_id = models.CharField(max_length=200)
@@ -74,7 +75,12 @@ class CampaignRecipient(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["campaign", "client_id"], name="recipient_unique_client_per_campaign"),
         ]
-        indexes = [models.Index(fields=["campaign", "message"], name="recipient_pending")]
+        indexes = [
+            # The next batch, in row order, without sorting every recipient still to send.
+            models.Index(
+                fields=["campaign", "row_number"], condition=Q(message__isnull=True, error=""), name="recipient_to_send"
+            ),
+        ]
 
     def __str__(self):
         return f"{self.client_id} of campaign {self.campaign_id}"
