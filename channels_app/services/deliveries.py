@@ -33,7 +33,7 @@ from channels_app.models import (
     MessageStatus,
 )
 from channels_app.retries import retry_decision
-from channels_app.transports import TRANSPORTS, OutgoingMessage, SendResult
+from channels_app.transports import TRANSPORTS, OutgoingMessage, SendOutcome, SendResult
 from channels_app.transports.webhook import WEBHOOK_TIMEOUT_SECONDS
 
 logger = logging.getLogger(__name__)
@@ -265,13 +265,6 @@ def _record_outcomes(answered: list[Sent]) -> None:
 
 def _record_in_transaction(answered: list[Sent]) -> tuple[list[tuple[int, float]], list[str]]:
     now = timezone.now()
-    ours = {
-        row["pk"]: row
-        for row in Delivery.objects.select_for_update()
-        .filter(pk__in=[sent.delivery.pk for sent in answered], state=DeliveryState.PENDING)
-        .filter(lease_token=answered[0].delivery.lease_token)
-        .values("pk", "first_attempt_at")
-    }
     DeliveryAttempt.objects.bulk_create(
         DeliveryAttempt(
             delivery=sent.delivery,
@@ -285,8 +278,26 @@ def _record_in_transaction(answered: list[Sent]) -> tuple[list[tuple[int, float]
         )
         for sent in answered
     )
-    delivered, retries, simulated = [], [], []
-    for sent in answered:
+    accepted = [sent for sent in answered if sent.result.outcome == SendOutcome.ACCEPTED]
+    refused = [sent for sent in answered if sent.result.outcome != SendOutcome.ACCEPTED]
+    delivered = _deliveries_delivered(accepted, now) if accepted else []
+    retries = _deliveries_not_accepted(refused, now) if refused else []
+    simulated = [sent.delivery.message_id for sent in delivered
+                 if sent.delivery.channel.transport == TransportName.SIMULATOR]
+    return retries, simulated
+
+
+def _deliveries_not_accepted(refused: list[Sent], now: datetime) -> list[tuple[int, float]]:
+    """Failed for good, or due again at their next retry; returns the retries to publish with a countdown."""
+    ours = {
+        row["pk"]: row
+        for row in Delivery.objects.select_for_update()
+        .filter(pk__in=[sent.delivery.pk for sent in refused], state=DeliveryState.PENDING)
+        .filter(lease_token=refused[0].delivery.lease_token)
+        .values("pk", "first_attempt_at")
+    }
+    retries = []
+    for sent in refused:
         delivery, result = sent.delivery, sent.result
         if delivery.pk not in ours:
             continue  # the lease ran out and another worker took over: its outcome counts
@@ -299,11 +310,6 @@ def _record_in_transaction(answered: list[Sent]) -> tuple[list[tuple[int, float]
             retry_attempts=delivery.channel.retry_attempts,
             retry_timeout_seconds=delivery.channel.retry_timeout_seconds,
         )
-        if decision.final_state == DeliveryState.DELIVERED:
-            delivered.append(sent)
-            if delivery.channel.transport == TransportName.SIMULATOR:
-                simulated.append(delivery.message_id)
-            continue
         changes = {"first_attempt_at": first_attempt_at, "lease_until": None, "lease_token": "",
                    "last_error": result.error[:500]}
         if decision.final_state == DeliveryState.FAILED:
@@ -316,21 +322,29 @@ def _record_in_transaction(answered: list[Sent]) -> tuple[list[tuple[int, float]
                 retries.append((delivery.pk, max(wait_for.total_seconds(), 0)))
                 changes["published_at"] = decision.next_attempt_at
         Delivery.objects.filter(pk=delivery.pk).update(**changes, updated_at=now)
-    if delivered:
-        _deliveries_delivered(delivered, now)
-    return retries, simulated
+    return retries
 
 
-def _deliveries_delivered(delivered: list[Sent], now: datetime) -> None:
+def _deliveries_delivered(accepted: list[Sent], now: datetime) -> list[Sent]:
     """The third party accepted them: deliveries delivered, messages sent with
-    the third party's ids, early receipts applied, terminating sessions ended."""
-    first_started = min(sent.started for sent in delivered)
-    Delivery.objects.filter(pk__in=[sent.delivery.pk for sent in delivered]).update(
-        state=DeliveryState.DELIVERED, delivered_at=now, lease_until=None, lease_token="", last_error="",
-        first_attempt_at=Coalesce("first_attempt_at", Value(first_started)), updated_at=now,
-    )
+    the third party's ids, early receipts applied, terminating sessions ended.
+    Only deliveries still under our lease count (if one ran out, another
+    worker took over and its outcome counts); returns those."""
+    token = accepted[0].delivery.lease_token
+    ids = [sent.delivery.pk for sent in accepted]
+    updated = Delivery.objects.filter(pk__in=ids, lease_token=token, state=DeliveryState.PENDING).update(
+        state=DeliveryState.DELIVERED, delivered_at=now, lease_until=None, last_error="", updated_at=now,
+        first_attempt_at=Coalesce("first_attempt_at", Value(min(sent.started for sent in accepted))),
+    )  # the lease token stays: it tells ours apart when another worker took some over
+    if updated < len(ids):
+        ours = set(
+            Delivery.objects.filter(pk__in=ids, lease_token=token, state=DeliveryState.DELIVERED).values_list(
+                "pk", flat=True
+            )
+        )
+        accepted = [sent for sent in accepted if sent.delivery.pk in ours]
     messages = []
-    for sent in delivered:
+    for sent in accepted:
         message = sent.delivery.message
         message.status, message.external_id, message.updated_at = MessageStatus.SENT, sent.result.external_id, now
         message.sent_at = sent.started
@@ -342,7 +356,8 @@ def _deliveries_delivered(delivered: list[Sent], now: datetime) -> None:
         constants={"status": MessageStatus.SENT, "updated_at": now},
     )
     _early_receipts_apply([m for m in messages if m.external_id])
-    _end_terminating_sessions([m.interaction_id for m in messages], now)
+    _end_terminating_sessions([m.interaction_id for m in messages if m.interaction.terminate_after_send], now)
+    return accepted
 
 
 def _early_receipts_apply(messages: list[Message]) -> None:
@@ -362,6 +377,8 @@ def _early_receipts_apply(messages: list[Message]) -> None:
 
 def _end_terminating_sessions(interaction_ids: list[str], now: datetime) -> None:
     """TerminateSessionFlag: the session ends once its message is handed over, or has failed for good."""
+    if not interaction_ids:
+        return
     Interaction.objects.filter(pk__in=interaction_ids, terminate_after_send=True).exclude(
         state=InteractionState.ENDED
     ).update(state=InteractionState.ENDED, ended_at=now, end_reason="TerminateSessionFlag")
