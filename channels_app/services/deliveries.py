@@ -82,10 +82,6 @@ def deliveries_create(*, messages: list[Message], publish: bool = True, claim: b
     return deliveries
 
 
-def delivery_create(*, message: Message) -> Delivery:
-    return deliveries_create(messages=[message])[0]
-
-
 def delivery_enqueue(delivery_id: int, *, countdown: float | None = None) -> None:
     from channels_app.tasks import deliver
 
