@@ -30,33 +30,22 @@ def test_database_url() -> str:
     return urlunsplit(parts._replace(path="/" + quote(connection.settings_dict["NAME"])))
 
 
-class WorkerProcess:
-    def __init__(self, log_path: Path, env: dict | None = None, name: str = "pytest"):
+class ProjectProcess:
+    """A process of the project (`python -m <module> ...`) on the test database, with `env` on top; its output
+    goes to `log_path`."""
+
+    def __init__(self, arguments: list[str], log_path: Path, env: dict | None = None):
         self.log_path = log_path
-        command = [
-            sys.executable, "-m", "celery", "-A", "project", "worker",
-            "--pool", "solo", "--concurrency", "1",
-            "--without-heartbeat", "--without-gossip", "--without-mingle",
-            "-Q", "celery", "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h", "--loglevel", "INFO",
-        ]
         full_env = {**os.environ, "DATABASE_URL": test_database_url(), "DJANGO_SETTINGS_MODULE": "project.settings",
                     **(env or {})}
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
-            command, cwd=settings.BASE_DIR, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", *arguments], cwd=settings.BASE_DIR, env=full_env, stdout=self._log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        poll_until(lambda: "ready." in self.log(), timeout, f"the worker to start:\n{self.log()}")
-
-    def kill(self) -> None:
-        """SIGKILL: no goodbye, no acknowledgement, as when a machine dies."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
+        return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -67,6 +56,27 @@ class WorkerProcess:
                 self.process.kill()
                 self.process.wait(timeout=10)
         self._log.close()
+
+
+class WorkerProcess(ProjectProcess):
+    def __init__(self, log_path: Path, env: dict | None = None, name: str = "pytest"):
+        super().__init__([
+            "celery", "-A", "project", "worker",
+            "--pool", "solo", "--concurrency", "1",
+            "--without-heartbeat", "--without-gossip", "--without-mingle",
+            "-Q", "celery", "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h", "--loglevel", "INFO",
+        ], log_path, env)
+
+    def log(self) -> str:
+        return super().log()[-6000:]
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        poll_until(lambda: "ready." in self.log(), timeout, f"the worker to start:\n{self.log()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye, no acknowledgement, as when a machine dies."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
 
 
 def poll_until(condition, timeout: float, what: str):
@@ -80,7 +90,7 @@ def poll_until(condition, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-class GunicornProcess:
+class GunicornProcess(ProjectProcess):
     """The web server as production runs it (`gunicorn project.wsgi`), on the test database, with
     `env` on top (DEBUG=false and the like); its output (access log included) goes to `log_path`."""
 
@@ -88,21 +98,10 @@ class GunicornProcess:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
-        self.log_path = log_path
-        command = [
-            sys.executable, "-m", "gunicorn", "project.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
+        super().__init__([
+            "gunicorn", "project.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
             "--workers", "1", "--threads", "4", "--access-logfile", "-",
-        ]
-        full_env = {**os.environ, "DATABASE_URL": test_database_url(), "DJANGO_SETTINGS_MODULE": "project.settings",
-                    **(env or {})}
-        self._log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            command, cwd=settings.BASE_DIR, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        ], log_path, env)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         def healthy():
@@ -116,13 +115,3 @@ class GunicornProcess:
                 return False
 
         poll_until(healthy, timeout, "gunicorn to answer /healthz")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
