@@ -7,7 +7,10 @@ tests/test_worker.py."""
 import base64
 import hashlib
 import hmac
+import threading
+from contextlib import contextmanager
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.urls import reverse
@@ -18,7 +21,8 @@ from channels_app.retries import backoff_delays, retry_decision
 from channels_app.services.contacts import contact_identify
 from channels_app.services.deliveries import deliveries_due, delivery_attempt
 from channels_app.services.interactions import interaction_create, message_queue_outbound
-from channels_app.transports.base import SendOutcome
+from channels_app.transports.base import OutgoingMessage, SendOutcome
+from channels_app.transports.webhook import WebhookTransport
 
 
 @pytest.fixture
@@ -215,53 +219,60 @@ def test_failed_delivery_can_be_redelivered_from_the_admin(admin_client, queued,
     assert pending.status_code == 200
 
 
+class _AnswersWith(BaseHTTPRequestHandler):
+    """A third party with a fixed answer to every POST (subclasses set `answer`)."""
+
+    answer = b'{"messageId": "ext-1"}'
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.answer)))
+        self.end_headers()
+        self.wfile.write(self.answer)
+
+
+@contextmanager
+def _third_party(handler, server_class=ThreadingHTTPServer):
+    """Serve `handler` on 127.0.0.1; yields an OutgoingMessage addressed to it."""
+    server = server_class(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield OutgoingMessage(
+            message_id="m1", interaction_id="i1", channel_id="c", media_type="sms", business_id="1", client_id="2",
+            payload={"type": "Text", "text": "hi"}, webhook_url=f"http://127.0.0.1:{server.server_address[1]}/hook",
+            secret="s",
+        )
+    finally:
+        server.shutdown()
+
+
 def test_a_keep_alive_connection_the_third_party_closed_is_not_reused():
     """The transport keeps connections open; when the receiver closes one while
     it is idle, the next webhook goes over a new connection instead of failing."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    from channels_app.transports.base import OutgoingMessage
-    from channels_app.transports.webhook import WebhookTransport
-
     connections = []
+    hung_up = threading.Event()
 
-    class ClosesAfterEachAnswer(BaseHTTPRequestHandler):
+    class ClosesAfterEachAnswer(_AnswersWith):
         protocol_version = "HTTP/1.1"  # answers without "Connection: close", then hangs up
-
-        def log_message(self, *args):
-            pass
 
         def do_POST(self):
             connections.append(self.client_address)
-            self.rfile.read(int(self.headers["Content-Length"]))
-            answer = b'{"messageId": "ext-1"}'
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+            super().do_POST()
             self.close_connection = True
-
-    hung_up = threading.Event()
 
     class Server(ThreadingHTTPServer):
         def shutdown_request(self, request):
             super().shutdown_request(request)
             hung_up.set()
 
-    server = Server(("127.0.0.1", 0), ClosesAfterEachAnswer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    message = OutgoingMessage(
-        message_id="m1", interaction_id="i1", channel_id="c", media_type="sms", business_id="1", client_id="2",
-        payload={"type": "Text", "text": "hi"}, webhook_url=f"http://127.0.0.1:{server.server_address[1]}/hook",
-        secret="s",
-    )
-    try:
+    with _third_party(ClosesAfterEachAnswer, Server) as message:
         first = WebhookTransport().send(message)
         assert hung_up.wait(5)
         second = WebhookTransport().send(message)
-    finally:
-        server.shutdown()
 
     assert (first.outcome, second.outcome) == (SendOutcome.ACCEPTED, SendOutcome.ACCEPTED)
     assert second.external_id == "ext-1"
@@ -270,34 +281,11 @@ def test_a_keep_alive_connection_the_third_party_closed_is_not_reused():
 
 def test_a_2xx_answer_nested_too_deeply_counts_as_delivered_without_an_id():
     """The answer was a success: sending again would duplicate the message; only its receipts cannot be matched."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from channels_app.transports.base import OutgoingMessage
-    from channels_app.transports.webhook import WebhookTransport
+    class NestedAnswer(_AnswersWith):
+        answer = b"[" * 100_000 + b"]" * 100_000
 
-    class NestedAnswer(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
-            answer = b"[" * 100_000 + b"]" * 100_000
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), NestedAnswer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    message = OutgoingMessage(
-        message_id="m1", interaction_id="i1", channel_id="c", media_type="sms", business_id="1", client_id="2",
-        payload={"type": "Text", "text": "hi"}, webhook_url=f"http://127.0.0.1:{server.server_address[1]}/hook",
-        secret="s",
-    )
-    try:
+    with _third_party(NestedAnswer) as message:
         result = WebhookTransport().send(message)
-    finally:
-        server.shutdown()
 
     assert (result.outcome, result.external_id) == (SendOutcome.ACCEPTED, "")
