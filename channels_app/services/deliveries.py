@@ -173,16 +173,10 @@ def _pool() -> ThreadPoolExecutor:
     return _send_pool
 
 
-def deliveries_attempt(
-    *, delivery_ids: list[int], send_times: list[datetime] | None = None
-) -> dict[int, SendResult]:
+def deliveries_attempt(*, delivery_ids: list[int]) -> dict[int, SendResult]:
     """One attempt of each of these deliveries that is due and owned by
     nobody; the others are left alone. Results by delivery id."""
-    claimed = _claim(delivery_ids, timezone.now())
-    if send_times:
-        times_by_id = dict(zip(delivery_ids, send_times, strict=True))
-        send_times = [times_by_id[delivery.pk] for delivery in claimed]
-    return deliveries_send(claimed=claimed, send_times=send_times)
+    return deliveries_send(claimed=_claim(delivery_ids, timezone.now()))
 
 
 def deliveries_send(*, claimed: list[Delivery], send_times: list[datetime] | None = None) -> dict[int, SendResult]:
