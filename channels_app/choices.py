@@ -57,3 +57,6 @@ WHATSAPP_ROLE_PERMISSIONS = (
         "(InteractionWorkspace.WhatsApp.canCreateNewSessionFromOtherMedia)",
     ),
 )
+
+# Calling `POST /esp` (API.md, "Who may do what": `channels_app.use_esp`).
+USE_ESP_PERMISSION = ("use_esp", "Can call ESP (POST /esp: InviteToChat, ValidateContact)")

@@ -1,9 +1,11 @@
+from channels_app.models.audit import AuditAction, AuditEntry
 from channels_app.models.campaigns import Campaign, CampaignRecipient, CampaignState
 from channels_app.models.configuration import (
     BusinessAttribute,
     BusinessAttributeValue,
     Channel,
     Endpoint,
+    Membership,
     OptionValue,
     Tenant,
 )
@@ -22,6 +24,8 @@ from channels_app.models.deliveries import Delivery, DeliveryAttempt, DeliverySt
 from channels_app.models.standard_responses import Attachment, StandardResponse, StandardResponseCategory
 
 __all__ = [
+    "AuditAction",
+    "AuditEntry",
     "Campaign",
     "CampaignRecipient",
     "CampaignState",
@@ -44,6 +48,7 @@ __all__ = [
     "BusinessAttributeValue",
     "Channel",
     "Endpoint",
+    "Membership",
     "OptionValue",
     "Tenant",
 ]

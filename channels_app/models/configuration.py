@@ -3,6 +3,7 @@ option values and business attributes."""
 
 import secrets
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -10,7 +11,13 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from channels_app import options_catalog
-from channels_app.choices import WHATSAPP_ROLE_PERMISSIONS, BusinessAttributeType, MediaType, Transport
+from channels_app.choices import (
+    USE_ESP_PERMISSION,
+    WHATSAPP_ROLE_PERMISSIONS,
+    BusinessAttributeType,
+    MediaType,
+    Transport,
+)
 from channels_app.phones import parse_international, to_e164
 from channels_app.validators import validate_channel_id, validate_http_url, validate_queue_key
 
@@ -29,6 +36,22 @@ class Tenant(models.Model):
 
     def __str__(self):
         return f"{self.id}: {self.name}"
+
+
+class Membership(models.Model):
+    """A user's membership of a tenant. A user sees and changes only what the
+    tenants they are members of hold (superusers: every tenant)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tenant", "user"]
+        constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="membership_unique")]
+
+    def __str__(self):
+        return f"{self.user} in tenant {self.tenant_id}"
 
 
 def generate_channel_secret() -> str:
@@ -92,7 +115,7 @@ class Channel(models.Model):
 
     class Meta:
         ordering = ["channel_id"]
-        permissions = WHATSAPP_ROLE_PERMISSIONS
+        permissions = (*WHATSAPP_ROLE_PERMISSIONS, USE_ESP_PERMISSION)
 
     def __str__(self):
         return self.channel_id

@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from channels_app.models.configuration import Channel
+from channels_app.models.configuration import Channel, Tenant
 
 ID_ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
 
@@ -32,7 +32,10 @@ def generate_message_id() -> str:
 
 
 class Contact(models.Model):
-    """A customer, identified by phone number (E.164) or by the channel's client id."""
+    """A customer of a tenant, identified by phone number (E.164) or by the
+    channel's client id. The same number in two tenants is two contacts."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="contacts")
 
     phone_number = models.CharField(max_length=32, blank=True, help_text="E.164, e.g. +15556667777.")
     client_id = models.CharField(
@@ -52,10 +55,12 @@ class Contact(models.Model):
         ordering = ["-updated_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["phone_number"], condition=~Q(phone_number=""), name="contact_unique_phone"
+                fields=["tenant", "phone_number"], condition=~Q(phone_number=""), name="contact_unique_phone"
             ),
             models.UniqueConstraint(
-                fields=["client_id"], condition=Q(phone_number="") & ~Q(client_id=""), name="contact_unique_client_id"
+                fields=["tenant", "client_id"],
+                condition=Q(phone_number="") & ~Q(client_id=""),
+                name="contact_unique_client_id",
             ),
         ]
 

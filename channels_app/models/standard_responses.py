@@ -10,6 +10,7 @@ from django.db import models
 from channels_app import rendering
 from channels_app.attachments import AttachmentKind
 from channels_app.choices import ContentType
+from channels_app.models.configuration import Tenant
 
 RESPONSE_ID_ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
 
@@ -20,8 +21,9 @@ def generate_response_id() -> str:
 
 
 class StandardResponseCategory(models.Model):
-    """A folder of the standard response library (categories nest)."""
+    """A folder of a tenant's standard response library (categories nest)."""
 
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="standard_response_categories")
     name = models.CharField(max_length=200)
     parent = models.ForeignKey(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="children"
@@ -31,9 +33,9 @@ class StandardResponseCategory(models.Model):
         ordering = ["name"]
         verbose_name_plural = "standard response categories"
         constraints = [
-            models.UniqueConstraint(fields=["parent", "name"], name="category_unique_name_in_parent"),
+            models.UniqueConstraint(fields=["tenant", "parent", "name"], name="category_unique_name_in_parent"),
             models.UniqueConstraint(
-                fields=["name"], condition=models.Q(parent__isnull=True), name="category_unique_root_name"
+                fields=["tenant", "name"], condition=models.Q(parent__isnull=True), name="category_unique_root_name"
             ),
         ]
 
@@ -60,8 +62,9 @@ class StandardResponseCategory(models.Model):
 
 
 class Attachment(models.Model):
-    """A file of a supported type (see channels_app.attachments), smaller than 100 MB."""
+    """A tenant's file of a supported type (see channels_app.attachments), smaller than 100 MB."""
 
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="attachments")
     file = models.FileField(upload_to="attachments/%Y/%m/")
     name = models.CharField(max_length=255, help_text="The file name shown to the customer.")
     kind = models.CharField(max_length=16, choices=[(k.value, k.value) for k in AttachmentKind])
@@ -91,6 +94,7 @@ class StandardResponse(models.Model):
         validators=[RegexValidator(r"^[A-Za-z0-9]{1,32}$", "An id is 1 to 32 letters and digits.")],
         help_text="The stable id strategies use as StandardResponseId, e.g. 000G9aF2PQ3A000K.",
     )
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="standard_responses")
     name = models.CharField(max_length=200)
     category = models.ForeignKey(
         StandardResponseCategory, on_delete=models.PROTECT, null=True, blank=True, related_name="responses"

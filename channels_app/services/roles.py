@@ -1,29 +1,81 @@
-"""The WhatsApp role permissions of the specification as Django groups."""
+"""The default groups of the contract (API.md, "Who may do what"), with the
+spec's WhatsApp role permissions."""
 
 from django.contrib.auth.models import Group, Permission
+from django.db.models import Q
 
 from channels_app.choices import WHATSAPP_ROLE_PERMISSIONS
 
-ALL_WHATSAPP_PERMISSIONS = [codename for codename, _ in WHATSAPP_ROLE_PERMISSIONS]
+ALL_WHATSAPP_PERMISSIONS = [f"channels_app.{codename}" for codename, _ in WHATSAPP_ROLE_PERMISSIONS]
 
-# Groups an administrator assigns to agents (Users > Groups in the admin).
-DEFAULT_GROUPS = {
-    "WhatsApp agent": ["whatsapp_can_use", "whatsapp_can_send_files"],
-    "WhatsApp senior agent": ALL_WHATSAPP_PERMISSIONS,
+
+def _model_permissions(model: str, *actions: str, app: str = "channels_app") -> list[str]:
+    return [f"{app}.{action}_{model}" for action in actions or ("view", "add", "change", "delete")]
+
+
+CONFIGURATION_MODELS = (
+    "tenant", "membership", "channel", "endpoint", "optionvalue", "businessattribute", "businessattributevalue",
+    "standardresponse", "standardresponsecategory", "attachment", "campaign",
+)
+READ_LIBRARY = [
+    *_model_permissions("channel", "view"),
+    *_model_permissions("tenant", "view"),
+    *_model_permissions("standardresponse", "view"),
+    *_model_permissions("standardresponsecategory", "view"),
+    *_model_permissions("attachment", "view"),
+]
+AGENT = [
+    *READ_LIBRARY,
+    *_model_permissions("interaction", "view"),
+    *_model_permissions("message", "view", "add"),
+    *_model_permissions("contact", "view"),
+    *_model_permissions("attachment", "add"),
+    *_model_permissions("businessattribute", "view"),
+    *_model_permissions("businessattributevalue", "view"),
+    "channels_app.whatsapp_can_use",
+    "channels_app.whatsapp_can_send_files",
+]
+
+# Group name -> the permissions (`app.codename`) it holds by default.
+DEFAULT_GROUPS: dict[str, list[str]] = {
+    # Everything about the configuration and the history of its tenants; not an agent, not an ESP client.
+    "Administrator": [
+        *[permission for model in CONFIGURATION_MODELS for permission in _model_permissions(model)],
+        *_model_permissions("campaignrecipient", "view"),
+        *_model_permissions("contact", "view", "change"),
+        *_model_permissions("interaction", "view"),
+        *_model_permissions("message", "view"),
+        *_model_permissions("delivery", "view", "change"),
+        *_model_permissions("deliveryattempt", "view"),
+        *_model_permissions("auditentry", "view"),
+        *_model_permissions("user", app="auth"),
+        *_model_permissions("group", "view", app="auth"),
+    ],
+    "Campaign manager": [
+        *READ_LIBRARY,
+        *_model_permissions("campaign"),
+        *_model_permissions("campaignrecipient", "view"),
+    ],
+    "WhatsApp agent": AGENT,
+    "WhatsApp senior agent": [*AGENT, *ALL_WHATSAPP_PERMISSIONS],
+    "ESP client": ["channels_app.use_esp"],
 }
 
 
 def roles_ensure_default_groups() -> None:
-    """Create the default groups when missing (existing groups are left as the administrator set them)."""
-    permissions = {
-        permission.codename: permission
-        for permission in Permission.objects.filter(
-            content_type__app_label="channels_app", codename__in=ALL_WHATSAPP_PERMISSIONS
-        )
+    """Create the default groups and give each at least its default
+    permissions (permissions an administrator added are kept)."""
+    wanted = {permission for permissions in DEFAULT_GROUPS.values() for permission in permissions}
+    query = Q()
+    for permission in wanted:
+        app, codename = permission.split(".", 1)
+        query |= Q(content_type__app_label=app, codename=codename)
+    found = {
+        f"{permission.content_type.app_label}.{permission.codename}": permission
+        for permission in Permission.objects.filter(query).select_related("content_type")
     }
-    if len(permissions) != len(ALL_WHATSAPP_PERMISSIONS):
-        return  # permissions are created by the auth app's post_migrate; it runs before ours on a fresh migrate
-    for name, codenames in DEFAULT_GROUPS.items():
-        group, created = Group.objects.get_or_create(name=name)
-        if created:
-            group.permissions.set([permissions[codename] for codename in codenames])
+    if len(found) != len(wanted):
+        return  # permissions are created by the auth app's post_migrate, for every app; ours may run first
+    for name, permissions in DEFAULT_GROUPS.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        group.permissions.add(*[found[permission] for permission in permissions])

@@ -1,0 +1,148 @@
+"""The one table of rights: which action needs which permission.
+
+Read by the API's permission class, the ESP view, the admin's extra views
+and the agent actions; `tests/test_authorization.py` walks it against every
+registered URL and every default group, so a new door without a rule fails
+the suite. Permissions are Django permissions held through groups (API.md,
+"Who may do what"); which rows a caller sees is the tenants' business
+(`channels_app.selectors`), not this table's.
+
+Keys:
+* API: `<basename>.<action>` for viewsets, `<rights_name>.<method>` for the
+  other views (`rights_name` is set on the view);
+* ESP, /nexus and /healthz: `<name>.<method>`;
+* admin views beyond a model's standard pages: `admin:<url name>`;
+* agent actions decided by the content (the channel's media, a file):
+  `agent.<what>`.
+"""
+
+from dataclasses import dataclass
+
+APP = "channels_app"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Who may: anyone (`authenticated=False`; the view checks its own
+    credentials, a password or a signature), or an authenticated, active user
+    holding every permission of `permissions`."""
+
+    permissions: tuple[str, ...] = ()
+    authenticated: bool = True
+
+    def allows(self, user) -> bool:
+        if not self.authenticated:
+            return True
+        if user is None or not user.is_authenticated or not user.is_active:
+            return False
+        return all(user.has_perm(permission) for permission in self.permissions)
+
+    def missing(self, user) -> list[str]:
+        """The permissions `user` lacks (all of them when signed out)."""
+        if user is None or not user.is_authenticated:
+            return list(self.permissions)
+        return [permission for permission in self.permissions if not user.has_perm(permission)]
+
+
+PUBLIC = Rule(authenticated=False)
+SIGNED_IN = Rule()
+
+
+def needs(*codenames: str) -> Rule:
+    """A rule needing every permission named (`app.codename`; bare codenames are this app's)."""
+    return Rule(tuple(name if "." in name else f"{APP}.{name}" for name in codenames))
+
+
+def crud(basename: str, model: str, *, app: str = APP, read_also: tuple[str, ...] = ()) -> dict[str, Rule]:
+    """DRF `DjangoModelPermissions` semantics, with reads needing `view_` too
+    (contacts, interactions and deliveries hold personal data)."""
+    view = needs(f"{app}.view_{model}", *read_also)
+    return {
+        f"{basename}.list": view,
+        f"{basename}.retrieve": view,
+        f"{basename}.create": needs(f"{app}.add_{model}"),
+        f"{basename}.update": needs(f"{app}.change_{model}"),
+        f"{basename}.partial_update": needs(f"{app}.change_{model}"),
+        f"{basename}.destroy": needs(f"{app}.delete_{model}"),
+    }
+
+
+CAMPAIGN_ACTIONS = ("start", "pause", "resume", "cancel")
+
+RIGHTS: dict[str, Rule] = {
+    # --- Operating and the protocols with their own credentials -----------------------------------
+    "healthz.get": PUBLIC,
+    "nexus-messages.post": PUBLIC,  # signed with the channel's secret
+    "esp.post": needs("use_esp"),
+    "schema.get": SIGNED_IN,
+    "api-docs.get": SIGNED_IN,
+    # --- Tokens --------------------------------------------------------------------------------
+    "auth-token.post": PUBLIC,  # username and password
+    "auth-token.delete": SIGNED_IN,  # revokes the caller's own token
+    # --- Configuration -------------------------------------------------------------------------
+    **crud("tenant", "tenant"),
+    **crud("channel", "channel"),
+    "channel.rotate_secret": needs("change_channel"),
+    "option.list": needs("view_optionvalue"),
+    "option.retrieve": needs("view_optionvalue"),
+    "option.partial_update": needs("change_optionvalue"),
+    "option.destroy": needs("change_optionvalue"),
+    **crud("business-attribute", "businessattribute"),
+    **crud("standard-response", "standardresponse"),
+    "standard-response.render": needs("view_standardresponse"),
+    **crud("standard-response-category", "standardresponsecategory"),
+    **{key: rule for key, rule in crud("attachment", "attachment").items() if "update" not in key},
+    "emojis.get": needs("view_standardresponse"),
+    # --- Access --------------------------------------------------------------------------------
+    **crud("user", "user", app="auth"),
+    "audit-log.list": needs("view_auditentry"),
+    "audit-log.retrieve": needs("view_auditentry"),
+    # --- Conversations (personal data) ---------------------------------------------------------
+    "interaction.list": needs("view_interaction"),
+    "interaction.retrieve": needs("view_interaction", "view_message"),
+    "interaction.messages": needs("view_interaction", "add_message"),
+    "contact.list": needs("view_contact"),
+    "contact.retrieve": needs("view_contact"),
+    # --- Campaigns ---------------------------------------------------------------------------
+    **{key: rule for key, rule in crud("campaign", "campaign").items() if "update" not in key},
+    "campaign.recipients": needs("view_campaign"),
+    "campaign.add_recipients": needs("change_campaign"),
+    "campaign.results_csv": needs("view_campaign"),
+    **{f"campaign.{action}": needs("change_campaign") for action in CAMPAIGN_ACTIONS},
+    # --- Agent actions that depend on what is sent (the spec's WhatsApp role permissions) --------
+    "agent.whatsapp": needs("whatsapp_can_use"),
+    "agent.send_files": needs("whatsapp_can_send_files"),
+    "agent.change_attachments_in_notification": needs("whatsapp_can_change_attachments_in_notification"),
+    "agent.change_attachments_in_reply_button": needs("whatsapp_can_change_attachments_in_reply_button"),
+    "agent.new_session_from_other_media": needs("whatsapp_can_create_new_session_from_other_media"),
+    # --- Admin pages beyond the standard ones (those check the model's own permissions) ----------
+    "admin:channels_app_campaign_progress": needs("view_campaign"),
+    "admin:channels_app_campaign_results": needs("view_campaign"),
+    "admin:channels_app_campaign_transition": needs("change_campaign"),
+    "admin:channels_app_optionvalue_import": needs("change_optionvalue", "add_optionvalue"),
+    "admin:channels_app_optionvalue_export": needs("view_optionvalue"),
+    "admin:channels_app_standardresponse_preview": needs("view_standardresponse"),
+    "admin:channels_app_channel_rotate_secret": needs("change_channel"),
+    "admin:media": needs("view_attachment"),
+}
+
+# DRF answers OPTIONS with the view's description: any signed-in user may ask.
+METADATA = SIGNED_IN
+
+
+def rule(key: str) -> Rule | None:
+    return RIGHTS.get(key)
+
+
+def rule_for_view(view, method: str) -> Rule | None:
+    """The rule of a DRF view for a request: by its `rights_name` (or router
+    basename) and its action, or its HTTP method for a plain APIView."""
+    name = getattr(view, "rights_name", None) or getattr(view, "basename", None)
+    if name is None:
+        return None
+    action = getattr(view, "action", None)
+    if action == "metadata" or method == "OPTIONS":
+        return METADATA
+    if action is None:
+        action = "get" if method == "HEAD" else method.lower()
+    return RIGHTS.get(f"{name}.{action}")

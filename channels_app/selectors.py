@@ -1,0 +1,143 @@
+"""Reads scoped by the caller: tenants are the wall (API.md, "Who may do what").
+
+Every interface (the API, the admin, ESP) reads through these, so an object
+can't be visible through one door and hidden behind another. An object of a
+tenant the caller is not a member of does not exist for that caller: the
+`*_get` selectors raise the same `NotFound` whether it is missing or hidden,
+so existence never leaks (Zulip's `access_*` helpers)."""
+
+from django.db.models import Model, Q, QuerySet
+
+from channels_app.errors import NotFound
+from channels_app.models import (
+    Attachment,
+    AuditEntry,
+    Campaign,
+    CampaignRecipient,
+    Channel,
+    Contact,
+    Delivery,
+    DeliveryAttempt,
+    EarlyReceipt,
+    Endpoint,
+    Interaction,
+    Membership,
+    Message,
+    OptionValue,
+    StandardResponse,
+    StandardResponseCategory,
+    Tenant,
+)
+
+# The path from each tenant-owned model to its tenant's id.
+TENANT_PATHS: dict[type[Model], str] = {
+    Tenant: "pk",
+    Membership: "tenant",
+    Channel: "tenant",
+    Endpoint: "channel__tenant",
+    Contact: "tenant",
+    Interaction: "channel__tenant",
+    Message: "channel__tenant",
+    EarlyReceipt: "channel__tenant",
+    Delivery: "channel__tenant",
+    DeliveryAttempt: "delivery__channel__tenant",
+    Campaign: "channel__tenant",
+    CampaignRecipient: "campaign__channel__tenant",
+    StandardResponse: "tenant",
+    StandardResponseCategory: "tenant",
+    Attachment: "tenant",
+    AuditEntry: "tenant",
+}
+
+
+def tenant_ids_for(user) -> frozenset[int] | None:
+    """The ids of the tenants `user` is a member of; None for a superuser (every
+    tenant). Read once per request object, so a removed membership takes effect
+    on the user's next request."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return frozenset()
+    if user.is_superuser:
+        return None
+    cached = getattr(user, "_tenant_ids_cache", None)
+    if cached is None:
+        cached = frozenset(Membership.objects.filter(user=user).values_list("tenant_id", flat=True))
+        user._tenant_ids_cache = cached
+    return cached
+
+
+def is_scoped(model: type[Model]) -> bool:
+    return model in TENANT_PATHS or model is OptionValue
+
+
+def restrict(queryset: QuerySet, user) -> QuerySet:
+    """`queryset` narrowed to what `user`'s tenants hold (NetBox's `restrict`).
+    A model that belongs to no tenant (business attributes) is returned whole;
+    global option values belong to every tenant, channel overrides to their
+    channel's."""
+    tenant_ids = tenant_ids_for(user)
+    if tenant_ids is None:
+        return queryset
+    model = queryset.model
+    if model is OptionValue:
+        return queryset.filter(Q(channel__isnull=True) | Q(channel__tenant__in=tenant_ids))
+    path = TENANT_PATHS.get(model)
+    if path is None:
+        return queryset
+    return queryset.filter(**{f"{path}__in": tenant_ids})
+
+
+def visible_get(queryset: QuerySet, *, user, what: str, **lookup) -> Model:
+    """The one object of `queryset` matching `lookup` that `user` may see, or
+    NotFound naming `what` (the same whether it is missing or hidden)."""
+    found = restrict(queryset, user).filter(**lookup).first()
+    if found is None:
+        raise NotFound(f"Unknown {what}.", field=next(iter(lookup), None))
+    return found
+
+
+def tenant_get(*, user, tenant_id: int) -> Tenant:
+    return visible_get(Tenant.objects.all(), user=user, what="tenant", pk=tenant_id)
+
+
+def tenant_list(*, user) -> QuerySet:
+    return restrict(Tenant.objects.all(), user)
+
+
+def channel_list(*, user) -> QuerySet:
+    return restrict(Channel.objects.select_related("tenant"), user)
+
+
+def channel_get(*, user, channel_id: str) -> Channel:
+    return visible_get(Channel.objects.select_related("tenant"), user=user, what="channel", channel_id=channel_id)
+
+
+def interaction_list(*, user) -> QuerySet:
+    return restrict(Interaction.objects.select_related("channel"), user)
+
+
+def interaction_get(*, user, interaction_id: str) -> Interaction:
+    return visible_get(Interaction.objects.select_related("channel"), user=user, what="interaction", pk=interaction_id)
+
+
+def contact_list(*, user) -> QuerySet:
+    return restrict(Contact.objects.all(), user)
+
+
+def standard_response_list(*, user) -> QuerySet:
+    return restrict(StandardResponse.objects.select_related("category"), user)
+
+
+def standard_response_get(*, user, response_id: str) -> StandardResponse:
+    return visible_get(StandardResponse.objects.all(), user=user, what="standard response", pk=response_id)
+
+
+def campaign_list(*, user) -> QuerySet:
+    return restrict(Campaign.objects.select_related("channel", "standard_response"), user)
+
+
+def attachment_list(*, user) -> QuerySet:
+    return restrict(Attachment.objects.all(), user)
+
+
+def delivery_list(*, user) -> QuerySet:
+    return restrict(Delivery.objects.select_related("channel", "message"), user)
