@@ -40,3 +40,38 @@ class TransportUnreachable(ApplicationError):
 
     esp_code = 901
     http_status = 502
+
+
+class InvalidFields(InvalidParameter):
+    """Several fields are incorrect at once: `errors` maps each field to its
+    messages (the API answers them as DRF does; ESP names the first)."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        message = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in errors.items())
+        super().__init__(message, field=next(iter(errors), None))
+        self.errors = errors
+
+    @classmethod
+    def from_django(cls, error) -> "InvalidFields":
+        """From a Django ValidationError raised by a model's full_clean()."""
+        if hasattr(error, "error_dict"):
+            return cls({name: list(messages) for name, messages in error.message_dict.items()})
+        return cls({"non_field_errors": list(error.messages)})
+
+
+class PermissionDenied(ApplicationError):
+    """The caller lacks a permission (HTTP 403; ESP 904 naming the permission)."""
+
+    esp_code = 904
+    http_status = 403
+
+
+class Conflict(ApplicationError):
+    """The request is valid but the object's state does not allow it now (HTTP 409)."""
+
+    esp_code = 920
+    http_status = 409
+
+
+class CampaignStateConflict(Conflict):
+    """A campaign's state does not allow the transition."""

@@ -71,11 +71,13 @@ CAMPAIGN_ACTIONS = ("start", "pause", "resume", "cancel")
 
 RIGHTS: dict[str, Rule] = {
     # --- Operating and the protocols with their own credentials -----------------------------------
+    "home.get": PUBLIC,  # a redirect to the admin
     "healthz.get": PUBLIC,
     "nexus-messages.post": PUBLIC,  # signed with the channel's secret
     "esp.post": needs("use_esp"),
-    "schema.get": SIGNED_IN,
-    "api-docs.get": SIGNED_IN,
+    "api-root.get": SIGNED_IN,
+    "schema.get": PUBLIC,  # the OpenAPI document describes the contract, not its data
+    "api-docs.get": PUBLIC,
     # --- Tokens --------------------------------------------------------------------------------
     "auth-token.post": PUBLIC,  # username and password
     "auth-token.delete": SIGNED_IN,  # revokes the caller's own token
@@ -94,7 +96,7 @@ RIGHTS: dict[str, Rule] = {
     **{key: rule for key, rule in crud("attachment", "attachment").items() if "update" not in key},
     "emojis.get": needs("view_standardresponse"),
     # --- Access --------------------------------------------------------------------------------
-    **crud("user", "user", app="auth"),
+    **{key: rule for key, rule in crud("user", "user", app="auth").items() if not key.endswith(".update")},
     "audit-log.list": needs("view_auditentry"),
     "audit-log.retrieve": needs("view_auditentry"),
     # --- Conversations (personal data) ---------------------------------------------------------

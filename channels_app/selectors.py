@@ -6,6 +6,7 @@ tenant the caller is not a member of does not exist for that caller: the
 `*_get` selectors raise the same `NotFound` whether it is missing or hidden,
 so existence never leaks (Zulip's `access_*` helpers)."""
 
+from django.contrib.auth import get_user_model
 from django.db.models import Model, Q, QuerySet
 
 from channels_app.errors import NotFound
@@ -141,3 +142,13 @@ def attachment_list(*, user) -> QuerySet:
 
 def delivery_list(*, user) -> QuerySet:
     return restrict(Delivery.objects.select_related("channel", "message"), user)
+
+
+def user_list(*, user) -> QuerySet:
+    """Users the caller may see: every user for a superuser; else the members
+    of the caller's tenants (and the caller)."""
+    users = get_user_model().objects.all()
+    tenant_ids = tenant_ids_for(user)
+    if tenant_ids is None:
+        return users
+    return users.filter(Q(memberships__tenant__in=tenant_ids) | Q(pk=user.pk)).distinct()

@@ -20,8 +20,18 @@ def validate_channel_id(value: str) -> None:
         )
 
 
-def validate_queue_key(value: str) -> None:
-    """A chat queue key is `<existing tenant id>:<Chat Server endpoint name>`."""
+def validate_queue_key_format(value: str) -> None:
+    """The form of a chat queue key, `<tenant id>:<Chat Server endpoint name>` (no database)."""
+    if not QUEUE_KEY_PATTERN.match(value or ""):
+        raise ValidationError(
+            f"{value!r} is not a chat queue key: use <tenant-id>:<endpoint name>, for example 1:session-chat."
+        )
+
+
+def validate_queue_key(value: str, *, tenant_id: int | None = None) -> None:
+    """A chat queue key is `<existing tenant id>:<Chat Server endpoint name>`;
+    with `tenant_id` (the channel's tenant), the key must be of that tenant
+    (API.md: a queue key's tenant is its channel's)."""
     from channels_app.models import Tenant
 
     match = QUEUE_KEY_PATTERN.match(value or "")
@@ -29,5 +39,8 @@ def validate_queue_key(value: str) -> None:
         raise ValidationError(
             f"{value!r} is not a chat queue key: use <tenant-id>:<endpoint name>, for example 1:session-chat."
         )
-    if not Tenant.objects.filter(pk=int(match["tenant"])).exists():
+    if tenant_id is not None:
+        if int(match["tenant"]) != tenant_id:
+            raise ValidationError(f"Queue key {value!r} is not of the channel's tenant ({tenant_id}).")
+    elif not Tenant.objects.filter(pk=int(match["tenant"])).exists():
         raise ValidationError(f"Tenant {match['tenant']} of queue key {value!r} does not exist.")

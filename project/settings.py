@@ -154,7 +154,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["channels_app.api.permissions.StaffWritesOnly"],
+    "DEFAULT_PERMISSION_CLASSES": ["channels_app.api.permissions.TableRights"],
     # JSON only: form encodings cannot carry the nested objects and lists the API takes (they were
     # silently dropped); the views that take a file upload add multipart themselves.
     "DEFAULT_PARSER_CLASSES": ["channels_app.api.parsers.JSONParser"],

@@ -14,7 +14,7 @@ admin.site.site_title = "Digital Messaging Server"
 admin.site.index_title = "Configuration and operations"
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("", RedirectView.as_view(url="/admin/", permanent=False), name="home"),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("esp", EspView.as_view(), name="esp"),

@@ -71,9 +71,29 @@ def _client_for(user) -> APIClient:
     return client
 
 
+def member(username: str, *groups: str, tenants=(), password: str | None = None, is_staff: bool = True):
+    """A user in the default groups named, member of `tenants` (API.md, "Who may do what")."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from channels_app.models import Membership
+    from channels_app.services.roles import roles_ensure_default_groups
+
+    if not Group.objects.filter(name__in=groups).count() == len(set(groups)):
+        roles_ensure_default_groups()  # a flushed database (transactional tests) has lost them
+    user = get_user_model().objects.create_user(username, password=password or f"{username}-pass-123",
+                                                is_staff=is_staff)
+    user.groups.set(Group.objects.filter(name__in=groups))
+    Membership.objects.bulk_create([Membership(user=user, tenant=tenant) for tenant in tenants])
+    return user
+
+
 @pytest.fixture
-def staff_user(django_user_model):
-    return django_user_model.objects.create_user("operator", password="operator-pass-123", is_staff=True)
+def staff_user(tenant):
+    """An operator of tenant 1 who does everything there: administrator, senior agent and ESP client
+    (tests/test_authorization.py holds each group to its own rights)."""
+    return member("operator", "Administrator", "WhatsApp senior agent", "ESP client", tenants=[tenant],
+                  password="operator-pass-123")
 
 
 @pytest.fixture
@@ -82,9 +102,15 @@ def staff_api(staff_user):
 
 
 @pytest.fixture
-def agent_api(django_user_model):
-    user = django_user_model.objects.create_user("agent", password="agent-pass-123")
-    return _client_for(user)
+def agent_user(tenant):
+    """A WhatsApp agent of tenant 1 whose token may also call ESP (as a strategy's would)."""
+    return member("agent", "WhatsApp agent", "ESP client", tenants=[tenant], password="agent-pass-123",
+                  is_staff=False)
+
+
+@pytest.fixture
+def agent_api(agent_user):
+    return _client_for(agent_user)
 
 
 @pytest.fixture

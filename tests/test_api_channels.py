@@ -16,16 +16,38 @@ VALID = {
 
 
 @pytest.mark.django_db
-def test_create_channel_generates_a_secret_that_is_never_shown(staff_api, tenant):
+def test_create_channel_shows_its_generated_secret_once(staff_api, tenant):
     response = staff_api.post("/api/channels/", VALID, format="json")
 
     assert response.status_code == 201, response.json()
     body = response.json()
-    assert "secret" not in body
     assert body["has_secret"] is True
     stored = Channel.objects.get(channel_id="0123456789")
     assert len(stored.secret) == 64
-    assert stored.secret not in staff_api.get("/api/channels/0123456789/").content.decode()
+    assert body["secret"] == stored.secret  # shown in the answer that created it...
+    for page in ("/api/channels/0123456789/", "/api/channels/"):  # ...and never again
+        assert stored.secret not in staff_api.get(page).content.decode()
+
+
+@pytest.mark.django_db
+def test_a_given_secret_is_not_echoed(staff_api, tenant):
+    response = staff_api.post("/api/channels/", {**VALID, "secret": "given-secret-1"}, format="json")
+
+    assert response.status_code == 201
+    assert "secret" not in response.json()
+
+
+@pytest.mark.django_db
+def test_rotate_secret_replaces_it_and_shows_the_new_one_once(staff_api, channel):
+    old = channel.secret
+
+    response = staff_api.post(f"/api/channels/{channel.channel_id}/rotate-secret/")
+
+    assert response.status_code == 200
+    new = response.json()["secret"]
+    channel.refresh_from_db()
+    assert channel.secret == new != old and len(new) == 64
+    assert new not in staff_api.get(f"/api/channels/{channel.channel_id}/").content.decode()
 
 
 @pytest.mark.django_db

@@ -128,9 +128,9 @@ def test_malformed_field_code_names_its_position(staff_api):
 
 
 @pytest.mark.django_db
-def test_filters_by_category_content_type_language_and_search(staff_api, spec_response):
-    root = StandardResponseCategory.objects.create(name="Billing")
-    child = StandardResponseCategory.objects.create(name="Reminders", parent=root)
+def test_filters_by_category_content_type_language_and_search(staff_api, spec_response, tenant):
+    root = StandardResponseCategory.objects.create(tenant=tenant, name="Billing")
+    child = StandardResponseCategory.objects.create(tenant=tenant, name="Reminders", parent=root)
     staff_api.post(
         "/api/standard-responses/",
         {"name": "Welcome", "content_type": "text", "body": "Bonjour", "language": "fr", "category": child.pk},

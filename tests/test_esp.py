@@ -613,11 +613,13 @@ def test_on_an_abc_channel_a_client_id_without_phone_number_identifies_the_conta
 
 
 @pytest.mark.django_db
-def test_a_chat_queue_key_of_another_existing_tenant_is_accepted(agent_api, channel, spec_response):
-    # given: a second tenant makes 2:... a valid queue key
+def test_a_chat_queue_key_of_another_tenant_than_the_channels_is_904(agent_api, channel, spec_response):
+    # given: a second tenant makes 2:... a well-formed queue key of an existing tenant
     Tenant.objects.create(id=2, name="Second")
 
     response = post_esp(agent_api, spec_request(Parameters={"ChatQueueKey": "2:session-other"}))
 
-    assert response.status_code == 200, response.json()
-    assert Interaction.objects.get().queue == "2:session-other"
+    assert response.status_code == 400, response.json()
+    assert response.json()["Error"]["Code"] == 904
+    assert "ChatQueueKey" in response.json()["Error"]["Message"]
+    assert not Interaction.objects.exists()

@@ -81,7 +81,9 @@ def fuzz_data(channel, staff_user):
     interaction, a draft campaign."""
     channel.secret = SECRET
     channel.save()
-    response = StandardResponse.objects.create(id=RESPONSE_ID, name="Greeting", content_type="text", body="Hello")
+    response = StandardResponse.objects.create(
+        id=RESPONSE_ID, tenant=channel.tenant, name="Greeting", content_type="text", body="Hello"
+    )
     make_interaction(channel, "15556667777")
     Campaign.objects.create(name="Fuzz", channel=channel, standard_response=response, created_by=staff_user)
 

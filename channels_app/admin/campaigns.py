@@ -9,9 +9,11 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from channels_app.admin.scoping import ScopedModelAdmin
 from channels_app.errors import ApplicationError
 from channels_app.models import Campaign
 from channels_app.services import campaigns as campaign_services
+from channels_app.validators import validate_queue_key
 
 TRANSITIONS = ("start", "pause", "resume", "cancel")
 
@@ -28,6 +30,16 @@ class CampaignForm(forms.ModelForm):
         fields = ["name", "channel", "standard_response", "chat_queue_key", "terminate_sessions", "rate_per_second",
                   "start_at"]
 
+    def clean(self):
+        cleaned = super().clean()
+        key, channel = cleaned.get("chat_queue_key"), cleaned.get("channel")
+        if key and channel is not None:
+            try:
+                validate_queue_key(key, tenant_id=channel.tenant_id)
+            except forms.ValidationError as error:
+                self.add_error("chat_queue_key", error)
+        return cleaned
+
     def clean_audience(self):
         upload = self.cleaned_data.get("audience")
         if upload is None:
@@ -43,7 +55,7 @@ class CampaignForm(forms.ModelForm):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(ScopedModelAdmin):
     form = CampaignForm
     list_display = ["name", "channel", "state", "progress", "rate_per_second", "start_at", "created_at"]
     list_filter = ["state", "channel"]
@@ -73,12 +85,37 @@ class CampaignAdmin(admin.ModelAdmin):
             percent, done, counts["total"], counts["delivered"], counts["failed"],
         )
 
+    delete_service = campaign_services.campaign_delete
+
+    def has_delete_permission(self, request, obj=None):
+        # A running or scheduled campaign is cancelled first (campaign_delete says so too).
+        return super().has_delete_permission(request, obj) and (
+            obj is None or obj.state not in ("running", "scheduled")
+        )
+
     def save_model(self, request, obj, form, change):
-        if not change:
-            obj.created_by = request.user
-        obj.full_clean()
-        obj.save()
         rows = form.cleaned_data.get("audience")
+        if not change:
+            created, report = campaign_services.campaign_create(
+                name=obj.name, channel=obj.channel, standard_response=obj.standard_response, rows=rows or [],
+                rate_per_second=obj.rate_per_second, start_at=obj.start_at,
+                terminate_sessions=obj.terminate_sessions, chat_queue_key=obj.chat_queue_key,
+                created_by=request.user,
+            )
+            obj.pk = created.pk
+            obj.__dict__.update({k: v for k, v in created.__dict__.items() if not k.startswith("_")})
+            if rows is not None:
+                self._report(request, report)
+            return
+        try:
+            campaign_services.campaign_update(
+                campaign=obj, name=obj.name, standard_response=obj.standard_response, channel=obj.channel,
+                rate_per_second=obj.rate_per_second, start_at=obj.start_at,
+                terminate_sessions=obj.terminate_sessions, chat_queue_key=obj.chat_queue_key,
+            )
+        except ApplicationError as error:
+            self.message_user(request, error.message, messages.ERROR)
+            return
         if rows is not None:
             try:
                 report = campaign_services.campaign_add_recipients(campaign=obj, rows=rows)
@@ -103,20 +140,21 @@ class CampaignAdmin(admin.ModelAdmin):
             self.message_user(request, f"... and {len(report.rejected) - 50} more rejected row(s).", messages.WARNING)
 
     def get_urls(self):
-        view = self.admin_site.admin_view
         return [
-            path("<int:pk>/progress.json", view(self.progress_view), name="channels_app_campaign_progress"),
-            path("<int:pk>/results.csv", view(self.results_view), name="channels_app_campaign_results"),
+            path("<int:pk>/progress.json", self.guarded(self.progress_view, "admin:channels_app_campaign_progress"),
+                 name="channels_app_campaign_progress"),
+            path("<int:pk>/results.csv", self.guarded(self.results_view, "admin:channels_app_campaign_results"),
+                 name="channels_app_campaign_results"),
             path(
                 "<int:pk>/transition/<str:action>/",
-                view(self.transition_view),
+                self.guarded(self.transition_view, "admin:channels_app_campaign_transition"),
                 name="channels_app_campaign_transition",
             ),
             *super().get_urls(),
         ]
 
     def progress_view(self, request, pk):
-        campaign = get_object_or_404(Campaign, pk=pk)
+        campaign = get_object_or_404(self.get_queryset(request), pk=pk)
         return JsonResponse({
             "state": campaign.state,
             **campaign_services.campaign_counts(campaign=campaign),
@@ -124,7 +162,7 @@ class CampaignAdmin(admin.ModelAdmin):
         })
 
     def results_view(self, request, pk):
-        campaign = get_object_or_404(Campaign, pk=pk)
+        campaign = get_object_or_404(self.get_queryset(request), pk=pk)
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-results.csv"'
         campaign_services.campaign_results_csv(campaign=campaign, out=response)
@@ -133,8 +171,9 @@ class CampaignAdmin(admin.ModelAdmin):
     def transition_view(self, request, pk, action):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        if action not in TRANSITIONS or not self.has_change_permission(request):
-            return HttpResponse(status=404 if action not in TRANSITIONS else 403)
+        if action not in TRANSITIONS:
+            return HttpResponse(status=404)
+        get_object_or_404(self.get_queryset(request), pk=pk)
         try:
             campaign = campaign_services.campaign_transition(campaign_id=pk, action=action)
             self.message_user(request, f"Campaign {campaign.name}: {campaign.state}.", messages.SUCCESS)

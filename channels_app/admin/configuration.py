@@ -11,10 +11,21 @@ from django.utils.html import escape
 from django.utils.text import Truncator
 
 from channels_app import options_catalog
+from channels_app.admin.scoping import ScopedModelAdmin, ScopedTabularInline
 from channels_app.errors import ApplicationError
-from channels_app.models import BusinessAttribute, BusinessAttributeValue, Channel, Endpoint, OptionValue, Tenant
-from channels_app.services.channels import channel_inbound_route, channel_save
+from channels_app.models import (
+    BusinessAttribute,
+    BusinessAttributeValue,
+    Channel,
+    Endpoint,
+    Membership,
+    OptionValue,
+    Tenant,
+)
+from channels_app.selectors import channel_list
+from channels_app.services.channels import channel_delete, channel_inbound_route, channel_rotate_secret, channel_save
 from channels_app.services.options import option_reset, option_set, options_export_cfg, options_import_cfg
+from channels_app.services.tenants import tenant_create, tenant_delete, tenant_update
 from channels_app.validators import validate_queue_key
 
 OPTION_CHOICES = [
@@ -30,10 +41,27 @@ def describe_option(definition) -> str:
     )
 
 
+class MembershipInline(ScopedTabularInline):
+    model = Membership
+    extra = 1
+    autocomplete_fields = ["user"]
+    verbose_name = "member"
+    verbose_name_plural = "members (users who see and change what this tenant holds)"
+
+
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(ScopedModelAdmin):
     list_display = ["id", "name", "channel_count", "created_at"]
     search_fields = ["name", "=id"]
+    inlines = [MembershipInline]
+    delete_service = tenant_delete
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            tenant_update(tenant=obj, name=obj.name)
+        else:
+            created = tenant_create(tenant_id=obj.id, name=obj.name, created_by=request.user)
+            obj.__dict__.update({k: v for k, v in created.__dict__.items() if not k.startswith("_")})
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(channel_total=Count("channels"))
@@ -46,7 +74,7 @@ class TenantAdmin(admin.ModelAdmin):
         return ["id"] if obj else []
 
 
-class EndpointInline(admin.TabularInline):
+class EndpointInline(ScopedTabularInline):
     model = Endpoint
     extra = 1
     verbose_name = "endpoint (chat queue key)"
@@ -84,7 +112,7 @@ class OptionValueForm(forms.ModelForm):
         return cleaned
 
 
-class ChannelOptionInline(admin.TabularInline):
+class ChannelOptionInline(ScopedTabularInline):
     model = OptionValue
     form = OptionValueForm
     extra = 0
@@ -128,15 +156,21 @@ class ChannelForm(forms.ModelForm):
     def clean_secret(self):
         return self.cleaned_data["secret"] or self._current_secret
 
-    def clean_inbound_route_by_call(self):
-        value = self.cleaned_data["inbound_route_by_call"].strip()
-        if value:
-            validate_queue_key(value)
-        return value
+    def clean(self):
+        cleaned = super().clean()
+        route = (cleaned.get("inbound_route_by_call") or "").strip()
+        cleaned["inbound_route_by_call"] = route
+        tenant = cleaned.get("tenant")
+        if route and tenant is not None:
+            try:
+                validate_queue_key(route, tenant_id=tenant.pk)
+            except forms.ValidationError as error:
+                self.add_error("inbound_route_by_call", error)
+        return cleaned
 
 
 @admin.register(Channel)
-class ChannelAdmin(admin.ModelAdmin):
+class ChannelAdmin(ScopedModelAdmin):
     form = ChannelForm
     list_display = ["channel_id", "name", "tenant", "media_type", "transport", "business_id", "secret_set", "enabled"]
     list_filter = ["media_type", "transport", "enabled", "tenant"]
@@ -148,12 +182,32 @@ class ChannelAdmin(admin.ModelAdmin):
         ("Routing", {"fields": ["inbound_route_by_call"]}),
     ]
 
+    actions = ["rotate_secrets"]
+    delete_service = channel_delete
+
     @admin.display(boolean=True, description="secret")
     def secret_set(self, channel):
         return bool(channel.secret)
 
     def save_model(self, request, obj, form, change):
+        generated = not obj.secret
         channel_save(channel=obj, inbound_route_by_call=form.cleaned_data["inbound_route_by_call"])
+        if generated:
+            self._show_secret_once(request, obj, obj.secret)
+
+    @admin.action(description="Rotate the secret of the selected channels (shown once)", permissions=["change"])
+    def rotate_secrets(self, request, queryset):
+        for channel in queryset:
+            self._show_secret_once(request, channel, channel_rotate_secret(channel=channel))
+
+    def _show_secret_once(self, request, channel, secret):
+        # A message is shown on the next page and then gone: the only time anyone sees the secret.
+        self.message_user(
+            request,
+            f"The secret of {channel.channel_id} is {secret} — copy it now and give it to the third party: "
+            "it is not shown again.",
+            messages.WARNING,
+        )
 
 
 class OptionScopeFilter(admin.SimpleListFilter):
@@ -174,7 +228,7 @@ class OptionScopeFilter(admin.SimpleListFilter):
 class OptionImportForm(forms.Form):
     file = forms.FileField(help_text="A .cfg (INI) option file, e.g. GenesysHubDriver.cfg.")
     channel = forms.ModelChoiceField(
-        Channel.objects.all(),
+        Channel.objects.none(),
         required=False,
         to_field_name="channel_id",
         help_text="Apply the file's values to this channel as overrides. Empty: [channel-<id>] sections go to "
@@ -188,7 +242,7 @@ class OptionValueAdminForm(OptionValueForm):
 
 
 @admin.register(OptionValue)
-class OptionValueAdmin(admin.ModelAdmin):
+class OptionValueAdmin(ScopedModelAdmin):
     form = OptionValueAdminForm
     list_display = ["name", "section", "scope", "short_value", "default", "valid_values"]
     list_filter = ["section", OptionScopeFilter, "channel"]
@@ -232,20 +286,22 @@ class OptionValueAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         return [
-            path("import/", self.admin_site.admin_view(self.import_view), name="channels_app_optionvalue_import"),
-            path("export/", self.admin_site.admin_view(self.export_view), name="channels_app_optionvalue_export"),
+            path("import/", self.guarded(self.import_view, "admin:channels_app_optionvalue_import"),
+                 name="channels_app_optionvalue_import"),
+            path("export/", self.guarded(self.export_view, "admin:channels_app_optionvalue_export"),
+                 name="channels_app_optionvalue_export"),
             *super().get_urls(),
         ]
 
     def import_view(self, request):
-        if not self.has_change_permission(request):
-            return HttpResponse(status=403)
         report = None
+        channels = channel_list(user=request.user)
         form = OptionImportForm(request.POST or None, request.FILES or None)
+        form.fields["channel"].queryset = channels
         if request.method == "POST" and form.is_valid():
             try:
                 text = form.cleaned_data["file"].read().decode("utf-8-sig")
-                report = options_import_cfg(text=text, channel=form.cleaned_data["channel"])
+                report = options_import_cfg(text=text, channel=form.cleaned_data["channel"], channels=channels)
             except UnicodeDecodeError:
                 form.add_error("file", "The file is not UTF-8 text.")
             except ApplicationError as error:
@@ -262,7 +318,7 @@ class OptionValueAdmin(admin.ModelAdmin):
 
     def export_view(self, request):
         channel_id = request.GET.get("channel")
-        channel = Channel.objects.filter(channel_id=channel_id).first() if channel_id else None
+        channel = channel_list(user=request.user).filter(channel_id=channel_id).first() if channel_id else None
         if channel_id and channel is None:
             return render(request, "admin/channels_app/optionvalue/import.html", status=404, context={
                 **self.admin_site.each_context(request), "title": f"Unknown channel {channel_id}",
@@ -274,14 +330,14 @@ class OptionValueAdmin(admin.ModelAdmin):
         return response
 
 
-class BusinessAttributeValueInline(admin.TabularInline):
+class BusinessAttributeValueInline(ScopedTabularInline):
     model = BusinessAttributeValue
     extra = 1
     fields = ["name", "display_name", "description", "annex", "is_default", "order"]
 
 
 @admin.register(BusinessAttribute)
-class BusinessAttributeAdmin(admin.ModelAdmin):
+class BusinessAttributeAdmin(ScopedModelAdmin):
     list_display = ["name", "display_name", "type", "value_count"]
     list_filter = ["type"]
     search_fields = ["name", "display_name", "values__name", "values__display_name"]
@@ -296,7 +352,7 @@ class BusinessAttributeAdmin(admin.ModelAdmin):
 
 
 @admin.register(BusinessAttributeValue)
-class BusinessAttributeValueAdmin(admin.ModelAdmin):
+class BusinessAttributeValueAdmin(ScopedModelAdmin):
     list_display = ["name", "display_name", "attribute", "is_default", "order"]
     list_filter = ["attribute", "attribute__type", "is_default"]
     search_fields = ["name", "display_name", "description"]

@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from channels_app.admin.scoping import ScopedModelAdmin, ScopedTabularInline
 from channels_app.models import Contact, Interaction, InteractionState, Message, MessageDirection, MessageStatus
 from channels_app.options_catalog import IW
 from channels_app.services.interactions import interaction_end
@@ -25,7 +26,7 @@ class ReadOnlyAdminMixin:
         return False
 
 
-class InteractionInline(ReadOnlyAdminMixin, admin.TabularInline):
+class InteractionInline(ReadOnlyAdminMixin, ScopedTabularInline):
     model = Interaction
     fields = ["link", "type", "state", "channel", "queue", "created_at"]
     readonly_fields = fields
@@ -43,15 +44,19 @@ class InteractionInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Contact)
-class ContactAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "phone_number", "client_id", "nickname", "updated_at"]
+class ContactAdmin(ScopedModelAdmin):
+    list_display = ["__str__", "phone_number", "client_id", "nickname", "tenant", "updated_at"]
+    list_filter = ["tenant"]
     search_fields = ["first_name", "last_name", "nickname", "phone_number", "client_id", "email"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["tenant", "created_at", "updated_at"]
     inlines = [InteractionInline]
+
+    def has_add_permission(self, request):
+        return False  # contacts are found or created by the conversations themselves
 
 
 @admin.register(Interaction)
-class InteractionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class InteractionAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
     list_display = ["id", "type", "subtype", "state", "channel", "client_id", "queue", "created_at", "ended_at"]
     list_filter = ["channel", "type", "state", "queue", "created_at"]
     date_hierarchy = "created_at"
@@ -110,7 +115,7 @@ class InteractionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class MessageAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
     list_display = ["id", "direction", "status", "channel", "interaction", "short_text", "external_id", "created_at"]
     list_filter = ["direction", "status", "channel", "created_at"]
     search_fields = ["id", "external_id", "channel_message_id", "text", "interaction__id"]

@@ -5,11 +5,12 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from channels_app.admin.conversations import ReadOnlyAdminMixin
+from channels_app.admin.scoping import ScopedModelAdmin, ScopedTabularInline
 from channels_app.models import Delivery, DeliveryAttempt, DeliveryState
 from channels_app.services.deliveries import delivery_redeliver
 
 
-class DeliveryAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
+class DeliveryAttemptInline(ReadOnlyAdminMixin, ScopedTabularInline):
     model = DeliveryAttempt
     fields = ["number", "started_at", "outcome", "status_code", "latency_ms", "error", "response_excerpt"]
     readonly_fields = fields
@@ -20,7 +21,7 @@ class DeliveryAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class DeliveryAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
     list_display = ["message_link", "channel", "state", "attempts", "next_attempt_at", "last_error", "created_at"]
     list_filter = ["state", "channel", "created_at"]
     date_hierarchy = "created_at"

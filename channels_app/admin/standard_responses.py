@@ -11,13 +11,19 @@ from django.http import HttpResponseBadRequest
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from channels_app.admin.scoping import ScopedModelAdmin
 from channels_app.choices import ContentType
 from channels_app.errors import ApplicationError
 from channels_app.models import Attachment, StandardResponse, StandardResponseCategory
+from channels_app.selectors import restrict
 from channels_app.services.standard_responses import (
     attachment_create,
+    attachment_delete,
+    attachment_rename,
     content_render,
+    standard_response_category_delete,
     standard_response_category_save,
+    standard_response_delete,
     standard_response_save,
 )
 
@@ -86,11 +92,17 @@ class StandardResponseForm(forms.ModelForm):
 
     class Meta:
         model = StandardResponse
-        fields = ["id", "name", "category", "language", "content_type", "body", "attachments"]
+        fields = ["id", "tenant", "name", "category", "language", "content_type", "body", "attachments"]
         widgets = {"body": forms.Textarea(attrs={"rows": 6, "cols": 80}), "content_type": forms.HiddenInput}
 
-    def __init__(self, *args, content_type: str | None = None, **kwargs):
+    def __init__(self, *args, content_type: str | None = None, user=None, **kwargs):
         super().__init__(*args, **kwargs)
+        if user is not None:  # choices of the user's tenants only
+            for name in ("tenant", "category", "attachments", "header_attachment"):
+                if name in self.fields:
+                    self.fields[name].queryset = restrict(self.fields[name].queryset, user)
+        if "tenant" in self.fields and self.instance.pk and not self.instance._state.adding:
+            self.fields["tenant"].disabled = True  # a response stays in its tenant
         self.content_type = content_type or self.instance.content_type or ContentType.TEXT
         self.initial.setdefault("content_type", self.content_type)
         example = JSON_EXAMPLES.get(self.content_type)
@@ -189,6 +201,12 @@ class StandardResponseForm(forms.ModelForm):
         self.instance.content_type = self.content_type
         cleaned["content_type"] = self.content_type
         self.instance.structured = self.build_structured()
+        tenant = cleaned.get("tenant") or getattr(self.instance, "tenant", None)
+        if tenant is not None:
+            foreign = [a for a in cleaned.get("attachments") or () if a.tenant_id != tenant.pk]
+            if foreign:
+                self.add_error("attachments", "These attachments are of another tenant: "
+                               f"{', '.join(a.name for a in foreign)}.")
         return cleaned
 
     def _update_errors(self, errors):
@@ -223,7 +241,7 @@ def _editor_field_for(path: str, fields: list[str]) -> str:
 
 
 @admin.register(StandardResponse)
-class StandardResponseAdmin(admin.ModelAdmin):
+class StandardResponseAdmin(ScopedModelAdmin):
     form = StandardResponseForm
     list_display = ["name", "id", "content_type", "language", "category", "updated_at"]
     list_filter = ["content_type", "language", "category"]
@@ -256,7 +274,7 @@ class StandardResponseAdmin(admin.ModelAdmin):
 
         class ContentTypeForm(form_class):
             def __init__(self, *args, **inner):
-                super().__init__(*args, content_type=content_type, **inner)
+                super().__init__(*args, content_type=content_type, user=request.user, **inner)
 
         return ContentTypeForm
 
@@ -264,11 +282,13 @@ class StandardResponseAdmin(admin.ModelAdmin):
         content_type = self._content_type(request, obj) or ContentType.TEXT
         label = ContentType(content_type).label
         fieldsets = [
-            (None, {"fields": ["id", "name", "category", "language", "content_type"]}),
+            (None, {"fields": ["id", "tenant", "name", "category", "language", "content_type"]}),
             (label, {"fields": ["body", *EDITOR_FIELDS[content_type]]}),
             ("Attachments (sent after the text)", {"fields": ["attachments"], "classes": ["collapse"]}),
         ]
         return fieldsets
+
+    delete_service = standard_response_delete
 
     def save_model(self, request, obj, form, change):
         standard_response_save(response=obj)
@@ -277,7 +297,7 @@ class StandardResponseAdmin(admin.ModelAdmin):
         return [
             path(
                 "preview/",
-                self.admin_site.admin_view(self.preview_view),
+                self.guarded(self.preview_view, "admin:channels_app_standardresponse_preview"),
                 name="channels_app_standardresponse_preview",
             ),
             *super().get_urls(),
@@ -297,7 +317,7 @@ class StandardResponseAdmin(admin.ModelAdmin):
         if request.method != "POST":
             return HttpResponseBadRequest("POST the change form.")
         content_type = self._content_type(request)
-        form = StandardResponseForm(request.POST, content_type=content_type or ContentType.TEXT)
+        form = StandardResponseForm(request.POST, content_type=content_type or ContentType.TEXT, user=request.user)
         errors: list[str] = []
         payload, missing = None, ()
         try:
@@ -310,7 +330,7 @@ class StandardResponseAdmin(admin.ModelAdmin):
         errors += [
             f"{form.fields[name].label or name}: {' '.join(messages)}"
             for name, messages in form.errors.items()
-            if name in form.fields and name not in {"id", "name", "category", "language", "attachments"}
+            if name in form.fields and name not in {"id", "tenant", "name", "category", "language", "attachments"}
         ]
         if errors:
             return TemplateResponse(
@@ -318,7 +338,7 @@ class StandardResponseAdmin(admin.ModelAdmin):
             )
         response = form.instance
         try:
-            response.full_clean(exclude=["id", "name", "category", "language"], validate_unique=False)
+            response.full_clean(exclude=["id", "tenant", "name", "category", "language"], validate_unique=False)
             rendered = content_render(
                 content_type=response.content_type,
                 body=response.body,
@@ -349,7 +369,7 @@ def _for_template(payload: dict | None) -> dict | None:
 class AttachmentForm(forms.ModelForm):
     class Meta:
         model = Attachment
-        fields = ["file", "name"]
+        fields = ["tenant", "file", "name"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -369,28 +389,31 @@ class AttachmentForm(forms.ModelForm):
 
 
 @admin.register(Attachment)
-class AttachmentAdmin(admin.ModelAdmin):
+class AttachmentAdmin(ScopedModelAdmin):
     form = AttachmentForm
     list_display = ["name", "kind", "mime_type", "size", "created_at"]
     list_filter = ["kind"]
     search_fields = ["name"]
 
+    delete_service = attachment_delete
+
     def get_readonly_fields(self, request, obj=None):
-        return ["file", "kind", "mime_type", "size"] if obj else []
+        return ["tenant", "file", "kind", "mime_type", "size"] if obj else []
 
     def save_model(self, request, obj, form, change):
         if change:
-            obj.save(update_fields=["name"])
+            attachment_rename(attachment=obj, name=obj.name)
             return
         upload, name = form.cleaned_data["file"], form.cleaned_data.get("name") or None
-        created = attachment_create(uploaded_file=upload, name=name)
+        created = attachment_create(tenant=form.cleaned_data["tenant"], uploaded_file=upload, name=name)
         obj.pk = created.pk
         obj.__dict__.update({k: v for k, v in created.__dict__.items() if not k.startswith("_")})
 
 
 @admin.register(StandardResponseCategory)
-class StandardResponseCategoryAdmin(admin.ModelAdmin):
-    list_display = ["path", "parent", "response_count"]
+class StandardResponseCategoryAdmin(ScopedModelAdmin):
+    list_display = ["path", "parent", "tenant", "response_count"]
+    delete_service = standard_response_category_delete
     search_fields = ["name"]
     list_filter = ["parent"]
 

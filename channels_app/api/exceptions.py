@@ -9,7 +9,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from channels_app.errors import ApplicationError
+from channels_app.errors import ApplicationError, InvalidFields
 
 
 def api_exception_handler(exc, context):
@@ -17,6 +17,8 @@ def api_exception_handler(exc, context):
         exc = ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
     if isinstance(exc, ProtectedError):  # what the views' own checks missed (a row added meanwhile)
         return Response({"non_field_errors": ["It is still in use: it cannot be deleted."]}, status=400)
+    if isinstance(exc, InvalidFields):
+        return Response(exc.errors, status=exc.http_status)
     if isinstance(exc, ApplicationError):
         if exc.http_status == status.HTTP_400_BAD_REQUEST:
             return Response({exc.field or "non_field_errors": [exc.message]}, status=exc.http_status)

@@ -1,10 +1,15 @@
-from rest_framework.permissions import SAFE_METHODS, BasePermission
+"""The API's one permission class: the table of rights (`channels_app.rights`)."""
+
+from rest_framework.permissions import BasePermission
+
+from channels_app.rights import rule_for_view
 
 
-class StaffWritesOnly(BasePermission):
-    """Any authenticated user reads; only staff write configuration (API.md: 403 otherwise)."""
+class TableRights(BasePermission):
+    """Allows a request when the rights table's rule for the view and action
+    allows the caller; a view or action without a rule is closed to everyone
+    (and fails tests/test_authorization.py)."""
 
     def has_permission(self, request, view):
-        if not (request.user and request.user.is_authenticated):
-            return False
-        return request.method in SAFE_METHODS or request.user.is_staff
+        rule = rule_for_view(view, request.method)
+        return rule is not None and rule.allows(request.user)

@@ -1,6 +1,7 @@
 from collections.abc import Mapping
 
-from django.contrib.auth import authenticate
+from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth.models import Group
 from django.db import models
 from django.http import QueryDict
 from rest_framework import serializers
@@ -19,6 +20,7 @@ from channels_app.models import (
     StandardResponseCategory,
     Tenant,
 )
+from channels_app.selectors import is_scoped, restrict
 
 
 def _json_type_error(field, value) -> str | None:
@@ -73,11 +75,28 @@ class StrictJsonTypes:
         return super().to_internal_value(data)
 
 
-class Serializer(StrictJsonTypes, serializers.Serializer):
+class ScopedRelations:
+    """Related fields offer only what the caller's tenants hold, so another
+    tenant's id in any field is "does not exist", as an unknown id is."""
+
+    def get_fields(self):
+        fields = super().get_fields()
+        request = self.context.get("request")
+        if request is None:
+            return fields  # output only: the objects were read through the selectors
+        for field in fields.values():
+            relation = field.child_relation if isinstance(field, serializers.ManyRelatedField) else field
+            queryset = getattr(relation, "queryset", None)
+            if isinstance(relation, serializers.RelatedField) and queryset is not None and is_scoped(queryset.model):
+                relation.queryset = restrict(queryset, request.user)
+        return fields
+
+
+class Serializer(ScopedRelations, StrictJsonTypes, serializers.Serializer):
     pass
 
 
-class ModelSerializer(StrictJsonTypes, serializers.ModelSerializer):
+class ModelSerializer(ScopedRelations, StrictJsonTypes, serializers.ModelSerializer):
     pass
 
 
@@ -222,20 +241,27 @@ class BusinessAttributeSerializer(ModelSerializer):
 
 class StandardResponseCategorySerializer(ModelSerializer):
     path = serializers.CharField(read_only=True)
+    tenant = serializers.PrimaryKeyRelatedField(
+        queryset=Tenant.objects.all(), required=False,
+        help_text="Omitted: the parent's tenant, else the first of the caller's tenants.",
+    )
 
     class Meta:
         model = StandardResponseCategory
-        fields = ["id", "name", "parent", "path"]
+        fields = ["id", "tenant", "name", "parent", "path"]
         validators = []  # uniqueness is checked by the model in the service
 
 
 class AttachmentSerializer(ModelSerializer):
     file = serializers.FileField(write_only=True)
     url = serializers.SerializerMethodField()
+    tenant = serializers.PrimaryKeyRelatedField(
+        queryset=Tenant.objects.all(), required=False, help_text="Omitted: the first of the caller's tenants."
+    )
 
     class Meta:
         model = Attachment
-        fields = ["id", "file", "name", "kind", "mime_type", "size", "url", "created_at"]
+        fields = ["id", "tenant", "file", "name", "kind", "mime_type", "size", "url", "created_at"]
         read_only_fields = ["kind", "mime_type", "size", "created_at"]
         # Left blank, the file's name is used.
         extra_kwargs = {"name": {"required": False, "allow_blank": True}}
@@ -248,6 +274,10 @@ class AttachmentSerializer(ModelSerializer):
 
 class StandardResponseSerializer(ChosenIdMixin, ModelSerializer):
     id = serializers.CharField(required=False, max_length=32, help_text="StandardResponseId; generated when omitted.")
+    tenant = serializers.PrimaryKeyRelatedField(
+        queryset=Tenant.objects.all(), required=False,
+        help_text="Omitted: the category's tenant, else the first of the caller's tenants.",
+    )
     category = serializers.PrimaryKeyRelatedField(
         queryset=StandardResponseCategory.objects.all(), required=False, allow_null=True
     )
@@ -258,7 +288,7 @@ class StandardResponseSerializer(ChosenIdMixin, ModelSerializer):
     class Meta:
         model = StandardResponse
         fields = [
-            "id", "name", "category", "language", "content_type", "body", "structured", "attachments",
+            "id", "tenant", "name", "category", "language", "content_type", "body", "structured", "attachments",
             "field_codes", "created_at", "updated_at",
         ]
         read_only_fields = ["created_at", "updated_at"]
@@ -332,7 +362,7 @@ class ContactSerializer(ModelSerializer):
     class Meta:
         model = Contact
         fields = [
-            "id", "phone_number", "client_id", "first_name", "last_name", "email", "nickname", "attributes",
+            "id", "tenant", "phone_number", "client_id", "first_name", "last_name", "email", "nickname", "attributes",
             "created_at", "updated_at", "interactions",
         ]
 
@@ -432,3 +462,56 @@ class PaginatedRecipientListSerializer(Serializer):
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
     results = RecipientSerializer(many=True)
+
+
+class ChannelCreatedSerializer(ChannelSerializer):
+    """The answer that created a channel: its generated secret, shown this once."""
+
+    secret = serializers.CharField(read_only=True, help_text="The generated secret; never shown again.")
+
+    class Meta(ChannelSerializer.Meta):
+        pass
+
+
+class SecretSerializer(Serializer):
+    secret = serializers.CharField(help_text="The new secret; never shown again.")
+
+
+class UserSerializer(ModelSerializer):
+    """A user with its groups (roles, by name) and tenants (ids)."""
+
+    password = serializers.CharField(
+        write_only=True, required=False, trim_whitespace=False, style={"input_type": "password"},
+        help_text="Required on create. A new password revokes the user's tokens.",
+    )
+    groups = serializers.SlugRelatedField(
+        slug_field="name", many=True, required=False, queryset=Group.objects.all(),
+        help_text='Group names, e.g. ["WhatsApp agent"].',
+    )
+    tenants = serializers.PrimaryKeyRelatedField(
+        many=True, required=False, write_only=True, queryset=Tenant.objects.all(),
+        help_text="Tenant ids the user is a member of.",
+    )
+
+    class Meta:
+        model = get_user_model()
+        fields = [
+            "id", "username", "password", "email", "groups", "tenants", "is_staff", "is_active", "is_superuser",
+            "last_login", "date_joined",
+        ]
+        read_only_fields = ["is_superuser", "last_login", "date_joined"]
+        extra_kwargs = {"is_staff": {"required": False, "default": True}}
+
+    def to_representation(self, user):
+        data = super().to_representation(user)
+        visible = self.context.get("visible_tenant_ids")
+        data["tenants"] = sorted(
+            membership.tenant_id for membership in user.memberships.all()
+            if visible is None or membership.tenant_id in visible
+        )
+        return data
+
+    def validate(self, attrs):
+        if self.instance is None and not attrs.get("password"):
+            raise serializers.ValidationError({"password": ["This field is required."]})
+        return attrs

@@ -3,7 +3,14 @@ from rest_framework.routers import DefaultRouter
 
 from channels_app.api import views
 
+class ApiRootView(DefaultRouter.APIRootView):
+    """The links to every resource of the API."""
+
+    rights_name = "api-root"
+
+
 router = DefaultRouter(trailing_slash=True)
+router.APIRootView = ApiRootView
 router.register("tenants", views.TenantViewSet, basename="tenant")
 router.register("channels", views.ChannelViewSet, basename="channel")
 router.register("business-attributes", views.BusinessAttributeViewSet, basename="business-attribute")
@@ -15,6 +22,7 @@ router.register("attachments", views.AttachmentViewSet, basename="attachment")
 router.register("interactions", views.InteractionViewSet, basename="interaction")
 router.register("contacts", views.ContactViewSet, basename="contact")
 router.register("campaigns", views.CampaignViewSet, basename="campaign")
+router.register("users", views.UserViewSet, basename="user")
 
 option_list = views.OptionViewSet.as_view({"get": "list"})
 option_detail = views.OptionViewSet.as_view(

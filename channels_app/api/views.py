@@ -1,5 +1,6 @@
 """REST API views: parse, call a service, shape the output."""
 
+from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.http import HttpResponse
 from django_filters import rest_framework as filters
@@ -10,16 +11,17 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from channels_app import rights
 from channels_app.api import serializers
 from channels_app.api.parsers import JSONParser, MultiPartParser
 from channels_app.api.query_params import IntegerFilter, StrictFilterSet
 from channels_app.api.schema import ErrorSerializer
-from channels_app.errors import InvalidParameter
+from channels_app.errors import InvalidParameter, NotFound, PermissionDenied
 from channels_app.models import (
     Attachment,
     BusinessAttribute,
@@ -31,18 +33,45 @@ from channels_app.models import (
     StandardResponseCategory,
     Tenant,
 )
+from channels_app.selectors import channel_get, interaction_get, restrict, tenant_ids_for, user_list
 from channels_app.services import campaigns as campaign_services
 from channels_app.services.agent_messages import agent_message_send
-from channels_app.services.business_attributes import business_attribute_save
-from channels_app.services.channels import channel_save
+from channels_app.services.business_attributes import business_attribute_delete, business_attribute_save
+from channels_app.services.channels import channel_delete, channel_rotate_secret, channel_save
 from channels_app.services.options import option_definition_get, option_reset, option_set, options_list
 from channels_app.services.standard_responses import (
     attachment_create,
+    attachment_delete,
     emojis_for,
+    standard_response_category_delete,
     standard_response_category_save,
+    standard_response_delete,
     standard_response_render,
     standard_response_save,
 )
+from channels_app.services.tenants import tenant_create, tenant_delete, tenant_update
+from channels_app.services.users import user_create, user_delete, user_update
+
+
+class ScopedQuerysetMixin:
+    """Lists and details hold only what the caller's tenants hold: another
+    tenant's object is a 404, as a missing one is."""
+
+    def get_queryset(self):
+        return restrict(super().get_queryset(), self.request.user)
+
+
+def default_tenant(user, *, given=None, parent=None) -> Tenant:
+    """The tenant of a new object when the request names none: its parent's
+    (a category, a channel), else the first of the caller's tenants."""
+    if given is not None:
+        return given
+    if parent is not None:
+        return parent.tenant
+    tenant = restrict(Tenant.objects.order_by("pk"), user).first()
+    if tenant is None:
+        raise InvalidParameter("You are a member of no tenant.", field="tenant")
+    return tenant
 
 
 class TokenView(APIView):
@@ -53,6 +82,7 @@ class TokenView(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "token"
+    rights_name = "auth-token"
 
     @extend_schema(request=serializers.TokenRequestSerializer, responses={200: serializers.TokenSerializer})
     def post(self, request):
@@ -65,30 +95,22 @@ class TokenView(APIView):
         return Response({"token": token.key})
 
 
-class TenantViewSet(viewsets.ModelViewSet):
+class TenantViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
+    """Tenants the caller is a member of; whoever creates one becomes its member."""
+
     queryset = Tenant.objects.all()
     serializer_class = serializers.TenantSerializer
 
     def perform_create(self, serializer):
-        tenant = Tenant(**serializer.validated_data)
-        tenant.full_clean(validate_unique=False)
-        tenant.save()
-        serializer.instance = tenant
+        data = serializer.validated_data
+        serializer.instance = tenant_create(tenant_id=data["id"], name=data["name"], created_by=self.request.user)
 
     def perform_update(self, serializer):
-        tenant = serializer.instance
-        for key, value in serializer.validated_data.items():
-            setattr(tenant, key, value)
-        tenant.full_clean()
-        tenant.save()
+        name = serializer.validated_data.get("name", serializer.instance.name)
+        serializer.instance = tenant_update(tenant=serializer.instance, name=name)
 
     def perform_destroy(self, tenant):
-        if tenant.channels.exists():
-            raise InvalidParameter(
-                f"Tenant {tenant.id} still has channels: {', '.join(c.channel_id for c in tenant.channels.all())}.",
-                field="id",
-            )
-        tenant.delete()
+        tenant_delete(tenant=tenant)
 
 
 class ChannelFilter(StrictFilterSet):
@@ -97,7 +119,7 @@ class ChannelFilter(StrictFilterSet):
         fields = ["media_type", "transport", "tenant", "enabled"]
 
 
-class ChannelViewSet(viewsets.ModelViewSet):
+class ChannelViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
     queryset = Channel.objects.select_related("tenant").prefetch_related("endpoints")
     serializer_class = serializers.ChannelSerializer
     lookup_field = "channel_id"
@@ -112,22 +134,36 @@ class ChannelViewSet(viewsets.ModelViewSet):
             setattr(channel, key, value)
         serializer.instance = channel_save(channel=channel, endpoints=endpoints, inbound_route_by_call=inbound_route)
 
-    def perform_create(self, serializer):
+    @extend_schema(responses={201: serializers.ChannelCreatedSerializer})
+    def create(self, request, *args, **kwargs):
+        """Create a channel. A secret left blank is generated and returned in this answer, once."""
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        generated = not serializer.validated_data.get("secret")
         self._save(serializer, Channel())
+        body = dict(serializer.data)
+        if generated:
+            body["secret"] = serializer.instance.secret
+        return Response(body, status=status.HTTP_201_CREATED)
 
     def perform_update(self, serializer):
         self._save(serializer, serializer.instance)
 
     def perform_destroy(self, channel):
-        _refuse_while_used(channel, "channel_id", "interactions", "messages", "deliveries", "campaigns",
-                           advice="disable it instead")
-        channel.delete()
+        channel_delete(channel=channel)
+
+    @extend_schema(request=None, responses={200: serializers.SecretSerializer})
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    def rotate_secret(self, request, channel_id=None):
+        """Replace the channel's secret with a generated one, shown in this answer only."""
+        return Response({"secret": channel_rotate_secret(channel=self.get_object())})
 
 
 class OptionViewSet(viewsets.ViewSet):
     """Options of the catalog with their values; PATCH sets one (globally or for a channel)."""
 
     lookup_value_regex = r"[^/]+"
+    rights_name = "option"
 
     @extend_schema(
         parameters=[
@@ -137,7 +173,7 @@ class OptionViewSet(viewsets.ViewSet):
         responses=serializers.OptionSerializer(many=True),
     )
     def list(self, request):
-        channel = self._channel(request.query_params.get("channel"))
+        channel = self._channel(request, request.query_params.get("channel"))
         options = options_list(section=request.query_params.get("section") or None, channel=channel)
         return Response(serializers.OptionSerializer(options, many=True).data)
 
@@ -150,7 +186,7 @@ class OptionViewSet(viewsets.ViewSet):
         responses=serializers.OptionSerializer,
     )
     def retrieve(self, request, section=None, name=None):
-        return Response(self._one(section, name, self._channel(request.query_params.get("channel"))))
+        return Response(self._one(section, name, self._channel(request, request.query_params.get("channel"))))
 
     @extend_schema(
         parameters=[
@@ -164,7 +200,7 @@ class OptionViewSet(viewsets.ViewSet):
         option_definition_get(section=section, name=name)
         serializer = serializers.OptionUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        channel = self._channel(serializer.validated_data.get("channel"))
+        channel = self._channel(request, serializer.validated_data.get("channel"))
         option_set(section=section, name=name, value=serializer.validated_data["value"], channel=channel)
         return Response(self._one(section, name, channel))
 
@@ -178,7 +214,7 @@ class OptionViewSet(viewsets.ViewSet):
     )
     def destroy(self, request, section=None, name=None):
         """Reset an option: remove a channel's override, or set the global value back to the default."""
-        option_reset(section=section, name=name, channel=self._channel(request.query_params.get("channel")))
+        option_reset(section=section, name=name, channel=self._channel(request, request.query_params.get("channel")))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     def _one(self, section, name, channel):
@@ -187,13 +223,13 @@ class OptionViewSet(viewsets.ViewSet):
         return serializers.OptionSerializer(option).data
 
     @staticmethod
-    def _channel(channel_id):
+    def _channel(request, channel_id):
         if not channel_id:
             return None
-        channel = Channel.objects.filter(channel_id=channel_id).first()
-        if channel is None:
-            raise InvalidParameter(f"Unknown channel {channel_id!r}.", field="channel")
-        return channel
+        try:
+            return channel_get(user=request.user, channel_id=channel_id)
+        except NotFound as error:
+            raise InvalidParameter(f"Unknown channel {channel_id!r}.", field="channel") from error
 
 
 class BusinessAttributeViewSet(viewsets.ModelViewSet):
@@ -214,15 +250,23 @@ class BusinessAttributeViewSet(viewsets.ModelViewSet):
     def perform_update(self, serializer):
         self._save(serializer, serializer.instance)
 
+    def perform_destroy(self, attribute):
+        business_attribute_delete(attribute=attribute)
 
 
-class StandardResponseCategoryViewSet(viewsets.ModelViewSet):
+class StandardResponseCategoryViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
     queryset = StandardResponseCategory.objects.select_related("parent")
     serializer_class = serializers.StandardResponseCategorySerializer
     filterset_fields = ["parent"]
 
     def _save(self, serializer, category):
-        for key, value in serializer.validated_data.items():
+        data = dict(serializer.validated_data)
+        if category.pk is None:
+            category.tenant = default_tenant(
+                self.request.user, given=data.pop("tenant", None), parent=data.get("parent")
+            )
+        data.pop("tenant", None)
+        for key, value in data.items():
             setattr(category, key, value)
         serializer.instance = standard_response_category_save(category=category)
 
@@ -233,12 +277,10 @@ class StandardResponseCategoryViewSet(viewsets.ModelViewSet):
         self._save(serializer, serializer.instance)
 
     def perform_destroy(self, category):
-        if category.children.exists() or category.responses.exists():
-            raise InvalidParameter("The category still holds categories or standard responses.", field="id")
-        category.delete()
+        standard_response_category_delete(category=category)
 
 
-class AttachmentViewSet(viewsets.ModelViewSet):
+class AttachmentViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
     """Attachments of standard responses: upload (multipart `file`), list, delete."""
 
     queryset = Attachment.objects.all()
@@ -249,7 +291,11 @@ class AttachmentViewSet(viewsets.ModelViewSet):
 
     def perform_create(self, serializer):
         data = serializer.validated_data
-        serializer.instance = attachment_create(uploaded_file=data["file"], name=data.get("name"))
+        tenant = default_tenant(self.request.user, given=data.get("tenant"))
+        serializer.instance = attachment_create(tenant=tenant, uploaded_file=data["file"], name=data.get("name"))
+
+    def perform_destroy(self, attachment):
+        attachment_delete(attachment=attachment)
 
 
 class StandardResponseFilter(StrictFilterSet):
@@ -264,7 +310,8 @@ class StandardResponseFilter(StrictFilterSet):
         ids, frontier = {int(value)}, {int(value)}
         while frontier:
             frontier = set(
-                StandardResponseCategory.objects.filter(parent__in=frontier).values_list("pk", flat=True)
+                restrict(StandardResponseCategory.objects.filter(parent__in=frontier), self.request.user)
+                .values_list("pk", flat=True)
             ) - ids
             ids |= frontier
         return queryset.filter(category__in=ids)
@@ -273,7 +320,7 @@ class StandardResponseFilter(StrictFilterSet):
         return queryset.filter(Q(name__icontains=value) | Q(body__icontains=value))
 
 
-class StandardResponseViewSet(viewsets.ModelViewSet):
+class StandardResponseViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
     queryset = StandardResponse.objects.select_related("category").prefetch_related("attachments")
     serializer_class = serializers.StandardResponseSerializer
     filterset_class = StandardResponseFilter
@@ -282,6 +329,11 @@ class StandardResponseViewSet(viewsets.ModelViewSet):
     def _save(self, serializer, response):
         data = dict(serializer.validated_data)
         attachments = data.pop("attachments", None)
+        if response.tenant_id is None:
+            response.tenant = default_tenant(
+                self.request.user, given=data.pop("tenant", None), parent=data.get("category")
+            )
+        data.pop("tenant", None)  # a response stays in its tenant
         for key, value in data.items():
             setattr(response, key, value)
         serializer.instance = standard_response_save(response=response, attachments=attachments)
@@ -293,11 +345,10 @@ class StandardResponseViewSet(viewsets.ModelViewSet):
         self._save(serializer, serializer.instance)
 
     def perform_destroy(self, response):
-        _refuse_while_used(response, "id", "campaigns")
-        response.delete()
+        standard_response_delete(response=response)
 
     @extend_schema(request=serializers.RenderRequestSerializer, responses=serializers.RenderResponseSerializer)
-    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
+    @action(detail=True, methods=["post"])
     def render(self, request, pk=None):
         """Render with field values: the webhook payload and the field codes left without a value."""
         serializer = serializers.RenderRequestSerializer(data=request.data)
@@ -311,12 +362,14 @@ class StandardResponseViewSet(viewsets.ModelViewSet):
 class EmojiView(APIView):
     """The emojis agents may insert (option whatsappsession.emojis-business-attribute, else the default set)."""
 
+    rights_name = "emojis"
+
     @extend_schema(
         parameters=[OpenApiParameter("channel", str, description="A channel id: its option override applies")],
         responses=serializers.EmojiSerializer(many=True),
     )
     def get(self, request):
-        channel = OptionViewSet._channel(request.query_params.get("channel"))
+        channel = OptionViewSet._channel(request, request.query_params.get("channel"))
         return Response(emojis_for(channel=channel))
 
 
@@ -331,7 +384,7 @@ class InteractionFilter(StrictFilterSet):
         fields = ["channel", "client", "state", "type", "queue", "contact", "created_after", "created_before"]
 
 
-class InteractionViewSet(viewsets.ReadOnlyModelViewSet):
+class InteractionViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
     """Interactions (chat sessions), newest first, with their transcript; agents post messages to them."""
 
     queryset = Interaction.objects.select_related("channel").order_by("-created_at")
@@ -350,14 +403,18 @@ class InteractionViewSet(viewsets.ReadOnlyModelViewSet):
         responses={202: serializers.MessageSerializer, 409: OpenApiResponse(
             ErrorSerializer, "The session has ended, or the WhatsApp 24-hour window has closed.")},
     )
-    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
+    @action(detail=True, methods=["post"])
     def messages(self, request, pk=None):
-        """Send an agent message (text, or a standard response with field values); 202 once queued."""
+        """Send an agent message (text, or a standard response with field values); 202 once queued.
+        On a WhatsApp channel it needs WhatsApp - Can Use."""
+        interaction = interaction_get(user=request.user, interaction_id=pk)
+        if interaction.channel.media_type == "whatsapp":
+            require(request.user, "agent.whatsapp")
         serializer = serializers.AgentMessageSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         message = agent_message_send(
-            interaction_id=pk,
+            interaction_id=interaction.pk,
             text=data.get("text"),
             standard_response_id=data.get("standard_response_id"),
             fields=data.get("fields"),
@@ -381,7 +438,7 @@ class ContactFilter(StrictFilterSet):
         )
 
 
-class ContactViewSet(viewsets.ReadOnlyModelViewSet):
+class ContactViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
     """Contacts with the ids of their interactions (their history)."""
 
     queryset = Contact.objects.prefetch_related("interactions")
@@ -395,7 +452,7 @@ TRANSITION_SCHEMA = extend_schema(request=None, responses={
 })
 
 
-class CampaignViewSet(viewsets.ModelViewSet):
+class CampaignViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
     """Notification campaigns: create with recipients (JSON or a CSV `file`), then start, pause, resume, cancel."""
 
     queryset = Campaign.objects.select_related("channel", "standard_response")
@@ -424,9 +481,7 @@ class CampaignViewSet(viewsets.ModelViewSet):
         return Response(body, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, campaign):
-        if campaign.state in ("running", "scheduled"):
-            raise InvalidParameter("Cancel the campaign before deleting it.", field="state")
-        campaign.delete()
+        campaign_services.campaign_delete(campaign=campaign)
 
     @extend_schema(
         parameters=[OpenApiParameter("page", int, description="A page number within the paginated result set.")],
@@ -493,18 +548,59 @@ class CampaignViewSet(viewsets.ModelViewSet):
         return self._transition(pk, "cancel")
 
 
-def _refuse_while_used(instance, field: str, *relations: str, advice: str = "") -> None:
-    """Deleting what interactions, messages or campaigns still refer to would fail (PROTECT): say so, naming them."""
-    used_by = [relation for relation in relations if getattr(instance, relation).exists()]
-    if used_by:
-        raise InvalidParameter(
-            f"It is still used by its {', '.join(used_by)}: it cannot be deleted{'; ' + advice if advice else ''}.",
-            field=field,
-        )
-
-
 def _decoded(upload) -> str:
     try:
         return upload.read().decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise InvalidParameter("The CSV file is not UTF-8 text.", field="file") from error
+
+
+def require(user, action: str) -> None:
+    """The rights table's rule for an action decided by what is sent (403 when not allowed)."""
+    rule = rights.rule(action)
+    if rule is None or not rule.allows(user):
+        missing = ", ".join(rule.missing(user)) if rule else action
+        raise PermissionDenied(f"You need the permission {missing}.", field=action)
+
+
+class UserFilter(StrictFilterSet):
+    group = filters.CharFilter(field_name="groups__name", help_text="A group name.")
+    tenant = IntegerFilter(field_name="memberships__tenant", help_text="A tenant id.")
+
+    class Meta:
+        model = get_user_model()
+        fields = ["username", "group", "tenant", "is_active"]
+
+
+class UserViewSet(viewsets.ModelViewSet):
+    """Users with their groups (roles) and tenants. A user who is not a superuser sees the users of its
+    tenants, and may grant only its own tenants and the groups it is in."""
+
+    serializer_class = serializers.UserSerializer
+    filterset_class = UserFilter
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        return user_list(user=self.request.user).prefetch_related("groups", "memberships").order_by("pk")
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "visible_tenant_ids": tenant_ids_for(self.request.user)}
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = user_create(
+            username=data["username"], password=data["password"], groups=data.get("groups", []),
+            tenants=data.get("tenants", []), email=data.get("email", ""), is_staff=data.get("is_staff", True),
+            granted_by=self.request.user,
+        )
+
+    def perform_update(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = user_update(
+            user=serializer.instance, granted_by=self.request.user, password=data.get("password"),
+            groups=data.get("groups"), tenants=data.get("tenants"), email=data.get("email"),
+            is_staff=data.get("is_staff"), is_active=data.get("is_active"),
+        )
+
+    def perform_destroy(self, user):
+        user_delete(user=user, deleted_by=self.request.user)

@@ -26,6 +26,7 @@ Handler = Callable[[dict, dict, "EspContext"], dict]
 @dataclass(frozen=True)
 class EspContext:
     trace_id: str = ""
+    user: object = None  # the authenticated caller: its tenants bound the channels it may use
 
 
 HANDLERS: dict[tuple[str, str], Handler] = {}

@@ -10,6 +10,8 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from channels_app import rights
+from channels_app.errors import PermissionDenied
 from channels_app.esp import handlers  # noqa: F401  (registers the ESP methods)
 from channels_app.esp.dispatcher import EspContext, esp_dispatch, esp_error
 from channels_app.options_catalog import CHAT_SERVER
@@ -57,7 +59,8 @@ ESP_RESPONSE = inline_serializer(
 
 class EspView(APIView):
     authentication_classes = [TokenAuthentication]
-    permission_classes = [IsAuthenticated]
+    rights_name = "esp"
+    permission_classes = [IsAuthenticated]  # 401 without a token; use_esp is checked below, answered in ESP's words
     parser_classes = [RawJSONParser]
 
     @extend_schema(
@@ -70,6 +73,12 @@ class EspView(APIView):
         description="ChatService.InviteToChat and Messaging.ValidateContact (see API.md).",
     )
     def post(self, request):
+        use_esp = rights.rule("esp.post")
+        if not use_esp.allows(request.user):
+            missing = ", ".join(use_esp.missing(request.user))
+            reply = esp_error(None, PermissionDenied.esp_code, f"Permission incorrect: {missing} is needed.",
+                              PermissionDenied.http_status)
+            return Response(reply.body, status=reply.http_status)
         body = request.data if isinstance(request.data, bytes) else b""
         limit = option_value(section=CHAT_SERVER, name="xml-request-max-size")
         if len(body) > limit:
@@ -84,5 +93,6 @@ class EspView(APIView):
                 if where := nul_character_at(payload):  # PostgreSQL cannot store it: it was a 500
                     reply = esp_error(None, 904, f"{where} incorrect: it holds a NUL character (\\u0000).", 400)
                 else:
-                    reply = esp_dispatch(payload, EspContext(trace_id=request.headers.get("X-B3-TraceId", "")))
+                    reply = esp_dispatch(payload, EspContext(
+                        trace_id=request.headers.get("X-B3-TraceId", ""), user=request.user))
         return Response(reply.body, status=reply.http_status)

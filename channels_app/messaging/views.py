@@ -4,7 +4,6 @@ import json
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -83,7 +82,7 @@ def _status(code: int, message: str, http_status: int) -> Response:
 
 class NexusMessagesView(APIView):
     authentication_classes = []  # the HMAC signature of the body authenticates the third party
-    permission_classes = [AllowAny]
+    rights_name = "nexus-messages"
     parser_classes = [RawJSONParser]
 
     @extend_schema(

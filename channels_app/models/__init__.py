@@ -8,6 +8,7 @@ from channels_app.models.configuration import (
     Membership,
     OptionValue,
     Tenant,
+    generate_channel_secret,
 )
 from channels_app.models.conversations import (
     Contact,
@@ -51,4 +52,5 @@ __all__ = [
     "Membership",
     "OptionValue",
     "Tenant",
+    "generate_channel_secret",
 ]

@@ -1,6 +1,7 @@
 """Outbound notification campaigns and their recipients."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -53,6 +54,12 @@ class Campaign(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.state})"
+
+    def clean(self):
+        if self.channel_id and self.standard_response_id and (
+            self.standard_response.tenant_id != self.channel.tenant_id
+        ):
+            raise ValidationError({"standard_response": "The standard response is not of the channel's tenant."})
 
 
 class CampaignRecipient(models.Model):

@@ -19,7 +19,12 @@ from channels_app.choices import (
     Transport,
 )
 from channels_app.phones import parse_international, to_e164
-from channels_app.validators import validate_channel_id, validate_http_url, validate_queue_key
+from channels_app.validators import (
+    validate_channel_id,
+    validate_http_url,
+    validate_queue_key,
+    validate_queue_key_format,
+)
 
 
 class Tenant(models.Model):
@@ -166,7 +171,7 @@ class Endpoint(models.Model):
     queue_key = models.CharField(
         "chat queue key",
         max_length=200,
-        validators=[validate_queue_key],
+        validators=[validate_queue_key_format],
         help_text="tenant-id:endpoint-name (a Chat Server endpoint), e.g. 1:session-chat.",
     )
 
@@ -178,6 +183,13 @@ class Endpoint(models.Model):
 
     def __str__(self):
         return self.queue_key
+
+    def clean(self):
+        if self.channel_id and self.queue_key:
+            try:
+                validate_queue_key(self.queue_key, tenant_id=self.channel.tenant_id)
+            except ValidationError as error:
+                raise ValidationError({"queue_key": error.messages}) from error
 
 
 class OptionValue(models.Model):
@@ -228,7 +240,8 @@ class OptionValue(models.Model):
             raise ValidationError({"value": str(error)}) from error
         if definition.type == options_catalog.OptionType.QUEUE_KEY and self.value:
             try:
-                validate_queue_key(self.value)
+                # A channel's override is of the channel's tenant; a global value names an existing tenant.
+                validate_queue_key(self.value, tenant_id=self.channel.tenant_id if self.channel_id else None)
             except ValidationError as error:
                 raise ValidationError({"value": error.messages}) from error
 

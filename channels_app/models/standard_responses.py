@@ -52,6 +52,8 @@ class StandardResponseCategory(models.Model):
         return " / ".join(reversed(names))
 
     def clean(self):
+        if self.parent is not None and self.tenant_id is not None and self.parent.tenant_id != self.tenant_id:
+            raise ValidationError({"parent": "The parent category is of another tenant."})
         node, steps = self.parent, 0
         while node is not None:
             if self.pk is not None and node.pk == self.pk:
@@ -118,6 +120,8 @@ class StandardResponse(models.Model):
     def clean(self):
         """Every limit of the spec, and every field code well formed (with its position).
         Errors are keyed by field path (`body`, `structured.header.text`, ...)."""
+        if self.category is not None and self.tenant_id is not None and self.category.tenant_id != self.tenant_id:
+            raise ValidationError({"category": "The category is of another tenant."})
         try:
             self.structured = rendering.validate_structured(self.content_type, self.body, self.structured)
         except rendering.ContentError as error:

@@ -9,7 +9,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from channels_app.choices import ContentType, MediaType
-from channels_app.errors import ApplicationError, InvalidParameter, NotFound
+from channels_app.errors import Conflict, InvalidParameter, NotFound
 from channels_app.models import Interaction, InteractionState, Message, StandardResponse
 from channels_app.options_catalog import IW
 from channels_app.services.interactions import message_queue_outbound
@@ -21,13 +21,6 @@ WHATSAPP_WINDOW_MINUTES = 24 * 60
 NOTIFICATION_TYPES = {ContentType.NOTIFICATION, ContentType.RICH_MEDIA}
 # "Reply Buttons or List Messages cannot be used as notifications."
 INTERACTIVE_TYPES = {ContentType.REPLY_BUTTONS, ContentType.LIST}
-
-
-class Conflict(ApplicationError):
-    """The request is valid but the session does not allow it now (HTTP 409)."""
-
-    esp_code = 920
-    http_status = 409
 
 
 def customer_window_closes_at(*, interaction: Interaction) -> datetime | None:

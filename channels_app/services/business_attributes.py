@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from channels_app.choices import BusinessAttributeType
+from channels_app.errors import InvalidFields
 from channels_app.models import BusinessAttribute, BusinessAttributeValue
 
 # Emojis offered when whatsappsession.emojis-business-attribute names no
@@ -56,7 +57,7 @@ def business_attributes_ensure_required() -> None:
 @transaction.atomic
 def business_attribute_save(*, attribute: BusinessAttribute, values: list[dict] | None = None) -> BusinessAttribute:
     """Validate and save an attribute; `values` (dicts of value fields) replaces
-    its values when given. Errors are a ValidationError keyed by field, with
+    its values when given. Errors are an InvalidFields keyed by field, with
     value errors as `values[i].field`."""
     errors: dict[str, list[str]] = {}
     try:
@@ -80,7 +81,7 @@ def business_attribute_save(*, attribute: BusinessAttribute, values: list[dict] 
             seen.add(value.name)
             new_values.append(value)
     if errors:
-        raise ValidationError(errors)
+        raise InvalidFields(errors)
     attribute.save()
     if values is not None:
         attribute.values.all().delete()
@@ -88,3 +89,9 @@ def business_attribute_save(*, attribute: BusinessAttribute, values: list[dict] 
             value.attribute = attribute
         BusinessAttributeValue.objects.bulk_create(new_values)
     return attribute
+
+
+@transaction.atomic
+def business_attribute_delete(*, attribute: BusinessAttribute) -> None:
+    """Delete an attribute with its values (a required one comes back at the next migrate)."""
+    attribute.delete()

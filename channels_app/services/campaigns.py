@@ -9,12 +9,13 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from channels_app.bulk import bulk_update_rows
-from channels_app.errors import ApplicationError, InvalidParameter
+from channels_app.errors import ApplicationError, CampaignStateConflict, InvalidFields, InvalidParameter
 from channels_app.models import (
     Campaign,
     CampaignRecipient,
@@ -163,7 +164,7 @@ def campaign_create(
 ) -> tuple[Campaign, AudienceReport]:
     if chat_queue_key:
         try:
-            validate_queue_key(chat_queue_key)
+            validate_queue_key(chat_queue_key, tenant_id=channel.tenant_id)
         except Exception as error:
             messages = getattr(error, "messages", [str(error)])
             raise InvalidParameter(" ".join(messages), field="chat_queue_key") from error
@@ -171,10 +172,57 @@ def campaign_create(
         name=name, channel=channel, standard_response=standard_response, rate_per_second=rate_per_second,
         start_at=start_at, terminate_sessions=terminate_sessions, chat_queue_key=chat_queue_key, created_by=created_by,
     )
-    campaign.full_clean()
+    try:
+        campaign.full_clean()
+    except ValidationError as error:
+        raise InvalidFields.from_django(error) from error
     campaign.save()
     report = campaign_add_recipients(campaign=campaign, rows=rows or [])
     return campaign, report
+
+
+@transaction.atomic
+def campaign_update(
+    *,
+    campaign: Campaign,
+    name: str,
+    channel: Channel,
+    standard_response: StandardResponse,
+    rate_per_second: int | None,
+    start_at: datetime | None,
+    terminate_sessions: bool,
+    chat_queue_key: str,
+) -> Campaign:
+    """Change a draft or scheduled campaign's settings (its audience is added with campaign_add_recipients)."""
+    locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    if locked.state not in (CampaignState.DRAFT, CampaignState.SCHEDULED):
+        raise CampaignStateConflict(f"A {locked.state} campaign cannot be changed.", field="state")
+    if chat_queue_key:
+        try:
+            validate_queue_key(chat_queue_key, tenant_id=channel.tenant_id)
+        except ValidationError as error:
+            raise InvalidParameter(" ".join(error.messages), field="chat_queue_key") from error
+    for key, value in (("name", name), ("channel", channel), ("standard_response", standard_response),
+                       ("rate_per_second", rate_per_second), ("start_at", start_at),
+                       ("terminate_sessions", terminate_sessions), ("chat_queue_key", chat_queue_key)):
+        setattr(campaign, key, value)
+    try:
+        campaign.full_clean()
+    except ValidationError as error:
+        raise InvalidFields.from_django(error) from error
+    # Only the settings: the state may have moved on since the caller read the campaign.
+    campaign.save(update_fields=["name", "channel", "standard_response", "rate_per_second", "start_at",
+                                 "terminate_sessions", "chat_queue_key"])
+    return campaign
+
+
+@transaction.atomic
+def campaign_delete(*, campaign: Campaign) -> None:
+    """Delete a campaign that is not running or scheduled (cancel it first)."""
+    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    if campaign.state in (CampaignState.RUNNING, CampaignState.SCHEDULED):
+        raise InvalidParameter("Cancel the campaign before deleting it.", field="state")
+    campaign.delete()
 
 
 # --- state machine ------------------------------------------------------------
@@ -186,11 +234,6 @@ ALLOWED = {
     "cancel": ({CampaignState.DRAFT, CampaignState.SCHEDULED, CampaignState.RUNNING, CampaignState.PAUSED},
                CampaignState.CANCELLED),
 }
-
-
-class CampaignStateConflict(ApplicationError):
-    esp_code = 920
-    http_status = 409
 
 
 @transaction.atomic

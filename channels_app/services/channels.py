@@ -4,7 +4,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from channels_app import options_catalog
-from channels_app.models import Channel, Endpoint
+from channels_app.errors import InvalidFields, InvalidParameter
+from channels_app.models import Channel, Endpoint, generate_channel_secret
 from channels_app.services.options import option_reset, option_set, option_value
 from channels_app.validators import validate_queue_key
 
@@ -27,8 +28,8 @@ def channel_save(
     """Validate and save a channel (new or changed), generating its secret when
     blank. `endpoints` (chat queue keys) replaces the channel's endpoints when
     given; `inbound_route_by_call` sets its route ("" removes the override).
-    Everything is validated before anything is written; errors are a Django
-    ValidationError keyed by field."""
+    Everything is validated before anything is written; errors are an
+    InvalidFields keyed by field."""
     channel.ensure_secret()
     errors: dict[str, list[str]] = {}
     try:
@@ -38,18 +39,18 @@ def channel_save(
     if endpoints is not None:
         for key in endpoints:
             try:
-                validate_queue_key(key)
+                validate_queue_key(key, tenant_id=channel.tenant_id)
             except ValidationError as error:
                 errors.setdefault("endpoints", []).extend(error.messages)
         if len(set(endpoints)) != len(endpoints):
             errors.setdefault("endpoints", []).append("An endpoint is listed twice.")
     if inbound_route_by_call:
         try:
-            validate_queue_key(inbound_route_by_call)
+            validate_queue_key(inbound_route_by_call, tenant_id=channel.tenant_id)
         except ValidationError as error:
             errors["inbound_route_by_call"] = error.messages
     if errors:
-        raise ValidationError(errors)
+        raise InvalidFields(errors)
 
     channel.save()
     if endpoints is not None:
@@ -65,3 +66,30 @@ def channel_save(
         else:
             option_reset(section=section, name=name, channel=channel)
     return channel
+
+
+@transaction.atomic
+def channel_rotate_secret(*, channel: Channel) -> str:
+    """Replace the channel's secret with a new generated one and return it:
+    the only moment it is shown (API.md, "Secrets are shown once")."""
+    channel.secret = generate_channel_secret()
+    channel.save(update_fields=["secret", "updated_at"])
+    return channel.secret
+
+
+def refuse_while_used(instance, field: str, *relations: str, advice: str = "") -> None:
+    """Deleting what interactions, messages or campaigns still refer to would
+    fail (PROTECT): an error naming them instead."""
+    used_by = [relation.replace("_", " ") for relation in relations if getattr(instance, relation).exists()]
+    if used_by:
+        raise InvalidParameter(
+            f"It is still used by its {', '.join(used_by)}: it cannot be deleted{'; ' + advice if advice else ''}.",
+            field=field,
+        )
+
+
+@transaction.atomic
+def channel_delete(*, channel: Channel) -> None:
+    refuse_while_used(channel, "channel_id", "interactions", "messages", "deliveries", "campaigns",
+                      advice="disable it instead")
+    channel.delete()

@@ -48,17 +48,17 @@ def contacts_identify(*, channel: Channel, claims: list[ContactClaim]) -> list[C
     """`contact_identify` for many customers at once, in a handful of
     statements whatever their number: the contacts of each claim, in order."""
     keys = [_contact_key(channel, claim) for claim in claims]
-    found = _contacts_by_key(set(keys))
+    found = _contacts_by_key(channel.tenant_id, set(keys))
     missing = {}
     for key, claim in zip(keys, claims, strict=True):
         if key not in found:
             if key not in missing:
-                missing[key] = _new_contact(key, claim.client_id)
+                missing[key] = _new_contact(channel.tenant_id, key, claim.client_id)
             _apply_properties(missing[key], claim.properties)  # so that a new contact needs no update
     if missing:
         # Concurrent requests may create some of them first: theirs are found again below.
         Contact.objects.bulk_create(missing.values(), ignore_conflicts=True)
-        found.update(_contacts_by_key(set(missing)))
+        found.update(_contacts_by_key(channel.tenant_id, set(missing)))
     contacts = [found[key] for key in keys]
     changed = {}
     for contact, claim in zip(contacts, claims, strict=True):
@@ -79,20 +79,24 @@ def _contact_key(channel: Channel, claim: ContactClaim) -> tuple[str, str]:
     return ("phone", phone) if phone else ("client", claim.client_id)
 
 
-def _new_contact(key: tuple[str, str], client_id: str) -> Contact:
+def _new_contact(tenant_id: int, key: tuple[str, str], client_id: str) -> Contact:
     kind, value = key
-    return Contact(phone_number=value, client_id=client_id) if kind == "phone" else Contact(client_id=value)
+    if kind == "phone":
+        return Contact(tenant_id=tenant_id, phone_number=value, client_id=client_id)
+    return Contact(tenant_id=tenant_id, client_id=value)
 
 
-def _contacts_by_key(keys: set[tuple[str, str]]) -> dict[tuple[str, str], Contact]:
+def _contacts_by_key(tenant_id: int, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Contact]:
+    """Contacts are per tenant: the same number in two tenants is two contacts."""
     phones = [value for kind, value in keys if kind == "phone"]
     client_ids = [value for kind, value in keys if kind == "client"]
+    tenant_contacts = Contact.objects.filter(tenant_id=tenant_id)
     found = {}
     if phones:
-        found.update({("phone", c.phone_number): c for c in Contact.objects.filter(phone_number__in=phones)})
+        found.update({("phone", c.phone_number): c for c in tenant_contacts.filter(phone_number__in=phones)})
     if client_ids:
         found.update(
-            {("client", c.client_id): c for c in Contact.objects.filter(phone_number="", client_id__in=client_ids)}
+            {("client", c.client_id): c for c in tenant_contacts.filter(phone_number="", client_id__in=client_ids)}
         )
     return found
 

@@ -56,14 +56,17 @@ def parse_flag(value, name: str) -> bool:
     raise InvalidParameter(f"{name} incorrect: {value!r} is neither true nor false.", field=name)
 
 
-def channel_resolve(channel_id: str | None) -> Channel:
-    """`_umsChannel`: mandatory only when more than one channel is configured."""
+def channel_resolve(channel_id: str | None, *, channels=None) -> Channel:
+    """`_umsChannel`: mandatory only when more than one channel is configured.
+    `channels`: the channels the caller may use (its tenants'); a channel
+    outside them is an unknown channel."""
+    channels = Channel.objects.all() if channels is None else channels
     if channel_id:
-        channel = Channel.objects.filter(channel_id=channel_id).first()
+        channel = channels.filter(channel_id=channel_id).first()
         if channel is None:
             raise NotFound(f"_umsChannel unknown channel {channel_id!r}.", field="_umsChannel")
         return channel
-    channels = list(Channel.objects.filter(enabled=True)[:2])
+    channels = list(channels.filter(enabled=True)[:2])
     if len(channels) != 1:
         raise InvalidParameter(
             "_umsChannel incorrect: the parameter is mandatory when more than one channel is configured."
@@ -125,13 +128,17 @@ def invitation_plan(
             field="ChatQueueKey",
         )
     try:
-        validate_queue_key(queue)
+        validate_queue_key(queue, tenant_id=channel.tenant_id)
     except Exception as error:
         raise InvalidParameter(f"ChatQueueKey incorrect: {' '.join(getattr(error, 'messages', [str(error)]))}",
                                field="ChatQueueKey") from error
     response = None
     if standard_response_id:
-        response = StandardResponse.objects.prefetch_related("attachments").filter(pk=standard_response_id).first()
+        response = (
+            StandardResponse.objects.prefetch_related("attachments")
+            .filter(pk=standard_response_id, tenant_id=channel.tenant_id)
+            .first()
+        )
         if response is None:
             raise NotFound(f"StandardResponseId unknown standard response {standard_response_id!r}.",
                            field="StandardResponseId")

@@ -168,7 +168,7 @@ def _parse_cfg(text: str) -> configparser.ConfigParser:
     return parser
 
 
-def _section_target(section_name: str, channel: Channel | None) -> tuple[str | None, Channel | None]:
+def _section_target(section_name: str, channel: Channel | None, channels) -> tuple[str | None, Channel | None]:
     """Map a file's section to (catalog section, channel).
 
     `[channel-<anything>]` is the DMS channel section: with --channel it applies
@@ -177,23 +177,26 @@ def _section_target(section_name: str, channel: Channel | None) -> tuple[str | N
     """
     if section_name.startswith("channel-") or section_name == options_catalog.CHANNEL:
         if channel is None:
-            channel = Channel.objects.filter(channel_id=section_name).first()
+            channel = channels.filter(channel_id=section_name).first()
         return options_catalog.CHANNEL, channel
     if section_name in options_catalog.SECTIONS:
         return section_name, channel
     return None, channel
 
 
-def options_import_cfg(*, text: str, channel: Channel | None = None) -> ImportReport:
+def options_import_cfg(*, text: str, channel: Channel | None = None, channels=None) -> ImportReport:
     """Import a `.cfg` option file. Every value is validated first; the valid
     ones are written in one transaction; the report lists what was set,
-    skipped (unknown section or option) and refused (invalid value)."""
+    skipped (unknown section or option) and refused (invalid value).
+    `channels`: the channels a `[channel-<id>]` section may name (the
+    importing user's; all when not given)."""
+    channels = Channel.objects.all() if channels is None else channels
     parser = _parse_cfg(text)
     report = ImportReport()
     pending: list[OptionValue] = []
     pending_endpoints: list[tuple[Channel, list[str]]] = []
     for section_name in parser.sections():
-        section, target_channel = _section_target(section_name, channel)
+        section, target_channel = _section_target(section_name, channel, channels)
         scope = f" ({target_channel.channel_id})" if target_channel else ""
         for name, raw in parser.items(section_name):
             where = f"[{section_name}] {name}{scope}"
@@ -204,7 +207,7 @@ def options_import_cfg(*, text: str, channel: Channel | None = None) -> ImportRe
                 keys = [key.strip() for key in raw.split(",") if key.strip()]
                 try:
                     for key in keys:
-                        validate_queue_key(key)
+                        validate_queue_key(key, tenant_id=target_channel.tenant_id)
                 except ValidationError as error:
                     report.refused.append(f"{where}: {' '.join(error.messages)}")
                     continue

@@ -9,38 +9,56 @@ from django.db import transaction
 
 from channels_app import rendering
 from channels_app.attachments import AttachmentRejected, detect_attachment_type
-from channels_app.errors import InvalidParameter
+from channels_app.errors import InvalidFields, InvalidParameter
 from channels_app.models import (
     Attachment,
     BusinessAttribute,
     Channel,
     StandardResponse,
     StandardResponseCategory,
+    Tenant,
 )
 from channels_app.services.business_attributes import DEFAULT_EMOJIS
+from channels_app.services.channels import refuse_while_used
 from channels_app.services.options import option_value
+
+
+def standard_response_errors(
+    *, response: StandardResponse, attachments: list[Attachment] | None = None
+) -> dict[str, list[str]]:
+    """Everything wrong with a standard response before it is saved: every
+    limit of the spec, field codes with their position, and the category and
+    attachments it names being of its own tenant. Keyed by field path, e.g.
+    `structured.header.text`."""
+    errors: dict[str, list[str]] = {}
+    try:
+        response.full_clean()
+    except ValidationError as error:
+        errors.update(error.message_dict)
+    if response.tenant_id is None:
+        return errors
+    referenced = response.attachment_ids_in_structured() if "structured" not in errors else set()
+    if referenced:
+        known = set(
+            Attachment.objects.filter(pk__in=referenced, tenant_id=response.tenant_id).values_list("pk", flat=True)
+        )
+        unknown = sorted(referenced - known)
+        if unknown:
+            errors.setdefault("structured", []).append(f"Unknown attachment id(s): {', '.join(map(str, unknown))}.")
+    foreign = sorted(a.pk for a in attachments or () if a.tenant_id != response.tenant_id)
+    if foreign:
+        errors["attachments"] = [f"Unknown attachment id(s): {', '.join(map(str, foreign))}."]
+    return errors
 
 
 @transaction.atomic
 def standard_response_save(
     *, response: StandardResponse, attachments: list[Attachment] | None = None
 ) -> StandardResponse:
-    """Validate (every limit of the spec, field codes with their position,
-    referenced attachments) and save a standard response. Errors are a Django
-    ValidationError keyed by field path, e.g. `structured.header.text`."""
-    errors: dict[str, list[str]] = {}
-    try:
-        response.full_clean()
-    except ValidationError as error:
-        errors.update(error.message_dict)
-    referenced = response.attachment_ids_in_structured() if "structured" not in errors else set()
-    if referenced:
-        known = set(Attachment.objects.filter(pk__in=referenced).values_list("pk", flat=True))
-        unknown = sorted(referenced - known)
-        if unknown:
-            errors.setdefault("structured", []).append(f"Unknown attachment id(s): {', '.join(map(str, unknown))}.")
+    """Validate (`standard_response_errors`) and save a standard response."""
+    errors = standard_response_errors(response=response, attachments=attachments)
     if errors:
-        raise ValidationError(errors)
+        raise InvalidFields(errors)
     response.save()
     if attachments is not None:
         response.attachments.set(attachments)
@@ -48,13 +66,50 @@ def standard_response_save(
 
 
 @transaction.atomic
+def standard_response_delete(*, response: StandardResponse) -> None:
+    refuse_while_used(response, "id", "campaigns")
+    response.delete()
+
+
+@transaction.atomic
 def standard_response_category_save(*, category: StandardResponseCategory) -> StandardResponseCategory:
-    category.full_clean()
+    try:
+        category.full_clean()
+    except ValidationError as error:
+        raise InvalidFields.from_django(error) from error
     category.save()
     return category
 
 
-def attachment_create(*, uploaded_file: UploadedFile, name: str | None = None) -> Attachment:
+@transaction.atomic
+def standard_response_category_delete(*, category: StandardResponseCategory) -> None:
+    if category.children.exists() or category.responses.exists():
+        raise InvalidParameter("The category still holds categories or standard responses.", field="id")
+    category.delete()
+
+
+@transaction.atomic
+def attachment_rename(*, attachment: Attachment, name: str) -> Attachment:
+    """Change the file name shown to the customer (the file itself never changes)."""
+    attachment.name = name
+    try:
+        attachment.full_clean(exclude=["file"])
+    except ValidationError as error:
+        raise InvalidFields.from_django(error) from error
+    attachment.save(update_fields=["name"])
+    return attachment
+
+
+@transaction.atomic
+def attachment_delete(*, attachment: Attachment) -> None:
+    """Delete an attachment no standard response names; the file goes with it."""
+    if attachment.standard_responses.exists():
+        raise InvalidParameter("A standard response still sends this attachment.", field="id")
+    attachment.file.delete(save=False)
+    attachment.delete()
+
+
+def attachment_create(*, tenant: Tenant, uploaded_file: UploadedFile, name: str | None = None) -> Attachment:
     """Store an uploaded file once its content shows a supported type smaller than 100 MB."""
     file_name = name or uploaded_file.name or ""
     try:
@@ -62,6 +117,7 @@ def attachment_create(*, uploaded_file: UploadedFile, name: str | None = None) -
     except AttachmentRejected as error:
         raise InvalidParameter(str(error), field="file") from error
     attachment = Attachment(
+        tenant=tenant,
         name=file_name,
         kind=attachment_type.kind,
         mime_type=attachment_type.mime_type,

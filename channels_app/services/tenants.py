@@ -1,0 +1,58 @@
+"""Tenants and memberships: the wall between the contact centers one server hosts."""
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from channels_app.errors import InvalidFields, InvalidParameter
+from channels_app.models import Membership, Tenant
+
+
+@transaction.atomic
+def tenant_create(*, tenant_id: int, name: str, created_by=None) -> Tenant:
+    """Create a tenant; the user who creates it becomes its member (a
+    superuser sees every tenant already)."""
+    tenant = Tenant(id=tenant_id, name=name)
+    try:
+        tenant.full_clean()
+    except ValidationError as error:
+        raise InvalidFields.from_django(error) from error
+    tenant.save()
+    if created_by is not None and not created_by.is_superuser:
+        Membership.objects.create(user=created_by, tenant=tenant)
+    return tenant
+
+
+@transaction.atomic
+def tenant_update(*, tenant: Tenant, name: str) -> Tenant:
+    tenant.name = name
+    try:
+        tenant.full_clean()
+    except ValidationError as error:
+        raise InvalidFields.from_django(error) from error
+    tenant.save()
+    return tenant
+
+
+@transaction.atomic
+def tenant_delete(*, tenant: Tenant) -> None:
+    """Delete a tenant that holds nothing any more (channels, contacts, the response library)."""
+    held = [
+        what for what, relation in (
+            ("channels", tenant.channels), ("contacts", tenant.contacts),
+            ("standard responses", tenant.standard_responses),
+            ("standard response categories", tenant.standard_response_categories),
+            ("attachments", tenant.attachments),
+        ) if relation.exists()
+    ]
+    if held:
+        raise InvalidParameter(f"Tenant {tenant.id} still holds {', '.join(held)}: delete them first.", field="id")
+    tenant.delete()
+
+
+@transaction.atomic
+def memberships_set(*, user, tenants: list[Tenant]) -> None:
+    """Make `user` a member of exactly `tenants` (takes effect on the user's next request)."""
+    wanted = {tenant.pk for tenant in tenants}
+    Membership.objects.filter(user=user).exclude(tenant_id__in=wanted).delete()
+    existing = set(Membership.objects.filter(user=user).values_list("tenant_id", flat=True))
+    Membership.objects.bulk_create([Membership(user=user, tenant_id=pk) for pk in wanted - existing])

@@ -1,0 +1,106 @@
+"""Users of the server, their groups (roles) and their tenants.
+
+A user who is not a superuser may grant only what it holds itself: tenants
+it is a member of and groups it is in (API.md, "Users and memberships")."""
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from channels_app.errors import InvalidFields, PermissionDenied
+from channels_app.models import Tenant
+from channels_app.selectors import tenant_ids_for
+from channels_app.services.tenants import memberships_set
+
+User = get_user_model()
+
+
+def _check_grants(*, granted_by, groups: list[Group] | None, tenants: list[Tenant] | None, user=None) -> None:
+    if granted_by.is_superuser:
+        return
+    if user is not None and user.is_superuser:
+        raise PermissionDenied("Only a superuser may change a superuser.", field="id")
+    if tenants is not None:
+        own = tenant_ids_for(granted_by) or frozenset()
+        foreign = sorted(tenant.pk for tenant in tenants if tenant.pk not in own)
+        if foreign:
+            # Tenants the caller can't see don't exist for it: the same words as an unknown id.
+            raise InvalidFields({"tenants": [f"Unknown tenant(s): {', '.join(map(str, foreign))}."]})
+    if groups is not None:
+        own_groups = set(granted_by.groups.values_list("pk", flat=True))
+        not_held = sorted(group.name for group in groups if group.pk not in own_groups)
+        if not_held:
+            raise PermissionDenied(f"You may grant only groups you are in: not {', '.join(not_held)}.",
+                                   field="groups")
+
+
+def _validate_password(password: str, user) -> None:
+    try:
+        validate_password(password, user)
+    except ValidationError as error:
+        raise InvalidFields({"password": list(error.messages)}) from error
+
+
+@transaction.atomic
+def user_create(
+    *, username: str, password: str, groups: list[Group], tenants: list[Tenant], granted_by,
+    email: str = "", is_staff: bool = True,
+):
+    """Create a user with its groups and tenants; `is_staff` lets it open the
+    admin, where its permissions decide what it sees."""
+    _check_grants(granted_by=granted_by, groups=groups, tenants=tenants)
+    user = User(username=username, email=email, is_staff=is_staff)
+    _validate_password(password, user)
+    user.set_password(password)
+    try:
+        user.full_clean()
+    except ValidationError as error:
+        raise InvalidFields.from_django(error) from error
+    user.save()
+    user.groups.set(groups)
+    memberships_set(user=user, tenants=tenants)
+    return user
+
+
+@transaction.atomic
+def user_update(
+    *, user, granted_by, password: str | None = None, groups: list[Group] | None = None,
+    tenants: list[Tenant] | None = None, email: str | None = None, is_staff: bool | None = None,
+    is_active: bool | None = None,
+):
+    """Change a user. A new password revokes the user's tokens (on save)."""
+    _check_grants(granted_by=granted_by, groups=groups, tenants=tenants, user=user)
+    if password is not None:
+        _validate_password(password, user)
+        user.set_password(password)
+    for name, value in (("email", email), ("is_staff", is_staff), ("is_active", is_active)):
+        if value is not None:
+            setattr(user, name, value)
+    try:
+        user.full_clean()
+    except ValidationError as error:
+        raise InvalidFields.from_django(error) from error
+    user.save()
+    if groups is not None:
+        if not granted_by.is_superuser:  # keep the groups the caller could not have granted
+            kept = user.groups.exclude(pk__in=granted_by.groups.values_list("pk", flat=True))
+            groups = [*groups, *kept]
+        user.groups.set(groups)
+    if tenants is not None:
+        if not granted_by.is_superuser:  # keep the memberships of tenants the caller does not see
+            own = tenant_ids_for(granted_by) or frozenset()
+            kept = Tenant.objects.filter(memberships__user=user).exclude(pk__in=own)
+            tenants = [*tenants, *kept]
+        memberships_set(user=user, tenants=tenants)
+    return user
+
+
+@transaction.atomic
+def user_delete(*, user, deleted_by) -> None:
+    if user.is_superuser and not deleted_by.is_superuser:
+        raise PermissionDenied("Only a superuser may delete a superuser.", field="id")
+    if user.pk == deleted_by.pk:
+        raise PermissionDenied("You cannot delete yourself.", field="id")
+    user.delete()
