@@ -4,12 +4,12 @@ import json
 
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from channels_app.api.authentication import ExpiringTokenAuthentication
 from channels_app.esp import handlers  # noqa: F401  (registers the ESP methods)
 from channels_app.esp.dispatcher import EspContext, esp_dispatch, esp_error
 from channels_app.options_catalog import CHAT_SERVER
@@ -56,7 +56,7 @@ ESP_RESPONSE = inline_serializer(
 
 
 class EspView(APIView):
-    authentication_classes = [TokenAuthentication]
+    authentication_classes = [ExpiringTokenAuthentication]
     permission_classes = [IsAuthenticated]
     parser_classes = [RawJSONParser]
 
