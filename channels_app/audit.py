@@ -26,6 +26,7 @@ still show).
 import json
 import re
 from collections.abc import Callable
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -59,6 +60,7 @@ SECRET_NAME = re.compile(r"secret|token|password", re.IGNORECASE)
 SYSTEM = "system"
 
 _current_request: ContextVar = ContextVar("audit_request", default=None)
+_muted: ContextVar = ContextVar("audit_muted", default=frozenset())
 
 
 class AuditContextMiddleware:
@@ -132,6 +134,27 @@ def audit_record(
         object_repr=str(object_repr)[:300],
         changes=_masked({name: [_plain(b), _plain(a)] for name, (b, a) in (changes or {}).items()}),
     )
+
+
+@contextmanager
+def audit_muted(*models: type[Model]):
+    """No entry for rows of `models` in this block: a service that replaces a collection of children in
+    bulk records it once on the parent instead (`audit_children`)."""
+    reset = _muted.set(_muted.get() | set(models))
+    try:
+        yield
+    finally:
+        _muted.reset(reset)
+
+
+def audit_children(*, parent: Model, name: str, before: list, after: list) -> None:
+    """A collection of the parent's children (a channel's endpoints, an attribute's values) replaced:
+    one update entry of the parent, {name: [before, after]}."""
+    before, after = _plain(before), _plain(after)
+    if before == after:
+        return
+    spec = AUDITED[type(parent)]
+    _write(spec, parent, AuditAction.UPDATE, {name: [before, after]}, tenant_id=_tenant_of(spec, parent))
 
 
 # --- what is audited --------------------------------------------------------------------------------------------
@@ -258,8 +281,10 @@ def _chosen_fields(spec: Audited, update_fields) -> tuple:
 def _before_save(sender, instance, raw=False, update_fields=None, **kwargs):
     spec = AUDITED[sender]
     fields = _chosen_fields(spec, update_fields)
-    instance._audit_skip = raw or not fields or (sender is get_user_model() and _is_password_rehash(
-        instance, update_fields))
+    instance._audit_skip = (
+        raw or not fields or sender in _muted.get()
+        or (sender is get_user_model() and _is_password_rehash(instance, update_fields))
+    )
     if instance._audit_skip:
         return
     if instance.pk is None or (instance._state.adding and sender._meta.pk.has_default()):
@@ -294,6 +319,8 @@ def _after_save(sender, instance, created, raw=False, update_fields=None, **kwar
 
 
 def _after_delete(sender, instance, **kwargs):
+    if sender in _muted.get():
+        return
     spec = AUDITED[sender]
     changes = {f.name: [_plain(f.value_from_object(instance)), None] for f in spec.fields}
     changes = {name: values for name, values in changes.items() if values[0] not in (None, "", [], {})}

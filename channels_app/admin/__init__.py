@@ -1,4 +1,5 @@
 from channels_app.admin import (  # noqa: F401  (registers the model admins)
+    audit,
     campaigns,
     configuration,
     conversations,

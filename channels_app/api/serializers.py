@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from channels_app.models import (
     Attachment,
+    AuditEntry,
     BusinessAttribute,
     BusinessAttributeValue,
     Campaign,
@@ -432,3 +433,11 @@ class PaginatedRecipientListSerializer(Serializer):
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
     results = RecipientSerializer(many=True)
+
+
+class AuditEntrySerializer(ModelSerializer):
+    class Meta:
+        model = AuditEntry
+        fields = ["id", "at", "user", "username", "remote_addr", "action", "object_type", "object_id",
+                  "object_repr", "changes", "tenant"]
+        read_only_fields = fields

@@ -15,6 +15,7 @@ router.register("attachments", views.AttachmentViewSet, basename="attachment")
 router.register("interactions", views.InteractionViewSet, basename="interaction")
 router.register("contacts", views.ContactViewSet, basename="contact")
 router.register("campaigns", views.CampaignViewSet, basename="campaign")
+router.register("audit-log", views.AuditLogViewSet, basename="audit-log")
 
 option_list = views.OptionViewSet.as_view({"get": "list"})
 option_detail = views.OptionViewSet.as_view(

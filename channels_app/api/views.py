@@ -5,7 +5,7 @@ from django.db.models import Q
 from django.http import HttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed, Throttled
@@ -17,11 +17,13 @@ from rest_framework.views import APIView
 from channels_app.api import serializers
 from channels_app.api.authentication import ExpiringTokenAuthentication
 from channels_app.api.parsers import JSONParser, MultiPartParser
+from channels_app.api.permissions import CanViewAuditLog
 from channels_app.api.query_params import IntegerFilter, StrictFilterSet
 from channels_app.api.schema import ErrorSerializer
 from channels_app.errors import InvalidParameter
 from channels_app.models import (
     Attachment,
+    AuditEntry,
     BusinessAttribute,
     Campaign,
     Channel,
@@ -31,6 +33,7 @@ from channels_app.models import (
     StandardResponseCategory,
     Tenant,
 )
+from channels_app.selectors import restrict
 from channels_app.services import campaigns as campaign_services
 from channels_app.services.agent_messages import agent_message_send
 from channels_app.services.business_attributes import business_attribute_save
@@ -533,3 +536,38 @@ def _decoded(upload) -> str:
         return upload.read().decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise InvalidParameter("The CSV file is not UTF-8 text.", field="file") from error
+
+
+class AuditLogFilter(StrictFilterSet):
+    object_type = filters.CharFilter(help_text="e.g. channel, option, standard-response, campaign, token.")
+    object_id = filters.CharFilter(help_text="The object's id as the API names it (a channel's channel_id).")
+    user = filters.CharFilter(method="filter_user", help_text="A user id or a username.")
+
+    class Meta:
+        model = AuditEntry
+        fields = ["object_type", "object_id", "user"]
+
+    def filter_user(self, queryset, name, value):
+        if value.isdigit():
+            return queryset.filter(Q(user_id=int(value)) | Q(username=value))
+        return queryset.filter(username=value)
+
+
+@extend_schema_view(
+    list=extend_schema(tags=["audit-log"], summary="The audit log: changes of configuration, newest first",
+                       responses={200: serializers.AuditEntrySerializer(many=True),
+                                  403: OpenApiResponse(ErrorSerializer, "Needs channels_app.view_auditentry.")}),
+    retrieve=extend_schema(tags=["audit-log"], summary="One audit entry",
+                           responses={200: serializers.AuditEntrySerializer,
+                                      403: OpenApiResponse(ErrorSerializer, "Needs channels_app.view_auditentry.")}),
+)
+class AuditLogViewSet(viewsets.ReadOnlyModelViewSet):
+    """Who changed what, when, from where, before → after (secrets masked): the entries of the caller's
+    tenants (installation-wide ones, with no tenant, to superusers only)."""
+
+    serializer_class = serializers.AuditEntrySerializer
+    filterset_class = AuditLogFilter
+    permission_classes = [IsAuthenticated, CanViewAuditLog]
+
+    def get_queryset(self):
+        return restrict(AuditEntry.objects.all(), self.request.user)
