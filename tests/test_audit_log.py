@@ -384,3 +384,29 @@ def test_the_hot_path_models_are_not_audited():
 
     assert not {Message, Delivery, CampaignRecipient, Interaction, Contact} & set(AUDITED)
     assert Channel in AUDITED and MediaType.WHATSAPP and Transport.WEBHOOK
+
+
+@pytest.mark.django_db
+def test_a_standard_responses_attachments_and_a_groups_members_are_recorded(tenant, django_user_model):
+    from django.core.files.base import ContentFile
+
+    from channels_app.models import Attachment
+
+    # given
+    attachment = Attachment.objects.create(tenant=tenant, file=ContentFile(b"%PDF-1.4", name="bill.pdf"),
+                                           name="bill.pdf", kind="document", mime_type="application/pdf", size=8)
+    response = _response(tenant)
+    agents = Group.objects.create(name="Agents of audit")
+    user = django_user_model.objects.create_user("bob", password="bob-pass-123")
+    AuditEntry.objects.all().delete()
+
+    # when
+    response.attachments.add(attachment)
+    agents.user_set.add(user)  # from the group's side
+
+    # then
+    [attached] = _entries(object_type="standard-response")
+    assert attached.changes == {"attachments": [[], ["bill.pdf (application/pdf, 8 bytes)"]]}
+    assert attached.tenant_id == tenant.id
+    [members] = _entries(object_type="group")
+    assert members.changes == {"users": [[], ["bob"]]}

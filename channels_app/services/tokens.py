@@ -21,15 +21,12 @@ def token_expired(token: Token, *, now=None) -> bool:
     return token.created <= (now or timezone.now()) - settings.TOKEN_TTL
 
 
-@transaction.atomic
 def token_obtain(*, user) -> Token:
     """The user's token: the current one while it lasts, a new one once it has expired."""
-    token = Token.objects.select_for_update().filter(user=user).first()
-    if token is not None and token_expired(token):
-        token.delete()
-        token = None
-    if token is None:
-        token = Token.objects.create(user=user)
+    expired = [token.pk for token in Token.objects.filter(user=user) if token_expired(token)]
+    if expired:
+        Token.objects.filter(pk__in=expired).delete()
+    token, _ = Token.objects.get_or_create(user=user)  # two clients at once: one creates, both get it
     return token
 
 
