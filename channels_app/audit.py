@@ -222,7 +222,7 @@ def audit_register() -> None:
         M2M_NAMES[through] = names
 
 
-# through model -> (forward accessor, reverse accessor, forward label)
+# through model -> (the accessor on the forward side, the accessor on the reverse side)
 M2M_NAMES: dict[type[Model], tuple[str, str]] = {}
 
 
