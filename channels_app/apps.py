@@ -16,3 +16,9 @@ class ChannelsAppConfig(AppConfig):
         # Every write path (services, admin inlines, cascades) drops this process's option cache.
         post_save.connect(invalidate_option_cache, sender=OptionValue)
         post_delete.connect(invalidate_option_cache, sender=OptionValue)
+
+        from channels_app.audit import audit_register
+        from channels_app.services.tokens import password_change_watch
+
+        audit_register()  # every change of configuration writes an audit entry
+        password_change_watch()  # a new password revokes the user's API tokens

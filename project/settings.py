@@ -5,6 +5,8 @@ and Celery's `filesystem://` broker, so `make run` needs no server at all.
 See https://django-environ.readthedocs.io/ and docs/CONFIGURATION.md.
 """
 
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -39,6 +41,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
     "channels_app",
 ]
 
@@ -52,6 +55,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Keeps the request for the audit log's who and from where (channels_app/audit.py).
+    "channels_app.audit.AuditContextMiddleware",
+    # Turns a login refused by django-axes (too many failures from one client) into a 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -131,6 +138,40 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+
+def duration(value: str) -> timedelta:
+    """Seconds (`2592000`) or a number with a unit: `90s`, `45m`, `12h`, `30d`, `2w`."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", str(value))
+    if not match:
+        raise environ.ImproperlyConfigured(f"Not a duration: {value!r} (e.g. 2592000, 30d, 12h, 45m).")
+    unit = {"": "seconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match[2]]
+    return timedelta(**{unit: float(match[1])})
+
+
+# API tokens older than this are refused (401); `POST /api/auth/token/` then issues a new one.
+TOKEN_TTL = duration(env("TOKEN_TTL", default="30d"))
+
+# The login throttle (django-axes, https://django-axes.readthedocs.io/en/latest/4_configuration.html):
+# after LOGIN_FAILURE_LIMIT failed logins from one client address (the admin's login form and
+# POST /api/auth/token/ alike), that address is refused for LOGIN_COOLOFF_MINUTES; a successful login
+# clears its count. The address is the one DRF's throttling uses (NUM_PROXIES). Failures are kept in the
+# database (AccessAttempt rows, one per client): the embedded file cache is not atomic enough for axes'
+# cache handler (check axes.W001), a restart does not forget them, and only failed logins write.
+AUTHENTICATION_BACKENDS = [
+    "channels_app.login_throttle.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_CLIENT_IP_CALLABLE = "channels_app.login_throttle.client_ip_for_axes"
+AXES_LOCKOUT_CALLABLE = "channels_app.login_throttle.lockout_response"
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # no row for every successful login: only failures are counted
+AXES_ENABLE_ADMIN = False  # the attempts are operational state, not configuration
+AXES_VERBOSE = False
+
 # --- Internationalization --------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -151,7 +192,8 @@ MEDIA_URL = "media/"
 # --- REST framework and OpenAPI -------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # DRF's token authentication, with tokens that end (TOKEN_TTL).
+        "channels_app.api.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["channels_app.api.permissions.TableRights"],

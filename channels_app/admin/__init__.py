@@ -1,5 +1,6 @@
 from channels_app.admin import (  # noqa: F401  (registers the model admins)
     access,
+    audit,
     campaigns,
     configuration,
     conversations,

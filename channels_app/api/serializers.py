@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from channels_app.models import (
     Attachment,
+    AuditEntry,
     BusinessAttribute,
     BusinessAttributeValue,
     Campaign,
@@ -515,3 +516,11 @@ class UserSerializer(ModelSerializer):
         if self.instance is None and not attrs.get("password"):
             raise serializers.ValidationError({"password": ["This field is required."]})
         return attrs
+
+
+class AuditEntrySerializer(ModelSerializer):
+    class Meta:
+        model = AuditEntry
+        fields = ["id", "at", "user", "username", "remote_addr", "action", "object_type", "object_id",
+                  "object_repr", "changes", "tenant"]
+        read_only_fields = fields

@@ -3,6 +3,7 @@ from rest_framework.routers import DefaultRouter
 
 from channels_app.api import views
 
+
 class ApiRootView(DefaultRouter.APIRootView):
     """The links to every resource of the API."""
 
@@ -23,6 +24,7 @@ router.register("interactions", views.InteractionViewSet, basename="interaction"
 router.register("contacts", views.ContactViewSet, basename="contact")
 router.register("campaigns", views.CampaignViewSet, basename="campaign")
 router.register("users", views.UserViewSet, basename="user")
+router.register("audit-log", views.AuditLogViewSet, basename="audit-log")
 
 option_list = views.OptionViewSet.as_view({"get": "list"})
 option_detail = views.OptionViewSet.as_view(

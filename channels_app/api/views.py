@@ -1,29 +1,29 @@
 """REST API views: parse, call a service, shape the output."""
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.http import HttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
-from rest_framework.authentication import TokenAuthentication
-from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
-from rest_framework.exceptions import AuthenticationFailed
-from rest_framework.permissions import AllowAny
+from rest_framework.exceptions import AuthenticationFailed, Throttled
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from channels_app import rights
 from channels_app.api import serializers
+from channels_app.api.authentication import ExpiringTokenAuthentication
 from channels_app.api.parsers import JSONParser, MultiPartParser
 from channels_app.api.query_params import IntegerFilter, StrictFilterSet
 from channels_app.api.schema import ErrorSerializer
 from channels_app.errors import InvalidParameter, NotFound, PermissionDenied
 from channels_app.models import (
     Attachment,
+    AuditEntry,
     BusinessAttribute,
     Campaign,
     Channel,
@@ -50,6 +50,7 @@ from channels_app.services.standard_responses import (
     standard_response_save,
 )
 from channels_app.services.tenants import tenant_create, tenant_delete, tenant_update
+from channels_app.services.tokens import token_obtain, token_revoke
 from channels_app.services.users import user_create, user_delete, user_update
 
 
@@ -75,24 +76,44 @@ def default_tenant(user, *, given=None, parent=None) -> Tenant:
 
 
 class TokenView(APIView):
-    """Exchange a username and password for an API token."""
+    """`POST`: exchange a username and password for an API token (a new one once the old has expired).
+    `DELETE`: revoke the caller's token."""
 
-    # TokenAuthentication only so that a refusal is a 401 with `WWW-Authenticate: Token`.
-    authentication_classes = [TokenAuthentication]
-    permission_classes = [AllowAny]
+    rights_name = "auth-token"
+    authentication_classes = [ExpiringTokenAuthentication]
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "token"
-    rights_name = "auth-token"
 
-    @extend_schema(request=serializers.TokenRequestSerializer, responses={200: serializers.TokenSerializer})
+    def get_authenticators(self):
+        # POST carries a password: a token sent along (perhaps the expired one being replaced) is not read,
+        # and the throttle counts the client's address, never a user.
+        if getattr(self.request, "method", None) == "POST":
+            return []
+        return super().get_authenticators()
+
+    def get_authenticate_header(self, request):
+        return "Token"  # a refusal is a 401 with `WWW-Authenticate: Token`
+
+    @extend_schema(tags=["auth"], summary="Obtain an API token", request=serializers.TokenRequestSerializer,
+                   responses={200: serializers.TokenSerializer, 401: ErrorSerializer, 429: ErrorSerializer})
     def post(self, request):
         serializer = serializers.TokenRequestSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         user = serializer.authenticated_user()
+        if user is None and getattr(request, "axes_locked_out", False):
+            # django-axes refused the attempt: too many failed logins from this address (the login throttle).
+            cool_off = settings.AXES_COOLOFF_TIME
+            raise Throttled(wait=cool_off.total_seconds() if cool_off else None,
+                            detail="Too many failed logins from your address: try again later.")
         if user is None or not user.is_active:
             raise AuthenticationFailed("Wrong username or password.")
-        token, _ = Token.objects.get_or_create(user=user)
-        return Response({"token": token.key})
+        return Response({"token": token_obtain(user=user).key})
+
+    @extend_schema(tags=["auth"], summary="Revoke the caller's API token", request=None,
+                   responses={204: None, 401: ErrorSerializer})
+    def delete(self, request):
+        token_revoke(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class TenantViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
@@ -604,3 +625,37 @@ class UserViewSet(viewsets.ModelViewSet):
 
     def perform_destroy(self, user):
         user_delete(user=user, deleted_by=self.request.user)
+
+
+class AuditLogFilter(StrictFilterSet):
+    object_type = filters.CharFilter(help_text="e.g. channel, option, standard-response, campaign, token.")
+    object_id = filters.CharFilter(help_text="The object's id as the API names it (a channel's channel_id).")
+    user = filters.CharFilter(method="filter_user", help_text="A user id or a username.")
+
+    class Meta:
+        model = AuditEntry
+        fields = ["object_type", "object_id", "user"]
+
+    def filter_user(self, queryset, name, value):
+        if value.isdigit():
+            return queryset.filter(Q(user_id=int(value)) | Q(username=value))
+        return queryset.filter(username=value)
+
+
+@extend_schema_view(
+    list=extend_schema(tags=["audit-log"], summary="The audit log: changes of configuration, newest first",
+                       responses={200: serializers.AuditEntrySerializer(many=True),
+                                  403: OpenApiResponse(ErrorSerializer, "Needs channels_app.view_auditentry.")}),
+    retrieve=extend_schema(tags=["audit-log"], summary="One audit entry",
+                           responses={200: serializers.AuditEntrySerializer,
+                                      403: OpenApiResponse(ErrorSerializer, "Needs channels_app.view_auditentry.")}),
+)
+class AuditLogViewSet(viewsets.ReadOnlyModelViewSet):
+    """Who changed what, when, from where, before → after (secrets masked): the entries of the caller's
+    tenants (installation-wide ones, with no tenant, to superusers only)."""
+
+    serializer_class = serializers.AuditEntrySerializer
+    filterset_class = AuditLogFilter
+
+    def get_queryset(self):
+        return restrict(AuditEntry.objects.all(), self.request.user)

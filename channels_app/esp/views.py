@@ -4,13 +4,13 @@ import json
 
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from channels_app import rights
+from channels_app.api.authentication import ExpiringTokenAuthentication
 from channels_app.errors import PermissionDenied
 from channels_app.esp import handlers  # noqa: F401  (registers the ESP methods)
 from channels_app.esp.dispatcher import EspContext, esp_dispatch, esp_error
@@ -58,7 +58,7 @@ ESP_RESPONSE = inline_serializer(
 
 
 class EspView(APIView):
-    authentication_classes = [TokenAuthentication]
+    authentication_classes = [ExpiringTokenAuthentication]
     rights_name = "esp"
     permission_classes = [IsAuthenticated]  # 401 without a token; use_esp is checked below, answered in ESP's words
     parser_classes = [RawJSONParser]

@@ -3,6 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from channels_app.audit import audit_children, audit_muted
 from channels_app.choices import BusinessAttributeType
 from channels_app.errors import InvalidFields
 from channels_app.models import BusinessAttribute, BusinessAttributeValue
@@ -84,10 +85,15 @@ def business_attribute_save(*, attribute: BusinessAttribute, values: list[dict] 
         raise InvalidFields(errors)
     attribute.save()
     if values is not None:
-        attribute.values.all().delete()
-        for value in new_values:
-            value.attribute = attribute
-        BusinessAttributeValue.objects.bulk_create(new_values)
+        fields = ("name", "display_name", "description", "annex", "is_default", "order")
+        before = list(attribute.values.order_by("order", "pk").values(*fields))
+        with audit_muted(BusinessAttributeValue):  # recorded once, as the attribute's values
+            attribute.values.all().delete()
+            for value in new_values:
+                value.attribute = attribute
+            BusinessAttributeValue.objects.bulk_create(new_values)
+        after = [{name: getattr(value, name) for name in fields} for value in sorted(new_values, key=lambda v: v.order)]
+        audit_children(parent=attribute, name="values", before=before, after=after)
     return attribute
 
 

@@ -14,9 +14,11 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from channels_app.audit import audit_record
 from channels_app.bulk import bulk_update_rows
 from channels_app.errors import ApplicationError, CampaignStateConflict, InvalidFields, InvalidParameter
 from channels_app.models import (
+    AuditAction,
     Campaign,
     CampaignRecipient,
     CampaignState,
@@ -270,8 +272,13 @@ def campaigns_tick(*, now: datetime | None = None) -> int:
     """Periodic: start scheduled campaigns that are due, and keep running ones
     moving (after a restart of workers or broker, a batch task may be lost)."""
     now = now or timezone.now()
-    due = list(Campaign.objects.filter(state=CampaignState.SCHEDULED, start_at__lte=now).values_list("pk", flat=True))
-    Campaign.objects.filter(pk__in=due).update(state=CampaignState.RUNNING, started_at=now)
+    due_rows = list(Campaign.objects.filter(state=CampaignState.SCHEDULED, start_at__lte=now)
+                    .values_list("pk", "name", "channel__tenant_id"))
+    due = [pk for pk, _, _ in due_rows]
+    with transaction.atomic():
+        Campaign.objects.filter(pk__in=due).update(state=CampaignState.RUNNING, started_at=now)
+        for pk, name, tenant_id in due_rows:
+            _audit_system_state_change(pk, name, tenant_id, CampaignState.SCHEDULED, CampaignState.RUNNING)
     for campaign_id in due:
         campaign_kick(campaign_id)
     # A running campaign without a batch for this long may have lost its tasks: kick it again.
@@ -386,9 +393,21 @@ def _invite_batch(campaign: Campaign, recipient_ids: list[int]) -> list[Delivery
 def _complete_if_done(campaign_id: int) -> None:
     left = CampaignRecipient.objects.filter(campaign_id=campaign_id, message__isnull=True, error="").exists()
     if not left:
-        Campaign.objects.filter(pk=campaign_id, state=CampaignState.RUNNING).update(
-            state=CampaignState.COMPLETED, finished_at=timezone.now()
-        )
+        with transaction.atomic():
+            completed = Campaign.objects.filter(pk=campaign_id, state=CampaignState.RUNNING).update(
+                state=CampaignState.COMPLETED, finished_at=timezone.now()
+            )
+            if completed:
+                name, tenant_id = Campaign.objects.filter(pk=campaign_id).values_list(
+                    "name", "channel__tenant_id").get()
+                _audit_system_state_change(campaign_id, name, tenant_id, CampaignState.RUNNING,
+                                           CampaignState.COMPLETED)
+
+
+def _audit_system_state_change(campaign_id: int, name: str, tenant_id: int, before: str, after: str) -> None:
+    """A state change the server makes by itself with QuerySet.update, which no signal sees."""
+    audit_record(action=AuditAction.STATE_CHANGE, object_type="campaign", object_id=campaign_id, object_repr=name,
+                 changes={"state": [before, after]}, tenant_id=tenant_id, system=True)
 
 
 def campaign_counts(*, campaign: Campaign) -> dict:

@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from channels_app import options_catalog
+from channels_app.audit import audit_children, audit_muted
 from channels_app.errors import InvalidFields, InvalidParameter
 from channels_app.models import Channel, Endpoint, generate_channel_secret
 from channels_app.services.options import option_reset, option_set, option_value
@@ -54,11 +55,14 @@ def channel_save(
 
     channel.save()
     if endpoints is not None:
-        channel.endpoints.exclude(queue_key__in=endpoints).delete()
-        existing = set(channel.endpoints.values_list("queue_key", flat=True))
-        Endpoint.objects.bulk_create(
-            [Endpoint(channel=channel, queue_key=key) for key in endpoints if key not in existing]
-        )
+        before = sorted(channel.endpoints.values_list("queue_key", flat=True))
+        with audit_muted(Endpoint):  # recorded once, as the channel's endpoints
+            channel.endpoints.exclude(queue_key__in=endpoints).delete()
+            existing = set(channel.endpoints.values_list("queue_key", flat=True))
+            Endpoint.objects.bulk_create(
+                [Endpoint(channel=channel, queue_key=key) for key in endpoints if key not in existing]
+            )
+        audit_children(parent=channel, name="endpoints", before=before, after=sorted(endpoints))
     if inbound_route_by_call is not None:
         section, name = INBOUND_ROUTE
         if inbound_route_by_call:
