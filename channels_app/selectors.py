@@ -152,3 +152,14 @@ def user_list(*, user) -> QuerySet:
     if tenant_ids is None:
         return users
     return users.filter(Q(memberships__tenant__in=tenant_ids) | Q(pk=user.pk)).distinct()
+
+
+def default_tenant(user, *, given=None, parent=None) -> Tenant | None:
+    """The tenant of a new object when none is named: its parent's (a
+    category, a channel), else the first of the caller's tenants (None when
+    the caller is a member of none)."""
+    if given is not None:
+        return given
+    if parent is not None:
+        return parent.tenant
+    return restrict(Tenant.objects.order_by("pk"), user).first()

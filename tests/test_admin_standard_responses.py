@@ -48,7 +48,7 @@ def _rich_media(**overrides):
 
 
 @pytest.mark.django_db
-def test_create_rich_media_in_the_admin(admin_client):
+def test_create_rich_media_in_the_admin(admin_client, tenant):
     response = admin_client.post(reverse(ADD) + "?content_type=rich_media", _rich_media())
 
     assert response.status_code == 302, response.context["adminform"].form.errors
@@ -127,7 +127,7 @@ def test_list_preview_shows_rows(admin_client):
 
 
 @pytest.mark.django_db
-def test_search_by_name_and_text(admin_client):
+def test_search_by_name_and_text(admin_client, tenant):
     admin_client.post(reverse(ADD) + "?content_type=rich_media", _rich_media())
     changelist = reverse("admin:channels_app_standardresponse_changelist")
 
@@ -136,7 +136,7 @@ def test_search_by_name_and_text(admin_client):
 
 
 @pytest.mark.django_db
-def test_attachment_upload_in_the_admin_is_checked_by_content(admin_client):
+def test_attachment_upload_in_the_admin_is_checked_by_content(admin_client, tenant):
     url = reverse("admin:channels_app_attachment_add")
     fake = SimpleUploadedFile("report.pdf", b"just text, not a PDF")
     real = SimpleUploadedFile("report.pdf", b"%PDF-1.7\n" + b"0" * 100)

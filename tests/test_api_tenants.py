@@ -4,10 +4,12 @@ from channels_app.models import Tenant
 
 
 @pytest.mark.django_db
-def test_create_list_and_rename_tenant(staff_api):
+def test_create_list_and_rename_tenant(staff_api, staff_user):
     assert staff_api.post("/api/tenants/", {"id": 101, "name": "Resources"}, format="json").status_code == 201
 
-    assert [t["id"] for t in staff_api.get("/api/tenants/").json()["results"]] == [101]
+    # the creator (a member of tenant 1) becomes a member of the new tenant
+    assert [t["id"] for t in staff_api.get("/api/tenants/").json()["results"]] == [1, 101]
+    assert staff_user.memberships.filter(tenant_id=101).exists()
     response = staff_api.patch("/api/tenants/101/", {"name": "Renamed"}, format="json")
     assert response.status_code == 200
     assert Tenant.objects.get(id=101).name == "Renamed"

@@ -226,6 +226,7 @@ REQUESTS: dict[str, tuple[str, str, object]] = {
                                   "Parameters": {"_umsChannel": "{channel}", "Id": "+1 631 555 1002"}}),
     "nexus-messages.post": ("post", "/nexus/v3/channels/{channel}/messages", {"messages": []}),
     "healthz.get": ("get", "/healthz", None),
+    "home.get": ("get", "/", None),
 }
 # Rules for content, not doors: checked where the content is sent (the agent message below).
 CONTENT_RULES = {key for key in RIGHTS if key.startswith("agent.")}

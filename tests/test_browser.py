@@ -1,6 +1,7 @@
 """Headless Chromium logs into the admin and creates a channel, as an administrator would."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 from selenium import webdriver
@@ -15,6 +16,7 @@ from tests.conftest import require_or_skip
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
 
 pytestmark = pytest.mark.browser
 
@@ -33,6 +35,7 @@ def browser(tmp_path):
         f"--user-data-dir={tmp_path / 'profile'}",
     ):
         options.add_argument(flag)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
     driver.quit()
@@ -71,3 +74,35 @@ def test_administrator_logs_in_and_creates_a_channel(browser, live_server, djang
     assert channel.business_id == "19251112222"
     assert channel.secret
     assert list(channel.endpoints.values_list("queue_key", flat=True)) == ["1:session-chat"]
+    # and the generated secret is shown this once, on the page after saving
+    assert channel.secret in browser.page_source
+    browser.get(f"{live_server.url}/admin/channels_app/channel/")
+    assert channel.secret not in browser.page_source
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_whatsapp_agent_of_tenant_1_sees_only_tenant_1s_interactions(browser, live_server, tenant):
+    from tests.conftest import member
+    from tests.test_authorization import _world
+
+    # given a conversation in each of two tenants, and an agent of tenant 1
+    home, away = _world(1, "home"), _world(2, "away")
+    member("agent", "WhatsApp agent", tenants=[tenant], password="agent-pass-123")
+    wait = WebDriverWait(browser, 20)
+
+    # when the agent logs in and opens the interactions
+    browser.get(f"{live_server.url}/admin/login/")
+    browser.find_element(By.NAME, "username").send_keys("agent")
+    browser.find_element(By.NAME, "password").send_keys("agent-pass-123")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait.until(expected_conditions.url_matches(r"/admin/$"))
+    browser.get(f"{live_server.url}/admin/channels_app/interaction/")
+
+    # then only tenant 1's conversation is there, not even the other channel as a filter
+    page = browser.page_source
+    assert home["interaction"] in page
+    assert away["interaction"] not in page and "channel-away" not in page
+    browser.save_screenshot(str(SCREENSHOTS / "agent-interactions.png"))
+    # and the other tenant's interaction can't be opened by its address
+    browser.get(f"{live_server.url}/admin/channels_app/interaction/{away['interaction']}/change/")
+    assert "channel-away" not in browser.page_source

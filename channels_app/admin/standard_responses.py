@@ -15,7 +15,7 @@ from channels_app.admin.scoping import ScopedModelAdmin
 from channels_app.choices import ContentType
 from channels_app.errors import ApplicationError
 from channels_app.models import Attachment, StandardResponse, StandardResponseCategory
-from channels_app.selectors import restrict
+from channels_app.selectors import default_tenant, restrict
 from channels_app.services.standard_responses import (
     attachment_create,
     attachment_delete,
@@ -101,6 +101,10 @@ class StandardResponseForm(forms.ModelForm):
             for name in ("tenant", "category", "attachments", "header_attachment"):
                 if name in self.fields:
                     self.fields[name].queryset = restrict(self.fields[name].queryset, user)
+        self.user = user
+        if "tenant" in self.fields:
+            self.fields["tenant"].required = False
+            self.fields["tenant"].help_text = "Empty: the category's tenant, else your first tenant."
         if "tenant" in self.fields and self.instance.pk and not self.instance._state.adding:
             self.fields["tenant"].disabled = True  # a response stays in its tenant
         self.content_type = content_type or self.instance.content_type or ContentType.TEXT
@@ -201,6 +205,12 @@ class StandardResponseForm(forms.ModelForm):
         self.instance.content_type = self.content_type
         cleaned["content_type"] = self.content_type
         self.instance.structured = self.build_structured()
+        if self.instance.tenant_id is None and not cleaned.get("tenant") and self.user is not None:
+            cleaned["tenant"] = default_tenant(self.user, parent=cleaned.get("category"))
+            if cleaned["tenant"] is None:
+                self.add_error("tenant", "You are a member of no tenant.")
+            else:
+                self.instance.tenant = cleaned["tenant"]
         tenant = cleaned.get("tenant") or getattr(self.instance, "tenant", None)
         if tenant is not None:
             foreign = [a for a in cleaned.get("attachments") or () if a.tenant_id != tenant.pk]
@@ -367,6 +377,8 @@ def _for_template(payload: dict | None) -> dict | None:
 
 
 class AttachmentForm(forms.ModelForm):
+    user = None  # set by the admin: the tenant defaults to the user's first
+
     class Meta:
         model = Attachment
         fields = ["tenant", "file", "name"]
@@ -374,9 +386,16 @@ class AttachmentForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["name"].required = False
+        if "tenant" in self.fields:
+            self.fields["tenant"].required = False
+            self.fields["tenant"].help_text = "Empty: your first tenant."
 
     def clean(self):
         cleaned = super().clean()
+        if "tenant" in self.fields and not cleaned.get("tenant"):
+            cleaned["tenant"] = default_tenant(self.user)
+            if cleaned["tenant"] is None:
+                self.add_error("tenant", "You are a member of no tenant.")
         if self.instance.pk is None and cleaned.get("file"):
             from channels_app.attachments import AttachmentRejected, detect_attachment_type
 
@@ -396,6 +415,11 @@ class AttachmentAdmin(ScopedModelAdmin):
     search_fields = ["name"]
 
     delete_service = attachment_delete
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        form.user = request.user
+        return form
 
     def get_readonly_fields(self, request, obj=None):
         return ["tenant", "file", "kind", "mime_type", "size"] if obj else []

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from channels_app import rights
+from channels_app import rights, selectors
 from channels_app.api import serializers
 from channels_app.api.authentication import ExpiringTokenAuthentication
 from channels_app.api.parsers import JSONParser, MultiPartParser
@@ -63,13 +63,7 @@ class ScopedQuerysetMixin:
 
 
 def default_tenant(user, *, given=None, parent=None) -> Tenant:
-    """The tenant of a new object when the request names none: its parent's
-    (a category, a channel), else the first of the caller's tenants."""
-    if given is not None:
-        return given
-    if parent is not None:
-        return parent.tenant
-    tenant = restrict(Tenant.objects.order_by("pk"), user).first()
+    tenant = selectors.default_tenant(user, given=given, parent=parent)
     if tenant is None:
         raise InvalidParameter("You are a member of no tenant.", field="tenant")
     return tenant

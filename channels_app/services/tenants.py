@@ -36,9 +36,12 @@ def tenant_update(*, tenant: Tenant, name: str) -> Tenant:
 @transaction.atomic
 def tenant_delete(*, tenant: Tenant) -> None:
     """Delete a tenant that holds nothing any more (channels, contacts, the response library)."""
+    channels = list(tenant.channels.values_list("channel_id", flat=True))
+    if channels:
+        raise InvalidParameter(f"Tenant {tenant.id} still has channels: {', '.join(channels)}.", field="id")
     held = [
         what for what, relation in (
-            ("channels", tenant.channels), ("contacts", tenant.contacts),
+            ("contacts", tenant.contacts),
             ("standard responses", tenant.standard_responses),
             ("standard response categories", tenant.standard_response_categories),
             ("attachments", tenant.attachments),
