@@ -163,6 +163,43 @@ def test_start_without_recipients_and_scheduled_start(staff_api, response):
 
 
 @pytest.mark.django_db
+def test_a_scheduled_campaign_paused_and_resumed_waits_for_its_start_time(staff_api, response):
+    later = create(staff_api, [recipient(1)], start_at="2099-01-01T00:00:00Z").json()["id"]
+    staff_api.post(f"/api/campaigns/{later}/start/")
+
+    assert staff_api.post(f"/api/campaigns/{later}/pause/").json()["state"] == "paused"
+    assert staff_api.post(f"/api/campaigns/{later}/resume/").json()["state"] == "scheduled"  # was running at once
+    assert campaign_run_batch(campaign_id=later) == 0
+
+
+@pytest.mark.django_db
+def test_the_tick_does_not_start_a_campaign_paused_since_it_was_found_due(staff_api, response, monkeypatch):
+    from django.utils import timezone
+
+    from channels_app.services import campaigns as services
+
+    due = create(staff_api, [recipient(1)], start_at="2020-01-01T00:00:00Z").json()["id"]
+    Campaign.objects.filter(pk=due).update(state="scheduled")
+    kicked = []
+    monkeypatch.setattr(services, "campaign_kick", kicked.append)
+    # given: the tick has read the due campaigns, and a manager pauses this one before the tick writes
+    real_list = list
+
+    def read_then_pause(rows):
+        found = real_list(rows)
+        if found and isinstance(found[0], tuple):
+            campaign_transition(campaign_id=due, action="pause")
+        return found
+
+    monkeypatch.setattr(services, "list", read_then_pause, raising=False)
+
+    services.campaigns_tick(now=timezone.now())
+
+    assert Campaign.objects.get(pk=due).state == "paused"  # the pause is not lost (it was overwritten)
+    assert kicked == []
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("change", "field"),
     [({"channel": "nope"}, "channel"), ({"standard_response": "NOPE"}, "standard_response"),

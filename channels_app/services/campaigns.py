@@ -246,9 +246,10 @@ def campaign_transition(*, campaign_id: int, action: str) -> Campaign:
     if campaign.state not in allowed_from:
         raise CampaignStateConflict(f"A {campaign.state} campaign cannot {action}.", field="state")
     now = timezone.now()
-    if action == "start":
-        if not campaign.recipients.exists():
+    if action in ("start", "resume"):
+        if action == "start" and not campaign.recipients.exists():
             raise CampaignStateConflict("The campaign has no recipients.", field="recipients")
+        # A campaign whose start time is still ahead waits for it, also when it was paused while waiting.
         target = CampaignState.SCHEDULED if campaign.start_at and campaign.start_at > now else CampaignState.RUNNING
     campaign.state = target
     if target == CampaignState.RUNNING and campaign.started_at is None:
@@ -276,9 +277,17 @@ def campaigns_tick(*, now: datetime | None = None) -> int:
                     .values_list("pk", "name", "channel__tenant_id"))
     due = [pk for pk, _, _ in due_rows]
     with transaction.atomic():
-        Campaign.objects.filter(pk__in=due).update(state=CampaignState.RUNNING, started_at=now)
+        # Only those still scheduled: one paused (or cancelled) since they were read stays as it is.
+        started = set(
+            Campaign.objects.select_for_update()
+            .filter(pk__in=due, state=CampaignState.SCHEDULED)
+            .values_list("pk", flat=True)
+        )
+        Campaign.objects.filter(pk__in=started).update(state=CampaignState.RUNNING, started_at=now)
         for pk, name, tenant_id in due_rows:
-            _audit_system_state_change(pk, name, tenant_id, CampaignState.SCHEDULED, CampaignState.RUNNING)
+            if pk in started:
+                _audit_system_state_change(pk, name, tenant_id, CampaignState.SCHEDULED, CampaignState.RUNNING)
+    due = [pk for pk in due if pk in started]
     for campaign_id in due:
         campaign_kick(campaign_id)
     # A running campaign without a batch for this long may have lost its tasks: kick it again.
