@@ -73,6 +73,7 @@ RIGHTS: dict[str, Rule] = {
     # --- Operating and the protocols with their own credentials -----------------------------------
     "home.get": PUBLIC,  # a redirect to the admin
     "healthz.get": PUBLIC,
+    "metrics.get": PUBLIC,  # open to METRICS_ALLOWED_NETWORKS only (the view checks the address)
     "nexus-messages.post": PUBLIC,  # signed with the channel's secret
     "esp.post": needs("use_esp"),
     "api-root.get": SIGNED_IN,

@@ -5,6 +5,7 @@ and Celery's `filesystem://` broker, so `make run` needs no server at all.
 See https://django-environ.readthedocs.io/ and docs/CONFIGURATION.md.
 """
 
+import ipaddress
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -265,3 +266,10 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
+
+# --- Operations -------------------------------------------------------------------
+# GET /metrics answers these networks only (the connection's address), 403 to others.
+METRICS_ALLOWED_NETWORKS = [
+    ipaddress.ip_network(network, strict=False)
+    for network in env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+]

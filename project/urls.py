@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from channels_app.esp.views import EspView
 from channels_app.health import healthz
 from channels_app.messaging.views import NexusMessagesView
+from channels_app.metrics import metrics_view
 
 admin.site.site_header = "Digital Messaging Server"
 admin.site.site_title = "Digital Messaging Server"
@@ -16,6 +17,7 @@ admin.site.index_title = "Configuration and operations"
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False), name="home"),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("esp", EspView.as_view(), name="esp"),
     path("nexus/v3/channels/<str:channel_id>/messages", NexusMessagesView.as_view(), name="nexus-messages"),

@@ -227,6 +227,7 @@ REQUESTS: dict[str, tuple[str, str, object]] = {
     "nexus-messages.post": ("post", "/nexus/v3/channels/{channel}/messages", {"messages": []}),
     "healthz.get": ("get", "/healthz", None),
     "home.get": ("get", "/", None),
+    "metrics.get": ("get", "/metrics", None),
 }
 # Rules for content, not doors: checked where the content is sent (the agent message below).
 CONTENT_RULES = {key for key in RIGHTS if key.startswith("agent.")}

@@ -36,6 +36,13 @@ class InboundReceipt:
     reasons: list
 
 
+def message_type(message: "InboundText | InboundReceipt") -> str:
+    """The Third-Party Messaging type of a parsed message: Text, Email or Receipt."""
+    if isinstance(message, InboundReceipt):
+        return "Receipt"
+    return "Email" if "subject" in message.extra else "Text"
+
+
 def _string(value, field: str, *, required: bool = True, max_length: int | None = None) -> str:
     if value is None or value == "":
         if required:

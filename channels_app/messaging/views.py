@@ -8,8 +8,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from channels_app.esp.views import RawJSONParser
-from channels_app.messaging.payloads import MAX_MESSAGES_PER_REQUEST, RECEIPT_STATUSES, InvalidStructure, parse_inbound
+from channels_app.messaging.payloads import (
+    MAX_MESSAGES_PER_REQUEST,
+    RECEIPT_STATUSES,
+    InvalidStructure,
+    message_type,
+    parse_inbound,
+)
 from channels_app.messaging.signatures import verify_hub_signature
+from channels_app.metrics import count_inbound
 from channels_app.models import Channel
 from channels_app.services.inbound import inbound_messages_accept
 
@@ -116,4 +123,5 @@ class NexusMessagesView(APIView):
         # A B3 trace id is 16 or 32 hex digits; longer values are cut to the column's 200 characters.
         trace_id = request.headers.get("X-B3-TraceId", "")[:200]
         ids = inbound_messages_accept(channel=channel, messages=messages, trace_id=trace_id)
+        count_inbound(channel_id=channel.channel_id, types=[message_type(message) for message in messages])
         return Response({"status": {"code": 0}, "data": {"ids": ids}})

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from channels_app.bulk import bulk_update_rows
 from channels_app.choices import Transport as TransportName
+from channels_app.metrics import count_attempts
 from channels_app.models import (
     Delivery,
     DeliveryAttempt,
@@ -244,6 +245,7 @@ def _record_outcomes(answered: list[Sent]) -> None:
     countdown once committed)."""
     with transaction.atomic():
         retries, simulated = _record_in_transaction(answered)
+    count_attempts(answered)
     for delivery_id, countdown in retries:
         delivery_enqueue(delivery_id, countdown=countdown)
     if simulated:
