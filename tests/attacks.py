@@ -224,3 +224,23 @@ def attacks(rng: random.Random, *, secret: str, business_id: str, originals: lis
         generated.append(SignedRequest(kind, body, headers))
     rng.shuffle(generated)
     return generated
+
+
+# --- internal addresses (the outbound address rules, channels_app/outbound.py) ---------------------------------------
+
+
+def internal_address_spellings(port: int) -> list[str]:
+    """Webhook URLs an attacker would try to reach a service on this machine at `port` (127.0.0.1) or an
+    internal one: every spelling the resolver takes for a loopback address, IPv4-mapped IPv6, and the other
+    internal ranges. With WEBHOOK_ALLOWED_NETWORKS empty, none may be reached."""
+    loopback = ["127.0.0.1", "localhost", "127.1", "127.0.1", "2130706433", "0177.0.0.1", "0177.1", "0x7f.1",
+                "0x7f000001", "0x7f.0.0.1", "017700000001", "127.000.000.001", "[::1]", "[::ffff:127.0.0.1]",
+                "[::ffff:7f00:1]", "[0:0:0:0:0:ffff:127.0.0.1]", "[64:ff9b::127.0.0.1]", "[2002:7f00:1::1]", "0",
+                "0.0.0.0", "[::]", "127.255.255.254"]
+    internal = ["10.0.0.1", "172.16.0.1", "192.168.0.1", "169.254.169.254", "100.64.0.1", "224.0.0.1",
+                "239.255.255.250", "240.0.0.1", "255.255.255.255", "192.0.0.8", "198.18.0.1", "[fe80::1]",
+                "[fc00::1]", "[fd00::1]", "[ff02::1]", "[::ffff:10.0.0.1]", "[::ffff:169.254.169.254]", "0xa9fea9fe",
+                "2852039166", "0251.0376.0251.0376"]
+    return [f"http://{host}:{port}/hook" for host in loopback + internal] + [
+        f"https://{host}:{port}/hook" for host in ("127.0.0.1", "[::1]", "0x7f.1")
+    ]

@@ -13,6 +13,7 @@ from django.utils.text import Truncator
 from channels_app import options_catalog
 from channels_app.errors import ApplicationError
 from channels_app.models import BusinessAttribute, BusinessAttributeValue, Channel, Endpoint, OptionValue, Tenant
+from channels_app.outbound import validate_outbound_url
 from channels_app.services.channels import channel_inbound_route, channel_save
 from channels_app.services.options import option_reset, option_set, options_export_cfg, options_import_cfg
 from channels_app.validators import validate_queue_key
@@ -127,6 +128,11 @@ class ChannelForm(forms.ModelForm):
 
     def clean_secret(self):
         return self.cleaned_data["secret"] or self._current_secret
+
+    def clean_webhook_url(self):
+        value = self.cleaned_data["webhook_url"]
+        validate_outbound_url(value)  # shown on the field; channel_save checks it again for every door
+        return value
 
     def clean_inbound_route_by_call(self):
         value = self.cleaned_data["inbound_route_by_call"].strip()
