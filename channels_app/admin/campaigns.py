@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from channels_app.admin.forms import TextRulesModelForm
 from channels_app.errors import ApplicationError
 from channels_app.models import Campaign
 from channels_app.services import campaigns as campaign_services
@@ -16,7 +17,7 @@ from channels_app.services import campaigns as campaign_services
 TRANSITIONS = ("start", "pause", "resume", "cancel")
 
 
-class CampaignForm(forms.ModelForm):
+class CampaignForm(TextRulesModelForm):
     audience = forms.FileField(
         required=False,
         help_text="CSV, one recipient a row: a client_id column, then Contact.<name> and CustomProperties.<name> "

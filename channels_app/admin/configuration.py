@@ -11,6 +11,7 @@ from django.utils.html import escape
 from django.utils.text import Truncator
 
 from channels_app import options_catalog
+from channels_app.admin.forms import TextRulesForm, TextRulesModelForm
 from channels_app.errors import ApplicationError
 from channels_app.models import BusinessAttribute, BusinessAttributeValue, Channel, Endpoint, OptionValue, Tenant
 from channels_app.outbound import validate_outbound_url
@@ -33,6 +34,7 @@ def describe_option(definition) -> str:
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
+    form = TextRulesModelForm
     list_display = ["id", "name", "channel_count", "created_at"]
     search_fields = ["name", "=id"]
 
@@ -48,13 +50,14 @@ class TenantAdmin(admin.ModelAdmin):
 
 
 class EndpointInline(admin.TabularInline):
+    form = TextRulesModelForm
     model = Endpoint
     extra = 1
     verbose_name = "endpoint (chat queue key)"
     verbose_name_plural = "endpoints (chat queue keys)"
 
 
-class OptionValueForm(forms.ModelForm):
+class OptionValueForm(TextRulesModelForm):
     """Picks a catalog option and validates its value against it."""
 
     option = forms.ChoiceField(
@@ -93,7 +96,7 @@ class ChannelOptionInline(admin.TabularInline):
     verbose_name_plural = "option overrides for this channel"
 
 
-class ChannelForm(forms.ModelForm):
+class ChannelForm(TextRulesModelForm):
     webhook_url = forms.URLField(
         label="webhook URL",
         required=False,
@@ -177,7 +180,7 @@ class OptionScopeFilter(admin.SimpleListFilter):
         return queryset
 
 
-class OptionImportForm(forms.Form):
+class OptionImportForm(TextRulesForm):
     file = forms.FileField(help_text="A .cfg (INI) option file, e.g. GenesysHubDriver.cfg.")
     channel = forms.ModelChoiceField(
         Channel.objects.all(),
@@ -281,6 +284,7 @@ class OptionValueAdmin(admin.ModelAdmin):
 
 
 class BusinessAttributeValueInline(admin.TabularInline):
+    form = TextRulesModelForm
     model = BusinessAttributeValue
     extra = 1
     fields = ["name", "display_name", "description", "annex", "is_default", "order"]
@@ -288,6 +292,7 @@ class BusinessAttributeValueInline(admin.TabularInline):
 
 @admin.register(BusinessAttribute)
 class BusinessAttributeAdmin(admin.ModelAdmin):
+    form = TextRulesModelForm
     list_display = ["name", "display_name", "type", "value_count"]
     list_filter = ["type"]
     search_fields = ["name", "display_name", "values__name", "values__display_name"]
@@ -303,6 +308,7 @@ class BusinessAttributeAdmin(admin.ModelAdmin):
 
 @admin.register(BusinessAttributeValue)
 class BusinessAttributeValueAdmin(admin.ModelAdmin):
+    form = TextRulesModelForm
     list_display = ["name", "display_name", "attribute", "is_default", "order"]
     list_filter = ["attribute", "attribute__type", "is_default"]
     search_fields = ["name", "display_name", "description"]

@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from channels_app.admin.forms import TextRulesModelForm
 from channels_app.models import Contact, Interaction, InteractionState, Message, MessageDirection, MessageStatus
 from channels_app.options_catalog import IW
 from channels_app.services.interactions import interaction_end
@@ -44,6 +45,7 @@ class InteractionInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(Contact)
 class ContactAdmin(admin.ModelAdmin):
+    form = TextRulesModelForm
     list_display = ["__str__", "phone_number", "client_id", "nickname", "updated_at"]
     search_fields = ["first_name", "last_name", "nickname", "phone_number", "client_id", "email"]
     readonly_fields = ["created_at", "updated_at"]
