@@ -145,7 +145,7 @@ def test_the_customer_text_is_not_copied_whole_into_user_data(client, sms_channe
     assert len(json.dumps(user_data)) < 2000
 
 
-# --- admin forms and files ---------------------------------------------------------------------------------------------
+# --- admin forms and files ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.django_db
