@@ -226,6 +226,54 @@ def attacks(rng: random.Random, *, secret: str, business_id: str, originals: lis
     return generated
 
 
+# --- poisoned text, correctly signed (the text rules, channels_app/text_rules.py) ------------------------------------
+
+# A lone surrogate (high, low, at the start, in the middle, at the end) or a NUL character, as an attacker who holds
+# the secret (or a customer whose text the hub relays as it is) can send them: each must be answered 400 with status
+# 520 and store nothing; a 500 with the debug page was the answer before the text rules.
+POISONS = ("\ud800", "\udbff", "\udc00", "\udfff", "a\ud83d", "\ude00b", "x\ud800y", "\x00", "a\x00b", "\udfff\ud800")
+
+
+def _strings(value, path=()):
+    """(path, value) of every string (and every key) of a JSON value."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield (*path, ("key", key)), key
+            yield from _strings(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, (*path, index))
+
+
+def _poisoned(value, target, poison: str):
+    """`value` with the string (or key) at `target` given `poison` at a random place."""
+    if not target:
+        return value + poison if isinstance(value, str) else value
+    step, rest = target[0], target[1:]
+    if isinstance(step, tuple):  # a key
+        _, key = step
+        return {(key + poison if k == key else k): item for k, item in value.items()}
+    copied = value.copy()
+    copied[step] = _poisoned(value[step], rest, poison)
+    return copied
+
+
+def poisoned_requests(rng: random.Random, *, secret: str, business_id: str, count: int,
+                      tag: str = "poison") -> list[SignedRequest]:
+    """`count` correctly signed requests, each with one string or key (any field of any message type) carrying
+    a lone surrogate or a NUL character, written the way JSON escapes it (\\ud800, \\u0000)."""
+    requests = []
+    for index in range(count):
+        body = json.loads(message_body(rng, f"{tag}-{index}", business_id))
+        target, _text = rng.choice(list(_strings(body)))
+        poison = POISONS[index % len(POISONS)]
+        raw = json.dumps(_poisoned(body, target, poison)).encode()  # json.dumps writes them as escapes
+        requests.append(signed(secret, raw, _algorithm(rng), kind="surrogate" if "\x00" not in poison else "nul"))
+    return requests
+
+
 # --- internal addresses (the outbound address rules, channels_app/outbound.py) ---------------------------------------
 
 
