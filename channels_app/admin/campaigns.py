@@ -70,8 +70,8 @@ class CampaignAdmin(admin.ModelAdmin):
         done = counts["total"] - counts["pending"]
         percent = round(100 * done / counts["total"]) if counts["total"] else 0
         return format_html(
-            '<progress max="100" value="{}"></progress> {} / {} ({} delivered, {} failed)',
-            percent, done, counts["total"], counts["delivered"], counts["failed"],
+            '<progress max="100" value="{}"></progress> {} / {} ({} delivered, {} failed, {} refused)',
+            percent, done, counts["total"], counts["delivered"], counts["failed"], counts["refused"],
         )
 
     def save_model(self, request, obj, form, change):
