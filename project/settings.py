@@ -54,6 +54,7 @@ ALLOWED_HOSTS = env.list(
     default=["127.0.0.1", "localhost", "[::1]"] + ([HOST] if HOST not in ("127.0.0.1", "0.0.0.0", "::") else []),
 )
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+LOGIN_URL = "admin:login"  # where a browser asking for a media file logs in
 
 INSTALLED_APPS = [
     "django.contrib.admin",
