@@ -227,3 +227,27 @@ def test_channel_save_refuses_a_blocked_url_for_every_door(tenant, settings):
                                      business_id="1", webhook_url="http://0x7f.1:9/hook"))
 
     assert "webhook_url" in error.value.message_dict
+
+
+@pytest.mark.django_db
+def test_the_delivery_page_shows_no_answer_for_a_blocked_target(admin_client, webhook_channel, receiver, settings,
+                                                                 django_capture_on_commit_callbacks):
+    # given one attempt to an allowed receiver (its answer is shown) and one to a blocked target
+    contact = contact_identify(channel=webhook_channel, client_id="15556667777")
+    interaction = interaction_create(channel=webhook_channel, contact=contact, client_id="15556667777",
+                                     queue="1:session-chat", outbound=True, user_data={})
+    with django_capture_on_commit_callbacks(execute=False):
+        allowed = message_queue_outbound(interaction=interaction, payload={"type": "Text", "text": "one"})
+        blocked = message_queue_outbound(interaction=interaction, payload={"type": "Text", "text": "two"})
+    delivery_attempt(delivery_id=allowed.delivery.pk)
+    settings.WEBHOOK_ALLOWED_NETWORKS = []
+    delivery_attempt(delivery_id=blocked.delivery.pk)
+
+    # when the operator opens both delivery pages
+    allowed_page = admin_client.get(f"/admin/channels_app/delivery/{allowed.delivery.pk}/change/").content.decode()
+    blocked_page = admin_client.get(f"/admin/channels_app/delivery/{blocked.delivery.pk}/change/").content.decode()
+
+    # then the allowed one shows the answer's status and excerpt, the blocked one only why nothing was sent
+    assert f"ext-{allowed.pk}" in allowed_page and ">200<" in allowed_page
+    assert "blocked address" in blocked_page
+    assert "messageId" not in blocked_page and ">200<" not in blocked_page
