@@ -251,3 +251,17 @@ def test_the_delivery_page_shows_no_answer_for_a_blocked_target(admin_client, we
     assert f"ext-{allowed.pk}" in allowed_page and ">200<" in allowed_page
     assert "blocked address" in blocked_page
     assert "messageId" not in blocked_page and ">200<" not in blocked_page
+
+
+def test_a_connection_that_timed_out_is_not_reused(receiver, monkeypatch):
+    """After a timeout the next webhook opens a new connection to the checked address (the pool is keyed by
+    it): reusing the one still waiting for its answer was `CannotSendRequest`."""
+    from channels_app.transports import webhook
+
+    monkeypatch.setattr(webhook, "WEBHOOK_TIMEOUT_SECONDS", 0.3)
+    receiver.plan.extend(["hang:1", 200])
+
+    first = WebhookTransport().send(_message(receiver.url))
+    second = WebhookTransport().send(_message(receiver.url))
+
+    assert (first.outcome, second.outcome) == (SendOutcome.RETRY, SendOutcome.ACCEPTED), second.error

@@ -54,7 +54,7 @@ def _connection(scheme: str, host: str, port: int, address: str) -> http.client.
 
 
 def _forget(scheme: str, host: str, port: int, address: str) -> None:
-    connection = _connections.__dict__.get("by_endpoint", {}).pop((scheme, host, port), None)
+    connection = _connections.__dict__.get("by_endpoint", {}).pop((scheme, host, port, address), None)
     if connection is not None:
         connection.close()
 
