@@ -126,6 +126,7 @@ def server_env(debug: bool) -> dict:
         DATABASE_URL=DATABASE_URL,
         CELERY_BROKER_URL=BROKER_URL,
         CACHE_URL="locmemcache://",  # django-environ has no `locmem://` scheme
+        WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8",  # its receiver listens on 127.0.0.1 (channels_app/outbound.py)
         LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
     )

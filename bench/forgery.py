@@ -10,7 +10,10 @@ the same one tests/test_forgery.py runs at CI size), every kind in turn:
 random signature, wrong secret, one byte of the body changed, one character
 of the digest changed, truncated digest, upper-case digest, wrong prefix or
 header, missing or empty header, empty body, another request's signature,
-and replays of the authentic requests (same body, same signature).
+and replays of the authentic requests (same body, same signature). Last,
+`--poisoned` correctly signed requests with a lone surrogate or a NUL
+character in one string or key (the text rules): each must be answered 400
+with status 520 and store nothing.
 
 Every forgery must be answered 401 ("bad or missing signature", API.md) and
 store nothing; every replay must be answered 200 with the id of the message
@@ -38,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from stack import Stack, post_all, print_figures  # noqa: E402
 
-from tests.attacks import FORGERIES, KINDS, SignedRequest, attacks, valid_requests  # noqa: E402
+from tests.attacks import FORGERIES, KINDS, SignedRequest, attacks, poisoned_requests, valid_requests  # noqa: E402
 
 DATABASE = "dms_bench_forgery"
 REDIS_DB = 3
@@ -66,6 +69,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--attacks", type=int, default=11_000,
                         help="requests generated, replays included (default 11000: 10000 forgeries, 1000 replays)")
     parser.add_argument("--originals", type=int, default=50, help="authentic requests sent first (default 50)")
+    parser.add_argument("--poisoned", type=int, default=2000,
+                        help="correctly signed requests with a lone surrogate or NUL (default 2000)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the generator (default 1)")
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent clients (default 8)")
     parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes (default 3)")
@@ -95,6 +100,8 @@ def main() -> int:
     generated = attacks(rng, secret=SECRET, business_id=BUSINESS_ID, originals=originals, count=args.attacks)
     forgeries = [request for request in generated if request.kind in FORGERIES]
     replays = [request for request in generated if request.kind == "replay"]
+    poisoned = poisoned_requests(rng, secret=SECRET, business_id=BUSINESS_ID, count=args.poisoned,
+                                 tag=f"poison-{time.time_ns():x}")
 
     with Stack(DATABASE, redis_db=REDIS_DB) as stack:
         stack.prepare()
@@ -116,6 +123,8 @@ def main() -> int:
         replay_answers = send_all(port, replays, args.concurrency)
         seconds = time.perf_counter() - started
         after_replays = row_counts(stack)
+        poisoned_answers = send_all(port, poisoned, args.concurrency)
+        after_poisoned = row_counts(stack)
         stack.check_alive()
 
     statuses = Counter(status for status, _ in forgery_answers)
@@ -130,7 +139,13 @@ def main() -> int:
         1 for request, (status, answer) in zip(replays, replay_answers, strict=True)
         if status != 200 or json.loads(answer)["data"]["ids"] != stored_ids[request.body]
     )
-    transport_errors = statuses[None] + replay_statuses[None]
+    poisoned_statuses = Counter(status for status, _ in poisoned_answers)
+    poisoned_refused = sum(1 for status, answer in poisoned_answers
+                           if status == 400 and json.loads(answer)["status"]["code"] == 520)
+    poisoned_server_errors = sum(count for status, count in poisoned_statuses.items()
+                                 if status is not None and status >= 500)
+    poisoned_rows_written = rows_added(after_replays, after_poisoned)
+    transport_errors = statuses[None] + replay_statuses[None] + poisoned_statuses[None]
     rows_written = rows_added(before, after_forgeries)
     replay_rows_created = rows_added(after_forgeries, after_replays)
 
@@ -154,12 +169,17 @@ def main() -> int:
         ("replays", len(replays)),
         ("replay_wrong_id", replay_wrong_id),
         ("replay_rows_created", replay_rows_created),
+        ("poisoned", len(poisoned)),
+        ("poisoned_refused_520", poisoned_refused),
+        ("poisoned_server_errors", poisoned_server_errors),
+        ("poisoned_rows_written", poisoned_rows_written),
         ("seconds", seconds),
         ("requests_per_second", len(generated) / seconds),
         ("accepted", accepted),
     ])
     broken = (accepted or refused != len(forgeries) or server_errors or transport_errors or rows_written
-              or replay_wrong_id or replay_rows_created)
+              or replay_wrong_id or replay_rows_created or poisoned_refused != len(poisoned)
+              or poisoned_server_errors or poisoned_rows_written)
     return 1 if broken else 0
 
 

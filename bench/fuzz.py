@@ -216,6 +216,7 @@ def main() -> int:
     with Stack(DATABASE, redis_db=REDIS_DB) as stack:
         stack.env.update({
             "DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "127.0.0.1",
+            "HTTPS_ONLY": "true",
             "TOKEN_THROTTLE_RATE": "1000000/min", "LOG_LEVEL": "ERROR",
             # One line per request: the status first, to count the 5xx. Gunicorn's own limits on the request
             # line and headers (414, 431) are the deployment suite's; here the generated URLs reach Django.

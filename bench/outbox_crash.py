@@ -101,6 +101,7 @@ def drive(channel_id: str, iterations: int) -> None:
     """Print `killed <delivery id>` (or `survived ...`) per iteration."""
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    os.environ.setdefault("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")  # its receiver listens on 127.0.0.1
     import django
 
     django.setup()

@@ -353,6 +353,8 @@ class Stack:
             "CELERY_BROKER_URL": self.broker.url if self.broker else f"redis://127.0.0.1:6379/{redis_db}",
             "CACHE_URL": "locmemcache://",  # django-environ's name for locmem (it has no `locmem://`)
             "DEBUG": "true",
+            # the benchmarks' third parties listen on 127.0.0.1: allowed explicitly (channels_app/outbound.py)
+            "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }

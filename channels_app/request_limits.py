@@ -8,7 +8,8 @@
   none, and Django reads no body without one).
 * A NUL character in the URL (`%00`): 400. PostgreSQL can neither store nor
   compare text holding one, so a lookup by such an id or filter was a 500.
-  JSON bodies are checked for it by their parsers (`nul_character_at`).
+  Bodies are checked by their parsers with the text rules
+  (channels_app/text_rules.py).
 """
 
 from django.conf import settings
@@ -21,23 +22,6 @@ def body_limit(request) -> int | None:
     if request.content_type == "multipart/form-data":
         return settings.UPLOAD_MAX_SIZE
     return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-
-
-def nul_character_at(value, path: str = "") -> str | None:
-    """Where a parsed JSON value holds a NUL character (`\\u0000`), in a key or a text, e.g.
-    "recipients[0].Contact.FirstName"; None when it holds none."""
-    if isinstance(value, str):
-        return path or "(the body)" if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            inner = f"{path}.{key}" if path else str(key)
-            if "\x00" in key or (inner := nul_character_at(item, inner)):
-                return inner
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            if inner := nul_character_at(item, f"{path}[{index}]"):
-                return inner
-    return None
 
 
 def _refused(request, status: int, message: str):

@@ -74,6 +74,7 @@ RIGHTS: dict[str, Rule] = {
     "home.get": PUBLIC,  # a redirect to the admin
     "healthz.get": PUBLIC,
     "metrics.get": PUBLIC,  # open to METRICS_ALLOWED_NETWORKS only (the view checks the address)
+    "media-file.get": needs("view_attachment"),  # and the file is an attachment of the caller's tenants
     "nexus-messages.post": PUBLIC,  # signed with the channel's secret
     "esp.post": needs("use_esp"),
     "api-root.get": SIGNED_IN,
@@ -126,7 +127,6 @@ RIGHTS: dict[str, Rule] = {
     "admin:channels_app_optionvalue_export": needs("view_optionvalue"),
     "admin:channels_app_standardresponse_preview": needs("view_standardresponse"),
     "admin:channels_app_channel_rotate_secret": needs("change_channel"),
-    "admin:media": needs("view_attachment"),
 }
 
 # DRF answers OPTIONS with the view's description: any signed-in user may ask.

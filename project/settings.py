@@ -6,6 +6,7 @@ See https://django-environ.readthedocs.io/ and docs/CONFIGURATION.md.
 """
 
 import ipaddress
+import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -13,21 +14,50 @@ from pathlib import Path
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
-
-VAR_DIR.mkdir(exist_ok=True)
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
+# What an installation keeps of its own: the embedded database, broker, cache, media and its SECRET_KEY.
+VAR_DIR = env.path("VAR_DIR", default=BASE_DIR / "var")
+VAR_DIR = Path(str(VAR_DIR))
+VAR_DIR.mkdir(exist_ok=True)
+
 # --- Core ---------------------------------------------------------------------
-DEBUG = env.bool("DEBUG", default=True)
-SECRET_KEY = env(
-    "SECRET_KEY",
-    default="insecure-embedded-default-key-set-SECRET_KEY-in-production" if DEBUG else environ.Env.NOTSET,
+# Safe as it is (API.md, "Operating the server"): DEBUG off unless asked for, a
+# SECRET_KEY of this installation, only local host names, bound to 127.0.0.1.
+DEBUG = env.bool("DEBUG", default=False)
+
+
+def installation_secret_key(path: Path) -> str:
+    """The SECRET_KEY generated for this installation on its first start and kept in `path` (mode 0600).
+    Several processes start at once (web, worker, beat): the key is written to a temporary file and linked
+    into place, so that each reads a whole key and all read the same one."""
+    if not path.exists():
+        from django.core.management.utils import get_random_secret_key
+
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(get_random_secret_key())
+        try:
+            os.link(temporary, path)  # fails if another process was first: its key is kept
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
+    return path.read_text().strip()
+
+
+SECRET_KEY = env("SECRET_KEY", default="") or installation_secret_key(VAR_DIR / "secret_key")
+# HOST is where `make run` listens; a name given there is also accepted in requests.
+HOST = env("HOST", default="127.0.0.1")
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS",
+    default=["127.0.0.1", "localhost", "[::1]"] + ([HOST] if HOST not in ("127.0.0.1", "0.0.0.0", "::") else []),
 )
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+LOGIN_URL = "admin:login"  # where a browser asking for a media file logs in
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -233,9 +263,13 @@ SPECTACULAR_SETTINGS = {
 
 # --- Security (production) ------------------------------------------------------
 # https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/
+# The HTTPS-only settings follow HTTPS_ONLY, not DEBUG: `make run` serves plain http://127.0.0.1:8000 with
+# DEBUG off, and a redirect to https:// there would lock everyone out. Production sets HTTPS_ONLY=true
+# (README, "Production"), and `check --deploy` is clean with it.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
-if not DEBUG:
+HTTPS_ONLY = env.bool("HTTPS_ONLY", default=False)
+if HTTPS_ONLY:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -244,6 +278,13 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
     # /healthz is probed over plain HTTP by load balancers.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+
+# --- Outbound requests and inbound text (API.md, "Safe by default") --------------
+# Networks a webhook may reach although they are internal (loopback, private...), e.g. 127.0.0.0/8 for a
+# receiver on the same machine; channels_app/outbound.py holds the rules.
+WEBHOOK_ALLOWED_NETWORKS = env.list("WEBHOOK_ALLOWED_NETWORKS", default=[])
+# The longest customer text /nexus takes, in bytes of UTF-8 (channels_app/text_rules.py).
+MAX_INBOUND_TEXT_BYTES = env.int("MAX_INBOUND_TEXT_BYTES", default=64 * 1024)
 
 # --- Recovery timings --------------------------------------------------------------
 # How long a worker owns a delivery or a campaign batch it claimed; after a

@@ -1,12 +1,11 @@
-from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
-from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from channels_app.esp.views import EspView
 from channels_app.health import healthz
+from channels_app.media_access import media_file
 from channels_app.messaging.views import NexusMessagesView
 from channels_app.metrics import metrics_view
 
@@ -24,8 +23,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("channels_app.api.urls")),
-    # Attachments are fetched by hubs and phones; a proxy in front may serve MEDIA_ROOT instead.
-    re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}),
+    # Media files only to a logged-in user allowed to see them (channels_app/media_access.py), never publicly:
+    # a proxy in front must not serve MEDIA_ROOT either.
+    re_path(r"^media/(?P<path>.*)$", media_file, name="media-file"),
 ]
 
 handler400 = "channels_app.api.exceptions.bad_request"

@@ -224,3 +224,71 @@ def attacks(rng: random.Random, *, secret: str, business_id: str, originals: lis
         generated.append(SignedRequest(kind, body, headers))
     rng.shuffle(generated)
     return generated
+
+
+# --- poisoned text, correctly signed (the text rules, channels_app/text_rules.py) ------------------------------------
+
+# A lone surrogate (high, low, at the start, in the middle, at the end) or a NUL character, as an attacker who holds
+# the secret (or a customer whose text the hub relays as it is) can send them: each must be answered 400 with status
+# 520 and store nothing; a 500 with the debug page was the answer before the text rules.
+POISONS = ("\ud800", "\udbff", "\udc00", "\udfff", "a\ud83d", "\ude00b", "x\ud800y", "\x00", "a\x00b", "\udfff\ud800")
+
+
+def _strings(value, path=()):
+    """(path, value) of every string (and every key) of a JSON value."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield (*path, ("key", key)), key
+            yield from _strings(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, (*path, index))
+
+
+def _poisoned(value, target, poison: str):
+    """`value` with the string (or key) at `target` given `poison` at a random place."""
+    if not target:
+        return value + poison if isinstance(value, str) else value
+    step, rest = target[0], target[1:]
+    if isinstance(step, tuple):  # a key
+        _, key = step
+        return {(key + poison if k == key else k): item for k, item in value.items()}
+    copied = value.copy()
+    copied[step] = _poisoned(value[step], rest, poison)
+    return copied
+
+
+def poisoned_requests(rng: random.Random, *, secret: str, business_id: str, count: int,
+                      tag: str = "poison") -> list[SignedRequest]:
+    """`count` correctly signed requests, each with one string or key (any field of any message type) carrying
+    a lone surrogate or a NUL character, written the way JSON escapes it (\\ud800, \\u0000)."""
+    requests = []
+    for index in range(count):
+        body = json.loads(message_body(rng, f"{tag}-{index}", business_id))
+        target, _text = rng.choice(list(_strings(body)))
+        poison = POISONS[index % len(POISONS)]
+        raw = json.dumps(_poisoned(body, target, poison)).encode()  # json.dumps writes them as escapes
+        requests.append(signed(secret, raw, _algorithm(rng), kind="surrogate" if "\x00" not in poison else "nul"))
+    return requests
+
+
+# --- internal addresses (the outbound address rules, channels_app/outbound.py) ---------------------------------------
+
+
+def internal_address_spellings(port: int) -> list[str]:
+    """Webhook URLs an attacker would try to reach a service on this machine at `port` (127.0.0.1) or an
+    internal one: every spelling the resolver takes for a loopback address, IPv4-mapped IPv6, and the other
+    internal ranges. With WEBHOOK_ALLOWED_NETWORKS empty, none may be reached."""
+    loopback = ["127.0.0.1", "localhost", "127.1", "127.0.1", "2130706433", "0177.0.0.1", "0177.1", "0x7f.1",
+                "0x7f000001", "0x7f.0.0.1", "017700000001", "127.000.000.001", "[::1]", "[::ffff:127.0.0.1]",
+                "[::ffff:7f00:1]", "[0:0:0:0:0:ffff:127.0.0.1]", "[64:ff9b::127.0.0.1]", "[2002:7f00:1::1]", "0",
+                "0.0.0.0", "[::]", "127.255.255.254"]
+    internal = ["10.0.0.1", "172.16.0.1", "192.168.0.1", "169.254.169.254", "100.64.0.1", "224.0.0.1",
+                "239.255.255.250", "240.0.0.1", "255.255.255.255", "192.0.0.8", "198.18.0.1", "[fe80::1]",
+                "[fc00::1]", "[fd00::1]", "[ff02::1]", "[::ffff:10.0.0.1]", "[::ffff:169.254.169.254]", "0xa9fea9fe",
+                "2852039166", "0251.0376.0251.0376"]
+    return [f"http://{host}:{port}/hook" for host in loopback + internal] + [
+        f"https://{host}:{port}/hook" for host in ("127.0.0.1", "[::1]", "0x7f.1")
+    ]

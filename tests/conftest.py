@@ -9,6 +9,8 @@ from channels_app.choices import MediaType, Transport
 from channels_app.models import Channel, Tenant
 from channels_app.services.channels import channel_save
 
+# The networks the suite's receivers listen on, allowed as webhook targets (WEBHOOK_ALLOWED_NETWORKS).
+LOCAL_RECEIVERS = ["127.0.0.0/8"]
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
@@ -40,6 +42,10 @@ def _test_settings(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     # Real password hashing costs ~0.4 s a user; these tests are not about passwords.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # The third parties of the suite (tests/receiver.py) listen on 127.0.0.1: allowed explicitly, as an operator
+    # allows a receiver on the same machine. Worker processes get the same through their environment
+    # (tests/workers.py).
+    settings.WEBHOOK_ALLOWED_NETWORKS = LOCAL_RECEIVERS
 
 
 @pytest.fixture

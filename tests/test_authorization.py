@@ -228,6 +228,7 @@ REQUESTS: dict[str, tuple[str, str, object]] = {
     "healthz.get": ("get", "/healthz", None),
     "home.get": ("get", "/", None),
     "metrics.get": ("get", "/metrics", None),
+    "media-file.get": ("get", "/media/{attachment_path}", None),
 }
 # Rules for content, not doors: checked where the content is sent (the agent message below).
 CONTENT_RULES = {key for key in RIGHTS if key.startswith("agent.")}
@@ -235,9 +236,10 @@ NOT_REQUESTED = {"schema.get", "api-docs.get"}  # public documents; generating t
 
 
 def _fill(template, world: dict):
-    from channels_app.models import BusinessAttribute
+    from channels_app.models import Attachment, BusinessAttribute
 
-    values = {**world, "business_attribute": BusinessAttribute.objects.get(name="Emojis").pk}
+    values = {**world, "business_attribute": BusinessAttribute.objects.get(name="Emojis").pk,
+              "attachment_path": Attachment.objects.get(pk=world["attachment"]).file.name}
     if isinstance(template, str):
         text = template.format(**values)
         return int(text) if template in ("{tenant}",) else text

@@ -64,7 +64,12 @@ def test_audience_report_rejects_bad_rows_with_their_numbers(staff_api, response
     assert "not a phone number" in report["rejected"][0]["errors"][0]
     assert "No value for field code Contact.LastName." in report["rejected"][1]["errors"]
     assert "client_id is missing." in report["rejected"][2]["errors"]
-    assert created.json()["total"] == 1
+    # every row is kept: the refused ones (and the repeated client id) with their reasons, counted as refused
+    assert (created.json()["total"], created.json()["refused"], created.json()["pending"]) == (5, 4, 1)
+    kept = Campaign.objects.get().recipients.order_by("row_number")
+    assert [(r.row_number, r.status) for r in kept] == [
+        (1, "pending"), (2, "refused"), (3, "refused"), (4, "refused"), (5, "refused")]
+    assert "already on row 1" in kept[3].error and "not a phone number" in kept[1].error
 
 
 @pytest.mark.django_db
@@ -254,6 +259,6 @@ def test_admin_upload_report_buttons_and_progress(admin_client, response):
     assert 'id="campaign-start"' in change and "Download results" in change
     admin_client.post(reverse("admin:channels_app_campaign_transition", args=[campaign.pk, "start"]))
     progress = admin_client.get(reverse("admin:channels_app_campaign_progress", args=[campaign.pk])).json()
-    assert progress["state"] == "running" and progress["total"] == 1
+    assert progress["state"] == "running" and (progress["total"], progress["refused"]) == (2, 1)
     assert admin_client.get(reverse("admin:channels_app_campaign_changelist")).status_code == 200
     assert admin_client.get(reverse("admin:channels_app_campaign_results", args=[campaign.pk])).status_code == 200

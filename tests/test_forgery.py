@@ -10,7 +10,7 @@ import pytest
 
 from channels_app.models import Channel, Contact, Delivery, EarlyReceipt, Interaction, Message
 from channels_app.services.channels import channel_save
-from tests.attacks import FORGERIES, KINDS, attacks, valid_requests
+from tests.attacks import FORGERIES, KINDS, attacks, poisoned_requests, valid_requests
 
 SECRET = "forgery-channel-secret-0123456789abcdef"
 BUSINESS_ID = "0123456789"
@@ -68,4 +68,28 @@ def test_forged_requests_are_refused_and_replays_create_nothing(client, sms_chan
         assert response.status_code == 200, response.content
         assert response.json()["data"]["ids"] == stored_ids[replay.body]
     assert len(replays) == ATTACKS // len(KINDS)
+    assert row_counts() == before
+
+
+POISONED = 200  # correctly signed requests with a lone surrogate or a NUL character somewhere
+
+
+@pytest.mark.django_db
+def test_signed_requests_with_lone_surrogates_or_nul_are_refused_with_520(client, sms_channel):
+    """The text rules on /nexus: a lone surrogate or NUL in any string or key of any message type, correctly
+    signed, is 400 with status 520 and stores nothing (it was a 500 with the debug page)."""
+    # given
+    rng = random.Random(SEED)
+    poisoned = poisoned_requests(rng, secret=SECRET, business_id=BUSINESS_ID, count=POISONED)
+    before = row_counts()
+
+    # when
+    answers = Counter()
+    for request in poisoned:
+        response = send(client, request)
+        answers[request.kind, response.status_code, response.json()["status"]["code"]] += 1
+
+    # then
+    assert set(answers) == {("surrogate", 400, 520), ("nul", 400, 520)}, answers
+    assert sum(answers.values()) == POISONED
     assert row_counts() == before

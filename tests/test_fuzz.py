@@ -11,6 +11,7 @@ full-size run, over HTTP against gunicorn with DEBUG=false, is
 `python bench/fuzz.py` (200 cases per operation and phase).
 """
 
+import json
 import os
 
 import pytest
@@ -96,3 +97,58 @@ def test_every_operation_holds_to_its_document(case, in_process_requests, token,
     if case.operation.label == "POST /api/attachments/":  # bench/fuzz.py says why
         checks = [check for check in CHECKS if check is not negative_data_rejection]
     case.call_and_validate(headers={"Authorization": f"Token {token}"}, checks=checks)
+
+
+# --- the text rules over every operation ---------------------------------------------------------------------------
+
+POISONS = ["\ud800", "x\udfff", "\x00"]
+PATH_VALUES = {"id": "1", "channel_id": CHANNEL_ID, "section": "dms", "name": "session-shutdown-timeout"}
+
+
+def _resolved(schema: dict, document: dict) -> dict:
+    while isinstance(schema, dict) and "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema if isinstance(schema, dict) else {}
+
+
+def _poisoned_bodies(schema: dict, document: dict):
+    """Bodies with a lone surrogate or NUL in each top-level property, in a nested key, and in a list."""
+    properties = _resolved(schema, document).get("properties", {})
+    for poison in POISONS:
+        for name in properties:
+            yield {name: f"value{poison}"}
+            yield {name: {f"key{poison}": "value"}}
+            yield {name: [f"item{poison}"]}
+        yield {f"unknown{poison}": 1}
+
+
+@pytest.mark.django_db
+def test_lone_surrogates_and_nul_in_any_body_are_refused_never_a_server_error(client, token, fuzz_data):
+    """Every operation of the OpenAPI document that takes a JSON body, given a lone surrogate or a NUL
+    character in each of its fields: never a 5xx, and a 4xx (they were 500s with the debug page)."""
+    from tests.fuzz_hooks import hub_signature_sha256
+
+    document = client.get("/api/schema/", {"format": "json"}).json()
+    tried, answers = 0, []
+    for path, operations in document["paths"].items():
+        url = path
+        for name, value in PATH_VALUES.items():
+            url = url.replace("{" + name + "}", value)
+        for method, operation in operations.items():
+            content = (operation.get("requestBody") or {}).get("content", {})
+            if "application/json" not in content:
+                continue
+            for body in _poisoned_bodies(content["application/json"]["schema"], document):
+                raw = json.dumps(body).encode()  # the poisons as escapes, as clients write them
+                headers = {"Authorization": f"Token {token}"}
+                if url.startswith("/nexus/"):
+                    headers = {"X-Hub-Signature-256": hub_signature_sha256(SECRET, raw)}
+                response = client.generic(method.upper(), url, raw, content_type="application/json", headers=headers)
+                tried += 1
+                answers.append((method.upper(), url, response.status_code))
+    server_errors = [answer for answer in answers if answer[2] >= 500]
+    accepted = [answer for answer in answers if answer[2] < 400]
+    assert server_errors == []
+    assert accepted == []
+    print(f"poisoned_inputs={tried} server_errors={len(server_errors)} accepted={len(accepted)}")
+    assert tried >= 300, tried

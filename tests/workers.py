@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from django.conf import settings
 from django.db import connection
 
-from tests.conftest import require_or_skip
+from tests.conftest import LOCAL_RECEIVERS, require_or_skip
 
 
 def require_shared_database() -> None:
@@ -37,7 +37,8 @@ class ProjectProcess:
     def __init__(self, arguments: list[str], log_path: Path, env: dict | None = None):
         self.log_path = log_path
         full_env = {**os.environ, "DATABASE_URL": test_database_url(), "DJANGO_SETTINGS_MODULE": "project.settings",
-                    **(env or {})}
+                    # the suite's receivers listen on 127.0.0.1 (tests/conftest.py)
+                    "WEBHOOK_ALLOWED_NETWORKS": ",".join(LOCAL_RECEIVERS), **(env or {})}
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", *arguments], cwd=settings.BASE_DIR, env=full_env, stdout=self._log,

@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from channels_app.admin.forms import TextRulesModelForm
 from channels_app.admin.scoping import ScopedModelAdmin
 from channels_app.errors import ApplicationError
 from channels_app.models import Campaign
@@ -18,7 +19,7 @@ from channels_app.validators import validate_queue_key
 TRANSITIONS = ("start", "pause", "resume", "cancel")
 
 
-class CampaignForm(forms.ModelForm):
+class CampaignForm(TextRulesModelForm):
     audience = forms.FileField(
         required=False,
         help_text="CSV, one recipient a row: a client_id column, then Contact.<name> and CustomProperties.<name> "
@@ -81,8 +82,8 @@ class CampaignAdmin(ScopedModelAdmin):
         done = counts["total"] - counts["pending"]
         percent = round(100 * done / counts["total"]) if counts["total"] else 0
         return format_html(
-            '<progress max="100" value="{}"></progress> {} / {} ({} delivered, {} failed)',
-            percent, done, counts["total"], counts["delivered"], counts["failed"],
+            '<progress max="100" value="{}"></progress> {} / {} ({} delivered, {} failed, {} refused)',
+            percent, done, counts["total"], counts["delivered"], counts["failed"], counts["refused"],
         )
 
     delete_service = campaign_services.campaign_delete

@@ -11,6 +11,7 @@ from django.utils.html import escape
 from django.utils.text import Truncator
 
 from channels_app import options_catalog
+from channels_app.admin.forms import TextRulesForm, TextRulesModelForm
 from channels_app.admin.scoping import ScopedModelAdmin, ScopedTabularInline
 from channels_app.errors import ApplicationError
 from channels_app.models import (
@@ -22,6 +23,7 @@ from channels_app.models import (
     OptionValue,
     Tenant,
 )
+from channels_app.outbound import validate_outbound_url
 from channels_app.selectors import channel_list
 from channels_app.services.channels import channel_delete, channel_inbound_route, channel_rotate_secret, channel_save
 from channels_app.services.options import option_reset, option_set, options_export_cfg, options_import_cfg
@@ -81,7 +83,7 @@ class EndpointInline(ScopedTabularInline):
     verbose_name_plural = "endpoints (chat queue keys)"
 
 
-class OptionValueForm(forms.ModelForm):
+class OptionValueForm(TextRulesModelForm):
     """Picks a catalog option and validates its value against it."""
 
     option = forms.ChoiceField(
@@ -120,7 +122,7 @@ class ChannelOptionInline(ScopedTabularInline):
     verbose_name_plural = "option overrides for this channel"
 
 
-class ChannelForm(forms.ModelForm):
+class ChannelForm(TextRulesModelForm):
     webhook_url = forms.URLField(
         label="webhook URL",
         required=False,
@@ -155,6 +157,11 @@ class ChannelForm(forms.ModelForm):
 
     def clean_secret(self):
         return self.cleaned_data["secret"] or self._current_secret
+
+    def clean_webhook_url(self):
+        value = self.cleaned_data["webhook_url"]
+        validate_outbound_url(value)  # shown on the field; channel_save checks it again for every door
+        return value
 
     def clean(self):
         cleaned = super().clean()
@@ -225,7 +232,7 @@ class OptionScopeFilter(admin.SimpleListFilter):
         return queryset
 
 
-class OptionImportForm(forms.Form):
+class OptionImportForm(TextRulesForm):
     file = forms.FileField(help_text="A .cfg (INI) option file, e.g. GenesysHubDriver.cfg.")
     channel = forms.ModelChoiceField(
         Channel.objects.none(),

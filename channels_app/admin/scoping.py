@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import models
 
 from channels_app import rights
+from channels_app.admin.forms import TextRulesModelForm
 from channels_app.errors import ApplicationError
 from channels_app.selectors import is_scoped, restrict
 
@@ -40,6 +41,7 @@ class ScopedModelAdmin(TenantScopedMixin, admin.ModelAdmin):
     object by the model's name) deletes through the service, whose refusals
     become messages."""
 
+    form = TextRulesModelForm  # every text an administrator submits keeps the text rules
     delete_service = None
 
     def get_list_filter(self, request):
@@ -87,4 +89,4 @@ def _related_scoped(model, name: str) -> bool:
 
 
 class ScopedTabularInline(TenantScopedMixin, admin.TabularInline):
-    pass
+    form = TextRulesModelForm

@@ -11,6 +11,7 @@ from django.http import HttpResponseBadRequest
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from channels_app.admin.forms import TextRulesModelForm
 from channels_app.admin.scoping import ScopedModelAdmin
 from channels_app.choices import ContentType
 from channels_app.errors import ApplicationError
@@ -26,6 +27,7 @@ from channels_app.services.standard_responses import (
     standard_response_delete,
     standard_response_save,
 )
+from channels_app.text_rules import escaped, text_rule_broken_at, text_rule_message
 
 HEADER_CHOICES = [("", "No header"), ("text", "Text"), ("image", "Image"), ("video", "Video"), ("document", "Document")]
 
@@ -65,7 +67,7 @@ def _json_field(label: str) -> forms.CharField:
     return forms.CharField(label=label, required=False, widget=forms.Textarea(attrs={"rows": 5, "cols": 80}))
 
 
-class StandardResponseForm(forms.ModelForm):
+class StandardResponseForm(TextRulesModelForm):
     template_name = forms.CharField(required=False, label="Template name", help_text="As approved by WhatsApp.")
     template_id = forms.CharField(required=False, label="Template id")
     template_language = forms.CharField(required=False, label="Template language", help_text="e.g. en, en_US.")
@@ -147,10 +149,14 @@ class StandardResponseForm(forms.ModelForm):
         if not text:
             return None
         try:
-            return json.loads(text)
+            parsed = json.loads(text)
         except ValueError as error:
-            self.add_error(name, f"Not valid JSON: {error}")
+            self.add_error(name, f"Not valid JSON: {escaped(str(error))}")
             return None
+        if found := text_rule_broken_at(parsed, name):  # an escape such as "\ud800" makes a lone surrogate
+            self.add_error(name, text_rule_message(*found))
+            return None
+        return parsed
 
     def _parse_parameters(self) -> dict:
         parameters = {}
@@ -376,7 +382,7 @@ def _for_template(payload: dict | None) -> dict | None:
     return {**payload, "choices": payload.get("items", []), "sections": sections}
 
 
-class AttachmentForm(forms.ModelForm):
+class AttachmentForm(TextRulesModelForm):
     user = None  # set by the admin: the tenant defaults to the user's first
 
     class Meta:

@@ -393,7 +393,8 @@ class CampaignSerializer(ModelSerializer):
         child=serializers.DictField(), required=False, write_only=True,
         help_text='[{"client_id": "15556667777", "Contact": {...}, "CustomProperties": {...}}]',
     )
-    total = serializers.IntegerField(read_only=True)
+    total = serializers.IntegerField(read_only=True, help_text="Rows of the audience, refused ones included.")
+    refused = serializers.IntegerField(read_only=True, help_text="Rows refused at upload or whose invitation failed.")
     pending = serializers.IntegerField(read_only=True)
     sent = serializers.IntegerField(read_only=True)
     delivered = serializers.IntegerField(read_only=True)
@@ -403,8 +404,8 @@ class CampaignSerializer(ModelSerializer):
         model = Campaign
         fields = [
             "id", "name", "channel", "standard_response", "chat_queue_key", "terminate_sessions", "rate_per_second",
-            "start_at", "state", "recipients", "total", "pending", "sent", "delivered", "failed", "created_at",
-            "started_at", "finished_at",
+            "start_at", "state", "recipients", "total", "refused", "pending", "sent", "delivered", "failed",
+            "created_at", "started_at", "finished_at",
         ]
         read_only_fields = ["state", "created_at", "started_at", "finished_at"]
 

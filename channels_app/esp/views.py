@@ -15,8 +15,8 @@ from channels_app.errors import PermissionDenied
 from channels_app.esp import handlers  # noqa: F401  (registers the ESP methods)
 from channels_app.esp.dispatcher import EspContext, esp_dispatch, esp_error
 from channels_app.options_catalog import CHAT_SERVER
-from channels_app.request_limits import nul_character_at
 from channels_app.services.options import option_value
+from channels_app.text_rules import text_rule_broken_at
 
 
 class RawJSONParser(BaseParser):
@@ -90,8 +90,9 @@ class EspView(APIView):
             except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
                 reply = esp_error(None, 904, "Request incorrect: the body is not valid JSON.", 400)
             else:
-                if where := nul_character_at(payload):  # PostgreSQL cannot store it: it was a 500
-                    reply = esp_error(None, 904, f"{where} incorrect: it holds a NUL character (\\u0000).", 400)
+                if found := text_rule_broken_at(payload):  # channels_app/text_rules.py: it was a 500
+                    where, broken = found
+                    reply = esp_error(None, 904, f"{where} incorrect: it holds {broken}.", 400)
                 else:
                     reply = esp_dispatch(payload, EspContext(
                         trace_id=request.headers.get("X-B3-TraceId", ""), user=request.user))

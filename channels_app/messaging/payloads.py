@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from django.utils.dateparse import parse_datetime
 
-from channels_app.request_limits import nul_character_at
+from channels_app.text_rules import text_rule_broken_at, utf8_bytes_over
 
 MAX_MESSAGES_PER_REQUEST = 100
 # channel.messageId, from.id and from.nickname are kept in 200-character columns.
@@ -145,11 +145,23 @@ def _parse_receipt(message: dict, field: str) -> InboundReceipt:
 PARSERS = {"Text": _parse_text, "Email": _parse_email, "Receipt": _parse_receipt}
 
 
-def parse_inbound(body: object) -> list[InboundText | InboundReceipt]:
+def _customer_texts(message: dict, field: str):
+    """(field, text) of each customer text of a Text or Email message."""
+    if message.get("type") == "Text":
+        yield f"{field}.text", message.get("text")
+    elif message.get("type") == "Email":
+        for index, part in enumerate(message.get("content") or []):
+            yield f"{field}.content[{index}].text", part.get("text")
+
+
+def parse_inbound(body: object, *, max_text_bytes: int | None = None) -> list[InboundText | InboundReceipt]:
+    """The messages of a request, checked; `max_text_bytes` (MAX_INBOUND_TEXT_BYTES) bounds each customer
+    text in bytes of UTF-8."""
     if not isinstance(body, dict):
         raise InvalidStructure("The body must be a JSON object.")
-    if where := nul_character_at(body):  # PostgreSQL cannot store it: a structure error, not a server error
-        raise InvalidStructure(f"{where} holds a NUL character (\\u0000).")
+    if found := text_rule_broken_at(body):  # channels_app/text_rules.py: a structure error, not a server error
+        where, broken = found
+        raise InvalidStructure(f"{where} holds {broken}.")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidStructure("messages must be a non-empty list.")
@@ -164,4 +176,10 @@ def parse_inbound(body: object) -> list[InboundText | InboundReceipt]:
         if parser is None:
             raise InvalidStructure(f"{field}.type must be one of {', '.join(PARSERS)}.")
         parsed.append(parser(message, field))
+        if max_text_bytes is not None:
+            for text_field, text in _customer_texts(message, field):
+                if isinstance(text, str) and (size := utf8_bytes_over(text, max_text_bytes)):
+                    raise InvalidStructure(
+                        f"{text_field} is {size} bytes of UTF-8; at most {max_text_bytes} are accepted."
+                    )
     return parsed

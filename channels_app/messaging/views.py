@@ -2,6 +2,7 @@
 
 import json
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -116,7 +117,7 @@ class NexusMessagesView(APIView):
         ):
             return _status(401, "Missing or wrong X-Hub-Signature.", 401)
         try:
-            messages = parse_inbound(json.loads(body))
+            messages = parse_inbound(json.loads(body), max_text_bytes=settings.MAX_INBOUND_TEXT_BYTES)
         except (ValueError, UnicodeDecodeError, RecursionError) as error:  # RecursionError: nested too deeply
             message = str(error) if isinstance(error, InvalidStructure) else "The body is not valid JSON."
             return _status(INVALID_STRUCTURE, message, 400)

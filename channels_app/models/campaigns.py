@@ -63,7 +63,9 @@ class Campaign(models.Model):
 
 
 class CampaignRecipient(models.Model):
-    """One customer of a campaign. Its status follows its message (and so the receipts)."""
+    """One row of a campaign's audience. Its status follows its message (and so the receipts); a row refused
+    at upload (bad phone number, missing field values, a client id already listed) or whose invitation
+    failed has no message, and its reason in `error` (status `refused`)."""
 
     # db_index=False: the unique (campaign, client_id) and recipient_to_send indexes start with the campaign.
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients", db_index=False)
@@ -74,13 +76,16 @@ class CampaignRecipient(models.Model):
     message = models.OneToOneField(
         Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="campaign_recipient"
     )
-    error = models.CharField(max_length=500, blank=True, help_text="Why no message could be created.")
+    error = models.CharField(max_length=500, blank=True, help_text="Why the row was refused: no message for it.")
     claimed_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["campaign", "row_number"]
         constraints = [
-            models.UniqueConstraint(fields=["campaign", "client_id"], name="recipient_unique_client_per_campaign"),
+            # Refused rows are kept too (a client id may be listed twice, or be empty); the ones to send are unique.
+            models.UniqueConstraint(
+                fields=["campaign", "client_id"], condition=Q(error=""), name="recipient_unique_client_per_campaign"
+            ),
         ]
         indexes = [
             # The next batch, in row order, without sorting every recipient still to send.
@@ -95,13 +100,14 @@ class CampaignRecipient(models.Model):
     @property
     def status(self) -> str:
         if self.error:
-            return "failed"
+            return "refused"
         if self.message is None:
             return "pending"
         return RECIPIENT_STATUS_BY_MESSAGE.get(self.message.status, "pending")
 
 
-# A recipient's status is its message's (API.md: pending, sent, delivered, failed).
+# A recipient's status is its message's (API.md "Campaign outcomes": refused, pending, sent, delivered, failed);
+# every one but pending is final: `queued` is a message still being delivered or waiting for its next attempt.
 RECIPIENT_STATUS_BY_MESSAGE = {
     "queued": "pending",
     "sent": "sent",

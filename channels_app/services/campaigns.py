@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from channels_app.audit import audit_record
 from channels_app.bulk import bulk_update_rows
+from channels_app.csv_exports import SafeCSVWriter
 from channels_app.errors import ApplicationError, CampaignStateConflict, InvalidFields, InvalidParameter
 from channels_app.models import (
     AuditAction,
@@ -24,12 +25,14 @@ from channels_app.models import (
     CampaignState,
     Channel,
     Delivery,
+    MessageStatus,
     StandardResponse,
 )
 from channels_app.models.campaigns import RECIPIENT_STATUS_BY_MESSAGE
 from channels_app.phones import normalize_client_phone
 from channels_app.services.deliveries import deliveries_send
 from channels_app.services.invitations import Invitee, invitation_plan, invitations_create
+from channels_app.text_rules import escaped, text_rule_broken_at, text_rule_message
 from channels_app.validators import validate_queue_key
 
 COUNTS_CACHE_SECONDS = 1
@@ -84,21 +87,36 @@ def _required_codes(response: StandardResponse) -> list[tuple[str, str]]:
     return codes
 
 
+def _refused_row(number: int, client_id: str, reasons: list[str]) -> CampaignRecipient:
+    """A row refused at upload, kept with its reasons so that the results list every row of the audience.
+    Nothing of the row but its client id is kept (escaped: it may be what broke the text rules)."""
+    return CampaignRecipient(row_number=number, client_id=escaped(client_id)[:200], error=" ".join(reasons)[:500])
+
+
 def audience_validate(*, channel: Channel, response: StandardResponse, rows: list, first_row: int = 1):
-    """Check every row before anything is stored: a client id, a phone number
-    that parses on phone channels, and a value for every Contact and
-    CustomProperties field code of the response. Returns (recipients to
-    store, report); a client id seen before is sent once."""
+    """Check every row before anything is stored: the text rules, a client id,
+    a phone number that parses on phone channels, and a value for every
+    Contact and CustomProperties field code of the response. Returns
+    (recipients to store, report); a refused row is a recipient too, with its
+    reasons in `error` (API.md "Campaign outcomes"), and so is a client id
+    seen before (sent once, with the first row)."""
     required = _required_codes(response)
     phone_channel = channel.media_type in ("whatsapp", "sms")
-    report, recipients, seen = AudienceReport(), [], set()
+    report, recipients, seen = AudienceReport(), [], {}
     for offset, row in enumerate(rows):
         number = first_row + offset
         errors = []
         if not isinstance(row, dict):
             report.rejected.append({"row": number, "client_id": "", "errors": ["A recipient must be an object."]})
+            recipients.append(_refused_row(number, "", ["A recipient must be an object."]))
             continue
         client_id = str(row.get("client_id") or "").strip()
+        if found := text_rule_broken_at(row):  # PostgreSQL cannot store it: it was a 500
+            where, broken = found
+            reasons = [text_rule_message(where, broken)]
+            report.rejected.append({"row": number, "client_id": escaped(client_id), "errors": reasons})
+            recipients.append(_refused_row(number, client_id, reasons))
+            continue
         contact = row.get("Contact") or {}
         custom = row.get("CustomProperties") or {}
         if not isinstance(contact, dict) or not isinstance(custom, dict):
@@ -114,16 +132,23 @@ def audience_validate(*, channel: Channel, response: StandardResponse, rows: lis
                 errors.append(f"No value for field code {section}.{name}.")
         if errors:
             report.rejected.append({"row": number, "client_id": client_id, "errors": errors})
+            recipients.append(_refused_row(number, client_id, errors))
             continue
         if client_id in seen:
             report.duplicates.append(number)
+            recipients.append(_refused_row(number, client_id, [_duplicate_reason(client_id, seen[client_id])]))
             continue
-        seen.add(client_id)
+        seen[client_id] = number
         recipients.append(
             CampaignRecipient(row_number=number, client_id=client_id, contact_fields=contact, custom_properties=custom)
         )
-    report.accepted = len(recipients)
+    report.accepted = sum(1 for recipient in recipients if not recipient.error)
     return recipients, report
+
+
+def _duplicate_reason(client_id: str, first_row: int | None) -> str:
+    where = f"row {first_row}" if first_row else "an earlier upload"
+    return f"client_id {client_id!r} is already on {where}: it is sent once."
 
 
 @transaction.atomic
@@ -137,17 +162,16 @@ def campaign_add_recipients(*, campaign: Campaign, rows: list) -> AudienceReport
         channel=campaign.channel, response=campaign.standard_response, rows=rows, first_row=first_row
     )
     existing = set(
-        campaign.recipients.filter(client_id__in=[r.client_id for r in recipients]).values_list("client_id", flat=True)
+        campaign.recipients.filter(client_id__in=[r.client_id for r in recipients if not r.error], error="")
+        .values_list("client_id", flat=True)
     )
-    fresh = []
     for recipient in recipients:
-        if recipient.client_id in existing:
+        if not recipient.error and recipient.client_id in existing:  # on an earlier upload
             report.duplicates.append(recipient.row_number)
-            continue
+            recipient.error = _duplicate_reason(recipient.client_id, None)
         recipient.campaign = campaign
-        fresh.append(recipient)
-    CampaignRecipient.objects.bulk_create(fresh, batch_size=2000)
-    report.accepted = len(fresh)
+    CampaignRecipient.objects.bulk_create(recipients, batch_size=2000)
+    report.accepted = sum(1 for recipient in recipients if not recipient.error)
     return report
 
 
@@ -247,8 +271,8 @@ def campaign_transition(*, campaign_id: int, action: str) -> Campaign:
         raise CampaignStateConflict(f"A {campaign.state} campaign cannot {action}.", field="state")
     now = timezone.now()
     if action in ("start", "resume"):
-        if action == "start" and not campaign.recipients.exists():
-            raise CampaignStateConflict("The campaign has no recipients.", field="recipients")
+        if action == "start" and not campaign.recipients.filter(error="").exists():
+            raise CampaignStateConflict("The campaign has no recipients to send to.", field="recipients")
         # A campaign whose start time is still ahead waits for it, also when it was paused while waiting.
         target = CampaignState.SCHEDULED if campaign.start_at and campaign.start_at > now else CampaignState.RUNNING
     campaign.state = target
@@ -290,15 +314,19 @@ def campaigns_tick(*, now: datetime | None = None) -> int:
     due = [pk for pk in due if pk in started]
     for campaign_id in due:
         campaign_kick(campaign_id)
-    # A running campaign without a batch for this long may have lost its tasks: kick it again.
+    # A running campaign is completed once every recipient has a final outcome; one with recipients still to
+    # invite and no batch for this long may have lost its tasks: kick it again. One whose recipients are all
+    # invited waits for its deliveries (their retries, the relay after a worker's death), not for a batch.
     quiet_since = now - timedelta(seconds=settings.CAMPAIGN_STALLED_SECONDS)
-    stalled = Campaign.objects.filter(state=CampaignState.RUNNING).filter(
-        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=quiet_since)
-    )
-    stalled_ids = list(stalled.exclude(pk__in=due).values_list("pk", flat=True))
-    for campaign_id in stalled_ids:
-        campaign_kick(campaign_id)
-    return len(due) + len(stalled_ids)
+    running = Campaign.objects.filter(state=CampaignState.RUNNING).exclude(pk__in=due)
+    kicked = 0
+    for campaign_id, heartbeat_at in running.values_list("pk", "heartbeat_at"):
+        if _complete_if_done(campaign_id) != TO_INVITE:
+            continue
+        if heartbeat_at is None or heartbeat_at < quiet_since:
+            campaign_kick(campaign_id)
+            kicked += 1
+    return len(due) + kicked
 
 
 # --- execution ----------------------------------------------------------------
@@ -399,18 +427,26 @@ def _invite_batch(campaign: Campaign, recipient_ids: list[int]) -> list[Delivery
     return deliveries
 
 
-def _complete_if_done(campaign_id: int) -> None:
-    left = CampaignRecipient.objects.filter(campaign_id=campaign_id, message__isnull=True, error="").exists()
-    if not left:
-        with transaction.atomic():
-            completed = Campaign.objects.filter(pk=campaign_id, state=CampaignState.RUNNING).update(
-                state=CampaignState.COMPLETED, finished_at=timezone.now()
-            )
-            if completed:
-                name, tenant_id = Campaign.objects.filter(pk=campaign_id).values_list(
-                    "name", "channel__tenant_id").get()
-                _audit_system_state_change(campaign_id, name, tenant_id, CampaignState.RUNNING,
-                                           CampaignState.COMPLETED)
+TO_INVITE, IN_FLIGHT, DONE = "to invite", "in flight", "done"
+
+
+def _complete_if_done(campaign_id: int) -> str:
+    """Complete a running campaign once every recipient has a final outcome (API.md "Campaign outcomes"):
+    refused, or its message sent, delivered or failed after its last attempt. Returns where it stands:
+    TO_INVITE (recipients without a message yet), IN_FLIGHT (messages still being delivered) or DONE."""
+    recipients = CampaignRecipient.objects.filter(campaign_id=campaign_id)
+    if recipients.filter(message__isnull=True, error="").exists():  # the recipient_to_send index
+        return TO_INVITE
+    if recipients.filter(message__status=MessageStatus.QUEUED).exists():
+        return IN_FLIGHT
+    with transaction.atomic():
+        completed = Campaign.objects.filter(pk=campaign_id, state=CampaignState.RUNNING).update(
+            state=CampaignState.COMPLETED, finished_at=timezone.now()
+        )
+        if completed:
+            name, tenant_id = Campaign.objects.filter(pk=campaign_id).values_list("name", "channel__tenant_id").get()
+            _audit_system_state_change(campaign_id, name, tenant_id, CampaignState.RUNNING, CampaignState.COMPLETED)
+    return DONE
 
 
 def _audit_system_state_change(campaign_id: int, name: str, tenant_id: int, before: str, after: str) -> None:
@@ -420,8 +456,8 @@ def _audit_system_state_change(campaign_id: int, name: str, tenant_id: int, befo
 
 
 def campaign_counts(*, campaign: Campaign) -> dict:
-    """{"total", "pending", "sent", "delivered", "failed"}: recipients by the
-    status of their message. Counting joins every recipient to its message, so
+    """{"total", "refused", "pending", "sent", "delivered", "failed"}: recipients
+    by the status of their message (refused: no message, see `error`). Counting joins every recipient to its message, so
     while a campaign runs the counts are shared by everyone polling it (the
     progress bar, the API) for COUNTS_CACHE_SECONDS."""
     if campaign.state != CampaignState.RUNNING:
@@ -435,7 +471,7 @@ def campaign_counts(*, campaign: Campaign) -> dict:
 
 
 def _campaign_counts(campaign: Campaign) -> dict:
-    counts = {"total": 0, "pending": 0, "sent": 0, "delivered": 0, "failed": 0}
+    counts = {"total": 0, "refused": 0, "pending": 0, "sent": 0, "delivered": 0, "failed": 0}
     rows = (
         CampaignRecipient.objects.filter(campaign=campaign)
         .values("message__status", "error")
@@ -443,7 +479,7 @@ def _campaign_counts(campaign: Campaign) -> dict:
         .order_by()
     )
     for row in rows:
-        status = "failed" if row["error"] else RECIPIENT_STATUS_BY_MESSAGE.get(row["message__status"], "pending")
+        status = "refused" if row["error"] else RECIPIENT_STATUS_BY_MESSAGE.get(row["message__status"], "pending")
         counts[status] += row["n"]
         counts["total"] += row["n"]
     return counts
@@ -454,7 +490,7 @@ RESULT_COLUMNS = ["row", "client_id", "status", "message_id", "interaction_id", 
 
 def campaign_results_csv(*, campaign: Campaign, out) -> None:
     """Write every recipient's result, streamed in chunks so memory does not grow with the audience."""
-    writer = csv.writer(out)
+    writer = SafeCSVWriter(out)  # a client id or a reason from outside must not run as a formula
     writer.writerow(RESULT_COLUMNS)
     recipients = (
         CampaignRecipient.objects.filter(campaign=campaign).select_related("message").order_by("row_number")

@@ -7,6 +7,7 @@ from channels_app import options_catalog
 from channels_app.audit import audit_children, audit_muted
 from channels_app.errors import InvalidFields, InvalidParameter
 from channels_app.models import Channel, Endpoint, generate_channel_secret
+from channels_app.outbound import url_refusal
 from channels_app.services.options import option_reset, option_set, option_value
 from channels_app.validators import validate_queue_key
 
@@ -30,13 +31,17 @@ def channel_save(
     blank. `endpoints` (chat queue keys) replaces the channel's endpoints when
     given; `inbound_route_by_call` sets its route ("" removes the override).
     Everything is validated before anything is written; errors are an
-    InvalidFields keyed by field."""
+    InvalidFields keyed by field. The webhook URL must not be, or resolve
+    to, an internal address (channels_app/outbound.py)."""
     channel.ensure_secret()
     errors: dict[str, list[str]] = {}
     try:
         channel.full_clean()
     except ValidationError as error:
         errors.update(error.message_dict)
+    # The outbound address rules (API.md, "Safe by default"): not an internal address, no credentials.
+    if channel.webhook_url and "webhook_url" not in errors and (refusal := url_refusal(channel.webhook_url)):
+        errors["webhook_url"] = [refusal]
     if endpoints is not None:
         for key in endpoints:
             try:

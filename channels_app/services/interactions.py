@@ -50,6 +50,9 @@ RECEIPT_REASON_CODES = {
 }
 
 
+USER_DATA_TEXT_CHARACTERS = 256  # of a customer text, kept in the interaction's user data (_umsMsgPlainText)
+
+
 def hub_driver_attributes(*, channel: Channel, client_id: str, business_id: str, nickname: str = "") -> dict:
     """The attributes the WhatsApp Hub Driver adds to an interaction (WhatsApp guide)."""
     attributes = {
@@ -278,7 +281,9 @@ def customer_message_receive(
             "_umsMsgType": "text",
             "_umsMsgId": channel_message_id,
             "_umsMsgOriginTime": sent_at.isoformat(),
-            "_umsMsgPlainText": text,
+            # The spec's "Text of message", for routing; the message holds the whole text, which is not
+            # copied here (a customer text may be up to MAX_INBOUND_TEXT_BYTES).
+            "_umsMsgPlainText": text[:USER_DATA_TEXT_CHARACTERS],
         }
     )
     interaction.last_customer_message_at = max(filter(None, [interaction.last_customer_message_at, sent_at]))

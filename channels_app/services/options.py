@@ -15,6 +15,7 @@ from channels_app import options_catalog
 from channels_app.errors import InvalidParameter, NotFound
 from channels_app.models import Channel, Endpoint, OptionValue
 from channels_app.options_catalog import OptionDefinition
+from channels_app.text_rules import text_rule_broken_line
 from channels_app.validators import validate_queue_key
 
 # In a `[channel-*]` section, `endpoints` lists the channel's chat queue keys,
@@ -187,9 +188,13 @@ def _section_target(section_name: str, channel: Channel | None, channels) -> tup
 def options_import_cfg(*, text: str, channel: Channel | None = None, channels=None) -> ImportReport:
     """Import a `.cfg` option file. Every value is validated first; the valid
     ones are written in one transaction; the report lists what was set,
-    skipped (unknown section or option) and refused (invalid value).
+    skipped (unknown section or option) and refused (invalid value). A file
+    that breaks the text rules (a NUL character) is refused whole.
     `channels`: the channels a `[channel-<id>]` section may name (the
     importing user's; all when not given)."""
+    if found := text_rule_broken_line(text):
+        line, broken = found
+        raise InvalidParameter(f"Line {line} of the file holds {broken}, which is not accepted.", field="file")
     channels = Channel.objects.all() if channels is None else channels
     parser = _parse_cfg(text)
     report = ImportReport()

@@ -4,7 +4,13 @@ Connections are kept alive and reused, one set per sending thread, with the
 standard library's client: it sends a request's headers and body in one
 write (urllib3 sends two, and took more than twice the CPU per webhook on a
 local receiver). An idle connection that has become readable was closed by
-the third party and is not reused."""
+the third party and is not reused.
+
+Every send resolves the host once and checks it with the outbound address
+rules (channels_app/outbound.py); a connection is opened to that checked
+address and pooled under it, so a name that now resolves elsewhere gets a new,
+checked connection. A refused address is a failed attempt (`blocked address`),
+never retried: sending again cannot change the rules."""
 
 import http.client
 import json
@@ -16,6 +22,7 @@ import uuid
 from urllib.parse import urlsplit
 
 from channels_app.messaging.signatures import signed_headers
+from channels_app.outbound import BlockedAddress, checked_connection, resolve_allowed
 from channels_app.transports.base import OutgoingMessage, SendOutcome, SendResult
 
 WEBHOOK_TIMEOUT_SECONDS = 10.0  # "Send a response to the webhook within 10 seconds."
@@ -31,24 +38,23 @@ def _closed_by_peer(connection: http.client.HTTPConnection) -> bool:
     return bool(poller.poll(0))
 
 
-def _connection(scheme: str, host: str, port: int | None) -> http.client.HTTPConnection:
-    """This thread's open connection to the endpoint, or a new one."""
+def _connection(scheme: str, host: str, port: int, address: str) -> http.client.HTTPConnection:
+    """This thread's open connection to the endpoint at its checked address, or a new one."""
     pool = _connections.__dict__.setdefault("by_endpoint", {})
-    key = (scheme, host, port)
+    key = (scheme, host, port, address)
     connection = pool.get(key)
     if connection is not None and connection.sock is not None and _closed_by_peer(connection):
         connection.close()  # the next request opens a new one
     if connection is None:
-        if scheme == "https":
-            connection = http.client.HTTPSConnection(host, port, timeout=WEBHOOK_TIMEOUT_SECONDS, context=_tls)
-        else:
-            connection = http.client.HTTPConnection(host, port, timeout=WEBHOOK_TIMEOUT_SECONDS)
+        connection = checked_connection(
+            scheme=scheme, host=host, port=port, address=address, timeout=WEBHOOK_TIMEOUT_SECONDS, tls=_tls
+        )
         pool[key] = connection
     return connection
 
 
-def _forget(scheme: str, host: str, port: int | None) -> None:
-    connection = _connections.__dict__.get("by_endpoint", {}).pop((scheme, host, port), None)
+def _forget(scheme: str, host: str, port: int, address: str) -> None:
+    connection = _connections.__dict__.get("by_endpoint", {}).pop((scheme, host, port, address), None)
     if connection is not None:
         connection.close()
 
@@ -64,9 +70,19 @@ class WebhookTransport:
             ),
         }
         url = urlsplit(message.webhook_url)
-        endpoint = (url.scheme, url.hostname or "", url.port)
         target = (url.path or "/") + (f"?{url.query}" if url.query else "")
         started = time.perf_counter()
+        try:
+            port = url.port or (443 if url.scheme == "https" else 80)
+            address = resolve_allowed(url.hostname or "", port)
+        except BlockedAddress as refusal:  # no connection is made, so there is no answer to show
+            return SendResult(SendOutcome.FAILED, error=str(refusal)[:500])
+        except (OSError, UnicodeError) as error:  # the name does not resolve (now): try again later
+            latency = (time.perf_counter() - started) * 1000
+            return SendResult(SendOutcome.RETRY, error=f"{type(error).__name__}: {error}"[:500], latency_ms=latency)
+        except ValueError as error:  # a port out of range: sending again cannot help
+            return SendResult(SendOutcome.FAILED, error=f"Not sent: {error}"[:500])
+        endpoint = (url.scheme, url.hostname or "", port, address)
         try:
             connection = _connection(*endpoint)
             connection.request("POST", target, body=body, headers=headers)

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The supervisor of `make run`: the web server (gunicorn), a Celery worker and
+# one Celery beat, each a process of its own, and when any one of them ends
+# (Ctrl-C, a crash, kill -9) all of them stop.
+#
+# Each runs in its own process group (set -m) and is stopped as a group: a
+# worker's pool processes and gunicorn's workers stop with their parent even
+# when it was killed with SIGKILL and could not stop them itself. The beat is
+# not started by the worker (`--beat`) any more: a worker killed with SIGKILL
+# left its beat running, and after a restart two beats scheduled everything
+# twice.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+set -m
+HOST="${HOST:-127.0.0.1}"
+PORT="${PORT:-8000}"
+STOP_SECONDS="${STOP_SECONDS:-10}"  # how long the processes have to stop before SIGKILL
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  # Each leader stops its own children (a worker its pool, gunicorn its workers) the way it knows best;
+  # whatever has not stopped after STOP_SECONDS is killed.
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  ( sleep "$STOP_SECONDS"; for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null; done ) &
+  local watchdog=$!
+  wait "${pids[@]}" 2>/dev/null
+  kill -- "-$watchdog" 2>/dev/null
+  # The leaders are gone; anything left in their groups (a pool process of a killed worker) goes too.
+  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null; done
+  wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+.venv/bin/celery -A project worker --loglevel "${CELERY_LOG_LEVEL:-INFO}" --concurrency "${CELERY_CONCURRENCY:-2}" &
+pids+=($!)
+.venv/bin/celery -A project beat --loglevel "${CELERY_LOG_LEVEL:-INFO}" &
+pids+=($!)
+.venv/bin/gunicorn project.wsgi:application --bind "${HOST}:${PORT}" \
+  --workers "${WEB_CONCURRENCY:-2}" --threads 4 --timeout 30 --access-logfile - &
+pids+=($!)
+echo "Digital Messaging Server: http://${HOST}:${PORT}/admin/  (API docs: /api/docs/, health: /healthz)"
+# Stay in the foreground; when any process ends, stop the others (the EXIT trap).
+wait -n "${pids[@]}"
