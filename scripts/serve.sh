@@ -15,6 +15,10 @@ set -m
 HOST="${HOST:-127.0.0.1}"
 PORT="${PORT:-8000}"
 STOP_SECONDS="${STOP_SECONDS:-10}"  # how long the processes have to stop before SIGKILL
+# /metrics adds up the counts of every process of this host here (prometheus-client's multiprocess mode);
+# the files of an earlier run would be counted again.
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-var/prometheus}"
+rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
 pids=()
 stop() {
