@@ -5,7 +5,8 @@ from django.db import IntegrityError, transaction
 
 from channels_app.messaging.payloads import InboundReceipt, InboundText
 from channels_app.models import Channel, Message, MessageDirection
-from channels_app.services.interactions import customer_message_receive, receipt_apply
+from channels_app.services.interactions import customer_message_receive
+from channels_app.services.receipts import receipt_apply
 
 
 def inbound_messages_accept(
