@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: run test lint
+.PHONY: run test test-fast lint
 
 $(STAMP): requirements.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest
+
+# The inner loop: everything but the tests that start processes, wait out timeouts or fuzz.
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -m "not slow" -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -11,7 +11,7 @@ from django.views.static import serve
 from rest_framework.exceptions import AuthenticationFailed
 
 from channels_app import rights
-from channels_app.api.authentication import ExpiringTokenAuthentication
+from channels_app.authentication import ExpiringTokenAuthentication
 from channels_app.models import Attachment
 from channels_app.selectors import restrict
 

@@ -1,10 +1,13 @@
-"""The inbound body of the Third-Party Messaging API, parsed and checked
-(pure, no database): `{"messages": [Text | Email | Receipt, ...]}`."""
+"""The shared parsers, which the interfaces and the services may both import:
+the raw body parser of the signed and ESP doors, and the inbound body of the
+Third-Party Messaging API, parsed and checked (pure, no database):
+`{"messages": [Text | Email | Receipt, ...]}`."""
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.utils.dateparse import parse_datetime
+from rest_framework.parsers import BaseParser
 
 from channels_app.text_rules import text_rule_broken_at, utf8_bytes_over
 
@@ -12,6 +15,16 @@ MAX_MESSAGES_PER_REQUEST = 100
 # channel.messageId, from.id and from.nickname are kept in 200-character columns.
 MAX_ID_LENGTH = 200
 RECEIPT_STATUSES = ("Delivered", "Removed", "Failed")
+
+
+class RawJSONParser(BaseParser):
+    """Keeps the body as bytes: a signature is checked over the exact bytes, and the size limit and JSON
+    errors are the door's own errors (ESP's, the Third-Party Messaging API's), not DRF's."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return stream.read() if stream is not None else b""
 
 
 class InvalidStructure(ValueError):

@@ -224,7 +224,7 @@ MEDIA_URL = "media/"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # DRF's token authentication, with tokens that end (TOKEN_TTL).
-        "channels_app.api.authentication.ExpiringTokenAuthentication",
+        "channels_app.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["channels_app.api.permissions.TableRights"],

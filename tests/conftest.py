@@ -22,6 +22,20 @@ def pytest_configure(config):
             raise pytest.UsageError(f"CI is set but {', '.join(missing)} is not: the suite needs the real services.")
 
 
+# Modules whose tests start processes (workers, gunicorn, `make run`, a browser), wait out timeouts on purpose or
+# fuzz: `make test-fast` leaves them out (`-m "not slow"`); `make test` and CI run everything.
+SLOW_MODULES = {
+    "test_browser", "test_chaos", "test_crash", "test_deployment", "test_fuzz", "test_outbox_crash",
+    "test_receipts", "test_retry_schedule", "test_run", "test_worker",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 def require_or_skip(condition: bool, reason: str) -> None:
     """Skip locally when a tool is missing; fail in CI, where everything must run."""
     if condition:

@@ -11,11 +11,24 @@ GUESSES = ["/media/attachments/2026/11/bill.pdf", "/media/attachments/2026/11/",
 
 
 @pytest.fixture
-def media_file(settings):
+def media_file(settings, tenant):
+    from channels_app.models import Attachment
+
     folder = settings.MEDIA_ROOT / "attachments" / "2026" / "11"
     folder.mkdir(parents=True)
     (folder / "bill.pdf").write_bytes(b"%PDF-1.4 the customer's bill")
+    Attachment.objects.create(tenant=tenant, file="attachments/2026/11/bill.pdf", name="bill.pdf", kind="document",
+                              mime_type="application/pdf", size=28)
     return "/media/attachments/2026/11/bill.pdf"
+
+
+def viewer(django_user_model, tenant):
+    from channels_app.models import Membership
+
+    user = django_user_model.objects.create_user("viewer", password="viewer-pass-123")
+    user.user_permissions.add(Permission.objects.get(codename="view_attachment"))
+    Membership.objects.create(user=user, tenant=tenant)
+    return user
 
 
 @pytest.mark.django_db
@@ -37,10 +50,8 @@ def test_a_user_without_the_permission_is_refused(client, django_user_model, med
 
 
 @pytest.mark.django_db
-def test_a_user_allowed_to_see_attachments_gets_the_file(client, django_user_model, media_file):
-    user = django_user_model.objects.create_user("viewer", password="viewer-pass-123")
-    user.user_permissions.add(Permission.objects.get(codename="view_attachment"))
-    client.force_login(user)
+def test_a_user_allowed_to_see_attachments_gets_the_file(client, django_user_model, media_file, tenant):
+    client.force_login(viewer(django_user_model, tenant))
 
     response = client.get(media_file)
 
@@ -51,9 +62,9 @@ def test_a_user_allowed_to_see_attachments_gets_the_file(client, django_user_mod
 
 
 @pytest.mark.django_db
-def test_an_api_token_of_an_allowed_user_works_and_a_wrong_one_does_not(client, django_user_model, media_file):
-    user = django_user_model.objects.create_user("viewer", password="viewer-pass-123")
-    user.user_permissions.add(Permission.objects.get(codename="view_attachment"))
+def test_an_api_token_of_an_allowed_user_works_and_a_wrong_one_does_not(client, django_user_model, media_file,
+                                                                         tenant):
+    user = viewer(django_user_model, tenant)
     token = Token.objects.create(user=user)
 
     allowed = client.get(media_file, headers={"Authorization": f"Token {token.key}"})
@@ -61,3 +72,14 @@ def test_an_api_token_of_an_allowed_user_works_and_a_wrong_one_does_not(client, 
 
     assert allowed.status_code == 200
     assert wrong.status_code == 302
+
+
+@pytest.mark.django_db
+def test_a_file_of_another_tenant_does_not_exist_for_the_user(client, django_user_model, media_file, tenant):
+    from channels_app.models import Membership, Tenant
+
+    user = viewer(django_user_model, tenant)
+    Membership.objects.filter(user=user).update(tenant=Tenant.objects.create(id=2, name="Other"))
+    client.force_login(user)
+
+    assert client.get(media_file).status_code == 404

@@ -149,14 +149,16 @@ def test_the_customer_text_is_not_copied_whole_into_user_data(client, sms_channe
 
 
 @pytest.mark.django_db
-def test_an_admin_json_field_refuses_a_lone_surrogate(admin_client):
-    response = admin_client.post("/admin/channels_app/contact/add/", {
+def test_an_admin_json_field_refuses_a_lone_surrogate(admin_client, tenant):
+    contact = Contact.objects.create(tenant=tenant, client_id="15556667777")
+
+    response = admin_client.post(f"/admin/channels_app/contact/{contact.pk}/change/", {
         "client_id": "15556667777", "attributes": '{"MyFC_BillAmount": "\\ud800"}',
     })
 
     assert response.status_code == 200
     assert "lone surrogate" in response.content.decode()
-    assert not Contact.objects.exists()
+    assert Contact.objects.get().attributes == {}
 
 
 @pytest.mark.django_db

@@ -112,7 +112,7 @@ def test_checking_a_token_is_one_query(anonymous_api, staff_user, django_assert_
     api = _with_token(_token_for(anonymous_api))
     request = api.get("/api/emojis/").wsgi_request  # warm up: the first request reads the options
 
-    from channels_app.api.authentication import ExpiringTokenAuthentication
+    from channels_app.authentication import ExpiringTokenAuthentication
 
     with django_assert_num_queries(1):
         user, _ = ExpiringTokenAuthentication().authenticate(request)

@@ -16,10 +16,10 @@ from rest_framework.views import APIView
 
 from channels_app import rights, selectors
 from channels_app.api import serializers
-from channels_app.api.authentication import ExpiringTokenAuthentication
 from channels_app.api.parsers import JSONParser, MultiPartParser
 from channels_app.api.query_params import IntegerFilter, StrictFilterSet
 from channels_app.api.schema import ErrorSerializer
+from channels_app.authentication import ExpiringTokenAuthentication
 from channels_app.errors import InvalidParameter, NotFound, PermissionDenied
 from channels_app.models import (
     Attachment,

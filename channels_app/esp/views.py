@@ -4,28 +4,19 @@ import json
 
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
-from rest_framework.parsers import BaseParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from channels_app import rights
-from channels_app.api.authentication import ExpiringTokenAuthentication
+from channels_app.authentication import ExpiringTokenAuthentication
 from channels_app.errors import PermissionDenied
 from channels_app.esp import handlers  # noqa: F401  (registers the ESP methods)
 from channels_app.esp.dispatcher import EspContext, esp_dispatch, esp_error
 from channels_app.options_catalog import CHAT_SERVER
+from channels_app.parsing import RawJSONParser
 from channels_app.services.options import option_value
 from channels_app.text_rules import text_rule_broken_at
-
-
-class RawJSONParser(BaseParser):
-    """Keeps the body as bytes: the size limit and JSON errors are ESP errors, not DRF ones."""
-
-    media_type = "*/*"
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        return stream.read() if stream is not None else b""
 
 
 @extend_schema_field({"oneOf": [{"type": "string"}, {"type": "integer"}]})

@@ -8,17 +8,17 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from channels_app.esp.views import RawJSONParser
-from channels_app.messaging.payloads import (
-    MAX_MESSAGES_PER_REQUEST,
-    RECEIPT_STATUSES,
-    InvalidStructure,
-    message_type,
-    parse_inbound,
-)
 from channels_app.messaging.signatures import verify_hub_signature
 from channels_app.metrics import count_inbound
 from channels_app.models import Channel
+from channels_app.parsing import (
+    MAX_MESSAGES_PER_REQUEST,
+    RECEIPT_STATUSES,
+    InvalidStructure,
+    RawJSONParser,
+    message_type,
+    parse_inbound,
+)
 from channels_app.services.inbound import inbound_messages_accept
 
 INVALID_STRUCTURE = 520
@@ -54,7 +54,7 @@ _SENDER = {
         "time": _optional({"anyOf": [_text(format="date-time"), _text(maxLength=0)]}),
     },
 }
-# What parse_inbound (messaging/payloads.py) takes, so that clients, and the fuzzer, can send it.
+# What parse_inbound (channels_app/parsing.py) takes, so that clients, and the fuzzer, can send it.
 NEXUS_REQUEST = {
     "type": "object", "required": ["messages"],
     "properties": {"messages": {"type": "array", "minItems": 1, "maxItems": MAX_MESSAGES_PER_REQUEST, "items": {

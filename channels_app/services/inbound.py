@@ -3,8 +3,8 @@ customer messages and receipts, all of one request in one transaction."""
 
 from django.db import IntegrityError, transaction
 
-from channels_app.messaging.payloads import InboundReceipt, InboundText
 from channels_app.models import Channel, Message, MessageDirection
+from channels_app.parsing import InboundReceipt, InboundText
 from channels_app.services.interactions import customer_message_receive
 from channels_app.services.receipts import receipt_apply
 
