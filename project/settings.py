@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -149,6 +150,16 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Two lanes, so that a campaign never delays a person: `people` carries what someone waits for (an agent's
+# reply, a strategy's invitation, a retry), `bulk` the campaign batches; `celery` the periodic tasks.
+# `make run` starts a worker for each lane; a worker started without -Q consumes all three.
+CELERY_TASK_QUEUES = (Queue("people"), Queue("bulk"), Queue("celery"))
+CELERY_TASK_ROUTES = {
+    "channels_app.deliver": {"queue": "people"},
+    "channels_app.deliver_batch": {"queue": "people"},
+    "channels_app.simulator_emit": {"queue": "people"},
+    "channels_app.campaign_batch": {"queue": "bulk"},
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Celery's Django fix-up closes the database connection around every task
 # unless told to reuse it; a new PostgreSQL connection per delivery cost ~10%

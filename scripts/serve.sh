@@ -36,7 +36,12 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-.venv/bin/celery -A project worker --loglevel "${CELERY_LOG_LEVEL:-INFO}" --concurrency "${CELERY_CONCURRENCY:-2}" &
+# Two workers, one per lane (project/settings.py): a campaign's batches never delay an agent's reply.
+.venv/bin/celery -A project worker --loglevel "${CELERY_LOG_LEVEL:-INFO}" --concurrency "${CELERY_CONCURRENCY:-2}" \
+  -Q people,celery -n "people@%h" &
+pids+=($!)
+.venv/bin/celery -A project worker --loglevel "${CELERY_LOG_LEVEL:-INFO}" \
+  --concurrency "${CELERY_BULK_CONCURRENCY:-1}" -Q bulk -n "bulk@%h" &
 pids+=($!)
 .venv/bin/celery -A project beat --loglevel "${CELERY_LOG_LEVEL:-INFO}" &
 pids+=($!)

@@ -69,3 +69,13 @@ def test_other_addresses_are_refused(client):
         assert client.get("/metrics").status_code == 403
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 403
     assert client.get("/metrics", REMOTE_ADDR="::ffff:127.0.0.1").status_code == 200
+
+
+def test_people_and_bulk_go_in_lanes_of_their_own():
+    from project.celery import app
+
+    def lane(task):
+        return app.amqp.router.route({}, task)["queue"].name
+
+    assert {lane("channels_app.deliver"), lane("channels_app.deliver_batch")} == {"people"}
+    assert lane("channels_app.campaign_batch") == "bulk"

@@ -65,7 +65,7 @@ class WorkerProcess(ProjectProcess):
             "celery", "-A", "project", "worker",
             "--pool", "solo", "--concurrency", "1",
             "--without-heartbeat", "--without-gossip", "--without-mingle",
-            "-Q", "celery", "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h", "--loglevel", "INFO",
+            "-Q", "people,bulk,celery", "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h", "--loglevel", "INFO",
         ], log_path, env)
 
     def log(self) -> str:
