@@ -1,4 +1,9 @@
-"""`GET /healthz`: is the database reachable, is the broker reachable."""
+"""`GET /healthz`: is the database reachable, is the broker reachable.
+
+`GET /healthz?detail=1` adds `channels_down`: how many channels have their
+circuit open (services.deliveries), and, for a signed-in admin session,
+`channels_down_ids` (its tenants' channel ids). A channel down is not the
+server down: it never makes the answer 503."""
 
 from django.db import connection
 from django.http import JsonResponse
@@ -33,4 +38,18 @@ def healthz(request):
     body = {"database": database_status(), "broker": broker_status()}
     healthy = all(value == "ok" for value in body.values())
     body = {"status": "ok" if healthy else "error", **body}
+    if request.GET.get("detail") in ("1", "true") and body["database"] == "ok":
+        body.update(channels_down_detail(request.user))
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+def channels_down_detail(user) -> dict:
+    from channels_app.models import Channel
+    from channels_app.selectors import restrict
+
+    down = Channel.objects.filter(down_since__isnull=False)
+    detail = {"channels_down": down.count()}
+    if user is not None and user.is_authenticated and user.is_staff:
+        detail["channels_down_ids"] = list(restrict(down, user).order_by("channel_id")
+                                           .values_list("channel_id", flat=True))
+    return detail
