@@ -178,9 +178,12 @@ def interaction_history(*, user, interaction: Interaction) -> list[Interaction]:
 
     count = session_option(interaction=interaction, section=IW, name="whatsappsession.transcript-interactions-count")
     cross = session_option(interaction=interaction, section=IW, name="whatsappsession.show-cross-channel-messages")
-    earlier = restrict(Interaction.objects.select_related("channel"), user).filter(
-        contact_id=interaction.contact_id, created_at__lt=interaction.created_at
+    earlier = Interaction.objects.select_related("channel").filter(
+        contact_id=interaction.contact_id, channel__tenant_id=interaction.channel.tenant_id,
+        created_at__lt=interaction.created_at,
     )
+    if user is not None:
+        earlier = restrict(earlier, user)
     if not cross:
         earlier = earlier.filter(channel_id=interaction.channel_id)
     messages = Prefetch("messages", queryset=Message.objects.order_by("created_at", "id"))

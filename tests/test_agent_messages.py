@@ -46,7 +46,9 @@ def _new_session(channel, client_id="15556667777", message_id="c2"):
     """A customer's message after the session fixture's one ended: a new session, with the options as set now
     (they take effect at the next interaction)."""
     Interaction.objects.filter(channel=channel).update(state="ended")
-    message, _ = customer_message_receive(channel=channel, client_id=client_id, text="Hi", channel_message_id=message_id)
+    message, _ = customer_message_receive(
+        channel=channel, client_id=client_id, text="Hi", channel_message_id=message_id
+    )
     return message.interaction
 
 
