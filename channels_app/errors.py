@@ -59,6 +59,18 @@ class InvalidFields(InvalidParameter):
         return cls({"non_field_errors": list(error.messages)})
 
 
+class FieldCodesMissing(InvalidFields):
+    """A standard response's field codes without a value (the one rendering rule,
+    services.standard_responses.standard_response_render_for): the API answers
+    400 naming `fields`, ESP 920, a campaign refuses the recipient."""
+
+    def __init__(self, missing, *, response_id: str = ""):
+        super().__init__({"fields": [f"{code} has no value" for code in missing]})
+        self.missing = tuple(missing)
+        self.message = "no value for field code(s) " + ", ".join(missing) + (
+            f" of standard response {response_id}." if response_id else ".")
+
+
 class PermissionDenied(ApplicationError):
     """The caller lacks a permission (HTTP 403; ESP 904 naming the permission)."""
 

@@ -1,7 +1,12 @@
 """The operator's two doors: `GET /healthz` (is the database reachable, is
 the broker reachable) and `GET /metrics` (what an operator alerts on, in
 Prometheus' text format; the counters live in channels_app/metrics.py, what
-the database knows is read here when scraped, each with an indexed query)."""
+the database knows is read here when scraped, each with an indexed query).
+
+`GET /healthz?detail=1` adds `channels_down`: how many channels have their
+circuit open (services.deliveries), and, for a signed-in admin session,
+`channels_down_ids` (its tenants' channel ids). A channel down is not the
+server down: it never makes the answer 503."""
 
 import ipaddress
 import logging
@@ -18,7 +23,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 
 from channels_app.metrics import DELIVERY_ATTEMPTS, MESSAGES_IN, MESSAGES_OUT, WEBHOOK_LATENCY
-from channels_app.models import Campaign, Delivery, DeliveryState
+from channels_app.models import Campaign, Channel, Delivery, DeliveryState
+from channels_app.selectors import restrict
 from channels_app.services.campaigns import campaign_counts
 from project.celery import app as celery_app
 
@@ -52,10 +58,20 @@ def healthz(request):
     body = {"database": database_status(), "broker": broker_status()}
     healthy = all(value == "ok" for value in body.values())
     body = {"status": "ok" if healthy else "error", **body}
+    if request.GET.get("detail") in ("1", "true") and body["database"] == "ok":
+        body.update(channels_down_detail(request.user))
     return JsonResponse(body, status=200 if healthy else 503)
 
 
-# --- GET /metrics ---------------------------------------------------------------------------------------------
+def channels_down_detail(user) -> dict:
+    down = Channel.objects.filter(down_since__isnull=False)
+    detail = {"channels_down": down.count()}
+    if user is not None and user.is_authenticated and user.is_staff:
+        detail["channels_down_ids"] = list(restrict(down, user).order_by("channel_id")
+                                           .values_list("channel_id", flat=True))
+    return detail
+
+
 class DatabaseCollector:
     """Gauges read at scrape time: deliveries due and overdue, recipients of live campaigns, queue depth."""
 

@@ -105,6 +105,12 @@ RIGHTS: dict[str, Rule] = {
     "interaction.list": needs("view_interaction"),
     "interaction.retrieve": needs("view_interaction", "view_message"),
     "interaction.messages": needs("view_interaction", "add_message"),
+    # Done with a disposition changes the interaction; the agents' groups hold change_interaction.
+    "interaction.end": needs("view_interaction", "change_interaction"),
+    "interaction.history": needs("view_interaction", "view_message"),
+    # A new session is an agent message on a new interaction; its channel's media adds agent.whatsapp,
+    # another media than the interaction's agent.new_session_from_other_media (checked in the view).
+    "interaction.sessions": needs("view_interaction", "add_interaction", "add_message"),
     "contact.list": needs("view_contact"),
     "contact.retrieve": needs("view_contact"),
     # --- Campaigns ---------------------------------------------------------------------------

@@ -163,3 +163,28 @@ def default_tenant(user, *, given=None, parent=None) -> Tenant | None:
     if parent is not None:
         return parent.tenant
     return restrict(Tenant.objects.order_by("pk"), user).first()
+
+
+def interaction_history(*, user, interaction: Interaction) -> list[Interaction]:
+    """"See older messages..." (WhatsApp guide): the contact's earlier interactions, newest first, with their
+    messages; those of the interaction's channel, or of every channel (contacts are per tenant, so of the
+    same tenant) when `whatsappsession.show-cross-channel-messages` is true; at most
+    `whatsappsession.transcript-interactions-count`. Both options take effect at the next interaction: the
+    values kept with this interaction apply."""
+    from django.db.models import Prefetch
+
+    from channels_app.options_catalog import IW
+    from channels_app.services.options import session_option
+
+    count = session_option(interaction=interaction, section=IW, name="whatsappsession.transcript-interactions-count")
+    cross = session_option(interaction=interaction, section=IW, name="whatsappsession.show-cross-channel-messages")
+    earlier = Interaction.objects.select_related("channel").filter(
+        contact_id=interaction.contact_id, channel__tenant_id=interaction.channel.tenant_id,
+        created_at__lt=interaction.created_at,
+    )
+    if user is not None:
+        earlier = restrict(earlier, user)
+    if not cross:
+        earlier = earlier.filter(channel_id=interaction.channel_id)
+    messages = Prefetch("messages", queryset=Message.objects.order_by("created_at", "id"))
+    return list(earlier.order_by("-created_at", "-id").prefetch_related(messages)[:count])

@@ -305,6 +305,11 @@ DELIVERY_RELAY_GRACE_SECONDS = env.float("DELIVERY_RELAY_GRACE_SECONDS", default
 CAMPAIGN_CLAIM_LEASE_SECONDS = env.float("CAMPAIGN_CLAIM_LEASE_SECONDS", default=120.0)
 CAMPAIGN_STALLED_SECONDS = env.float("CAMPAIGN_STALLED_SECONDS", default=15.0)
 
+# --- Channel circuit ----------------------------------------------------------------
+# Deliveries in a row that fail to reach a channel's third party (connection error, timeout, 5xx) after
+# which the channel counts as down: InviteToChat answers 901 and campaigns wait, until one succeeds.
+CIRCUIT_FAILURE_THRESHOLD = env.int("CIRCUIT_FAILURE_THRESHOLD", default=5)
+
 # --- Request size -----------------------------------------------------------------
 # A campaign's audience posted as JSON can be large; a bigger body is refused with 413 before it is read
 # (channels_app/request_limits.py). Uploads (multipart) may be larger: attachments go up to 100 MB.

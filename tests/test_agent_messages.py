@@ -19,7 +19,8 @@ def session(channel, django_capture_on_commit_callbacks):
 
 
 def _age_customer_message(interaction, hours):
-    Interaction.objects.filter(pk=interaction.pk).update(
+    """The customer's last message, in any of their sessions on the channel, `hours` ago."""
+    Interaction.objects.filter(contact_id=interaction.contact_id, last_customer_message_at__isnull=False).update(
         last_customer_message_at=timezone.now() - timedelta(hours=hours)
     )
 
@@ -41,9 +42,20 @@ def test_agent_text_is_queued_with_its_delivery(agent_api, session, django_captu
     assert Interaction.objects.get(pk=session.pk).state == "active"
 
 
+def _new_session(channel, client_id="15556667777", message_id="c2"):
+    """A customer's message after the session fixture's one ended: a new session, with the options as set now
+    (they take effect at the next interaction)."""
+    Interaction.objects.filter(channel=channel).update(state="ended")
+    message, _ = customer_message_receive(
+        channel=channel, client_id=client_id, text="Hi", channel_message_id=message_id
+    )
+    return message.interaction
+
+
 @pytest.mark.django_db
-def test_size_limit_counts_utf8_bytes(agent_api, session, channel):
+def test_size_limit_counts_utf8_bytes(agent_api, channel):
     option_set(section=IW, name="whatsappsession.max-text-message-size", value=8, channel=channel)
+    session = _new_session(channel)
 
     fits = agent_api.post(url(session), {"text": "😀😀"}, format="json")  # 8 bytes
     over = agent_api.post(url(session), {"text": "😀😀a"}, format="json")  # 9 bytes
@@ -80,11 +92,13 @@ def test_with_automatic_notifications_the_text_goes_inside_the_default_template(
         ("whatsappsession.default-notification-language", "en"),
     ]:
         option_set(section=IW, name=name, value=value)
+    session = _new_session(session.channel)
     _age_customer_message(session, hours=2)
 
     response = agent_api.post(url(session), {"text": "We recommend rebooting your device"}, format="json")
 
     assert response.status_code == 202
+    assert response.json()["sent_as"] == "notification"
     payload = Message.objects.get(pk=response.json()["id"]).payload
     assert payload["type"] == "Notification"
     assert payload["text"] == "Thank you for your patience! We recommend rebooting your device"
@@ -111,6 +125,7 @@ def test_interactive_messages_are_refused_outside_the_window(staff_api, agent_ap
     assert interactive.status_code == 409
     assert notification.status_code == 202
     assert notification.json()["text"] == "Hello Jo"
+    assert notification.json()["sent_as"] == "notification"
 
 
 @pytest.mark.django_db

@@ -206,6 +206,10 @@ REQUESTS: dict[str, tuple[str, str, object]] = {
     "interaction.list": ("get", "/api/interactions/", None),
     "interaction.retrieve": ("get", "/api/interactions/{interaction}/", None),
     "interaction.messages": ("post", "/api/interactions/{interaction}/messages/", {"text": "Hello from an agent"}),
+    "interaction.end": ("post", "/api/interactions/{interaction}/end/", {}),
+    "interaction.history": ("get", "/api/interactions/{interaction}/history/", None),
+    "interaction.sessions": ("post", "/api/interactions/{interaction}/sessions/",
+                             {"channel": "{channel}", "text": "Hello again"}),
     "contact.list": ("get", "/api/contacts/", None),
     "contact.retrieve": ("get", "/api/contacts/{contact}/", None),
     "campaign.list": ("get", "/api/campaigns/", None),
@@ -268,7 +272,7 @@ def client_of(user) -> APIClient:
 
 def expected_rule(key: str) -> tuple[Rule, ...]:
     rules = (RIGHTS[key],)
-    if key == "interaction.messages":  # the home channel is a WhatsApp channel
+    if key in ("interaction.messages", "interaction.sessions"):  # the home channel is a WhatsApp channel
         rules += (RIGHTS["agent.whatsapp"],)
     return rules
 

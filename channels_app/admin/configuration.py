@@ -7,7 +7,7 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import escape
+from django.utils.html import escape, format_html
 from django.utils.text import Truncator
 
 from channels_app import options_catalog
@@ -179,15 +179,28 @@ class ChannelForm(TextRulesModelForm):
 @admin.register(Channel)
 class ChannelAdmin(ScopedModelAdmin):
     form = ChannelForm
-    list_display = ["channel_id", "name", "tenant", "media_type", "transport", "business_id", "secret_set", "enabled"]
+    list_display = ["channel_id", "name", "tenant", "media_type", "transport", "business_id", "secret_set", "enabled",
+                    "circuit"]
     list_filter = ["media_type", "transport", "enabled", "tenant"]
     search_fields = ["channel_id", "name", "business_id", "webhook_url"]
     inlines = [EndpointInline, ChannelOptionInline]
     fieldsets = [
         (None, {"fields": ["channel_id", "name", "tenant", "media_type", "business_id", "enabled"]}),
         ("Delivery", {"fields": ["transport", "webhook_url", "secret", "retry_timeout_seconds", "retry_attempts"]}),
+        ("Circuit", {"fields": ["circuit", "consecutive_failures", "down_since"],
+                     "description": "After CIRCUIT_FAILURE_THRESHOLD deliveries in a row fail to reach the third "
+                     "party, the channel is down: InviteToChat answers 901 and campaigns wait, until a delivery "
+                     "(the relay keeps retrying due ones) succeeds."}),
         ("Routing", {"fields": ["inbound_route_by_call"]}),
     ]
+    readonly_fields = ["circuit", "consecutive_failures", "down_since"]
+
+    @admin.display(description="circuit")
+    def circuit(self, channel):
+        if channel.down_since is not None:
+            return format_html('<b style="color: #b00;">down</b> since {}',
+                               channel.down_since.isoformat(timespec="seconds"))
+        return "up" if not channel.consecutive_failures else f"up ({channel.consecutive_failures} failure(s) in a row)"
 
     actions = ["rotate_secrets"]
     delete_service = channel_delete

@@ -12,8 +12,9 @@ from django.utils.safestring import mark_safe
 from channels_app.admin.scoping import ScopedModelAdmin, ScopedTabularInline
 from channels_app.models import Contact, Interaction, InteractionState, Message, MessageDirection, MessageStatus
 from channels_app.options_catalog import IW
+from channels_app.selectors import interaction_history
 from channels_app.services.interactions import interaction_end
-from channels_app.services.options import option_value
+from channels_app.services.options import session_option
 
 
 class ReadOnlyAdminMixin:
@@ -64,15 +65,16 @@ class InteractionAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
     list_select_related = ["channel"]
     actions = ["end_sessions"]
     fieldsets = [
-        (None, {"fields": ["id", "type", "subtype", "state", "channel", "contact_link", "client_id", "queue"]}),
-        ("Transcript", {"fields": ["transcript"]}),
+        (None, {"fields": ["id", "type", "subtype", "state", "disposition", "channel", "contact_link", "client_id",
+                           "queue"]}),
+        ("Transcript", {"fields": ["older_messages", "transcript"]}),
         ("Session", {"fields": ["created_at", "last_activity_at", "last_customer_message_at", "ended_at",
-                                "end_reason", "terminate_after_send", "user_data"]}),
+                                "end_reason", "terminate_after_send", "user_data", "session_options"]}),
     ]
     readonly_fields = [
-        "id", "type", "subtype", "state", "channel", "contact_link", "client_id", "queue", "transcript",
-        "created_at", "last_activity_at", "last_customer_message_at", "ended_at", "end_reason",
-        "terminate_after_send", "user_data",
+        "id", "type", "subtype", "state", "disposition", "channel", "contact_link", "client_id", "queue",
+        "older_messages", "transcript", "created_at", "last_activity_at", "last_customer_message_at", "ended_at",
+        "end_reason", "terminate_after_send", "user_data", "session_options",
     ]
 
     @admin.display(description="contact")
@@ -85,21 +87,21 @@ class InteractionAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
         """As the WhatsApp guide describes the message area: customer messages
         left, agent messages right, errors and the session date centered, and
         the origin time in bold when a message arrived late."""
-        delay = timedelta(seconds=option_value(
-            section=IW, name="whatsappsession.message-delay-timespan", channel=interaction.channel
+        return mark_safe(_transcript_html(interaction, interaction.messages.select_related("delivery"), interaction))
+
+    @admin.display(description="older messages")
+    def older_messages(self, interaction):
+        """"See older messages..." (WhatsApp guide), as GET /api/interactions/{id}/history/ gives them: the
+        contact's earlier interactions (same channel, or every channel with
+        whatsappsession.show-cross-channel-messages), at most whatsappsession.transcript-interactions-count,
+        oldest first as a message area shows them."""
+        # The interaction shown is one of the caller's tenants; its contact's interactions are of that tenant.
+        earlier = interaction_history(user=None, interaction=interaction)
+        if not earlier:
+            return "None."
+        return mark_safe("".join(
+            _transcript_html(older, older.messages.all(), interaction) for older in reversed(earlier)
         ))
-        rows = []
-        for message in interaction.messages.select_related("delivery"):
-            delayed = bool(message.origin_time and message.created_at - message.origin_time > delay)
-            rows.append({
-                "message": message,
-                "side": "customer" if message.direction == MessageDirection.INBOUND else "agent",
-                "delayed": delayed,
-                "error": message.status == MessageStatus.FAILED,
-            })
-        # render_to_string escapes every value it inserts
-        context = {"interaction": interaction, "rows": rows}
-        return mark_safe(render_to_string("admin/channels_app/interaction/transcript.html", context))
 
     @admin.action(description="End the selected sessions")
     def end_sessions(self, request, queryset):
@@ -112,6 +114,28 @@ class InteractionAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
     def has_change_permission(self, request, obj=None):
         # The change list needs it for actions; the change form stays read-only (every field is).
         return request.user.has_perm("channels_app.change_interaction")
+
+
+def _transcript_html(interaction, messages, current) -> str:
+    """As the WhatsApp guide describes the message area: customer messages
+    left, agent messages right, errors and the session date centered, and
+    the origin time in bold when a message arrived late (the delay option of
+    the interaction being shown)."""
+    delay = timedelta(seconds=session_option(
+        interaction=current, section=IW, name="whatsappsession.message-delay-timespan"
+    ))
+    rows = []
+    for message in messages:
+        delayed = bool(message.origin_time and message.created_at - message.origin_time > delay)
+        rows.append({
+            "message": message,
+            "side": "customer" if message.direction == MessageDirection.INBOUND else "agent",
+            "delayed": delayed,
+            "error": message.status == MessageStatus.FAILED,
+        })
+    # render_to_string escapes every value it inserts
+    context = {"interaction": interaction, "rows": rows}
+    return render_to_string("admin/channels_app/interaction/transcript.html", context)
 
 
 @admin.register(Message)

@@ -346,15 +346,67 @@ class InteractionListSerializer(ModelSerializer):
         model = Interaction
         fields = [
             "id", "type", "subtype", "state", "channel", "client_id", "queue", "contact", "created_at",
-            "last_activity_at", "ended_at", "end_reason",
+            "last_activity_at", "ended_at", "end_reason", "disposition",
         ]
 
 
 class InteractionSerializer(InteractionListSerializer):
     messages = MessageSerializer(many=True, read_only=True)
+    window_closes_at = serializers.SerializerMethodField(
+        help_text="WhatsApp: when the customer's 24-hour window closes (null: closed since it never opened, or "
+        "not a WhatsApp channel); after it only notifications can be sent.")
 
     class Meta(InteractionListSerializer.Meta):
-        fields = [*InteractionListSerializer.Meta.fields, "user_data", "last_customer_message_at", "messages"]
+        fields = [*InteractionListSerializer.Meta.fields, "user_data", "last_customer_message_at",
+                  "window_closes_at", "session_options", "messages"]
+
+    def get_window_closes_at(self, interaction) -> str | None:
+        from channels_app.services.windows import customer_window_closes_at, window_applies
+
+        if not window_applies(interaction.channel):
+            return None
+        closes_at = customer_window_closes_at(interaction=interaction)
+        return serializers.DateTimeField().to_representation(closes_at) if closes_at else None
+
+
+class HistoryInteractionSerializer(InteractionListSerializer):
+    """An earlier interaction of the contact with its messages."""
+
+    messages = MessageSerializer(many=True, read_only=True)
+
+    class Meta(InteractionListSerializer.Meta):
+        fields = [*InteractionListSerializer.Meta.fields, "messages"]
+
+
+class HistorySerializer(Serializer):
+    interaction = serializers.CharField(help_text="The interaction whose history this is.")
+    transcript_interactions_count = serializers.IntegerField(
+        help_text="whatsappsession.transcript-interactions-count of the interaction.")
+    show_cross_channel_messages = serializers.BooleanField(
+        help_text="whatsappsession.show-cross-channel-messages of the interaction.")
+    interactions = HistoryInteractionSerializer(many=True)
+
+
+class EndRequestSerializer(Serializer):
+    disposition = serializers.CharField(
+        required=False, allow_blank=True, max_length=128,
+        help_text="A value (its name) of the Disposition Code business attribute.")
+
+
+class AgentMessageResultSerializer(MessageSerializer):
+    sent_as = serializers.CharField(
+        read_only=True, help_text='"text", the standard response\'s content type, or "notification" when the text '
+        "went inside the default notification template (WhatsApp, outside the 24-hour window).")
+
+    class Meta(MessageSerializer.Meta):
+        fields = [*MessageSerializer.Meta.fields, "sent_as"]
+
+
+class NewSessionResultSerializer(InteractionSerializer):
+    sent_as = serializers.CharField(read_only=True, help_text="How the first message was sent (see agent messages).")
+
+    class Meta(InteractionSerializer.Meta):
+        fields = [*InteractionSerializer.Meta.fields, "sent_as"]
 
 
 class ContactSerializer(ModelSerializer):
@@ -384,6 +436,12 @@ class AgentMessageSerializer(Serializer):
         if bool(attrs.get("text")) == bool(attrs.get("standard_response_id")):
             raise serializers.ValidationError({"text": ["Send either text or standard_response_id."]})
         return attrs
+
+
+class NewSessionRequestSerializer(AgentMessageSerializer):
+    channel = serializers.CharField(
+        max_length=100, help_text="The channel_id of the new session: the interaction's own, or one of the "
+        "outbound session config.")
 
 
 class CampaignSerializer(ModelSerializer):

@@ -6,7 +6,13 @@ from django.db.models import Q
 from django.http import HttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed, Throttled
@@ -33,12 +39,27 @@ from channels_app.models import (
     StandardResponseCategory,
     Tenant,
 )
-from channels_app.selectors import channel_get, interaction_get, restrict, tenant_ids_for, user_list
+from channels_app.options_catalog import IW
+from channels_app.selectors import (
+    channel_get,
+    interaction_get,
+    interaction_history,
+    restrict,
+    tenant_ids_for,
+    user_list,
+)
 from channels_app.services import campaigns as campaign_services
-from channels_app.services.agent_messages import agent_message_send
+from channels_app.services.agent_messages import agent_message_send, session_start
 from channels_app.services.business_attributes import business_attribute_delete, business_attribute_save
 from channels_app.services.channels import channel_delete, channel_rotate_secret, channel_save
-from channels_app.services.options import option_definition_get, option_reset, option_set, options_list
+from channels_app.services.interactions import interaction_close
+from channels_app.services.options import (
+    option_definition_get,
+    option_reset,
+    option_set,
+    options_list,
+    session_option,
+)
 from channels_app.services.standard_responses import (
     attachment_create,
     attachment_delete,
@@ -414,28 +435,159 @@ class InteractionViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
         return queryset.prefetch_related("messages") if self.action == "retrieve" else queryset
 
     @extend_schema(
+        summary="Send an agent message",
         request=serializers.AgentMessageSerializer,
-        responses={202: serializers.MessageSerializer, 409: OpenApiResponse(
-            ErrorSerializer, "The session has ended, or the WhatsApp 24-hour window has closed.")},
+        responses={202: serializers.AgentMessageResultSerializer, 409: OpenApiResponse(
+            ErrorSerializer, "The session has ended, or the WhatsApp 24-hour window has closed (reply buttons "
+            "and lists always; text when automatic notifications are off).")},
+        examples=[
+            OpenApiExample("Text", request_only=True, value={"text": "How can I help?"}),
+            OpenApiExample("A standard response", request_only=True, value={
+                "standard_response_id": "000G9aF2PQ3A000K",
+                "fields": {"Contact": {"MyFC_BillAmount": "$129.99"}}}),
+            OpenApiExample("Sent inside the default notification", response_only=True, status_codes=["202"], value={
+                "id": "4Xw0pZ9cD2eF6gH8iJ1k", "direction": "outbound",
+                "text": "Thank you for your patience! Still there?", "status": "queued", "reasons": [],
+                "payload": {"type": "Notification", "text": "Thank you for your patience! Still there?",
+                            "template": {"name": "patience_1", "id": "patience_1", "language": "en",
+                                         "parameters": ["Still there?"]}},
+                "external_id": "", "trace_id": "", "origin_time": None, "created_at": "2024-03-07T10:00:00Z",
+                "sent_at": None, "delivered_at": None, "sent_as": "notification"}),
+        ],
     )
     @action(detail=True, methods=["post"])
     def messages(self, request, pk=None):
         """Send an agent message (text, or a standard response with field values); 202 once queued.
-        On a WhatsApp channel it needs WhatsApp - Can Use."""
+        On a WhatsApp channel it needs WhatsApp - Can Use. A standard response renders as InviteToChat
+        renders it (the contact's own fields fill `Contact` codes; a code without a value is 400 naming
+        `fields`). `sent_as` says how it goes: `notification` when the text was put inside the default
+        notification template (outside the WhatsApp 24-hour window, with automatic notifications on)."""
         interaction = interaction_get(user=request.user, interaction_id=pk)
         if interaction.channel.media_type == "whatsapp":
             require(request.user, "agent.whatsapp")
         serializer = serializers.AgentMessageSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        message = agent_message_send(
+        sent = agent_message_send(
             interaction_id=interaction.pk,
             text=data.get("text"),
             standard_response_id=data.get("standard_response_id"),
             fields=data.get("fields"),
             trace_id=request.headers.get("X-B3-TraceId", ""),
         )
-        return Response(serializers.MessageSerializer(message).data, status=status.HTTP_202_ACCEPTED)
+        sent.message.sent_as = sent.sent_as
+        return Response(serializers.AgentMessageResultSerializer(sent.message).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="End an interaction (Done), with a disposition code",
+        request=serializers.EndRequestSerializer,
+        responses={200: serializers.InteractionSerializer,
+                   409: OpenApiResponse(ErrorSerializer, "The interaction has already ended.")},
+        examples=[OpenApiExample("With a disposition", request_only=True, value={"disposition": "Resolved"})],
+    )
+    @action(detail=True, methods=["post"])
+    def end(self, request, pk=None):
+        """The agent's Done: the session ends (`state` `ended`) with an optional `disposition`, a value
+        (its name) of the Disposition Code business attribute (400 naming `disposition` otherwise).
+        Ending an ended interaction is 409. Needs view_interaction and change_interaction."""
+        interaction = interaction_get(user=request.user, interaction_id=pk)
+        serializer = serializers.EndRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        interaction_close(interaction_id=interaction.pk, disposition=serializer.validated_data.get("disposition", ""),
+                          ended_by=request.user.get_username())
+        return Response(serializers.InteractionSerializer(self._detail(interaction.pk)).data)
+
+    @extend_schema(
+        summary="Older messages: the contact's earlier interactions",
+        request=None,
+        responses={200: serializers.HistorySerializer},
+        examples=[OpenApiExample("One earlier interaction", response_only=True, value={
+            "interaction": "0001AaBbCcDdEeFf", "transcript_interactions_count": 1,
+            "show_cross_channel_messages": False,
+            "interactions": [{
+                "id": "0000ZzYyXxWwVvUu", "type": "Inbound", "subtype": "InboundNew", "state": "ended",
+                "channel": "channel-whatsapp-REAL", "client_id": "15556667777", "queue": "1:session-chat",
+                "contact": 1, "created_at": "2024-03-06T09:00:00Z", "last_activity_at": "2024-03-06T09:05:00Z",
+                "ended_at": "2024-03-06T09:10:00Z", "end_reason": "ended by agent", "disposition": "Resolved",
+                "messages": [{"id": "7Jk2", "direction": "inbound", "text": "My bill is wrong", "status": "received",
+                              "reasons": [], "payload": {"type": "Text", "text": "My bill is wrong"},
+                              "external_id": "", "trace_id": "", "origin_time": None,
+                              "created_at": "2024-03-06T09:00:00Z", "sent_at": None, "delivered_at": None}],
+            }],
+        })],
+    )
+    @action(detail=True, methods=["get"])
+    def history(self, request, pk=None):
+        """"See older messages..." (WhatsApp guide): the earlier interactions of the same contact, newest
+        first, each with its messages: those of the same channel, or of every channel of the tenant when
+        `whatsappsession.show-cross-channel-messages` is true; at most
+        `whatsappsession.transcript-interactions-count` (both as they were when this interaction was created:
+        they take effect at the next interaction)."""
+        interaction = interaction_get(user=request.user, interaction_id=pk)
+        earlier = interaction_history(user=request.user, interaction=interaction)
+        body = {
+            "interaction": interaction.pk,
+            "transcript_interactions_count": session_option(
+                interaction=interaction, section=IW, name="whatsappsession.transcript-interactions-count"),
+            "show_cross_channel_messages": session_option(
+                interaction=interaction, section=IW, name="whatsappsession.show-cross-channel-messages"),
+            "interactions": serializers.HistoryInteractionSerializer(earlier, many=True).data,
+        }
+        return Response(body)
+
+    @extend_schema(
+        summary="Start a new outbound session with the interaction's contact",
+        request=serializers.NewSessionRequestSerializer,
+        responses={
+            201: serializers.NewSessionResultSerializer,
+            403: OpenApiResponse(ErrorSerializer, "A WhatsApp channel needs WhatsApp - Can Use; another media than "
+                                 "the interaction's needs WhatsApp - Can Create new session from other media."),
+            409: OpenApiResponse(ErrorSerializer, "WhatsApp outside the customer's 24-hour window: only a "
+                                 "notification template can open the session."),
+        },
+        examples=[
+            OpenApiExample("A notification template", request_only=True, value={
+                "channel": "channel-whatsapp-REAL", "standard_response_id": "000G9aF2PQ3A000K",
+                "fields": {"Contact": {"MyFC_BillAmount": "$129.99"}}}),
+            OpenApiExample("Text (inside the window)", request_only=True, value={
+                "channel": "channel-whatsapp-REAL", "text": "Hello again, about your bill..."}),
+        ],
+    )
+    @action(detail=True, methods=["post"])
+    def sessions(self, request, pk=None):
+        """A new outbound session (Outbound/OutboundNew) to the interaction's contact on `channel` (of the
+        caller's tenants), with its first message (text, or a standard response with field values): the
+        interaction may have ended. `channel` is the interaction's own channel, or one listed by the outbound
+        session config: the interaction's attached `_umsOutboundSessionConfig`, else the option
+        `whatsappsession.outbound-session-config` (400 naming `channel` otherwise). The new session is placed
+        in the interaction's queue (same channel) or the channel's `inbound-route-by-call`, and carries
+        `OriginalInteractionId` and the `_umsOutboundSessionConfig` it came with. On WhatsApp outside the
+        customer's 24-hour window only a notification can open it (409 otherwise; text goes inside the default
+        notification template when automatic notifications are on: `sent_as` `notification`)."""
+        interaction = interaction_get(user=request.user, interaction_id=pk)
+        serializer = serializers.NewSessionRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            channel = channel_get(user=request.user, channel_id=data["channel"])
+        except NotFound as error:
+            raise InvalidParameter(f"Unknown channel {data['channel']!r}.", field="channel") from error
+        if channel.media_type == "whatsapp":
+            require(request.user, "agent.whatsapp")
+        if channel.media_type != interaction.channel.media_type:
+            require(request.user, "agent.new_session_from_other_media")
+        started = session_start(
+            interaction_id=interaction.pk, channel=channel, text=data.get("text"),
+            standard_response_id=data.get("standard_response_id"), fields=data.get("fields"),
+            trace_id=request.headers.get("X-B3-TraceId", ""),
+        )
+        created = self._detail(started.interaction.pk)
+        created.sent_as = started.sent_as
+        return Response(serializers.NewSessionResultSerializer(created).data, status=status.HTTP_201_CREATED)
+
+    @staticmethod
+    def _detail(interaction_id: str) -> Interaction:
+        return Interaction.objects.select_related("channel").prefetch_related("messages").get(pk=interaction_id)
 
 
 class ContactFilter(StrictFilterSet):

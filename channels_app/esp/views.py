@@ -58,10 +58,24 @@ class EspView(APIView):
         request=ESP_REQUEST,
         responses={200: ESP_RESPONSE, 400: ESP_RESPONSE, 404: ESP_RESPONSE, 422: ESP_RESPONSE,
                    500: ESP_RESPONSE, 502: ESP_RESPONSE},
-        examples=[OpenApiExample("ValidateContact", request_only=True, value={
+        examples=[OpenApiExample("InviteToChat (the spec's request)", request_only=True, value={
+            "ReferenceId": 9, "AppName": "DMS 91", "Service": "ChatService", "Method": "InviteToChat",
+            "Parameters": {"_umsChannel": "channel-whatsapp-REAL", "_umsClientId": "15556667777",
+                           "StandardResponseId": "000G9aF2PQ3A000K", "TerminateSessionFlag": "false",
+                           "Contact": {"FirstName": "John", "LastName": "Smith", "MyFC_BillAmount": "$129.99"}},
+            "UserData": {"PhoneNumber": "15556667777", "GCTI_Chat_SubmitAsOutbound": "true"}}),
+            OpenApiExample("ValidateContact", request_only=True, value={
             "ReferenceId": 1, "AppName": "DMS 91", "Service": "Messaging", "Method": "ValidateContact",
             "Parameters": {"_umsChannel": "channel-ghub-simulator", "Id": "+1-631-555-1002"}})],
-        description="ChatService.InviteToChat and Messaging.ValidateContact (see API.md).",
+        description=(
+            "ChatService.InviteToChat and Messaging.ValidateContact (see API.md).\n\n"
+            "InviteToChat on SMS and e-mail channels is an extension of this server (the spec: \"SMS: currently "
+            "not supported\"): it is accepted with a plain-text standard response (920 for any other content "
+            "type), sent through the channel's webhook like any outbound message. Reply buttons and list "
+            "messages on WhatsApp need the customer's 24-hour window to be open (920 otherwise). A channel "
+            "whose transport is known to be down (its last deliveries all failed to connect) answers 901 "
+            "until a delivery succeeds."
+        ),
     )
     def post(self, request):
         use_esp = rights.rule("esp.post")

@@ -115,6 +115,16 @@ class Channel(models.Model):
         help_text="How many times a failed webhook is redelivered within the retry timeout (0: never).",
     )
     enabled = models.BooleanField(default=True)
+    # The circuit (services.deliveries): written by delivery outcomes only, never by a form.
+    consecutive_failures = models.PositiveIntegerField(
+        default=0, editable=False,
+        help_text="Deliveries in a row that could not reach the third party (connection error, timeout, 5xx).",
+    )
+    down_since = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="Set when consecutive_failures reached CIRCUIT_FAILURE_THRESHOLD: the transport is down "
+        "(InviteToChat answers 901, campaigns wait) until a delivery succeeds.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -124,6 +124,15 @@ class Interaction(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=200, blank=True)
+    disposition = models.CharField(
+        max_length=128, blank=True,
+        help_text="The Disposition Code the agent set when ending the session (a value of the business attribute).",
+    )
+    session_options = models.JSONField(
+        default=dict, blank=True, editable=False,
+        help_text="The values of the options read per session (those whose change takes effect at the next "
+        "interaction or session), as they were when the session was created.",
+    )
 
     class Meta:
         ordering = ["-created_at"]

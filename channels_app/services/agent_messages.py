@@ -1,61 +1,53 @@
-"""Agent messages on an interaction, with the WhatsApp rules: the size limit
+"""Agent messages on an interaction, and new outbound sessions an agent
+starts, with the WhatsApp rules: the size limit
 (`whatsappsession.max-text-message-size`, bytes of UTF-8), the 24-hour window
-from the customer's last message, and automatic notifications outside it."""
+from the customer's last message (services.windows), and automatic
+notifications outside it."""
 
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Max
 from django.utils import timezone
 
-from channels_app.choices import ContentType, MediaType
 from channels_app.errors import Conflict, InvalidParameter, NotFound
 from channels_app.models import Interaction, InteractionState, Message, StandardResponse
 from channels_app.options_catalog import IW
-from channels_app.services.interactions import message_queue_outbound
-from channels_app.services.options import option_value
-from channels_app.services.standard_responses import standard_response_render
+from channels_app.services.interactions import interaction_field_values, message_queue_outbound
+from channels_app.services.options import session_option
+from channels_app.services.standard_responses import standard_response_render_for
+from channels_app.services.windows import (  # noqa: F401  (customer_window_closes_at: imported from here by callers)
+    INTERACTIVE_OUTSIDE_WINDOW,
+    INTERACTIVE_TYPES,
+    NOTIFICATION_TYPES,
+    WHATSAPP_WINDOW_MINUTES,
+    customer_window_closes_at,
+    is_open,
+    window_applies,
+)
 
-WHATSAPP_WINDOW_MINUTES = 24 * 60
-# Content that is itself an approved template may be sent at any time.
-NOTIFICATION_TYPES = {ContentType.NOTIFICATION, ContentType.RICH_MEDIA}
-# "Reply Buttons or List Messages cannot be used as notifications."
-INTERACTIVE_TYPES = {ContentType.REPLY_BUTTONS, ContentType.LIST}
-
-
-def customer_window_closes_at(*, interaction: Interaction) -> datetime | None:
-    """End of the free-message window: `whatsappsession.free-msg-timespan`
-    minutes (when monitoring is on; else WhatsApp's 24 hours) after the
-    customer's last message on this channel, in any of their sessions."""
-    last = Interaction.objects.filter(channel_id=interaction.channel_id, client_id=interaction.client_id).aggregate(
-        last=Max("last_customer_message_at")
-    )["last"]
-    if last is None:
-        return None
-    channel = interaction.channel
-    monitoring = option_value(section=IW, name="whatsappsession.enable-free-msg-timespan-monitoring", channel=channel)
-    minutes = (
-        option_value(section=IW, name="whatsappsession.free-msg-timespan", channel=channel)
-        if monitoring else WHATSAPP_WINDOW_MINUTES
-    )
-    return last + timedelta(minutes=minutes)
+SENT_AS_NOTIFICATION = "notification"  # the text went inside the default notification template
 
 
-def _window_open(interaction: Interaction, now: datetime) -> bool:
-    closes_at = customer_window_closes_at(interaction=interaction)
-    return closes_at is not None and now < closes_at
+@dataclass(frozen=True)
+class AgentMessage:
+    message: Message
+    sent_as: str  # "text", a standard response's content type, or "notification" when wrapped
+
+
+def _option(interaction: Interaction, name: str):
+    return session_option(interaction=interaction, section=IW, name=name)
 
 
 def _default_notification(interaction: Interaction, text: str) -> dict | None:
     """The agent's text inside the default notification template ({{1}}), when configured."""
-    channel = interaction.channel
-    if not option_value(section=IW, name="whatsappsession.enable-free-msg-timespan-monitoring", channel=channel):
+    if not _option(interaction, "whatsappsession.enable-free-msg-timespan-monitoring"):
         return None
-    template_text = option_value(section=IW, name="whatsappsession.default-notification-text", channel=channel)
-    template_id = option_value(section=IW, name="whatsappsession.default-notification-id", channel=channel)
+    template_text = _option(interaction, "whatsappsession.default-notification-text")
+    template_id = _option(interaction, "whatsappsession.default-notification-id")
     if not template_text or not template_id:
         return None
-    language = option_value(section=IW, name="whatsappsession.default-notification-language", channel=channel)
+    language = _option(interaction, "whatsappsession.default-notification-language")
     combined = template_text.replace("{{1}}", text) if "{{1}}" in template_text else f"{template_text} {text}"
     return {
         "type": "Notification",
@@ -65,66 +57,13 @@ def _default_notification(interaction: Interaction, text: str) -> dict | None:
 
 
 def _check_size(interaction: Interaction, text: str, field: str) -> None:
-    limit = option_value(section=IW, name="whatsappsession.max-text-message-size", channel=interaction.channel)
+    limit = _option(interaction, "whatsappsession.max-text-message-size")
     size = len(text.encode("utf-8"))
     if size > limit:
         raise InvalidParameter(
             f"The message is {size} bytes (UTF-8); whatsappsession.max-text-message-size allows {limit}.",
             field=field,
         )
-
-
-def agent_message_send(
-    *,
-    interaction_id: str,
-    text: str | None = None,
-    standard_response_id: str | None = None,
-    fields: dict | None = None,
-    trace_id: str = "",
-) -> Message:
-    """Queue an agent's message (plain text or a standard response) on an open interaction."""
-    now = timezone.now()
-    with transaction.atomic():
-        interaction = (
-            Interaction.objects.select_for_update(of=("self",))
-            .select_related("channel")
-            .filter(pk=interaction_id)
-            .first()
-        )
-        if interaction is None:
-            raise NotFound(f"Unknown interaction {interaction_id!r}.", field="id")
-        if interaction.state == InteractionState.ENDED:
-            raise Conflict("The session has ended; start a new one (InviteToChat).", field="id")
-        whatsapp = interaction.channel.media_type == MediaType.WHATSAPP
-        window_open = not whatsapp or _window_open(interaction, now)
-        if standard_response_id:
-            response = StandardResponse.objects.filter(pk=standard_response_id).first()
-            if response is None:
-                raise InvalidParameter(f"Unknown standard response {standard_response_id!r}.",
-                                       field="standard_response_id")
-            rendered = standard_response_render(response=response, fields=fields)
-            payload = rendered.payload
-            _check_size(interaction, str(payload.get("text", "")), "standard_response_id")
-            if not window_open:
-                if response.content_type in INTERACTIVE_TYPES:
-                    raise Conflict(
-                        "Reply buttons and list messages can only be sent within 24 hours of the customer's last "
-                        "message.", field="standard_response_id",
-                    )
-                if response.content_type not in NOTIFICATION_TYPES:
-                    payload = _outside_window(interaction, str(payload.get("text", "")), "standard_response_id")
-        else:
-            text = text or ""
-            if not text.strip():
-                raise InvalidParameter("The message text is empty.", field="text")
-            _check_size(interaction, text, "text")
-            payload = {"type": "Text", "text": text}
-            if not window_open:
-                payload = _outside_window(interaction, text, "text")
-        if interaction.state == InteractionState.QUEUED:
-            interaction.state = InteractionState.ACTIVE
-            interaction.save(update_fields=["state"])
-        return message_queue_outbound(interaction=interaction, payload=payload, trace_id=trace_id)
 
 
 def _outside_window(interaction: Interaction, text: str, field: str) -> dict:
@@ -137,3 +76,226 @@ def _outside_window(interaction: Interaction, text: str, field: str) -> dict:
             field=field,
         )
     return notification
+
+
+def agent_content(
+    *,
+    interaction: Interaction,
+    window_open: bool,
+    text: str | None = None,
+    standard_response_id: str | None = None,
+    fields: dict | None = None,
+) -> tuple[dict, str]:
+    """What an agent sends on a session (an existing one, or one being created): the payload and how it
+    goes (`sent_as`). A standard response renders by the one rule of every path (the contact's own fields
+    fill `Contact` codes; a code without a value is a 400 naming `fields`); outside the window reply
+    buttons and lists are a Conflict, text goes inside the default notification or is a Conflict."""
+    if standard_response_id:
+        response = (
+            StandardResponse.objects.prefetch_related("attachments")
+            .filter(pk=standard_response_id, tenant_id=interaction.channel.tenant_id)
+            .first()
+        )
+        if response is None:
+            raise InvalidParameter(f"Unknown standard response {standard_response_id!r}.",
+                                   field="standard_response_id")
+        payload = standard_response_render_for(
+            response=response, contact=interaction.contact, fields=fields,
+            interaction_fields=interaction_field_values(interaction=interaction),
+        )
+        _check_size(interaction, str(payload.get("text", "")), "standard_response_id")
+        if not window_open:
+            if response.content_type in INTERACTIVE_TYPES:
+                raise Conflict(INTERACTIVE_OUTSIDE_WINDOW, field="standard_response_id")
+            if response.content_type not in NOTIFICATION_TYPES:
+                return _outside_window(interaction, str(payload.get("text", "")), "standard_response_id"), \
+                    SENT_AS_NOTIFICATION
+        return payload, str(response.content_type)
+    text = text or ""
+    if not text.strip():
+        raise InvalidParameter("The message text is empty.", field="text")
+    _check_size(interaction, text, "text")
+    if not window_open:
+        return _outside_window(interaction, text, "text"), SENT_AS_NOTIFICATION
+    return {"type": "Text", "text": text}, "text"
+
+
+def session_window_open(*, interaction: Interaction, now: datetime) -> bool:
+    return not window_applies(interaction.channel) or is_open(customer_window_closes_at(interaction=interaction), now)
+
+
+def agent_message_send(
+    *,
+    interaction_id: str,
+    text: str | None = None,
+    standard_response_id: str | None = None,
+    fields: dict | None = None,
+    trace_id: str = "",
+) -> AgentMessage:
+    """Queue an agent's message (plain text or a standard response) on an open interaction."""
+    now = timezone.now()
+    with transaction.atomic():
+        interaction = (
+            Interaction.objects.select_for_update(of=("self",))
+            .select_related("channel", "contact")
+            .filter(pk=interaction_id)
+            .first()
+        )
+        if interaction is None:
+            raise NotFound(f"Unknown interaction {interaction_id!r}.", field="id")
+        if interaction.state == InteractionState.ENDED:
+            raise Conflict("The session has ended; start a new one (POST /api/interactions/{id}/sessions/).",
+                           field="id")
+        payload, sent_as = agent_content(
+            interaction=interaction, window_open=session_window_open(interaction=interaction, now=now),
+            text=text, standard_response_id=standard_response_id, fields=fields,
+        )
+        if interaction.state == InteractionState.QUEUED:
+            interaction.state = InteractionState.ACTIVE
+            interaction.save(update_fields=["state"])
+        return AgentMessage(message_queue_outbound(interaction=interaction, payload=payload, trace_id=trace_id),
+                            sent_as)
+
+
+# --- new outbound sessions --------------------------------------------------------------------------------------
+
+OUTBOUND_SESSION_CONFIG_ATTRIBUTE = "_umsOutboundSessionConfig"
+
+
+@dataclass(frozen=True)
+class OutboundChannel:
+    channel_id: str
+    business_id: str = ""
+
+
+def outbound_session_channels(*, interaction: Interaction) -> list[OutboundChannel]:
+    """The channels an agent may start an outbound session on from this interaction (WhatsApp guide,
+    "Configuration for sending outbound messages from other channels"): the attached data's
+    `_umsOutboundSessionConfig` (`{"1": {"MediaType", "_umsServer", "_umsChannel", "_umsBusinessId"}, ...}`),
+    else the option `whatsappsession.outbound-session-config`
+    (`{"channels": [{"server-name", "channel-name", "business-id"}, ...]}`; it takes effect immediately)."""
+    attached = (interaction.user_data or {}).get(OUTBOUND_SESSION_CONFIG_ATTRIBUTE)
+    if isinstance(attached, str):
+        import json
+
+        try:
+            attached = json.loads(attached)
+        except ValueError:
+            attached = None
+    if isinstance(attached, dict) and attached:
+        return [
+            OutboundChannel(str(entry.get("_umsChannel") or ""), str(entry.get("_umsBusinessId") or ""))
+            for _key, entry in sorted(attached.items()) if isinstance(entry, dict) and entry.get("_umsChannel")
+        ]
+    from channels_app.services.options import option_value
+
+    configured = option_value(section=IW, name="whatsappsession.outbound-session-config", channel=interaction.channel)
+    entries = (configured or {}).get("channels") if isinstance(configured, dict) else None
+    return [
+        OutboundChannel(str(entry.get("channel-name") or "").strip(), str(entry.get("business-id") or "").strip())
+        for entry in entries or [] if isinstance(entry, dict) and entry.get("channel-name")
+    ]
+
+
+def _client_id_on(channel, contact, current: Interaction) -> str:
+    """The customer's id on `channel`: the current session's on its own channel, else the one of the
+    contact's last session there, else its phone number (WhatsApp, SMS) or e-mail address."""
+    if channel.pk == current.channel_id:
+        return current.client_id
+    earlier = (Interaction.objects.filter(channel=channel, contact=contact).order_by("-created_at")
+               .values_list("client_id", flat=True).first())
+    if earlier:
+        return earlier
+    if channel.media_type in ("whatsapp", "sms") and contact.phone_number:
+        return contact.phone_number.lstrip("+")
+    if channel.media_type == "email" and contact.email:
+        return contact.email
+    raise InvalidParameter(
+        f"The contact has no {'phone number' if channel.media_type in ('whatsapp', 'sms') else 'address'} "
+        f"for channel {channel.channel_id}.", field="channel",
+    )
+
+
+@dataclass(frozen=True)
+class NewSession:
+    interaction: Interaction
+    message: Message
+    sent_as: str
+
+
+def session_start(
+    *,
+    interaction_id: str,
+    channel,
+    text: str | None = None,
+    standard_response_id: str | None = None,
+    fields: dict | None = None,
+    trace_id: str = "",
+) -> NewSession:
+    """A new outbound session with the contact of an interaction (ended or not), on `channel` (WhatsApp
+    guide, "Sending outbound messages": a past contact, or "from other media"), and its first message.
+
+    The channel is the interaction's own, or one the outbound session config lists (else 400 naming
+    `channel`); the config's business id, when given, must be the channel's. The new session is
+    Outbound/OutboundNew, placed in the interaction's queue (on its own channel) or the channel's
+    inbound-route-by-call, and carries the hub driver attributes, `GCTI_Chat_SubmitAsOutbound`, the
+    interaction it came from (`OriginalInteractionId`) and the `_umsOutboundSessionConfig` it was started
+    with. The first message follows the agent-message rules: on WhatsApp outside the customer's window only
+    a notification (a notification standard response, or the text inside the default notification
+    template when automatic notifications are configured), 409 otherwise. Permissions (another media) are
+    the caller's business."""
+    from channels_app.services.channels import channel_inbound_route
+    from channels_app.services.interactions import hub_driver_attributes, interaction_new
+    from channels_app.services.windows import customer_windows_close_at, window_minutes_for_session
+
+    current = Interaction.objects.select_related("channel", "contact").filter(pk=interaction_id).first()
+    if current is None:
+        raise NotFound(f"Unknown interaction {interaction_id!r}.", field="id")
+    if channel.tenant_id != current.channel.tenant_id:
+        raise InvalidParameter(f"Unknown channel {channel.channel_id!r}.", field="channel")
+    if not channel.enabled:
+        raise Conflict(f"Channel {channel.channel_id} is disabled.", field="channel")
+    business_id = channel.business_id
+    if channel.pk != current.channel_id:
+        listed = {entry.channel_id: entry for entry in outbound_session_channels(interaction=current)}
+        entry = listed.get(channel.channel_id)
+        if entry is None:
+            raise InvalidParameter(
+                f"Channel {channel.channel_id} is not in the outbound session config of this interaction "
+                f"(_umsOutboundSessionConfig, or the option whatsappsession.outbound-session-config): "
+                f"{', '.join(sorted(listed)) or 'none is configured'}.", field="channel",
+            )
+        if entry.business_id and entry.business_id.lstrip("+") != channel.business_id.lstrip("+"):
+            raise InvalidParameter(
+                f"The outbound session config names business id {entry.business_id} for {channel.channel_id}, "
+                f"whose business id is {channel.business_id}.", field="channel",
+            )
+    contact = current.contact
+    client_id = _client_id_on(channel, contact, current)
+    queue = current.queue if channel.pk == current.channel_id else channel_inbound_route(channel=channel)
+    if not queue:
+        raise InvalidParameter(f"Channel {channel.channel_id} has no inbound-route-by-call for the new session.",
+                               field="channel")
+    user_data = {
+        **hub_driver_attributes(channel=channel, client_id=client_id, business_id=business_id),
+        "GCTI_Chat_SubmitAsOutbound": "true",
+        "OriginalInteractionId": current.pk,
+    }
+    if OUTBOUND_SESSION_CONFIG_ATTRIBUTE in (current.user_data or {}):
+        user_data[OUTBOUND_SESSION_CONFIG_ATTRIBUTE] = current.user_data[OUTBOUND_SESSION_CONFIG_ATTRIBUTE]
+    now = timezone.now()
+    interaction = interaction_new(channel=channel, contact=contact, client_id=client_id, queue=queue,
+                                  outbound=True, user_data=user_data, now=now)
+    interaction.state = InteractionState.ACTIVE  # an agent holds it from the start
+    window_open = True
+    if window_applies(channel):
+        closes_at = customer_windows_close_at(
+            channel=channel, contact_ids=[contact.pk], minutes=window_minutes_for_session(interaction=interaction)
+        ).get(contact.pk)
+        window_open = is_open(closes_at, now)
+    payload, sent_as = agent_content(interaction=interaction, window_open=window_open, text=text,
+                                     standard_response_id=standard_response_id, fields=fields)
+    with transaction.atomic():
+        interaction.save(force_insert=True)
+        message = message_queue_outbound(interaction=interaction, payload=payload, trace_id=trace_id)
+    return NewSession(interaction, message, sent_as)

@@ -39,6 +39,9 @@ from channels_app.validators import validate_queue_key
 COUNTS_CACHE_SECONDS = 1
 BATCH_SIZE = 200  # recipients written in one transaction and sent side by side
 PARALLEL_CHAINS = 4  # batch tasks started side by side, so that many workers share a campaign
+# While a channel's circuit is open (services.deliveries), a running campaign sends nothing to it, but
+# for one recipient a batch once the circuit has been open this long (its success closes the circuit).
+CIRCUIT_PROBE_INTERVAL = timedelta(seconds=30)
 # Field codes the server fills itself, so an audience row need not carry them.
 DERIVED_CONTACT_PROPERTIES = {"Id", "PrimaryPhoneNumber", "FullName"}
 
@@ -368,7 +371,13 @@ def campaign_run_batch(*, campaign_id: int) -> int:
         return 0
     Campaign.objects.filter(pk=campaign_id).update(heartbeat_at=timezone.now())
     rate = campaign.rate_per_second
-    ids = _claim_batch(campaign_id, timezone.now(), min(BATCH_SIZE, rate) if rate else BATCH_SIZE)
+    size = min(BATCH_SIZE, rate) if rate else BATCH_SIZE
+    down_since = campaign.channel.down_since
+    if down_since is not None:  # the channel's circuit is open: recipients wait (pending), but for a probe
+        if timezone.now() - down_since < CIRCUIT_PROBE_INTERVAL:
+            return 0  # campaigns_tick kicks the campaign again once it has been quiet for a while
+        size = 1
+    ids = _claim_batch(campaign_id, timezone.now(), size)
     if not ids:
         _complete_if_done(campaign_id)
         return 0
@@ -378,7 +387,7 @@ def campaign_run_batch(*, campaign_id: int) -> int:
     deliveries = _invite_batch(campaign, ids)
     if deliveries:
         deliveries_send(claimed=deliveries, send_times=send_times[: len(deliveries)] if rate else None)
-    return len(ids)
+    return len(ids) if down_since is None else 0  # after a probe the chain stops: the tick kicks it again
 
 
 @transaction.atomic

@@ -16,13 +16,14 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, Value
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from channels_app.bulk import bulk_update_rows
 from channels_app.metrics import count_attempts
 from channels_app.models import (
+    Channel,
     Delivery,
     DeliveryAttempt,
     DeliveryState,
@@ -261,11 +262,55 @@ def _record_in_transaction(answered: list[Sent]) -> tuple[list[tuple[int, float]
         )
         for sent in answered
     )
+    _circuits_record(answered, now)
     accepted = [sent for sent in answered if sent.result.outcome == SendOutcome.ACCEPTED]
     refused = [sent for sent in answered if sent.result.outcome != SendOutcome.ACCEPTED]
     delivered = _deliveries_delivered(accepted, now) if accepted else []
     retries = _deliveries_not_accepted(refused, now) if refused else []
     return retries, delivered
+
+
+def _circuits_record(answered: list[Sent], now: datetime) -> None:
+    """The per-channel circuit: an attempt that could not reach the third party (connection error,
+    timeout, 5xx: a RETRY outcome) adds to the channel's consecutive failures, and at
+    CIRCUIT_FAILURE_THRESHOLD the channel is down (InviteToChat answers 901, campaigns wait); an answer
+    below 500 (accepted, or a 4xx: the third party is there) closes it. One UPDATE per channel, and only
+    when something changes: a success on a channel known (as loaded with the delivery) to be fine writes
+    nothing."""
+    by_channel: dict[int, list[Sent]] = {}
+    for sent in answered:
+        by_channel.setdefault(sent.delivery.channel_id, []).append(sent)
+    threshold = max(1, settings.CIRCUIT_FAILURE_THRESHOLD)
+    for channel_id, sends in by_channel.items():
+        reached, trailing = False, 0
+        for sent in sends:
+            if sent.result.outcome == SendOutcome.RETRY:
+                trailing += 1
+            elif sent.result.status_code is not None:  # an answer (not a refusal before sending)
+                reached, trailing = True, 0
+        channels = [sent.delivery.channel for sent in sends]
+        known = channels[0]
+        if reached:
+            if trailing == 0 and not known.consecutive_failures and known.down_since is None:
+                continue  # the usual case: nothing to write
+            down_since = now if trailing >= threshold else None
+            Channel.objects.filter(pk=channel_id).update(consecutive_failures=trailing, down_since=down_since)
+            failures = trailing
+        elif trailing:
+            Channel.objects.filter(pk=channel_id).update(
+                consecutive_failures=F("consecutive_failures") + trailing,
+                down_since=Case(
+                    When(Q(down_since__isnull=True) & Q(consecutive_failures__gte=threshold - trailing),
+                         then=Value(now)),
+                    default=F("down_since"),
+                ),
+            )
+            failures = known.consecutive_failures + trailing
+            down_since = known.down_since or (now if failures >= threshold else None)
+        else:
+            continue
+        for channel in channels:  # later outcomes of this process start from what was written
+            channel.consecutive_failures, channel.down_since = failures, down_since
 
 
 def _deliveries_not_accepted(refused: list[Sent], now: datetime) -> list[tuple[int, float]]:

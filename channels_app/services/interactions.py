@@ -22,7 +22,7 @@ from channels_app.models import (
 )
 from channels_app.models.conversations import generate_interaction_id
 from channels_app.services.deliveries import deliveries_create
-from channels_app.services.options import option_value
+from channels_app.services.options import option_value, session_options_snapshot
 
 # Interactions created with TerminateSessionFlag whose message never left are
 # "occasional lost chats" (dms-invite-to-chat): ended after this long.
@@ -62,7 +62,8 @@ def interaction_new(
     now: datetime | None = None,
 ) -> Interaction:
     """A new chat session, not saved yet; its id is also attached as
-    `_umsChatSessionId`, as Chat Server does."""
+    `_umsChatSessionId`, as Chat Server does. The session-scoped option
+    values of the channel are kept with it (`session_options`)."""
     interaction_id = generate_interaction_id()
     now = now or timezone.now()
     return Interaction(
@@ -75,9 +76,17 @@ def interaction_new(
         queue=queue,
         user_data={**user_data, "_umsChatSessionId": interaction_id},
         terminate_after_send=terminate_after_send,
+        session_options=dict(session_options_snapshot(channel=channel)),
         created_at=now,
         last_activity_at=now,
     )
+
+
+def interaction_field_values(*, interaction: Interaction, business_id: str = "") -> dict:
+    """The `Interaction` object of field codes."""
+    return {"Id": interaction.pk, "DateCreated": interaction.created_at.isoformat(),
+            "FromAddress": business_id or interaction.user_data.get("_umsToAddr") or interaction.channel.business_id,
+            "ToAddress": interaction.client_id}
 
 
 def interaction_create(**kwargs) -> Interaction:
@@ -121,14 +130,52 @@ def _text_of(payload: dict) -> str:
     return str(payload.get("text") or payload.get("subject") or "")
 
 
-def interaction_end(*, interaction: Interaction, reason: str) -> Interaction:
+def interaction_end(*, interaction: Interaction, reason: str, disposition: str = "") -> Interaction:
     if interaction.state == InteractionState.ENDED:
         return interaction
     interaction.state = InteractionState.ENDED
     interaction.ended_at = timezone.now()
     interaction.end_reason = reason
-    interaction.save(update_fields=["state", "ended_at", "end_reason"])
+    interaction.disposition = disposition
+    interaction.save(update_fields=["state", "ended_at", "end_reason", "disposition"])
     return interaction
+
+
+def disposition_values() -> list[str]:
+    """The value names of the Disposition Code business attribute (seeded; its values are the administrator's)."""
+    from channels_app.choices import BusinessAttributeType
+    from channels_app.models import BusinessAttributeValue
+
+    return list(
+        BusinessAttributeValue.objects.filter(attribute__type=BusinessAttributeType.DISPOSITION_CODE)
+        .order_by("attribute__name", "order", "name")
+        .values_list("name", flat=True)
+    )
+
+
+def interaction_close(*, interaction_id: str, disposition: str = "", ended_by: str = "") -> Interaction:
+    """The agent's Done (WhatsApp guide, "Handle a WhatsApp Interaction": "click Done to stop the current
+    interaction ... You can also set a disposition code"): the session ends with the disposition, a value
+    of the Disposition Code business attribute (InvalidParameter naming `disposition` otherwise); a session
+    that has already ended is a Conflict."""
+    from channels_app.errors import Conflict, InvalidParameter, NotFound
+
+    if disposition and disposition not in disposition_values():
+        raise InvalidParameter(
+            f"{disposition!r} is not a value of the Disposition Code business attribute.", field="disposition"
+        )
+    with transaction.atomic():
+        interaction = Interaction.objects.select_for_update(of=("self",)).select_related("channel").filter(
+            pk=interaction_id
+        ).first()
+        if interaction is None:
+            raise NotFound(f"Unknown interaction {interaction_id!r}.", field="id")
+        if interaction.state == InteractionState.ENDED:
+            raise Conflict("The session has already ended.", field="id")
+        return interaction_end(
+            interaction=interaction, reason=f"ended by {ended_by}" if ended_by else "ended by the agent",
+            disposition=disposition,
+        )
 
 
 @transaction.atomic(savepoint=False)  # all or nothing with the request that carries it: no savepoint needed
@@ -209,16 +256,28 @@ def customer_message_receive(
 
 
 def sessions_expire(*, now: datetime | None = None) -> int:
-    """End sessions idle longer than `session-shutdown-timeout` (per channel),
-    and sessions created with TerminateSessionFlag whose message never left."""
+    """End sessions idle longer than their `session-shutdown-timeout` (the
+    value kept when each was created: a change takes effect "when the next
+    chat session is created"; the channel's current value for sessions
+    created before values were kept), and sessions created with
+    TerminateSessionFlag whose message never left."""
     now = now or timezone.now()
     ended = 0
+    open_states = [InteractionState.QUEUED, InteractionState.ACTIVE]
+    key = "session_options__session-shutdown-timeout"
+    # A handful of distinct values (one per setting ever used), each ended with one UPDATE.
+    kept = {value for value in Interaction.objects.filter(state__in=open_states).exclude(**{f"{key}__isnull": True})
+            .values_list(key, flat=True).distinct().order_by() if isinstance(value, int)}
+    for timeout in kept:
+        idle = Interaction.objects.filter(  # state first: the interaction_idle index
+            state__in=open_states, last_activity_at__lt=now - timedelta(seconds=timeout), **{key: timeout},
+        )
+        ended += idle.update(state=InteractionState.ENDED, ended_at=now, end_reason="session-shutdown-timeout")
     for channel in Channel.objects.all():
         timeout = option_value(section=options_catalog.DMS, name="session-shutdown-timeout", channel=channel)
-        idle = Interaction.objects.filter(  # state first: the interaction_idle index
-            state__in=[InteractionState.QUEUED, InteractionState.ACTIVE],
-            last_activity_at__lt=now - timedelta(seconds=timeout),
-            channel=channel,
+        idle = Interaction.objects.filter(
+            state__in=open_states, last_activity_at__lt=now - timedelta(seconds=timeout), channel=channel,
+            **{f"{key}__isnull": True},
         )
         ended += idle.update(state=InteractionState.ENDED, ended_at=now, end_reason="session-shutdown-timeout")
     abandoned = Interaction.objects.filter(terminate_after_send=True, created_at__lt=now - ABANDONED_AFTER).exclude(

@@ -14,12 +14,21 @@ from channels_app.services.channels import channel_inbound_route
 from channels_app.services.contacts import ContactClaim, contacts_identify
 from channels_app.services.interactions import (
     hub_driver_attributes,
+    interaction_field_values,
     interaction_new,
     message_new_outbound,
     messages_queue_outbound,
 )
 from channels_app.services.options import option_value
-from channels_app.services.standard_responses import standard_response_render
+from channels_app.services.standard_responses import standard_response_render_for
+from channels_app.services.windows import (
+    INTERACTIVE_OUTSIDE_WINDOW,
+    INTERACTIVE_TYPES,
+    customer_windows_close_at,
+    is_open,
+    window_applies,
+    window_minutes_for_channel,
+)
 from channels_app.validators import validate_queue_key
 
 TRUE_VALUES = {"true", "1", "yes"}
@@ -154,6 +163,17 @@ def invitation_plan(
     )
 
 
+def channel_circuit_check(*, channel: Channel) -> None:
+    """ESP 901 for a channel whose transport is known to be down (its circuit is open: its last
+    deliveries all failed to connect, services.deliveries), until a delivery succeeds."""
+    if channel.down_since is not None:
+        raise TransportUnreachable(
+            f"InviteToChat connection with {channel.channel_id} failed: the channel's transport has not been "
+            f"reachable since {channel.down_since.isoformat(timespec='seconds')} "
+            f"({channel.consecutive_failures} deliveries in a row failed to connect)."
+        )
+
+
 def invite_to_chat(
     *,
     channel: Channel,
@@ -180,6 +200,7 @@ def invite_to_chat(
         chat_queue_key=chat_queue_key, terminate_session=terminate_session, agent_fields=agent_fields,
         trace_id=trace_id,
     )
+    channel_circuit_check(channel=channel)
     invitee = Invitee(
         client_id=client_id, contact_fields=contact_fields or {}, custom_properties=custom_properties or {},
         user_data=dict(user_data or {}),
@@ -222,8 +243,14 @@ def invitations_create(
         ],
     )
     now = timezone.now()
+    windows = _interactive_windows(plan, contacts)
     interactions, messages = [], []
     for (index, invitee, outbound), contact in zip(accepted, contacts, strict=True):
+        if windows is not None and not is_open(windows.get(contact.pk), now):
+            outcomes[index] = ExecutionFailed(
+                f"InviteToChat failed to execute request: {INTERACTIVE_OUTSIDE_WINDOW}", field="StandardResponseId"
+            )
+            continue
         attributes = hub_driver_attributes(channel=channel, client_id=invitee.client_id, business_id=plan.business_id)
         interaction = interaction_new(
             channel=channel, contact=contact, client_id=invitee.client_id, queue=plan.queue, outbound=outbound,
@@ -252,6 +279,19 @@ def invitations_create(
     return outcomes
 
 
+def _interactive_windows(plan: InvitationPlan, contacts: list[Contact]) -> dict | None:
+    """For reply buttons and list messages on WhatsApp (the 24-hour rule): when each customer's window
+    closes, in one query for the whole batch; None when the rule does not apply (no query)."""
+    if plan.response is None or plan.response.content_type not in INTERACTIVE_TYPES:
+        return None
+    if not window_applies(plan.channel):
+        return None
+    return customer_windows_close_at(
+        channel=plan.channel, contact_ids=[contact.pk for contact in contacts],
+        minutes=window_minutes_for_channel(channel=plan.channel),
+    )
+
+
 def _check_invitee(invitee: Invitee) -> bool:
     """The per-customer parameters; returns whether the interaction is outbound."""
     if not invitee.client_id:
@@ -263,23 +303,14 @@ def _check_invitee(invitee: Invitee) -> bool:
 
 
 def _render(plan: InvitationPlan, invitee: Invitee, contact: Contact, interaction: Interaction) -> dict:
-    response = plan.response
-    fields = {
-        "Contact": {**contact.field_code_values(), **invitee.contact_fields},
-        "Agent": plan.agent_fields,
-        "CustomProperties": invitee.custom_properties,
-        "Interaction": {"Id": interaction.pk, "DateCreated": interaction.created_at.isoformat(),
-                        "FromAddress": plan.channel.business_id, "ToAddress": invitee.client_id},
-    }
+    """The one rendering rule (`standard_response_render_for`); what it refuses is 920 here."""
     try:
-        rendered = standard_response_render(response=response, fields=fields)
+        return standard_response_render_for(
+            response=plan.response, contact=contact,
+            fields={"Contact": invitee.contact_fields, "Agent": plan.agent_fields,
+                    "CustomProperties": invitee.custom_properties},
+            interaction_fields=interaction_field_values(interaction=interaction, business_id=plan.channel.business_id),
+        )
     except InvalidParameter as error:
         raise ExecutionFailed(f"InviteToChat failed to execute request: {error.message}",
                               field="StandardResponseId") from error
-    if rendered.missing:
-        raise ExecutionFailed(
-            "InviteToChat failed to execute request: no value for field code(s) "
-            + ", ".join(rendered.missing) + f" of standard response {response.pk}.",
-            field="StandardResponseId",
-        )
-    return rendered.payload

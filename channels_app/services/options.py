@@ -100,6 +100,54 @@ def option_value(*, section: str, name: str, channel: Channel | None = None):
     return definition.parse(values.get((section, name, None), definition.default))
 
 
+# --- when a change takes effect ---------------------------------------------------
+# The options the server reads for a session whose catalog entry says a change takes effect "at the next
+# interaction" or "when the next chat session is created": their values are kept with each session when it
+# is created (Interaction.session_options), so a change reaches the sessions created after it and never an
+# open one. Options that take effect "immediately" are read at each use (`option_value`).
+# (`inbound-route-by-call`, also a next-session option, is kept as the session's queue.)
+SESSION_OPTIONS: tuple[tuple[str, str], ...] = (
+    (options_catalog.IW, "whatsappsession.max-text-message-size"),
+    (options_catalog.IW, "whatsappsession.enable-free-msg-timespan-monitoring"),
+    (options_catalog.IW, "whatsappsession.free-msg-timespan"),
+    (options_catalog.IW, "whatsappsession.default-notification-text"),
+    (options_catalog.IW, "whatsappsession.default-notification-id"),
+    (options_catalog.IW, "whatsappsession.default-notification-language"),
+    (options_catalog.IW, "whatsappsession.transcript-interactions-count"),
+    (options_catalog.IW, "whatsappsession.show-cross-channel-messages"),
+    (options_catalog.IW, "whatsappsession.message-delay-timespan"),
+    (options_catalog.DMS, "session-shutdown-timeout"),
+)
+_snapshots: dict = {"values": None, "by_channel": {}}
+
+
+def session_options_snapshot(*, channel: Channel) -> dict:
+    """The session-scoped option values of `channel`, by option name, for a
+    new session (no query: built from the cached values, once per channel
+    until they are reloaded). The caller must not change the dict."""
+    values = _option_values()
+    if _snapshots["values"] is not values:  # reloaded: the snapshots built from the old values are stale
+        _snapshots.update(values=values, by_channel={})
+    snapshot = _snapshots["by_channel"].get(channel.pk)
+    if snapshot is None:
+        snapshot = {name: option_value(section=section, name=name, channel=channel)
+                    for section, name in SESSION_OPTIONS}
+        _snapshots["by_channel"][channel.pk] = snapshot
+    return snapshot
+
+
+def session_option(*, interaction, section: str, name: str):
+    """The value of an option for one session: the one kept when the session
+    was created for options that take effect at the next interaction or
+    session; the current one for options that take effect immediately (and
+    for sessions created before values were kept)."""
+    definition = option_definition_get(section=section, name=name)
+    kept = interaction.session_options or {}
+    if definition.takes_effect != options_catalog.TakesEffect.IMMEDIATELY and name in kept:
+        return kept[name]
+    return option_value(section=section, name=name, channel=interaction.channel)
+
+
 def option_set(*, section: str, name: str, value, channel: Channel | None = None) -> OptionValue:
     """Set an option globally, or override it for a channel. An invalid value
     is refused (InvalidParameter naming `value`) with the valid values."""

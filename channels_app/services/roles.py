@@ -26,7 +26,8 @@ READ_LIBRARY = [
 ]
 AGENT = [
     *READ_LIBRARY,
-    *_model_permissions("interaction", "view"),
+    # change: end an interaction with a disposition (Done); add: start a new outbound session.
+    *_model_permissions("interaction", "view", "add", "change"),
     *_model_permissions("message", "view", "add"),
     *_model_permissions("contact", "view"),
     *_model_permissions("attachment", "add"),

@@ -9,7 +9,7 @@ from django.db import transaction
 
 from channels_app import rendering
 from channels_app.attachments import AttachmentRejected, detect_attachment_type
-from channels_app.errors import InvalidFields, InvalidParameter
+from channels_app.errors import FieldCodesMissing, InvalidFields, InvalidParameter
 from channels_app.models import (
     Attachment,
     BusinessAttribute,
@@ -143,6 +143,31 @@ def standard_response_render(*, response: StandardResponse, fields: dict | None)
         fields=fields,
         attachments=list(response.attachments.all()),
     )
+
+
+def standard_response_render_for(
+    *, response: StandardResponse, contact=None, fields: dict | None = None, interaction_fields: dict | None = None,
+) -> dict:
+    """The one rendering rule of a standard response sent to a customer, on
+    every path (InviteToChat, campaigns, agent messages, new sessions): the
+    contact's own fields fill `Contact` codes, the given `fields` (`Contact`,
+    `Agent`, `CustomProperties`) come on top, `interaction_fields` fill
+    `Interaction` codes. Returns the payload; a value that breaks a limit is an
+    InvalidParameter naming it, a code left without a value FieldCodesMissing
+    (both raised the same way on every path; each interface maps them)."""
+    fields = fields if isinstance(fields, dict) else {}
+    given_contact = fields.get("Contact")
+    values = {
+        "Contact": {**(contact.field_code_values() if contact is not None else {}),
+                    **(given_contact if isinstance(given_contact, dict) else {})},
+        "Agent": fields.get("Agent") or {},
+        "CustomProperties": fields.get("CustomProperties") or {},
+        "Interaction": interaction_fields or {},
+    }
+    rendered = standard_response_render(response=response, fields=values)
+    if rendered.missing:
+        raise FieldCodesMissing(rendered.missing, response_id=str(response.pk))
+    return rendered.payload
 
 
 def content_render(
