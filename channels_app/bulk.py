@@ -5,8 +5,10 @@ costs milliseconds of Python per hundred rows; on PostgreSQL an UPDATE that
 joins a VALUES list does the same work in one cheap statement. Other
 databases (SQLite, the embedded mode) keep `bulk_update`."""
 
+import json
+
 from django.db import connection
-from django.db.models import Model
+from django.db.models import JSONField, Model
 
 
 def bulk_update_rows(model: type[Model], rows: list[dict], fields: list[str], constants: dict | None = None) -> None:
@@ -48,3 +50,29 @@ def bulk_update_rows(model: type[Model], rows: list[dict], fields: list[str], co
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def bulk_insert_rows(model: type[Model], objects: list[Model]) -> None:
+    """Insert many new rows (their ids made by the database and not read back).
+    On PostgreSQL they stream through one `COPY ... FROM STDIN`, several times
+    cheaper than INSERT statements (a campaign's audience of a million rows);
+    elsewhere `bulk_create`."""
+    if not objects:
+        return
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create(objects, batch_size=2000)
+        return
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    # psycopg adapts plain values itself; JSON goes as its text (COPY's text format takes it for jsonb).
+    json_fields = {index for index, field in enumerate(fields) if isinstance(field, JSONField)}
+    attnames = [field.attname for field in fields]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in fields)
+    with connection.cursor() as cursor, cursor.cursor.copy(
+        f"COPY {quote(model._meta.db_table)} ({columns}) FROM STDIN"
+    ) as copy:
+        for obj in objects:
+            values = [getattr(obj, name) for name in attnames]
+            for index in json_fields:
+                values[index] = json.dumps(values[index], ensure_ascii=False)
+            copy.write_row(values)
