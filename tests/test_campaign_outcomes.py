@@ -136,3 +136,45 @@ def _campaign(channel):
 
     return campaign_create(name="Down", channel=channel, standard_response=StandardResponse.objects.get(),
                            rows=[recipient(1), {"client_id": "not-a-phone", **FIELDS}])
+
+
+def _recount(campaign) -> dict:
+    """The counts the slow way: every recipient joined to its message."""
+    from channels_app.models import CampaignRecipient
+    from channels_app.models.campaigns import RECIPIENT_STATUS_BY_MESSAGE
+
+    counts = {"total": 0, "refused": 0, "pending": 0, "sent": 0, "delivered": 0, "failed": 0}
+    for recipient in CampaignRecipient.objects.filter(campaign=campaign).select_related("message"):
+        status = "refused" if recipient.error else RECIPIENT_STATUS_BY_MESSAGE.get(
+            recipient.message.status if recipient.message else "queued", "pending")
+        counts[status] += 1
+        counts["total"] += 1
+    return counts
+
+
+@pytest.mark.django_db
+def test_the_counts_kept_by_the_database_match_a_recount_at_every_step(staff_api, response,
+                                                                       django_assert_max_num_queries):
+    from channels_app.models import Campaign, Message
+    from channels_app.services.campaigns import campaign_counts, campaign_run_batch
+    from channels_app.services.receipts import receipt_apply
+
+    rows = [recipient(n) for n in range(1, 9)] + [{"client_id": "not-a-phone"}, recipient(1)]
+    campaign = Campaign.objects.get(pk=create(staff_api, rows).json()["id"])
+    assert campaign_counts(campaign=campaign) == _recount(campaign) == {
+        "total": 10, "refused": 2, "pending": 8, "sent": 0, "delivered": 0, "failed": 0}
+
+    staff_api.post(f"/api/campaigns/{campaign.pk}/start/")
+    campaign_run_batch(campaign_id=campaign.pk)  # the simulator accepts them all: sent
+    assert campaign_counts(campaign=campaign) == _recount(campaign)
+    sent = list(Message.objects.filter(campaign_recipient__campaign=campaign).order_by("pk"))
+    receipt_apply(channel=sent[0].channel, external_id=sent[0].external_id, status="Delivered")
+    receipt_apply(channel=sent[1].channel, external_id=sent[1].external_id, status="Failed", reasons=[{"code": 350}])
+    receipt_apply(channel=sent[2].channel, external_id=sent[2].external_id, status="Removed")
+    receipt_apply(channel=sent[0].channel, external_id=sent[0].external_id, status="Delivered")  # again
+    counts = campaign_counts(campaign=campaign)
+
+    assert counts == _recount(campaign)
+    assert (counts["delivered"], counts["failed"], counts["sent"] + counts["pending"]) == (1, 2, 5)
+    with django_assert_max_num_queries(1):  # however many recipients
+        campaign_counts(campaign=campaign)

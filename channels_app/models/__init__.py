@@ -1,5 +1,5 @@
 from channels_app.models.audit import AuditAction, AuditEntry
-from channels_app.models.campaigns import Campaign, CampaignRecipient, CampaignState
+from channels_app.models.campaigns import Campaign, CampaignCounter, CampaignRecipient, CampaignState
 from channels_app.models.configuration import (
     BusinessAttribute,
     BusinessAttributeValue,
@@ -28,6 +28,7 @@ __all__ = [
     "AuditAction",
     "AuditEntry",
     "Campaign",
+    "CampaignCounter",
     "CampaignRecipient",
     "CampaignState",
     "Delivery",

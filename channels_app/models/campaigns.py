@@ -115,3 +115,29 @@ RECIPIENT_STATUS_BY_MESSAGE = {
     "failed": "failed",
     "removed": "failed",
 }
+
+
+# How many counter rows each campaign's counts are spread over: receipts of one campaign, arriving side by
+# side, update different rows instead of queueing for one.
+COUNTER_SHARDS = 8
+
+
+class CampaignCounter(models.Model):
+    """A share of a campaign's counts, kept exact by the database itself:
+    triggers on recipients and messages (migration 0018) add every change in
+    the statement that makes it, so the counts are read in constant time
+    however large the campaign (`campaign_counts` sums the shards)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="counters")
+    shard = models.PositiveSmallIntegerField()
+    total = models.BigIntegerField(default=0)
+    refused = models.BigIntegerField(default=0)
+    sent = models.BigIntegerField(default=0)
+    delivered = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign", "shard"], name="campaign_counter_shard")]
+
+    def __str__(self):
+        return f"counts of campaign {self.campaign_id} ({self.shard})"
