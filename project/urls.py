@@ -9,10 +9,6 @@ from channels_app.esp.views import EspView
 from channels_app.health import healthz
 from channels_app.messaging.views import NexusMessagesView
 
-admin.site.site_header = "Digital Messaging Server"
-admin.site.site_title = "Digital Messaging Server"
-admin.site.index_title = "Configuration and operations"
-
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False), name="home"),
     path("healthz", healthz, name="healthz"),
