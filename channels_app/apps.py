@@ -30,4 +30,5 @@ class DmsAdminConfig(admin_apps.AdminConfig):
     """The stock admin app with the project's site (a dashboard home page, configuration grouped by task)."""
 
     default = False
-    default_site = "channels_app.admin_site.DmsAdminSite"  # outside the admin package: importing it must not register models
+    # Outside the admin package: importing the site must not register the model admins (they register on it).
+    default_site = "channels_app.admin_site.DmsAdminSite"

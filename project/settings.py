@@ -97,6 +97,11 @@ else:
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- The public address -------------------------------------------------------
+# The address third parties call (the inbound URL the admin shows on a channel), e.g. https://dms.example.com;
+# empty: the address of the admin's own request.
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="").rstrip("/")
+
 # --- Celery -------------------------------------------------------------------
 # `filesystem://` is kombu's serverless transport: it works across the
 # processes of one machine, which is what the embedded default needs.

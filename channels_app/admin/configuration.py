@@ -1,13 +1,14 @@
 """Admin for the configuration models. Saving goes through the services."""
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import escape
+from django.utils.html import escape, format_html
 from django.utils.text import Truncator
 
 from channels_app import options_catalog
@@ -23,7 +24,14 @@ from channels_app.models import (
     Tenant,
 )
 from channels_app.selectors import channel_list
-from channels_app.services.channels import channel_delete, channel_inbound_route, channel_rotate_secret, channel_save
+from channels_app.services.channels import (
+    INBOUND_ROUTE,
+    channel_delete,
+    channel_inbound_route,
+    channel_rotate_secret,
+    channel_save,
+    channel_send_test,
+)
 from channels_app.services.options import option_reset, option_set, options_export_cfg, options_import_cfg
 from channels_app.services.tenants import tenant_create, tenant_delete, tenant_update
 from channels_app.validators import validate_queue_key
@@ -112,12 +120,30 @@ class OptionValueForm(forms.ModelForm):
         return cleaned
 
 
+def copy_button(value: str, label: str = "Copy"):
+    """A button that copies `value` to the clipboard (channels_app/static/channels_app/admin.js)."""
+    return format_html('<button type="button" class="button dms-copy" data-copy="{}">{}</button>', value, label)
+
+
+class ChannelOptionForm(OptionValueForm):
+    """An override of a channel option, but not of inbound-route-by-call: that is the channel's "Routing" field."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        route = "/".join(INBOUND_ROUTE)
+        self.fields["option"].choices = [c for c in self.fields["option"].choices if c[0] != route]
+
+
 class ChannelOptionInline(ScopedTabularInline):
     model = OptionValue
-    form = OptionValueForm
+    form = ChannelOptionForm
     extra = 0
     verbose_name = "option override"
-    verbose_name_plural = "option overrides for this channel"
+    verbose_name_plural = "option overrides for this channel (its routing queue is set above, under Routing)"
+
+    def get_queryset(self, request):
+        section, name = INBOUND_ROUTE
+        return super().get_queryset(request).exclude(section=section, name=name)
 
 
 class ChannelForm(forms.ModelForm):
@@ -182,8 +208,9 @@ class ChannelAdmin(ScopedModelAdmin):
         ("Routing", {"fields": ["inbound_route_by_call"]}),
     ]
 
-    actions = ["rotate_secrets"]
+    actions = ["rotate_secrets", "send_test_message"]
     delete_service = channel_delete
+    change_form_template = "admin/channels_app/channel/change_form.html"
 
     @admin.display(boolean=True, description="secret")
     def secret_set(self, channel):
@@ -200,14 +227,47 @@ class ChannelAdmin(ScopedModelAdmin):
         for channel in queryset:
             self._show_secret_once(request, channel, channel_rotate_secret(channel=channel))
 
+    @admin.action(description="Send a test message through the selected channels", permissions=["change"])
+    def send_test_message(self, request, queryset):
+        for channel in queryset:
+            result = channel_send_test(channel=channel)
+            status = f"HTTP {result.status_code}" if result.status_code else "no HTTP answer"
+            answer = Truncator(result.response_excerpt or result.error or "(empty)").chars(300)
+            self.message_user(
+                request,
+                format_html(
+                    'Test message through <b>{}</b> ({}): <b>{}</b>, {} in {} ms. Answer: <code>{}</code>',
+                    channel.channel_id, channel.get_transport_display(), result.outcome, status,
+                    round(result.latency_ms), answer,
+                ),
+                messages.SUCCESS if result.outcome == "accepted" else messages.ERROR,
+            )
+
     def _show_secret_once(self, request, channel, secret):
         # A message is shown on the next page and then gone: the only time anyone sees the secret.
         self.message_user(
             request,
-            f"The secret of {channel.channel_id} is {secret} — copy it now and give it to the third party: "
-            "it is not shown again.",
+            format_html(
+                '<span class="dms-secret">The secret of <b>{}</b> is <code class="dms-secret-value">{}</code> {} '
+                "Copy it now and give it to the third party (it signs our webhooks and their requests): "
+                "it is not shown again.</span>",
+                channel.channel_id, secret, copy_button(secret, "Copy secret"),
+            ),
             messages.WARNING,
         )
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.pk:
+            context["inbound_url"] = inbound_url(request, obj)
+            context["copy_inbound"] = copy_button(context["inbound_url"], "Copy URL")
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+def inbound_url(request, channel) -> str:
+    """The absolute URL the third party POSTs the customers' messages to (API.md, Third-Party Messaging)."""
+    path = reverse("nexus-messages", args=[channel.channel_id])
+    base = settings.PUBLIC_BASE_URL
+    return f"{base}{path}" if base else request.build_absolute_uri(path)
 
 
 class OptionScopeFilter(admin.SimpleListFilter):

@@ -102,8 +102,8 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def _responses(self, tenant):
-        from channels_app.services.standard_responses import standard_response_category_save, standard_response_save
         from channels_app.models import StandardResponseCategory
+        from channels_app.services.standard_responses import standard_response_category_save, standard_response_save
 
         category = StandardResponseCategory.objects.filter(tenant=tenant, name="Demo", parent=None).first()
         if category is None:
