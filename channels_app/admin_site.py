@@ -113,6 +113,8 @@ class DmsAdminSite(admin.AdminSite):
     site_title = "Digital Messaging Server"
     index_title = "Home"
     index_template = "admin/dms_index.html"
+    # The home page lists everything by task; without the sidebar the change lists get the whole width.
+    enable_nav_sidebar = False
 
     def index(self, request, extra_context=None):
         context = {"dashboard_tiles": dashboard_tiles(request.user), **(extra_context or {})}

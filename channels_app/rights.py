@@ -119,6 +119,7 @@ RIGHTS: dict[str, Rule] = {
     "agent.new_session_from_other_media": needs("whatsapp_can_create_new_session_from_other_media"),
     # --- Admin pages beyond the standard ones (those check the model's own permissions) ----------
     "admin:channels_app_campaign_progress": needs("view_campaign"),
+    "admin:channels_app_campaign_sample": needs("view_campaign"),
     "admin:channels_app_campaign_results": needs("view_campaign"),
     "admin:channels_app_campaign_transition": needs("change_campaign"),
     "admin:channels_app_optionvalue_import": needs("change_optionvalue", "add_optionvalue"),

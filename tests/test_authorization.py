@@ -444,6 +444,7 @@ def test_an_agent_without_can_use_cannot_message_on_whatsapp(home):
 
 
 ADMIN_EXTRA = {
+    "admin:channels_app_campaign_sample": ("get", "/admin/channels_app/campaign/sample.csv"),
     "admin:channels_app_campaign_progress": ("get", "/admin/channels_app/campaign/{campaign}/progress.json"),
     "admin:channels_app_campaign_results": ("get", "/admin/channels_app/campaign/{campaign}/results.csv"),
     "admin:channels_app_campaign_transition": ("post", "/admin/channels_app/campaign/{campaign}/transition/cancel/"),

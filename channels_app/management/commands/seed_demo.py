@@ -48,6 +48,8 @@ DEMO_AUDIENCE = [
     {"client_id": "+15550100001", "Contact": {"FirstName": "Ada"}, "CustomProperties": {"Amount": "$42.00"}},
     {"client_id": "+15550100002", "Contact": {"FirstName": "Grace"}, "CustomProperties": {"Amount": "$17.50"}},
     {"client_id": "+15550100003", "Contact": {"FirstName": "Alan"}, "CustomProperties": {"Amount": "$99.90"}},
+    # Refused, as the admin shows it on the campaign's page: not a phone number, and no amount.
+    {"client_id": "ask-reception", "Contact": {"FirstName": "Edsger"}, "CustomProperties": {}},
 ]
 
 DEMO_CONVERSATIONS = [
@@ -118,12 +120,18 @@ class Command(BaseCommand):
 
     def _campaign(self, channel):
         # Sent here, batch by batch, so that the demo shows a finished campaign without a worker.
-        from channels_app.services.campaigns import campaign_create, campaign_run_batch, campaign_transition
+        from channels_app.services.campaigns import (
+            campaign_create,
+            campaign_keep_upload_report,
+            campaign_run_batch,
+            campaign_transition,
+        )
 
-        campaign, _ = campaign_create(
+        campaign, report = campaign_create(
             name=DEMO_CAMPAIGN, channel=channel, standard_response=StandardResponse.objects.get(pk="DEMO0NOTIF000001"),
             rows=DEMO_AUDIENCE,
         )
+        campaign_keep_upload_report(campaign=campaign, report=report, file_name="demo-audience.csv")
         campaign_transition(campaign_id=campaign.pk, action="start")
         while campaign_run_batch(campaign_id=campaign.pk):
             pass
