@@ -1,5 +1,7 @@
 """Admin for the configuration models. Saving goes through the services."""
 
+import json
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -291,8 +293,15 @@ class OptionImportForm(forms.Form):
         Channel.objects.none(),
         required=False,
         to_field_name="channel_id",
-        help_text="Apply the file's values to this channel as overrides. Empty: [channel-<id>] sections go to "
-        "the channel of that id, other sections are global.",
+        label="Channel of the [channel-…] sections",
+        help_text=escape(
+            "The [channel-<id>] sections of the file (and their endpoints line) set this channel's overrides; "
+            "the other sections are global values. Empty: a [channel-<id>] section goes to the channel of that id, "
+            "or is global when there is none."
+        ),
+    )
+    dry_run = forms.BooleanField(
+        required=False, label="Dry run", help_text="Check the file and show what would be written, without writing."
     )
 
 
@@ -300,12 +309,39 @@ class OptionValueAdminForm(OptionValueForm):
     class Meta(OptionValueForm.Meta):
         fields = ["option", "channel", "value"]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Shown under the value as soon as an option is chosen (optionvalue/change_form.html).
+        self.fields["option"].widget.attrs["data-definitions"] = json.dumps({
+            f"{o.section}/{o.name}": describe_option(o) for o in options_catalog.OPTIONS
+        })
+        self.fields["option"].help_text = "The option (section and name); its default, valid values and when a " \
+            "change takes effect appear under the value as you choose it."
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk is None and "option" in cleaned:
+            section, name = cleaned["option"].split("/", 1)
+            channel = cleaned.get("channel")
+            existing = OptionValue.objects.filter(section=section, name=name, channel=channel).first()
+            if existing is not None:
+                where = f"channel {channel.channel_id}" if channel else "global"
+                self.add_error("option", format_html(
+                    'This option already has a {} value ({}): <a href="{}">change it there</a>.', where,
+                    Truncator(existing.value).chars(40) or "empty",
+                    reverse("admin:channels_app_optionvalue_change", args=[existing.pk]),
+                ))
+        return cleaned
+
 
 @admin.register(OptionValue)
 class OptionValueAdmin(ScopedModelAdmin):
     form = OptionValueAdminForm
-    list_display = ["name", "section", "scope", "short_value", "default", "valid_values"]
+    list_display = ["name", "section", "scope", "short_value", "default", "valid_values", "description"]
     list_filter = ["section", OptionScopeFilter, "channel"]
+    ordering = ["section", "name", "channel__channel_id"]
+    list_per_page = 200
+    change_form_template = "admin/channels_app/optionvalue/change_form.html"
     search_fields = ["name", "value"]
     list_select_related = ["channel"]
     actions = ["reset_to_default"]
@@ -326,6 +362,10 @@ class OptionValueAdmin(ScopedModelAdmin):
     @admin.display(description="valid values")
     def valid_values(self, row):
         return Truncator(row.definition.valid_values).chars(48) if row.definition else ""
+
+    @admin.display(description="what it does")
+    def description(self, row):
+        return Truncator(row.definition.description).chars(90) if row.definition else ""
 
     def get_readonly_fields(self, request, obj=None):
         return ["channel"] if obj else []
@@ -361,7 +401,10 @@ class OptionValueAdmin(ScopedModelAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 text = form.cleaned_data["file"].read().decode("utf-8-sig")
-                report = options_import_cfg(text=text, channel=form.cleaned_data["channel"], channels=channels)
+                report = options_import_cfg(
+                    text=text, channel_sections=form.cleaned_data["channel"], channels=channels,
+                    dry_run=form.cleaned_data["dry_run"],
+                )
             except UnicodeDecodeError:
                 form.add_error("file", "The file is not UTF-8 text.")
             except ApplicationError as error:
