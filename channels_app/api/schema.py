@@ -38,9 +38,10 @@ OTHER_TAGS = {"/esp": "ESP", "/nexus/": "Third-Party Messaging", "/healthz": "Op
 
 # Summaries of the standard actions; "{one}" and "{many}" are the resource's words.
 ACTION_SUMMARIES = {
-    "list": "List {many}", "retrieve": "Get one {one}", "create": "Create a {one}", "update": "Replace a {one}",
-    "partial_update": "Change a {one}", "destroy": "Delete a {one}",
+    "list": "List {many}", "retrieve": "Get one {one}", "create": "Create {a} {one}", "update": "Replace {a} {one}",
+    "partial_update": "Change {a} {one}", "destroy": "Delete {a} {one}",
 }
+ONE = {"standard-response-categories": "standard response category", "options": "option value"}
 EXTRA_SUMMARIES = {
     "rotate_secret": "Rotate a channel's secret (the new one is shown once)",
     "render": "Render a standard response with field values",
@@ -48,6 +49,7 @@ EXTRA_SUMMARIES = {
     "recipients": "List a campaign's recipients and their status",
     "add_recipients": "Add recipients to a draft or scheduled campaign",
     "results": "Download a campaign's results (CSV)",
+    "results_csv": "Download a campaign's results (CSV)",
     "start": "Start a campaign", "pause": "Pause a running campaign", "resume": "Resume a paused campaign",
     "cancel": "Cancel a campaign",
 }
@@ -65,7 +67,7 @@ class ApiAutoSchema(AutoSchema):
 
     def get_tags(self):
         tags = super().get_tags()
-        if tags and tags != [self._default_tag()]:
+        if tags and tags[0][:1].isupper():  # named by an extend_schema
             return tags
         path = self.path
         for prefix, tag in OTHER_TAGS.items():
@@ -73,10 +75,6 @@ class ApiAutoSchema(AutoSchema):
                 return [tag]
         parts = path.removeprefix("/api/").split("/")
         return [TAGS.get(parts[0], parts[0].replace("-", " ").capitalize())]
-
-    def _default_tag(self):
-        tokenized = [part for part in self.path.split("/") if part and "{" not in part]
-        return tokenized[0] if tokenized else ""
 
     def get_summary(self):
         summary = super().get_summary()
@@ -87,10 +85,11 @@ class ApiAutoSchema(AutoSchema):
             return OTHER_SUMMARIES[(self.path, self.method)]
         if action in EXTRA_SUMMARIES:
             return EXTRA_SUMMARIES[action]
-        many = self.get_tags()[0].lower()
-        one = many[:-1] if many.endswith("s") else many
+        resource = self.path.removeprefix("/api/").split("/")[0]
+        many = resource.replace("-", " ")
+        one = ONE.get(resource) or (many[:-1] if many.endswith("s") else many)
         if action in ACTION_SUMMARIES:
-            return ACTION_SUMMARIES[action].format(one=one, many=many)
+            return ACTION_SUMMARIES[action].format(one=one, many=many, a="an" if one[0] in "aeiou" else "a")
         return f"{self.method.capitalize()} {many}"
 
     def _get_response_bodies(self, direction="response"):
