@@ -8,6 +8,7 @@ from django.db.models import Prefetch
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
+from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
@@ -98,7 +99,9 @@ class DeliveryAdmin(HistoryAdminMixin, ScopedModelAdmin):
 
     @admin.display(description="next attempt", ordering="next_attempt_at")
     def next_attempt(self, delivery):
-        return delivery.next_attempt_at if delivery.state == DeliveryState.PENDING else "—"
+        if delivery.state != DeliveryState.PENDING:
+            return "—"
+        return formats.localize(timezone.localtime(delivery.next_attempt_at))
 
     @admin.action(description="Redeliver the selected failed deliveries", permissions=["change"])
     def redeliver(self, request, queryset):
