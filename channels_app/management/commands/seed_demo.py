@@ -65,7 +65,14 @@ class Command(BaseCommand):
         "a standard response of each kind, a finished campaign and two conversations."
     )
 
-    def handle(self, *args, **options):
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--bare", action="store_true",
+            help="Only tenant 1, the simulator channel, options and attributes (no responses, campaign or "
+            "conversations): for tests and benchmarks that count what they create.",
+        )
+
+    def handle(self, *args, bare=False, **options):
         ensure_required_configuration()
         tenant, _ = Tenant.objects.get_or_create(id=1, defaults={"name": "Environment"})
         loaded = []
@@ -73,6 +80,9 @@ class Command(BaseCommand):
         if channel is None:
             channel = self._channel(tenant)
             loaded.append(f"channel {DEMO_CHANNEL_ID}")
+        if bare:
+            self._done(loaded)
+            return
         if not StandardResponse.objects.filter(pk=DEMO_RESPONSES[0][0]).exists():
             self._responses(tenant)
             loaded.append(f"{len(DEMO_RESPONSES)} standard responses")
@@ -82,6 +92,9 @@ class Command(BaseCommand):
         if not Interaction.objects.filter(channel=channel, type="Inbound").exists():
             self._conversations(channel)
             loaded.append(f"{len(DEMO_CONVERSATIONS)} conversations")
+        self._done(loaded)
+
+    def _done(self, loaded: list[str]) -> None:
         if not loaded:
             self.stdout.write("Demo data already present.")
             return
