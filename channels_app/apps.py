@@ -1,8 +1,10 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 from django.db.models.signals import post_delete, post_migrate, post_save
 
 
 class ChannelsAppConfig(AppConfig):
+    default = True  # the module holds the admin's config too
     name = "channels_app"
     verbose_name = "Digital Messaging Server"
     default_auto_field = "django.db.models.BigAutoField"
@@ -22,3 +24,11 @@ class ChannelsAppConfig(AppConfig):
 
         audit_register()  # every change of configuration writes an audit entry
         password_change_watch()  # a new password revokes the user's API tokens
+
+
+class DmsAdminConfig(admin_apps.AdminConfig):
+    """The stock admin app with the project's site (a dashboard home page, configuration grouped by task)."""
+
+    default = False
+    # Outside the admin package: importing the site must not register the model admins (they register on it).
+    default_site = "channels_app.admin_site.DmsAdminSite"

@@ -127,12 +127,14 @@ RIGHTS: dict[str, Rule] = {
     "agent.new_session_from_other_media": needs("whatsapp_can_create_new_session_from_other_media"),
     # --- Admin pages beyond the standard ones (those check the model's own permissions) ----------
     "admin:channels_app_campaign_progress": needs("view_campaign"),
+    "admin:channels_app_campaign_sample": needs("view_campaign"),
     "admin:channels_app_campaign_results": needs("view_campaign"),
     "admin:channels_app_campaign_transition": needs("change_campaign"),
     "admin:channels_app_optionvalue_import": needs("change_optionvalue", "add_optionvalue"),
     "admin:channels_app_optionvalue_export": needs("view_optionvalue"),
     "admin:channels_app_standardresponse_preview": needs("view_standardresponse"),
     "admin:channels_app_channel_rotate_secret": needs("change_channel"),
+    "admin:channels_app_delivery_retry": needs("change_delivery"),
 }
 
 # DRF answers OPTIONS with the view's description: any signed-in user may ask.

@@ -61,7 +61,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 LOGIN_URL = "admin:login"  # where a browser asking for a media file logs in
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "channels_app.apps.DmsAdminConfig",  # django.contrib.admin with the project's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -128,6 +128,11 @@ else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- The public address -------------------------------------------------------
+# The address third parties call (the inbound URL the admin shows on a channel), e.g. https://dms.example.com;
+# empty: the address of the admin's own request.
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="").rstrip("/")
 
 # --- Celery -------------------------------------------------------------------
 # `filesystem://` is kombu's serverless transport: it works across the

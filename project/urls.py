@@ -8,10 +8,6 @@ from channels_app.health import healthz, metrics_view
 from channels_app.media_access import media_file
 from channels_app.messaging.views import NexusMessagesView
 
-admin.site.site_header = "Digital Messaging Server"
-admin.site.site_title = "Digital Messaging Server"
-admin.site.index_title = "Configuration and operations"
-
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False), name="home"),
     path("healthz", healthz, name="healthz"),

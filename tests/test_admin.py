@@ -181,3 +181,37 @@ def test_whatsapp_role_groups_exist(admin_client):
         "whatsapp_can_create_new_session_from_other_media",
     }
     assert BusinessAttribute.objects.filter(name="Interaction Subtype").exists()
+
+
+@pytest.mark.django_db
+def test_import_cfg_dry_run_writes_nothing_and_says_where_values_would_go(admin_client, channel):
+    upload = SimpleUploadedFile(
+        "options.cfg",
+        b"[interaction-workspace]\nwhatsappsession.transcript-interactions-count = 7\n"
+        b"[channel-ghub]\ninbound-route-by-call = 1:session-chat\nendpoints = ,1:session-chat\n",
+    )
+
+    response = admin_client.post(reverse("admin:channels_app_optionvalue_import"),
+                                 {"file": upload, "channel": channel.channel_id, "dry_run": "on"})
+
+    page = response.content.decode()
+    assert "Dry run (nothing written)" in page
+    assert "whatsappsession.transcript-interactions-count -&gt; global = 7" in page
+    assert f"inbound-route-by-call -&gt; channel {channel.channel_id}" in page
+    assert "--channel" not in page
+    assert option_value(section="interaction-workspace", name="whatsappsession.transcript-interactions-count") != 7
+
+
+@pytest.mark.django_db
+def test_adding_an_option_that_has_a_value_is_refused_with_a_link_to_it(admin_client):
+    from channels_app.models import OptionValue
+
+    existing = OptionValue.objects.get(channel=None, name="whatsappsession.max-text-message-size")
+
+    response = admin_client.post(reverse("admin:channels_app_optionvalue_add"), {
+        "option": f"{existing.section}/{existing.name}", "value": "10",
+    })
+
+    assert response.status_code == 200
+    assert "already has a global value" in response.content.decode()
+    assert reverse("admin:channels_app_optionvalue_change", args=[existing.pk]) in response.content.decode()

@@ -74,7 +74,8 @@ def test_limits_are_shown_next_to_the_field(admin_client):
     errors = response.context["adminform"].form.errors
     assert "60 characters" in errors["header_text"][0]
     assert "60 characters" in errors["footer"][0]
-    assert "structured.buttons[0].text" in errors["buttons"][0]
+    assert errors["buttons"][0].startswith("Button 1, text: ")  # plain words, not the internal path
+    assert "structured" not in " ".join(message for messages in errors.values() for message in messages)
     assert not StandardResponse.objects.exists()
 
 
@@ -147,3 +148,20 @@ def test_attachment_upload_in_the_admin_is_checked_by_content(admin_client, tena
     assert "not a supported attachment" in str(refused.context["adminform"].form.errors["file"])
     assert accepted.status_code == 302
     assert Attachment.objects.get().mime_type == "application/pdf"
+
+
+def test_error_paths_are_written_in_plain_words():
+    from channels_app.admin.standard_responses import plain_path
+
+    assert plain_path("structured.sections[0].rows[1].title") == "Section 1, row 2, title"
+    assert plain_path("structured.buttons[2].id") == "Button 3, reply id"
+    assert plain_path("structured.header.text") == "Header, text"
+
+
+@pytest.mark.django_db
+def test_the_reply_buttons_form_offers_row_editors_counters_and_the_preview_beside_it(admin_client, tenant):
+    page = admin_client.get(reverse(ADD), {"content_type": "reply_buttons"}).content.decode()
+
+    assert 'class="sr-json"' in page and "data-rows=" in page and "structured_rows.js" in page
+    assert 'data-max="1024"' in page and 'data-max="60"' in page
+    assert 'class="sr-layout"' in page and 'id="sr-preview-panel"' in page

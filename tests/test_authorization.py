@@ -24,7 +24,7 @@ from channels_app.models import Campaign, Channel, Interaction, StandardResponse
 from channels_app.rights import RIGHTS, Rule
 from channels_app.services.channels import channel_save
 from channels_app.services.contacts import contact_identify
-from channels_app.services.interactions import interaction_create
+from channels_app.services.interactions import interaction_create, message_queue_outbound
 from channels_app.services.roles import DEFAULT_GROUPS
 from channels_app.services.standard_responses import attachment_create
 from tests.conftest import member
@@ -122,11 +122,18 @@ def _world(tenant_id: int, suffix: str) -> dict:
         outbound=False, user_data={},
     )
     campaign = Campaign.objects.create(name=f"Campaign {suffix}", channel=channel, standard_response=response)
+    # A delivery of its own conversation: the first one's transcript stays empty.
+    answered = interaction_create(
+        channel=channel, contact=contact_identify(channel=channel, client_id="15556667778"), client_id="15556667778",
+        queue=f"{tenant_id}:session-chat", outbound=False, user_data={},
+    )
+    reply = message_queue_outbound(interaction=answered, payload={"text": "Hello"})
     someone = member(f"someone-{suffix}", tenants=[tenant])
     return {
         "tenant": tenant.pk, "channel": channel.channel_id, "category": category.pk, "response": response.pk,
         "attachment": attachment.pk, "contact": contact.pk, "interaction": interaction.pk,
-        "campaign": campaign.pk, "user": someone.pk,
+        "campaign": campaign.pk, "user": someone.pk, "delivery": reply.delivery.pk,
+        "answered": answered.pk,
     }
 
 
@@ -372,7 +379,8 @@ def test_esp_channel_of_another_tenant_is_an_unknown_channel(home, away):
 
     assert response.status_code == 404
     assert response.json()["Error"]["Code"] == 902
-    assert not Interaction.objects.filter(channel__channel_id="channel-away").exclude(pk=away["interaction"]).exists()
+    assert not Interaction.objects.filter(channel__channel_id="channel-away").exclude(
+        pk__in=[away["interaction"], away["answered"]]).exists()
 
 
 @pytest.mark.django_db
@@ -443,12 +451,14 @@ def test_an_agent_without_can_use_cannot_message_on_whatsapp(home):
 
 
 ADMIN_EXTRA = {
+    "admin:channels_app_campaign_sample": ("get", "/admin/channels_app/campaign/sample.csv"),
     "admin:channels_app_campaign_progress": ("get", "/admin/channels_app/campaign/{campaign}/progress.json"),
     "admin:channels_app_campaign_results": ("get", "/admin/channels_app/campaign/{campaign}/results.csv"),
     "admin:channels_app_campaign_transition": ("post", "/admin/channels_app/campaign/{campaign}/transition/cancel/"),
     "admin:channels_app_optionvalue_import": ("get", "/admin/channels_app/optionvalue/import/"),
     "admin:channels_app_optionvalue_export": ("get", "/admin/channels_app/optionvalue/export/?channel={channel}"),
     "admin:channels_app_standardresponse_preview": ("post", "/admin/channels_app/standardresponse/preview/"),
+    "admin:channels_app_delivery_retry": ("post", "/admin/channels_app/delivery/{delivery}/retry/"),
 }
 
 

@@ -144,17 +144,17 @@ def _recount(campaign) -> dict:
     from channels_app.models.campaigns import RECIPIENT_STATUS_BY_MESSAGE
 
     counts = {"total": 0, "refused": 0, "pending": 0, "sent": 0, "delivered": 0, "failed": 0}
-    for recipient in CampaignRecipient.objects.filter(campaign=campaign).select_related("message"):
-        status = "refused" if recipient.error else RECIPIENT_STATUS_BY_MESSAGE.get(
-            recipient.message.status if recipient.message else "queued", "pending")
+    for row in CampaignRecipient.objects.filter(campaign=campaign).select_related("message"):
+        status = "refused" if row.error else RECIPIENT_STATUS_BY_MESSAGE.get(
+            row.message.status if row.message else "queued", "pending")
         counts[status] += 1
         counts["total"] += 1
     return counts
 
 
 @pytest.mark.django_db
-def test_the_counts_kept_by_the_database_match_a_recount_at_every_step(staff_api, response,
-                                                                       django_assert_max_num_queries):
+@pytest.mark.usefixtures("response")
+def test_the_counts_kept_by_the_database_match_a_recount_at_every_step(staff_api, django_assert_max_num_queries):
     from channels_app.models import Campaign, Message
     from channels_app.services.campaigns import campaign_counts, campaign_run_batch
     from channels_app.services.receipts import receipt_apply

@@ -26,7 +26,7 @@ def recipient(number: int, **overrides) -> dict:
 def simulator(tenant):
     from django.core.management import call_command
 
-    call_command("seed_demo")
+    call_command("seed_demo", "--bare")  # the channel only: these tests count campaigns and messages
     from channels_app.models import Channel
 
     return Channel.objects.get(channel_id="channel-ghub-simulator")
@@ -252,13 +252,40 @@ def test_admin_upload_report_buttons_and_progress(admin_client, response):
     }, follow=True)
     page = added.content.decode()
     assert "1 recipient(s) stored" in page
-    assert "Row 2 (bad)" in page
     campaign = Campaign.objects.get(name="Admin campaign")
 
     change = admin_client.get(reverse("admin:channels_app_campaign_change", args=[campaign.pk])).content.decode()
     assert 'id="campaign-start"' in change and "Download results" in change
+    # the upload report stays on the campaign's page, with the refused row and why
+    assert campaign.upload_report["rejected_total"] == 1
+    assert 'id="upload-report"' in change and "<td>bad</td>" in change and "is not a phone number" in change
+    assert "Contact.&lt;name&gt;" in change  # the help text keeps its <name>
     admin_client.post(reverse("admin:channels_app_campaign_transition", args=[campaign.pk, "start"]))
     progress = admin_client.get(reverse("admin:channels_app_campaign_progress", args=[campaign.pk])).json()
     assert progress["state"] == "running" and (progress["total"], progress["refused"]) == (2, 1)
     assert admin_client.get(reverse("admin:channels_app_campaign_changelist")).status_code == 200
     assert admin_client.get(reverse("admin:channels_app_campaign_results", args=[campaign.pk])).status_code == 200
+
+
+@pytest.mark.django_db
+def test_admin_upload_to_a_completed_campaign_shows_only_the_error(admin_client, response):
+    from channels_app.models import Channel
+
+    campaign = Campaign.objects.create(
+        name="Done", channel=Channel.objects.get(channel_id="channel-ghub-simulator"),
+        standard_response_id=SPEC_RESPONSE["id"], state="completed",
+    )
+
+    page = admin_client.post(reverse("admin:channels_app_campaign_change", args=[campaign.pk]), {
+        "audience": SimpleUploadedFile("a.csv", b"client_id\n15550000001\n"),
+    }, follow=True).content.decode()
+
+    assert "changed successfully" not in page
+    assert not campaign.recipients.exists()
+
+
+@pytest.mark.django_db
+def test_admin_sample_audience_csv(admin_client):
+    sample = admin_client.get(reverse("admin:channels_app_campaign_sample"))
+
+    assert sample.status_code == 200 and sample.content.decode().startswith("client_id,Contact.FirstName")

@@ -28,3 +28,16 @@ def test_ensure_admin_creates_the_admin_with_the_given_password(monkeypatch, dja
 
     admin = django_user_model.objects.get(username="admin")
     assert admin.is_superuser and admin.check_password("given-password-1")
+
+
+@pytest.mark.django_db
+def test_seed_demo_teaches_with_a_response_of_each_kind_a_finished_campaign_and_conversations():
+    from channels_app.models import Campaign, Interaction, StandardResponse
+
+    call_command("seed_demo")
+
+    kinds = set(StandardResponse.objects.values_list("content_type", flat=True))
+    assert {"text", "notification", "rich_media", "reply_buttons", "list", "abc_quick_replies"} <= kinds
+    campaign = Campaign.objects.get(name="Demo: bill reminder")
+    assert campaign.state == "completed" and campaign.upload_report["rejected_total"] == 1
+    assert Interaction.objects.filter(type="Inbound").count() == 2

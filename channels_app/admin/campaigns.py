@@ -7,7 +7,7 @@ from django.contrib import admin, messages
 from django.http import HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
 
 from channels_app.admin.forms import TextRulesModelForm
 from channels_app.admin.scoping import ScopedModelAdmin
@@ -19,11 +19,23 @@ from channels_app.validators import validate_queue_key
 TRANSITIONS = ("start", "pause", "resume", "cancel")
 
 
+EDITABLE_STATES = ("draft", "scheduled")
+SAMPLE_CSV = (
+    "client_id,Contact.FirstName,Contact.LastName,CustomProperties.Amount\r\n"
+    "+15550100001,Ada,Lovelace,$42.00\r\n"
+    "+15550100002,Grace,Hopper,$17.50\r\n"
+)
+
+
 class CampaignForm(TextRulesModelForm):
     audience = forms.FileField(
         required=False,
-        help_text="CSV, one recipient a row: a client_id column, then Contact.<name> and CustomProperties.<name> "
-        "columns for the field codes of the standard response. Rows are checked before they are stored.",
+        # The admin renders help text as HTML: "<name>" would vanish as a tag.
+        help_text=escape(
+            "CSV, one recipient a row: a client_id column, then Contact.<name> and CustomProperties.<name> "
+            "columns for the field codes of the standard response. Rows are checked before they are stored; "
+            "the report of the last upload stays on this page."
+        ),
     )
 
     class Meta:
@@ -33,6 +45,9 @@ class CampaignForm(TextRulesModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        state = self.instance.state if self.instance.pk else "draft"
+        if cleaned.get("audience") is not None and state not in EDITABLE_STATES:
+            self.add_error("audience", f"Recipients cannot be added to a {state} campaign: create a new campaign.")
         key, channel = cleaned.get("chat_queue_key"), cleaned.get("channel")
         if key and channel is not None:
             try:
@@ -53,7 +68,72 @@ class CampaignForm(TextRulesModelForm):
             raise forms.ValidationError(error.message) from error
 
 
+def chart_svg(timeline: dict, width: int = 720, height: int = 220) -> str:
+    """Sends and deliveries per second as an SVG line chart with its axes:
+    x in seconds since the first send, y in messages per second."""
+    series = [("sent", "#417690"), ("delivered", "#2e9e44")]
+    points = {name: [(_seconds(at), count) for at, count in timeline.get(name, [])] for name, _ in series}
+    every = [p for name, _ in series for p in points[name]]
+    left, right, top, bottom = 48, 16, 14, 40
+    plot_w, plot_h = width - left - right, height - top - bottom
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
+             f'role="img" aria-label="messages per second" class="campaign-chart" font-size="11" '
+             f'font-family="sans-serif">']
+    if not every:
+        parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#666">'
+                     "Nothing sent yet.</text></svg>")
+        return "".join(parts)
+    t0 = min(t for t, _ in every)
+    span = max(max(t for t, _ in every) - t0, 10.0)  # at least ten seconds: a short campaign is not a smear
+    peak = max(max(n for _, n in every), 1)
+    y_max = _nice(peak)
 
+    def x(t):
+        return left + plot_w * (t - t0) / span
+
+    def y(n):
+        return top + plot_h - plot_h * n / y_max
+
+    for i in range(5):  # horizontal grid lines with the y labels
+        value = y_max * i / 4
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y(value):.1f}" y2="{y(value):.1f}" '
+                     f'stroke="#ddd"/><text x="{left - 6}" y="{y(value) + 4:.1f}" text-anchor="end" '
+                     f'fill="#444">{value:g}</text>')
+    for i in range(6):  # x ticks
+        t = t0 + span * i / 5
+        parts.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{top + plot_h}" y2="{top + plot_h + 4}" '
+                     f'stroke="#444"/><text x="{x(t):.1f}" y="{top + plot_h + 16}" text-anchor="middle" '
+                     f'fill="#444">{t - t0:.0f}</text>')
+    parts.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}" stroke="#444"/>'
+                 f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" stroke="#444"/>')
+    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 4}" text-anchor="middle" fill="#444">'
+                 "seconds since the first send</text>")
+    parts.append(f'<text x="12" y="{top + plot_h / 2}" text-anchor="middle" fill="#444" '
+                 f'transform="rotate(-90 12 {top + plot_h / 2})">messages / second</text>')
+    for name, color in series:
+        line = " ".join(f"{x(t):.1f},{y(n):.1f}" for t, n in points[name])
+        if line:
+            parts.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"/>')
+            parts.extend(f'<circle cx="{x(t):.1f}" cy="{y(n):.1f}" r="3.5" fill="{color}"/>' for t, n in points[name])
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _seconds(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def _nice(value: float) -> float:
+    """The smallest 1, 2, 5 x 10^n at least `value` (a round top for the y axis)."""
+    magnitude = 1.0
+    while magnitude * 10 <= value:
+        magnitude *= 10
+    for step in (1, 2, 5, 10):
+        if step * magnitude >= value:
+            return step * magnitude
+    return value
 
 @admin.register(Campaign)
 class CampaignAdmin(ScopedModelAdmin):
@@ -68,6 +148,8 @@ class CampaignAdmin(ScopedModelAdmin):
     def get_fields(self, request, obj=None):
         fields = ["name", "channel", "standard_response", "chat_queue_key", "terminate_sessions", "rate_per_second",
                   "start_at", "audience"]
+        if obj and obj.state not in EDITABLE_STATES:
+            fields.remove("audience")  # nothing can be added any more
         return fields + (["state", "started_at", "finished_at"] if obj else [])
 
     def get_readonly_fields(self, request, obj=None):
@@ -106,8 +188,10 @@ class CampaignAdmin(ScopedModelAdmin):
             obj.pk = created.pk
             obj.__dict__.update({k: v for k, v in created.__dict__.items() if not k.startswith("_")})
             if rows is not None:
-                self._report(request, report)
+                self._report(request, obj, form, report)
             return
+        if obj.state not in EDITABLE_STATES:
+            return  # every setting is read-only, and the form refuses an audience
         try:
             campaign_services.campaign_update(
                 campaign=obj, name=obj.name, standard_response=obj.standard_response, channel=obj.channel,
@@ -115,33 +199,42 @@ class CampaignAdmin(ScopedModelAdmin):
                 terminate_sessions=obj.terminate_sessions, chat_queue_key=obj.chat_queue_key,
             )
         except ApplicationError as error:
-            self.message_user(request, error.message, messages.ERROR)
+            self._refuse(request, error.message)
             return
         if rows is not None:
             try:
                 report = campaign_services.campaign_add_recipients(campaign=obj, rows=rows)
             except ApplicationError as error:
-                self.message_user(request, error.message, messages.ERROR)
+                self._refuse(request, error.message)
                 return
-            self._report(request, report)
+            self._report(request, obj, form, report)
 
-    def _report(self, request, report):
+    def _refuse(self, request, message: str) -> None:
+        # Only the error: response_change then leaves out "changed successfully".
+        self.message_user(request, message, messages.ERROR)
+        request._campaign_refused = True
+
+    def response_change(self, request, obj):
+        if getattr(request, "_campaign_refused", False):
+            return redirect(reverse("admin:channels_app_campaign_change", args=[obj.pk]))
+        return super().response_change(request, obj)
+
+    def _report(self, request, campaign, form, report):
+        upload = form.files.get("audience")
+        campaign_services.campaign_keep_upload_report(
+            campaign=campaign, report=report, file_name=getattr(upload, "name", "") or ""
+        )
         self.message_user(
             request,
             f"Audience: {report.accepted} recipient(s) stored, {len(report.duplicates)} duplicate row(s) sent once, "
-            f"{len(report.rejected)} row(s) rejected.",
+            f"{len(report.rejected)} row(s) rejected — see the upload report on the campaign's page.",
             messages.SUCCESS if not report.rejected else messages.WARNING,
         )
-        for rejected in report.rejected[:50]:
-            self.message_user(
-                request, f"Row {rejected['row']} ({rejected['client_id'] or 'no client id'}): "
-                f"{' '.join(rejected['errors'])}", messages.WARNING,
-            )
-        if len(report.rejected) > 50:
-            self.message_user(request, f"... and {len(report.rejected) - 50} more rejected row(s).", messages.WARNING)
 
     def get_urls(self):
         return [
+            path("sample.csv", self.guarded(self.sample_view, "admin:channels_app_campaign_sample"),
+                 name="channels_app_campaign_sample"),
             path("<int:pk>/progress.json", self.guarded(self.progress_view, "admin:channels_app_campaign_progress"),
                  name="channels_app_campaign_progress"),
             path("<int:pk>/results.csv", self.guarded(self.results_view, "admin:channels_app_campaign_results"),
@@ -154,12 +247,19 @@ class CampaignAdmin(ScopedModelAdmin):
             *super().get_urls(),
         ]
 
+    def sample_view(self, request):
+        response = HttpResponse(SAMPLE_CSV, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="campaign-audience-sample.csv"'
+        return response
+
     def progress_view(self, request, pk):
         campaign = get_object_or_404(self.get_queryset(request), pk=pk)
+        timeline = campaign_services.campaign_timeline(campaign=campaign)
         return JsonResponse({
             "state": campaign.state,
             **campaign_services.campaign_counts(campaign=campaign),
-            "timeline": campaign_services.campaign_timeline(campaign=campaign),
+            "timeline": timeline,
+            "chart": chart_svg(timeline),
         })
 
     def results_view(self, request, pk):
@@ -183,7 +283,9 @@ class CampaignAdmin(ScopedModelAdmin):
         return redirect(reverse("admin:channels_app_campaign_change", args=[pk]))
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["campaign_sample_url"] = reverse("admin:channels_app_campaign_sample")
         if obj is not None:
+            context["upload_report"] = obj.upload_report or None
             context["campaign_progress_url"] = reverse("admin:channels_app_campaign_progress", args=[obj.pk])
             context["campaign_results_url"] = reverse("admin:channels_app_campaign_results", args=[obj.pk])
             context["campaign_actions"] = [

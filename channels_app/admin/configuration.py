@@ -1,6 +1,9 @@
 """Admin for the configuration models. Saving goes through the services."""
 
+import json
+
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.http import HttpResponse
@@ -25,7 +28,14 @@ from channels_app.models import (
 )
 from channels_app.outbound import validate_outbound_url
 from channels_app.selectors import channel_list
-from channels_app.services.channels import channel_delete, channel_inbound_route, channel_rotate_secret, channel_save
+from channels_app.services.channels import (
+    INBOUND_ROUTE,
+    channel_delete,
+    channel_inbound_route,
+    channel_rotate_secret,
+    channel_save,
+    channel_send_test,
+)
 from channels_app.services.options import option_reset, option_set, options_export_cfg, options_import_cfg
 from channels_app.services.tenants import tenant_create, tenant_delete, tenant_update
 from channels_app.validators import validate_queue_key
@@ -114,12 +124,30 @@ class OptionValueForm(TextRulesModelForm):
         return cleaned
 
 
+def copy_button(value: str, label: str = "Copy"):
+    """A button that copies `value` to the clipboard (channels_app/static/channels_app/admin.js)."""
+    return format_html('<button type="button" class="button dms-copy" data-copy="{}">{}</button>', value, label)
+
+
+class ChannelOptionForm(OptionValueForm):
+    """An override of a channel option, but not of inbound-route-by-call: that is the channel's "Routing" field."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        route = "/".join(INBOUND_ROUTE)
+        self.fields["option"].choices = [c for c in self.fields["option"].choices if c[0] != route]
+
+
 class ChannelOptionInline(ScopedTabularInline):
     model = OptionValue
-    form = OptionValueForm
+    form = ChannelOptionForm
     extra = 0
     verbose_name = "option override"
-    verbose_name_plural = "option overrides for this channel"
+    verbose_name_plural = "option overrides for this channel (its routing queue is set above, under Routing)"
+
+    def get_queryset(self, request):
+        section, name = INBOUND_ROUTE
+        return super().get_queryset(request).exclude(section=section, name=name)
 
 
 class ChannelForm(TextRulesModelForm):
@@ -202,8 +230,9 @@ class ChannelAdmin(ScopedModelAdmin):
                                channel.down_since.isoformat(timespec="seconds"))
         return "up" if not channel.consecutive_failures else f"up ({channel.consecutive_failures} failure(s) in a row)"
 
-    actions = ["rotate_secrets"]
+    actions = ["rotate_secrets", "send_test_message"]
     delete_service = channel_delete
+    change_form_template = "admin/channels_app/channel/change_form.html"
 
     @admin.display(boolean=True, description="secret")
     def secret_set(self, channel):
@@ -220,14 +249,47 @@ class ChannelAdmin(ScopedModelAdmin):
         for channel in queryset:
             self._show_secret_once(request, channel, channel_rotate_secret(channel=channel))
 
+    @admin.action(description="Send a test message through the selected channels", permissions=["change"])
+    def send_test_message(self, request, queryset):
+        for channel in queryset:
+            result = channel_send_test(channel=channel)
+            status = f"HTTP {result.status_code}" if result.status_code else "no HTTP answer"
+            answer = Truncator(result.response_excerpt or result.error or "(empty)").chars(300)
+            self.message_user(
+                request,
+                format_html(
+                    'Test message through <b>{}</b> ({}): <b>{}</b>, {} in {} ms. Answer: <code>{}</code>',
+                    channel.channel_id, channel.get_transport_display(), result.outcome, status,
+                    round(result.latency_ms), answer,
+                ),
+                messages.SUCCESS if result.outcome == "accepted" else messages.ERROR,
+            )
+
     def _show_secret_once(self, request, channel, secret):
         # A message is shown on the next page and then gone: the only time anyone sees the secret.
         self.message_user(
             request,
-            f"The secret of {channel.channel_id} is {secret} — copy it now and give it to the third party: "
-            "it is not shown again.",
+            format_html(
+                '<span class="dms-secret">The secret of <b>{}</b> is <code class="dms-secret-value">{}</code> {} '
+                "Copy it now and give it to the third party (it signs our webhooks and their requests): "
+                "it is not shown again.</span>",
+                channel.channel_id, secret, copy_button(secret, "Copy secret"),
+            ),
             messages.WARNING,
         )
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.pk:
+            context["inbound_url"] = inbound_url(request, obj)
+            context["copy_inbound"] = copy_button(context["inbound_url"], "Copy URL")
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+def inbound_url(request, channel) -> str:
+    """The absolute URL the third party POSTs the customers' messages to (API.md, Third-Party Messaging)."""
+    path = reverse("nexus-messages", args=[channel.channel_id])
+    base = settings.PUBLIC_BASE_URL
+    return f"{base}{path}" if base else request.build_absolute_uri(path)
 
 
 class OptionScopeFilter(admin.SimpleListFilter):
@@ -251,8 +313,15 @@ class OptionImportForm(TextRulesForm):
         Channel.objects.none(),
         required=False,
         to_field_name="channel_id",
-        help_text="Apply the file's values to this channel as overrides. Empty: [channel-<id>] sections go to "
-        "the channel of that id, other sections are global.",
+        label="Channel of the [channel-…] sections",
+        help_text=escape(
+            "The [channel-<id>] sections of the file (and their endpoints line) set this channel's overrides; "
+            "the other sections are global values. Empty: a [channel-<id>] section goes to the channel of that id, "
+            "or is global when there is none."
+        ),
+    )
+    dry_run = forms.BooleanField(
+        required=False, label="Dry run", help_text="Check the file and show what would be written, without writing."
     )
 
 
@@ -260,12 +329,39 @@ class OptionValueAdminForm(OptionValueForm):
     class Meta(OptionValueForm.Meta):
         fields = ["option", "channel", "value"]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Shown under the value as soon as an option is chosen (optionvalue/change_form.html).
+        self.fields["option"].widget.attrs["data-definitions"] = json.dumps({
+            f"{o.section}/{o.name}": describe_option(o) for o in options_catalog.OPTIONS
+        })
+        self.fields["option"].help_text = "The option (section and name); its default, valid values and when a " \
+            "change takes effect appear under the value as you choose it."
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk is None and "option" in cleaned:
+            section, name = cleaned["option"].split("/", 1)
+            channel = cleaned.get("channel")
+            existing = OptionValue.objects.filter(section=section, name=name, channel=channel).first()
+            if existing is not None:
+                where = f"channel {channel.channel_id}" if channel else "global"
+                self.add_error("option", format_html(
+                    'This option already has a {} value ({}): <a href="{}">change it there</a>.', where,
+                    Truncator(existing.value).chars(40) or "empty",
+                    reverse("admin:channels_app_optionvalue_change", args=[existing.pk]),
+                ))
+        return cleaned
+
 
 @admin.register(OptionValue)
 class OptionValueAdmin(ScopedModelAdmin):
     form = OptionValueAdminForm
-    list_display = ["name", "section", "scope", "short_value", "default", "valid_values"]
+    list_display = ["name", "section", "scope", "short_value", "default", "valid_values", "description"]
     list_filter = ["section", OptionScopeFilter, "channel"]
+    ordering = ["section", "name", "channel__channel_id"]
+    list_per_page = 200
+    change_form_template = "admin/channels_app/optionvalue/change_form.html"
     search_fields = ["name", "value"]
     list_select_related = ["channel"]
     actions = ["reset_to_default"]
@@ -286,6 +382,10 @@ class OptionValueAdmin(ScopedModelAdmin):
     @admin.display(description="valid values")
     def valid_values(self, row):
         return Truncator(row.definition.valid_values).chars(48) if row.definition else ""
+
+    @admin.display(description="what it does")
+    def description(self, row):
+        return Truncator(row.definition.description).chars(90) if row.definition else ""
 
     def get_readonly_fields(self, request, obj=None):
         return ["channel"] if obj else []
@@ -321,7 +421,10 @@ class OptionValueAdmin(ScopedModelAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 text = form.cleaned_data["file"].read().decode("utf-8-sig")
-                report = options_import_cfg(text=text, channel=form.cleaned_data["channel"], channels=channels)
+                report = options_import_cfg(
+                    text=text, channel_sections=form.cleaned_data["channel"], channels=channels,
+                    dry_run=form.cleaned_data["dry_run"],
+                )
             except UnicodeDecodeError:
                 form.add_error("file", "The file is not UTF-8 text.")
             except ApplicationError as error:

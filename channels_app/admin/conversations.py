@@ -4,15 +4,27 @@ mostly; ending a session goes through the service."""
 from datetime import timedelta
 
 from django.contrib import admin, messages
+from django.db.models import OuterRef, Subquery
+from django.db.models.functions import Left
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.utils.text import Truncator
 
 from channels_app.admin.scoping import ScopedModelAdmin, ScopedTabularInline
-from channels_app.models import Contact, Interaction, InteractionState, Message, MessageDirection, MessageStatus
+from channels_app.models import (
+    Campaign,
+    CampaignRecipient,
+    Contact,
+    Interaction,
+    InteractionState,
+    Message,
+    MessageDirection,
+    MessageStatus,
+)
 from channels_app.options_catalog import IW
-from channels_app.selectors import interaction_history
+from channels_app.selectors import interaction_history, restrict
 from channels_app.services.interactions import interaction_end
 from channels_app.services.options import session_option
 
@@ -25,6 +37,38 @@ class ReadOnlyAdminMixin:
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class HistoryAdminMixin:
+    """History written by services (interactions, messages, deliveries): a
+    page of one row is read-only (no Save, no Delete); the change list keeps
+    the actions, which call services; nothing is bulk-deleted."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # The change list needs it for its actions; the page of one row never saves.
+        return obj is None and super().has_change_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class CampaignFilter(admin.SimpleListFilter):
+    """Interactions a campaign opened (its recipients' messages), among the user's campaigns."""
+
+    title = "campaign"
+    parameter_name = "campaign"
+
+    def lookups(self, request, model_admin):
+        campaigns = restrict(Campaign.objects.order_by("-created_at"), request.user)[:50]
+        return [(str(campaign.pk), campaign.name) for campaign in campaigns]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(messages__campaign_recipient__campaign_id=self.value()).distinct()
+        return queryset
 
 
 class InteractionInline(ReadOnlyAdminMixin, ScopedTabularInline):
@@ -57,25 +101,52 @@ class ContactAdmin(ScopedModelAdmin):
 
 
 @admin.register(Interaction)
-class InteractionAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
-    list_display = ["id", "type", "subtype", "state", "channel", "client_id", "queue", "created_at", "ended_at"]
-    list_filter = ["channel", "type", "state", "queue", "created_at"]
+class InteractionAdmin(HistoryAdminMixin, ScopedModelAdmin):
+    list_display = [
+        "id", "contact_name", "channel", "last_message", "state", "campaign", "type", "queue", "last_activity_at",
+    ]
+    list_display_links = ["id", "contact_name"]
+    list_filter = ["state", CampaignFilter, "channel", "type", "queue", "created_at"]
     date_hierarchy = "created_at"
     search_fields = ["id", "client_id", "contact__first_name", "contact__last_name", "contact__nickname"]
-    list_select_related = ["channel"]
+    list_select_related = ["channel", "contact"]
     actions = ["end_sessions"]
     fieldsets = [
         (None, {"fields": ["id", "type", "subtype", "state", "disposition", "channel", "contact_link", "client_id",
-                           "queue"]}),
+                           "queue", "campaign"]}),
         ("Transcript", {"fields": ["older_messages", "transcript"]}),
         ("Session", {"fields": ["created_at", "last_activity_at", "last_customer_message_at", "ended_at",
                                 "end_reason", "terminate_after_send", "user_data", "session_options"]}),
     ]
     readonly_fields = [
-        "id", "type", "subtype", "state", "disposition", "channel", "contact_link", "client_id", "queue",
+        "id", "type", "subtype", "state", "disposition", "channel", "contact_link", "client_id", "queue", "campaign",
         "older_messages", "transcript", "created_at", "last_activity_at", "last_customer_message_at", "ended_at",
         "end_reason", "terminate_after_send", "user_data", "session_options",
     ]
+
+    def get_queryset(self, request):
+        last = Message.objects.filter(interaction=OuterRef("pk")).order_by("-created_at", "-id")
+        campaign = CampaignRecipient.objects.filter(message__interaction=OuterRef("pk")).values("campaign__name")
+        return super().get_queryset(request).annotate(
+            last_text=Subquery(last.annotate(short=Left("text", 80)).values("short")[:1]),
+            last_direction=Subquery(last.values("direction")[:1]),
+            campaign_name=Subquery(campaign[:1]),
+        )
+
+    @admin.display(description="contact", ordering="contact__first_name")
+    def contact_name(self, interaction):
+        return str(interaction.contact)
+
+    @admin.display(description="last message")
+    def last_message(self, interaction):
+        if interaction.last_text is None:
+            return "—"
+        arrow = "←" if interaction.last_direction == MessageDirection.INBOUND else "→"
+        return f"{arrow} {Truncator(interaction.last_text).chars(50)}"
+
+    @admin.display(description="campaign")
+    def campaign(self, interaction):
+        return getattr(interaction, "campaign_name", None) or "—"
 
     @admin.display(description="contact")
     def contact_link(self, interaction):
@@ -111,9 +182,6 @@ class InteractionAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
             ended += 1
         self.message_user(request, f"{ended} session(s) ended.", messages.SUCCESS)
 
-    def has_change_permission(self, request, obj=None):
-        # The change list needs it for actions; the change form stays read-only (every field is).
-        return request.user.has_perm("channels_app.change_interaction")
 
 
 def _transcript_html(interaction, messages, current) -> str:
@@ -139,7 +207,7 @@ def _transcript_html(interaction, messages, current) -> str:
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
+class MessageAdmin(HistoryAdminMixin, ScopedModelAdmin):
     list_display = ["id", "direction", "status", "channel", "interaction", "short_text", "external_id", "created_at"]
     list_filter = ["direction", "status", "channel", "created_at"]
     search_fields = ["id", "external_id", "channel_message_id", "text", "interaction__id"]

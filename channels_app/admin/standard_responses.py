@@ -16,6 +16,7 @@ from channels_app.admin.scoping import ScopedModelAdmin
 from channels_app.choices import ContentType
 from channels_app.errors import ApplicationError
 from channels_app.models import Attachment, StandardResponse, StandardResponseCategory
+from channels_app.rendering import limits
 from channels_app.selectors import default_tenant, restrict
 from channels_app.services.standard_responses import (
     attachment_create,
@@ -46,25 +47,93 @@ EDITOR_FIELDS = {
     ContentType.ABC_CAROUSEL: ["items"],
 }
 
-JSON_EXAMPLES = {
-    ContentType.RICH_MEDIA: (
-        '[{"type": "quick_reply", "text": "Yes"}, {"type": "quick_reply", "text": "No"}] or '
-        '[{"type": "phone", "text": "Call us", "phone": "+15551234567"}, '
-        '{"type": "url", "text": "Open", "url": "https://example.com/t/{{1}}", "dynamic": true, '
-        '"parameter": "<$Contact.Id$>"}]'
-    ),
-    ContentType.REPLY_BUTTONS: '[{"id": "yes", "title": "Yes"}, {"id": "no", "title": "No"}]',
-    ContentType.LIST: (
-        '[{"title": "Plans", "rows": [{"id": "basic", "title": "Basic", "description": "5 GB"}]}]'
-    ),
-    ContentType.ABC_LIST_PICKER: '[{"title": "Colors", "items": [{"identifier": "red", "title": "Red"}]}]',
-    ContentType.ABC_QUICK_REPLIES: '[{"identifier": "yes", "title": "Yes"}, {"identifier": "no", "title": "No"}]',
-    ContentType.ABC_CAROUSEL: '[{"title": "Phone X", "subtitle": "$499", "url": "https://example.com/x"}]',
+# The row editors of the change form (static/channels_app/structured_rows.js) by content type and field: the
+# keys of one row, each (key, label, kind, limit); kind "select:a|b" offers choices, "check" a checkbox,
+# "rows:<name>" nested rows (a section's). The limits are the rendering module's: the server still decides.
+ROW_EDITORS = {
+    ContentType.RICH_MEDIA: {"buttons": {
+        "noun": "button", "max": limits.QUICK_REPLIES_MAX, "keys": [
+            ["type", "Type", "select:quick_reply|phone|url", None],
+            ["text", "Text", "text", limits.RICH_MEDIA_BUTTON_TEXT_MAX],
+            ["phone", "Phone (phone buttons)", "text", None], ["url", "URL (url buttons)", "text", None],
+            ["dynamic", "URL ends with {{1}}", "check", None], ["parameter", "{{1}} value", "text", None],
+        ]}},
+    ContentType.REPLY_BUTTONS: {"buttons": {
+        "noun": "button", "max": limits.REPLY_BUTTONS_MAX, "keys": [
+            ["title", "Title", "text", limits.BUTTON_TITLE_MAX], ["id", "Reply id", "text", limits.REPLY_BUTTON_ID_MAX],
+        ]}},
+    ContentType.LIST: {"sections": {
+        "noun": "section", "max": limits.LIST_ROWS_MAX, "keys": [
+            ["title", "Section title", "text", limits.LIST_SECTION_TITLE_MAX],
+            ["rows", "Rows", "rows:row", {"max": limits.LIST_ROWS_MAX, "keys": [
+                ["title", "Title", "text", limits.BUTTON_TITLE_MAX],
+                ["description", "Description", "text", limits.LIST_ROW_DESCRIPTION_MAX],
+                ["id", "Reply id", "text", limits.LIST_ROW_ID_MAX],
+            ]}],
+        ]}},
+    ContentType.ABC_QUICK_REPLIES: {"items": {
+        "noun": "quick reply", "max": limits.ABC_QUICK_REPLIES_MAX, "keys": [
+            ["title", "Title", "text", None], ["identifier", "Identifier", "text", None],
+        ]}},
+    ContentType.ABC_LIST_PICKER: {"sections": {
+        "noun": "section", "max": None, "keys": [
+            ["title", "Section title", "text", None],
+            ["items", "Items", "rows:item", {"max": limits.ABC_LIST_PICKER_ITEMS_MAX, "keys": [
+                ["title", "Title", "text", None], ["subtitle", "Subtitle", "text", None],
+                ["identifier", "Identifier", "text", None],
+            ]}],
+        ]}},
+    ContentType.ABC_CAROUSEL: {"items": {
+        "noun": "card", "max": limits.ABC_CAROUSEL_ITEMS_MAX, "keys": [
+            ["title", "Title", "text", None], ["subtitle", "Subtitle", "text", None],
+            ["url", "Link (https://...)", "text", None],
+        ]}},
+}
+
+# Live counters of the plain fields (characters, as the server counts them).
+FIELD_LIMITS = {
+    "body": limits.BODY_MAX, "header_text": limits.HEADER_TEXT_MAX, "footer": limits.FOOTER_MAX,
+    "list_button": limits.BUTTON_TITLE_MAX,
+}
+
+# Words for the parts of a structured path, as an administrator reads them.
+PATH_WORDS = {
+    "buttons": "Button", "sections": "Section", "rows": "row", "items": "Item", "header": "Header",
+    "footer": "Footer", "template": "Template", "parameters": "Parameter", "button": "List button",
+    "title": "title", "text": "text", "id": "reply id", "identifier": "identifier", "description": "description",
+    "subtitle": "subtitle", "url": "URL", "phone": "phone", "parameter": "{{1}} value", "attachment": "attachment",
+    "type": "type", "name": "name", "language": "language", "image": "image",
 }
 
 
+# Paths that are a whole editor field: their errors need no path in front (they stand next to the field).
+WHOLE_FIELD_PATHS = {
+    "template", "template.name", "template.id", "template.language", "parameters", "header", "header.text",
+    "header.attachment", "footer", "buttons", "button", "sections", "items", "title", "subtitle",
+}
+
+
+def plain_path(path: str) -> str:
+    """`structured.sections[0].rows[1].title` -> `Section 1, row 2, title`."""
+    import re
+
+    words = []
+    for part in path.removeprefix("structured").strip(".").split("."):
+        match = re.fullmatch(r"(\w+)\[(\d+)\]", part)
+        if match:
+            words.append(f"{PATH_WORDS.get(match[1], match[1])} {int(match[2]) + 1}")
+        elif part:
+            words.append(PATH_WORDS.get(part, part.replace("_", " ")))
+    text = ", ".join(words)
+    return text[:1].upper() + text[1:]
+
+
 def _json_field(label: str) -> forms.CharField:
-    return forms.CharField(label=label, required=False, widget=forms.Textarea(attrs={"rows": 5, "cols": 80}))
+    # The JSON the row editor (static/channels_app/structured_rows.js) writes; the script hides the text box
+    # and shows rows of fields instead (without scripts the JSON stays editable).
+    return forms.CharField(
+        label=label, required=False, widget=forms.Textarea(attrs={"class": "sr-json", "rows": 4, "cols": 80})
+    )
 
 
 class StandardResponseForm(TextRulesModelForm):
@@ -85,12 +154,12 @@ class StandardResponseForm(TextRulesModelForm):
         help_text="For an image, video or document header.",
     )
     footer = forms.CharField(required=False, help_text="At most 60 characters.")
-    buttons = _json_field("Buttons (JSON)")
+    buttons = _json_field("Buttons")
     list_button = forms.CharField(required=False, label="List button", help_text="At most 20 characters.")
-    sections = _json_field("Sections (JSON)")
+    sections = _json_field("Sections")
     picker_title = forms.CharField(required=False, label="List title")
     picker_subtitle = forms.CharField(required=False, label="List subtitle")
-    items = _json_field("Items (JSON)")
+    items = _json_field("Items")
 
     class Meta:
         model = StandardResponse
@@ -111,10 +180,13 @@ class StandardResponseForm(TextRulesModelForm):
             self.fields["tenant"].disabled = True  # a response stays in its tenant
         self.content_type = content_type or self.instance.content_type or ContentType.TEXT
         self.initial.setdefault("content_type", self.content_type)
-        example = JSON_EXAMPLES.get(self.content_type)
+        editors = ROW_EDITORS.get(self.content_type, {})
         for name in ("buttons", "sections", "items"):
-            if example:
-                self.fields[name].help_text = f"Example: {example}"
+            if name in editors:
+                self.fields[name].widget.attrs["data-rows"] = json.dumps(editors[name])
+        for name, limit in FIELD_LIMITS.items():
+            if name in self.fields:
+                self.fields[name].widget.attrs["data-max"] = limit
         if self.instance.pk or self.instance.structured:
             self._load_structured(self.instance.structured or {})
         if "id" in self.fields and self.instance.pk and not self.instance._state.adding:
@@ -232,7 +304,8 @@ class StandardResponseForm(TextRulesModelForm):
             field = _editor_field_for(key, EDITOR_FIELDS[self.content_type])
             if field in self.errors:
                 continue  # the field's own error (e.g. "Not valid JSON") already explains it
-            remapped.setdefault(field, []).extend(messages if key == field else [f"{key}: {m}" for m in messages])
+            whole = key == field or key.removeprefix("structured.") in WHOLE_FIELD_PATHS
+            remapped.setdefault(field, []).extend(messages if whole else [f"{plain_path(key)}: {m}" for m in messages])
         if remapped:
             super()._update_errors(ValidationError(remapped))
 
@@ -364,7 +437,7 @@ class StandardResponseAdmin(ScopedModelAdmin):
             )
             payload, missing = rendered.payload, rendered.missing
         except ValidationError as error:
-            errors += [f"{field}: {' '.join(messages)}" for field, messages in error.message_dict.items()]
+            errors += [f"{plain_path(field)}: {' '.join(messages)}" for field, messages in error.message_dict.items()]
         except ApplicationError as error:
             errors.append(error.message)
         context = {"payload": _for_template(payload), "missing": missing, "errors": errors}

@@ -60,10 +60,11 @@ def _json_type_error(field, value) -> str | None:
     return None
 
 
+# JSON bodies are type-checked as the OpenAPI document says: DRF would take 5 for "5", "5" for 5 and
+# "yes" for true (and a text one character too long when it starts with a space); the API refuses them,
+# naming the field. Forms carry only text and are left to DRF. (A comment, not a docstring: drf-spectacular
+# would copy a docstring into the schema's descriptions.)
 class StrictJsonTypes:
-    """JSON bodies are type-checked as the OpenAPI document says: DRF would take 5 for "5", "5" for 5 and
-    "yes" for true (and a text one character too long when it starts with a space); the API refuses them,
-    naming the field. Forms carry only text and are left to DRF."""
 
     def to_internal_value(self, data):
         if isinstance(data, Mapping) and not isinstance(data, QueryDict):

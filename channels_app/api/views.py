@@ -109,7 +109,7 @@ class TokenView(APIView):
     def get_authenticate_header(self, request):
         return "Token"  # a refusal is a 401 with `WWW-Authenticate: Token`
 
-    @extend_schema(tags=["auth"], summary="Obtain an API token", request=serializers.TokenRequestSerializer,
+    @extend_schema(tags=["Tokens"], summary="Obtain an API token", request=serializers.TokenRequestSerializer,
                    responses={200: serializers.TokenSerializer, 401: ErrorSerializer, 429: ErrorSerializer})
     def post(self, request):
         serializer = serializers.TokenRequestSerializer(data=request.data, context={"request": request})
@@ -124,7 +124,7 @@ class TokenView(APIView):
             raise AuthenticationFailed("Wrong username or password.")
         return Response({"token": token_obtain(user=user).key})
 
-    @extend_schema(tags=["auth"], summary="Revoke the caller's API token", request=None,
+    @extend_schema(tags=["Tokens"], summary="Revoke the caller's API token", request=None,
                    responses={204: None, 401: ErrorSerializer})
     def delete(self, request):
         token_revoke(user=request.user)
@@ -789,10 +789,10 @@ class AuditLogFilter(StrictFilterSet):
 
 
 @extend_schema_view(
-    list=extend_schema(tags=["audit-log"], summary="The audit log: changes of configuration, newest first",
+    list=extend_schema(tags=["Audit log"], summary="The audit log: changes of configuration, newest first",
                        responses={200: serializers.AuditEntrySerializer(many=True),
                                   403: OpenApiResponse(ErrorSerializer, "Needs channels_app.view_auditentry.")}),
-    retrieve=extend_schema(tags=["audit-log"], summary="One audit entry",
+    retrieve=extend_schema(tags=["Audit log"], summary="One audit entry",
                            responses={200: serializers.AuditEntrySerializer,
                                       403: OpenApiResponse(ErrorSerializer, "Needs channels_app.view_auditentry.")}),
 )

@@ -45,6 +45,12 @@ class Campaign(models.Model):
     throttle_next_slot = models.DateTimeField(null=True, blank=True, editable=False)
     heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False, help_text="Last batch started.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    upload_report = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="The report of the last audience upload: file, time, accepted, duplicate and rejected rows.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

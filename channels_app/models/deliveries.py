@@ -57,4 +57,4 @@ class DeliveryAttempt(models.Model):
         ordering = ["delivery", "number"]
 
     def __str__(self):
-        return f"attempt {self.number} of {self.delivery_id}: {self.outcome}"
+        return f"attempt {self.number} of delivery {self.delivery_id}: {self.outcome}"

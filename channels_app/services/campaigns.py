@@ -515,3 +515,22 @@ def campaign_timeline(*, campaign: Campaign) -> dict:
         return [[row["second"].isoformat(), row["n"]] for row in rows]
 
     return {"sent": per_second("sent_at"), "delivered": per_second("delivered_at")}
+
+
+REJECTED_ROWS_KEPT = 500
+
+
+def campaign_keep_upload_report(*, campaign: Campaign, report: AudienceReport, file_name: str = "") -> dict:
+    """Keep the report of an audience upload on the campaign (the admin shows
+    the last one on the campaign's page): at most REJECTED_ROWS_KEPT rejected
+    rows, with how many there were."""
+    kept = {
+        **report.as_dict(),
+        "rejected": report.rejected[:REJECTED_ROWS_KEPT],
+        "rejected_total": len(report.rejected),
+        "file": file_name,
+        "at": timezone.now().isoformat(),
+    }
+    Campaign.objects.filter(pk=campaign.pk).update(upload_report=kept)
+    campaign.upload_report = kept
+    return kept

@@ -86,6 +86,33 @@ def channel_rotate_secret(*, channel: Channel) -> str:
     return channel.secret
 
 
+TEST_MESSAGE_TEXT = "Test message from the Digital Messaging Server: please ignore."
+
+
+def channel_send_test(*, channel: Channel):
+    """Send one test webhook through the channel's transport, as an agent's
+    message would leave, and return the transport's `SendResult` (status,
+    latency, the answer's excerpt). Nothing is stored: no interaction, message
+    or delivery; the message id starts with `test-` so the third party can
+    tell it apart."""
+    import uuid
+
+    from channels_app.transports import TRANSPORTS, OutgoingMessage
+
+    outgoing = OutgoingMessage(
+        message_id=f"test-{uuid.uuid4().hex[:16]}",
+        interaction_id="",
+        channel_id=channel.channel_id,
+        media_type=channel.media_type,
+        business_id=channel.business_id,
+        client_id=channel.business_id,
+        payload={"text": TEST_MESSAGE_TEXT},
+        webhook_url=channel.webhook_url,
+        secret=channel.secret,
+    )
+    return TRANSPORTS[channel.transport].send(outgoing)
+
+
 def refuse_while_used(instance, field: str, *relations: str, advice: str = "") -> None:
     """Deleting what interactions, messages or campaigns still refer to would
     fail (PROTECT): an error naming them instead."""

@@ -448,3 +448,19 @@ def delivery_redeliver(*, delivery: Delivery) -> bool:
     Message.objects.filter(pk=delivery.message_id).update(status=MessageStatus.QUEUED, reasons=[])
     transaction.on_commit(lambda: delivery_enqueue(delivery.pk))
     return True
+
+
+@transaction.atomic
+def delivery_retry_now(*, delivery: Delivery) -> bool:
+    """The admin's "retry now": a failed delivery starts over (`delivery_redeliver`);
+    a pending one no worker holds is made due now. False when it is delivered
+    or a worker is sending it."""
+    if delivery_redeliver(delivery=delivery):
+        return True
+    now = timezone.now()
+    updated = Delivery.objects.filter(pk=delivery.pk, state=DeliveryState.PENDING).filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    ).update(next_attempt_at=now, published_at=now)
+    if updated:
+        transaction.on_commit(lambda: delivery_enqueue(delivery.pk))
+    return bool(updated)

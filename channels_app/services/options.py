@@ -210,9 +210,11 @@ class ImportReport:
     set: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    dry_run: bool = False  # validated and reported, nothing written
 
     def as_text(self) -> str:
-        lines = [f"set: {len(self.set)}, skipped: {len(self.skipped)}, refused: {len(self.refused)}"]
+        lines = [f"set: {len(self.set)}, skipped: {len(self.skipped)}, refused: {len(self.refused)}"
+                 + (" (dry run: nothing written)" if self.dry_run else "")]
         lines += [f"  set      {line}" for line in self.set]
         lines += [f"  skipped  {line}" for line in self.skipped]
         lines += [f"  refused  {line}" for line in self.refused]
@@ -229,29 +231,42 @@ def _parse_cfg(text: str) -> configparser.ConfigParser:
     return parser
 
 
-def _section_target(section_name: str, channel: Channel | None, channels) -> tuple[str | None, Channel | None]:
+def _section_target(
+    section_name: str, channel: Channel | None, channels, channel_sections: Channel | None = None
+) -> tuple[str | None, Channel | None]:
     """Map a file's section to (catalog section, channel).
 
-    `[channel-<anything>]` is the DMS channel section: with --channel it applies
-    to that channel; else to the channel whose channel id is the section name
-    (DMS names channels `channel-...`), or globally.
+    `[channel-<anything>]` is the DMS channel section: with `channel` it applies
+    to that channel; else to `channel_sections` when given; else to the channel
+    whose channel id is the section name (DMS names channels `channel-...`), or
+    globally.
     """
     if section_name.startswith("channel-") or section_name == options_catalog.CHANNEL:
         if channel is None:
-            channel = channels.filter(channel_id=section_name).first()
+            channel = channel_sections or channels.filter(channel_id=section_name).first()
         return options_catalog.CHANNEL, channel
     if section_name in options_catalog.SECTIONS:
         return section_name, channel
     return None, channel
 
 
-def options_import_cfg(*, text: str, channel: Channel | None = None, channels=None) -> ImportReport:
+def options_import_cfg(
+    *,
+    text: str,
+    channel: Channel | None = None,
+    channels=None,
+    channel_sections: Channel | None = None,
+    dry_run: bool = False,
+) -> ImportReport:
     """Import a `.cfg` option file. Every value is validated first; the valid
-    ones are written in one transaction; the report lists what was set,
-    skipped (unknown section or option) and refused (invalid value). A file
-    that breaks the text rules (a NUL character) is refused whole.
-    `channels`: the channels a `[channel-<id>]` section may name (the
-    importing user's; all when not given)."""
+    ones are written in one transaction; the report lists what was set (and
+    where: globally or on which channel), skipped (unknown section or option)
+    and refused (invalid value). `channel`: every value becomes an override of
+    that channel (`--channel`); `channel_sections`: the channel of the
+    `[channel-*]` sections only, the others stay global. `channels`: the
+    channels a `[channel-<id>]` section may name (the importing user's; all
+    when not given). `dry_run`: validate and report, write nothing.
+    A file that breaks the text rules (a NUL character) is refused whole."""
     if found := text_rule_broken_line(text):
         line, broken = found
         raise InvalidParameter(f"Line {line} of the file holds {broken}, which is not accepted.", field="file")
@@ -261,13 +276,14 @@ def options_import_cfg(*, text: str, channel: Channel | None = None, channels=No
     pending: list[OptionValue] = []
     pending_endpoints: list[tuple[Channel, list[str]]] = []
     for section_name in parser.sections():
-        section, target_channel = _section_target(section_name, channel, channels)
-        scope = f" ({target_channel.channel_id})" if target_channel else ""
+        section, target_channel = _section_target(section_name, channel, channels, channel_sections)
+        scope = f" -> channel {target_channel.channel_id}" if target_channel else " -> global"
         for name, raw in parser.items(section_name):
             where = f"[{section_name}] {name}{scope}"
             if section == options_catalog.CHANNEL and name == ENDPOINTS_KEY:
                 if target_channel is None:
-                    report.skipped.append(f"{where}: endpoints need a channel (use --channel)")
+                    report.skipped.append(f"[{section_name}] {name}: endpoints need a channel (no channel has "
+                                          "this id; name the channel of the section)")
                     continue
                 keys = [key.strip() for key in raw.split(",") if key.strip()]
                 try:
@@ -281,7 +297,7 @@ def options_import_cfg(*, text: str, channel: Channel | None = None, channels=No
                 continue
             definition = options_catalog.get_option(section, name) if section else None
             if definition is None:
-                report.skipped.append(f"{where}: not an option of this server")
+                report.skipped.append(f"[{section_name}] {name}: not an option of this server")
                 continue
             row = OptionValue(section=section, name=name, channel=target_channel, value=raw)
             try:
@@ -292,6 +308,9 @@ def options_import_cfg(*, text: str, channel: Channel | None = None, channels=No
                 continue
             pending.append(row)
             report.set.append(f"{where} = {row.value}")
+    if dry_run:
+        report.dry_run = True
+        return report
     with transaction.atomic():
         for row in pending:
             OptionValue.objects.update_or_create(
