@@ -516,3 +516,20 @@ def test_admin_pages_of_a_whatsapp_agent_hold_only_its_tenant(client, home, away
     assert client.get("/admin/channels_app/channel/").status_code == 200
     assert "channel-away" not in client.get("/admin/channels_app/channel/").content.decode()
     assert client.get("/admin/channels_app/campaign/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_admin_actions_that_change_need_the_change_permission(client, home):
+    from django.contrib.auth.models import Permission
+
+    viewer = member("viewer", tenants=[Tenant.objects.get(pk=home["tenant"])])
+    viewer.user_permissions.set(Permission.objects.filter(codename__in=[
+        "view_optionvalue", "view_interaction", "view_channel", "view_delivery"]))
+    client.force_login(viewer)
+
+    for page in ("optionvalue", "interaction", "channel", "delivery"):
+        response = client.get(f"/admin/channels_app/{page}/")
+        assert response.status_code == 200, page
+        offered = [name for name, *_ in (response.context["action_form"].fields["action"].choices
+                                          if response.context.get("action_form") else [])]
+        assert [name for name in offered if name] == [], (page, offered)

@@ -398,7 +398,8 @@ class OptionValueAdmin(ScopedModelAdmin):
         saved = option_set(section=obj.section, name=obj.name, value=obj.value, channel=obj.channel)
         obj.pk = saved.pk
 
-    @admin.action(description="Reset selected options to their default (remove channel overrides)")
+    @admin.action(description="Reset selected options to their default (remove channel overrides)",
+                  permissions=["change"])
     def reset_to_default(self, request, queryset):
         for row in queryset:
             option_reset(section=row.section, name=row.name, channel=row.channel)

@@ -174,7 +174,7 @@ class InteractionAdmin(HistoryAdminMixin, ScopedModelAdmin):
             _transcript_html(older, older.messages.all(), interaction) for older in reversed(earlier)
         ))
 
-    @admin.action(description="End the selected sessions")
+    @admin.action(description="End the selected sessions", permissions=["change"])
     def end_sessions(self, request, queryset):
         ended = 0
         for interaction in queryset.exclude(state=InteractionState.ENDED):
