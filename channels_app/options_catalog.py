@@ -42,6 +42,16 @@ class TakesEffect(StrEnum):
     AFTER_RESTART = "After the worker is restarted"
 
 
+class ReadBy(StrEnum):
+    """Who reads an option: this server (it changes what the server does), the agent desktop (Workspace;
+    kept and exported here so that one place holds the configuration), or another component of the
+    platform (Chat Server, routing)."""
+
+    SERVER = "server"
+    DESKTOP = "desktop"
+    PLATFORM = "platform"
+
+
 class InvalidOptionValue(ValueError):
     """A value outside the option's valid values; the message names them."""
 
@@ -63,6 +73,7 @@ class OptionDefinition:
     maximum: int | None = None
     choices: tuple[str, ...] = field(default=())
     valid_values_text: str = ""
+    read_by: ReadBy = ReadBy.DESKTOP
 
     @property
     def key(self) -> tuple[str, str]:
@@ -196,24 +207,28 @@ OPTIONS: tuple[OptionDefinition, ...] = (
         IW, "whatsappsession.max-text-message-size", OptionType.INTEGER, "4096",
         "Specifies the maximum size of the message in bytes (the message string encoded in UTF-8).",
         minimum=1, maximum=2147483647,
+        read_by=ReadBy.SERVER,
     ),
     OptionDefinition(
         IW, "whatsappsession.transcript-interactions-count", OptionType.INTEGER, "1",
         "Specifies the number of previous chat sessions that are shown when the agent clicks "
         "\"See older messages...\".",
         minimum=1, maximum=1000,
+        read_by=ReadBy.SERVER,
     ),
     OptionDefinition(
         IW, "whatsappsession.enable-free-msg-timespan-monitoring", OptionType.BOOLEAN, "false",
         "Enables the automatic notifications feature: after whatsappsession.free-msg-timespan from the "
         "customer's last message, agents can only send Notifications, and a regular message is sent inside "
         "the default notification template.",
+        read_by=ReadBy.SERVER,
     ),
     OptionDefinition(
         IW, "whatsappsession.free-msg-timespan", OptionType.INTEGER, "1440",
         "The timeout, in minutes from the customer's last message, after which agents can only send "
         "Notifications (WhatsApp's 24-hour rule is 1440 minutes).",
         minimum=1, maximum=1440,
+        read_by=ReadBy.SERVER,
     ),
     OptionDefinition(
         IW, "whatsappsession.default-notification-text", OptionType.STRING, "",
@@ -221,36 +236,43 @@ OPTIONS: tuple[OptionDefinition, ...] = (
         "configured timeout; {{1}} stands for the agent's text, for example "
         "\"Thank you for your patience! {{1}}\". Must match the WhatsApp template.",
         valid_values_text="The text of an approved WhatsApp template, with the parameter {{1}}",
+        read_by=ReadBy.SERVER,
     ),
     OptionDefinition(
         IW, "whatsappsession.default-notification-id", OptionType.STRING, "",
         "The notification (template) ID for the default notification text. Must match the WhatsApp template.",
+        read_by=ReadBy.SERVER,
     ),
     OptionDefinition(
         IW, "whatsappsession.default-notification-language", OptionType.STRING, "",
         "The language of the default notification text, for example en. Must match the WhatsApp template.",
+        read_by=ReadBy.SERVER,
     ),
     OptionDefinition(
         IW, "whatsappsession.location-map.browse.query", OptionType.URL_TEMPLATE, "",
         "The URL for navigating to the map provider website; {LATITUDE} and {LONGITUDE} are replaced by "
         "the position of the inbound location message.",
         takes_effect=TakesEffect.IMMEDIATELY,
+        read_by=ReadBy.SERVER,
     ),
     OptionDefinition(
         IW, "whatsappsession.location-map.preview.query", OptionType.URL_TEMPLATE, "",
         "The request to the configured map provider for a location preview (static map); the markers "
         "{LATITUDE}, {LONGITUDE}, {HEIGHT} and {WIDTH}. The preview is rendered only when this is not empty.",
         takes_effect=TakesEffect.IMMEDIATELY,
+        read_by=ReadBy.SERVER,
     ),
     OptionDefinition(
         IW, "whatsappsession.location-map.preview.height", OptionType.INTEGER, "200",
         "The height of the location preview, in pixels.",
         takes_effect=TakesEffect.IMMEDIATELY, minimum=1, maximum=2048,
+        read_by=ReadBy.SERVER,
     ),
     OptionDefinition(
         IW, "whatsappsession.location-map.preview.width", OptionType.INTEGER, "300",
         "The width of the location preview, in pixels.",
         takes_effect=TakesEffect.IMMEDIATELY, minimum=1, maximum=2048,
+        read_by=ReadBy.SERVER,
     ),
     OptionDefinition(
         IW, "whatsappsession.outbound-session-config", OptionType.JSON_OBJECT, "",
@@ -259,12 +281,14 @@ OPTIONS: tuple[OptionDefinition, ...] = (
         "{\"channels\": [{\"server-name\": \"DigitalMessagingServer\", \"channel-name\": \"channel-whatsapp-1\", "
         "\"business-id\": \"19251112221\"}]}",
         takes_effect=TakesEffect.IMMEDIATELY,
+        read_by=ReadBy.SERVER,
     ),
     OptionDefinition(
         IW, "whatsappsession.emojis-business-attribute", OptionType.STRING, "",
         "The name of the business attribute whose values are the emojis agents may insert. With no emojis "
         "configured or no attribute named, a default set of emojis is offered.",
         valid_values_text="The name of a business attribute, or empty for the default set",
+        read_by=ReadBy.SERVER,
     ),
     OptionDefinition(
         IW, "whatsappsession.two-step-attachment-upload", OptionType.BOOLEAN, "false",
@@ -274,12 +298,14 @@ OPTIONS: tuple[OptionDefinition, ...] = (
     OptionDefinition(
         IW, "whatsappsession.show-cross-channel-messages", OptionType.BOOLEAN, "false",
         "When true, the transcript shows messages from multiple WhatsApp channels.",
+        read_by=ReadBy.SERVER,
     ),
     OptionDefinition(
         IW, "whatsappsession.message-delay-timespan", OptionType.INTEGER, "60",
         "The delay, in seconds, after which a message counts as delayed: its origination time is shown in "
         "bold and its arrival time as a tooltip.",
         minimum=0, maximum=86400,
+        read_by=ReadBy.SERVER,
     ),
     OptionDefinition(
         IW, "whatsappsession.new-message-blinking", OptionType.BOOLEAN, "true",
@@ -362,12 +388,14 @@ OPTIONS: tuple[OptionDefinition, ...] = (
         "Automatically saves the chat transcript in UCS in case of a solution failure: 0 never, 1 when the "
         "transcript changes, 2 on every message. The WhatsApp guide requires 1.",
         choices=("0", "1", "2"),
+        read_by=ReadBy.PLATFORM,
     ),
     OptionDefinition(
         CHAT_SERVER, "xml-request-max-size", OptionType.INTEGER, "100000",
         "The maximum size, in bytes, of a request (including ESP requests). 100 KB or more is required for "
         "rich messaging; larger requests are refused.",
         takes_effect=TakesEffect.IMMEDIATELY, minimum=1000, maximum=104857600,
+        read_by=ReadBy.SERVER,
     ),
     # --- dms ------------------------------------------------------------------
     OptionDefinition(
@@ -375,6 +403,7 @@ OPTIONS: tuple[OptionDefinition, ...] = (
         "The time, in seconds, after which an idle chat session is ended. The WhatsApp guide recommends "
         "increasing it to 1800 (30 minutes).",
         takes_effect=TakesEffect.NEXT_SESSION, minimum=60, maximum=604800,
+        read_by=ReadBy.SERVER,
     ),
     # --- channel (a DMS [channel-*] section) ------------------------------------
     OptionDefinition(
@@ -382,6 +411,7 @@ OPTIONS: tuple[OptionDefinition, ...] = (
         "The chat queue key <tenant-id>:<Chat Server endpoint name> where interactions of the channel are "
         "placed, and where InviteToChat places outbound interactions when the request has no ChatQueueKey.",
         takes_effect=TakesEffect.NEXT_SESSION,
+        read_by=ReadBy.SERVER,
     ),
 )
 
@@ -391,12 +421,14 @@ OPTIONS = OPTIONS + (
         CHANNEL, "simulator-send-receipts", OptionType.BOOLEAN, "true",
         "For a simulator channel: answer every sent message with a Delivered receipt, as a hub would.",
         takes_effect=TakesEffect.IMMEDIATELY,
+        read_by=ReadBy.SERVER,
     ),
     OptionDefinition(
         CHANNEL, "simulator-auto-reply", OptionType.STRING,
         "Thanks! This is an automatic reply from the hub simulator.",
         "For a simulator channel: the text of an automatic customer reply to every sent message; empty: none.",
         takes_effect=TakesEffect.IMMEDIATELY,
+        read_by=ReadBy.SERVER,
     ),
     # --- dms: contact identification ------------------------------------------
     OptionDefinition(
@@ -404,6 +436,7 @@ OPTIONS = OPTIONS + (
         "The user data attribute of an ESP request that identifies the contact (Contact Identification); "
         "when the request has none, _umsClientId does.",
         takes_effect=TakesEffect.IMMEDIATELY, valid_values_text="The name of a user data attribute",
+        read_by=ReadBy.SERVER,
     ),
 )
 

@@ -21,6 +21,7 @@ def test_list_by_section_shows_every_option_with_its_definition(staff_api):
         "default": "4096",
         "valid_values": "Any integer from 1 to 2147483647",
         "takes_effect": "At the next interaction",
+        "read_by": "server",
         "type": "integer",
         "description": size["description"],
         "channel": None,

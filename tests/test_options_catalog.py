@@ -97,3 +97,21 @@ def test_validation_never_fails_other_than_refusing(text):
             assert option.name in str(error)
         else:
             assert validate_option_value(option, stored) == stored
+
+
+def _server_code_mentions(name: str) -> list[str]:
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parent.parent / "channels_app"
+    return [str(path) for path in package.rglob("*.py")
+            if "migrations" not in path.parts and path.name != "options_catalog.py" and name in path.read_text()]
+
+
+def test_every_server_option_is_read_by_the_server_and_every_option_read_is_marked_so():
+    from channels_app.options_catalog import OPTIONS, ReadBy
+
+    unread = [o.name for o in OPTIONS if o.read_by == ReadBy.SERVER and not _server_code_mentions(o.name)]
+    read_but_not_marked = [o.name for o in OPTIONS if o.read_by != ReadBy.SERVER and _server_code_mentions(o.name)]
+
+    assert unread == [], "marked server but read by nothing"
+    assert read_but_not_marked == [], "read by the server but marked otherwise"

@@ -49,7 +49,7 @@ def describe_option(definition) -> str:
     # The admin renders help text as HTML; catalog texts hold "<tenant-id>"-like words.
     return escape(
         f"Default: {definition.default or '(empty)'}. Valid values: {definition.valid_values}. "
-        f"Takes effect: {definition.takes_effect}. {definition.description}"
+        f"Takes effect: {definition.takes_effect}. Read by: {definition.read_by}. {definition.description}"
     )
 
 
@@ -357,7 +357,7 @@ class OptionValueAdminForm(OptionValueForm):
 @admin.register(OptionValue)
 class OptionValueAdmin(ScopedModelAdmin):
     form = OptionValueAdminForm
-    list_display = ["name", "section", "scope", "short_value", "default", "valid_values", "description"]
+    list_display = ["name", "section", "scope", "short_value", "default", "valid_values", "read_by", "description"]
     list_filter = ["section", OptionScopeFilter, "channel"]
     ordering = ["section", "name", "channel__channel_id"]
     list_per_page = 200
@@ -382,6 +382,10 @@ class OptionValueAdmin(ScopedModelAdmin):
     @admin.display(description="valid values")
     def valid_values(self, row):
         return Truncator(row.definition.valid_values).chars(48) if row.definition else ""
+
+    @admin.display(description="read by")
+    def read_by(self, row):
+        return row.definition.read_by if row.definition else ""
 
     @admin.display(description="what it does")
     def description(self, row):
