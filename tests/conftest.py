@@ -55,7 +55,7 @@ def _test_settings(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     # Real password hashing costs ~0.4 s a user; these tests are not about passwords.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    # The third parties of the suite (tests/receiver.py) listen on 127.0.0.1: allowed explicitly, as an operator
+    # The third parties of the suite (tests/third_party.py) listen on 127.0.0.1: allowed explicitly, as an operator
     # allows a receiver on the same machine. Worker processes get the same through their environment
     # (tests/workers.py).
     settings.WEBHOOK_ALLOWED_NETWORKS = LOCAL_RECEIVERS
@@ -137,12 +137,11 @@ def anonymous_api():
 
 @pytest.fixture
 def receiver():
-    from tests.receiver import start_receiver
+    from tests.third_party import Receiver
 
-    running = start_receiver()
+    running = Receiver(keep_requests=True)
     yield running
-    running.server.shutdown()
-    running.server.server_close()
+    running.stop()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ content_type_conformance, response_schema_conformance and
 negative_data_rejection (invalid data gets no 2xx). Path and query parameters
 take the ids of the objects the fixture creates half of the time. The
 full-size run, over HTTP against gunicorn with DEBUG=false, is
-`python bench/fuzz.py` (200 cases per operation and phase).
+`python -m bench.fuzz` (200 cases per operation and phase).
 """
 
 import json

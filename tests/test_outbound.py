@@ -57,7 +57,7 @@ def test_no_spelling_of_an_internal_address_is_reached(settings, receiver):
     real receiver listens; not one request arrives, every attempt fails as `blocked address`, none retried."""
     # given a receiver on 127.0.0.1 and the rules as shipped (nothing allowed)
     settings.WEBHOOK_ALLOWED_NETWORKS = []
-    port = receiver.server.server_address[1]
+    port = receiver.port
     urls = internal_address_spellings(port)
 
     # when a webhook is sent to each
@@ -75,7 +75,7 @@ def test_the_connection_goes_to_the_checked_address_without_resolving_again(sett
     """DNS rebinding: the name resolves to an allowed address for the check and to another one after; the
     connection goes to the checked one, with the name in the Host header."""
     settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    port = receiver.server.server_address[1]
+    port = receiver.port
     answers = iter(["127.0.0.1", "10.9.9.9", "10.9.9.9"])
     real_getaddrinfo = socket.getaddrinfo
 
@@ -97,7 +97,7 @@ def test_the_connection_goes_to_the_checked_address_without_resolving_again(sett
 
 
 def test_checked_connection_names_the_host_but_connects_to_the_address(receiver):
-    port = receiver.server.server_address[1]
+    port = receiver.port
     connection = checked_connection(scheme="http", host="hook.example", port=port, address="127.0.0.1", timeout=5)
 
     connection.request("POST", "/x", body=b"{}")

@@ -21,7 +21,7 @@ import pytest
 
 from channels_app.models import Delivery, DeliveryState, Message
 from tests.factories import ChannelFactory, InteractionFactory
-from tests.receiver import start_receiver
+from tests.third_party import Receiver
 from tests.workers import WorkerProcess, poll_until, require_shared_database
 
 RETRY_ATTEMPTS = 3
@@ -56,15 +56,14 @@ def receivers():
     started = []
 
     def start(*plan):
-        receiver = start_receiver()
+        receiver = Receiver(keep_requests=True)
         receiver.plan.extend(plan)
         started.append(receiver)
         return receiver
 
     yield start
     for receiver in started:
-        receiver.server.shutdown()
-        receiver.server.server_close()
+        receiver.stop()
 
 
 def webhook_interaction(tenant, name: str, url: str, *, retry_attempts: int, retry_timeout_seconds: int) -> str:
