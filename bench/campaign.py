@@ -1,9 +1,9 @@
 """Benchmark: a notification campaign, from `start` to every webhook received.
 
-    .venv/bin/python bench/campaign.py [N] [--rate R] [--workers 2]
+    .venv/bin/python -m bench.campaign [N] [--rate R] [--workers 2]
 
 N recipients (default 2000). A fresh PostgreSQL database and Redis db 8
-(bench/stack.py), gunicorn (2 workers x 4 threads, DEBUG=false unless
+(bench/processes.py), gunicorn (2 workers x 4 threads, DEBUG=false unless
 `--debug`) and `--workers` Celery workers (`--concurrency` children each,
 default 1: one per core), the first with `--beat` so that `campaigns_tick`
 and `relay_due_deliveries` run every 5 s as under `make run` (`--no-beat`
@@ -51,7 +51,11 @@ import time
 from collections import Counter
 
 import redis
-from stack import Api, Stack, WebhookReceiver, print_figures
+
+from bench.clients import Api
+from bench.measure import print_figures
+from bench.processes import Stack
+from tests.third_party import Receiver
 
 DATABASE = "dms_bench_campaign"
 REDIS_DB = 8
@@ -97,7 +101,7 @@ def parse_args() -> argparse.Namespace:
 # --- the third party ----------------------------------------------------------------
 
 
-def receiver_ceiling(receiver: WebhookReceiver, *, seconds: float, threads: int) -> float:
+def receiver_ceiling(receiver: Receiver, *, seconds: float, threads: int) -> float:
     """Signed POSTs per second the receiver answers alone, from `threads` keep-alive clients."""
     body = json.dumps({"text": "ceiling"}).encode()
     signature = "sha1=" + hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()
@@ -307,7 +311,7 @@ def recipient_rows(count: int) -> list[dict]:
     ]
 
 
-def set_up(api: Api, receiver: WebhookReceiver, recipients: int, rate: int | None) -> tuple[int, float]:
+def set_up(api: Api, receiver: Receiver, recipients: int, rate: int | None) -> tuple[int, float]:
     """Channel, standard response and campaign through the API; (campaign id, seconds to create it)."""
     api.call("POST", "/api/channels/", {
         "channel_id": CHANNEL_ID, "name": "Bench WhatsApp campaign", "tenant": 1, "media_type": "whatsapp",
@@ -358,7 +362,7 @@ def busiest_second(times: list[float]) -> int:
 
 def main() -> None:
     args = parse_args()
-    receiver = WebhookReceiver(SECRET)
+    receiver = Receiver(SECRET)
     try:
         with Stack(DATABASE, redis_db=REDIS_DB) as stack:
             if not args.debug:

@@ -1,11 +1,11 @@
 """Suite: a notification campaign under crashes loses nothing and has no duplicate effect.
 
-    .venv/bin/python bench/chaos.py [N] [--broker redis|rabbitmq|both] [--seed S]
+    .venv/bin/python -m bench.chaos [N] [--broker redis|rabbitmq|both] [--seed S]
 
 A campaign of N recipients (default 10,000) through the REST API, as
 bench/campaign.py sets it up (a WhatsApp webhook channel, a notification with
 two field codes), to a webhook receiver on 127.0.0.1 in this process. The
-stack (bench/stack.py): a fresh PostgreSQL database `dms_bench_chaos`,
+stack (bench/processes.py): a fresh PostgreSQL database `dms_bench_chaos`,
 gunicorn (2 workers x 4 threads), two Celery workers (one prefork child each,
 the first with beat), and a broker of the suite's own that it restarts: a
 `redis-server` without persistence (a restart loses every queued task) or a
@@ -70,8 +70,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from campaign import BUSINESS_ID, CHANNEL_ID, SECRET, set_up
-from stack import Api, Stack, WebhookReceiver, print_figures
+
+from bench.campaign import BUSINESS_ID, CHANNEL_ID, SECRET, set_up
+from bench.clients import Api
+from bench.measure import print_figures
+from bench.processes import Stack
+from tests.third_party import Receiver
 
 DATABASE = "dms_bench_chaos"
 GUNICORN_WORKERS, GUNICORN_THREADS = 2, 4
@@ -228,7 +232,7 @@ def poll_until(condition, timeout: float, what: str, interval: float = 0.05):
 
 
 class Chaos:
-    def __init__(self, scenario: Scenario, stack: Stack, receiver: WebhookReceiver, inbound: InboundClient):
+    def __init__(self, scenario: Scenario, stack: Stack, receiver: Receiver, inbound: InboundClient):
         self.scenario, self.stack, self.receiver, self.inbound = scenario, stack, receiver, inbound
         self.rng = random.Random(scenario.seed + 1)
         self.done: list[tuple[str, float, str]] = []  # (event, progress when it started, detail)
@@ -293,7 +297,7 @@ class Chaos:
         return False
 
 
-def final_state(stack: Stack, campaign_id: int, receiver: WebhookReceiver) -> dict:
+def final_state(stack: Stack, campaign_id: int, receiver: Receiver) -> dict:
     """The figures that prove the run, from the database and the receiver."""
     rows = stack.sql(
         "SELECT r.client_id, r.error, m.id, m.status, m.reasons, d.attempts,"
@@ -337,7 +341,7 @@ def final_state(stack: Stack, campaign_id: int, receiver: WebhookReceiver) -> di
 
 def run(scenario: Scenario) -> tuple[list[tuple[str, object]], list[str]]:
     """Run the scenario; (figures in print order, broken invariants)."""
-    receiver = WebhookReceiver(SECRET, note_recipients=True)
+    receiver = Receiver(SECRET, note_recipients=True)
     deadline = scenario.deadline or 180 + scenario.recipients * 0.1
     set_up_started = time.monotonic()
     try:

@@ -18,7 +18,7 @@ real Celery worker on that database. Prints the figures the tests recorded:
 
 Exits 1 when deployment_problems is not 0. Run from the repository root:
 
-    .venv/bin/python bench/deployment.py
+    .venv/bin/python -m bench.deployment
 """
 
 import json
@@ -30,7 +30,9 @@ import tempfile
 from pathlib import Path
 
 import redis
-from stack import BIN, ROOT, print_figures
+
+from bench.measure import print_figures
+from bench.processes import BIN, ROOT
 
 DATABASE, REDIS_DB = "dms_deployment", 4
 

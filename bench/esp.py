@@ -22,7 +22,7 @@ counts outbound messages with status sent or delivered.
 
 Run from the repository root:
 
-    .venv/bin/python bench/esp.py [--seconds 30] [--concurrency 16]
+    .venv/bin/python -m bench.esp [--seconds 30] [--concurrency 16]
 
 Output is `name=value` lines, the headline (`invite_to_chat_per_second`) last;
 the `cpu_*` lines say how the machine's CPU was shared during the measured

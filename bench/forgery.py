@@ -1,8 +1,8 @@
 """Suite: forged and replayed requests on the Third-Party Messaging API, over HTTP.
 
-    .venv/bin/python bench/forgery.py [--attacks 11000] [--seed 1] [--concurrency 8]
+    .venv/bin/python -m bench.forgery [--attacks 11000] [--seed 1] [--concurrency 8]
 
-A fresh PostgreSQL database and Redis db 3 (bench/stack.py), an SMS webhook
+A fresh PostgreSQL database and Redis db 3 (bench/processes.py), an SMS webhook
 channel with a known secret, gunicorn (the real HTTP stack). First a few
 authentic customer messages (`--originals`, Text and Email) are sent and
 stored. Then `--attacks` requests from tests/attacks.py (a seeded generator,
@@ -35,13 +35,11 @@ import random
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from stack import Stack, post_all, print_figures  # noqa: E402
-
-from tests.attacks import FORGERIES, KINDS, SignedRequest, attacks, poisoned_requests, valid_requests  # noqa: E402
+from bench.clients import post_all
+from bench.measure import print_figures
+from bench.processes import Stack
+from tests.attacks import FORGERIES, KINDS, SignedRequest, attacks, poisoned_requests, valid_requests
 
 DATABASE = "dms_bench_forgery"
 REDIS_DB = 3

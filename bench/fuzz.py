@@ -1,6 +1,6 @@
 """Fuzzing: schemathesis over every operation of the server's own OpenAPI document.
 
-Starts everything it needs and cleans up after itself (bench/stack.py):
+Starts everything it needs and cleans up after itself (bench/processes.py):
 
 * a fresh PostgreSQL database `dms_fuzz`, Redis db 4 as the Celery broker
   (nothing consumes it: queued deliveries just wait), `migrate` and `seed_demo`;
@@ -41,7 +41,7 @@ for every case that failed one), and the headline `failures`. Exits 1 when
 any failure was found; the schemathesis output and reports are then kept
 (their folder is printed).
 
-    .venv/bin/python bench/fuzz.py [--examples 200] [--seed N] [--workers 2] [--operations REGEX]
+    .venv/bin/python -m bench.fuzz [--examples 200] [--seed N] [--workers 2] [--operations REGEX]
 """
 
 import argparse
@@ -60,7 +60,9 @@ import tempfile
 from pathlib import Path
 
 import requests
-from stack import BIN, ROOT, Stack, print_figures
+
+from bench.measure import print_figures
+from bench.processes import BIN, ROOT, Stack
 
 DATABASE, REDIS_DB = "dms_fuzz", 4
 SIMULATOR_CHANNEL = "channel-ghub-simulator"  # created by seed_demo

@@ -1,8 +1,8 @@
 """Benchmark: signed inbound customer messages (Third-Party Messaging API, in).
 
-    .venv/bin/python bench/inbound.py [--seconds 60] [--concurrency 32]
+    .venv/bin/python -m bench.inbound [--seconds 60] [--concurrency 32]
 
-A fresh PostgreSQL database and Redis db 6 (bench/stack.py), an SMS webhook
+A fresh PostgreSQL database and Redis db 6 (bench/processes.py), an SMS webhook
 channel with a known secret, gunicorn. `--concurrency` keep-alive clients each
 POST `/nexus/v3/channels/<channel>/messages` with one Text message (a unique
 channel.messageId; client ids taken round-robin from `--clients` numbers, so
@@ -37,7 +37,10 @@ import threading
 import time
 
 import psycopg
-from stack import AsyncConnection, CpuMeter, Stack, percentile, print_figures
+
+from bench.clients import AsyncConnection
+from bench.measure import CpuMeter, percentile, print_figures
+from bench.processes import Stack
 
 DATABASE = "dms_bench_inbound"
 REDIS_DB = 6

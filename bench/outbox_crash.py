@@ -1,6 +1,6 @@
 """Suite: a process killed between commit and publish loses no message.
 
-    .venv/bin/python bench/outbox_crash.py [--iterations 1000]
+    .venv/bin/python -m bench.outbox_crash [--iterations 1000]
 
 The crash window of the transactional outbox: an outgoing message and its
 delivery row are committed, and only then is the `deliver` task published
@@ -9,7 +9,7 @@ that dies in between leaves a committed message that no task will send; the
 relay (`relay_due_deliveries`, run by beat every 5 s) must publish it.
 
 A fresh PostgreSQL database `dms_bench_chaos_outbox`, a `redis-server` of the
-suite's own as the broker, one Celery worker with beat (bench/stack.py),
+suite's own as the broker, one Celery worker with beat (bench/processes.py),
 `DELIVERY_RELAY_GRACE_SECONDS=1`, an SMS webhook channel to a receiver on
 127.0.0.1 in this process, and one open interaction. Then a driver process
 (this file with `--driver`, Django set up once) forks one child per
@@ -99,7 +99,6 @@ def crash_after_commit(interaction_id: str, number: int) -> tuple[bool, list[str
 
 def drive(channel_id: str, iterations: int) -> None:
     """Print `killed <delivery id>` (or `survived ...`) per iteration."""
-    sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     os.environ.setdefault("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")  # its receiver listens on 127.0.0.1
     import django
@@ -116,7 +115,7 @@ def drive(channel_id: str, iterations: int) -> None:
 
 def run_driver(env: dict, channel_id: str, iterations: int) -> tuple[int, list[str]]:
     """Run the driver in a process of its own; (children killed in the window, delivery ids committed)."""
-    result = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--driver", channel_id, str(iterations)],
+    result = subprocess.run([sys.executable, "-m", "bench.outbox_crash", "--driver", channel_id, str(iterations)],
                             cwd=ROOT, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"the crash driver failed ({result.returncode}):\n{result.stderr[-3000:]}")
@@ -138,10 +137,11 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=1000, help="crashes (default 1000)")
     args = parser.parse_args()
 
-    sys.path.insert(0, str(ROOT / "bench"))
-    from stack import Stack, WebhookReceiver, print_figures
+    from bench.measure import print_figures
+    from bench.processes import Stack
+    from tests.third_party import Receiver
 
-    receiver = WebhookReceiver(SECRET)
+    receiver = Receiver(SECRET)
     try:
         with Stack(DATABASE, broker="redis") as stack:
             stack.env.update(DELIVERY_RELAY_GRACE_SECONDS="1")
@@ -155,7 +155,7 @@ def main() -> None:
             message_ids = [row[0] for row in stack.sql(
                 "SELECT message_id FROM channels_app_delivery WHERE id = ANY(%s)", [int(i) for i in delivery_ids])]
             deadline = crashed + 60 + args.iterations * 0.1
-            while receiver.received(message_ids) < len(message_ids) and time.monotonic() < deadline:
+            while receiver.arrived(message_ids) < len(message_ids) and time.monotonic() < deadline:
                 stack.check_alive()
                 time.sleep(0.2)
             relayed = time.monotonic()

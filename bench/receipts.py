@@ -1,8 +1,8 @@
 """Suite: delivery receipts in order, and shuffled with duplicates, over HTTP.
 
-    .venv/bin/python bench/receipts.py [--receipts 10000] [--messages 2500] [--seed 1]
+    .venv/bin/python -m bench.receipts [--receipts 10000] [--messages 2500] [--seed 1]
 
-A fresh PostgreSQL database and Redis db 3 (bench/stack.py), gunicorn, and
+A fresh PostgreSQL database and Redis db 3 (bench/processes.py), gunicorn, and
 two SMS webhook channels, "in order" and "disordered", each with the same
 `--messages` sent outgoing messages (external ids ext-0 ... as their webhook
 answers would have named them). tests/receipt_plans.py (the same plan
@@ -36,13 +36,11 @@ import random
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from stack import Stack, post_all, print_figures  # noqa: E402
-
-from tests.receipt_plans import Receipt, batches, disordered, in_order, request_body, stories  # noqa: E402
+from bench.clients import post_all
+from bench.measure import print_figures
+from bench.processes import Stack
+from tests.receipt_plans import Receipt, batches, disordered, in_order, request_body, stories
 
 DATABASE = "dms_bench_receipts"
 REDIS_DB = 3

@@ -6,7 +6,7 @@ sender takes (validation, field codes, limits re-checked on the result, payload)
 The time spent by `render_template` alone on the same six field codes is printed
 too. Run from the repository root:
 
-    .venv/bin/python bench/render.py [seconds]
+    .venv/bin/python -m bench.render [seconds]
 
 Output is `name=value` lines, the headline (`renders_per_second`) last.
 """
@@ -15,11 +15,8 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from channels_app.rendering import normalize_field_values, render_payload, render_template  # noqa: E402
+from channels_app.rendering import normalize_field_values, render_payload, render_template
 
 BODY = "Dear {{1}} {{2}}, your bill of {{3}} is due {{4}}. Our agent will call you {{5}} at {{6}}."
 STRUCTURED = {

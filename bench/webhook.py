@@ -1,8 +1,8 @@
 """Benchmark: agent message accepted by the API -> webhook at the third party.
 
-    .venv/bin/python bench/webhook.py [--seconds 30] [--rate 100]
+    .venv/bin/python -m bench.webhook [--seconds 30] [--rate 100]
 
-A fresh PostgreSQL database and Redis db 7 (bench/stack.py), gunicorn and two
+A fresh PostgreSQL database and Redis db 7 (bench/processes.py), gunicorn and two
 Celery workers. Inside this process a webhook receiver on 127.0.0.1 (asyncio,
 keep-alive, its own thread) answers every POST with 200 {"messageId": ...}
 and notes when each `webhook-id` (our message id) arrived. An SMS webhook
@@ -38,7 +38,10 @@ import hmac
 import json
 import time
 
-from stack import AsyncConnection, Stack, WebhookReceiver, percentile, print_figures
+from bench.clients import AsyncConnection
+from bench.measure import percentile, print_figures
+from bench.processes import Stack
+from tests.third_party import Receiver
 
 DATABASE = "dms_bench_webhook"
 REDIS_DB = 7
@@ -144,7 +147,7 @@ def open_interaction(stack: Stack, client_id: str) -> str:
 def main() -> None:
     args = parse_args()
     # Arrivals on the monotonic clock of the 202s.
-    receiver = WebhookReceiver(SECRET, clock=time.monotonic)
+    receiver = Receiver(SECRET, clock=time.monotonic)
     try:
         with Stack(DATABASE, redis_db=REDIS_DB) as stack:
             stack.prepare()
@@ -166,7 +169,7 @@ channel_save(
             meter = stack.cpu_meter().start()
             asyncio.run(sender.run())
             drain_started = time.monotonic()
-            while (receiver.received(sender.accepted) < len(sender.accepted)
+            while (receiver.arrived(sender.accepted) < len(sender.accepted)
                    and time.monotonic() - drain_started < args.drain):
                 time.sleep(0.1)
             drain = time.monotonic() - drain_started

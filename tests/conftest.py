@@ -6,8 +6,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from channels_app.choices import MediaType, Transport
-from channels_app.models import Channel, Tenant
-from channels_app.services.channels import channel_save
+from tests.factories import ChannelFactory, TenantFactory
 
 # The networks the suite's receivers listen on, allowed as webhook targets (WEBHOOK_ALLOWED_NETWORKS).
 LOCAL_RECEIVERS = ["127.0.0.0/8"]
@@ -56,7 +55,7 @@ def _test_settings(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     # Real password hashing costs ~0.4 s a user; these tests are not about passwords.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    # The third parties of the suite (tests/receiver.py) listen on 127.0.0.1: allowed explicitly, as an operator
+    # The third parties of the suite (tests/third_party.py) listen on 127.0.0.1: allowed explicitly, as an operator
     # allows a receiver on the same machine. Worker processes get the same through their environment
     # (tests/workers.py).
     settings.WEBHOOK_ALLOWED_NETWORKS = LOCAL_RECEIVERS
@@ -64,21 +63,19 @@ def _test_settings(settings, tmp_path):
 
 @pytest.fixture
 def tenant(db):
-    return Tenant.objects.get_or_create(id=1, defaults={"name": "Environment"})[0]
+    return TenantFactory(id=1, name="Environment")
 
 
 @pytest.fixture
 def channel(tenant):
-    return channel_save(
-        channel=Channel(
-            channel_id="channel-whatsapp-REAL",
-            name="WhatsApp",
-            tenant=tenant,
-            media_type=MediaType.WHATSAPP,
-            transport=Transport.WEBHOOK,
-            business_id="19251112222",
-            webhook_url="http://127.0.0.1:9/hook",
-        ),
+    return ChannelFactory(
+        channel_id="channel-whatsapp-REAL",
+        name="WhatsApp",
+        tenant=tenant,
+        media_type=MediaType.WHATSAPP,
+        transport=Transport.WEBHOOK,
+        business_id="19251112222",
+        webhook_url="http://127.0.0.1:9/hook",
         endpoints=["1:session-chat"],
         inbound_route_by_call="1:session-chat",
     )
@@ -140,12 +137,11 @@ def anonymous_api():
 
 @pytest.fixture
 def receiver():
-    from tests.receiver import start_receiver
+    from tests.third_party import Receiver
 
-    running = start_receiver()
+    running = Receiver(keep_requests=True)
     yield running
-    running.server.shutdown()
-    running.server.server_close()
+    running.stop()
 
 
 @pytest.fixture

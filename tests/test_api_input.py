@@ -5,11 +5,13 @@ what is still in use; and URLs that match no route answer JSON."""
 import hashlib
 import hmac
 import json
+from datetime import UTC, datetime
 
 import pytest
 from rest_framework.test import APIClient
 
 from channels_app.models import BusinessAttribute, Channel, Tenant
+from tests.factories import InteractionFactory
 from tests.test_sessions import make_interaction
 
 
@@ -91,9 +93,22 @@ def test_a_filter_it_cannot_read_is_400_naming_it_not_ignored(staff_api, channel
 
 @pytest.mark.django_db
 def test_a_time_filter_with_an_offset_postgresql_does_not_take_is_compared_in_utc(staff_api, channel):
-    response = staff_api.get("/api/interactions/?created_before=2026-01-01T20:00:00%2B19:44")  # was a 500
+    # given interactions a minute either side of 20:00 at +19:44 (00:16 UTC), and one at 20:00 UTC
+    names = {}
+    for name, client_id, hour, minute in [("before", "15550000001", 0, 15), ("after", "15550000002", 0, 17),
+                                          ("naive reading", "15550000003", 20, 0)]:
+        created = InteractionFactory(channel=channel, client_id=client_id, now=datetime(2026, 1, 1, hour, minute,
+                                                                                          tzinfo=UTC))
+        names[created.pk] = name
 
-    assert response.status_code == 200
+    def listed(query: str) -> set[str]:
+        response = staff_api.get(f"/api/interactions/?{query}=2026-01-01T20:00:00%2B19:44")  # was a 500
+        assert response.status_code == 200, response.json()
+        return {names[row["id"]] for row in response.json()["results"]}
+
+    # then the bound is the instant 00:16 UTC, on either side
+    assert listed("created_before") == {"before"}
+    assert listed("created_after") == {"after", "naive reading"}
 
 
 @pytest.mark.django_db

@@ -5,13 +5,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from channels_app.models import Interaction, Message
-from channels_app.services.contacts import contact_identify
 from channels_app.services.interactions import (
     customer_message_receive,
-    interaction_create,
     message_queue_outbound,
 )
 from channels_app.services.receipts import receipt_apply
+from tests.factories import InteractionFactory
 
 
 @pytest.fixture
@@ -48,9 +47,8 @@ def test_interaction_detail_shows_the_transcript(agent_api, conversation):
 
 @pytest.mark.django_db
 def test_interactions_filter_newest_first(agent_api, channel, conversation):
-    contact = contact_identify(channel=channel, client_id="15550001111")
-    newer = interaction_create(channel=channel, contact=contact, client_id="15550001111", queue="1:session-chat",
-                               outbound=True, user_data={})
+    newer = InteractionFactory(channel=channel, client_id="15550001111", queue="1:session-chat", outbound=True,
+                               user_data={})
 
     def ids(query=""):
         return [row["id"] for row in agent_api.get(f"/api/interactions/{query}").json()["results"]]

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from channels_app.models import StandardResponse, StandardResponseCategory
+from channels_app.models import StandardResponse
+from tests.factories import StandardResponseCategoryFactory
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SPEC_RESPONSE = json.loads((FIXTURES / "invite_to_chat_standard_response.json").read_text())
@@ -129,8 +130,8 @@ def test_malformed_field_code_names_its_position(staff_api):
 
 @pytest.mark.django_db
 def test_filters_by_category_content_type_language_and_search(staff_api, spec_response, tenant):
-    root = StandardResponseCategory.objects.create(tenant=tenant, name="Billing")
-    child = StandardResponseCategory.objects.create(tenant=tenant, name="Reminders", parent=root)
+    root = StandardResponseCategoryFactory(tenant=tenant, name="Billing")
+    child = StandardResponseCategoryFactory(tenant=tenant, name="Reminders", parent=root)
     staff_api.post(
         "/api/standard-responses/",
         {"name": "Welcome", "content_type": "text", "body": "Bonjour", "language": "fr", "category": child.pk},

@@ -20,14 +20,20 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from channels_app.choices import MediaType, Transport
-from channels_app.models import Campaign, Channel, Interaction, StandardResponse, StandardResponseCategory, Tenant
+from channels_app.models import Campaign, Channel, Interaction, StandardResponse, Tenant
 from channels_app.rights import RIGHTS, Rule
-from channels_app.services.channels import channel_save
-from channels_app.services.contacts import contact_identify
-from channels_app.services.interactions import interaction_create, message_queue_outbound
+from channels_app.services.interactions import message_queue_outbound
 from channels_app.services.roles import DEFAULT_GROUPS
 from channels_app.services.standard_responses import attachment_create
 from tests.conftest import member
+from tests.factories import (
+    CampaignFactory,
+    ChannelFactory,
+    InteractionFactory,
+    StandardResponseCategoryFactory,
+    StandardResponseFactory,
+    TenantFactory,
+)
 
 ROLES = [*DEFAULT_GROUPS, None]  # None: a user in no group at all
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000") + b"\x00" * 40
@@ -101,31 +107,27 @@ test_every_rule_names_permissions_that_exist = pytest.mark.django_db(test_every_
 def _world(tenant_id: int, suffix: str) -> dict:
     """A tenant holding one of everything: a WhatsApp channel, a category, a response, an attachment, a customer
     conversation and a draft campaign."""
-    tenant = Tenant.objects.get_or_create(id=tenant_id, defaults={"name": f"Tenant {suffix}"})[0]
-    channel = channel_save(
-        channel=Channel(
-            channel_id=f"channel-{suffix}", name=suffix, tenant=tenant, media_type=MediaType.WHATSAPP,
-            transport=Transport.SIMULATOR, business_id="19251112222",
-        ),
+    tenant = TenantFactory(id=tenant_id, name=f"Tenant {suffix}")
+    channel = ChannelFactory(
+        channel_id=f"channel-{suffix}", name=suffix, tenant=tenant, media_type=MediaType.WHATSAPP,
+        transport=Transport.SIMULATOR, business_id="19251112222",
         endpoints=[f"{tenant_id}:session-chat"], inbound_route_by_call=f"{tenant_id}:session-chat",
     )
-    category = StandardResponseCategory.objects.create(tenant=tenant, name=f"Category {suffix}")
-    response = StandardResponse.objects.create(
+    category = StandardResponseCategoryFactory(tenant=tenant, name=f"Category {suffix}")
+    response = StandardResponseFactory(
         id=f"RESP{suffix}", tenant=tenant, name="Hello", content_type="text", body="Hello", category=category
     )
     attachment = attachment_create(
         tenant=tenant, uploaded_file=SimpleUploadedFile("pixel.png", PNG, "image/png"), name="pixel.png"
     )
-    contact = contact_identify(channel=channel, client_id="15556667777")
-    interaction = interaction_create(
-        channel=channel, contact=contact, client_id="15556667777", queue=f"{tenant_id}:session-chat",
-        outbound=False, user_data={},
+    interaction = InteractionFactory(
+        channel=channel, client_id="15556667777", queue=f"{tenant_id}:session-chat", outbound=False, user_data={},
     )
-    campaign = Campaign.objects.create(name=f"Campaign {suffix}", channel=channel, standard_response=response)
+    contact = interaction.contact
+    campaign = CampaignFactory(name=f"Campaign {suffix}", channel=channel, standard_response=response)
     # A delivery of its own conversation: the first one's transcript stays empty.
-    answered = interaction_create(
-        channel=channel, contact=contact_identify(channel=channel, client_id="15556667778"), client_id="15556667778",
-        queue=f"{tenant_id}:session-chat", outbound=False, user_data={},
+    answered = InteractionFactory(
+        channel=channel, client_id="15556667778", queue=f"{tenant_id}:session-chat", outbound=False, user_data={},
     )
     reply = message_queue_outbound(interaction=answered, payload={"text": "Hello"})
     someone = member(f"someone-{suffix}", tenants=[tenant])

@@ -1,14 +1,22 @@
 """Campaigns: audience validation, the state machine, batches, throttling, results."""
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from channels_app.models import Campaign, CampaignRecipient, Message
-from channels_app.services.campaigns import campaign_run_batch, campaign_transition
+from channels_app.services.campaigns import (
+    BATCH_SIZE,
+    _claim_batch,
+    _invite_batch,
+    campaign_run_batch,
+    campaign_transition,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SPEC_RESPONSE = json.loads((FIXTURES / "invite_to_chat_standard_response.json").read_text())
@@ -112,15 +120,20 @@ def test_a_campaign_runs_every_recipient_through_invite_to_chat(staff_api, respo
 
 
 @pytest.mark.django_db
-def test_no_recipient_is_sent_twice(staff_api, response):
-    campaign_id = create(staff_api, [recipient(n) for n in range(1, 4)]).json()["id"]
+def test_no_recipient_is_sent_twice_when_a_worker_goes_on_after_its_claim_ran_out(staff_api, response):
+    # given worker A claimed the recipients and stalled (a long pause, a lost connection) past its lease
+    campaign_id = create(staff_api, [recipient(n) for n in range(1, 4)], rate_per_second=None).json()["id"]
     campaign_transition(campaign_id=campaign_id, action="start")
+    claimed_by_a = _claim_batch(campaign_id, timezone.now(), BATCH_SIZE)
+    lease_ran_out = timezone.now() - timedelta(seconds=1)
+    CampaignRecipient.objects.filter(campaign_id=campaign_id).update(claimed_until=lease_ran_out)
 
-    campaign_run_batch(campaign_id=campaign_id)
-    CampaignRecipient.objects.filter(campaign_id=campaign_id).update(claimed_until=None)  # as after a crash
-    again = campaign_run_batch(campaign_id=campaign_id)
+    # when worker B claims and invites them, and then A goes on with the recipients it had claimed
+    handled_by_b = campaign_run_batch(campaign_id=campaign_id)
+    invited_by_a = _invite_batch(Campaign.objects.select_related("channel").get(pk=campaign_id), claimed_by_a)
 
-    assert again == 0
+    # then B sent each once and A found nothing left to send
+    assert (len(claimed_by_a), handled_by_b, invited_by_a) == (3, 3, [])
     assert Message.objects.filter(campaign_recipient__campaign_id=campaign_id).count() == 3
 
 

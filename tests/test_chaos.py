@@ -7,15 +7,10 @@ reason, and the broken request is stored all or nothing, then once."""
 
 import os
 import shutil
-import sys
 from urllib.parse import urlsplit
 
-from django.conf import settings
-
+from bench import chaos
 from tests.conftest import require_or_skip
-
-sys.path.insert(0, str(settings.BASE_DIR / "bench"))
-import chaos  # noqa: E402 - bench/ is not a package
 
 # Shorter still than the suite's: the campaign lasts ~15-30 s here.
 FAST_RECOVERY = {"DELIVERY_LEASE_SECONDS": "5", "DELIVERY_RELAY_GRACE_SECONDS": "2",

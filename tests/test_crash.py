@@ -10,9 +10,9 @@ from django.test import override_settings
 
 from channels_app.models import CampaignRecipient, Delivery, DeliveryState, Message
 from channels_app.services.campaigns import campaign_transition, campaigns_tick
-from channels_app.services.contacts import contact_identify
 from channels_app.services.deliveries import deliveries_due, delivery_enqueue
-from channels_app.services.interactions import interaction_create, message_queue_outbound
+from channels_app.services.interactions import message_queue_outbound
+from tests.factories import InteractionFactory
 from tests.workers import WorkerProcess, poll_until, require_shared_database
 
 # Short leases so that the work of a killed worker is taken over within seconds.
@@ -47,9 +47,8 @@ def test_a_worker_killed_while_sending_loses_nothing_and_sends_once(webhook_chan
     worker = WorkerProcess(tmp_path / "first.log", env=FAST_RECOVERY)
     try:
         worker.wait_ready()
-        contact = contact_identify(channel=webhook_channel, client_id="15556667777")
-        interaction = interaction_create(channel=webhook_channel, contact=contact, client_id="15556667777",
-                                         queue="1:session-chat", outbound=True, user_data={})
+        interaction = InteractionFactory(channel=webhook_channel, client_id="15556667777", queue="1:session-chat",
+                                         outbound=True, user_data={})
         message = message_queue_outbound(interaction=interaction, payload={"type": "Text", "text": "Hello"})
 
         # when the worker dies in the middle of the request

@@ -18,19 +18,17 @@ from django.utils import timezone
 
 from channels_app.models import Delivery, DeliveryState, Message
 from channels_app.retries import backoff_delays, retry_decision
-from channels_app.services.contacts import contact_identify
 from channels_app.services.deliveries import deliveries_due, delivery_attempt
-from channels_app.services.interactions import interaction_create, message_queue_outbound
+from channels_app.services.interactions import message_queue_outbound
 from channels_app.transports.base import OutgoingMessage, SendOutcome
 from channels_app.transports.webhook import WebhookTransport
+from tests.factories import InteractionFactory
 
 
 @pytest.fixture
 def queued(webhook_channel, django_capture_on_commit_callbacks):
-    contact = contact_identify(channel=webhook_channel, client_id="15556667777")
-    interaction = interaction_create(
-        channel=webhook_channel, contact=contact, client_id="15556667777", queue="1:session-chat", outbound=True,
-        user_data={},
+    interaction = InteractionFactory(
+        channel=webhook_channel, client_id="15556667777", queue="1:session-chat", outbound=True, user_data={},
     )
     with django_capture_on_commit_callbacks(execute=False):
         message = message_queue_outbound(

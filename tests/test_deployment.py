@@ -12,7 +12,7 @@
   channel pages and the admin's;
 * the token endpoint is rate limited (429 with Retry-After).
 
-`python bench/deployment.py` runs this file and prints its figures
+`python -m bench.deployment` runs this file and prints its figures
 (check_deploy_issues, oversized_5xx, secrets_in_logs, token_rate_limited).
 """
 

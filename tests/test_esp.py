@@ -17,9 +17,9 @@ from channels_app.choices import MediaType, Transport
 from channels_app.esp.dispatcher import HANDLERS
 from channels_app.models import Channel, Contact, Delivery, Interaction, Message, Tenant
 from channels_app.options_catalog import CHAT_SERVER
-from channels_app.services.channels import channel_save
 from channels_app.services.deliveries import delivery_attempt
 from channels_app.services.options import option_set
+from tests.factories import ChannelFactory
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SPEC_REQUEST = json.loads((FIXTURES / "invite_to_chat_request.json").read_text())
@@ -72,15 +72,13 @@ def spec_response(staff_api):
 
 @pytest.fixture
 def simulator_channel(tenant):
-    return channel_save(
-        channel=Channel(
-            channel_id="channel-ghub-simulator",
-            name="Simulator",
-            tenant=tenant,
-            media_type=MediaType.WHATSAPP,
-            transport=Transport.SIMULATOR,
-            business_id="19251112222",
-        ),
+    return ChannelFactory(
+        channel_id="channel-ghub-simulator",
+        name="Simulator",
+        tenant=tenant,
+        media_type=MediaType.WHATSAPP,
+        transport=Transport.SIMULATOR,
+        business_id="19251112222",
         endpoints=["1:session-chat", "1:session-WA-sendSR"],
         inbound_route_by_call="1:session-chat",
     )
@@ -118,15 +116,13 @@ def hand_over(message: Message):
 
 @pytest.fixture
 def abc_channel(tenant):
-    return channel_save(
-        channel=Channel(
-            channel_id="channel-abc-hub-sim",
-            name="Apple Messages for Business",
-            tenant=tenant,
-            media_type=MediaType.ABC,
-            transport=Transport.SIMULATOR,
-            business_id="a5d1c5e0-0000-4000-8000-000000000001",
-        ),
+    return ChannelFactory(
+        channel_id="channel-abc-hub-sim",
+        name="Apple Messages for Business",
+        tenant=tenant,
+        media_type=MediaType.ABC,
+        transport=Transport.SIMULATOR,
+        business_id="a5d1c5e0-0000-4000-8000-000000000001",
         endpoints=["1:session-chat"],
         inbound_route_by_call="1:session-chat",
     )

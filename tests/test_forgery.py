@@ -8,9 +8,9 @@ from collections import Counter
 
 import pytest
 
-from channels_app.models import Channel, Contact, Delivery, EarlyReceipt, Interaction, Message
-from channels_app.services.channels import channel_save
+from channels_app.models import Contact, Delivery, EarlyReceipt, Interaction, Message
 from tests.attacks import FORGERIES, KINDS, attacks, poisoned_requests, valid_requests
+from tests.factories import ChannelFactory
 
 SECRET = "forgery-channel-secret-0123456789abcdef"
 BUSINESS_ID = "0123456789"
@@ -21,10 +21,9 @@ SEED = 7
 
 @pytest.fixture
 def sms_channel(tenant):
-    return channel_save(
-        channel=Channel(channel_id=BUSINESS_ID, name="SMS", tenant=tenant, media_type="sms", transport="webhook",
-                        business_id=BUSINESS_ID, webhook_url="http://127.0.0.1:9/hook", secret=SECRET),
-        inbound_route_by_call="1:sms",
+    return ChannelFactory(
+        channel_id=BUSINESS_ID, name="SMS", tenant=tenant, media_type="sms", transport="webhook",
+        business_id=BUSINESS_ID, webhook_url="http://127.0.0.1:9/hook", secret=SECRET, inbound_route_by_call="1:sms",
     )
 
 

@@ -8,7 +8,7 @@ content_type_conformance, response_schema_conformance and
 negative_data_rejection (invalid data gets no 2xx). Path and query parameters
 take the ids of the objects the fixture creates half of the time. The
 full-size run, over HTTP against gunicorn with DEBUG=false, is
-`python bench/fuzz.py` (200 cases per operation and phase).
+`python -m bench.fuzz` (200 cases per operation and phase).
 """
 
 import json
@@ -28,8 +28,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 import tests.fuzz_hooks  # noqa: F401  (signs the bodies sent to /nexus/...)
-from channels_app.models import Campaign, StandardResponse
 from project.wsgi import application
+from tests.factories import CampaignFactory, StandardResponseFactory
 from tests.test_sessions import make_interaction
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
@@ -82,11 +82,11 @@ def fuzz_data(channel, staff_user):
     interaction, a draft campaign."""
     channel.secret = SECRET
     channel.save()
-    response = StandardResponse.objects.create(
+    response = StandardResponseFactory(
         id=RESPONSE_ID, tenant=channel.tenant, name="Greeting", content_type="text", body="Hello"
     )
     make_interaction(channel, "15556667777")
-    Campaign.objects.create(name="Fuzz", channel=channel, standard_response=response, created_by=staff_user)
+    CampaignFactory(name="Fuzz", channel=channel, standard_response=response, created_by=staff_user)
 
 
 @pytest.mark.django_db

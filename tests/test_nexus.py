@@ -7,6 +7,7 @@ import json
 import pytest
 
 from channels_app.models import Contact, Interaction, Message
+from tests.factories import ChannelFactory, InteractionFactory
 
 SECRET = "channel-secret"
 
@@ -28,13 +29,9 @@ def _text(message_id="m-1", client="16504661149", text="Hello", **channel):
 
 @pytest.fixture
 def sms_channel(tenant):
-    from channels_app.models import Channel
-    from channels_app.services.channels import channel_save
-
-    return channel_save(
-        channel=Channel(channel_id="0123456789", name="SMS", tenant=tenant, media_type="sms", transport="webhook",
-                        business_id="0123456789", webhook_url="http://127.0.0.1:9/hook", secret=SECRET),
-        inbound_route_by_call="1:sms",
+    return ChannelFactory(
+        channel_id="0123456789", name="SMS", tenant=tenant, media_type="sms", transport="webhook",
+        business_id="0123456789", webhook_url="http://127.0.0.1:9/hook", secret=SECRET, inbound_route_by_call="1:sms",
     )
 
 
@@ -156,13 +153,9 @@ def test_a_long_trace_id_is_cut_to_200_characters(client, sms_channel):
 
 @pytest.mark.django_db
 def test_email_message(client, tenant):
-    from channels_app.models import Channel
-    from channels_app.services.channels import channel_save
-
-    channel_save(channel=Channel(channel_id="company.com", name="Mail", tenant=tenant, media_type="email",
-                                 transport="webhook", business_id="no-reply@company.com",
-                                 webhook_url="http://127.0.0.1:9/hook", secret=SECRET),
-                 inbound_route_by_call="1:mail")
+    ChannelFactory(channel_id="company.com", name="Mail", tenant=tenant, media_type="email", transport="webhook",
+                   business_id="no-reply@company.com", webhook_url="http://127.0.0.1:9/hook", secret=SECRET,
+                   inbound_route_by_call="1:mail")
     email = {
         "type": "Email", "subject": "Subject",
         "content": [{"type": "text", "text": "Plain text email body"}, {"type": "html", "text": "<p>Html</p>"}],
@@ -183,12 +176,8 @@ def test_email_message(client, tenant):
 
 @pytest.mark.django_db
 def test_receipts_update_the_message_and_unknown_ids_are_ignored(client, sms_channel):
-    from channels_app.services.contacts import contact_identify
-    from channels_app.services.interactions import interaction_create
-
-    contact = contact_identify(channel=sms_channel, client_id="16504661149")
-    interaction = interaction_create(channel=sms_channel, contact=contact, client_id="16504661149", queue="1:sms",
-                                     outbound=False, user_data={})
+    interaction = InteractionFactory(channel=sms_channel, client_id="16504661149", queue="1:sms", outbound=False,
+                                     user_data={})
     sent = Message.objects.create(interaction=interaction, channel=sms_channel, direction="outbound", text="Hi",
                                   status="sent", external_id="1613474523265-0")
     receipt = {"type": "Receipt", "status": "Failed", "reasons": [{"code": 350, "message": "Account suspended."}],

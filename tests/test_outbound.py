@@ -11,12 +11,12 @@ from django.utils import timezone
 from channels_app.models import Channel, Delivery, DeliveryAttempt, DeliveryState
 from channels_app.outbound import BlockedAddress, address_refusal, checked_connection, resolve_allowed
 from channels_app.services.channels import channel_save
-from channels_app.services.contacts import contact_identify
 from channels_app.services.deliveries import delivery_attempt
-from channels_app.services.interactions import interaction_create, message_queue_outbound
+from channels_app.services.interactions import message_queue_outbound
 from channels_app.transports.base import OutgoingMessage, SendOutcome
 from channels_app.transports.webhook import WebhookTransport
 from tests.attacks import internal_address_spellings
+from tests.factories import InteractionFactory
 
 
 def _message(url: str) -> OutgoingMessage:
@@ -57,7 +57,7 @@ def test_no_spelling_of_an_internal_address_is_reached(settings, receiver):
     real receiver listens; not one request arrives, every attempt fails as `blocked address`, none retried."""
     # given a receiver on 127.0.0.1 and the rules as shipped (nothing allowed)
     settings.WEBHOOK_ALLOWED_NETWORKS = []
-    port = receiver.server.server_address[1]
+    port = receiver.port
     urls = internal_address_spellings(port)
 
     # when a webhook is sent to each
@@ -75,7 +75,7 @@ def test_the_connection_goes_to_the_checked_address_without_resolving_again(sett
     """DNS rebinding: the name resolves to an allowed address for the check and to another one after; the
     connection goes to the checked one, with the name in the Host header."""
     settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    port = receiver.server.server_address[1]
+    port = receiver.port
     answers = iter(["127.0.0.1", "10.9.9.9", "10.9.9.9"])
     real_getaddrinfo = socket.getaddrinfo
 
@@ -97,7 +97,7 @@ def test_the_connection_goes_to_the_checked_address_without_resolving_again(sett
 
 
 def test_checked_connection_names_the_host_but_connects_to_the_address(receiver):
-    port = receiver.server.server_address[1]
+    port = receiver.port
     connection = checked_connection(scheme="http", host="hook.example", port=port, address="127.0.0.1", timeout=5)
 
     connection.request("POST", "/x", body=b"{}")
@@ -192,9 +192,8 @@ def test_the_admin_form_refuses_an_internal_webhook_url(admin_client, tenant, se
 def test_a_webhook_to_a_blocked_address_fails_at_once_without_retry(webhook_channel, receiver, settings,
                                                                     django_capture_on_commit_callbacks):
     # given a message queued while the receiver's network was allowed
-    contact = contact_identify(channel=webhook_channel, client_id="15556667777")
-    interaction = interaction_create(channel=webhook_channel, contact=contact, client_id="15556667777",
-                                     queue="1:session-chat", outbound=True, user_data={})
+    interaction = InteractionFactory(channel=webhook_channel, client_id="15556667777", queue="1:session-chat",
+                                     outbound=True, user_data={})
     with django_capture_on_commit_callbacks(execute=False):
         message = message_queue_outbound(interaction=interaction, payload={"type": "Text", "text": "hi"})
 
@@ -233,9 +232,8 @@ def test_channel_save_refuses_a_blocked_url_for_every_door(tenant, settings):
 def test_the_delivery_page_shows_no_answer_for_a_blocked_target(admin_client, webhook_channel, receiver, settings,
                                                                  django_capture_on_commit_callbacks):
     # given one attempt to an allowed receiver (its answer is shown) and one to a blocked target
-    contact = contact_identify(channel=webhook_channel, client_id="15556667777")
-    interaction = interaction_create(channel=webhook_channel, contact=contact, client_id="15556667777",
-                                     queue="1:session-chat", outbound=True, user_data={})
+    interaction = InteractionFactory(channel=webhook_channel, client_id="15556667777", queue="1:session-chat",
+                                     outbound=True, user_data={})
     with django_capture_on_commit_callbacks(execute=False):
         allowed = message_queue_outbound(interaction=interaction, payload={"type": "Text", "text": "one"})
         blocked = message_queue_outbound(interaction=interaction, payload={"type": "Text", "text": "two"})

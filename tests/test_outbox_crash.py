@@ -4,19 +4,15 @@ it and a worker sends it once. The CI size of bench/outbox_crash.py (which
 runs 1,000 crashes) with its crash driver."""
 
 import os
-import sys
 
 import pytest
-from django.conf import settings
 from django.test import override_settings
 
+from bench import outbox_crash
 from channels_app.models import Delivery, DeliveryState, Message
 from channels_app.tasks import relay_due_deliveries
 from tests import workers
 from tests.workers import WorkerProcess, poll_until, require_shared_database
-
-sys.path.insert(0, str(settings.BASE_DIR / "bench"))
-import outbox_crash  # noqa: E402 - bench/ is not a package
 
 CRASHES = 20
 crash_db = pytest.mark.django_db(transaction=True, serialized_rollback=True)

@@ -14,7 +14,7 @@ from channels_app.choices import MediaType, Transport
 from channels_app.models import Channel
 from channels_app.phones import normalize_for_business
 from channels_app.services import contacts
-from channels_app.services.channels import channel_save
+from tests.factories import ChannelFactory
 
 # "assuming the WhatsApp Business On-Premises API client is registered with an Indian phone number"
 INDIAN_BUSINESS = "919876543210"
@@ -118,15 +118,13 @@ def test_normalize_client_phone_never_raises_on_arbitrary_text(raw, business):
 
 @pytest.fixture
 def indian_channel(tenant):
-    return channel_save(
-        channel=Channel(
-            channel_id="channel-whatsapp-IN",
-            name="WhatsApp India",
-            tenant=tenant,
-            media_type=MediaType.WHATSAPP,
-            transport=Transport.SIMULATOR,
-            business_id=INDIAN_BUSINESS,
-        ),
+    return ChannelFactory(
+        channel_id="channel-whatsapp-IN",
+        name="WhatsApp India",
+        tenant=tenant,
+        media_type=MediaType.WHATSAPP,
+        transport=Transport.SIMULATOR,
+        business_id=INDIAN_BUSINESS,
         endpoints=["1:session-chat"],
         inbound_route_by_call="1:session-chat",
     )

@@ -15,10 +15,8 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from channels_app.models import Channel, Interaction, Message, MessageStatus
-from channels_app.services.channels import channel_save
-from channels_app.services.contacts import contact_identify
-from channels_app.services.interactions import interaction_create
+from channels_app.models import Interaction, Message, MessageStatus
+from tests.factories import ChannelFactory, InteractionFactory
 from tests.receipt_plans import (
     REASON_CODES,
     STATUSES,
@@ -50,13 +48,12 @@ def interactions(tenant) -> dict[str, Interaction]:
     """A webhook channel "in-order" and one "disordered", each with an interaction to hold messages."""
     made = {}
     for name in ("in-order", "disordered"):
-        channel = channel_save(channel=Channel(
+        channel = ChannelFactory(
             channel_id=name, name=name, tenant=tenant, media_type="sms", transport="webhook",
             business_id="0123456789", webhook_url="http://127.0.0.1:9/hook", secret=SECRET,
-        ))
-        contact = contact_identify(channel=channel, client_id="15556667777")
-        made[name] = interaction_create(channel=channel, contact=contact, client_id="15556667777",
-                                        queue="1:session-chat", outbound=True, user_data={})
+        )
+        made[name] = InteractionFactory(channel=channel, client_id="15556667777", queue="1:session-chat",
+                                        outbound=True, user_data={})
     return made
 
 

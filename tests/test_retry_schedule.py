@@ -19,11 +19,9 @@ import time
 
 import pytest
 
-from channels_app.models import Channel, Delivery, DeliveryState, Message
-from channels_app.services.channels import channel_save
-from channels_app.services.contacts import contact_identify
-from channels_app.services.interactions import interaction_create
-from tests.receiver import start_receiver
+from channels_app.models import Delivery, DeliveryState, Message
+from tests.factories import ChannelFactory, InteractionFactory
+from tests.third_party import Receiver
 from tests.workers import WorkerProcess, poll_until, require_shared_database
 
 RETRY_ATTEMPTS = 3
@@ -58,26 +56,24 @@ def receivers():
     started = []
 
     def start(*plan):
-        receiver = start_receiver()
+        receiver = Receiver(keep_requests=True)
         receiver.plan.extend(plan)
         started.append(receiver)
         return receiver
 
     yield start
     for receiver in started:
-        receiver.server.shutdown()
-        receiver.server.server_close()
+        receiver.stop()
 
 
 def webhook_interaction(tenant, name: str, url: str, *, retry_attempts: int, retry_timeout_seconds: int) -> str:
-    channel = channel_save(channel=Channel(
+    channel = ChannelFactory(
         channel_id=name, name=name, tenant=tenant, media_type="sms", transport="webhook", business_id="0123456789",
         webhook_url=url, secret="retry-secret", retry_attempts=retry_attempts,
         retry_timeout_seconds=retry_timeout_seconds,
-    ))
-    contact = contact_identify(channel=channel, client_id="15556667777")
-    interaction = interaction_create(channel=channel, contact=contact, client_id="15556667777",
-                                     queue="1:session-chat", outbound=True, user_data={})
+    )
+    interaction = InteractionFactory(channel=channel, client_id="15556667777", queue="1:session-chat",
+                                     outbound=True, user_data={})
     return interaction.pk
 
 

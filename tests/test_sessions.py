@@ -13,41 +13,35 @@ from channels_app import tasks
 from channels_app.choices import MediaType, Transport
 from channels_app.models import Channel, Contact, Interaction, Message
 from channels_app.options_catalog import DMS
-from channels_app.services.channels import channel_save
-from channels_app.services.contacts import contact_identify
 from channels_app.services.interactions import (
     customer_message_receive,
     hub_driver_attributes,
-    interaction_create,
     sessions_expire,
 )
 from channels_app.services.invitations import invite_to_chat
 from channels_app.services.options import option_set
 from channels_app.services.receipts import receipt_apply
 from channels_app.services.schedules import PERIODIC_TASKS
+from tests.factories import ChannelFactory, InteractionFactory
 
 
 @pytest.fixture
 def simulator_channel(tenant):
-    return channel_save(
-        channel=Channel(
-            channel_id="channel-ghub-simulator",
-            name="Simulator",
-            tenant=tenant,
-            media_type=MediaType.WHATSAPP,
-            transport=Transport.SIMULATOR,
-            business_id="19251112222",
-        ),
+    return ChannelFactory(
+        channel_id="channel-ghub-simulator",
+        name="Simulator",
+        tenant=tenant,
+        media_type=MediaType.WHATSAPP,
+        transport=Transport.SIMULATOR,
+        business_id="19251112222",
         endpoints=["1:session-chat"],
         inbound_route_by_call="1:session-chat",
     )
 
 
 def make_interaction(channel: Channel, client_id: str, *, outbound: bool = False, terminate: bool = False):
-    contact = contact_identify(channel=channel, client_id=client_id)
-    return interaction_create(
+    return InteractionFactory(
         channel=channel,
-        contact=contact,
         client_id=client_id,
         queue="1:session-chat",
         outbound=outbound,

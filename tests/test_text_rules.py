@@ -9,6 +9,7 @@ import pytest
 
 from channels_app.models import Contact, Interaction, Message, OptionValue, StandardResponse, Tenant
 from channels_app.text_rules import text_rule_broken, text_rule_broken_at
+from tests.factories import ContactFactory
 from tests.test_esp import SPEC_RESPONSE, post_esp, simulator_channel, spec_request, spec_response  # noqa: F401
 from tests.test_nexus import _text, post, sms_channel  # noqa: F401
 
@@ -150,7 +151,7 @@ def test_the_customer_text_is_not_copied_whole_into_user_data(client, sms_channe
 
 @pytest.mark.django_db
 def test_an_admin_json_field_refuses_a_lone_surrogate(admin_client, tenant):
-    contact = Contact.objects.create(tenant=tenant, client_id="15556667777")
+    contact = ContactFactory(tenant=tenant, client_id="15556667777")
 
     response = admin_client.post(f"/admin/channels_app/contact/{contact.pk}/change/", {
         "client_id": "15556667777", "attributes": '{"MyFC_BillAmount": "\\ud800"}',

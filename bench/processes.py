@@ -1,13 +1,13 @@
 """Run the real stack from a benchmark: PostgreSQL, Redis, gunicorn, Celery.
 
-    from stack import Stack, percentile, print_figures
+    from bench.processes import Stack
 
     with Stack("dms_bench_x", redis_db=6) as stack:   # fresh database, flushed Redis db
         stack.prepare()                               # migrate, seed_demo, superuser token
         stack.shell("...")                            # more set-up through `manage.py shell -c`
         stack.start_gunicorn(workers=2, threads=8)    # waits for /healthz
         stack.start_celery(count=2, concurrency=1)
-        meter = stack.cpu_meter().start()             # CPU of each process tree and of PostgreSQL
+        meter = stack.cpu_meter().start()             # CPU of each process tree and of PostgreSQL (bench/measure.py)
         ...                                           # drive load at stack.port
         cpu = meter.stop()                            # {"gunicorn": s, "celery1": s, "postgres": s, ...}
     # on leaving (normally, on an error, on Ctrl-C or SIGTERM): every process
@@ -24,17 +24,9 @@ instead, on a free port, that the benchmark may restart
 RabbitMQ node with its own name, ports and data folder. `stack.kill(name)`
 SIGKILLs a started process and its children; `stack.start_celery_worker()`
 starts one again.
-
-Also here, for the benchmarks that need them: `WebhookReceiver`, the third
-party (an asyncio HTTP server that notes every signed POST by webhook-id), and
-`Api`, a JSON client of the REST API with the stack's token.
 """
 
-import asyncio
-import hashlib
-import hmac
 import http.client
-import json
 import os
 import shutil
 import signal
@@ -42,13 +34,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import psycopg
 import redis
+
+from bench.measure import CpuMeter, proc_stat
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
@@ -67,152 +59,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile of an already sorted list (nan when empty)."""
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
-    return sorted_values[index]
-
-
-def print_figures(figures: list[tuple[str, object]]) -> None:
-    """`name=value` lines, in the order given (the headline last, by convention)."""
-    for name, value in figures:
-        print(f"{name}={value:.1f}" if isinstance(value, float) else f"{name}={value}", flush=True)
-
-
-class AsyncConnection:
-    """A minimal keep-alive HTTP/1.1 client on asyncio streams, cheap enough
-    that the load generator leaves the CPU to the server."""
-
-    def __init__(self, port: int, host: str = "127.0.0.1"):
-        self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def request(self, method: str, path: str, body: bytes = b"",
-                      headers: dict | None = None) -> tuple[int, bytes]:
-        """(status, body); raises OSError or asyncio.IncompleteReadError when the connection breaks."""
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(body)}"]
-        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-        try:
-            self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
-            head = await self.reader.readuntil(b"\r\n\r\n")
-            status = int(head[9:12])
-            fields = {}
-            for line in head.decode("latin-1").split("\r\n")[1:]:
-                if ":" in line:
-                    name, value = line.split(":", 1)
-                    fields[name.strip().lower()] = value.strip()
-            if "content-length" in fields:
-                data = await self.reader.readexactly(int(fields["content-length"]))
-            elif fields.get("transfer-encoding", "").lower() == "chunked":
-                data = b""
-                while size := int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16):
-                    data += (await self.reader.readexactly(size + 2))[:-2]
-                await self.reader.readuntil(b"\r\n")
-            else:
-                data = await self.reader.read()
-            if fields.get("connection", "").lower() == "close":
-                self.close()
-            return status, data
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
-
-
-async def post_all(port: int, path: str, requests: list[tuple[bytes, dict]],
-                   concurrency: int) -> list[tuple[int | None, bytes]]:
-    """POST each (body, headers) to `path` over `concurrency` keep-alive
-    connections; (status, body) of each, in the order given, status None when
-    its connection broke."""
-    answers: list[tuple[int | None, bytes]] = [(None, b"")] * len(requests)
-    indexes = iter(range(len(requests)))  # shared: each client takes the next request
-
-    async def client() -> None:
-        conn = AsyncConnection(port)
-        for index in indexes:
-            body, headers = requests[index]
-            try:
-                answers[index] = await conn.request("POST", path, body, headers)
-            except (OSError, asyncio.IncompleteReadError, ValueError) as error:
-                answers[index] = (None, repr(error).encode())
-        conn.close()
-
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    return answers
-
-
-def _proc_stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, CPU seconds used so far) of a live process, from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class CpuMeter:
-    """CPU seconds used by groups of processes between start() and stop(),
-    sampled every `interval` (a process that ends loses at most its last
-    interval). `groups()` returns {group name: [pid, ...]}, evaluated at
-    every sample so that new processes (children, database backends) count."""
-
-    def __init__(self, groups, interval: float = 1.0):
-        self.groups, self.interval = groups, interval
-        self.first: dict[int, float] = {}
-        self.last: dict[int, float] = {}
-        self.group_of: dict[int, str] = {}
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> None:
-        for group, pids in self.groups().items():
-            for pid in pids:
-                stat = _proc_stat(pid)
-                if stat is not None:
-                    self.first.setdefault(pid, stat[1])
-                    self.last[pid] = stat[1]
-                    self.group_of[pid] = group
-
-    def _run(self) -> None:
-        while not self.stopping.wait(self.interval):
-            self._sample()
-
-    @staticmethod
-    def _machine_busy() -> float:
-        """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
-        ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
-
-    def start(self) -> "CpuMeter":
-        self.began, self.busy, self.own = time.monotonic(), self._machine_busy(), time.process_time()
-        self._sample()
-        self.thread.start()
-        return self
-
-    def stop(self) -> dict[str, float]:
-        """CPU seconds per group; also "benchmark" (this process) and "other": the
-        rest of the machine's busy time (other programs, short-lived processes)."""
-        self.stopping.set()
-        self.thread.join()
-        self._sample()
-        used: dict[str, float] = {}
-        for pid, group in self.group_of.items():
-            used[group] = used.get(group, 0.0) + self.last[pid] - self.first[pid]
-        used["benchmark"] = time.process_time() - self.own
-        used["other"] = max(0.0, self._machine_busy() - self.busy - sum(used.values()))
-        used["seconds"] = time.monotonic() - self.began
-        return used
 
 
 def _wait_until(ready, timeout: float, what: str, process: subprocess.Popen | None = None) -> None:
@@ -567,7 +413,7 @@ class Stack:
         root = next(process.pid for started, process in self.processes if started == name)
         parents = {}
         for entry in os.listdir("/proc"):
-            if entry.isdigit() and (stat := _proc_stat(int(entry))) is not None:
+            if entry.isdigit() and (stat := proc_stat(int(entry))) is not None:
                 parents[int(entry)] = stat[0]
         pids, frontier = [root], [root]
         while frontier:
@@ -611,113 +457,3 @@ class Stack:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             cursor = conn.execute(query, params or None)
             return cursor.fetchall() if cursor.description else []
-
-
-# --- the third party and the REST API ----------------------------------------------------
-
-
-class WebhookReceiver:
-    """The third party: an asyncio HTTP/1.1 server (keep-alive) on 127.0.0.1 in
-    a thread of its own. It answers every POST with 200 {"messageId":
-    "ext-<webhook-id>"} and notes, by `webhook-id` (our message id), the first
-    arrival (`clock()`), how many POSTs carried it and, with `note_recipients`,
-    the customer it was for (the body's channel.to.id); and how many POSTs had
-    a wrong X-Hub-Signature (HMAC-SHA1 with `secret`)."""
-
-    def __init__(self, secret: str, *, clock=time.time, note_recipients: bool = False):
-        self.secret, self.clock, self.note_recipients = secret.encode(), clock, note_recipients
-        self.lock = threading.Lock()
-        self.reset()
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        self.thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
-        self.thread.start()
-        ready.wait()
-
-    def reset(self) -> None:
-        with self.lock:
-            self.arrivals: dict[str, float] = {}  # webhook-id -> first arrival
-            self.counts: Counter = Counter()  # webhook-id -> POSTs
-            self.recipients: dict[str, str] = {}  # webhook-id -> channel.to.id (with note_recipients)
-            self.requests = 0
-            self.bad_signatures = 0
-
-    def _serve(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-        server = self.loop.run_until_complete(asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=1024))
-        self.port = server.sockets[0].getsockname()[1]
-        ready.set()
-        self.loop.run_forever()
-
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                arrived = self.clock()
-                headers = {}
-                for line in head.decode("latin-1").split("\r\n")[1:]:
-                    if ":" in line:
-                        name, value = line.split(":", 1)
-                        headers[name.strip().lower()] = value.strip()
-                body = await reader.readexactly(int(headers.get("content-length", 0)))
-                webhook_id = headers.get("webhook-id", "")
-                expected = "sha1=" + hmac.new(self.secret, body, hashlib.sha1).hexdigest()
-                recipient = _recipient_of(body) if self.note_recipients else None
-                with self.lock:
-                    self.requests += 1
-                    self.counts[webhook_id] += 1
-                    self.arrivals.setdefault(webhook_id, arrived)
-                    if recipient is not None:
-                        self.recipients[webhook_id] = recipient
-                    self.bad_signatures += not hmac.compare_digest(expected, headers.get("x-hub-signature", ""))
-                answer = json.dumps({"messageId": f"ext-{webhook_id}"}).encode()
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer))
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/webhook"
-
-    def distinct(self) -> int:
-        with self.lock:
-            return len(self.arrivals)
-
-    def received(self, ids) -> int:
-        """How many of `ids` have arrived."""
-        with self.lock:
-            return sum(1 for webhook_id in ids if webhook_id in self.arrivals)
-
-    def duplicate_posts(self) -> int:
-        """POSTs that repeated a webhook-id already received."""
-        with self.lock:
-            return self.requests - len(self.arrivals)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-
-
-def _recipient_of(body: bytes) -> str:
-    try:
-        return str(json.loads(body)["channel"]["to"]["id"])
-    except (ValueError, KeyError, TypeError):
-        return ""
-
-
-class Api:
-    """The REST API with the stack's token, JSON in and out."""
-
-    def __init__(self, stack: Stack):
-        self.stack = stack
-        self.headers = {"Authorization": f"Token {stack.token}", "Content-Type": "application/json"}
-
-    def call(self, method: str, path: str, body=None, expect=(200,)) -> dict:
-        data = json.dumps(body).encode() if body is not None else None
-        status, answer = self.stack.request(method, path, data, self.headers)
-        if status not in expect:
-            raise RuntimeError(f"{method} {path}: {status} {answer[:1000].decode(errors='replace')}")
-        return json.loads(answer) if answer else {}
