@@ -19,6 +19,7 @@ from django.http import HttpResponse, HttpResponseForbidden, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from kombu.exceptions import ChannelError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
@@ -102,14 +103,22 @@ class DatabaseCollector:
 
 
 def celery_queue_depth() -> dict[str, int] | None:
+    """Tasks waiting in each queue (a queue nothing was ever published to holds none)."""
     queues = {queue.name for queue in (celery_app.conf.task_queues or ())} or {celery_app.conf.task_default_queue}
+    depth = {}
     try:
         with celery_app.connection_for_read() as connection:
-            channel = connection.default_channel
-            return {name: channel.queue_declare(queue=name, passive=True).message_count for name in sorted(queues)}
+            for name in sorted(queues):
+                # A channel each: AMQP closes the channel of a passive declare that finds no queue.
+                with connection.channel() as channel:
+                    try:
+                        depth[name] = channel.queue_declare(queue=name, passive=True).message_count
+                    except ChannelError:  # not declared yet: empty
+                        depth[name] = 0
     except Exception as error:  # a broker that is down is /healthz's business; the gauge is left out
         logger.warning("queue depth unknown: %s", error)
         return None
+    return depth
 
 
 def _registry() -> CollectorRegistry:
