@@ -4,7 +4,7 @@ from celery import shared_task
 
 from channels_app import options_catalog
 from channels_app.models import Message
-from channels_app.services import campaigns, deliveries, interactions
+from channels_app.services import campaigns, deliveries, interactions, media
 from channels_app.services.options import option_value
 
 
@@ -72,3 +72,11 @@ def campaign_batch(campaign_id: int) -> int:
 @shared_task(name="channels_app.campaigns_tick")
 def campaigns_tick() -> int:
     return campaigns.campaigns_tick()
+
+
+@shared_task(name="channels_app.fetch_attachment", acks_late=True, reject_on_worker_lost=True)
+def fetch_attachment(attachment_id: int) -> None:
+    """One attempt at fetching a customer's attachment; the next one, with backoff, when it may pass."""
+    retry_in = media.message_attachment_fetch(attachment_id=attachment_id)
+    if retry_in is not None:
+        media.message_attachment_enqueue(attachment_id, countdown=retry_in)

@@ -13,6 +13,7 @@ from channels_app.admin.scoping import ScopedModelAdmin, ScopedTabularInline
 from channels_app.models import Contact, Interaction, InteractionState, Message, MessageDirection, MessageStatus
 from channels_app.options_catalog import IW
 from channels_app.services.interactions import interaction_end
+from channels_app.services.media import messages_media
 from channels_app.services.options import option_value
 
 
@@ -89,13 +90,16 @@ class InteractionAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
             section=IW, name="whatsappsession.message-delay-timespan", channel=interaction.channel
         ))
         rows = []
-        for message in interaction.messages.select_related("delivery"):
+        messages = list(interaction.messages.select_related("delivery").prefetch_related("attachments"))
+        media = messages_media(messages=messages, channel=interaction.channel)  # files, thumbnails, locations
+        for message in messages:
             delayed = bool(message.origin_time and message.created_at - message.origin_time > delay)
             rows.append({
                 "message": message,
                 "side": "customer" if message.direction == MessageDirection.INBOUND else "agent",
                 "delayed": delayed,
                 "error": message.status == MessageStatus.FAILED,
+                "media": media.get(message.pk, {}),
             })
         # render_to_string escapes every value it inserts
         context = {"interaction": interaction, "rows": rows}

@@ -411,7 +411,7 @@ class InteractionViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         queryset = super().get_queryset()
-        return queryset.prefetch_related("messages") if self.action == "retrieve" else queryset
+        return queryset.prefetch_related("messages__attachments") if self.action == "retrieve" else queryset
 
     @extend_schema(
         request=serializers.AgentMessageSerializer,
@@ -420,20 +420,25 @@ class InteractionViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=True, methods=["post"])
     def messages(self, request, pk=None):
-        """Send an agent message (text, or a standard response with field values); 202 once queued.
-        On a WhatsApp channel it needs WhatsApp - Can Use."""
+        """Send an agent message (text, a standard response with field values, or a location; with
+        `attachments` sent after it); 202 once queued. On a WhatsApp channel it needs WhatsApp - Can Use, and
+        with attachments WhatsApp - Can Send Files. On an e-mail channel the text leaves as an e-mail."""
         interaction = interaction_get(user=request.user, interaction_id=pk)
         if interaction.channel.media_type == "whatsapp":
             require(request.user, "agent.whatsapp")
         serializer = serializers.AgentMessageSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        if data.get("attachments") and interaction.channel.media_type == "whatsapp":
+            require(request.user, "agent.send_files")
         message = agent_message_send(
             interaction_id=interaction.pk,
             text=data.get("text"),
             standard_response_id=data.get("standard_response_id"),
             fields=data.get("fields"),
             trace_id=request.headers.get("X-B3-TraceId", ""),
+            attachment_ids=data.get("attachments"),
+            location=data.get("location"),
         )
         return Response(serializers.MessageSerializer(message).data, status=status.HTTP_202_ACCEPTED)
 

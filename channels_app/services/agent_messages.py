@@ -12,7 +12,9 @@ from channels_app.choices import ContentType, MediaType
 from channels_app.errors import Conflict, InvalidParameter, NotFound
 from channels_app.models import Interaction, InteractionState, Message, StandardResponse
 from channels_app.options_catalog import IW
+from channels_app.services.email import email_payload, text_limit
 from channels_app.services.interactions import message_queue_outbound
+from channels_app.services.media import attachments_for_sending, location_payload, media_object
 from channels_app.services.options import option_value
 from channels_app.services.standard_responses import standard_response_render
 
@@ -65,13 +67,10 @@ def _default_notification(interaction: Interaction, text: str) -> dict | None:
 
 
 def _check_size(interaction: Interaction, text: str, field: str) -> None:
-    limit = option_value(section=IW, name="whatsappsession.max-text-message-size", channel=interaction.channel)
+    limit, source = text_limit(interaction=interaction)  # per media type: WhatsApp's limit is not e-mail's
     size = len(text.encode("utf-8"))
     if size > limit:
-        raise InvalidParameter(
-            f"The message is {size} bytes (UTF-8); whatsappsession.max-text-message-size allows {limit}.",
-            field=field,
-        )
+        raise InvalidParameter(f"The message is {size} bytes (UTF-8); {source} allows {limit}.", field=field)
 
 
 def agent_message_send(
@@ -81,8 +80,11 @@ def agent_message_send(
     standard_response_id: str | None = None,
     fields: dict | None = None,
     trace_id: str = "",
+    attachment_ids: list[int] | None = None,
+    location: dict | None = None,
 ) -> Message:
-    """Queue an agent's message (plain text or a standard response) on an open interaction."""
+    """Queue an agent's message (plain text, a standard response or a location, with files of
+    `POST /api/attachments/` after it) on an open interaction."""
     now = timezone.now()
     with transaction.atomic():
         interaction = (
@@ -113,14 +115,26 @@ def agent_message_send(
                     )
                 if response.content_type not in NOTIFICATION_TYPES:
                     payload = _outside_window(interaction, str(payload.get("text", "")), "standard_response_id")
+        elif location is not None:
+            payload = location_payload(location)
+            if not window_open:
+                raise Conflict("The WhatsApp 24-hour window has closed: only notifications can be sent.",
+                               field="location")
         else:
             text = text or ""
-            if not text.strip():
+            if not text.strip() and not attachment_ids:
                 raise InvalidParameter("The message text is empty.", field="text")
             _check_size(interaction, text, "text")
             payload = {"type": "Text", "text": text}
             if not window_open:
                 payload = _outside_window(interaction, text, "text")
+        if attachment_ids:
+            if not window_open:
+                raise Conflict("The WhatsApp 24-hour window has closed: files cannot be sent.", field="attachments")
+            files = attachments_for_sending(channel=interaction.channel, ids=attachment_ids)
+            payload = {**payload, "attachments": [*payload.get("attachments", ()), *map(media_object, files)]}
+        if interaction.channel.media_type == MediaType.EMAIL:
+            payload = email_payload(interaction=interaction, payload=payload)
         if interaction.state == InteractionState.QUEUED:
             interaction.state = InteractionState.ACTIVE
             interaction.save(update_fields=["state"])
