@@ -2,19 +2,17 @@
 
 from celery import shared_task
 
-from channels_app import options_catalog
-from channels_app.models import Message
-from channels_app.services import campaigns, deliveries, interactions, media
-from channels_app.services.options import option_value
+from channels_app.publishing import CAMPAIGN_BATCH, DELIVER, DELIVER_BATCH, FETCH_ATTACHMENT, SIMULATOR_EMIT, publish
+from channels_app.services import campaigns, deliveries, interactions, media, simulator
 
 
-@shared_task(name="channels_app.deliver", acks_late=True, reject_on_worker_lost=True)
+@shared_task(name=DELIVER, acks_late=True, reject_on_worker_lost=True)
 def deliver(delivery_id: int) -> str | None:
     result = deliveries.delivery_attempt(delivery_id=delivery_id)
     return result.outcome if result else None
 
 
-@shared_task(name="channels_app.deliver_batch", acks_late=True, reject_on_worker_lost=True)
+@shared_task(name=DELIVER_BATCH, acks_late=True, reject_on_worker_lost=True)
 def deliver_batch(delivery_ids: list[int]) -> int:
     return len(deliveries.deliveries_attempt(delivery_ids=delivery_ids))
 
@@ -38,34 +36,17 @@ def expire_sessions() -> int:
     return interactions.sessions_expire()
 
 
-@shared_task(name="channels_app.simulator_emit")
+@shared_task(name=SIMULATOR_EMIT)
 def simulator_emit(message_id: str) -> None:
-    """The hub simulator's side of a sent message: a `Delivered` receipt and,
-    when configured, an automatic customer reply, through the same services a
-    real third party's requests reach."""
-    message = Message.objects.select_related("channel", "interaction").filter(pk=message_id).first()
-    if message is None or not message.external_id:
-        return
-    channel = message.channel
-    if option_value(section=options_catalog.CHANNEL, name="simulator-send-receipts", channel=channel):
-        interactions.receipt_apply(channel=channel, external_id=message.external_id, status="Delivered")
-    reply = option_value(section=options_catalog.CHANNEL, name="simulator-auto-reply", channel=channel)
-    if reply and message.interaction.state != "ended":
-        interactions.customer_message_receive(
-            channel=channel,
-            client_id=message.interaction.client_id,
-            text=reply,
-            channel_message_id=f"sim-reply-{message.pk}",
-            nickname="Simulated customer",
-        )
+    simulator.simulator_emit(message_id=message_id)
 
 
-@shared_task(name="channels_app.campaign_batch", acks_late=True, reject_on_worker_lost=True)
+@shared_task(name=CAMPAIGN_BATCH, acks_late=True, reject_on_worker_lost=True)
 def campaign_batch(campaign_id: int) -> int:
     """One batch of a running campaign, then the next one (a chain per worker share)."""
     handled = campaigns.campaign_run_batch(campaign_id=campaign_id)
     if handled:
-        campaign_batch.delay(campaign_id)
+        publish(CAMPAIGN_BATCH, campaign_id)
     return handled
 
 
@@ -74,9 +55,9 @@ def campaigns_tick() -> int:
     return campaigns.campaigns_tick()
 
 
-@shared_task(name="channels_app.fetch_attachment", acks_late=True, reject_on_worker_lost=True)
+@shared_task(name=FETCH_ATTACHMENT, acks_late=True, reject_on_worker_lost=True)
 def fetch_attachment(attachment_id: int) -> None:
     """One attempt at fetching a customer's attachment; the next one, with backoff, when it may pass."""
     retry_in = media.message_attachment_fetch(attachment_id=attachment_id)
     if retry_in is not None:
-        media.message_attachment_enqueue(attachment_id, countdown=retry_in)
+        publish(FETCH_ATTACHMENT, attachment_id, countdown=retry_in)

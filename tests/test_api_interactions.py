@@ -10,8 +10,8 @@ from channels_app.services.interactions import (
     customer_message_receive,
     interaction_create,
     message_queue_outbound,
-    receipt_apply,
 )
+from channels_app.services.receipts import receipt_apply
 
 
 @pytest.fixture

@@ -19,11 +19,11 @@ from channels_app.services.interactions import (
     customer_message_receive,
     hub_driver_attributes,
     interaction_create,
-    receipt_apply,
     sessions_expire,
 )
 from channels_app.services.invitations import invite_to_chat
 from channels_app.services.options import option_set
+from channels_app.services.receipts import receipt_apply
 from channels_app.services.schedules import PERIODIC_TASKS
 
 

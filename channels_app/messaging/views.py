@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from channels_app.esp.views import RawJSONParser
-from channels_app.messaging.payloads import (
+from channels_app.parsing import (
     MAX_ATTACHMENTS_PER_MESSAGE,
     MAX_MESSAGES_PER_REQUEST,
     MAX_URL_LENGTH,
@@ -56,7 +56,7 @@ _SENDER = {
         "time": _optional({"anyOf": [_text(format="date-time"), _text(maxLength=0)]}),
     },
 }
-# What parse_inbound (messaging/payloads.py) takes, so that clients, and the fuzzer, can send it.
+# What parse_inbound (parsing.py) takes, so that clients, and the fuzzer, can send it.
 NEXUS_REQUEST = {
     "type": "object", "required": ["messages"],
     "properties": {"messages": {"type": "array", "minItems": 1, "maxItems": MAX_MESSAGES_PER_REQUEST, "items": {

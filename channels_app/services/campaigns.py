@@ -30,6 +30,7 @@ from channels_app.models import (
 )
 from channels_app.models.campaigns import RECIPIENT_STATUS_BY_MESSAGE
 from channels_app.phones import normalize_client_phone
+from channels_app.publishing import CAMPAIGN_BATCH, publish
 from channels_app.services.deliveries import deliveries_send
 from channels_app.services.invitations import Invitee, invitation_plan, invitations_create
 from channels_app.text_rules import escaped, text_rule_broken_at, text_rule_message
@@ -287,10 +288,8 @@ def campaign_transition(*, campaign_id: int, action: str) -> Campaign:
 
 
 def campaign_kick(campaign_id: int, chains: int = PARALLEL_CHAINS) -> None:
-    from channels_app.tasks import campaign_batch
-
     for _ in range(chains):
-        campaign_batch.delay(campaign_id)
+        publish(CAMPAIGN_BATCH, campaign_id)
 
 
 def campaigns_tick(*, now: datetime | None = None) -> int:

@@ -21,7 +21,6 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from channels_app.bulk import bulk_update_rows
-from channels_app.choices import Transport as TransportName
 from channels_app.metrics import count_attempts
 from channels_app.models import (
     Delivery,
@@ -33,7 +32,9 @@ from channels_app.models import (
     Message,
     MessageStatus,
 )
+from channels_app.publishing import DELIVER, DELIVER_BATCH, publish
 from channels_app.retries import retry_decision
+from channels_app.services.receipts import early_receipts_apply
 from channels_app.transports import TRANSPORTS, OutgoingMessage, SendOutcome, SendResult
 from channels_app.transports.webhook import WEBHOOK_TIMEOUT_SECONDS
 
@@ -84,25 +85,15 @@ def deliveries_create(*, messages: list[Message], publish: bool = True, claim: b
 
 
 def delivery_enqueue(delivery_id: int, *, countdown: float | None = None) -> None:
-    from channels_app.tasks import deliver
-
-    try:
-        deliver.apply_async((delivery_id,), countdown=countdown)
-    except Exception:  # the broker is down: the delivery stays due and the relay publishes it again
-        logger.exception("Could not publish delivery %s; the relay will.", delivery_id)
+    publish(DELIVER, delivery_id, countdown=countdown)
 
 
 def deliveries_enqueue(delivery_ids: list[int]) -> None:
     """Publish one task for these deliveries (the relay's); a single one goes as `deliver`."""
-    from channels_app.tasks import deliver_batch
-
     if len(delivery_ids) == 1:
         delivery_enqueue(delivery_ids[0])
-        return
-    try:
-        deliver_batch.apply_async((delivery_ids,))
-    except Exception:  # the broker is down: the deliveries stay due and the relay publishes them again
-        logger.exception("Could not publish %d deliveries; the relay will.", len(delivery_ids))
+    else:
+        publish(DELIVER_BATCH, delivery_ids)
 
 
 def _send_lease() -> timedelta:
@@ -244,18 +235,18 @@ def _record_outcomes(answered: list[Sent]) -> None:
     delivered, failed, or due again at their next retry (published with a
     countdown once committed)."""
     with transaction.atomic():
-        retries, simulated = _record_in_transaction(answered)
+        retries, delivered = _record_in_transaction(answered)
     count_attempts(answered)
     for delivery_id, countdown in retries:
         delivery_enqueue(delivery_id, countdown=countdown)
-    if simulated:
-        from channels_app.tasks import simulator_emit
+    by_transport: dict[str, list[str]] = {}
+    for sent in delivered:
+        by_transport.setdefault(sent.delivery.channel.transport, []).append(sent.delivery.message_id)
+    for transport, message_ids in by_transport.items():
+        TRANSPORTS[transport].accepted(message_ids)
 
-        for message_id in simulated:
-            simulator_emit.apply_async((message_id,), countdown=1)
 
-
-def _record_in_transaction(answered: list[Sent]) -> tuple[list[tuple[int, float]], list[str]]:
+def _record_in_transaction(answered: list[Sent]) -> tuple[list[tuple[int, float]], list[Sent]]:
     now = timezone.now()
     DeliveryAttempt.objects.bulk_create(
         DeliveryAttempt(
@@ -274,9 +265,7 @@ def _record_in_transaction(answered: list[Sent]) -> tuple[list[tuple[int, float]
     refused = [sent for sent in answered if sent.result.outcome != SendOutcome.ACCEPTED]
     delivered = _deliveries_delivered(accepted, now) if accepted else []
     retries = _deliveries_not_accepted(refused, now) if refused else []
-    simulated = [sent.delivery.message_id for sent in delivered
-                 if sent.delivery.channel.transport == TransportName.SIMULATOR]
-    return retries, simulated
+    return retries, delivered
 
 
 def _deliveries_not_accepted(refused: list[Sent], now: datetime) -> list[tuple[int, float]]:
@@ -357,8 +346,6 @@ def _deliveries_delivered(accepted: list[Sent], now: datetime) -> list[Sent]:
 
 
 def _early_receipts_apply(messages: list[Message]) -> None:
-    from channels_app.services.interactions import early_receipts_apply
-
     if not messages:
         return
     waiting = set(

@@ -3,9 +3,10 @@ customer messages and receipts, all of one request in one transaction."""
 
 from django.db import IntegrityError, transaction
 
-from channels_app.messaging.payloads import InboundReceipt, InboundText
+from channels_app.parsing import InboundReceipt, InboundText
 from channels_app.models import Channel, Message, MessageDirection
-from channels_app.services.interactions import customer_message_receive, receipt_apply
+from channels_app.services.interactions import customer_message_receive
+from channels_app.services.receipts import receipt_apply
 from channels_app.services.media import InboundAttachment, message_attachments_create
 
 

@@ -41,6 +41,7 @@ from channels_app.models import (
     MessageAttachment,
     MessageAttachmentStatus,
 )
+from channels_app.publishing import FETCH_ATTACHMENT, publish
 from channels_app.services.options import option_value
 from channels_app.signed_links import file_url
 
@@ -189,12 +190,8 @@ def message_attachments_create(*, message: Message, attachments: list[InboundAtt
 
 
 def message_attachment_enqueue(attachment_id: int, *, countdown: float | None = None) -> None:
-    from channels_app.tasks import fetch_attachment
-
-    try:
-        fetch_attachment.apply_async((attachment_id,), countdown=countdown)
-    except Exception:  # the broker is down: the attachment stays pending; the admin's action fetches it again
-        logger.exception("Could not publish the fetch of attachment %s.", attachment_id)
+    # When the broker is down the attachment stays pending; the admin's "fetch again" covers it.
+    publish(FETCH_ATTACHMENT, attachment_id, countdown=countdown)
 
 
 def _name_from_url(url: str) -> str:
@@ -330,7 +327,7 @@ def location_view(*, location: dict, channel: Channel | None) -> dict:
 
 def location_payload(location) -> dict:
     """An agent's location as a webhook carries it (the customer's shape); 400 naming the field when wrong."""
-    from channels_app.messaging.payloads import InvalidStructure, location_text, parse_location
+    from channels_app.parsing import InvalidStructure, location_text, parse_location
 
     try:
         cleaned = parse_location(location, "location")

@@ -13,7 +13,7 @@ from django.db.models import Q
 
 from channels_app import options_catalog
 from channels_app.errors import InvalidParameter, NotFound
-from channels_app.models import Channel, Endpoint, OptionValue
+from channels_app.models import Channel, Endpoint, OptionValue, Tenant
 from channels_app.options_catalog import OptionDefinition
 from channels_app.text_rules import text_rule_broken_line
 from channels_app.validators import validate_queue_key
@@ -112,12 +112,24 @@ def option_set(*, section: str, name: str, value, channel: Channel | None = None
         row.value = "" if value is None else value
         try:
             row.full_clean(validate_unique=False, validate_constraints=False)
+            _check_queue_key_tenant_exists(row)
         except ValidationError as error:
             messages = error.message_dict.get("value") or error.messages
             raise InvalidParameter(" ".join(messages), field="value") from error
         row.save()
     transaction.on_commit(invalidate_option_cache)
     return row
+
+
+def _check_queue_key_tenant_exists(row: OptionValue) -> None:
+    """A global queue key value names an existing tenant (a channel's override is of the channel's own,
+    which the row checks itself)."""
+    definition = row.definition
+    if definition is None or definition.type != options_catalog.OptionType.QUEUE_KEY or not row.value:
+        return
+    tenant_id = int(options_catalog.QUEUE_KEY_PATTERN.match(row.value)["tenant"])
+    if row.channel is None and not Tenant.objects.filter(pk=tenant_id).exists():
+        raise ValidationError({"value": [f"Tenant {tenant_id} of queue key {row.value!r} does not exist."]})
 
 
 def option_reset(*, section: str, name: str, channel: Channel | None = None) -> None:
@@ -226,6 +238,7 @@ def options_import_cfg(*, text: str, channel: Channel | None = None, channels=No
             row = OptionValue(section=section, name=name, channel=target_channel, value=raw)
             try:
                 row.full_clean(validate_unique=False, validate_constraints=False)
+                _check_queue_key_tenant_exists(row)
             except ValidationError as error:
                 report.refused.append(f"{where}: {' '.join(error.message_dict.get('value', error.messages))}")
                 continue

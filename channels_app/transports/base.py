@@ -53,3 +53,7 @@ class SendResult:
 class Transport(Protocol):
     def send(self, message: OutgoingMessage) -> SendResult:
         """Hand one message to the third party; never raises for the third party's errors."""
+
+    def accepted(self, message_ids: list[str]) -> None:
+        """Called once the acceptance of these messages is committed (the simulator plays the third party's
+        side from here; a real network has nothing to do)."""

@@ -1,11 +1,16 @@
-"""The built-in hub simulator: accepts every message and answers with an id.
+"""The built-in hub simulator: accepts every message and answers with an id,
+then plays the third party's side of it (a receipt, an automatic customer
+reply) a second later, through the same services a real third party's
+requests reach (`services/simulator.py`, run by a task published by name)."""
 
-Its receipts and automatic customer replies are sent by Celery tasks through
-the same services a real third party's requests reach (see `tasks.py`)."""
-
+from channels_app.publishing import SIMULATOR_EMIT, publish
 from channels_app.transports.base import OutgoingMessage, SendOutcome, SendResult
 
 
 class SimulatorTransport:
     def send(self, message: OutgoingMessage) -> SendResult:
         return SendResult(SendOutcome.ACCEPTED, external_id=f"sim-{message.message_id}", status_code=200)
+
+    def accepted(self, message_ids: list[str]) -> None:
+        for message_id in message_ids:
+            publish(SIMULATOR_EMIT, message_id, countdown=1)

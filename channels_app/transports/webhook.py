@@ -60,6 +60,9 @@ def _forget(scheme: str, host: str, port: int, address: str) -> None:
 
 
 class WebhookTransport:
+    def accepted(self, message_ids: list[str]) -> None:
+        """Nothing to do: the third party sends its receipts itself."""
+
     def send(self, message: OutgoingMessage) -> SendResult:
         body = json.dumps(message.webhook_body(), separators=(",", ":"), ensure_ascii=False).encode()
         headers = {

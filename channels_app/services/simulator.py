@@ -1,0 +1,27 @@
+"""The hub simulator's side of a sent message (the `simulator` transport): a
+`Delivered` receipt and, when configured, an automatic customer reply, through
+the same services a real third party's requests reach."""
+
+from channels_app import options_catalog
+from channels_app.models import Message
+from channels_app.services.interactions import customer_message_receive
+from channels_app.services.options import option_value
+from channels_app.services.receipts import receipt_apply
+
+
+def simulator_emit(*, message_id: str) -> None:
+    message = Message.objects.select_related("channel", "interaction").filter(pk=message_id).first()
+    if message is None or not message.external_id:
+        return
+    channel = message.channel
+    if option_value(section=options_catalog.CHANNEL, name="simulator-send-receipts", channel=channel):
+        receipt_apply(channel=channel, external_id=message.external_id, status="Delivered")
+    reply = option_value(section=options_catalog.CHANNEL, name="simulator-auto-reply", channel=channel)
+    if reply and message.interaction.state != "ended":
+        customer_message_receive(
+            channel=channel,
+            client_id=message.interaction.client_id,
+            text=reply,
+            channel_message_id=f"sim-reply-{message.pk}",
+            nickname="Simulated customer",
+        )
