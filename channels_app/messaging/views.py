@@ -9,6 +9,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from channels_app.esp.views import RawJSONParser
+from channels_app.messaging.signatures import verify_hub_signature
+from channels_app.metrics import count_inbound
+from channels_app.models import Channel
 from channels_app.parsing import (
     MAX_ATTACHMENTS_PER_MESSAGE,
     MAX_MESSAGES_PER_REQUEST,
@@ -18,9 +21,6 @@ from channels_app.parsing import (
     message_type,
     parse_inbound,
 )
-from channels_app.messaging.signatures import verify_hub_signature
-from channels_app.metrics import count_inbound
-from channels_app.models import Channel
 from channels_app.services.inbound import inbound_messages_accept
 
 INVALID_STRUCTURE = 520

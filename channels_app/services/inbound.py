@@ -3,11 +3,11 @@ customer messages and receipts, all of one request in one transaction."""
 
 from django.db import IntegrityError, transaction
 
-from channels_app.parsing import InboundReceipt, InboundText
 from channels_app.models import Channel, Message, MessageDirection
+from channels_app.parsing import InboundReceipt, InboundText
 from channels_app.services.interactions import customer_message_receive
-from channels_app.services.receipts import receipt_apply
 from channels_app.services.media import InboundAttachment, message_attachments_create
+from channels_app.services.receipts import receipt_apply
 
 
 def inbound_messages_accept(
