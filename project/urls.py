@@ -4,10 +4,9 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from channels_app.esp.views import EspView
-from channels_app.health import healthz
+from channels_app.health import healthz, metrics_view
 from channels_app.media_access import media_file, signed_media_file
 from channels_app.messaging.views import NexusMessagesView
-from channels_app.metrics import metrics_view
 
 admin.site.site_header = "Digital Messaging Server"
 admin.site.site_title = "Digital Messaging Server"
