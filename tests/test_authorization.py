@@ -238,7 +238,6 @@ NOT_REQUESTED = {"schema.get", "api-docs.get"}  # public documents; generating t
 
 def _fill(template, world: dict):
     from channels_app.models import Attachment, BusinessAttribute
-
     from channels_app.signed_links import signed_path
 
     attachment = Attachment.objects.get(pk=world["attachment"])
