@@ -80,15 +80,9 @@ def post_messages(stack: Stack, urls: list[tuple[str, str]], prefix: str) -> Non
             raise RuntimeError(f"/nexus answered {status}: {answer[:300]!r}")
 
 
-def wait_stored(stack: Stack, total: int, timeout: float) -> tuple[int, int]:
-    import psycopg
-
+def wait_stored(stack: Stack, conn, total: int, timeout: float) -> tuple[int, int]:
+    """Poll (one connection, opened before the servers start: a busy PostgreSQL may have none left later)."""
     deadline = time.monotonic() + timeout
-    with psycopg.connect(stack.dsn, autocommit=True) as conn:
-        return _wait(stack, conn, total, deadline)
-
-
-def _wait(stack: Stack, conn, total: int, deadline: float) -> tuple[int, int]:
     counts = {}
     while time.monotonic() < deadline:
         counts = dict(conn.execute(
@@ -114,6 +108,9 @@ def main() -> int:
             stack.env["MEDIA_ROOT"] = str(stack.logs / "media")
             stack.prepare()
             stack.shell(SETUP)
+            import psycopg
+
+            conn = psycopg.connect(stack.dsn, autocommit=True)
             stack.start_gunicorn(workers=1, threads=4)
             stack.start_celery(count=1, concurrency=args.concurrency)
             worker_pids = lambda: stack.tree("celery1")  # noqa: E731
@@ -124,7 +121,7 @@ def main() -> int:
                 small.append((files.url(f"/small-{number}.png"), f"photo-{number}.png"))
             started = time.monotonic()
             post_messages(stack, small, "small")
-            stored, failed = wait_stored(stack, args.small, timeout=600)
+            stored, failed = wait_stored(stack, conn, args.small, timeout=600)
             small_seconds = time.monotonic() - started
 
             big_bytes = args.big_mb * 1024 * 1024
@@ -147,7 +144,7 @@ def main() -> int:
             sampler.start()
             started = time.monotonic()
             post_messages(stack, big, "big")
-            big_stored, big_failed = wait_stored(stack, args.small + args.big, timeout=1800)
+            big_stored, big_failed = wait_stored(stack, conn, args.small + args.big, timeout=1800)
             big_seconds = time.monotonic() - started
             sampling.set()
             sampler.join()
@@ -155,8 +152,9 @@ def main() -> int:
             failures = failed + big_failed
             if failures:
                 stack.keep_logs = True
-                print(stack.sql("SELECT file_name, reason FROM channels_app_messageattachment "
-                                "WHERE status = 'failed' LIMIT 5"), file=sys.stderr)
+                print(conn.execute("SELECT file_name, reason FROM channels_app_messageattachment "
+                                   "WHERE status = 'failed' LIMIT 5").fetchall(), file=sys.stderr)
+            conn.close()
             print_figures([
                 ("small_attachments", args.small),
                 ("small_seconds", small_seconds),
