@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/media.py [--small 200] [--big 20] [--big-mb 50] [--concurrency 2]
 
-A fresh PostgreSQL database and Redis db 7 (bench/stack.py), gunicorn and one Celery worker
+A fresh PostgreSQL database and a Redis broker of its own (bench/stack.py; a shared db may be flushed by another benchmark), gunicorn and one Celery worker
 (`--concurrency` prefork children), files stored on the local filesystem (MEDIA_ROOT in the
 benchmark's temporary folder). A file server on 127.0.0.1 (tests/file_server.py) serves the files; big
 ones are streamed from a constant chunk, never held.
@@ -104,7 +104,7 @@ def main() -> int:
     args = parser.parse_args()
     files = start_file_server()
     try:
-        with Stack("dms_bench_media", redis_db=7) as stack:
+        with Stack("dms_bench_media", broker="redis") as stack:
             stack.env["MEDIA_ROOT"] = str(stack.logs / "media")
             stack.prepare()
             stack.shell(SETUP)
