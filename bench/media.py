@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/media.py [--small 200] [--big 20] [--big-mb 50] [--concurrency 2]
 
-A fresh PostgreSQL database and a Redis broker of its own (bench/stack.py; a shared db may be flushed by another benchmark), gunicorn and one Celery worker
-(`--concurrency` prefork children), files stored on the local filesystem (MEDIA_ROOT in the
-benchmark's temporary folder). A file server on 127.0.0.1 (tests/file_server.py) serves the files; big
-ones are streamed from a constant chunk, never held.
+A fresh PostgreSQL database and a Redis broker of its own (bench/stack.py; a shared Redis db may be
+flushed by another benchmark), gunicorn and one Celery worker (`--concurrency` prefork children), files
+stored on the local filesystem (MEDIA_ROOT in the benchmark's temporary folder). A file server on
+127.0.0.1 (tests/file_server.py) serves the files; big ones are streamed from a constant chunk, never held.
 
 1. `--small` PNG images (a few kB each, with a thumbnail made for each) arrive as attachments of signed
    /nexus Text messages, 10 a message; the clock runs from the first request to the last attachment

@@ -298,6 +298,8 @@ SPECTACULAR_SETTINGS = {
         "BusinessAttributeTypeEnum": "channels_app.choices.BusinessAttributeType",
         "CampaignStateEnum": "channels_app.models.campaigns.CampaignState",
         "InteractionStateEnum": "channels_app.models.conversations.InteractionState",
+        "MessageAttachmentStatusEnum": "channels_app.models.media.MessageAttachmentStatus",
+        "MessageStatusEnum": "channels_app.models.conversations.MessageStatus",
     },
 }
 

@@ -18,6 +18,7 @@ from channels_app.models import (
     Contact,
     Interaction,
     Message,
+    MessageAttachmentStatus,
     StandardResponse,
     StandardResponseCategory,
     Tenant,
@@ -357,7 +358,7 @@ class MediaAttachmentSerializer(Serializer):
     fileName = serializers.CharField()
     contentType = serializers.CharField()
     size = serializers.IntegerField(allow_null=True)
-    status = serializers.ChoiceField(["pending", "stored", "failed"])
+    status = serializers.ChoiceField(MessageAttachmentStatus.choices)
     url = serializers.URLField(allow_null=True, help_text="A signed link, valid for MEDIA_URL_TTL, once stored.")
     thumbnailUrl = serializers.URLField(required=False, help_text="An image's thumbnail (signed link).")
     reason = serializers.CharField(required=False, help_text="Why it failed.")
