@@ -127,5 +127,13 @@ def detect_attachment_type(stream: BinaryIO, file_name: str, size: int) -> Attac
     return attachment_type
 
 
+def sniff_attachment_type(stream: BinaryIO, file_name: str = "") -> AttachmentType | None:
+    """The supported type the content shows, whatever the name says (None when it is none of them)."""
+    stream.seek(0)
+    attachment_type = _sniff(stream.read(SNIFF_BYTES), stream, _extension(file_name))
+    stream.seek(0)
+    return attachment_type
+
+
 def detect_attachment_bytes(content: bytes, file_name: str) -> AttachmentType:
     return detect_attachment_type(io.BytesIO(content), file_name, len(content))

@@ -1,7 +1,9 @@
 """The shared parsers, which the interfaces and the services may both import:
 the raw body parser of the signed and ESP doors, and the inbound body of the
 Third-Party Messaging API, parsed and checked (pure, no database):
-`{"messages": [Text | Email | Receipt, ...]}`."""
+`{"messages": [Text | Email | Location | Receipt, ...]}`. A Text message may
+carry `attachments` (then its text may be empty); they are only checked for
+shape here and fetched later (services/media.py)."""
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +17,9 @@ MAX_MESSAGES_PER_REQUEST = 100
 # channel.messageId, from.id and from.nickname are kept in 200-character columns.
 MAX_ID_LENGTH = 200
 RECEIPT_STATUSES = ("Delivered", "Removed", "Failed")
+MAX_ATTACHMENTS_PER_MESSAGE = 10
+MAX_URL_LENGTH = 2000
+MAX_LOCATION_TEXT = 1000
 
 
 class RawJSONParser(BaseParser):
@@ -40,6 +45,7 @@ class InboundText:
     time: datetime | None
     text: str
     extra: dict
+    attachments: tuple = ()  # InboundAttachment of services/media.py, as plain tuples (url, type, name, size)
 
 
 @dataclass(frozen=True)
@@ -50,10 +56,10 @@ class InboundReceipt:
 
 
 def message_type(message: "InboundText | InboundReceipt") -> str:
-    """The Third-Party Messaging type of a parsed message: Text, Email or Receipt."""
+    """The Third-Party Messaging type of a parsed message: Text, Email, Location or Receipt."""
     if isinstance(message, InboundReceipt):
         return "Receipt"
-    return "Email" if "subject" in message.extra else "Text"
+    return message.extra.get("type") or ("Email" if "subject" in message.extra else "Text")
 
 
 def _string(value, field: str, *, required: bool = True, max_length: int | None = None) -> str:
@@ -106,10 +112,68 @@ def _sender(message: dict, field: str) -> tuple[str, str, str, datetime | None, 
     )
 
 
+def _attachments(value, field: str) -> tuple:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidStructure(f"{field} must be a list.")
+    if len(value) > MAX_ATTACHMENTS_PER_MESSAGE:
+        raise InvalidStructure(f"{field} holds at most {MAX_ATTACHMENTS_PER_MESSAGE} attachments.")
+    parsed = []
+    for index, item in enumerate(value):
+        item = _object(item, f"{field}[{index}]")
+        size = item.get("size")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+            raise InvalidStructure(f"{field}[{index}].size must be a number of bytes.")
+        parsed.append((
+            _string(item.get("url"), f"{field}[{index}].url", max_length=MAX_URL_LENGTH),
+            _string(item.get("contentType"), f"{field}[{index}].contentType", required=False, max_length=200),
+            _string(item.get("fileName"), f"{field}[{index}].fileName", required=False, max_length=255),
+            size,
+        ))
+    return tuple(parsed)
+
+
 def _parse_text(message: dict, field: str) -> InboundText:
     message_id, client_id, nickname, time, business_id = _sender(message, field)
-    text = _string(message.get("text"), f"{field}.text")
-    return InboundText(message_id, client_id, nickname, business_id, time, text, {})
+    attachments = _attachments(message.get("attachments"), f"{field}.attachments")
+    text = _string(message.get("text"), f"{field}.text", required=not attachments)
+    return InboundText(message_id, client_id, nickname, business_id, time, text, {}, attachments)
+
+
+def _coordinate(value, field: str, bound: int) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not -bound <= value <= bound:
+        raise InvalidStructure(f"{field} must be a number between -{bound} and {bound}.")
+    return value
+
+
+def parse_location(value, field: str) -> dict:
+    """A location `{"latitude", "longitude", "name", "address", "url"}`, checked; optional parts left out."""
+    location = _object(value, field)
+    cleaned = {
+        "latitude": _coordinate(location.get("latitude"), f"{field}.latitude", 90),
+        "longitude": _coordinate(location.get("longitude"), f"{field}.longitude", 180),
+    }
+    for key in ("name", "address", "url"):
+        if text := _string(location.get(key), f"{field}.{key}", required=False, max_length=MAX_LOCATION_TEXT):
+            cleaned[key] = text
+    if "url" in cleaned and not cleaned["url"].lower().startswith(("http://", "https://")):
+        raise InvalidStructure(f"{field}.url must be an http(s) URL.")
+    return cleaned
+
+
+def location_text(location: dict) -> str:
+    """What the transcript shows of a location as text."""
+    return ", ".join(filter(None, [location.get("name"), location.get("address")])) or (
+        f"{location['latitude']}, {location['longitude']}"
+    )
+
+
+def _parse_location(message: dict, field: str) -> InboundText:
+    message_id, client_id, nickname, time, business_id = _sender(message, field)
+    location = parse_location(message.get("location"), f"{field}.location")
+    extra = {"type": "Location", "location": location}
+    return InboundText(message_id, client_id, nickname, business_id, time, location_text(location), extra)
 
 
 def _parse_email(message: dict, field: str) -> InboundText:
@@ -155,7 +219,7 @@ def _parse_receipt(message: dict, field: str) -> InboundReceipt:
     return InboundReceipt(external_id, status, cleaned)
 
 
-PARSERS = {"Text": _parse_text, "Email": _parse_email, "Receipt": _parse_receipt}
+PARSERS = {"Text": _parse_text, "Email": _parse_email, "Location": _parse_location, "Receipt": _parse_receipt}
 
 
 def _customer_texts(message: dict, field: str):

@@ -20,6 +20,7 @@ DELIVER = "channels_app.deliver"
 DELIVER_BATCH = "channels_app.deliver_batch"
 SIMULATOR_EMIT = "channels_app.simulator_emit"
 CAMPAIGN_BATCH = "channels_app.campaign_batch"
+FETCH_ATTACHMENT = "channels_app.fetch_attachment"
 
 
 def publish(task_name: str, *args, countdown: float | None = None) -> bool:

@@ -75,6 +75,7 @@ RIGHTS: dict[str, Rule] = {
     "healthz.get": PUBLIC,
     "metrics.get": PUBLIC,  # open to METRICS_ALLOWED_NETWORKS only (the view checks the address)
     "media-file.get": needs("view_attachment"),  # and the file is an attachment of the caller's tenants
+    "media-link.get": PUBLIC,  # a signed, expiring link: the signature is the credential
     "nexus-messages.post": PUBLIC,  # signed with the channel's secret
     "esp.post": needs("use_esp"),
     "api-root.get": SIGNED_IN,

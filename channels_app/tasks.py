@@ -2,8 +2,8 @@
 
 from celery import shared_task
 
-from channels_app.publishing import CAMPAIGN_BATCH, DELIVER, DELIVER_BATCH, SIMULATOR_EMIT, publish
-from channels_app.services import campaigns, deliveries, interactions, simulator
+from channels_app.publishing import CAMPAIGN_BATCH, DELIVER, DELIVER_BATCH, FETCH_ATTACHMENT, SIMULATOR_EMIT, publish
+from channels_app.services import campaigns, deliveries, interactions, media, simulator
 
 
 @shared_task(name=DELIVER, acks_late=True, reject_on_worker_lost=True)
@@ -53,3 +53,11 @@ def campaign_batch(campaign_id: int) -> int:
 @shared_task(name="channels_app.campaigns_tick")
 def campaigns_tick() -> int:
     return campaigns.campaigns_tick()
+
+
+@shared_task(name=FETCH_ATTACHMENT, acks_late=True, reject_on_worker_lost=True)
+def fetch_attachment(attachment_id: int) -> None:
+    """One attempt at fetching a customer's attachment; the next one, with backoff, when it may pass."""
+    retry_in = media.message_attachment_fetch(attachment_id=attachment_id)
+    if retry_in is not None:
+        publish(FETCH_ATTACHMENT, attachment_id, countdown=retry_in)

@@ -236,6 +236,46 @@ STORAGES = {
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=VAR_DIR / "media")
 MEDIA_URL = "media/"
 
+# --- Media: storage and signed links (README, "Media") ----------------------------
+# Files (attachments of standard responses and agents, customers' inbound files, thumbnails) go through
+# Django's storage API: MEDIA_ROOT by default, or any S3-compatible store with MEDIA_STORAGE=s3
+# (django-storages, https://django-storages.readthedocs.io/en/latest/backends/amazon-S3.html).
+# Links to a file are built on PUBLIC_BASE_URL, signed with SECRET_KEY and valid for MEDIA_URL_TTL
+# (channels_app/signed_links.py); on S3 they are the store's own presigned URLs unless
+# MEDIA_S3_PRESIGNED=false.
+PORT = env.int("PORT", default=8000)
+PUBLIC_BASE_URL = env(
+    "PUBLIC_BASE_URL", default=f"http://{HOST if HOST not in ('0.0.0.0', '::') else '127.0.0.1'}:{PORT}"
+).rstrip("/")
+MEDIA_URL_TTL = duration(env("MEDIA_URL_TTL", default="7d"))
+MEDIA_STORAGE = env("MEDIA_STORAGE", default="filesystem")
+MEDIA_S3_PRESIGNED = env.bool("MEDIA_S3_PRESIGNED", default=True)
+if MEDIA_STORAGE == "s3":
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env("AWS_STORAGE_BUCKET_NAME"),
+            "endpoint_url": env("AWS_S3_ENDPOINT_URL", default=None),
+            "region_name": env("AWS_S3_REGION_NAME", default=None),
+            "access_key": env("AWS_S3_ACCESS_KEY_ID", default=env("AWS_ACCESS_KEY_ID", default=None)),
+            "secret_key": env("AWS_S3_SECRET_ACCESS_KEY", default=env("AWS_SECRET_ACCESS_KEY", default=None)),
+            "location": env("AWS_LOCATION", default=""),
+            "addressing_style": env("AWS_S3_ADDRESSING_STYLE", default=None),
+            "signature_version": "s3v4",
+            "default_acl": None,  # private objects: only signed links reach them
+            "querystring_auth": True,
+            "querystring_expire": int(MEDIA_URL_TTL.total_seconds()),
+            "file_overwrite": False,
+        },
+    }
+elif MEDIA_STORAGE != "filesystem":
+    raise environ.ImproperlyConfigured(f"MEDIA_STORAGE is 'filesystem' or 's3', not {MEDIA_STORAGE!r}.")
+# Inbound attachments (/nexus): each fetch waits at most MEDIA_FETCH_TIMEOUT seconds for a read, and a
+# failed one is tried MEDIA_FETCH_ATTEMPTS times in all, MEDIA_FETCH_RETRY_SECONDS apart, doubling.
+MEDIA_FETCH_TIMEOUT = env.float("MEDIA_FETCH_TIMEOUT", default=30.0)
+MEDIA_FETCH_ATTEMPTS = env.int("MEDIA_FETCH_ATTEMPTS", default=4)
+MEDIA_FETCH_RETRY_SECONDS = env.float("MEDIA_FETCH_RETRY_SECONDS", default=10.0)
+
 # --- REST framework and OpenAPI -------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -274,6 +314,8 @@ SPECTACULAR_SETTINGS = {
         "BusinessAttributeTypeEnum": "channels_app.choices.BusinessAttributeType",
         "CampaignStateEnum": "channels_app.models.campaigns.CampaignState",
         "InteractionStateEnum": "channels_app.models.conversations.InteractionState",
+        "MessageAttachmentStatusEnum": "channels_app.models.media.MessageAttachmentStatus",
+        "MessageStatusEnum": "channels_app.models.conversations.MessageStatus",
     },
 }
 

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from channels_app.esp.views import EspView
 from channels_app.health import healthz, metrics_view
-from channels_app.media_access import media_file
+from channels_app.media_access import media_file, signed_media_file
 from channels_app.messaging.views import NexusMessagesView
 
 urlpatterns = [
@@ -21,6 +21,8 @@ urlpatterns = [
     # Media files only to a logged-in user allowed to see them (channels_app/media_access.py), never publicly:
     # a proxy in front must not serve MEDIA_ROOT either.
     re_path(r"^media/(?P<path>.*)$", media_file, name="media-file"),
+    # Signed, expiring links (channels_app/signed_links.py): the signature is the credential.
+    re_path(r"^files/(?P<token>[^/]+)/(?P<name>[^/]+)$", signed_media_file, name="media-link"),
 ]
 
 handler400 = "channels_app.api.exceptions.bad_request"

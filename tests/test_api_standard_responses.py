@@ -204,7 +204,11 @@ def test_header_attachment_must_exist_and_is_rendered(staff_api):
     assert "structured" in unknown.json()
     assert created.status_code == 201
     rendered = staff_api.post(f"/api/standard-responses/{created.json()['id']}/render/", {}, format="json").json()
-    assert rendered["payload"]["header"] == {"type": "image", "attachment": attachment_id}
+    header = rendered["payload"]["header"]
+    assert {key: header[key] for key in ("type", "attachment", "contentType", "fileName", "size")} == {
+        "type": "image", "attachment": attachment_id, "contentType": "image/png", "fileName": "banner.png",
+        "size": len(PNG)}
+    assert header["url"].startswith("http://127.0.0.1:8000/files/")  # a signed link (tests/test_media.py)
 
 
 @pytest.mark.django_db

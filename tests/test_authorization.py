@@ -242,6 +242,7 @@ REQUESTS: dict[str, tuple[str, str, object]] = {
     "home.get": ("get", "/", None),
     "metrics.get": ("get", "/metrics", None),
     "media-file.get": ("get", "/media/{attachment_path}", None),
+    "media-link.get": ("get", "{attachment_link}", None),  # a signed link: whoever holds it
 }
 # Rules for content, not doors: checked where the content is sent (the agent message below).
 CONTENT_RULES = {key for key in RIGHTS if key.startswith("agent.")}
@@ -250,9 +251,13 @@ NOT_REQUESTED = {"schema.get", "api-docs.get"}  # public documents; generating t
 
 def _fill(template, world: dict):
     from channels_app.models import Attachment, BusinessAttribute
+    from channels_app.signed_links import signed_path
 
+    attachment = Attachment.objects.get(pk=world["attachment"])
     values = {**world, "business_attribute": BusinessAttribute.objects.get(name="Emojis").pk,
-              "attachment_path": Attachment.objects.get(pk=world["attachment"]).file.name}
+              "attachment_path": attachment.file.name,
+              "attachment_link": signed_path(storage_name=attachment.file.name, content_type=attachment.mime_type,
+                                             file_name=attachment.name)}
     if isinstance(template, str):
         text = template.format(**values)
         return int(text) if template in ("{tenant}",) else text

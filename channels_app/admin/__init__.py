@@ -5,5 +5,6 @@ from channels_app.admin import (  # noqa: F401  (registers the model admins)
     configuration,
     conversations,
     deliveries,
+    media,
     standard_responses,
 )

@@ -26,6 +26,7 @@ from channels_app.models import (
 from channels_app.options_catalog import IW
 from channels_app.selectors import interaction_history, restrict
 from channels_app.services.interactions import interaction_end
+from channels_app.services.media import messages_media
 from channels_app.services.options import session_option
 
 
@@ -193,6 +194,8 @@ def _transcript_html(interaction, messages, current) -> str:
         interaction=current, section=IW, name="whatsappsession.message-delay-timespan"
     ))
     rows = []
+    messages = list(messages.prefetch_related("attachments"))
+    media = messages_media(messages=messages, channel=interaction.channel)  # files, thumbnails, locations
     for message in messages:
         delayed = bool(message.origin_time and message.created_at - message.origin_time > delay)
         rows.append({
@@ -200,6 +203,7 @@ def _transcript_html(interaction, messages, current) -> str:
             "side": "customer" if message.direction == MessageDirection.INBOUND else "agent",
             "delayed": delayed,
             "error": message.status == MessageStatus.FAILED,
+            "media": media.get(message.pk, {}),
         })
     # render_to_string escapes every value it inserts
     context = {"interaction": interaction, "rows": rows}

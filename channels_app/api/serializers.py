@@ -4,6 +4,7 @@ from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.models import Group
 from django.db import models
 from django.http import QueryDict
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from channels_app.models import (
@@ -17,6 +18,7 @@ from channels_app.models import (
     Contact,
     Interaction,
     Message,
+    MessageAttachmentStatus,
     StandardResponse,
     StandardResponseCategory,
     Tenant,
@@ -355,8 +357,38 @@ class InteractionListSerializer(ModelSerializer):
         ]
 
 
+class MediaAttachmentSerializer(Serializer):
+    id = serializers.IntegerField(required=False, help_text="A customer's attachment (inbound).")
+    attachment = serializers.IntegerField(required=False, help_text="The attachment sent (outbound).")
+    fileName = serializers.CharField()
+    contentType = serializers.CharField()
+    size = serializers.IntegerField(allow_null=True)
+    status = serializers.ChoiceField(MessageAttachmentStatus.choices)
+    url = serializers.URLField(allow_null=True, help_text="A signed link, valid for MEDIA_URL_TTL, once stored.")
+    thumbnailUrl = serializers.URLField(required=False, help_text="An image's thumbnail (signed link).")
+    reason = serializers.CharField(required=False, help_text="Why it failed.")
+
+
+class TranscriptMessageSerializer(MessageSerializer):
+    """A message of the transcript, with its files and, for a location, the location and its map link."""
+
+    attachments = serializers.SerializerMethodField()
+    location = serializers.SerializerMethodField()
+
+    class Meta(MessageSerializer.Meta):
+        fields = [*MessageSerializer.Meta.fields, "attachments", "location"]
+
+    @extend_schema_field(MediaAttachmentSerializer(many=True))
+    def get_attachments(self, message) -> list:
+        return self.context.get("media", {}).get(message.pk, {}).get("attachments", [])
+
+    @extend_schema_field(serializers.DictField(allow_null=True))
+    def get_location(self, message) -> dict | None:
+        return self.context.get("media", {}).get(message.pk, {}).get("location")
+
+
 class InteractionSerializer(InteractionListSerializer):
-    messages = MessageSerializer(many=True, read_only=True)
+    messages = TranscriptMessageSerializer(many=True, read_only=True)
     window_closes_at = serializers.SerializerMethodField(
         help_text="WhatsApp: when the customer's 24-hour window closes (null: closed since it never opened, or "
         "not a WhatsApp channel); after it only notifications can be sent.")
@@ -413,6 +445,12 @@ class NewSessionResultSerializer(InteractionSerializer):
     class Meta(InteractionSerializer.Meta):
         fields = [*InteractionSerializer.Meta.fields, "sent_as"]
 
+    def to_representation(self, interaction):
+        from channels_app.services.media import messages_media
+
+        self.context["media"] = messages_media(messages=list(interaction.messages.all()), channel=interaction.channel)
+        return super().to_representation(interaction)
+
 
 class ContactSerializer(ModelSerializer):
     interactions = serializers.SerializerMethodField()
@@ -432,14 +470,26 @@ class AgentMessageSerializer(Serializer):
     text = serializers.CharField(required=False, trim_whitespace=False, help_text="Plain text.")
     standard_response_id = serializers.CharField(required=False, help_text="Or a standard response...")
 
+    location = serializers.DictField(
+        required=False, help_text='Or a location: {"latitude", "longitude", "name", "address", "url"}.'
+    )
+    attachments = serializers.ListField(
+        child=serializers.IntegerField(), required=False, max_length=10,
+        help_text="Ids of files uploaded with POST /api/attachments/, each sent after the text as a message of "
+        "its own (the text may then be left out). On WhatsApp this needs WhatsApp - Can Send Files.",
+    )
+
     def get_fields(self):
         fields = super().get_fields()
         fields["fields"] = serializers.DictField(required=False, help_text="...with its field values.")
         return fields
 
     def validate(self, attrs):
-        if bool(attrs.get("text")) == bool(attrs.get("standard_response_id")):
-            raise serializers.ValidationError({"text": ["Send either text or standard_response_id."]})
+        given = [key for key in ("text", "standard_response_id", "location") if attrs.get(key) not in (None, "")]
+        if len(given) > 1 or (not given and not attrs.get("attachments")):
+            raise serializers.ValidationError(
+                {"text": ["Send one of text, standard_response_id or location (or only attachments)."]}
+            )
         return attrs
 
 

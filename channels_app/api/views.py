@@ -432,7 +432,7 @@ class InteractionViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         queryset = super().get_queryset()
-        return queryset.prefetch_related("messages") if self.action == "retrieve" else queryset
+        return queryset.prefetch_related("messages__attachments") if self.action == "retrieve" else queryset
 
     @extend_schema(
         summary="Send an agent message",
@@ -457,23 +457,29 @@ class InteractionViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=True, methods=["post"])
     def messages(self, request, pk=None):
-        """Send an agent message (text, or a standard response with field values); 202 once queued.
-        On a WhatsApp channel it needs WhatsApp - Can Use. A standard response renders as InviteToChat
-        renders it (the contact's own fields fill `Contact` codes; a code without a value is 400 naming
-        `fields`). `sent_as` says how it goes: `notification` when the text was put inside the default
-        notification template (outside the WhatsApp 24-hour window, with automatic notifications on)."""
+        """Send an agent message (text, a standard response with field values, or a location; with
+        `attachments` sent after it); 202 once queued. On a WhatsApp channel it needs WhatsApp - Can Use, and
+        with attachments WhatsApp - Can Send Files. On an e-mail channel the text leaves as an e-mail. A
+        standard response renders as InviteToChat renders it (the contact's own fields fill `Contact` codes;
+        a code without a value is 400 naming `fields`). `sent_as` says how it goes: `notification` when the
+        text was put inside the default notification template (outside the WhatsApp 24-hour window, with
+        automatic notifications on)."""
         interaction = interaction_get(user=request.user, interaction_id=pk)
         if interaction.channel.media_type == "whatsapp":
             require(request.user, "agent.whatsapp")
         serializer = serializers.AgentMessageSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        if data.get("attachments") and interaction.channel.media_type == "whatsapp":
+            require(request.user, "agent.send_files")
         sent = agent_message_send(
             interaction_id=interaction.pk,
             text=data.get("text"),
             standard_response_id=data.get("standard_response_id"),
             fields=data.get("fields"),
             trace_id=request.headers.get("X-B3-TraceId", ""),
+            attachment_ids=data.get("attachments"),
+            location=data.get("location"),
         )
         sent.message.sent_as = sent.sent_as
         return Response(serializers.AgentMessageResultSerializer(sent.message).data, status=status.HTTP_202_ACCEPTED)

@@ -12,7 +12,9 @@ from channels_app.messaging.signatures import verify_hub_signature
 from channels_app.metrics import count_inbound
 from channels_app.models import Channel
 from channels_app.parsing import (
+    MAX_ATTACHMENTS_PER_MESSAGE,
     MAX_MESSAGES_PER_REQUEST,
+    MAX_URL_LENGTH,
     RECEIPT_STATUSES,
     InvalidStructure,
     RawJSONParser,
@@ -60,7 +62,24 @@ NEXUS_REQUEST = {
     "properties": {"messages": {"type": "array", "minItems": 1, "maxItems": MAX_MESSAGES_PER_REQUEST, "items": {
         "oneOf": [
             {"type": "object", "required": ["type", "channel", "text"], "properties": {
-                "type": {"type": "string", "enum": ["Text"]}, "channel": _SENDER, "text": _text(minLength=1)}},
+                "type": {"type": "string", "enum": ["Text"]}, "channel": _SENDER, "text": _text(minLength=1),
+                "attachments": _optional({"type": "array", "maxItems": MAX_ATTACHMENTS_PER_MESSAGE, "items": {
+                    "type": "object", "required": ["url"], "properties": {
+                        "url": _text(minLength=1, maxLength=MAX_URL_LENGTH),
+                        "contentType": _optional(_text(maxLength=200)),
+                        "fileName": _optional(_text(maxLength=255)),
+                        "size": _optional({"type": "integer", "minimum": 0}),
+                    }}}),
+            }},
+            {"type": "object", "required": ["type", "channel", "location"], "properties": {
+                "type": {"type": "string", "enum": ["Location"]}, "channel": _SENDER,
+                "location": {"type": "object", "required": ["latitude", "longitude"], "properties": {
+                    "latitude": {"type": "number", "minimum": -90, "maximum": 90},
+                    "longitude": {"type": "number", "minimum": -180, "maximum": 180},
+                    "name": _optional(_text(maxLength=1000)), "address": _optional(_text(maxLength=1000)),
+                    "url": _optional(_text(pattern="^https?://", maxLength=1000)),
+                }},
+            }},
             {"type": "object", "required": ["type", "channel", "content"], "properties": {
                 "type": {"type": "string", "enum": ["Email"]}, "channel": _SENDER, "subject": _optional(_text()),
                 "content": {"type": "array", "minItems": 1, "items": {
@@ -102,7 +121,10 @@ class NexusMessagesView(APIView):
         ],
         request={"application/json": NEXUS_REQUEST},
         responses={200: NEXUS_RESPONSE, 400: NEXUS_RESPONSE, 401: NEXUS_RESPONSE, 404: NEXUS_RESPONSE},
-        description="Customer messages (Text, Email) and receipts from a third-party messaging system.",
+        description="Customer messages (Text, Email, Location) and receipts from a third-party messaging system. "
+        "A Text message may carry `attachments` (its text may then be empty): the answer comes at once and the "
+        "files are fetched in the background. A message of an unsupported type fails the whole request (400, "
+        "code 520, naming it) and nothing of it is stored.",
     )
     def post(self, request, channel_id: str):
         channel = Channel.objects.filter(channel_id=channel_id).first()

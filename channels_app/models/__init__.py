@@ -22,6 +22,7 @@ from channels_app.models.conversations import (
     MessageStatus,
 )
 from channels_app.models.deliveries import Delivery, DeliveryAttempt, DeliveryState
+from channels_app.models.media import MessageAttachment, MessageAttachmentStatus
 from channels_app.models.standard_responses import Attachment, StandardResponse, StandardResponseCategory
 
 __all__ = [
@@ -43,6 +44,8 @@ __all__ = [
     "Message",
     "MessageDirection",
     "MessageStatus",
+    "MessageAttachment",
+    "MessageAttachmentStatus",
     "Attachment",
     "StandardResponse",
     "StandardResponseCategory",

@@ -15,6 +15,7 @@ class DeliveryState(models.TextChoices):
     PENDING = "pending"  # waiting for its next attempt (or in flight under a lease)
     DELIVERED = "delivered"  # the third party accepted it (2xx)
     FAILED = "failed"  # 4xx, or out of attempts / retry timeout
+    WAITING = "waiting"  # an attachment after its message: pending once the delivery `after` is delivered
 
 
 class Delivery(models.Model):
@@ -30,6 +31,12 @@ class Delivery(models.Model):
         null=True, blank=True, help_text="When a task for it was last handed to the broker (for the relay)."
     )
     last_error = models.CharField(max_length=500, blank=True)
+    # The spec's order: text first, then each attachment, the next not sent before the one before is accepted.
+    after = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="followers",
+        help_text="The delivery that must be delivered before this one is sent.",
+    )
+    has_followers = models.BooleanField(default=False, help_text="Deliveries wait for this one.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     delivered_at = models.DateTimeField(null=True, blank=True)

@@ -10,10 +10,13 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from channels_app.choices import MediaType
 from channels_app.errors import Conflict, InvalidParameter, NotFound
 from channels_app.models import Interaction, InteractionState, Message, StandardResponse
 from channels_app.options_catalog import IW
+from channels_app.services.email import email_payload, text_limit
 from channels_app.services.interactions import interaction_field_values, message_queue_outbound
+from channels_app.services.media import attachments_for_sending, location_payload, media_object
 from channels_app.services.options import session_option
 from channels_app.services.standard_responses import standard_response_render_for
 from channels_app.services.windows import (  # noqa: F401  (customer_window_closes_at: imported from here by callers)
@@ -57,13 +60,10 @@ def _default_notification(interaction: Interaction, text: str) -> dict | None:
 
 
 def _check_size(interaction: Interaction, text: str, field: str) -> None:
-    limit = _option(interaction, "whatsappsession.max-text-message-size")
+    limit, source = text_limit(interaction=interaction)  # per media type: WhatsApp's limit is not e-mail's
     size = len(text.encode("utf-8"))
     if size > limit:
-        raise InvalidParameter(
-            f"The message is {size} bytes (UTF-8); whatsappsession.max-text-message-size allows {limit}.",
-            field=field,
-        )
+        raise InvalidParameter(f"The message is {size} bytes (UTF-8); {source} allows {limit}.", field=field)
 
 
 def _outside_window(interaction: Interaction, text: str, field: str) -> dict:
@@ -85,11 +85,28 @@ def agent_content(
     text: str | None = None,
     standard_response_id: str | None = None,
     fields: dict | None = None,
+    attachment_ids: list[int] | None = None,
+    location: dict | None = None,
 ) -> tuple[dict, str]:
     """What an agent sends on a session (an existing one, or one being created): the payload and how it
     goes (`sent_as`). A standard response renders by the one rule of every path (the contact's own fields
     fill `Contact` codes; a code without a value is a 400 naming `fields`); outside the window reply
-    buttons and lists are a Conflict, text goes inside the default notification or is a Conflict."""
+    buttons and lists are a Conflict, text goes inside the default notification or is a Conflict. Files
+    (of `POST /api/attachments/`) follow the message; on an e-mail channel it leaves as an e-mail."""
+    payload, sent_as = _content(interaction=interaction, window_open=window_open, text=text,
+                                standard_response_id=standard_response_id, fields=fields,
+                                attachment_ids=attachment_ids, location=location)
+    if attachment_ids:
+        if not window_open:
+            raise Conflict("The WhatsApp 24-hour window has closed: files cannot be sent.", field="attachments")
+        files = attachments_for_sending(channel=interaction.channel, ids=attachment_ids)
+        payload = {**payload, "attachments": [*payload.get("attachments", ()), *map(media_object, files)]}
+    if interaction.channel.media_type == MediaType.EMAIL:
+        payload = email_payload(interaction=interaction, payload=payload)
+    return payload, sent_as
+
+
+def _content(*, interaction, window_open, text, standard_response_id, fields, attachment_ids, location):
     if standard_response_id:
         response = (
             StandardResponse.objects.prefetch_related("attachments")
@@ -111,8 +128,13 @@ def agent_content(
                 return _outside_window(interaction, str(payload.get("text", "")), "standard_response_id"), \
                     SENT_AS_NOTIFICATION
         return payload, str(response.content_type)
+    if location is not None:
+        if not window_open:
+            raise Conflict("The WhatsApp 24-hour window has closed: only notifications can be sent.",
+                           field="location")
+        return location_payload(location), "location"
     text = text or ""
-    if not text.strip():
+    if not text.strip() and not attachment_ids:
         raise InvalidParameter("The message text is empty.", field="text")
     _check_size(interaction, text, "text")
     if not window_open:
@@ -131,8 +153,11 @@ def agent_message_send(
     standard_response_id: str | None = None,
     fields: dict | None = None,
     trace_id: str = "",
+    attachment_ids: list[int] | None = None,
+    location: dict | None = None,
 ) -> AgentMessage:
-    """Queue an agent's message (plain text or a standard response) on an open interaction."""
+    """Queue an agent's message (plain text, a standard response or a location, with files of
+    `POST /api/attachments/` after it) on an open interaction."""
     now = timezone.now()
     with transaction.atomic():
         interaction = (
@@ -149,6 +174,7 @@ def agent_message_send(
         payload, sent_as = agent_content(
             interaction=interaction, window_open=session_window_open(interaction=interaction, now=now),
             text=text, standard_response_id=standard_response_id, fields=fields,
+            attachment_ids=attachment_ids, location=location,
         )
         if interaction.state == InteractionState.QUEUED:
             interaction.state = InteractionState.ACTIVE

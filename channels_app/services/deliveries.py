@@ -341,6 +341,8 @@ def _deliveries_not_accepted(refused: list[Sent], now: datetime) -> list[tuple[i
         if decision.final_state == DeliveryState.FAILED:
             changes["state"] = DeliveryState.FAILED
             _message_failed(delivery.message, result, delivery.attempts)
+            if delivery.has_followers:
+                _followers_fail(delivery.pk, now)
         else:
             changes["next_attempt_at"] = decision.next_attempt_at
             wait_for = decision.next_attempt_at - now
@@ -382,6 +384,8 @@ def _deliveries_delivered(accepted: list[Sent], now: datetime) -> list[Sent]:
         constants={"status": MessageStatus.SENT, "updated_at": now},
     )
     _early_receipts_apply([m for m in messages if m.external_id])
+    if leading := [sent.delivery.pk for sent in accepted if sent.delivery.has_followers]:
+        _followers_release(leading, now)
     _end_terminating_sessions([m.interaction_id for m in messages if m.interaction.terminate_after_send], now)
     return accepted
 
@@ -406,6 +410,46 @@ def _end_terminating_sessions(interaction_ids: list[str], now: datetime) -> None
     Interaction.objects.filter(pk__in=interaction_ids, terminate_after_send=True).exclude(
         state=InteractionState.ENDED
     ).update(state=InteractionState.ENDED, ended_at=now, end_reason="TerminateSessionFlag")
+
+
+def _followers_release(delivery_ids: list[int], now: datetime) -> None:
+    """The attachments waiting for these deliveries (now delivered) are due, and published after commit."""
+    released = list(
+        Delivery.objects.filter(after_id__in=delivery_ids, state=DeliveryState.WAITING).values_list("pk", flat=True)
+    )
+    Delivery.objects.filter(pk__in=released).update(
+        state=DeliveryState.PENDING, next_attempt_at=now, published_at=now, updated_at=now
+    )
+    transaction.on_commit(lambda: [delivery_enqueue(delivery_id) for delivery_id in released])
+
+
+FOLLOWER_NOT_SENT = "Not sent: the message before it failed."
+
+
+def _followers_fail(delivery_id: int, now: datetime) -> None:
+    """The attachments after a message that failed for good are not sent: failed too, in chain."""
+    waiting = [delivery_id]
+    while waiting:
+        rows = list(Delivery.objects.filter(after_id__in=waiting, state=DeliveryState.WAITING)
+                    .values_list("pk", "message_id"))
+        Delivery.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+            state=DeliveryState.FAILED, last_error=FOLLOWER_NOT_SENT, updated_at=now
+        )
+        Message.objects.filter(pk__in=[m for _, m in rows]).update(
+            status=MessageStatus.FAILED, reasons=[{"code": 500, "message": FOLLOWER_NOT_SENT}], updated_at=now
+        )
+        waiting = [pk for pk, _ in rows]
+
+
+def _followers_wait_again(delivery_id: int) -> None:
+    """A redelivered message takes the attachments that failed with it back: they wait for it again."""
+    failed = [delivery_id]
+    while failed:
+        rows = list(Delivery.objects.filter(after_id__in=failed, state=DeliveryState.FAILED,
+                                            last_error=FOLLOWER_NOT_SENT).values_list("pk", "message_id"))
+        Delivery.objects.filter(pk__in=[pk for pk, _ in rows]).update(state=DeliveryState.WAITING, last_error="")
+        Message.objects.filter(pk__in=[m for _, m in rows]).update(status=MessageStatus.QUEUED, reasons=[])
+        failed = [pk for pk, _ in rows]
 
 
 def _message_failed(message: Message, result: SendResult, attempts: int) -> None:
@@ -446,6 +490,8 @@ def delivery_redeliver(*, delivery: Delivery) -> bool:
     if not updated:
         return False
     Message.objects.filter(pk=delivery.message_id).update(status=MessageStatus.QUEUED, reasons=[])
+    if delivery.has_followers:
+        _followers_wait_again(delivery.pk)
     transaction.on_commit(lambda: delivery_enqueue(delivery.pk))
     return True
 

@@ -6,6 +6,7 @@ from django.db import IntegrityError, transaction
 from channels_app.models import Channel, Message, MessageDirection
 from channels_app.parsing import InboundReceipt, InboundText
 from channels_app.services.interactions import customer_message_receive
+from channels_app.services.media import InboundAttachment, message_attachments_create
 from channels_app.services.receipts import receipt_apply
 
 
@@ -38,7 +39,7 @@ def _accept(
             )
             ids.append(outcome.message.pk if outcome.message else "")
             continue
-        stored, _created = customer_message_receive(
+        stored, created = customer_message_receive(
             channel=channel,
             client_id=message.client_id,
             text=message.text,
@@ -49,6 +50,10 @@ def _accept(
             extra_payload=message.extra,
             look_for_duplicate=look_for_duplicates,
         )
+        if message.attachments and created:  # fetched in the background once committed
+            message_attachments_create(
+                message=stored, attachments=[InboundAttachment(*item) for item in message.attachments]
+            )
         ids.append(stored.pk)
     return ids
 

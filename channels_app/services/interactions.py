@@ -22,6 +22,7 @@ from channels_app.models import (
 )
 from channels_app.models.conversations import generate_interaction_id
 from channels_app.services.deliveries import deliveries_create
+from channels_app.services.media import follower_deliveries_create, outbound_followers
 from channels_app.services.options import option_value, session_options_snapshot
 
 # Interactions created with TerminateSessionFlag whose message never left are
@@ -113,8 +114,14 @@ def messages_queue_outbound(*, messages: list[Message], publish: bool = True) ->
     in the same order: with `publish`, each is attempted through Celery once
     the transaction commits; without, the caller owns them and sends them
     (services.deliveries)."""
-    Message.objects.bulk_create(messages)
-    return deliveries_create(messages=messages, publish=publish, claim=not publish)
+    # The spec's order: a message's attachments leave after it, one message each (services/media.py).
+    followers = outbound_followers(messages) if any("attachments" in m.payload for m in messages) else None
+    following = [m for chain in followers.values() for m in chain] if followers else []
+    Message.objects.bulk_create(messages + following if following else messages)
+    deliveries = deliveries_create(messages=messages, publish=publish, claim=not publish)
+    if followers:
+        follower_deliveries_create(deliveries=deliveries, followers=followers)
+    return deliveries
 
 
 def message_queue_outbound(*, interaction: Interaction, payload: dict, trace_id: str = "") -> Message:
@@ -236,6 +243,8 @@ def customer_message_receive(
             "_umsMsgPlainText": text[:USER_DATA_TEXT_CHARACTERS],
         }
     )
+    if (subject := (extra_payload or {}).get("subject")) and "Subject" not in interaction.user_data:
+        interaction.user_data["Subject"] = subject  # the hub attribute: the subject of the first e-mail
     interaction.last_customer_message_at = max(filter(None, [interaction.last_customer_message_at, sent_at]))
     interaction.last_activity_at = now
     if interaction.state == InteractionState.QUEUED and interaction.type == InteractionType.OUTBOUND:

@@ -48,6 +48,7 @@ DEFAULT_GROUPS: dict[str, list[str]] = {
         *_model_permissions("message", "view"),
         *_model_permissions("delivery", "view", "change"),
         *_model_permissions("deliveryattempt", "view"),
+        *_model_permissions("messageattachment", "view", "change"),  # "fetch again"
         *_model_permissions("auditentry", "view"),
         *_model_permissions("user", app="auth"),
         *_model_permissions("group", "view", app="auth"),

@@ -20,6 +20,7 @@ from channels_app.models import (
 )
 from channels_app.services.business_attributes import DEFAULT_EMOJIS
 from channels_app.services.channels import refuse_while_used
+from channels_app.services.media import payload_with_media
 from channels_app.services.options import option_value
 
 
@@ -191,12 +192,8 @@ def content_render(
         field = next(iter(error.errors))
         message = "; ".join(f"{path}: {' '.join(messages)}" for path, messages in error.errors.items())
         raise InvalidParameter(message, field=field) from error
-    payload = dict(rendered.payload)
-    if attachments:
-        payload["attachments"] = [
-            {"attachment": attachment.pk, "name": attachment.name, "mimeType": attachment.mime_type}
-            for attachment in attachments
-        ]
+    # Media headers, carousel images and the response's attachments with their signed links (services/media.py).
+    payload = payload_with_media(dict(rendered.payload), list(attachments))
     return RenderedResponse(payload=payload, missing=rendered.missing)
 
 

@@ -1,0 +1,98 @@
+"""Fetching a file a customer's message refers to, through the outbound address
+rules (channels_app/outbound.py): resolved once, the address checked, the
+connection made to that address, no redirects, a timeout on every read.
+
+The body is streamed to a temporary file on disk in chunks, never held whole in
+memory, and reading stops once it passes the limit (100 MB, the spec's
+"smaller than 100 MB"). No database: the caller (services/media.py) stores the
+file and records the outcome."""
+
+import http.client
+import ssl
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+from channels_app.attachments import MAX_ATTACHMENT_BYTES
+from channels_app.outbound import BlockedAddress, checked_connection, resolve_allowed
+
+CHUNK_BYTES = 256 * 1024
+_tls = ssl.create_default_context()
+
+
+class FetchFailed(Exception):
+    """The file could not be fetched. `retry`: a later attempt may succeed (a connection error, a timeout,
+    a 5xx); otherwise trying again cannot help (not http(s), a blocked address, a redirect, a 4xx, too
+    large)."""
+
+    def __init__(self, reason: str, *, retry: bool = False):
+        super().__init__(reason)
+        self.retry = retry
+
+
+@dataclass
+class Fetched:
+    file: BinaryIO  # a temporary file at position 0; closing it deletes it
+    size: int
+    content_type: str  # the Content-Type header, as the server said
+
+
+def fetch(url: str, *, timeout: float, max_bytes: int = MAX_ATTACHMENT_BYTES - 1, deadline: float = 600.0) -> Fetched:
+    """GET `url` into a temporary file; FetchFailed naming the reason otherwise. `timeout` bounds each
+    connect and read, `deadline` the whole transfer."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise FetchFailed(f"not an http(s) URL: {parts.scheme or 'no scheme'}")
+    if parts.username is not None or parts.password is not None:
+        raise FetchFailed("a URL with a user name or password in it is refused")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        address = resolve_allowed(parts.hostname or "", port)
+    except BlockedAddress as refusal:
+        raise FetchFailed(str(refusal)) from refusal
+    except ValueError as error:
+        raise FetchFailed(f"bad URL: {error}") from error
+    except (OSError, UnicodeError) as error:  # the name does not resolve (now)
+        raise FetchFailed(f"{type(error).__name__}: {error}", retry=True) from error
+    connection = checked_connection(
+        scheme=parts.scheme, host=parts.hostname or "", port=port, address=address, timeout=timeout, tls=_tls
+    )
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    started = time.monotonic()
+    stored = tempfile.TemporaryFile()  # on disk: 50 MB files stay out of memory
+    try:
+        try:
+            connection.request("GET", target, headers={"Accept": "*/*", "User-Agent": "DigitalMessagingServer"})
+            response = connection.getresponse()
+        except (OSError, http.client.HTTPException) as error:
+            raise FetchFailed(f"{type(error).__name__}: {error}", retry=True) from error
+        if 300 <= response.status < 400:
+            raise FetchFailed(f"HTTP {response.status}: redirects are not followed")
+        if response.status >= 500:
+            raise FetchFailed(f"HTTP {response.status}", retry=True)
+        if response.status != 200:
+            raise FetchFailed(f"HTTP {response.status}")
+        length = response.getheader("Content-Length")
+        if length and length.isdigit() and int(length) > max_bytes:
+            raise FetchFailed(f"larger than 100 MB (Content-Length {length})")
+        size = 0
+        try:
+            while chunk := response.read(CHUNK_BYTES):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FetchFailed("larger than 100 MB: reading stopped")
+                if time.monotonic() - started > deadline:
+                    raise FetchFailed(f"the transfer took longer than {deadline:.0f} s", retry=True)
+                stored.write(chunk)
+        except (OSError, http.client.HTTPException) as error:  # a read timed out, the peer went away
+            raise FetchFailed(f"{type(error).__name__}: {error or 'timed out'}", retry=True) from error
+        stored.seek(0)
+        content_type = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
+        return Fetched(stored, size, content_type)
+    except BaseException:
+        stored.close()
+        raise
+    finally:
+        connection.close()
