@@ -397,6 +397,12 @@ class InteractionSerializer(InteractionListSerializer):
         fields = [*InteractionListSerializer.Meta.fields, "user_data", "last_customer_message_at",
                   "window_closes_at", "session_options", "messages"]
 
+    def to_representation(self, interaction):
+        from channels_app.services.media import messages_media
+
+        self.context["media"] = messages_media(messages=list(interaction.messages.all()), channel=interaction.channel)
+        return super().to_representation(interaction)
+
     def get_window_closes_at(self, interaction) -> str | None:
         from channels_app.services.windows import customer_window_closes_at, window_applies
 

@@ -11,7 +11,7 @@ from django.utils.html import escape, linebreaks
 from channels_app.choices import MediaType
 from channels_app.models import Interaction
 from channels_app.options_catalog import IW
-from channels_app.services.options import option_value
+from channels_app.services.options import session_option
 
 # An e-mail body is not a chat bubble: bounded only against abuse (bytes of UTF-8).
 EMAIL_TEXT_BYTES = 1024 * 1024
@@ -21,7 +21,8 @@ def text_limit(*, interaction: Interaction) -> tuple[int, str]:
     """The largest text an agent may send on the interaction's channel (bytes of UTF-8), and its source."""
     if interaction.channel.media_type == MediaType.EMAIL:
         return EMAIL_TEXT_BYTES, "the e-mail limit"
-    limit = option_value(section=IW, name="whatsappsession.max-text-message-size", channel=interaction.channel)
+    # "At the next interaction": the value the session started with (services/options.py session_option).
+    limit = session_option(interaction=interaction, section=IW, name="whatsappsession.max-text-message-size")
     return limit, "whatsappsession.max-text-message-size"
 
 
