@@ -146,6 +146,7 @@ class MessageStatus(models.TextChoices):
     QUEUED = "queued"
     SENT = "sent"
     DELIVERED = "delivered"
+    READ = "read"  # WhatsApp Cloud API: read by the customer, after delivered
     FAILED = "failed"
     REMOVED = "removed"
 
