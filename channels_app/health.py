@@ -27,10 +27,23 @@ def broker_status() -> str:
     return "ok"
 
 
+def channels_needing_attention() -> list[dict]:
+    """Channels that cannot send until an operator acts (e.g. Meta refused the access token): detail only,
+    the status stays about the database and the broker."""
+    from channels_app.models import Channel
+
+    try:
+        return [{"channel": channel_id, "reason": reason} for channel_id, reason in
+                Channel.objects.exclude(needs_attention="").values_list("channel_id", "needs_attention")[:100]]
+    except Exception:  # a database that answers SELECT 1 but not this: still only detail
+        return []
+
+
 @never_cache
 @require_GET
 def healthz(request):
     body = {"database": database_status(), "broker": broker_status()}
     healthy = all(value == "ok" for value in body.values())
-    body = {"status": "ok" if healthy else "error", **body}
+    body = {"status": "ok" if healthy else "error", **body,
+            "channels_needing_attention": channels_needing_attention() if body["database"] == "ok" else []}
     return JsonResponse(body, status=200 if healthy else 503)

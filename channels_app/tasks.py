@@ -72,3 +72,41 @@ def campaign_batch(campaign_id: int) -> int:
 @shared_task(name="channels_app.campaigns_tick")
 def campaigns_tick() -> int:
     return campaigns.campaigns_tick()
+
+
+# --- WhatsApp Cloud API ---------------------------------------------------------------------------------------
+
+
+@shared_task(name="channels_app.whatsapp_inbox_process", acks_late=True, reject_on_worker_lost=True)
+def whatsapp_inbox_process(inbox_id: int) -> bool:
+    from channels_app.services.whatsapp_cloud import whatsapp_inbox_process as process
+
+    return process(inbox_id=inbox_id)
+
+
+@shared_task(name="channels_app.whatsapp_inbox_pending")
+def whatsapp_inbox_pending() -> int:
+    from channels_app.services.whatsapp_cloud import whatsapp_inbox_pending as pending
+
+    return len(pending())
+
+
+@shared_task(name="channels_app.whatsapp_media_fetch", acks_late=True, reject_on_worker_lost=True)
+def whatsapp_media_fetch(media_pk: int) -> str:
+    from channels_app.services.whatsapp_cloud import whatsapp_media_fetch as fetch
+
+    return fetch(media_pk=media_pk)
+
+
+@shared_task(name="channels_app.whatsapp_template_submit", acks_late=True, reject_on_worker_lost=True)
+def whatsapp_template_submit(template_pk: int) -> str:
+    from channels_app.services.templates import template_send_to_meta
+
+    return template_send_to_meta(template_pk=template_pk)
+
+
+@shared_task(name="channels_app.whatsapp_templates_sync")
+def whatsapp_templates_sync(channel_pk: int) -> int:
+    from channels_app.services.templates import templates_sync
+
+    return templates_sync(channel_pk=channel_pk)

@@ -8,6 +8,7 @@ from channels_app.health import healthz
 from channels_app.media_access import media_file
 from channels_app.messaging.views import NexusMessagesView
 from channels_app.metrics import metrics_view
+from channels_app.whatsapp.views import WhatsAppWebhookView
 
 admin.site.site_header = "Digital Messaging Server"
 admin.site.site_title = "Digital Messaging Server"
@@ -20,6 +21,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("esp", EspView.as_view(), name="esp"),
     path("nexus/v3/channels/<str:channel_id>/messages", NexusMessagesView.as_view(), name="nexus-messages"),
+    path("whatsapp/<str:channel_id>/webhook", WhatsAppWebhookView.as_view(), name="whatsapp-webhook"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("channels_app.api.urls")),

@@ -76,6 +76,7 @@ class WhatsAppTemplate(models.Model):
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="whatsapp_templates")
     name = models.CharField(max_length=512, help_text="The template's name at Meta.")
     language = models.CharField(max_length=16)
+    category = models.CharField(max_length=16, default="UTILITY", help_text="UTILITY, MARKETING or AUTHENTICATION.")
     template_id = models.CharField(max_length=64, blank=True, help_text="Meta's id of the template.")
     status = models.CharField(max_length=16, choices=TemplateStatus.choices, default=TemplateStatus.PENDING)
     reason = models.CharField(max_length=500, blank=True, help_text="Why Meta rejected, paused or disabled it.")
@@ -98,6 +99,9 @@ class ChannelThrottle(models.Model):
 
     channel = models.OneToOneField(Channel, on_delete=models.CASCADE, primary_key=True, related_name="throttle")
     next_slot_us = models.BigIntegerField(default=0)
+
+    def __str__(self):
+        return f"throttle of {self.channel_id}"
 
 
 class ContactOptOut(models.Model):
