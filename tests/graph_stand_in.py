@@ -78,8 +78,11 @@ class GraphStandIn:
             def do_POST(self):
                 stand_in._handle(self, "POST")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # many workers' threads connect at once: a short backlog drops SYNs
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         threading.Thread(target=self._send_statuses_forever, daemon=True).start()
         return self
