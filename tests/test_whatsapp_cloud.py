@@ -113,7 +113,7 @@ def test_verification_answers_the_challenge_only_to_the_verify_token(cloud):
 
     assert (good.status_code, good.content) == (200, b"1158")
     assert wrong.status_code == 403
-    assert Client().get("/whatsapp/unknown/webhook", {"hub.mode": "subscribe"}).status_code == 403
+    assert Client().get("/whatsapp/unknown/webhook", {"hub.mode": "subscribe"}).status_code == 404
 
 
 @pytest.mark.django_db

@@ -53,13 +53,15 @@ class WhatsAppWebhookView(APIView):
         operation_id="whatsapp_webhook_verify",
         parameters=[OpenApiParameter("hub.mode", str), OpenApiParameter("hub.verify_token", str),
                     OpenApiParameter("hub.challenge", str)],
-        responses={(200, "text/plain"): str, 403: None},
+        responses={(200, "text/plain"): str, 403: None, 404: None},
         description="Meta's verification of the webhook URL: the challenge when the verify token matches.",
     )
     def get(self, request, channel_id: str):
         channel = _cloud_channel(channel_id)
+        if channel is None:
+            return HttpResponse("Unknown channel", status=404, content_type="text/plain")
         token = request.query_params.get("hub.verify_token", "")
-        if (channel is None or request.query_params.get("hub.mode") != "subscribe" or not channel.verify_token
+        if (request.query_params.get("hub.mode") != "subscribe" or not channel.verify_token
                 or not hmac.compare_digest(token.encode(), channel.verify_token.encode())):
             return HttpResponse("Forbidden", status=403, content_type="text/plain")
         return HttpResponse(request.query_params.get("hub.challenge", ""), content_type="text/plain")
