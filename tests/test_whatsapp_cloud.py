@@ -485,3 +485,40 @@ def test_invite_to_chat_sends_an_approved_template(cloud, staff_api):
 
     assert Message.objects.get(pk=invitation.message_id).payload["template"]["name"] == "bill_reminder"
     assert StandardResponse.objects.count() == 1
+
+
+# --- opt-out and templates on the other paths -------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_stop_and_start_through_the_cloud_webhook(cloud):
+    from channels_app.models import ContactOptOut
+
+    replay("stop.json")
+    assert ContactOptOut.objects.get().channel == cloud
+    confirmation = Message.objects.get(direction="outbound")
+    assert confirmation.text.startswith("You will receive no more messages") and confirmation.delivery.state == "pending"
+
+    replay("start.json")
+    assert not ContactOptOut.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_campaign_refuses_its_recipients_while_the_template_is_not_approved(cloud, staff_api):
+    from channels_app.models import CampaignRecipient
+    from channels_app.services.campaigns import campaign_create, campaign_run_batch, campaign_transition
+
+    assert staff_api.post("/api/standard-responses/", SPEC_RESPONSE, format="json").status_code == 201
+    rows = [{"client_id": CUSTOMER, "Contact": FIELDS_OF_SPEC, "CustomProperties": CUSTOM_OF_SPEC}]
+    campaign, _ = campaign_create(name="Bills", channel=cloud, rows=rows,
+                                  standard_response=StandardResponse.objects.get(pk=SPEC_RESPONSE["id"]))
+    campaign_transition(campaign_id=campaign.pk, action="start")
+
+    campaign_run_batch(campaign_id=campaign.pk)
+
+    recipient = CampaignRecipient.objects.get()
+    assert recipient.message is None and "template not approved" in recipient.error
+
+
+FIELDS_OF_SPEC = {"FirstName": "John", "LastName": "Smith", "MyFC_BillAmount": "$1", "MyFC_Date": "May 1"}
+CUSTOM_OF_SPEC = {"CustomProp_Date": "May 2", "CustomProp Time": "3 PM"}
