@@ -9,7 +9,7 @@ def test_healthz_reports_database_and_broker_ok(client):
     response = client.get("/healthz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok", "broker": "ok", "channels_needing_attention": []}
 
 
 @pytest.mark.django_db

@@ -27,6 +27,7 @@ from channels_app.outbound import validate_outbound_url
 from channels_app.selectors import channel_list
 from channels_app.services.channels import channel_delete, channel_inbound_route, channel_rotate_secret, channel_save
 from channels_app.services.options import option_reset, option_set, options_export_cfg, options_import_cfg
+from channels_app.services.templates import templates_sync_request
 from channels_app.services.tenants import tenant_create, tenant_delete, tenant_update
 from channels_app.validators import validate_queue_key
 
@@ -142,11 +143,23 @@ class ChannelForm(TextRulesModelForm):
         "channel are placed.",
     )
 
+    access_token = forms.CharField(
+        required=False, max_length=1024,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="WhatsApp Cloud API: a permanent access token. Write-only: leave blank to keep the current one.",
+    )
+    app_secret = forms.CharField(
+        required=False, max_length=256,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="WhatsApp Cloud API: the Meta app's secret. Write-only: leave blank to keep the current one.",
+    )
+
     class Meta:
         model = Channel
         fields = [
             "channel_id", "name", "tenant", "media_type", "transport", "business_id", "webhook_url", "secret",
-            "retry_timeout_seconds", "retry_attempts", "enabled",
+            "retry_timeout_seconds", "retry_attempts", "enabled", "phone_number_id", "waba_id", "access_token",
+            "app_secret", "verify_token", "throughput_per_second",
         ]
 
     def __init__(self, *args, **kwargs):
@@ -154,9 +167,16 @@ class ChannelForm(TextRulesModelForm):
         if self.instance.pk:
             self.fields["inbound_route_by_call"].initial = channel_inbound_route(channel=self.instance)
         self._current_secret = self.instance.secret
+        self._current_cloud = {"access_token": self.instance.access_token, "app_secret": self.instance.app_secret}
 
     def clean_secret(self):
         return self.cleaned_data["secret"] or self._current_secret
+
+    def clean_access_token(self):
+        return self.cleaned_data["access_token"] or self._current_cloud["access_token"]
+
+    def clean_app_secret(self):
+        return self.cleaned_data["app_secret"] or self._current_cloud["app_secret"]
 
     def clean_webhook_url(self):
         value = self.cleaned_data["webhook_url"]
@@ -179,7 +199,8 @@ class ChannelForm(TextRulesModelForm):
 @admin.register(Channel)
 class ChannelAdmin(ScopedModelAdmin):
     form = ChannelForm
-    list_display = ["channel_id", "name", "tenant", "media_type", "transport", "business_id", "secret_set", "enabled"]
+    list_display = ["channel_id", "name", "tenant", "media_type", "transport", "business_id", "secret_set", "enabled",
+                    "needs_attention"]
     list_filter = ["media_type", "transport", "enabled", "tenant"]
     search_fields = ["channel_id", "name", "business_id", "webhook_url"]
     inlines = [EndpointInline, ChannelOptionInline]
@@ -187,9 +208,13 @@ class ChannelAdmin(ScopedModelAdmin):
         (None, {"fields": ["channel_id", "name", "tenant", "media_type", "business_id", "enabled"]}),
         ("Delivery", {"fields": ["transport", "webhook_url", "secret", "retry_timeout_seconds", "retry_attempts"]}),
         ("Routing", {"fields": ["inbound_route_by_call"]}),
+        ("WhatsApp Cloud API", {"classes": ["collapse"], "fields": [
+            "phone_number_id", "waba_id", "access_token", "app_secret", "verify_token", "throughput_per_second",
+            "needs_attention"]}),
     ]
+    readonly_fields = ["needs_attention"]
 
-    actions = ["rotate_secrets"]
+    actions = ["rotate_secrets", "sync_templates"]
     delete_service = channel_delete
 
     @admin.display(boolean=True, description="secret")
@@ -206,6 +231,14 @@ class ChannelAdmin(ScopedModelAdmin):
     def rotate_secrets(self, request, queryset):
         for channel in queryset:
             self._show_secret_once(request, channel, channel_rotate_secret(channel=channel))
+
+    @admin.action(description="Sync WhatsApp templates from Meta now (Cloud API channels)", permissions=["change"])
+    def sync_templates(self, request, queryset):
+        synced = []
+        for channel in queryset.filter(transport="whatsapp_cloud").exclude(waba_id=""):
+            templates_sync_request(channel=channel)
+            synced.append(channel.channel_id)
+        self.message_user(request, f"Template sync queued for: {', '.join(synced) or 'no Cloud API channel'}.")
 
     def _show_secret_once(self, request, channel, secret):
         # A message is shown on the next page and then gone: the only time anyone sees the secret.
