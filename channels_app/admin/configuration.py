@@ -154,6 +154,11 @@ class ChannelForm(TextRulesModelForm):
         help_text="WhatsApp Cloud API: the Meta app's secret. Write-only: leave blank to keep the current one.",
     )
 
+    throughput_per_second = forms.IntegerField(
+        required=False, min_value=1, max_value=1000, label="throughput (messages per second)",
+        help_text=Channel._meta.get_field("throughput_per_second").help_text + " Blank: 80.",
+    )
+
     class Meta:
         model = Channel
         fields = [
@@ -171,6 +176,9 @@ class ChannelForm(TextRulesModelForm):
 
     def clean_secret(self):
         return self.cleaned_data["secret"] or self._current_secret
+
+    def clean_throughput_per_second(self):
+        return self.cleaned_data["throughput_per_second"] or self.instance.throughput_per_second or 80
 
     def clean_access_token(self):
         return self.cleaned_data["access_token"] or self._current_cloud["access_token"]
