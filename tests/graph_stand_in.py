@@ -49,6 +49,8 @@ class GraphStandIn:
     phone_number_id: str = "106540352242922"
     display_phone_number: str = "15550783881"
     status_interval: float = 0.2
+    port: int = 0  # 0: any free port
+    auto_approve: bool = False  # templates are APPROVED as soon as they are created (the demo)
     requests: list = field(default_factory=list)
     templates: dict = field(default_factory=dict)  # name -> {"id", "name", "language", "status", ...}
     media: dict = field(default_factory=dict)  # media id -> (bytes, mime type)
@@ -82,7 +84,7 @@ class GraphStandIn:
             request_queue_size = 256  # many workers' threads connect at once: a short backlog drops SYNs
             daemon_threads = True
 
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server = Server(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         threading.Thread(target=self._send_statuses_forever, daemon=True).start()
         return self
@@ -204,7 +206,8 @@ class GraphStandIn:
         template_id = str(594425479261596 + len(self.templates))
         with self._lock:
             self.templates[body["name"]] = {"name": body["name"], "language": body.get("language", "en"),
-                                            "status": "PENDING", "category": body.get("category", "UTILITY"),
+                                            "status": "APPROVED" if self.auto_approve else "PENDING",
+                                            "category": body.get("category", "UTILITY"),
                                             "id": template_id, "components": body["components"]}
         return 200, {"id": template_id, "status": "PENDING", "category": body.get("category", "UTILITY")}, \
             "application/json"
@@ -237,6 +240,7 @@ if __name__ == "__main__":  # a stand-in for the demo: python -m tests.graph_sta
     import os
 
     running = GraphStandIn(webhook_url=os.environ.get("STAND_IN_WEBHOOK_URL", ""),
-                           app_secret=os.environ.get("STAND_IN_APP_SECRET", "")).start()
+                           app_secret=os.environ.get("STAND_IN_APP_SECRET", ""),
+                           port=int(os.environ.get("STAND_IN_PORT", "0")), auto_approve=True).start()
     print(f"GRAPH_API_BASE={running.base}", flush=True)
     threading.Event().wait()

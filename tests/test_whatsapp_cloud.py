@@ -523,3 +523,38 @@ def test_a_campaign_refuses_its_recipients_while_the_template_is_not_approved(cl
 
 FIELDS_OF_SPEC = {"FirstName": "John", "LastName": "Smith", "MyFC_BillAmount": "$1", "MyFC_Date": "May 1"}
 CUSTOM_OF_SPEC = {"CustomProp_Date": "May 2", "CustomProp Time": "3 PM"}
+
+
+# --- the stand-in's status webhooks and the demo -----------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_stand_in_sends_signed_statuses_back_that_become_receipts(live_server, stand_in, tenant):
+    channel = channel_save(channel=Channel(
+        channel_id="channel-wa-cloud", name="Cloud", tenant=tenant, media_type=MediaType.WHATSAPP,
+        transport=Transport.WHATSAPP_CLOUD, business_id="15550783881", phone_number_id="106540352242922",
+        access_token=stand_in.token, app_secret=APP_SECRET, verify_token="v"))
+    cloud_config_forget(channel.channel_id)
+    stand_in.webhook_url = f"{live_server.url}/whatsapp/channel-wa-cloud/webhook"
+    result = TRANSPORTS["whatsapp_cloud"].send(outgoing(channel, {"type": "Text", "text": "Hello"}))
+    sent = outbound(channel, result.external_id)
+
+    deadline = time.monotonic() + 10
+    while not WhatsAppInbox.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for inbox in WhatsAppInbox.objects.all():
+        whatsapp_inbox_process(inbox_id=inbox.pk)
+
+    sent.refresh_from_db()
+    assert sent.status == MessageStatus.DELIVERED
+
+
+@pytest.mark.django_db
+def test_the_demo_has_a_cloud_channel_only_when_asked(tenant):
+    from django.core.management import call_command
+
+    call_command("seed_demo")
+    assert not Channel.objects.filter(transport="whatsapp_cloud").exists()
+
+    call_command("seed_demo", "--graph-stand-in")
+    assert Channel.objects.get(transport="whatsapp_cloud").channel_id == "channel-wa-cloud-demo"
