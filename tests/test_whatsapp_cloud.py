@@ -404,7 +404,7 @@ def test_our_content_types_map_to_the_cloud_apis():
                                                                  "filename": "a.pdf"}}
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_throttle_spaces_sends_by_the_channels_rate(cloud):
     slots = [throttle_slot(channel_pk=cloud.pk, per_second=20) for _ in range(40)]
 
@@ -528,7 +528,7 @@ CUSTOM_OF_SPEC = {"CustomProp_Date": "May 2", "CustomProp Time": "3 PM"}
 # --- the stand-in's status webhooks and the demo -----------------------------------------------------------------
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_stand_in_sends_signed_statuses_back_that_become_receipts(live_server, stand_in, tenant):
     channel = channel_save(channel=Channel(
         channel_id="channel-wa-cloud", name="Cloud", tenant=tenant, media_type=MediaType.WHATSAPP,
