@@ -13,6 +13,7 @@ class MediaType(models.TextChoices):
 class Transport(models.TextChoices):
     WEBHOOK = "webhook", "Third-Party Messaging webhook"
     SIMULATOR = "simulator", "Built-in hub simulator"
+    WHATSAPP_CLOUD = "whatsapp_cloud", "WhatsApp Cloud API (Meta)"
 
 
 class ContentType(models.TextChoices):

@@ -5,8 +5,10 @@ the database knows is read here when scraped, each with an indexed query).
 
 `GET /healthz?detail=1` adds `channels_down`: how many channels have their
 circuit open (services.deliveries), and, for a signed-in admin session,
-`channels_down_ids` (its tenants' channel ids). A channel down is not the
-server down: it never makes the answer 503."""
+`channels_down_ids` (its tenants' channel ids), and the same for channels
+that need an operator (`channels_needing_attention`, e.g. a WhatsApp Cloud
+API token Meta refused). A channel down is not the server down: it never
+makes the answer 503."""
 
 import ipaddress
 import logging
@@ -53,6 +55,20 @@ def broker_status() -> str:
     return "ok"
 
 
+def channels_needing_attention(user) -> dict:
+    """Channels that cannot send until an operator acts (e.g. Meta refused the access token): how many,
+    and for a signed-in admin session which of its tenants' and why."""
+    flagged = Channel.objects.exclude(needs_attention="")
+    detail = {"channels_needing_attention": flagged.count()}
+    if user is not None and user.is_authenticated and user.is_staff:
+        detail["channels_needing_attention_ids"] = [
+            {"channel": channel_id, "reason": reason}
+            for channel_id, reason in restrict(flagged, user).order_by("channel_id")
+            .values_list("channel_id", "needs_attention")[:100]
+        ]
+    return detail
+
+
 @never_cache
 @require_GET
 def healthz(request):
@@ -61,6 +77,7 @@ def healthz(request):
     body = {"status": "ok" if healthy else "error", **body}
     if request.GET.get("detail") in ("1", "true") and body["database"] == "ok":
         body.update(channels_down_detail(request.user))
+        body.update(channels_needing_attention(request.user))
     return JsonResponse(body, status=200 if healthy else 503)
 
 

@@ -20,6 +20,10 @@ DELIVER = "channels_app.deliver"
 DELIVER_BATCH = "channels_app.deliver_batch"
 SIMULATOR_EMIT = "channels_app.simulator_emit"
 CAMPAIGN_BATCH = "channels_app.campaign_batch"
+WHATSAPP_INBOX_PROCESS = "channels_app.whatsapp_inbox_process"
+WHATSAPP_MEDIA_FETCH = "channels_app.whatsapp_media_fetch"
+WHATSAPP_TEMPLATE_SUBMIT = "channels_app.whatsapp_template_submit"
+WHATSAPP_TEMPLATES_SYNC = "channels_app.whatsapp_templates_sync"
 FETCH_ATTACHMENT = "channels_app.fetch_attachment"
 
 

@@ -77,6 +77,8 @@ RIGHTS: dict[str, Rule] = {
     "media-file.get": needs("view_attachment"),  # and the file is an attachment of the caller's tenants
     "media-link.get": PUBLIC,  # a signed, expiring link: the signature is the credential
     "nexus-messages.post": PUBLIC,  # signed with the channel's secret
+    "whatsapp-webhook.get": PUBLIC,  # Meta's verification: the channel's verify token
+    "whatsapp-webhook.post": PUBLIC,  # signed with the channel's app secret
     "esp.post": needs("use_esp"),
     "api-root.get": SIGNED_IN,
     "schema.get": PUBLIC,  # the OpenAPI document describes the contract, not its data
@@ -88,6 +90,7 @@ RIGHTS: dict[str, Rule] = {
     **crud("tenant", "tenant"),
     **crud("channel", "channel"),
     "channel.rotate_secret": needs("change_channel"),
+    "channel.sync_templates": needs("view_channel", "change_standardresponse"),
     "option.list": needs("view_optionvalue"),
     "option.retrieve": needs("view_optionvalue"),
     "option.partial_update": needs("change_optionvalue"),
@@ -95,6 +98,7 @@ RIGHTS: dict[str, Rule] = {
     **crud("business-attribute", "businessattribute"),
     **crud("standard-response", "standardresponse"),
     "standard-response.render": needs("view_standardresponse"),
+    "standard-response.submit": needs("change_standardresponse", "view_channel"),
     **crud("standard-response-category", "standardresponsecategory"),
     **{key: rule for key, rule in crud("attachment", "attachment").items() if "update" not in key},
     "emojis.get": needs("view_standardresponse"),
@@ -114,6 +118,7 @@ RIGHTS: dict[str, Rule] = {
     "interaction.sessions": needs("view_interaction", "add_interaction", "add_message"),
     "contact.list": needs("view_contact"),
     "contact.retrieve": needs("view_contact"),
+    "contact.partial_update": needs("change_contact"),  # its opt-outs (API.md "Opt-out")
     # --- Campaigns ---------------------------------------------------------------------------
     **{key: rule for key, rule in crud("campaign", "campaign").items() if "update" not in key},
     "campaign.recipients": needs("view_campaign"),

@@ -17,6 +17,7 @@ from channels_app.models import (
     CampaignRecipient,
     Channel,
     Contact,
+    ContactOptOut,
     Delivery,
     DeliveryAttempt,
     EarlyReceipt,
@@ -29,6 +30,9 @@ from channels_app.models import (
     StandardResponse,
     StandardResponseCategory,
     Tenant,
+    WhatsAppInbox,
+    WhatsAppMedia,
+    WhatsAppTemplate,
 )
 
 # The path from each tenant-owned model to its tenant's id.
@@ -50,6 +54,10 @@ TENANT_PATHS: dict[type[Model], str] = {
     StandardResponseCategory: "tenant",
     Attachment: "tenant",
     AuditEntry: "tenant",
+    ContactOptOut: "contact__tenant",
+    WhatsAppTemplate: "channel__tenant",
+    WhatsAppInbox: "channel__tenant",
+    WhatsAppMedia: "message__channel__tenant",
 }
 
 

@@ -2,7 +2,18 @@
 
 from celery import shared_task
 
-from channels_app.publishing import CAMPAIGN_BATCH, DELIVER, DELIVER_BATCH, FETCH_ATTACHMENT, SIMULATOR_EMIT, publish
+from channels_app.publishing import (
+    CAMPAIGN_BATCH,
+    DELIVER,
+    DELIVER_BATCH,
+    FETCH_ATTACHMENT,
+    SIMULATOR_EMIT,
+    WHATSAPP_INBOX_PROCESS,
+    WHATSAPP_MEDIA_FETCH,
+    WHATSAPP_TEMPLATE_SUBMIT,
+    WHATSAPP_TEMPLATES_SYNC,
+    publish,
+)
 from channels_app.services import campaigns, deliveries, interactions, media, simulator
 
 
@@ -61,3 +72,41 @@ def fetch_attachment(attachment_id: int) -> None:
     retry_in = media.message_attachment_fetch(attachment_id=attachment_id)
     if retry_in is not None:
         publish(FETCH_ATTACHMENT, attachment_id, countdown=retry_in)
+
+
+# --- WhatsApp Cloud API ---------------------------------------------------------------------------------------
+
+
+@shared_task(name=WHATSAPP_INBOX_PROCESS, acks_late=True, reject_on_worker_lost=True)
+def whatsapp_inbox_process(inbox_id: int) -> bool:
+    from channels_app.services.whatsapp_cloud import whatsapp_inbox_process as process
+
+    return process(inbox_id=inbox_id)
+
+
+@shared_task(name="channels_app.whatsapp_inbox_pending")
+def whatsapp_inbox_pending() -> int:
+    from channels_app.services.whatsapp_cloud import whatsapp_inbox_pending as pending
+
+    return len(pending())
+
+
+@shared_task(name=WHATSAPP_MEDIA_FETCH, acks_late=True, reject_on_worker_lost=True)
+def whatsapp_media_fetch(media_pk: int) -> str:
+    from channels_app.services.whatsapp_cloud import whatsapp_media_fetch as fetch
+
+    return fetch(media_pk=media_pk)
+
+
+@shared_task(name=WHATSAPP_TEMPLATE_SUBMIT, acks_late=True, reject_on_worker_lost=True)
+def whatsapp_template_submit(template_pk: int) -> str:
+    from channels_app.services.templates import template_send_to_meta
+
+    return template_send_to_meta(template_pk=template_pk)
+
+
+@shared_task(name=WHATSAPP_TEMPLATES_SYNC)
+def whatsapp_templates_sync(channel_pk: int) -> int:
+    from channels_app.services.templates import templates_sync
+
+    return templates_sync(channel_pk=channel_pk)

@@ -163,6 +163,9 @@ CELERY_TASK_ROUTES = {
     "channels_app.deliver": {"queue": "people"},
     "channels_app.deliver_batch": {"queue": "people"},
     "channels_app.simulator_emit": {"queue": "people"},
+    "channels_app.fetch_attachment": {"queue": "people"},
+    "channels_app.whatsapp_inbox_process": {"queue": "people"},
+    "channels_app.whatsapp_media_fetch": {"queue": "people"},
     "channels_app.campaign_batch": {"queue": "bulk"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -343,6 +346,15 @@ if HTTPS_ONLY:
 WEBHOOK_ALLOWED_NETWORKS = env.list("WEBHOOK_ALLOWED_NETWORKS", default=[])
 # The longest customer text /nexus takes, in bytes of UTF-8 (channels_app/text_rules.py).
 MAX_INBOUND_TEXT_BYTES = env.int("MAX_INBOUND_TEXT_BYTES", default=64 * 1024)
+
+# --- WhatsApp Cloud API ----------------------------------------------------------------
+# Meta's Graph API, or a stand-in (tests/graph_stand_in.py); its host is checked by the outbound rules too.
+# https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages
+GRAPH_API_BASE = env("GRAPH_API_BASE", default="https://graph.facebook.com/v21.0")
+# Message templates created per WhatsApp Business Account in an hour (Meta allows 100; we stay at it).
+WHATSAPP_TEMPLATE_CREATIONS_PER_HOUR = env.int("WHATSAPP_TEMPLATE_CREATIONS_PER_HOUR", default=100)
+# The largest customer media file fetched from the Graph API (Meta's largest, a document, is 100 MB).
+WHATSAPP_MEDIA_MAX_BYTES = env.int("WHATSAPP_MEDIA_MAX_BYTES", default=100 * 1024 * 1024)
 
 # --- Recovery timings --------------------------------------------------------------
 # How long a worker owns a delivery or a campaign batch it claimed; after a

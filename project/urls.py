@@ -7,6 +7,7 @@ from channels_app.esp.views import EspView
 from channels_app.health import healthz, metrics_view
 from channels_app.media_access import media_file, signed_media_file
 from channels_app.messaging.views import NexusMessagesView
+from channels_app.whatsapp.views import WhatsAppWebhookView
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False), name="home"),
@@ -15,6 +16,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("esp", EspView.as_view(), name="esp"),
     path("nexus/v3/channels/<str:channel_id>/messages", NexusMessagesView.as_view(), name="nexus-messages"),
+    path("whatsapp/<str:channel_id>/webhook", WhatsAppWebhookView.as_view(), name="whatsapp-webhook"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("channels_app.api.urls")),

@@ -7,7 +7,11 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 
 $PY manage.py migrate --noinput
-$PY manage.py seed_demo
+if [ "${DEMO_GRAPH_STAND_IN:-0}" = "1" ]; then
+  $PY manage.py seed_demo --graph-stand-in  # a WhatsApp Cloud API channel on the stand-in (scripts/serve.sh)
+else
+  $PY manage.py seed_demo
+fi
 $PY manage.py ensure_admin
 $PY manage.py collectstatic --noinput -v 0
 

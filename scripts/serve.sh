@@ -36,6 +36,17 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+# DEMO_GRAPH_STAND_IN=1: Meta's Graph API stand-in (tests/graph_stand_in.py) on 127.0.0.1, for the demo's
+# WhatsApp Cloud API channel (seed_demo --graph-stand-in); it sends its signed status webhooks back here.
+if [ "${DEMO_GRAPH_STAND_IN:-0}" = "1" ]; then
+  STAND_IN_PORT="${STAND_IN_PORT:-8765}"
+  export GRAPH_API_BASE="http://127.0.0.1:${STAND_IN_PORT}/v21.0"
+  export WEBHOOK_ALLOWED_NETWORKS="${WEBHOOK_ALLOWED_NETWORKS:+$WEBHOOK_ALLOWED_NETWORKS,}127.0.0.1/32"
+  STAND_IN_PORT="$STAND_IN_PORT" STAND_IN_APP_SECRET="demo-app-secret" \
+    STAND_IN_WEBHOOK_URL="http://127.0.0.1:${PORT}/whatsapp/channel-wa-cloud-demo/webhook" \
+    .venv/bin/python -m tests.graph_stand_in &
+  pids+=($!)
+fi
 # Two workers, one per lane (project/settings.py): a campaign's batches never delay an agent's reply.
 .venv/bin/celery -A project worker --loglevel "${CELERY_LOG_LEVEL:-INFO}" --concurrency "${CELERY_CONCURRENCY:-2}" \
   -Q people,celery -n "people@%h" &

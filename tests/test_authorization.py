@@ -171,6 +171,7 @@ REQUESTS: dict[str, tuple[str, str, object]] = {
     "channel.partial_update": ("patch", "/api/channels/{channel}/", {"webhook_url": "https://attacker.example/"}),
     "channel.destroy": ("delete", "/api/channels/{channel}/", None),
     "channel.rotate_secret": ("post", "/api/channels/{channel}/rotate-secret/", None),
+    "channel.sync_templates": ("post", "/api/channels/{channel}/sync-templates/", None),
     "option.list": ("get", "/api/options/?channel={channel}", None),
     "option.retrieve": ("get", "/api/options/channel/inbound-route-by-call/?channel={channel}", None),
     "option.partial_update": ("patch", "/api/options/dms/simulator-auto-reply/",
@@ -192,6 +193,7 @@ REQUESTS: dict[str, tuple[str, str, object]] = {
     "standard-response.partial_update": ("patch", "/api/standard-responses/{response}/", {"body": "Changed"}),
     "standard-response.destroy": ("delete", "/api/standard-responses/{response}/", None),
     "standard-response.render": ("post", "/api/standard-responses/{response}/render/", {"fields": {}}),
+    "standard-response.submit": ("post", "/api/standard-responses/{response}/submit/", {"channel": "{channel}"}),
     "standard-response-category.list": ("get", "/api/standard-response-categories/", None),
     "standard-response-category.retrieve": ("get", "/api/standard-response-categories/{category}/", None),
     "standard-response-category.create": ("post", "/api/standard-response-categories/", {"name": "New"}),
@@ -221,6 +223,7 @@ REQUESTS: dict[str, tuple[str, str, object]] = {
                              {"channel": "{channel}", "text": "Hello again"}),
     "contact.list": ("get", "/api/contacts/", None),
     "contact.retrieve": ("get", "/api/contacts/{contact}/", None),
+    "contact.partial_update": ("patch", "/api/contacts/{contact}/", {"opted_out": ["{channel}"]}),
     "campaign.list": ("get", "/api/campaigns/", None),
     "campaign.retrieve": ("get", "/api/campaigns/{campaign}/", None),
     "campaign.create": ("post", "/api/campaigns/", {
@@ -238,6 +241,8 @@ REQUESTS: dict[str, tuple[str, str, object]] = {
     "esp.post": ("post", "/esp", {"AppName": "suite", "Service": "Messaging", "Method": "ValidateContact",
                                   "Parameters": {"_umsChannel": "{channel}", "Id": "+1 631 555 1002"}}),
     "nexus-messages.post": ("post", "/nexus/v3/channels/{channel}/messages", {"messages": []}),
+    "whatsapp-webhook.get": ("get", "/whatsapp/{channel}/webhook?hub.mode=subscribe&hub.verify_token=x", None),
+    "whatsapp-webhook.post": ("post", "/whatsapp/{channel}/webhook", {"object": "whatsapp_business_account"}),
     "healthz.get": ("get", "/healthz", None),
     "home.get": ("get", "/", None),
     "metrics.get": ("get", "/metrics", None),
@@ -321,7 +326,7 @@ def test_each_default_group_is_held_to_the_table(home, role, key):
 DETAIL_KEYS = [key for key, (_, path, _) in REQUESTS.items()
                if any(name in path for name in ("{tenant}/", "{channel}", "{response}", "{category}", "{attachment}",
                                                 "{interaction}", "{contact}", "{campaign}", "{user}"))
-               and key not in ("esp.post", "nexus-messages.post")]
+               and key not in ("esp.post", "nexus-messages.post", "whatsapp-webhook.get", "whatsapp-webhook.post")]
 
 
 @pytest.mark.django_db

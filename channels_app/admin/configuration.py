@@ -37,6 +37,7 @@ from channels_app.services.channels import (
     channel_send_test,
 )
 from channels_app.services.options import option_reset, option_set, options_export_cfg, options_import_cfg
+from channels_app.services.templates import templates_sync_request
 from channels_app.services.tenants import tenant_create, tenant_delete, tenant_update
 from channels_app.validators import validate_queue_key
 
@@ -170,11 +171,28 @@ class ChannelForm(TextRulesModelForm):
         "channel are placed.",
     )
 
+    access_token = forms.CharField(
+        required=False, max_length=1024,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="WhatsApp Cloud API: a permanent access token. Write-only: leave blank to keep the current one.",
+    )
+    app_secret = forms.CharField(
+        required=False, max_length=256,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="WhatsApp Cloud API: the Meta app's secret. Write-only: leave blank to keep the current one.",
+    )
+
+    throughput_per_second = forms.IntegerField(
+        required=False, min_value=1, max_value=1000, label="throughput (messages per second)",
+        help_text=Channel._meta.get_field("throughput_per_second").help_text + " Blank: 80.",
+    )
+
     class Meta:
         model = Channel
         fields = [
             "channel_id", "name", "tenant", "media_type", "transport", "business_id", "webhook_url", "secret",
-            "retry_timeout_seconds", "retry_attempts", "enabled",
+            "retry_timeout_seconds", "retry_attempts", "enabled", "phone_number_id", "waba_id", "access_token",
+            "app_secret", "verify_token", "throughput_per_second",
         ]
 
     def __init__(self, *args, **kwargs):
@@ -182,9 +200,19 @@ class ChannelForm(TextRulesModelForm):
         if self.instance.pk:
             self.fields["inbound_route_by_call"].initial = channel_inbound_route(channel=self.instance)
         self._current_secret = self.instance.secret
+        self._current_cloud = {"access_token": self.instance.access_token, "app_secret": self.instance.app_secret}
 
     def clean_secret(self):
         return self.cleaned_data["secret"] or self._current_secret
+
+    def clean_throughput_per_second(self):
+        return self.cleaned_data["throughput_per_second"] or self.instance.throughput_per_second or 80
+
+    def clean_access_token(self):
+        return self.cleaned_data["access_token"] or self._current_cloud["access_token"]
+
+    def clean_app_secret(self):
+        return self.cleaned_data["app_secret"] or self._current_cloud["app_secret"]
 
     def clean_webhook_url(self):
         value = self.cleaned_data["webhook_url"]
@@ -208,7 +236,7 @@ class ChannelForm(TextRulesModelForm):
 class ChannelAdmin(ScopedModelAdmin):
     form = ChannelForm
     list_display = ["channel_id", "name", "tenant", "media_type", "transport", "business_id", "secret_set", "enabled",
-                    "circuit"]
+                    "circuit", "needs_attention"]
     list_filter = ["media_type", "transport", "enabled", "tenant"]
     search_fields = ["channel_id", "name", "business_id", "webhook_url"]
     inlines = [EndpointInline, ChannelOptionInline]
@@ -220,8 +248,11 @@ class ChannelAdmin(ScopedModelAdmin):
                      "party, the channel is down: InviteToChat answers 901 and campaigns wait, until a delivery "
                      "(the relay keeps retrying due ones) succeeds."}),
         ("Routing", {"fields": ["inbound_route_by_call"]}),
+        ("WhatsApp Cloud API", {"classes": ["collapse"], "fields": [
+            "phone_number_id", "waba_id", "access_token", "app_secret", "verify_token", "throughput_per_second",
+            "needs_attention"]}),
     ]
-    readonly_fields = ["circuit", "consecutive_failures", "down_since"]
+    readonly_fields = ["circuit", "consecutive_failures", "down_since", "needs_attention"]
 
     @admin.display(description="circuit")
     def circuit(self, channel):
@@ -230,7 +261,7 @@ class ChannelAdmin(ScopedModelAdmin):
                                channel.down_since.isoformat(timespec="seconds"))
         return "up" if not channel.consecutive_failures else f"up ({channel.consecutive_failures} failure(s) in a row)"
 
-    actions = ["rotate_secrets", "send_test_message"]
+    actions = ["rotate_secrets", "send_test_message", "sync_templates"]
     delete_service = channel_delete
     change_form_template = "admin/channels_app/channel/change_form.html"
 
@@ -264,6 +295,14 @@ class ChannelAdmin(ScopedModelAdmin):
                 ),
                 messages.SUCCESS if result.outcome == "accepted" else messages.ERROR,
             )
+
+    @admin.action(description="Sync WhatsApp templates from Meta now (Cloud API channels)", permissions=["change"])
+    def sync_templates(self, request, queryset):
+        synced = []
+        for channel in queryset.filter(transport="whatsapp_cloud").exclude(waba_id=""):
+            templates_sync_request(channel=channel)
+            synced.append(channel.channel_id)
+        self.message_user(request, f"Template sync queued for: {', '.join(synced) or 'no Cloud API channel'}.")
 
     def _show_secret_once(self, request, channel, secret):
         # A message is shown on the next page and then gone: the only time anyone sees the secret.

@@ -17,6 +17,7 @@ from channels_app.models import (
     Campaign,
     CampaignRecipient,
     Contact,
+    ContactOptOut,
     Interaction,
     InteractionState,
     Message,
@@ -89,13 +90,23 @@ class InteractionInline(ReadOnlyAdminMixin, ScopedTabularInline):
         return format_html('<a href="{}">{}</a>', url, interaction.pk)
 
 
+class OptOutInline(ScopedTabularInline):
+    """The channels the contact opted out of (API.md "Opt-out"): InviteToChat and campaigns skip them there."""
+
+    model = ContactOptOut
+    fields = ["channel", "source", "created_at"]
+    readonly_fields = ["source", "created_at"]
+    extra = 0
+    verbose_name_plural = "opted out of"
+
+
 @admin.register(Contact)
 class ContactAdmin(ScopedModelAdmin):
     list_display = ["__str__", "phone_number", "client_id", "nickname", "tenant", "updated_at"]
     list_filter = ["tenant"]
     search_fields = ["first_name", "last_name", "nickname", "phone_number", "client_id", "email"]
     readonly_fields = ["tenant", "created_at", "updated_at"]
-    inlines = [InteractionInline]
+    inlines = [OptOutInline, InteractionInline]
 
     def has_add_permission(self, request):
         return False  # contacts are found or created by the conversations themselves

@@ -175,20 +175,33 @@ class ChannelSerializer(ModelSerializer):
         required=False, allow_blank=True, max_length=200, help_text="The channel's inbound-route-by-call queue key."
     )
     has_secret = serializers.SerializerMethodField()
+    # WhatsApp Cloud API: the token and the app secret are write-only, as the secret is.
+    access_token = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=1024)
+    app_secret = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=256)
+    has_access_token = serializers.SerializerMethodField()
+    has_app_secret = serializers.SerializerMethodField()
 
     class Meta:
         model = Channel
         fields = [
             "channel_id", "name", "tenant", "media_type", "transport", "business_id", "webhook_url", "secret",
             "has_secret", "retry_timeout_seconds", "retry_attempts", "enabled", "endpoints",
-            "inbound_route_by_call", "created_at", "updated_at",
+            "inbound_route_by_call", "phone_number_id", "waba_id", "access_token", "has_access_token",
+            "app_secret", "has_app_secret", "verify_token", "throughput_per_second", "needs_attention",
+            "created_at", "updated_at",
         ]
-        read_only_fields = ["created_at", "updated_at"]
+        read_only_fields = ["needs_attention", "created_at", "updated_at"]
         # Model validation (uniqueness included) runs in the channel_save service.
         extra_kwargs = {"channel_id": {"validators": []}}
 
     def get_has_secret(self, channel) -> bool:
         return bool(channel.secret)
+
+    def get_has_access_token(self, channel) -> bool:
+        return bool(channel.access_token)
+
+    def get_has_app_secret(self, channel) -> bool:
+        return bool(channel.app_secret)
 
 
 class OptionSerializer(Serializer):
@@ -292,17 +305,39 @@ class StandardResponseSerializer(ChosenIdMixin, ModelSerializer):
     structured = serializers.JSONField(required=False)
     attachments = serializers.PrimaryKeyRelatedField(queryset=Attachment.objects.all(), many=True, required=False)
     field_codes = serializers.SerializerMethodField()
+    templates = serializers.SerializerMethodField(help_text="Its WhatsApp template status on each Cloud API channel.")
 
     class Meta:
         model = StandardResponse
         fields = [
             "id", "tenant", "name", "category", "language", "content_type", "body", "structured", "attachments",
-            "field_codes", "created_at", "updated_at",
+            "field_codes", "templates", "created_at", "updated_at",
         ]
         read_only_fields = ["created_at", "updated_at"]
 
     def get_field_codes(self, response) -> list[str]:
         return response.field_codes()
+
+    def get_templates(self, response) -> list[dict]:
+        if not response.pk:
+            return []
+        return [WhatsAppTemplateSerializer(row).data for row in response.whatsapp_templates.all()]
+
+
+class WhatsAppTemplateSerializer(Serializer):
+    channel = serializers.CharField(source="channel.channel_id")
+    name = serializers.CharField()
+    language = serializers.CharField()
+    category = serializers.CharField()
+    template_id = serializers.CharField()
+    template_status = serializers.CharField(source="status")
+    reason = serializers.CharField()
+    submitted_at = serializers.DateTimeField()
+
+
+class TemplateSubmitSerializer(Serializer):
+    channel = serializers.CharField(max_length=100, help_text="A whatsapp_cloud channel id.")
+    category = serializers.ChoiceField(choices=["UTILITY", "MARKETING", "AUTHENTICATION"], default="UTILITY")
 
 
 class RenderRequestSerializer(Serializer):
@@ -458,15 +493,29 @@ class NewSessionResultSerializer(InteractionSerializer):
         return super().to_representation(interaction)
 
 
+class OptedOutField(serializers.ListField):
+    """The channel ids the contact opted out of (API.md "Opt-out"); PATCH replaces them."""
+
+    def get_attribute(self, contact):
+        return contact
+
+    def to_representation(self, contact):
+        return sorted(opt_out.channel.channel_id for opt_out in contact.opt_outs.all())
+
+
 class ContactSerializer(ModelSerializer):
     interactions = serializers.SerializerMethodField()
+    opted_out = OptedOutField(child=serializers.CharField(max_length=100), required=False,
+                              help_text="Channel ids the contact opted out of.")
 
     class Meta:
         model = Contact
         fields = [
             "id", "tenant", "phone_number", "client_id", "first_name", "last_name", "email", "nickname", "attributes",
-            "created_at", "updated_at", "interactions",
+            "created_at", "updated_at", "interactions", "opted_out",
         ]
+        read_only_fields = ["id", "tenant", "phone_number", "client_id", "first_name", "last_name", "email",
+                            "nickname", "attributes", "created_at", "updated_at"]
 
     def get_interactions(self, contact) -> list[str]:
         return [interaction.pk for interaction in contact.interactions.all()]

@@ -13,7 +13,7 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
-from rest_framework import status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed, Throttled
 from rest_framework.response import Response
@@ -53,6 +53,7 @@ from channels_app.services.agent_messages import agent_message_send, session_sta
 from channels_app.services.business_attributes import business_attribute_delete, business_attribute_save
 from channels_app.services.channels import channel_delete, channel_rotate_secret, channel_save
 from channels_app.services.interactions import interaction_close
+from channels_app.services.opt_out import contact_opt_outs_set
 from channels_app.services.options import (
     option_definition_get,
     option_reset,
@@ -70,6 +71,7 @@ from channels_app.services.standard_responses import (
     standard_response_render,
     standard_response_save,
 )
+from channels_app.services.templates import template_submit, templates_sync_request
 from channels_app.services.tenants import tenant_create, tenant_delete, tenant_update
 from channels_app.services.tokens import token_obtain, token_revoke
 from channels_app.services.users import user_create, user_delete, user_update
@@ -193,6 +195,13 @@ class ChannelViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
     def rotate_secret(self, request, channel_id=None):
         """Replace the channel's secret with a generated one, shown in this answer only."""
         return Response({"secret": channel_rotate_secret(channel=self.get_object())})
+
+    @extend_schema(request=None, responses={202: OpenApiResponse(description="The sync is queued.")})
+    @action(detail=True, methods=["post"], url_path="sync-templates")
+    def sync_templates(self, request, channel_id=None):
+        """WhatsApp Cloud API: fetch the status of every template of the channel's WABA from Meta (a task)."""
+        templates_sync_request(channel=self.get_object())
+        return Response({"status": "queued"}, status=status.HTTP_202_ACCEPTED)
 
 
 class OptionViewSet(viewsets.ViewSet):
@@ -357,7 +366,8 @@ class StandardResponseFilter(StrictFilterSet):
 
 
 class StandardResponseViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
-    queryset = StandardResponse.objects.select_related("category").prefetch_related("attachments")
+    queryset = StandardResponse.objects.select_related("category").prefetch_related(
+        "attachments", "whatsapp_templates__channel")
     serializer_class = serializers.StandardResponseSerializer
     filterset_class = StandardResponseFilter
     lookup_value_regex = r"[A-Za-z0-9]+"
@@ -393,6 +403,23 @@ class StandardResponseViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
             response=self.get_object(), fields=serializer.validated_data.get("fields")
         )
         return Response({"payload": rendered.payload, "missing": list(rendered.missing)})
+
+    @extend_schema(request=serializers.TemplateSubmitSerializer,
+                   responses={202: serializers.WhatsAppTemplateSerializer,
+                              429: OpenApiResponse(ErrorSerializer, "Too many templates submitted in the last hour.")})
+    @action(detail=True, methods=["post"])
+    def submit(self, request, pk=None):
+        """Submit a notification or rich media response as a WhatsApp template on a whatsapp_cloud channel;
+        its `template_status` follows Meta's webhooks and the channel's sync-templates."""
+        response = self.get_object()
+        serializer = serializers.TemplateSubmitSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        channel = restrict(Channel.objects.filter(channel_id=serializer.validated_data["channel"]),
+                           request.user).first()
+        if channel is None:
+            raise InvalidParameter(f"Unknown channel {serializer.validated_data['channel']!r}.", field="channel")
+        row = template_submit(response=response, channel=channel, category=serializer.validated_data["category"])
+        return Response(serializers.WhatsAppTemplateSerializer(row).data, status=status.HTTP_202_ACCEPTED)
 
 
 class EmojiView(APIView):
@@ -611,12 +638,20 @@ class ContactFilter(StrictFilterSet):
         )
 
 
-class ContactViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
-    """Contacts with the ids of their interactions (their history)."""
+class ContactViewSet(ScopedQuerysetMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Contacts with the ids of their interactions (their history) and the channels they opted out of;
+    PATCH `{"opted_out": [<channel id>, ...]}` changes those."""
 
-    queryset = Contact.objects.prefetch_related("interactions")
+    queryset = Contact.objects.prefetch_related("interactions", "opt_outs__channel")
     serializer_class = serializers.ContactSerializer
     filterset_class = ContactFilter
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def perform_update(self, serializer):
+        contact = serializer.instance
+        if "opted_out" in serializer.validated_data:
+            contact_opt_outs_set(contact=contact, channel_ids=serializer.validated_data["opted_out"])
+        serializer.instance = self.get_queryset().get(pk=contact.pk)
 
 
 TRANSITION_SCHEMA = extend_schema(request=None, responses={

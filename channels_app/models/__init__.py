@@ -24,6 +24,15 @@ from channels_app.models.conversations import (
 from channels_app.models.deliveries import Delivery, DeliveryAttempt, DeliveryState
 from channels_app.models.media import MessageAttachment, MessageAttachmentStatus
 from channels_app.models.standard_responses import Attachment, StandardResponse, StandardResponseCategory
+from channels_app.models.whatsapp import (
+    ChannelThrottle,
+    ContactOptOut,
+    MediaState,
+    TemplateStatus,
+    WhatsAppInbox,
+    WhatsAppMedia,
+    WhatsAppTemplate,
+)
 
 __all__ = [
     "AuditAction",
@@ -57,4 +66,11 @@ __all__ = [
     "OptionValue",
     "Tenant",
     "generate_channel_secret",
+    "ChannelThrottle",
+    "ContactOptOut",
+    "MediaState",
+    "TemplateStatus",
+    "WhatsAppInbox",
+    "WhatsAppMedia",
+    "WhatsAppTemplate",
 ]

@@ -118,6 +118,7 @@ RECIPIENT_STATUS_BY_MESSAGE = {
     "queued": "pending",
     "sent": "sent",
     "delivered": "delivered",
+    "read": "delivered",
     "failed": "failed",
     "removed": "failed",
 }

@@ -125,6 +125,39 @@ class Channel(models.Model):
         help_text="Set when consecutive_failures reached CIRCUIT_FAILURE_THRESHOLD: the transport is down "
         "(InviteToChat answers 901, campaigns wait) until a delivery succeeds.",
     )
+    # --- WhatsApp Cloud API (transport `whatsapp_cloud`; API.md "WhatsApp Cloud API channels") ---
+    phone_number_id = models.CharField(
+        "phone number id", max_length=64, blank=True,
+        help_text="WhatsApp Cloud API: the business phone number's id (WhatsApp Manager, API Setup).",
+    )
+    waba_id = models.CharField(
+        "WhatsApp Business Account id", max_length=64, blank=True,
+        help_text="WhatsApp Cloud API: the WABA id, where message templates are created.",
+    )
+    access_token = models.CharField(
+        max_length=1024, blank=True,
+        help_text="WhatsApp Cloud API: a permanent (system user) access token. Write-only: never shown again.",
+    )
+    app_secret = models.CharField(
+        max_length=256, blank=True,
+        help_text="WhatsApp Cloud API: the Meta app's secret that signs its webhooks (X-Hub-Signature-256). "
+        "Write-only.",
+    )
+    verify_token = models.CharField(
+        max_length=256, blank=True,
+        help_text="WhatsApp Cloud API: the text you type as 'Verify token' when you register the webhook URL.",
+    )
+    throughput_per_second = models.PositiveIntegerField(
+        "throughput (messages per second)", default=80,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="WhatsApp Cloud API: messages per second for this number, for all workers together "
+        "(Meta: 80 by default, up to 1,000 once upgraded).",
+    )
+    needs_attention = models.CharField(
+        max_length=500, blank=True,
+        help_text="Why the channel cannot send (e.g. Meta refused the access token); empty when it is fine. "
+        "Cleared when the access token is changed.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -139,6 +172,12 @@ class Channel(models.Model):
         errors = {}
         if self.transport == Transport.WEBHOOK and not self.webhook_url:
             errors["webhook_url"] = "A webhook channel needs a webhook URL."
+        if self.transport == Transport.WHATSAPP_CLOUD:
+            if self.media_type != MediaType.WHATSAPP:
+                errors["media_type"] = "A WhatsApp Cloud API channel is a whatsapp channel."
+            for name in ("phone_number_id", "access_token", "app_secret", "verify_token"):
+                if not getattr(self, name):
+                    errors[name] = "A WhatsApp Cloud API channel needs it."
         business_error = self._business_id_error()
         if business_error:
             errors["business_id"] = business_error

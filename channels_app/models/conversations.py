@@ -155,6 +155,7 @@ class MessageStatus(models.TextChoices):
     QUEUED = "queued"
     SENT = "sent"
     DELIVERED = "delivered"
+    READ = "read"  # WhatsApp Cloud API: read by the customer, after delivered
     FAILED = "failed"
     REMOVED = "removed"
 

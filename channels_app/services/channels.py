@@ -34,6 +34,11 @@ def channel_save(
     InvalidFields keyed by field. The webhook URL must not be, or resolve
     to, an internal address (channels_app/outbound.py)."""
     channel.ensure_secret()
+    if channel.pk and channel.needs_attention:
+        # A new access token is the operator's answer to "needs attention" (Meta refused the old one).
+        old_token = Channel.objects.filter(pk=channel.pk).values_list("access_token", flat=True).first()
+        if old_token != channel.access_token:
+            channel.needs_attention = ""
     errors: dict[str, list[str]] = {}
     try:
         channel.full_clean()

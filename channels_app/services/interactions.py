@@ -23,6 +23,7 @@ from channels_app.models import (
 from channels_app.models.conversations import generate_interaction_id
 from channels_app.services.deliveries import deliveries_create
 from channels_app.services.media import follower_deliveries_create, outbound_followers
+from channels_app.services.opt_out import OPTED_OUT, opt_out_confirmation, opt_out_keywords_apply
 from channels_app.services.options import option_value, session_options_snapshot
 
 # Interactions created with TerminateSessionFlag whose message never left are
@@ -261,6 +262,10 @@ def customer_message_receive(
         trace_id=trace_id,
         origin_time=origin_time,
     )
+    # STOP / START (API.md "Opt-out"): a stop keyword is answered with the confirmation text.
+    if opt_out_keywords_apply(message=message, interaction=interaction) == OPTED_OUT:
+        if confirmation := opt_out_confirmation(channel=channel):
+            message_queue_outbound(interaction=interaction, payload={"type": "Text", "text": confirmation})
     return message, True
 
 

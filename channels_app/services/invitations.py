@@ -157,6 +157,10 @@ def invitation_plan(
                 f"{response.content_type}, which a {channel.media_type} channel cannot send.",
                 field="StandardResponseId",
             )
+        from channels_app.services.templates import template_refusal
+
+        if refusal := template_refusal(channel=channel, response=response):  # WhatsApp Cloud API channels only
+            raise ExecutionFailed(f"InviteToChat failed to execute request: {refusal}.", field="StandardResponseId")
     return InvitationPlan(
         channel=channel, business_id=business_id or channel.business_id, queue=queue, response=response,
         terminate_session=terminate_session, agent_fields=agent_fields or {}, trace_id=trace_id,
@@ -242,6 +246,9 @@ def invitations_create(
             for _index, invitee, _outbound in accepted
         ],
     )
+    from channels_app.services.opt_out import opted_out_contact_ids
+
+    opted_out = opted_out_contact_ids(channel=channel, contact_ids=[contact.pk for contact in contacts])
     now = timezone.now()
     windows = _interactive_windows(plan, contacts)
     interactions, messages = [], []
@@ -250,6 +257,10 @@ def invitations_create(
             outcomes[index] = ExecutionFailed(
                 f"InviteToChat failed to execute request: {INTERACTIVE_OUTSIDE_WINDOW}", field="StandardResponseId"
             )
+        elif contact.pk in opted_out:  # API.md "Opt-out": 920, and a refused campaign recipient
+            outcomes[index] = ExecutionFailed(
+                f"InviteToChat failed to execute request: {invitee.client_id} opted out of {channel.channel_id}.",
+                field="_umsClientId")
             continue
         attributes = hub_driver_attributes(channel=channel, client_id=invitee.client_id, business_id=plan.business_id)
         interaction = interaction_new(

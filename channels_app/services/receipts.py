@@ -11,7 +11,9 @@ from channels_app.models import Channel, EarlyReceipt, Message, MessageDirection
 
 # Receipt statuses of the Third-Party Messaging API and what they make of a message.
 RECEIPT_STATUSES = {
+    "Sent": MessageStatus.SENT,  # WhatsApp Cloud API statuses: sent, delivered, read, failed
     "Delivered": MessageStatus.DELIVERED,
+    "Read": MessageStatus.READ,
     "Removed": MessageStatus.REMOVED,
     "Failed": MessageStatus.FAILED,
 }
@@ -71,7 +73,7 @@ def receipt_apply(*, channel: Channel, external_id: str, status: str, reasons: l
         before = (message.status, message.delivered_at, message.reasons)
         if _receipt_moves_forward(message.status, new_status):
             message.status = new_status
-        if new_status == MessageStatus.DELIVERED and message.delivered_at is None:
+        if new_status in (MessageStatus.DELIVERED, MessageStatus.READ) and message.delivered_at is None:
             message.delivered_at = timezone.now()
         if new_status == MessageStatus.FAILED:
             message.reasons = _reasons_merged(message.reasons, reasons or [{"code": 500}])
@@ -97,6 +99,7 @@ _STATUS_RANK = {
     MessageStatus.QUEUED: 0,
     MessageStatus.SENT: 1,
     MessageStatus.DELIVERED: 2,
+    MessageStatus.READ: 2.5,  # read comes after delivered
     MessageStatus.FAILED: 3,
     MessageStatus.REMOVED: 4,
 }

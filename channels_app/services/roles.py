@@ -44,6 +44,8 @@ DEFAULT_GROUPS: dict[str, list[str]] = {
         *[permission for model in CONFIGURATION_MODELS for permission in _model_permissions(model)],
         *_model_permissions("campaignrecipient", "view"),
         *_model_permissions("contact", "view", "change"),
+        *_model_permissions("contactoptout"),
+        *_model_permissions("whatsapptemplate", "view"),
         *_model_permissions("interaction", "view"),
         *_model_permissions("message", "view"),
         *_model_permissions("delivery", "view", "change"),

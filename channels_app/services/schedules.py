@@ -7,6 +7,7 @@ PERIODIC_TASKS = {
     "Expire idle chat sessions": ("channels_app.expire_sessions", 60),
     "Relay due webhook deliveries": ("channels_app.relay_due_deliveries", 5),
     "Start and watch campaigns": ("channels_app.campaigns_tick", 5),
+    "Process WhatsApp webhooks left unprocessed": ("channels_app.whatsapp_inbox_pending", 60),
 }
 
 

@@ -58,6 +58,13 @@ DEMO_CONVERSATIONS = [
     ("+15550100011", "Tom", "Can I change my plan to Plus?", "Of course, Tom: I'll send you the plans."),
 ]
 
+# Only with `--graph-stand-in` (make run with DEMO_GRAPH_STAND_IN=1): a WhatsApp Cloud API channel that talks to
+# the Graph API stand-in (tests/graph_stand_in.py) scripts/serve.sh starts; never by default.
+DEMO_CLOUD_CHANNEL_ID = "channel-wa-cloud-demo"
+DEMO_CLOUD_SETTINGS = {"phone_number_id": "106540352242922", "waba_id": "102290129340398",
+                       "access_token": "stand-in-token", "app_secret": "demo-app-secret",
+                       "verify_token": "demo-verify-token"}
+
 
 class Command(BaseCommand):
     help = (
@@ -71,11 +78,23 @@ class Command(BaseCommand):
             help="Only tenant 1, the simulator channel, options and attributes (no responses, campaign or "
             "conversations): for tests and benchmarks that count what they create.",
         )
+        parser.add_argument("--graph-stand-in", action="store_true",
+                            help="Also a WhatsApp Cloud API channel pointed at the Graph API stand-in.")
 
     def handle(self, *args, bare=False, **options):
         ensure_required_configuration()
         tenant, _ = Tenant.objects.get_or_create(id=1, defaults={"name": "Environment"})
         loaded = []
+        if options.get("graph_stand_in") and not Channel.objects.filter(channel_id=DEMO_CLOUD_CHANNEL_ID).exists():
+            channel_save(
+                channel=Channel(
+                    channel_id=DEMO_CLOUD_CHANNEL_ID, name="WhatsApp Cloud API (Graph API stand-in)", tenant=tenant,
+                    media_type=MediaType.WHATSAPP, transport=Transport.WHATSAPP_CLOUD, business_id="15550783881",
+                    **DEMO_CLOUD_SETTINGS,
+                ),
+                endpoints=["1:session-chat"], inbound_route_by_call="1:session-chat",
+            )
+            loaded.append(f"channel {DEMO_CLOUD_CHANNEL_ID} (Graph API stand-in)")
         channel = Channel.objects.filter(channel_id=DEMO_CHANNEL_ID).first()
         if channel is None:
             channel = self._channel(tenant)
