@@ -447,17 +447,20 @@ OPTIONS = OPTIONS + (
         "Comma-separated words: a customer message that is exactly one of them (case-insensitive, trimmed) opts "
         "the contact out of the channel; InviteToChat and campaigns then do not send to them there.",
         takes_effect=TakesEffect.IMMEDIATELY, valid_values_text="Words separated by commas",
+        read_by=ReadBy.SERVER,
     ),
     OptionDefinition(
         DMS, "opt-in-keywords", OptionType.STRING, "START, UNSTOP",
         "Comma-separated words: a customer message that is exactly one of them opts the contact back in.",
         takes_effect=TakesEffect.IMMEDIATELY, valid_values_text="Words separated by commas",
+        read_by=ReadBy.SERVER,
     ),
     OptionDefinition(
         DMS, "opt-out-confirmation", OptionType.STRING,
         "You will receive no more messages from us here. Reply START to receive them again.",
         "The text sent to a customer who has just opted out with a stop keyword; empty: none.",
         takes_effect=TakesEffect.IMMEDIATELY, valid_values_text="Any text",
+        read_by=ReadBy.SERVER,
     ),
 )
 

@@ -280,7 +280,7 @@ def test_a_failed_status_keeps_metas_errors_as_reasons(cloud):
 def test_a_status_before_the_send_answer_is_kept_for_the_message(cloud):
     replay("status_delivered.json")
     sent = outbound(cloud, "wamid.OUTBOUND-TEXT")
-    from channels_app.services.interactions import early_receipts_apply
+    from channels_app.services.receipts import early_receipts_apply
 
     early_receipts_apply(channel_id=cloud.pk, external_id="wamid.OUTBOUND-TEXT")
 

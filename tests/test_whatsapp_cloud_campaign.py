@@ -27,7 +27,7 @@ from channels_app.models import (
 from channels_app.services.campaigns import campaign_create, campaign_transition
 from channels_app.services.channels import channel_save
 from tests.graph_stand_in import GraphStandIn
-from tests.workers import ProjectProcess, WorkerProcess, require_shared_database
+from tests.workers import ALL_QUEUES, ProjectProcess, WorkerProcess, require_shared_database
 
 RECIPIENTS = 1000
 RATE = 80
@@ -51,7 +51,7 @@ class PreforkWorker(WorkerProcess):
         ProjectProcess.__init__(self, [
             "celery", "-A", "project", "worker", "--pool", "prefork", "--concurrency", str(concurrency),
             "--without-heartbeat", "--without-gossip", "--without-mingle",
-            "-Q", "celery", "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h", "--loglevel", "INFO",
+            "-Q", ALL_QUEUES, "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h", "--loglevel", "INFO",
         ], log_path, env)
 
 

@@ -59,13 +59,17 @@ class ProjectProcess:
         self._log.close()
 
 
+# Every lane of project/settings.py (people, bulk) and the default queue: a test's worker does all the work.
+ALL_QUEUES = "people,bulk,celery"
+
+
 class WorkerProcess(ProjectProcess):
     def __init__(self, log_path: Path, env: dict | None = None, name: str = "pytest"):
         super().__init__([
             "celery", "-A", "project", "worker",
             "--pool", "solo", "--concurrency", "1",
             "--without-heartbeat", "--without-gossip", "--without-mingle",
-            "-Q", "people,bulk,celery", "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h", "--loglevel", "INFO",
+            "-Q", ALL_QUEUES, "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h", "--loglevel", "INFO",
         ], log_path, env)
 
     def log(self) -> str:

@@ -253,14 +253,15 @@ def invitations_create(
     windows = _interactive_windows(plan, contacts)
     interactions, messages = [], []
     for (index, invitee, outbound), contact in zip(accepted, contacts, strict=True):
+        if contact.pk in opted_out:  # API.md "Opt-out": 920, and a refused campaign recipient
+            outcomes[index] = ExecutionFailed(
+                f"InviteToChat failed to execute request: {invitee.client_id} opted out of {channel.channel_id}.",
+                field="_umsClientId")
+            continue
         if windows is not None and not is_open(windows.get(contact.pk), now):
             outcomes[index] = ExecutionFailed(
                 f"InviteToChat failed to execute request: {INTERACTIVE_OUTSIDE_WINDOW}", field="StandardResponseId"
             )
-        elif contact.pk in opted_out:  # API.md "Opt-out": 920, and a refused campaign recipient
-            outcomes[index] = ExecutionFailed(
-                f"InviteToChat failed to execute request: {invitee.client_id} opted out of {channel.channel_id}.",
-                field="_umsClientId")
             continue
         attributes = hub_driver_attributes(channel=channel, client_id=invitee.client_id, business_id=plan.business_id)
         interaction = interaction_new(
