@@ -1,5 +1,5 @@
 """The admin site: a home page that shows how the server is doing (the last
-24 hours of messages, running campaigns, disabled channels, deliveries due)
+24 hours of messages, running campaigns, channels down, needing attention or disabled, deliveries due)
 and lists the configuration by task instead of alphabetically.
 
 Every count reads through `channels_app.selectors.restrict`, so a member of
@@ -99,7 +99,14 @@ def dashboard_tiles(user) -> list[dict]:
     running = restrict(Campaign.objects.filter(state="running"), user).count()
     tile(Campaign, "campaign", "Campaigns running", running, "state__exact=running", tone="busy",
          note="sending now")
-    disabled = restrict(Channel.objects.filter(enabled=False), user).count()
+    channels = restrict(Channel.objects.all(), user)
+    down = channels.filter(down_since__isnull=False).count()
+    tile(Channel, "channel", "Channels down", down, "down_since__isnull=False", tone="bad",
+         note="their third party cannot be reached (the circuit is open)")
+    attention = channels.exclude(needs_attention="").count()
+    tile(Channel, "channel", "Channels needing attention", attention, "needs_attention__gt=", tone="bad",
+         note="e.g. a WhatsApp token Meta refused")
+    disabled = channels.filter(enabled=False).count()
     tile(Channel, "channel", "Channels disabled", disabled, "enabled__exact=0", tone="bad",
          note="refuse messages until enabled")
     due = restrict(Delivery.objects.filter(state="pending", next_attempt_at__lte=now), user).count()

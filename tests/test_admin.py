@@ -215,3 +215,21 @@ def test_adding_an_option_that_has_a_value_is_refused_with_a_link_to_it(admin_cl
     assert response.status_code == 200
     assert "already has a global value" in response.content.decode()
     assert reverse("admin:channels_app_optionvalue_change", args=[existing.pk]) in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_dashboard_links_channels_down_and_needing_attention_to_their_list(admin_client, channel):
+    from django.utils import timezone
+
+    from channels_app.models import Channel
+
+    Channel.objects.filter(pk=channel.pk).update(down_since=timezone.now(), consecutive_failures=5,
+                                                 needs_attention="access token refused")
+
+    home = admin_client.get("/admin/").content.decode()
+    down = admin_client.get("/admin/channels_app/channel/?down_since__isnull=False")
+    flagged = admin_client.get("/admin/channels_app/channel/?needs_attention__gt=")
+
+    assert "Channels down" in home and "Channels needing attention" in home
+    assert down.status_code == flagged.status_code == 200
+    assert channel.channel_id in down.content.decode() and channel.channel_id in flagged.content.decode()

@@ -238,6 +238,11 @@ class ChannelAdmin(ScopedModelAdmin):
     list_display = ["channel_id", "name", "tenant", "media_type", "transport", "business_id", "secret_set", "enabled",
                     "circuit", "needs_attention"]
     list_filter = ["media_type", "transport", "enabled", "tenant"]
+
+    def lookup_allowed(self, lookup, value, request=None):
+        # The dashboard's "Channels down" and "Channels needing attention" tiles link here with these.
+        return lookup in ("down_since__isnull", "needs_attention__gt") or super().lookup_allowed(
+            lookup, value, request)
     search_fields = ["channel_id", "name", "business_id", "webhook_url"]
     inlines = [EndpointInline, ChannelOptionInline]
     fieldsets = [
