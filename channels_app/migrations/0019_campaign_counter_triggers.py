@@ -111,13 +111,13 @@ SQLITE_REVERSE = [
 def create_triggers(apps, schema_editor):
     statements = POSTGRESQL if schema_editor.connection.vendor == "postgresql" else SQLITE
     for statement in statements:
-        schema_editor.execute(statement, params=None)  # no placeholders: % is the modulo
+        schema_editor.execute(statement, params=None)  # no parameters: % is the modulo operator
 
 
 def drop_triggers(apps, schema_editor):
     statements = POSTGRESQL_REVERSE if schema_editor.connection.vendor == "postgresql" else SQLITE_REVERSE
     for statement in statements:
-        schema_editor.execute(statement, params=None)  # no placeholders: % is the modulo
+        schema_editor.execute(statement, params=None)  # no parameters: % is the modulo operator
 
 
 def count_existing(apps, schema_editor):
