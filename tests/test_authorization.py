@@ -304,6 +304,7 @@ def test_every_rule_is_requested_by_the_suite():
 MATRIX = [(role, key) for role in ROLES for key in REQUESTS]
 
 
+@pytest.mark.slow  # hundreds of cases, each with two tenants' worlds: CI runs them, test-fast does not
 @pytest.mark.django_db
 @pytest.mark.parametrize(("role", "key"), MATRIX, ids=[f"{role or 'no-group'}:{key}" for role, key in MATRIX])
 def test_each_default_group_is_held_to_the_table(home, role, key):
@@ -329,6 +330,7 @@ DETAIL_KEYS = [key for key, (_, path, _) in REQUESTS.items()
                and key not in ("esp.post", "nexus-messages.post", "whatsapp-webhook.get", "whatsapp-webhook.post")]
 
 
+@pytest.mark.slow  # hundreds of cases, each with two tenants' worlds: CI runs them, test-fast does not
 @pytest.mark.django_db
 @pytest.mark.parametrize("key", DETAIL_KEYS)
 def test_another_tenants_objects_do_not_exist_for_a_member_with_every_permission(home, away, key):
@@ -486,6 +488,7 @@ def test_every_admin_extra_view_is_requested_by_the_suite():
 ADMIN_MATRIX = [(role, key) for role in ROLES for key in ADMIN_EXTRA]
 
 
+@pytest.mark.slow  # hundreds of cases, each with two tenants' worlds: CI runs them, test-fast does not
 @pytest.mark.django_db
 @pytest.mark.parametrize(("role", "key"), ADMIN_MATRIX, ids=[f"{r or 'no-group'}:{k}" for r, k in ADMIN_MATRIX])
 def test_admin_extra_views_hold_to_the_table(client, home, role, key):

@@ -126,6 +126,7 @@ def test_after_the_last_attempt_the_delivery_fails_and_nothing_more_is_sent(queu
     assert Message.objects.get(pk=queued.pk).status == "failed"
 
 
+@pytest.mark.slow  # waits out the 10-second webhook timeout
 @pytest.mark.django_db
 def test_a_receiver_that_takes_longer_than_10_seconds_counts_as_a_failure(queued, receiver):
     receiver.plan.extend(["hang:11"])
