@@ -19,11 +19,10 @@ from channels_app.services.interactions import interaction_field_values, message
 from channels_app.services.media import attachments_for_sending, location_payload, media_object
 from channels_app.services.options import session_option
 from channels_app.services.standard_responses import standard_response_render_for
-from channels_app.services.windows import (  # noqa: F401  (customer_window_closes_at: imported from here by callers)
+from channels_app.services.windows import (
     INTERACTIVE_OUTSIDE_WINDOW,
     INTERACTIVE_TYPES,
     NOTIFICATION_TYPES,
-    WHATSAPP_WINDOW_MINUTES,
     customer_window_closes_at,
     is_open,
     window_applies,
