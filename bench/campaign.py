@@ -374,6 +374,7 @@ def main() -> None:
             stack.start_gunicorn(workers=args.gunicorn_workers, threads=args.gunicorn_threads)
             stack.start_celery(count=args.workers, concurrency=args.concurrency, pool=args.pool,
                                beat=not args.no_beat)
+            stack.start_dispatcher()  # retries and recovered deliveries, as under `make run`
             api = Api(stack)
             campaign_id, create_seconds = set_up(api, receiver, args.recipients, args.rate)
 

@@ -9,7 +9,8 @@ Starts everything it needs, drives load, and cleans up after itself:
 * `manage.py migrate` and `seed_demo`, a superuser with an API token, and the
   standard response of tests/fixtures/invite_to_chat_standard_response.json
   (created with POST /api/standard-responses/);
-* gunicorn and one Celery worker (`--concurrency 1`) as subprocesses;
+* gunicorn, one Celery worker (`--concurrency 1`) and the dispatcher that
+  sends the invitations (channels_app/dispatcher.py) as subprocesses;
 * a load generator: `--concurrency` threads, each with its own keep-alive
   http.client connection, POSTing the InviteToChat request of
   tests/fixtures/invite_to_chat_request.json to /esp (channel
@@ -406,7 +407,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, interrupt)
     logs = Path(tempfile.mkdtemp(prefix="bench-esp-"))
     env = server_env(args.debug)
-    gunicorn = worker = None
+    gunicorn = worker = dispatcher = None
     keep_logs = True
     database_made = False
     try:
@@ -461,6 +462,7 @@ def main() -> None:
             env,
             worker_log,
         )
+        dispatcher = start([str(VENV_BIN / "python"), "manage.py", "dispatch"], env, logs / "dispatcher.log")
 
         # One request first: a wrong answer makes every figure meaningless.
         load = Load(port, token, args.concurrency)
@@ -470,7 +472,7 @@ def main() -> None:
         if status != 200 or "_umsChatSessionId" not in json.loads(answer).get("Result", {}):
             raise SystemExit(f"InviteToChat failed: {status} {answer[:500]!r}")
 
-        groups = {"gunicorn": gunicorn.pid, "celery_worker": worker.pid}
+        groups = {"gunicorn": gunicorn.pid, "celery_worker": worker.pid, "dispatcher": dispatcher.pid}
         with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={DB_NAME}", autocommit=True) as conn:
             cpu_before, cpu_after = load.run(
                 args.warmup, args.seconds, lambda: CpuSnapshot(groups, postgres_backends(conn))
@@ -516,6 +518,7 @@ def main() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop(gunicorn)
         stop(worker)
+        stop(dispatcher)
         try:
             broker_flush()
         except Exception as error:  # noqa: BLE001

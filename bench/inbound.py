@@ -195,6 +195,9 @@ def _insert_ceiling_psycopg(stack: Stack, concurrency: int, seconds: int) -> flo
 def main() -> None:
     args = parse_args()
     with Stack(DATABASE, redis_db=REDIS_DB) as stack:
+        # Production settings, minus the HTTPS redirect (the benchmark speaks plain HTTP).
+        stack.env.update(DEBUG="false", SECRET_KEY="bench-inbound-" + "x" * 50,
+                         ALLOWED_HOSTS="127.0.0.1,localhost", SECURE_SSL_REDIRECT="false")
         stack.prepare()
         stack.shell(SETUP)
         port = stack.start_gunicorn(workers=args.workers, threads=args.threads)

@@ -7,6 +7,7 @@
         stack.shell("...")                            # more set-up through `manage.py shell -c`
         stack.start_gunicorn(workers=2, threads=8)    # waits for /healthz
         stack.start_celery(count=2, concurrency=1)
+        stack.start_dispatcher()                      # sends the single messages (channels_app/dispatcher.py)
         meter = stack.cpu_meter().start()             # CPU of each process tree and of PostgreSQL (bench/measure.py)
         ...                                           # drive load at stack.port
         cpu = meter.stop()                            # {"gunicorn": s, "celery1": s, "postgres": s, ...}
@@ -346,16 +347,29 @@ class Stack:
         self.wait_for_celery(count)
 
     def start_celery_worker(self, number: int, *, concurrency: int = 1, pool: str = "prefork",
-                            beat: bool = False) -> subprocess.Popen:
-        """Worker instance `celery<number>` (again, after `kill`); it does not wait for it to be ready."""
+                            beat: bool = False, queues: str | None = None) -> subprocess.Popen:
+        """Worker instance `celery<number>` (again, after `kill`), consuming `queues` (default: every lane);
+        it does not wait for it to be ready."""
         command = [
             str(BIN / "celery"), "-A", "project", "worker", "--hostname", f"bench{number}@%h",
             "--pool", pool, "--concurrency", str(concurrency), "--loglevel", "WARNING",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
-        ]
+        ] + (["-Q", queues] if queues else [])
         if beat:
             command += ["--beat", "--schedule", str(self.logs / "celerybeat-schedule")]
         return self._start(f"celery{number}", command)
+
+    def start_dispatcher(self, number: int = 1, *, threads: int | None = None,
+                         wait: bool = True) -> subprocess.Popen:
+        """`manage.py dispatch` as `dispatcher<number>` (channels_app/dispatcher.py): it sends the single
+        messages (agent replies, invitations, retries); with `wait`, until it says it is ready."""
+        name = f"dispatcher{number}"
+        command = [str(BIN / "python"), "manage.py", "dispatch"] + (["--threads", str(threads)] if threads else [])
+        process = self._start(name, command)
+        if wait:
+            log = self.logs / f"{name}.log"
+            _wait_until(lambda: "Dispatcher ready" in log.read_text(errors="replace"), 30, name, process)
+        return process
 
     def kill(self, name: str) -> list[int]:
         """SIGKILL the started process `name` and every process of its session

@@ -24,6 +24,9 @@ class ChannelsAppConfig(AppConfig):
 
         audit_register()  # every change of configuration writes an audit entry
         password_change_watch()  # a new password revokes the user's API tokens
+        from channels_app.authentication import credentials_cache_watch
+
+        credentials_cache_watch()  # a change of who may do what reaches this process's requests at once
 
 
 class DmsAdminConfig(admin_apps.AdminConfig):

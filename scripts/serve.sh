@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The supervisor of `make run`: the web server (gunicorn), a Celery worker and
-# one Celery beat, each a process of its own, and when any one of them ends
-# (Ctrl-C, a crash, kill -9) all of them stop.
+# The supervisor of `make run`: the web server (gunicorn), the dispatcher that
+# sends single messages, a Celery worker per lane and one Celery beat, each a
+# process of its own, and when any one of them ends (Ctrl-C, a crash, kill -9)
+# all of them stop.
 #
 # Each runs in its own process group (set -m) and is stopped as a group: a
 # worker's pool processes and gunicorn's workers stop with their parent even
@@ -55,6 +56,10 @@ pids+=($!)
   --concurrency "${CELERY_BULK_CONCURRENCY:-1}" -Q bulk -n "bulk@%h" &
 pids+=($!)
 .venv/bin/celery -A project beat --loglevel "${CELERY_LOG_LEVEL:-INFO}" &
+pids+=($!)
+# Agent replies, invitations and retries: claimed from the database as they come due and sent in batches
+# (channels_app/dispatcher.py); woken by PostgreSQL's NOTIFY, polling on SQLite.
+.venv/bin/python manage.py dispatch &
 pids+=($!)
 .venv/bin/gunicorn project.wsgi:application --bind "${HOST}:${PORT}" \
   --workers "${WEB_CONCURRENCY:-2}" --threads 4 --timeout 30 --access-logfile - &

@@ -46,7 +46,10 @@ def require_or_skip(condition: bool, reason: str) -> None:
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
+    from channels_app.authentication import credentials
+
     cache.clear()  # throttling state lives in the cache
+    credentials.clear()  # a rolled-back test sends no signal
     yield
 
 

@@ -63,8 +63,33 @@ class ProjectProcess:
 ALL_QUEUES = "people,bulk,celery"
 
 
+class DispatcherProcess(ProjectProcess):
+    """`manage.py dispatch` (channels_app/dispatcher.py): it sends the single messages."""
+
+    def __init__(self, log_path: Path, env: dict | None = None):
+        super().__init__(["django", "dispatch"], log_path, env)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        def ready():
+            if self.process.poll() is not None:
+                raise AssertionError(f"the dispatcher exited with {self.process.returncode}:\n{self.log()[-6000:]}")
+            return "Dispatcher ready" in self.log()
+
+        poll_until(ready, timeout, "the dispatcher to start")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+
 class WorkerProcess(ProjectProcess):
-    def __init__(self, log_path: Path, env: dict | None = None, name: str = "pytest"):
+    """A `celery worker` consuming every lane and, unless `dispatcher=False`, a dispatcher beside it: the
+    workers of a deployment (scripts/serve.sh). Stopped and killed together, as a machine that dies."""
+
+    def __init__(self, log_path: Path, env: dict | None = None, name: str = "pytest", dispatcher: bool = True):
+        self.dispatcher = (
+            DispatcherProcess(log_path.with_name(log_path.stem + "-dispatcher.log"), env) if dispatcher else None
+        )
         super().__init__([
             "celery", "-A", "project", "worker",
             "--pool", "solo", "--concurrency", "1",
@@ -73,13 +98,23 @@ class WorkerProcess(ProjectProcess):
         ], log_path, env)
 
     def log(self) -> str:
-        return super().log()[-6000:]
+        own = super().log()[-6000:]
+        return own + (f"\n--- dispatcher ---\n{self.dispatcher.log()[-3000:]}" if self.dispatcher else "")
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        poll_until(lambda: "ready." in self.log(), timeout, f"the worker to start:\n{self.log()}")
+        poll_until(lambda: "ready." in ProjectProcess.log(self), timeout, f"the worker to start:\n{self.log()}")
+        if self.dispatcher:
+            self.dispatcher.wait_ready(timeout)
+
+    def stop(self) -> None:
+        if self.dispatcher:
+            self.dispatcher.stop()
+        super().stop()
 
     def kill(self) -> None:
         """SIGKILL: no goodbye, no acknowledgement, as when a machine dies."""
+        if self.dispatcher:
+            self.dispatcher.kill()
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)
 

@@ -44,6 +44,7 @@ from channels_app.selectors import (
     channel_get,
     interaction_get,
     interaction_history,
+    interaction_list,
     restrict,
     tenant_ids_for,
     user_list,
@@ -491,25 +492,23 @@ class InteractionViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
         a code without a value is 400 naming `fields`). `sent_as` says how it goes: `notification` when the
         text was put inside the default notification template (outside the WhatsApp 24-hour window, with
         automatic notifications on)."""
-        interaction = interaction_get(user=request.user, interaction_id=pk)
-        if interaction.channel.media_type == "whatsapp":
-            require(request.user, "agent.whatsapp")
-        serializer = serializers.AgentMessageSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        if data.get("attachments") and interaction.channel.media_type == "whatsapp":
-            require(request.user, "agent.send_files")
+        def admit(interaction) -> dict:
+            """The checks that need the interaction, in the service's transaction (one read of it)."""
+            if interaction.channel.media_type == "whatsapp":
+                require(request.user, "agent.whatsapp")
+            serializer = serializers.AgentMessageSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            if serializer.validated_data.get("attachments") and interaction.channel.media_type == "whatsapp":
+                require(request.user, "agent.send_files")
+            return serializer.validated_data
+
         sent = agent_message_send(
-            interaction_id=interaction.pk,
-            text=data.get("text"),
-            standard_response_id=data.get("standard_response_id"),
-            fields=data.get("fields"),
+            interactions=interaction_list(user=request.user), interaction_id=pk, admit=admit,
             trace_id=request.headers.get("X-B3-TraceId", ""),
-            attachment_ids=data.get("attachments"),
-            location=data.get("location"),
         )
         sent.message.sent_as = sent.sent_as
-        return Response(serializers.AgentMessageResultSerializer(sent.message).data, status=status.HTTP_202_ACCEPTED)
+        return Response(serializers.represent(serializers.AgentMessageResultSerializer, sent.message),
+                        status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         summary="End an interaction (Done), with a disposition code",

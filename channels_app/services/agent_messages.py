@@ -4,10 +4,12 @@ starts, with the WhatsApp rules: the size limit
 from the customer's last message (services.windows), and automatic
 notifications outside it."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from channels_app.choices import MediaType
@@ -147,33 +149,35 @@ def session_window_open(*, interaction: Interaction, now: datetime) -> bool:
 
 def agent_message_send(
     *,
+    interactions: QuerySet,
     interaction_id: str,
-    text: str | None = None,
-    standard_response_id: str | None = None,
-    fields: dict | None = None,
+    admit: Callable[[Interaction], dict],
     trace_id: str = "",
-    attachment_ids: list[int] | None = None,
-    location: dict | None = None,
 ) -> AgentMessage:
     """Queue an agent's message (plain text, a standard response or a location, with files of
-    `POST /api/attachments/` after it) on an open interaction."""
+    `POST /api/attachments/` after it) on an open interaction of `interactions` (the caller's scope).
+    `admit(interaction)` is the door's own checks (rights, the request's fields), made once the
+    interaction is known and locked; it returns the content: `text`, `standard_response_id` with
+    `fields`, `location`, `attachments`."""
     now = timezone.now()
     with transaction.atomic():
         interaction = (
-            Interaction.objects.select_for_update(of=("self",))
+            interactions.select_for_update(of=("self",))
             .select_related("channel", "contact")
             .filter(pk=interaction_id)
             .first()
         )
         if interaction is None:
-            raise NotFound(f"Unknown interaction {interaction_id!r}.", field="id")
+            raise NotFound("Unknown interaction.", field="pk")  # as selectors.interaction_get says it
+        content = admit(interaction)
         if interaction.state == InteractionState.ENDED:
             raise Conflict("The session has ended; start a new one (POST /api/interactions/{id}/sessions/).",
                            field="id")
         payload, sent_as = agent_content(
             interaction=interaction, window_open=session_window_open(interaction=interaction, now=now),
-            text=text, standard_response_id=standard_response_id, fields=fields,
-            attachment_ids=attachment_ids, location=location,
+            text=content.get("text"), standard_response_id=content.get("standard_response_id"),
+            fields=content.get("fields"), attachment_ids=content.get("attachments"),
+            location=content.get("location"),
         )
         if interaction.state == InteractionState.QUEUED:
             interaction.state = InteractionState.ACTIVE

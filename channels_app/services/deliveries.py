@@ -1,11 +1,14 @@
 """Delivery of outgoing messages through the channel's transport, with the
 retry schedule in the database (a transactional outbox).
 
-A delivery row is written with its message; a Celery task attempts it after
-commit. A worker owns a delivery only while its lease runs, so a worker that
-dies mid-send loses nothing: the lease runs out and the relay hands the
-delivery to another worker. Once an attempt has succeeded the delivery is
-`delivered` and is never attempted again."""
+A delivery row is written with its message, and the dispatcher
+(channels_app/dispatcher.py) is woken when the transaction commits: it claims
+the deliveries due in batches and sends them side by side. Nothing is
+published to the broker per message. A worker owns a delivery only while its
+lease runs, so a worker that dies mid-send loses nothing: the lease runs out
+and the dispatcher (or, when no dispatcher runs, the relay) takes the
+delivery over. Once an attempt has succeeded the delivery is `delivered` and
+is never attempted again."""
 
 import logging
 import time
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -64,11 +67,11 @@ def _relay_grace() -> timedelta:
 
 
 def deliveries_create(*, messages: list[Message], publish: bool = True, claim: bool = False) -> list[Delivery]:
-    """Called in the transaction that stores the messages. With `publish` an
-    attempt is published for each after commit. With `claim` the caller owns
-    them from the start (their lease is taken) and attempts them itself with
-    `deliveries_send` once committed; if it dies, the relay takes over when
-    the lease runs out."""
+    """Called in the transaction that stores the messages. With `publish` the
+    dispatcher is woken once the transaction commits and sends them. With
+    `claim` the caller owns them from the start (their lease is taken) and
+    attempts them itself with `deliveries_send` once committed; if it dies,
+    the dispatcher takes over when the lease runs out."""
     now = timezone.now()
     deliveries = [
         Delivery(message=m, channel_id=m.channel_id, next_attempt_at=now, published_at=now) for m in messages
@@ -80,9 +83,48 @@ def deliveries_create(*, messages: list[Message], publish: bool = True, claim: b
             delivery.channel = delivery.message.channel  # the sender needs it, and the caller has it at hand
     Delivery.objects.bulk_create(deliveries)
     if publish:
-        ids = [delivery.pk for delivery in deliveries]
-        transaction.on_commit(lambda: [delivery_enqueue(delivery_id) for delivery_id in ids])
+        dispatcher_wake()
     return deliveries
+
+
+# The PostgreSQL channel the dispatcher listens on (LISTEN/NOTIFY).
+DISPATCHER_CHANNEL = "deliveries_due"
+
+
+def dispatcher_wake() -> None:
+    """Tell the dispatcher that deliveries are due. On PostgreSQL a NOTIFY in the current transaction: it
+    reaches the dispatcher when (and only if) the transaction commits, and the notifications of one
+    transaction arrive as one. Elsewhere (SQLite) the dispatcher polls."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"NOTIFY {DISPATCHER_CHANNEL}")
+
+
+def deliveries_claim_due(*, limit: int) -> list[Delivery]:
+    """The dispatcher's claim: up to `limit` deliveries that are due and owned by nobody (new messages,
+    retries, the work of a worker that died), oldest due first, with our lease taken, in one UPDATE. Its
+    rows are chosen with SKIP LOCKED, so dispatchers side by side take different ones, and a `deliver`
+    task of the relay racing us waits for the row and then finds the lease taken: one owner each."""
+    now = timezone.now()
+    token = uuid.uuid4().hex
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    due = (
+        Delivery.objects.select_for_update(skip_locked=True)
+        .filter(free, state=DeliveryState.PENDING, next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
+        .values("pk")[:limit]
+    )
+    with transaction.atomic():
+        claimed = Delivery.objects.filter(free, pk__in=due).update(
+            lease_until=now + _send_lease(), lease_token=token, attempts=F("attempts") + 1, published_at=now
+        )
+    if not claimed:
+        return []
+    return list(
+        Delivery.objects.select_related("channel", "message__interaction")
+        .filter(state=DeliveryState.PENDING, lease_token=token)
+        .order_by("pk")
+    )
 
 
 def delivery_enqueue(delivery_id: int, *, countdown: float | None = None) -> None:
@@ -413,14 +455,15 @@ def _end_terminating_sessions(interaction_ids: list[str], now: datetime) -> None
 
 
 def _followers_release(delivery_ids: list[int], now: datetime) -> None:
-    """The attachments waiting for these deliveries (now delivered) are due, and published after commit."""
+    """The attachments waiting for these deliveries (now delivered) are due: the dispatcher takes them."""
     released = list(
         Delivery.objects.filter(after_id__in=delivery_ids, state=DeliveryState.WAITING).values_list("pk", flat=True)
     )
     Delivery.objects.filter(pk__in=released).update(
         state=DeliveryState.PENDING, next_attempt_at=now, published_at=now, updated_at=now
     )
-    transaction.on_commit(lambda: [delivery_enqueue(delivery_id) for delivery_id in released])
+    if released:
+        dispatcher_wake()
 
 
 FOLLOWER_NOT_SENT = "Not sent: the message before it failed."
@@ -492,7 +535,7 @@ def delivery_redeliver(*, delivery: Delivery) -> bool:
     Message.objects.filter(pk=delivery.message_id).update(status=MessageStatus.QUEUED, reasons=[])
     if delivery.has_followers:
         _followers_wait_again(delivery.pk)
-    transaction.on_commit(lambda: delivery_enqueue(delivery.pk))
+    dispatcher_wake()
     return True
 
 
@@ -508,5 +551,5 @@ def delivery_retry_now(*, delivery: Delivery) -> bool:
         Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     ).update(next_attempt_at=now, published_at=now)
     if updated:
-        transaction.on_commit(lambda: delivery_enqueue(delivery.pk))
+        dispatcher_wake()
     return bool(updated)

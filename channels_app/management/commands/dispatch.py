@@ -1,0 +1,31 @@
+from django.core.management.base import BaseCommand
+from django.db import connection
+
+from channels_app.dispatcher import Dispatcher
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the dispatcher: send the messages people wait for (agent replies, invitations, retries) as they "
+        "come due, in batches, until SIGTERM (channels_app/dispatcher.py)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--threads", type=int, default=None,
+                            help="drain threads (default 4 on PostgreSQL, 1 on SQLite: one writer at a time)")
+        parser.add_argument("--poll", type=float, default=0.5,
+                            help="seconds between polls without a notification (default 0.5; SQLite: 0.1)")
+
+    def handle(self, *args, threads, poll, **options):
+        on_postgresql = connection.vendor == "postgresql"
+        dispatcher = Dispatcher(
+            threads=threads or (4 if on_postgresql else 1),
+            poll_seconds=poll if on_postgresql or poll != 0.5 else 0.1,
+        )
+
+        def ready():
+            self.stdout.write(f"Dispatcher ready: {dispatcher.threads} drain threads, "
+                              f"polling every {dispatcher.poll_seconds} s.")
+            self.stdout.flush()
+
+        dispatcher.run(ready=ready)
