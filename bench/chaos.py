@@ -18,8 +18,8 @@ to `/nexus/v3/channels/{id}/messages`, 50 to a request, one request at a time,
 each retried with the same body until it is answered 200. At moments drawn
 from `--seed` (fractions of the campaign received, printed as `schedule`):
   - worker_kill (3): SIGKILL a Celery worker's whole process tree (main
-    process, pool child, beat), start it again at once (a worker started
-    again is up before the next worker_kill);
+    process, pool child, beat) or the dispatcher, start it again at once (a
+    worker started again is up before the next worker_kill);
   - broker_restart (1): stop the broker, leave it down 1 s, start it again;
   - web_kill (1): SIGKILL the gunicorn worker that holds the connection of an
     inbound request in flight (found by its socket in /proc), as soon as the
@@ -248,7 +248,11 @@ class Chaos:
         """SIGKILL a worker's process tree and start it again at once (without
         waiting for it: the other events go on while it boots)."""
         self.stack.wait_for_celery(CELERY_WORKERS, timeout=120)  # a worker started again is up before it dies again
-        number = self.rng.randint(1, CELERY_WORKERS)
+        number = self.rng.randint(1, CELERY_WORKERS + 1)
+        if number > CELERY_WORKERS:  # the dispatcher: the retries and the deliveries of the workers killed
+            pids = self.stack.kill("dispatcher1")
+            self.stack.start_dispatcher(wait=False)
+            return f"dispatcher1:{len(pids)}_processes"
         pids = self.stack.kill(f"celery{number}")
         self.stack.start_celery_worker(number, beat=number == 1)
         return f"celery{number}:{len(pids)}_processes"
@@ -355,6 +359,7 @@ def run(scenario: Scenario) -> tuple[list[tuple[str, object]], list[str]]:
                 stack.start_celery_worker(number, beat=number == 1)
             stack.start_gunicorn(workers=GUNICORN_WORKERS, threads=GUNICORN_THREADS)
             stack.wait_for_celery(CELERY_WORKERS)
+            stack.start_dispatcher()
             sends_in_flight = int(stack.shell(
                 "from channels_app.services import deliveries\n"
                 "print(f'SEND_CONCURRENCY={getattr(deliveries, \"SEND_CONCURRENCY\", 1)}')")["SEND_CONCURRENCY"])

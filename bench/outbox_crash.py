@@ -1,31 +1,32 @@
-"""Suite: a process killed between commit and publish loses no message.
+"""Suite: a process killed right after its commit loses no message.
 
     .venv/bin/python -m bench.outbox_crash [--iterations 1000]
 
 The crash window of the transactional outbox: an outgoing message and its
-delivery row are committed, and only then is the `deliver` task published
-(`transaction.on_commit` -> `services.deliveries.delivery_enqueue`). A process
-that dies in between leaves a committed message that no task will send; the
-relay (`relay_due_deliveries`, run by beat every 5 s) must publish it.
+delivery row are committed (with the `NOTIFY deliveries_due` that wakes the
+dispatcher), and the process dies before it has answered or done anything
+else. Nothing was ever published to a broker; the committed delivery must be
+found and sent once, including when no dispatcher listened at the time.
 
 A fresh PostgreSQL database `dms_bench_chaos_outbox`, a `redis-server` of the
 suite's own as the broker, one Celery worker with beat (bench/processes.py),
-`DELIVERY_RELAY_GRACE_SECONDS=1`, an SMS webhook channel to a receiver on
-127.0.0.1 in this process, and one open interaction. Then a driver process
-(this file with `--driver`, Django set up once) forks one child per
-iteration; the child sends an agent message through the API's service
-(`agent_message_send`), with `delivery_enqueue` replaced in that child only by
-a hook that reports the delivery id to the driver and SIGKILLs the child: it
-dies after the commit and before anything reaches the broker, every time. A
-child that is not killed so (the seam was not reached) breaks the run.
+an SMS webhook channel to a receiver on 127.0.0.1 in this process, and one
+open interaction; no dispatcher while the crashes happen, so that every
+notification goes unheard. A driver process (this file with `--driver`,
+Django set up once) forks one child per iteration; the child sends an agent
+message through the API's service (`agent_message_send`) inside a
+transaction whose commit hook reports the delivery id to the driver and
+SIGKILLs the child: it dies right after the commit, every time. A child that
+is not killed so breaks the run. Then the dispatcher starts, and the suite
+waits (deadline 60 s + 0.1 s per iteration) until the receiver has every
+committed message.
 
-After the last crash the suite waits (deadline 60 s + 0.1 s per iteration)
-until the receiver has every committed message. Output: `name=value` lines;
-iterations, killed_after_commit, committed (messages in the database),
-delivered (their webhook-ids received), duplicates (POSTs beyond one per
-webhook-id), unknown_posts (webhook-ids that are none of them), the seconds
-spent crashing and relaying, and the headline `lost` last. Exit status 1 when
-a message is lost or duplicated or a child was not killed in the window.
+Output: `name=value` lines; iterations, killed_after_commit, committed
+(messages in the database), delivered (their webhook-ids received),
+duplicates (POSTs beyond one per webhook-id), unknown_posts (webhook-ids that
+are none of them), the seconds spent crashing and recovering, and the
+headline `lost` last. Exit status 1 when a message is lost or duplicated or a
+child was not killed in the window.
 """
 
 import argparse
@@ -69,9 +70,11 @@ def open_interaction(channel_id: str) -> str:
 
 
 def crash_after_commit(interaction_id: str, number: int) -> tuple[bool, list[str]]:
-    """Fork a child that sends one agent message and is SIGKILLed when the
-    message would be published; (killed by that hook, delivery ids it reported)."""
-    from channels_app.services import deliveries
+    """Fork a child that sends one agent message and is SIGKILLed as soon as it is committed; (killed by
+    that hook, delivery ids it reported)."""
+    from django.db import transaction
+
+    from channels_app.models import Delivery, Interaction
     from channels_app.services.agent_messages import agent_message_send
 
     read_end, write_end = os.pipe()
@@ -80,16 +83,19 @@ def crash_after_commit(interaction_id: str, number: int) -> tuple[bool, list[str
     if pid == 0:  # the child: its own database connection (the driver holds none), and no way back
         os.close(read_end)
 
-        def crash_instead_of_publishing(delivery_id, **_options):
+        def die_after_commit(delivery_id: int) -> None:
             os.write(write_end, f"{delivery_id}\n".encode())
             os.kill(os.getpid(), signal.SIGKILL)
 
-        deliveries.delivery_enqueue = crash_instead_of_publishing
         try:
-            agent_message_send(interaction_id=interaction_id, text=f"Outbox crash {number}")
+            with transaction.atomic():
+                sent = agent_message_send(interactions=Interaction.objects.all(), interaction_id=interaction_id,
+                                          admit=lambda _interaction: {"text": f"Outbox crash {number}"})
+                delivery_id = Delivery.objects.get(message_id=sent.message.pk).pk
+                transaction.on_commit(lambda: die_after_commit(delivery_id))
         except BaseException as error:  # noqa: BLE001 - report and die like the others
             os.write(2, f"child {number}: {error!r}\n".encode())
-        os._exit(3)  # not killed by the hook: the message was not committed or not published through the seam
+        os._exit(3)  # not killed by the hook: the message was not committed
     os.close(write_end)
     with os.fdopen(read_end) as pipe:
         reported = pipe.read().split()
@@ -144,7 +150,6 @@ def main() -> None:
     receiver = Receiver(SECRET)
     try:
         with Stack(DATABASE, broker="redis") as stack:
-            stack.env.update(DELIVERY_RELAY_GRACE_SECONDS="1")
             stack.prepare()
             stack.shell(f"WEBHOOK_URL = {receiver.url!r}\n" + SETUP)
             stack.start_celery(count=1, concurrency=1, beat=True)
@@ -152,13 +157,15 @@ def main() -> None:
             started = time.monotonic()
             killed, delivery_ids = run_driver(stack.env, CHANNEL_ID, args.iterations)
             crashed = time.monotonic()
+            sent_before_dispatcher = receiver.distinct()  # nothing: nobody listened, nothing was published
+            stack.start_dispatcher()
             message_ids = [row[0] for row in stack.sql(
                 "SELECT message_id FROM channels_app_delivery WHERE id = ANY(%s)", [int(i) for i in delivery_ids])]
             deadline = crashed + 60 + args.iterations * 0.1
             while receiver.arrived(message_ids) < len(message_ids) and time.monotonic() < deadline:
                 stack.check_alive()
                 time.sleep(0.2)
-            relayed = time.monotonic()
+            recovered = time.monotonic()
             with receiver.lock:
                 counts = dict(receiver.counts)
             ours = set(message_ids)
@@ -175,7 +182,8 @@ def main() -> None:
                 ("unknown_posts", sum(n for message_id, n in counts.items() if message_id not in ours)),
                 ("crash_seconds", crashed - started),
                 ("crashes_per_second", args.iterations / (crashed - started)),
-                ("relay_seconds", relayed - crashed),
+                ("sent_before_the_dispatcher_started", sent_before_dispatcher),
+                ("recovery_seconds", recovered - crashed),
                 ("lost", len(message_ids) - delivered + (args.iterations - len(message_ids))),
             ]
             print_figures(figures)
@@ -186,6 +194,7 @@ def main() -> None:
                 (values["lost"] == 0, f"{values['lost']} message(s) lost"),
                 (values["duplicates"] == 0 and values["unknown_posts"] == 0, "duplicate or unknown webhooks"),
                 (values["deliveries_delivered"] == args.iterations, f"delivery states {states}"),
+                (sent_before_dispatcher == 0, f"{sent_before_dispatcher} sent with no dispatcher running"),
             ]
             problems = [what for ok, what in checks if not ok]
             for problem in problems:

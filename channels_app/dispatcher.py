@@ -26,43 +26,47 @@ import time
 
 from django.db import close_old_connections, connection
 
-from channels_app.services.deliveries import DISPATCHER_CHANNEL, deliveries_claim_due, deliveries_send
+from channels_app.services.deliveries import (
+    DISPATCHER_CHANNEL,
+    SEND_CONCURRENCY,
+    deliveries_claim_due,
+    deliveries_send,
+)
 
 logger = logging.getLogger(__name__)
 
-# Deliveries one drain thread claims at once: as many as one process keeps in flight.
-CLAIM_LIMIT = 16
-# After a notification the listener waits this long before it wakes a thread, so that the messages of the next few milliseconds go in the
-# same claim and the same write of outcomes: a batch costs ~4.7 ms of CPU however small and ~1.6 ms more per
-# message (bench/webhook.py), so at 200 messages/s batches of ~4 halve the dispatcher's CPU for 20 ms of latency.
+# After a notification the listener waits this long before it wakes a thread, so that the commits of the next
+# few milliseconds go in the same claim and the same write of outcomes: a batch costs ~4.7 ms of CPU however
+# small and ~1.6 ms more per message (docs/PERFORMANCE.md), so batches of a few halve the dispatcher's CPU
+# for 20 ms of latency.
 GATHER_SECONDS = 0.02
 # After a database error, how long a thread waits before trying again.
 ERROR_BACKOFF_SECONDS = 1.0
 
 
 class Dispatcher:
-    def __init__(self, *, threads: int = 4, poll_seconds: float = 0.5, claim_limit: int = CLAIM_LIMIT,
+    def __init__(self, *, threads: int = 2, poll_seconds: float = 0.5, claim_limit: int | None = None,
                  gather_seconds: float = GATHER_SECONDS):
-        self.threads, self.poll_seconds, self.claim_limit = threads, poll_seconds, claim_limit
+        # The threads together hold at most SEND_CONCURRENCY deliveries claimed and not yet recorded: all that
+        # a kill can make the next claim send again (the chaos suite's bound).
+        self.threads, self.poll_seconds = threads, poll_seconds
+        self.claim_limit = claim_limit or max(1, SEND_CONCURRENCY // threads)
         self.gather_seconds = gather_seconds
         # Work may be due: set by a wake-up, taken by the one drain thread it wakes. Wake-ups that come while
         # it is set make no more claims: a burst of notifications is one claim, not one per message.
         self.due = False
         self.due_changed = threading.Condition()
         self.stopping = threading.Event()
+        self.listening = threading.Event()  # set while LISTEN is on (PostgreSQL)
 
     # --- running -----------------------------------------------------------------------------------
 
-    def run(self, *, ready=lambda: None) -> None:
-        """Until SIGTERM or SIGINT: each drain thread finishes the batch it is sending, then the process ends.
-        `ready` is called once the threads run."""
-        def stop(*_):
-            self.stopping.set()
-            with self.due_changed:
-                self.due_changed.notify_all()
-
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, stop)
+    def run(self, *, ready=lambda: None, install_signals: bool = True) -> None:
+        """Until `stop()` (SIGTERM or SIGINT): each drain thread finishes the batch it is sending, then the
+        process ends. `ready` is called once the threads run."""
+        if install_signals:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: self.stop())
         workers = [threading.Thread(target=self._drain_forever, name=f"drain-{n}") for n in range(self.threads)]
         listener = threading.Thread(target=self._listen_forever, name="listen", daemon=True)
         for thread in [listener, *workers]:
@@ -71,6 +75,11 @@ class Dispatcher:
         for thread in workers:
             thread.join()
         logger.info("Dispatcher stopped.")
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with self.due_changed:
+            self.due_changed.notify_all()
 
     def wake(self) -> None:
         with self.due_changed:
@@ -95,22 +104,31 @@ class Dispatcher:
                     self.stopping.wait(self.poll_seconds)
                     self.wake()
             except Exception:  # the database went away: poll meanwhile, and listen again once it is back
+                self.listening.clear()
                 logger.exception("The dispatcher lost its LISTEN connection; polling until it is back.")
                 connection.close()
                 self._poll_for(ERROR_BACKOFF_SECONDS)
+        connection.close()
 
     def _listen(self) -> None:
         connection.ensure_connection()
         raw = connection.connection
         with connection.cursor() as cursor:
             cursor.execute(f"LISTEN {DISPATCHER_CHANNEL}")
+        self.listening.set()
         self.wake()  # whatever came due while nobody listened
+        next_poll = time.monotonic() + self.poll_seconds
         while not self.stopping.is_set():
-            notified = any(True for _ in raw.notifies(timeout=self.poll_seconds, stop_after=1))
-            if notified and self.gather_seconds:
-                for _notification in raw.notifies(timeout=self.gather_seconds):
-                    pass  # the commits of the next few milliseconds: one claim for all of them
+            # Waits of at most a second, so that stop() is heard.
+            timeout = max(min(next_poll - time.monotonic(), 1.0), 0.0)
+            if any(True for _ in raw.notifies(timeout=timeout, stop_after=1)):
+                if self.gather_seconds:
+                    for _notification in raw.notifies(timeout=self.gather_seconds):
+                        pass  # the commits of the next few milliseconds: one claim for all of them
+            elif time.monotonic() < next_poll:
+                continue
             self.wake()  # a notification, or the poll
+            next_poll = time.monotonic() + self.poll_seconds
 
     def _poll_for(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -131,6 +149,7 @@ class Dispatcher:
                 close_old_connections()
                 connection.close()
                 self.stopping.wait(ERROR_BACKOFF_SECONDS)
+        connection.close()
 
     def drain(self) -> int:
         """Claim and send until nothing is due; how many attempts were made."""

@@ -67,7 +67,9 @@ def test_revoking_leaves_other_users_tokens(anonymous_api, staff_user, django_us
 
 
 def _age(key: str, age: timedelta) -> None:
-    Token.objects.filter(key=key).update(created=timezone.now() - age)  # time travel
+    token = Token.objects.get(key=key)
+    token.created = timezone.now() - age  # time travel
+    token.save(update_fields=["created"])
 
 
 @pytest.mark.django_db
@@ -108,15 +110,33 @@ def test_posting_the_password_again_keeps_a_live_token(anonymous_api, staff_user
 
 
 @pytest.mark.django_db
-def test_checking_a_token_is_one_query(anonymous_api, staff_user, django_assert_num_queries):
-    api = _with_token(_token_for(anonymous_api))
-    request = api.get("/api/emojis/").wsgi_request  # warm up: the first request reads the options
+def test_checking_a_token_again_is_no_query_until_it_is_revoked(anonymous_api, staff_user, django_assert_num_queries):
+    from rest_framework.exceptions import AuthenticationFailed
 
     from channels_app.authentication import ExpiringTokenAuthentication
 
-    with django_assert_num_queries(1):
+    key = _token_for(anonymous_api)
+    request = _with_token(key).get("/api/emojis/").wsgi_request  # the first request reads token, rights, tenants
+
+    with django_assert_num_queries(0):
         user, _ = ExpiringTokenAuthentication().authenticate(request)
     assert user == staff_user
+
+    Token.objects.filter(key=key).delete()  # revoked (in this process: at once; elsewhere within AUTH_CACHE_SECONDS)
+    with pytest.raises(AuthenticationFailed):
+        ExpiringTokenAuthentication().authenticate(request)
+
+
+@pytest.mark.django_db
+def test_a_group_taken_away_takes_effect_on_the_next_request(anonymous_api, staff_user):
+    from django.contrib.auth.models import Group
+
+    api = _with_token(_token_for(anonymous_api))
+    assert api.get("/api/channels/").status_code == 200
+
+    staff_user.groups.remove(*Group.objects.all())
+
+    assert api.get("/api/channels/").status_code == 403
 
 
 def test_token_ttl_takes_seconds_or_a_unit():

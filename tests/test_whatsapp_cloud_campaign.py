@@ -27,7 +27,7 @@ from channels_app.models import (
 from channels_app.services.campaigns import campaign_create, campaign_transition
 from channels_app.services.channels import channel_save
 from tests.graph_stand_in import GraphStandIn
-from tests.workers import ALL_QUEUES, ProjectProcess, WorkerProcess, require_shared_database
+from tests.workers import ALL_QUEUES, DispatcherProcess, ProjectProcess, WorkerProcess, require_shared_database
 
 RECIPIENTS = 1000
 RATE = 80
@@ -48,6 +48,7 @@ class PreforkWorker(WorkerProcess):
     batches go side by side."""
 
     def __init__(self, log_path, env: dict, name: str, concurrency: int = 3):
+        self.dispatcher = DispatcherProcess(log_path.with_name(log_path.stem + "-dispatcher.log"), env)
         ProjectProcess.__init__(self, [
             "celery", "-A", "project", "worker", "--pool", "prefork", "--concurrency", str(concurrency),
             "--without-heartbeat", "--without-gossip", "--without-mingle",

@@ -12,15 +12,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--threads", type=int, default=None,
-                            help="drain threads (default 4 on PostgreSQL, 1 on SQLite: one writer at a time)")
-        parser.add_argument("--poll", type=float, default=0.5,
+                            help="drain threads (default 2 on PostgreSQL, 1 on SQLite: one writer at a time)")
+        parser.add_argument("--poll", type=float, default=None,
                             help="seconds between polls without a notification (default 0.5; SQLite: 0.1)")
 
     def handle(self, *args, threads, poll, **options):
         on_postgresql = connection.vendor == "postgresql"
         dispatcher = Dispatcher(
-            threads=threads or (4 if on_postgresql else 1),
-            poll_seconds=poll if on_postgresql or poll != 0.5 else 0.1,
+            threads=threads or (2 if on_postgresql else 1),
+            poll_seconds=poll or (0.5 if on_postgresql else 0.1),
         )
 
         def ready():
