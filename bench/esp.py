@@ -215,6 +215,18 @@ def outbound_sent_count() -> int:
     return row[0]
 
 
+def answer_to_sent_seconds() -> tuple[float, float, float]:
+    """p50, p99 and max of (sent_at - created_at) over the invitations sent: how long after its answer an
+    invitation left (the target: every one within 2 s)."""
+    with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={DB_NAME}") as conn:
+        row = conn.execute(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s), percentile_cont(0.99) WITHIN GROUP (ORDER BY s),"
+            " max(s) FROM (SELECT extract(epoch FROM sent_at - created_at) AS s FROM channels_app_message"
+            " WHERE direction = 'outbound' AND sent_at IS NOT NULL) AS sent"
+        ).fetchone()
+    return tuple(float("nan") if value is None else float(value) for value in row)
+
+
 # --- CPU accounting ----------------------------------------------------------------
 # Other work on the machine (test suites, other servers) takes CPU from the
 # benchmark: how much each part used during the window says how far to trust it.
@@ -509,6 +521,10 @@ def main() -> None:
         print(f"messages_sent_when_load_stopped={sent_when_load_stopped}")
         print(f"drain_seconds={drain_seconds:.1f}")
         print(f"messages_sent_by_worker_after_run={sent}")
+        sent_p50, sent_p99, sent_max = answer_to_sent_seconds()
+        print(f"answer_to_sent_p50_ms={sent_p50 * 1000:.1f}")
+        print(f"answer_to_sent_p99_ms={sent_p99 * 1000:.1f}")
+        print(f"answer_to_sent_max_ms={sent_max * 1000:.1f}")
         print(f"invite_to_chat_per_second={(requests - load.errors) / args.seconds:.1f}")
         keep_logs = False
     except KeyboardInterrupt:

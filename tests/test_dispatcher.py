@@ -37,6 +37,8 @@ def test_drain_sends_every_due_message_once_in_batches_and_marks_it_sent(webhook
     assert attempted == 40
     assert sorted(receiver.counts) == sorted(m.pk for m in messages)
     assert set(receiver.counts.values()) == {1}  # each once
+    sent = {r.headers["webhook-id"]: (r.json()["text"], r.json()["channel"]["to"]["id"]) for r in receiver.received}
+    assert sent == {m.pk: (m.payload["text"], "15556667777") for m in messages}  # each its own, as stored
     assert set(Message.objects.filter(pk__in=[m.pk for m in messages]).values_list("status", flat=True)) == {
         MessageStatus.SENT}
     assert set(Delivery.objects.values_list("state", "attempts")) == {(DeliveryState.DELIVERED, 1)}
