@@ -20,6 +20,11 @@ from tests.conftest import require_or_skip
 from tests.factories import InteractionFactory
 from tests.workers import poll_until
 
+# Committed for real (a notification, other threads' connections). serialized_rollback, as every transactional
+# test of the suite: the flush's post_migrate makes the default groups again, which the next test's restore of the
+# migrations' rows would meet twice.
+committed = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
 
 def _queue(channel, count: int, client_id: str = "15556667777") -> list[Message]:
     interaction = InteractionFactory(channel=channel, client_id=client_id, queue="1:session-chat", outbound=True,
@@ -74,7 +79,7 @@ def _postgresql_only():
                     "LISTEN/NOTIFY and SKIP LOCKED are PostgreSQL's (SQLite: one dispatcher, polling)")
 
 
-@pytest.mark.django_db(transaction=True)
+@committed
 def test_an_agent_message_notifies_the_dispatcher_when_it_commits(webhook_channel):
     _postgresql_only()
     params = connection.get_connection_params()
@@ -86,7 +91,7 @@ def test_an_agent_message_notifies_the_dispatcher_when_it_commits(webhook_channe
     assert received == [DISPATCHER_CHANNEL]
 
 
-@pytest.mark.django_db(transaction=True)
+@committed
 def test_dispatchers_side_by_side_send_each_message_once(webhook_channel, receiver):
     _postgresql_only()
     messages = _queue(webhook_channel, 120)
@@ -110,7 +115,7 @@ def test_dispatchers_side_by_side_send_each_message_once(webhook_channel, receiv
     assert Delivery.objects.filter(state=DeliveryState.DELIVERED, attempts=1).count() == 120
 
 
-@pytest.mark.django_db(transaction=True)
+@committed
 def test_a_running_dispatcher_sends_what_commits_while_it_listens(webhook_channel, receiver):
     _postgresql_only()
     dispatcher = Dispatcher(threads=2, poll_seconds=30)  # a 30 s poll: only the notification can wake it in time
