@@ -475,6 +475,11 @@ def main() -> None:
             worker_log,
         )
         dispatcher = start([str(VENV_BIN / "python"), "manage.py", "dispatch"], env, logs / "dispatcher.log")
+        ready_by = time.monotonic() + 60  # the figures of how soon invitations leave start with it running
+        while "Dispatcher ready" not in (logs / "dispatcher.log").read_text(errors="replace"):
+            if dispatcher.poll() is not None or time.monotonic() > ready_by:
+                raise SystemExit(f"the dispatcher did not start; see {logs / 'dispatcher.log'}")
+            time.sleep(0.1)
 
         # One request first: a wrong answer makes every figure meaningless.
         load = Load(port, token, args.concurrency)

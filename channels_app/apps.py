@@ -27,6 +27,11 @@ class ChannelsAppConfig(AppConfig):
         from channels_app.authentication import credentials_cache_watch
 
         credentials_cache_watch()  # a change of who may do what reaches this process's requests at once
+        from channels_app.models import Channel
+        from channels_app.selectors import channels_by_id
+
+        post_save.connect(channels_by_id.clear, sender=Channel, dispatch_uid="channels-by-id-save")
+        post_delete.connect(channels_by_id.clear, sender=Channel, dispatch_uid="channels-by-id-delete")
 
 
 class DmsAdminConfig(admin_apps.AdminConfig):

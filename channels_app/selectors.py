@@ -6,6 +6,11 @@ tenant the caller is not a member of does not exist for that caller: the
 `*_get` selectors raise the same `NotFound` whether it is missing or hidden,
 so existence never leaks (Zulip's `access_*` helpers)."""
 
+import copy
+import threading
+import time
+
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Model, Q, QuerySet
 
@@ -116,6 +121,46 @@ def tenant_list(*, user) -> QuerySet:
 
 def channel_list(*, user) -> QuerySet:
     return restrict(Channel.objects.select_related("tenant"), user)
+
+
+class _ChannelsById:
+    """Channels by `channel_id`, as read at most CHANNEL_CACHE_SECONDS ago in this process: every customer
+    message and every ESP request names its channel, and reading it was one query of each. A change saved in
+    this process empties it at once (signals); one made elsewhere, or a circuit that opened or closed in a
+    worker, is seen within CHANNEL_CACHE_SECONDS."""
+
+    def __init__(self):
+        self._entries: dict[str, tuple[float, Channel | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, channel_id: str) -> Channel | None:
+        entry = self._entries.get(channel_id)
+        if entry is None or entry[0] < time.monotonic():
+            channel = Channel.objects.select_related("tenant").filter(channel_id=channel_id).first()
+            if settings.CHANNEL_CACHE_SECONDS > 0:
+                with self._lock:
+                    if len(self._entries) >= 10_000:  # ids that do not exist are kept too: bounded
+                        self._entries = {}
+                    self._entries[channel_id] = (time.monotonic() + settings.CHANNEL_CACHE_SECONDS, channel)
+            return channel
+        return copy.copy(entry[1])  # a request may set attributes on its channel; the next gets a clean one
+
+    def clear(self, *args, **kwargs) -> None:
+        with self._lock:
+            self._entries = {}
+
+
+channels_by_id = _ChannelsById()
+
+
+def channel_find(*, channel_id: str, user=None) -> Channel | None:
+    """The channel `channel_id` (recently read: `_ChannelsById`), None when there is none or, with `user`,
+    when it belongs to none of their tenants (hidden as if missing)."""
+    channel = channels_by_id.get(channel_id)
+    if channel is None or user is None:
+        return channel
+    tenant_ids = tenant_ids_for(user)
+    return channel if tenant_ids is None or channel.tenant_id in tenant_ids else None
 
 
 def channel_get(*, user, channel_id: str) -> Channel:

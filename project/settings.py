@@ -203,6 +203,9 @@ TOKEN_TTL = duration(env("TOKEN_TTL", default="30d"))
 # How long a process keeps a token's user, permissions and tenants (channels_app/authentication.py): a
 # change made in another process (a revoked token, a removed group) takes effect within this. 0: never kept.
 AUTH_CACHE_SECONDS = env.float("AUTH_CACHE_SECONDS", default=5.0)
+# How long a process keeps a channel read by its id for /nexus and ESP (channels_app/selectors.py): a change made
+# in another process (a new secret, a channel disabled, a circuit opened by a worker) takes effect within this.
+CHANNEL_CACHE_SECONDS = env.float("CHANNEL_CACHE_SECONDS", default=2.0)
 
 # The login throttle (django-axes, https://django-axes.readthedocs.io/en/latest/4_configuration.html):
 # after LOGIN_FAILURE_LIMIT failed logins from one client address (the admin's login form and

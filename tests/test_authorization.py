@@ -398,6 +398,20 @@ def test_esp_channel_of_another_tenant_is_an_unknown_channel(home, away):
 
 
 @pytest.mark.django_db
+def test_a_channel_kept_for_its_own_tenant_stays_unknown_to_another(home, away):
+    # given the channel was read, and kept (selectors.channels_by_id), for a caller of its own tenant
+    owner = member("strategy-away", "ESP client", tenants=[Tenant.objects.get(pk=away["tenant"])])
+    body = {"ReferenceId": 4, "AppName": "suite", "Service": "ChatService", "Method": "InviteToChat",
+            "Parameters": {"_umsChannel": "channel-away", "_umsClientId": "15556667777"}}
+    assert "Result" in client_of(owner).post("/esp", body, format="json").json()
+
+    # then a caller of another tenant still finds no such channel
+    stranger = member("strategy-home", "ESP client", tenants=[Tenant.objects.get(pk=home["tenant"])])
+    response = client_of(stranger).post("/esp", body, format="json")
+    assert (response.status_code, response.json()["Error"]["Code"]) == (404, 902)
+
+
+@pytest.mark.django_db
 def test_a_user_in_no_tenant_sees_nothing(home, away):
     user = member("loner", *DEFAULT_GROUPS)
     client = client_of(user)

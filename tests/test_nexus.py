@@ -207,3 +207,18 @@ def test_a_time_with_an_offset_postgresql_cannot_store_is_kept_in_utc(client, sm
 
     assert response.status_code == 200
     assert Message.objects.get().origin_time.isoformat() == "2026-01-01T00:16:00+00:00"
+
+
+@pytest.mark.django_db
+def test_a_new_secret_takes_effect_on_the_next_message_although_channels_are_cached(client, sms_channel):
+    # given the channel was read (and kept: selectors.channels_by_id) for a first message
+    assert post(client, {"messages": [_text("m-1")]}).status_code == 200
+
+    # when its secret is changed, as the admin and the API save it
+    sms_channel.secret = "a-new-secret"
+    sms_channel.save(update_fields=["secret"])
+
+    # then the old secret is refused at once, and the new one accepted
+    raw = json.dumps({"messages": [_text("m-2")]}).encode()
+    assert post(client, raw, headers=_signed(raw)).status_code == 401
+    assert post(client, raw, headers=_signed(raw, "a-new-secret")).status_code == 200

@@ -2,7 +2,6 @@
 
 from channels_app.errors import InvalidParameter
 from channels_app.esp.dispatcher import EspContext, esp_method
-from channels_app.selectors import channel_list
 from channels_app.services.contacts import contact_validate_phone
 from channels_app.services.invitations import channel_resolve, invite_to_chat, parse_flag
 
@@ -31,7 +30,7 @@ def _kvlist(parameters: dict, name: str, *, allow_list: bool = False):
 
 @esp_method("ChatService", "InviteToChat")
 def handle_invite_to_chat(parameters: dict, user_data: dict, context: EspContext) -> dict:
-    channel = channel_resolve(_text(parameters, "_umsChannel"), channels=channel_list(user=context.user))
+    channel = channel_resolve(_text(parameters, "_umsChannel"), user=context.user)
     invitation = invite_to_chat(
         channel=channel,
         client_id=_text(parameters, "_umsClientId", required=True),
@@ -50,5 +49,5 @@ def handle_invite_to_chat(parameters: dict, user_data: dict, context: EspContext
 
 @esp_method("Messaging", "ValidateContact")
 def handle_validate_contact(parameters: dict, user_data: dict, context: EspContext) -> dict:
-    channel = channel_resolve(_text(parameters, "_umsChannel"), channels=channel_list(user=context.user))
+    channel = channel_resolve(_text(parameters, "_umsChannel"), user=context.user)
     return {"Id": contact_validate_phone(channel=channel, raw_id=_text(parameters, "Id", required=True))}

@@ -10,7 +10,6 @@ from rest_framework.views import APIView
 
 from channels_app.messaging.signatures import verify_hub_signature
 from channels_app.metrics import count_inbound
-from channels_app.models import Channel
 from channels_app.parsing import (
     MAX_ATTACHMENTS_PER_MESSAGE,
     MAX_MESSAGES_PER_REQUEST,
@@ -21,6 +20,7 @@ from channels_app.parsing import (
     message_type,
     parse_inbound,
 )
+from channels_app.selectors import channel_find
 from channels_app.services.inbound import inbound_messages_accept
 
 INVALID_STRUCTURE = 520
@@ -127,7 +127,7 @@ class NexusMessagesView(APIView):
         "code 520, naming it) and nothing of it is stored.",
     )
     def post(self, request, channel_id: str):
-        channel = Channel.objects.filter(channel_id=channel_id).first()
+        channel = channel_find(channel_id=channel_id)
         if channel is None:
             return _status(404, f"Unknown channel {channel_id!r}.", 404)
         body = request.data if isinstance(request.data, bytes) else b""

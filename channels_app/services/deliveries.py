@@ -39,6 +39,7 @@ from channels_app.models import (
 )
 from channels_app.publishing import DELIVER, DELIVER_BATCH, publish
 from channels_app.retries import retry_decision
+from channels_app.selectors import channels_by_id
 from channels_app.services.receipts import early_receipts_apply
 from channels_app.transports import TRANSPORTS, OutgoingMessage, SendOutcome, SendResult
 from channels_app.transports.webhook import WEBHOOK_TIMEOUT_SECONDS
@@ -427,6 +428,7 @@ def _circuits_record(answered: list[Sent], now: datetime) -> None:
             continue
         for channel in channels:  # later outcomes of this process start from what was written
             channel.consecutive_failures, channel.down_since = failures, down_since
+        channels_by_id.clear()  # this process's readers see the circuit at once (others within their cache's life)
 
 
 def _deliveries_not_accepted(refused: list[Sent], now: datetime) -> list[tuple[int, float]]:

@@ -10,6 +10,7 @@ from channels_app.choices import ContentType, MediaType
 from channels_app.errors import ApplicationError, ExecutionFailed, InvalidParameter, NotFound, TransportUnreachable
 from channels_app.models import Channel, Contact, Delivery, Interaction, InteractionState, StandardResponse
 from channels_app.options_catalog import DMS
+from channels_app.selectors import channel_find, channel_list
 from channels_app.services.channels import channel_inbound_route
 from channels_app.services.contacts import ContactClaim, contacts_identify
 from channels_app.services.interactions import (
@@ -65,17 +66,15 @@ def parse_flag(value, name: str) -> bool:
     raise InvalidParameter(f"{name} incorrect: {value!r} is neither true nor false.", field=name)
 
 
-def channel_resolve(channel_id: str | None, *, channels=None) -> Channel:
-    """`_umsChannel`: mandatory only when more than one channel is configured.
-    `channels`: the channels the caller may use (its tenants'); a channel
-    outside them is an unknown channel."""
-    channels = Channel.objects.all() if channels is None else channels
+def channel_resolve(channel_id: str | None, *, user) -> Channel:
+    """`_umsChannel`: mandatory only when more than one channel is configured. A channel outside the
+    tenants of `user` (the caller) is an unknown channel."""
     if channel_id:
-        channel = channels.filter(channel_id=channel_id).first()
+        channel = channel_find(channel_id=channel_id, user=user)
         if channel is None:
             raise NotFound(f"_umsChannel unknown channel {channel_id!r}.", field="_umsChannel")
         return channel
-    channels = list(channels.filter(enabled=True)[:2])
+    channels = list(channel_list(user=user).filter(enabled=True)[:2])
     if len(channels) != 1:
         raise InvalidParameter(
             "_umsChannel incorrect: the parameter is mandatory when more than one channel is configured."
