@@ -222,3 +222,23 @@ def test_a_new_secret_takes_effect_on_the_next_message_although_channels_are_cac
     raw = json.dumps({"messages": [_text("m-2")]}).encode()
     assert post(client, raw, headers=_signed(raw)).status_code == 401
     assert post(client, raw, headers=_signed(raw, "a-new-secret")).status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_customer_is_found_through_the_unique_index_not_by_reading_every_contact(sms_channel):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from channels_app.services.contacts import contact_identify
+    from tests.conftest import require_or_skip
+
+    require_or_skip(connection.vendor == "postgresql", "query plans are PostgreSQL's")
+    with CaptureQueriesContext(connection) as queries:
+        contact_identify(channel=sms_channel, client_id="16504661149", phone_number="+16504661149")
+    lookup = next(q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT"))
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # the plan a big table gets, on a small one
+        cursor.execute(f"EXPLAIN {lookup}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "contact_unique_phone" in plan, plan

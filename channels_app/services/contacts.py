@@ -92,12 +92,14 @@ def _contacts_by_key(tenant_id: int, keys: set[tuple[str, str]]) -> dict[tuple[s
     client_ids = [value for kind, value in keys if kind == "client"]
     tenant_contacts = Contact.objects.filter(tenant_id=tenant_id)
     found = {}
+    # Each query states its unique index's condition word for word (`NOT phone_number = ''`, `NOT client_id = ''`):
+    # without it PostgreSQL cannot use the partial index and reads every contact of the tenant.
     if phones:
-        found.update({("phone", c.phone_number): c for c in tenant_contacts.filter(phone_number__in=phones)})
+        by_phone = tenant_contacts.filter(phone_number__in=phones).exclude(phone_number="")
+        found.update({("phone", c.phone_number): c for c in by_phone})
     if client_ids:
-        found.update(
-            {("client", c.client_id): c for c in tenant_contacts.filter(phone_number="", client_id__in=client_ids)}
-        )
+        by_client_id = tenant_contacts.filter(phone_number="", client_id__in=client_ids).exclude(client_id="")
+        found.update({("client", c.client_id): c for c in by_client_id})
     return found
 
 
