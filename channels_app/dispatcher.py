@@ -36,9 +36,8 @@ from channels_app.services.deliveries import (
 logger = logging.getLogger(__name__)
 
 # After a notification the listener waits this long before it wakes a thread, so that the commits of the next
-# few milliseconds go in the same claim and the same write of outcomes: a batch costs ~4.7 ms of CPU however
-# small and ~1.6 ms more per message (docs/PERFORMANCE.md), so batches of a few halve the dispatcher's CPU
-# for 20 ms of latency.
+# few milliseconds go in the same claim and the same write of outcomes: a batch has a fixed cost (its claim and
+# its outcome's transaction, docs/PERFORMANCE.md), shared by its messages for 20 ms of latency.
 GATHER_SECONDS = 0.02
 # After a database error, how long a thread waits before trying again.
 ERROR_BACKOFF_SECONDS = 1.0
