@@ -279,7 +279,7 @@ def postgres_backends(conn) -> set[int]:
     return {row[0] for row in rows}
 
 
-def cpu_report(before: CpuSnapshot, after: CpuSnapshot) -> list[str]:
+def cpu_report(before: CpuSnapshot, after: CpuSnapshot, invitations: int) -> list[str]:
     busy = after.machine[0] - before.machine[0]
     total = after.machine[1] - before.machine[1] or 1
     steal = after.machine[2] - before.machine[2]
@@ -290,10 +290,14 @@ def cpu_report(before: CpuSnapshot, after: CpuSnapshot) -> list[str]:
         f"cpu_busy_percent={busy / total * 100:.0f}",
         f"cpu_steal_percent={steal / total * 100:.0f}",
     ]
+    per_invitation = []
     for name, value in after.parts.items():
         used = value - before.parts.get(name, 0)
         ours += used
         lines.append(f"cpu_cores_used_by_{name}={used / total * cores:.2f}")
+        if name != "load_generator":
+            per_invitation.append(f"cpu_ms_per_invitation_{name}={used / CLOCK_TICKS * 1000 / max(invitations, 1):.1f}")
+    lines += per_invitation
     lines.append(f"cpu_cores_used_by_everything_else={max(busy - steal - ours, 0) / total * cores:.2f}")
     return lines
 
@@ -519,7 +523,7 @@ def main() -> None:
         print(f"p50_ms={percentile(latencies, 0.50) * 1000:.1f}")
         print(f"p99_ms={percentile(latencies, 0.99) * 1000:.1f}")
         print(f"max_ms={(latencies[-1] if latencies else float('nan')) * 1000:.1f}")
-        for line in cpu_report(cpu_before, cpu_after):
+        for line in cpu_report(cpu_before, cpu_after, requests - load.errors):
             print(line)
         print(f"load_average_1m_at_end={os.getloadavg()[0]:.2f}")
         print(f"invitations_accepted_total={expected}")
