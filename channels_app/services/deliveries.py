@@ -179,9 +179,9 @@ def _claim_due_on_postgresql(now: datetime, token: str, limit: int) -> list[Deli
 
 
 @functools.cache
-def _row_layout() -> list[tuple[type, list[str], list[tuple[int, object]]]]:
-    """Per model of the claim's row: its field names and (column index, converter) of the fields whose
-    database values need converting (JSON arrives as text)."""
+def _row_layout() -> list[tuple[type, list[str], int, list[tuple[int, object]]]]:
+    """Per model of the claim's row: its field names, its first column, and (column index, converter) of the
+    fields whose database values need converting (JSON arrives as text)."""
     layout, offset = [], 0
     for model in _CLAIMED_MODELS:
         fields = model._meta.concrete_fields
