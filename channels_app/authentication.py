@@ -67,7 +67,7 @@ class ExpiringTokenAuthentication(TokenAuthentication):
             user, token = super().authenticate_credentials(key)
             user.get_all_permissions()  # read now, kept with the user (Django's ModelBackend caches them on it)
             tenant_ids_for(user)
-            credentials.put(key, user, token)
+            credentials.put(key, copy.copy(user), token)  # this request's user is not the one kept
         if token_expired(token):
             raise AuthenticationFailed("Token has expired: ask for a new one (POST /api/auth/token/).")
         return user, token

@@ -142,8 +142,9 @@ class _ChannelsById:
                     if len(self._entries) >= 10_000:  # ids that do not exist are kept too: bounded
                         self._entries = {}
                     self._entries[channel_id] = (time.monotonic() + settings.CHANNEL_CACHE_SECONDS, channel)
-            return channel
-        return copy.copy(entry[1])  # a request may set attributes on its channel; the next gets a clean one
+        else:
+            channel = entry[1]
+        return copy.copy(channel)  # a request may set attributes on its channel: never on the one kept
 
     def clear(self, *args, **kwargs) -> None:
         with self._lock:
