@@ -9,6 +9,7 @@ for the relay (deliveries) or the tick (campaigns) to publish again
 """
 
 import logging
+from datetime import datetime
 
 from celery import current_app
 from django.db import transaction
@@ -27,11 +28,11 @@ WHATSAPP_TEMPLATES_SYNC = "channels_app.whatsapp_templates_sync"
 FETCH_ATTACHMENT = "channels_app.fetch_attachment"
 
 
-def publish(task_name: str, *args, countdown: float | None = None) -> bool:
-    """Send a task now; False (logged) when the broker did not take it: whatever finds the work due in
-    the database publishes it again."""
+def publish(task_name: str, *args, countdown: float | None = None, eta: datetime | None = None) -> bool:
+    """Send a task now (to run at once, after `countdown` seconds or at `eta`); False (logged) when the
+    broker did not take it: whatever finds the work due in the database publishes it again."""
     try:
-        current_app.send_task(task_name, args=args, countdown=countdown)
+        current_app.send_task(task_name, args=args, countdown=countdown, eta=eta)
     except Exception:  # any transport error: the broker is down or unreachable
         logger.exception("Could not publish %s%r; it stays due and is published again later.", task_name, args)
         return False

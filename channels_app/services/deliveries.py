@@ -202,8 +202,8 @@ def _instances(row: tuple) -> list:
     return instances
 
 
-def delivery_enqueue(delivery_id: int, *, countdown: float | None = None) -> None:
-    publish(DELIVER, delivery_id, countdown=countdown)
+def delivery_enqueue(delivery_id: int, *, due_at: datetime | None = None) -> None:
+    publish(DELIVER, delivery_id, eta=due_at)
 
 
 def deliveries_enqueue(delivery_ids: list[int]) -> None:
@@ -350,13 +350,14 @@ def delivery_attempt(*, delivery_id: int) -> SendResult | None:
 
 def _record_outcomes(answered: list[Sent]) -> None:
     """Every attempt is recorded; deliveries still under our lease move on:
-    delivered, failed, or due again at their next retry (published with a
-    countdown once committed)."""
+    delivered, failed, or due again at their next retry (published once
+    committed, to run at the retry's time: an absolute time, so the time the
+    outcomes took to write is not added to the wait)."""
     with transaction.atomic():
         retries, delivered = _record_in_transaction(answered)
     count_attempts(answered)
-    for delivery_id, countdown in retries:
-        delivery_enqueue(delivery_id, countdown=countdown)
+    for delivery_id, due_at in retries:
+        delivery_enqueue(delivery_id, due_at=due_at)
     by_transport: dict[str, list[str]] = {}
     for sent in delivered:
         by_transport.setdefault(sent.delivery.channel.transport, []).append(sent.delivery.message_id)
@@ -431,8 +432,8 @@ def _circuits_record(answered: list[Sent], now: datetime) -> None:
         channels_by_id.clear()  # this process's readers see the circuit at once (others within their cache's life)
 
 
-def _deliveries_not_accepted(refused: list[Sent], now: datetime) -> list[tuple[int, float]]:
-    """Failed for good, or due again at their next retry; returns the retries to publish with a countdown."""
+def _deliveries_not_accepted(refused: list[Sent], now: datetime) -> list[tuple[int, datetime]]:
+    """Failed for good, or due again at their next retry; returns the retries to publish, with their time."""
     ours = {
         row["pk"]: row
         for row in Delivery.objects.select_for_update()
@@ -465,7 +466,7 @@ def _deliveries_not_accepted(refused: list[Sent], now: datetime) -> list[tuple[i
             changes["next_attempt_at"] = decision.next_attempt_at
             wait_for = decision.next_attempt_at - now
             if wait_for <= COUNTDOWN_LIMIT:
-                retries.append((delivery.pk, max(wait_for.total_seconds(), 0)))
+                retries.append((delivery.pk, decision.next_attempt_at))
                 changes["published_at"] = decision.next_attempt_at
         Delivery.objects.filter(pk=delivery.pk).update(**changes, updated_at=now)
     return retries
