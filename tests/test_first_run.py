@@ -138,7 +138,9 @@ def test_first_run(browser, live_server, django_user_model, receiver, tmp_path):
     report = browser.find_element(By.ID, "upload-report").text
     assert "not-a-phone" in report and "1\nrows refused" in report
     browser.find_element(By.CSS_SELECTOR, "button[value=start]").click()
-    wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "ul.messagelist")))
+    # (the page already shows the upload's message: wait for the start's own)
+    wait.until(expected_conditions.text_to_be_present_in_element((By.CSS_SELECTOR, "ul.messagelist"),
+                                                                 "Bill reminder, March: running."))
     # (no worker in this test: the batches are sent here, as a worker would send them)
     from channels_app.services.campaigns import campaign_run_batch
 
