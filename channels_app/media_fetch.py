@@ -1,11 +1,12 @@
-"""Fetching a file a customer's message refers to, through the outbound address
-rules (channels_app/outbound.py): resolved once, the address checked, the
-connection made to that address, no redirects, a timeout on every read.
+"""Fetching a file a customer's message refers to (a URL in a Third-Party
+Messaging attachment, a WhatsApp Cloud API media URL), through the outbound
+address rules (channels_app/outbound.py): resolved once, the address checked,
+the connection made to that address, no redirects, a timeout on every read.
 
 The body is streamed to a temporary file on disk in chunks, never held whole in
-memory, and reading stops once it passes the limit (100 MB, the spec's
-"smaller than 100 MB"). No database: the caller (services/media.py) stores the
-file and records the outcome."""
+memory, and reading stops once it passes the limit (100 MB by default, the
+spec's "smaller than 100 MB"). No database: the callers (services/media.py,
+services/whatsapp_cloud.py) store the file and record the outcome."""
 
 import http.client
 import ssl
@@ -39,9 +40,10 @@ class Fetched:
     content_type: str  # the Content-Type header, as the server said
 
 
-def fetch(url: str, *, timeout: float, max_bytes: int = MAX_ATTACHMENT_BYTES - 1, deadline: float = 600.0) -> Fetched:
+def fetch(url: str, *, timeout: float, max_bytes: int = MAX_ATTACHMENT_BYTES - 1, deadline: float = 600.0,
+          headers: dict[str, str] | None = None) -> Fetched:
     """GET `url` into a temporary file; FetchFailed naming the reason otherwise. `timeout` bounds each
-    connect and read, `deadline` the whole transfer."""
+    connect and read, `deadline` the whole transfer; `headers` are added to the request (a bearer token)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise FetchFailed(f"not an http(s) URL: {parts.scheme or 'no scheme'}")
@@ -64,7 +66,8 @@ def fetch(url: str, *, timeout: float, max_bytes: int = MAX_ATTACHMENT_BYTES - 1
     stored = tempfile.TemporaryFile()  # on disk: 50 MB files stay out of memory
     try:
         try:
-            connection.request("GET", target, headers={"Accept": "*/*", "User-Agent": "DigitalMessagingServer"})
+            connection.request("GET", target, headers={"Accept": "*/*", "User-Agent": "DigitalMessagingServer",
+                                                       **(headers or {})})
             response = connection.getresponse()
         except (OSError, http.client.HTTPException) as error:
             raise FetchFailed(f"{type(error).__name__}: {error}", retry=True) from error
@@ -76,13 +79,13 @@ def fetch(url: str, *, timeout: float, max_bytes: int = MAX_ATTACHMENT_BYTES - 1
             raise FetchFailed(f"HTTP {response.status}")
         length = response.getheader("Content-Length")
         if length and length.isdigit() and int(length) > max_bytes:
-            raise FetchFailed(f"larger than 100 MB (Content-Length {length})")
+            raise FetchFailed(f"larger than {_limit(max_bytes)} (Content-Length {length})")
         size = 0
         try:
             while chunk := response.read(CHUNK_BYTES):
                 size += len(chunk)
                 if size > max_bytes:
-                    raise FetchFailed("larger than 100 MB: reading stopped")
+                    raise FetchFailed(f"larger than {_limit(max_bytes)}: reading stopped")
                 if time.monotonic() - started > deadline:
                     raise FetchFailed(f"the transfer took longer than {deadline:.0f} s", retry=True)
                 stored.write(chunk)
@@ -96,3 +99,11 @@ def fetch(url: str, *, timeout: float, max_bytes: int = MAX_ATTACHMENT_BYTES - 1
         raise
     finally:
         connection.close()
+
+
+def _limit(max_bytes: int) -> str:
+    """The limit as a person reads it: "100 MB" for at most 100 MB or for less than 100 MB, else bytes."""
+    for size in (max_bytes + 1, max_bytes):
+        if size % (1024 * 1024) == 0:
+            return f"{size // (1024 * 1024)} MB"
+    return f"{max_bytes} bytes"

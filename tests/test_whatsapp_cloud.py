@@ -191,6 +191,20 @@ def test_media_are_fetched_from_the_graph_api_into_storage(cloud, stand_in, name
 
 
 @pytest.mark.django_db
+def test_a_media_larger_than_the_limit_is_not_stored(cloud, stand_in, settings):
+    settings.WHATSAPP_MEDIA_MAX_BYTES = 10
+    raw = json.loads(fixture("image.json"))["entry"][0]["changes"][0]["value"]["messages"][0]
+    stand_in.add_media(raw["image"]["id"], b"eleven byte", raw["image"]["mime_type"])
+    replay("image.json")
+    media = WhatsAppMedia.objects.get()
+
+    assert whatsapp_media_fetch(media_pk=media.pk) == MediaState.PENDING
+
+    media.refresh_from_db()
+    assert "larger than 10 bytes" in media.error and not media.file and media.attempts == 1
+
+
+@pytest.mark.django_db
 def test_a_media_the_graph_api_does_not_have_fails_after_its_attempts(cloud):
     replay("image.json")
     media = WhatsAppMedia.objects.get()

@@ -8,7 +8,6 @@ a processed row is skipped, a message id already received stores nothing new
 (the unique channel message id), a receipt applied twice changes nothing."""
 
 import logging
-import tempfile
 from datetime import timedelta
 
 from django.conf import settings
@@ -16,6 +15,7 @@ from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 
+from channels_app.media_fetch import FetchFailed, fetch
 from channels_app.models import (
     Channel,
     MediaState,
@@ -27,7 +27,7 @@ from channels_app.models import (
 from channels_app.publishing import WHATSAPP_INBOX_PROCESS, WHATSAPP_MEDIA_FETCH, publish, publish_on_commit
 from channels_app.services.interactions import customer_message_receive
 from channels_app.services.receipts import receipt_apply
-from channels_app.transports.graph_api import DownloadRefused, graph_download, graph_request
+from channels_app.transports.graph_api import GRAPH_TIMEOUT_SECONDS, graph_request
 from channels_app.whatsapp.payloads import CloudMessage, parse_webhook
 
 logger = logging.getLogger(__name__)
@@ -126,21 +126,18 @@ def whatsapp_media_fetch(*, media_pk: int) -> str:
     try:
         answer = graph_request("GET", f"/{row.media_id}", token=channel.access_token)
         if not answer.ok or not isinstance(answer.body.get("url"), str):
-            raise DownloadRefused(f"media {row.media_id}: {answer.error_text()}")
-        with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as spool:
-            size = 0
-            for chunk in graph_download(answer.body["url"], token=channel.access_token,
-                                        max_bytes=settings.WHATSAPP_MEDIA_MAX_BYTES):
-                spool.write(chunk)
-                size += len(chunk)
-            spool.seek(0)
+            raise FetchFailed(f"media {row.media_id}: {answer.error_text()}")
+        fetched = fetch(answer.body["url"], timeout=GRAPH_TIMEOUT_SECONDS * 3,
+                        max_bytes=settings.WHATSAPP_MEDIA_MAX_BYTES,
+                        headers={"Authorization": f"Bearer {channel.access_token}"})
+        with fetched.file:
             extension = (answer.body.get("mime_type") or row.mime_type or "/bin").split("/")[-1].split(";")[0]
             name = row.file_name or f"{row.media_id}.{extension[:10]}"
-            row.file.save(name, File(spool), save=False)
-        row.size, row.state, row.error = size, MediaState.STORED, ""
+            row.file.save(name, File(fetched.file), save=False)
+        row.size, row.state, row.error = fetched.size, MediaState.STORED, ""
         row.mime_type = row.mime_type or str(answer.body.get("mime_type") or "")[:120]
         row.save(update_fields=["file", "size", "state", "error", "mime_type"])
-    except DownloadRefused as error:
+    except FetchFailed as error:
         final = row.attempts >= MEDIA_FETCH_ATTEMPTS
         WhatsAppMedia.objects.filter(pk=row.pk).update(
             error=str(error)[:500], state=MediaState.FAILED if final else MediaState.PENDING)

@@ -10,7 +10,6 @@ Errors come back as Meta writes them:
 import http.client
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
@@ -113,40 +112,3 @@ def graph_request(method: str, path_or_url: str, *, token: str, body: dict | Non
         parsed = {}
     return GraphAnswer(response.status, parsed if isinstance(parsed, dict) else {},
                        data[:EXCERPT_BYTES].decode("utf-8", "replace"), latency)
-
-
-class DownloadRefused(Exception):
-    """The file could not be fetched (the message says why)."""
-
-
-def graph_download(url: str, *, token: str, max_bytes: int, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
-    """Stream a media file's bytes (GET `url` with the bearer token), never more than `max_bytes`.
-    Its own connection (closed at the end): a half-read body must not stay in the pool."""
-    from channels_app.outbound import checked_connection
-
-    scheme, host, port, target = _split(url)
-    try:
-        address = resolve_allowed(host, port)
-    except (BlockedAddress, OSError, ValueError, UnicodeError) as error:
-        raise DownloadRefused(str(error)[:500]) from error
-    connection = checked_connection(scheme=scheme, host=host, port=port, address=address,
-                                    timeout=GRAPH_TIMEOUT_SECONDS * 3)
-    try:
-        try:
-            connection.request("GET", target, headers={"Authorization": f"Bearer {token}"})
-            response = connection.getresponse()
-        except (OSError, http.client.HTTPException) as error:
-            raise DownloadRefused(f"{type(error).__name__}: {error}"[:500]) from error
-        if response.status != 200:
-            raise DownloadRefused(f"HTTP {response.status}")
-        declared = response.getheader("Content-Length")
-        if declared and declared.isdigit() and int(declared) > max_bytes:
-            raise DownloadRefused(f"the file is larger than {max_bytes} bytes")
-        total = 0
-        while chunk := response.read(chunk_size):
-            total += len(chunk)
-            if total > max_bytes:
-                raise DownloadRefused(f"the file is larger than {max_bytes} bytes")
-            yield chunk
-    finally:
-        connection.close()
