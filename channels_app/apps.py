@@ -1,6 +1,6 @@
 from django.apps import AppConfig
 from django.contrib.admin import apps as admin_apps
-from django.db.models.signals import post_delete, post_migrate, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save
 
 
 class ChannelsAppConfig(AppConfig):
@@ -32,6 +32,15 @@ class ChannelsAppConfig(AppConfig):
 
         post_save.connect(channels_by_id.clear, sender=Channel, dispatch_uid="channels-by-id-save")
         post_delete.connect(channels_by_id.clear, sender=Channel, dispatch_uid="channels-by-id-delete")
+        from channels_app.models import Attachment, StandardResponse
+        from channels_app.selectors import standard_responses_for_sending
+
+        for sender in (StandardResponse, Attachment):  # a response's attachments are sent with it
+            post_save.connect(standard_responses_for_sending.clear, sender=sender, dispatch_uid=f"kept-{sender}-save")
+            post_delete.connect(standard_responses_for_sending.clear, sender=sender,
+                                dispatch_uid=f"kept-{sender}-delete")
+        m2m_changed.connect(standard_responses_for_sending.clear, sender=StandardResponse.attachments.through,
+                            dispatch_uid="kept-standard-response-attachments")
 
 
 class DmsAdminConfig(admin_apps.AdminConfig):

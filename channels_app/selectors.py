@@ -6,15 +6,12 @@ tenant the caller is not a member of does not exist for that caller: the
 `*_get` selectors raise the same `NotFound` whether it is missing or hidden,
 so existence never leaks (Zulip's `access_*` helpers)."""
 
-import copy
-import threading
-import time
-
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Model, Q, QuerySet
 
 from channels_app.errors import NotFound
+from channels_app.kept import KeptRows
 from channels_app.models import (
     Attachment,
     AuditEntry,
@@ -123,39 +120,29 @@ def channel_list(*, user) -> QuerySet:
     return restrict(Channel.objects.select_related("tenant"), user)
 
 
-class _ChannelsById:
-    """Channels by `channel_id`, as read at most CHANNEL_CACHE_SECONDS ago in this process: every customer
-    message and every ESP request names its channel, and reading it was one query of each. A change saved in
-    this process empties it at once (signals); one made elsewhere, or a circuit that opened or closed in a
-    worker, is seen within CHANNEL_CACHE_SECONDS."""
+# Channels by `channel_id` (kept.py): every customer message and every ESP request names its channel. A circuit
+# that opened or closed in another process is seen within CHANNEL_CACHE_SECONDS.
+channels_by_id = KeptRows(
+    lambda channel_id: Channel.objects.select_related("tenant").filter(channel_id=channel_id).first(),
+    seconds=lambda: settings.CHANNEL_CACHE_SECONDS,
+)
 
-    def __init__(self):
-        self._entries: dict[str, tuple[float, Channel | None]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, channel_id: str) -> Channel | None:
-        entry = self._entries.get(channel_id)
-        if entry is None or entry[0] < time.monotonic():
-            channel = Channel.objects.select_related("tenant").filter(channel_id=channel_id).first()
-            if settings.CHANNEL_CACHE_SECONDS > 0:
-                with self._lock:
-                    if len(self._entries) >= 10_000:  # ids that do not exist are kept too: bounded
-                        self._entries = {}
-                    self._entries[channel_id] = (time.monotonic() + settings.CHANNEL_CACHE_SECONDS, channel)
-        else:
-            channel = entry[1]
-        return copy.copy(channel)  # a request may set attributes on its channel: never on the one kept
-
-    def clear(self, *args, **kwargs) -> None:
-        with self._lock:
-            self._entries = {}
+# Standard responses by (id, tenant id), with their attachments (kept.py): a strategy's InviteToChat names
+# the same few responses again and again.
+standard_responses_for_sending = KeptRows(
+    lambda key: StandardResponse.objects.prefetch_related("attachments").filter(pk=key[0], tenant_id=key[1]).first(),
+    seconds=lambda: settings.STANDARD_RESPONSE_CACHE_SECONDS,
+)
 
 
-channels_by_id = _ChannelsById()
+def standard_response_for_sending(*, standard_response_id: str, tenant_id: int) -> StandardResponse | None:
+    """The tenant's standard response `standard_response_id` with its attachments, as read at most
+    STANDARD_RESPONSE_CACHE_SECONDS ago in this process; None when the tenant has none of that id."""
+    return standard_responses_for_sending.get((standard_response_id, tenant_id))
 
 
 def channel_find(*, channel_id: str, user=None) -> Channel | None:
-    """The channel `channel_id` (recently read: `_ChannelsById`), None when there is none or, with `user`,
+    """The channel `channel_id` (recently read: `channels_by_id`), None when there is none or, with `user`,
     when it belongs to none of their tenants (hidden as if missing)."""
     channel = channels_by_id.get(channel_id)
     if channel is None or user is None:

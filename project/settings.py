@@ -206,6 +206,7 @@ AUTH_CACHE_SECONDS = env.float("AUTH_CACHE_SECONDS", default=5.0)
 # How long a process keeps a channel read by its id for /nexus and ESP (channels_app/selectors.py): a change made
 # in another process (a new secret, a channel disabled, a circuit opened by a worker) takes effect within this.
 CHANNEL_CACHE_SECONDS = env.float("CHANNEL_CACHE_SECONDS", default=2.0)
+STANDARD_RESPONSE_CACHE_SECONDS = env.float("STANDARD_RESPONSE_CACHE_SECONDS", default=2.0)
 
 # The login throttle (django-axes, https://django-axes.readthedocs.io/en/latest/4_configuration.html):
 # after LOGIN_FAILURE_LIMIT failed logins from one client address (the admin's login form and

@@ -619,3 +619,86 @@ def test_a_chat_queue_key_of_another_tenant_than_the_channels_is_904(agent_api, 
     assert response.json()["Error"]["Code"] == 904
     assert "ChatQueueKey" in response.json()["Error"]["Message"]
     assert not Interaction.objects.exists()
+
+
+# --- the standard response kept per process (selectors.standard_responses_for_sending) ---------------------------
+
+
+def _invited_text(api) -> str:
+    response = post_esp(api, SPEC_REQUEST)
+    assert response.status_code == 200, response.json()
+    return Message.objects.get(interaction_id=response.json()["Result"]["_umsChatSessionId"]).text
+
+
+@pytest.mark.django_db
+def test_an_edited_standard_response_is_sent_as_edited_on_the_next_invitation(agent_api, staff_api, channel,
+                                                                              spec_response):
+    # given the response was read, and kept, for a first invitation
+    assert _invited_text(agent_api) == SPEC_TEXT
+
+    # when it is edited through the API
+    edited = staff_api.patch(f"/api/standard-responses/{spec_response['id']}/",
+                             {"body": "Dear {{1}}, your bill of {{2}} is paid. Thank you!"}, format="json")
+    assert edited.status_code == 200, edited.json()
+
+    # then the next invitation sends the new text
+    assert _invited_text(agent_api) == "Dear John Smith, your bill of $129.99 is paid. Thank you!"
+
+
+@pytest.mark.django_db
+def test_a_deleted_standard_response_is_unknown_on_the_next_invitation(agent_api, staff_api, channel, spec_response):
+    assert _invited_text(agent_api) == SPEC_TEXT
+
+    assert staff_api.delete(f"/api/standard-responses/{spec_response['id']}/").status_code == 204
+
+    assert _error(post_esp(agent_api, SPEC_REQUEST))[:2] == (404, 902)
+    assert Message.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_standard_response_kept_for_one_tenant_is_not_found_for_another(agent_api, channel, spec_response):
+    from channels_app.selectors import standard_response_for_sending
+
+    assert _invited_text(agent_api) == SPEC_TEXT  # kept for the channel's tenant
+    other = Tenant.objects.create(id=2, name="Other")
+
+    assert standard_response_for_sending(standard_response_id=spec_response["id"], tenant_id=other.pk) is None
+    assert standard_response_for_sending(standard_response_id=spec_response["id"],
+                                         tenant_id=channel.tenant_id).pk == spec_response["id"]
+
+
+@pytest.mark.django_db
+def test_a_change_no_signal_announces_is_sent_within_the_configured_seconds(agent_api, channel, spec_response,
+                                                                             settings):
+    from channels_app.models import StandardResponse
+    from tests.workers import poll_until
+
+    settings.STANDARD_RESPONSE_CACHE_SECONDS = 0.2
+    assert _invited_text(agent_api) == SPEC_TEXT
+
+    # as another process saves it: this process hears no signal
+    StandardResponse.objects.filter(pk=spec_response["id"]).update(body="Dear {{1}}, see you on {{4}}.")
+
+    poll_until(lambda: _invited_text(agent_api) == "Dear John Smith, see you on March 7 / 2020.", 5,
+               "the change to be sent")
+
+
+@pytest.mark.django_db
+def test_an_attachment_given_to_a_standard_response_goes_with_the_next_invitation(agent_api, staff_api, channel,
+                                                                                 spec_response):
+    import io
+
+    from tests.test_api_standard_responses import PNG
+
+    assert _invited_text(agent_api) == SPEC_TEXT  # kept, without attachments
+    upload = io.BytesIO(PNG)
+    upload.name = "bill.png"
+    attachment_id = staff_api.post("/api/attachments/", {"file": upload}, format="multipart").json()["id"]
+
+    edited = staff_api.patch(f"/api/standard-responses/{spec_response['id']}/", {"attachments": [attachment_id]},
+                             format="json")
+    assert edited.status_code == 200, edited.json()
+
+    response = post_esp(agent_api, SPEC_REQUEST)
+    sent = Message.objects.filter(interaction_id=response.json()["Result"]["_umsChatSessionId"])
+    assert [a["fileName"] for m in sent for a in m.payload.get("attachments", [])] == ["bill.png"]

@@ -10,7 +10,7 @@ from channels_app.choices import ContentType, MediaType
 from channels_app.errors import ApplicationError, ExecutionFailed, InvalidParameter, NotFound, TransportUnreachable
 from channels_app.models import Channel, Contact, Delivery, Interaction, InteractionState, StandardResponse
 from channels_app.options_catalog import DMS
-from channels_app.selectors import channel_find, channel_list
+from channels_app.selectors import channel_find, channel_list, standard_response_for_sending
 from channels_app.services.channels import channel_inbound_route
 from channels_app.services.contacts import ContactClaim, contacts_identify
 from channels_app.services.interactions import (
@@ -142,11 +142,8 @@ def invitation_plan(
                                field="ChatQueueKey") from error
     response = None
     if standard_response_id:
-        response = (
-            StandardResponse.objects.prefetch_related("attachments")
-            .filter(pk=standard_response_id, tenant_id=channel.tenant_id)
-            .first()
-        )
+        response = standard_response_for_sending(standard_response_id=standard_response_id,
+                                                 tenant_id=channel.tenant_id)
         if response is None:
             raise NotFound(f"StandardResponseId unknown standard response {standard_response_id!r}.",
                            field="StandardResponseId")
