@@ -1,9 +1,11 @@
-"""Updating many rows, each with its own values, in one statement.
+"""Writing many rows in one statement where Django's bulk methods cost more.
 
 Django's `bulk_update` builds a CASE WHEN expression per row and field, which
 costs milliseconds of Python per hundred rows; on PostgreSQL an UPDATE that
 joins a VALUES list does the same work in one cheap statement. Other
-databases (SQLite, the embedded mode) keep `bulk_update`."""
+databases (SQLite, the embedded mode) keep `bulk_update`. `bulk_create` with
+`ignore_conflicts` does not say which rows it created, so whoever needs their
+ids reads them all again: `bulk_insert_new` says."""
 
 import json
 
@@ -50,6 +52,28 @@ def bulk_update_rows(model: type[Model], rows: list[dict], fields: list[str], co
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def bulk_insert_new(model: type[Model], objects: list[Model], *, returning: list[str]) -> list[tuple]:
+    """Insert the objects whose rows do not exist yet (`INSERT … ON CONFLICT DO NOTHING`, any unique index)
+    and return, for each row created, its primary key followed by the `returning` fields' values; the rows
+    that met a conflict are not returned (someone else created them first). PostgreSQL and SQLite
+    (3.35 and later) both take `RETURNING` here."""
+    if not objects:
+        return []
+    meta = model._meta
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    params = [field.get_db_prep_save(field.pre_save(obj, True), connection) for obj in objects for field in fields]
+    answer = ", ".join(quote(column) for column in [meta.pk.column, *(meta.get_field(n).column for n in returning)])
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
+        f"VALUES {', '.join([row_sql] * len(objects))} ON CONFLICT DO NOTHING RETURNING {answer}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [tuple(row) for row in cursor.fetchall()]
 
 
 def bulk_insert_rows(model: type[Model], objects: list[Model]) -> None:

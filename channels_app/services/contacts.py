@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.core.cache import cache
 from django.utils import timezone
 
+from channels_app.bulk import bulk_insert_new
 from channels_app.models import Channel, Contact
 from channels_app.phones import normalize_client_phone, normalize_for_business
 
@@ -56,9 +57,7 @@ def contacts_identify(*, channel: Channel, claims: list[ContactClaim]) -> list[C
                 missing[key] = _new_contact(channel.tenant_id, key, claim.client_id)
             _apply_properties(missing[key], claim.properties)  # so that a new contact needs no update
     if missing:
-        # Concurrent requests may create some of them first: theirs are found again below.
-        Contact.objects.bulk_create(missing.values(), ignore_conflicts=True)
-        found.update(_contacts_by_key(channel.tenant_id, set(missing)))
+        found.update(_contacts_create(channel.tenant_id, missing))
     contacts = [found[key] for key in keys]
     changed = {}
     for contact, claim in zip(contacts, claims, strict=True):
@@ -84,6 +83,20 @@ def _new_contact(tenant_id: int, key: tuple[str, str], client_id: str) -> Contac
     if kind == "phone":
         return Contact(tenant_id=tenant_id, phone_number=value, client_id=client_id)
     return Contact(tenant_id=tenant_id, client_id=value)
+
+
+def _contacts_create(tenant_id: int, missing: dict[tuple[str, str], Contact]) -> dict[tuple[str, str], Contact]:
+    """Create the missing contacts in one statement; those a concurrent request created first are read."""
+    created = {}
+    for pk, phone_number, client_id in bulk_insert_new(Contact, list(missing.values()),
+                                                       returning=["phone_number", "client_id"]):
+        key = ("phone", phone_number) if phone_number else ("client", client_id)
+        created[key] = missing[key]
+        created[key].pk = pk
+        created[key]._state.adding = False
+    if len(created) < len(missing):
+        created.update(_contacts_by_key(tenant_id, set(missing) - set(created)))
+    return created
 
 
 def _contacts_by_key(tenant_id: int, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Contact]:
