@@ -36,9 +36,10 @@ class ChannelsAppConfig(AppConfig):
         from channels_app.selectors import standard_responses_for_sending
 
         for sender in (StandardResponse, Attachment):  # a response's attachments are sent with it
-            post_save.connect(standard_responses_for_sending.clear, sender=sender, dispatch_uid=f"kept-{sender}-save")
+            post_save.connect(standard_responses_for_sending.clear, sender=sender,
+                              dispatch_uid=f"kept-{sender.__name__}-save")
             post_delete.connect(standard_responses_for_sending.clear, sender=sender,
-                                dispatch_uid=f"kept-{sender}-delete")
+                                dispatch_uid=f"kept-{sender.__name__}-delete")
         m2m_changed.connect(standard_responses_for_sending.clear, sender=StandardResponse.attachments.through,
                             dispatch_uid="kept-standard-response-attachments")
 

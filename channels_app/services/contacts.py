@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.core.cache import cache
+from django.db import connection
 from django.utils import timezone
 
 from channels_app.bulk import bulk_insert_new
@@ -93,7 +94,7 @@ def _contacts_create(tenant_id: int, missing: dict[tuple[str, str], Contact]) ->
         key = ("phone", phone_number) if phone_number else ("client", client_id)
         created[key] = missing[key]
         created[key].pk = pk
-        created[key]._state.adding = False
+        created[key]._state.adding, created[key]._state.db = False, connection.alias
     if len(created) < len(missing):
         created.update(_contacts_by_key(tenant_id, set(missing) - set(created)))
     return created
