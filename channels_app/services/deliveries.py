@@ -46,9 +46,9 @@ from channels_app.transports.webhook import WEBHOOK_TIMEOUT_SECONDS
 
 logger = logging.getLogger(__name__)
 
-# Retries due within this are scheduled with a Celery countdown (far below the
+# Retries due within this are published to Celery to run at their time (far below the
 # Redis visibility timeout); later ones, and lost tasks, are found by the relay.
-COUNTDOWN_LIMIT = timedelta(minutes=5)
+RETRY_PUBLISH_LIMIT = timedelta(minutes=5)
 # Webhooks in flight at once per worker process (a campaign batch waits on many third-party answers).
 SEND_CONCURRENCY = 16
 # How often a sender renews the lease of the deliveries it has not sent yet.
@@ -64,7 +64,7 @@ def _lease() -> timedelta:
 
 def _relay_grace() -> timedelta:
     """The relay leaves a delivery to the task published for it (at commit, or
-    with a retry's countdown) for this long before publishing it again."""
+    to run at a retry's time) for this long before publishing it again."""
     return timedelta(seconds=settings.DELIVERY_RELAY_GRACE_SECONDS)
 
 
@@ -465,7 +465,7 @@ def _deliveries_not_accepted(refused: list[Sent], now: datetime) -> list[tuple[i
         else:
             changes["next_attempt_at"] = decision.next_attempt_at
             wait_for = decision.next_attempt_at - now
-            if wait_for <= COUNTDOWN_LIMIT:
+            if wait_for <= RETRY_PUBLISH_LIMIT:
                 retries.append((delivery.pk, decision.next_attempt_at))
                 changes["published_at"] = decision.next_attempt_at
         Delivery.objects.filter(pk=delivery.pk).update(**changes, updated_at=now)
