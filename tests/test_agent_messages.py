@@ -143,3 +143,24 @@ def test_an_ended_session_takes_no_messages(agent_api, session):
     Interaction.objects.filter(pk=session.pk).update(state="ended")
 
     assert agent_api.post(url(session), {"text": "Hello"}, format="json").status_code == 409
+
+
+@pytest.mark.django_db
+def test_an_edited_standard_response_is_sent_as_edited_by_the_next_agent_message(agent_api, staff_api, session):
+    # given an agent sent a response (now kept by this process: selectors.standard_responses_for_sending)
+    staff_api.post("/api/standard-responses/", {"id": "T1", "name": "Thanks", "content_type": "text",
+                                                "body": "Thank you, <$Contact.FirstName$>."}, format="json")
+    fields = {"Contact": {"FirstName": "Jo"}}
+    first = agent_api.post(url(session), {"standard_response_id": "T1", "fields": fields}, format="json")
+    assert first.json()["text"] == "Thank you, Jo."
+
+    # when it is edited, then deleted
+    assert staff_api.patch("/api/standard-responses/T1/", {"body": "Thanks a lot, <$Contact.FirstName$>!"},
+                           format="json").status_code == 200
+    edited = agent_api.post(url(session), {"standard_response_id": "T1", "fields": fields}, format="json")
+    assert staff_api.delete("/api/standard-responses/T1/").status_code == 204
+    gone = agent_api.post(url(session), {"standard_response_id": "T1", "fields": fields}, format="json")
+
+    # then the next messages see each change at once
+    assert edited.status_code == 202 and edited.json()["text"] == "Thanks a lot, Jo!"
+    assert gone.status_code == 400 and "standard_response_id" in gone.json()

@@ -14,8 +14,9 @@ from django.utils import timezone
 
 from channels_app.choices import MediaType
 from channels_app.errors import Conflict, InvalidParameter, NotFound
-from channels_app.models import Interaction, InteractionState, Message, StandardResponse
+from channels_app.models import Interaction, InteractionState, Message
 from channels_app.options_catalog import IW
+from channels_app.selectors import standard_response_for_sending
 from channels_app.services.email import email_payload, text_limit
 from channels_app.services.interactions import interaction_field_values, message_queue_outbound
 from channels_app.services.media import attachments_for_sending, location_payload, media_object
@@ -109,11 +110,8 @@ def agent_content(
 
 def _content(*, interaction, window_open, text, standard_response_id, fields, attachment_ids, location):
     if standard_response_id:
-        response = (
-            StandardResponse.objects.prefetch_related("attachments")
-            .filter(pk=standard_response_id, tenant_id=interaction.channel.tenant_id)
-            .first()
-        )
+        response = standard_response_for_sending(standard_response_id=standard_response_id,
+                                                 tenant_id=interaction.channel.tenant_id)
         if response is None:
             raise InvalidParameter(f"Unknown standard response {standard_response_id!r}.",
                                    field="standard_response_id")
