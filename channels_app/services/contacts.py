@@ -92,9 +92,8 @@ def _contacts_create(tenant_id: int, missing: dict[tuple[str, str], Contact]) ->
     for pk, phone_number, client_id in bulk_insert_new(Contact, list(missing.values()),
                                                        returning=["phone_number", "client_id"]):
         key = ("phone", phone_number) if phone_number else ("client", client_id)
-        created[key] = missing[key]
-        created[key].pk = pk
-        created[key]._state.adding, created[key]._state.db = False, connection.alias
+        contact = created[key] = missing[key]
+        contact.pk, contact._state.adding, contact._state.db = pk, False, connection.alias
     if len(created) < len(missing):
         created.update(_contacts_by_key(tenant_id, set(missing) - set(created)))
     return created
