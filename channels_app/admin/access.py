@@ -1,7 +1,11 @@
 """Admin for users and their tenants: who may see and change what.
 
-A user who is not a superuser sees the users of its own tenants and may
-grant only what it holds itself (its tenants, its groups), as over the API."""
+A user who is not a superuser sees the users of its own tenants, may grant
+only what it holds itself (its tenants, its groups) and may change or delete
+only users all of whose tenants are its own, as over the API
+(`channels_app.services.users.user_may_change`): a user shared with another
+tenant is shown read-only (change page, password form, delete page and the
+delete action alike)."""
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
@@ -10,6 +14,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from channels_app.admin.scoping import ScopedTabularInline
 from channels_app.models import Membership
 from channels_app.selectors import user_list
+from channels_app.services.users import user_may_change
 
 User = get_user_model()
 
@@ -49,11 +54,11 @@ class UserAdmin(DjangoUserAdmin):
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def has_change_permission(self, request, obj=None):
-        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+        if obj is not None and not user_may_change(user=obj, changed_by=request.user):
             return False
         return super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None):
-        if obj is not None and (obj.is_superuser and not request.user.is_superuser or obj.pk == request.user.pk):
+        if obj is not None and (not user_may_change(user=obj, changed_by=request.user) or obj.pk == request.user.pk):
             return False
         return super().has_delete_permission(request, obj)
