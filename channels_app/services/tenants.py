@@ -73,8 +73,11 @@ def tenant_delete(*, tenant: Tenant) -> None:
 
 @transaction.atomic
 def memberships_set(*, user, tenants: list[Tenant]) -> None:
-    """Make `user` a member of exactly `tenants` (takes effect on the user's next request)."""
+    """Make `user` a member of exactly `tenants` (takes effect on the user's next request). Each membership
+    granted or revoked is its own audit entry (of its tenant): one row at a time, as bulk_create sends no
+    signal."""
     wanted = {tenant.pk for tenant in tenants}
     Membership.objects.filter(user=user).exclude(tenant_id__in=wanted).delete()
     existing = set(Membership.objects.filter(user=user).values_list("tenant_id", flat=True))
-    Membership.objects.bulk_create([Membership(user=user, tenant_id=pk) for pk in wanted - existing])
+    for pk in sorted(wanted - existing):
+        Membership.objects.create(user=user, tenant_id=pk)
