@@ -7,14 +7,16 @@ only users all of whose tenants are its own, as over the API
 tenant is shown read-only (change page, password form, delete page and the
 delete action alike)."""
 
+from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import UserCreationForm
 
 from channels_app.admin.scoping import ScopedTabularInline
-from channels_app.models import Membership
-from channels_app.selectors import user_list
-from channels_app.services.users import user_may_change
+from channels_app.models import Membership, Tenant
+from channels_app.selectors import restrict, user_list
+from channels_app.services.users import user_create, user_may_change
 
 User = get_user_model()
 
@@ -27,12 +29,43 @@ class MembershipOfUserInline(ScopedTabularInline):
     verbose_name_plural = "tenants (the user sees and changes only what these hold)"
 
 
+class UserAddForm(UserCreationForm):
+    """The add page: who the user is, its password, and what it may open (its tenants and roles), so that it
+    signs in at once. "May sign in" (staff status) is ticked, as over the API."""
+
+    tenants = forms.ModelMultipleChoiceField(
+        queryset=Tenant.objects.none(), widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Choose at least one tenant: a user in no tenant sees nothing."},
+        help_text="The contact centers whose data the user sees and changes.",
+    )
+
+    class Meta(UserCreationForm.Meta):
+        model = User
+        fields = ("username", "email", "groups", "is_staff")
+        labels = {"groups": "roles", "is_staff": "may sign in"}
+        help_texts = {
+            "groups": "What the user may do in its tenants, e.g. WhatsApp agent. Without a role it sees nothing.",
+            "is_staff": "Signs in at this admin, where its roles decide what it sees (agents included).",
+        }
+        widgets = {"groups": forms.CheckboxSelectMultiple}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["is_staff"].initial = True
+
+
 admin.site.unregister(User)
 
 
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     inlines = [MembershipOfUserInline]
+    add_form = UserAddForm
+    add_form_template = "admin/auth/user/dms_add_form.html"
+    add_fieldsets = (
+        (None, {"fields": ("username", "password1", "password2", "email")}),
+        ("Access", {"fields": ("tenants", "groups", "is_staff")}),
+    )
     list_display = ["username", "email", "is_staff", "is_superuser", "is_active", "group_names"]
 
     def get_queryset(self, request):
@@ -52,6 +85,39 @@ class UserAdmin(DjangoUserAdmin):
         if db_field.name == "groups" and not request.user.is_superuser:
             kwargs["queryset"] = request.user.groups.all()  # grant only the groups one holds
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []  # the add page chooses the tenants in its form
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        if obj is not None:
+            return form
+        tenants = restrict(Tenant.objects.order_by("pk"), request.user)  # grant only the tenants one is in
+
+        class ScopedUserAddForm(form):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.fields["tenants"].queryset = tenants
+
+        return ScopedUserAddForm
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        data = form.cleaned_data
+        created = user_create(
+            username=data["username"], password=data["password1"], email=data.get("email", ""),
+            groups=list(data.get("groups") or []), tenants=list(data["tenants"]), is_staff=data["is_staff"],
+            granted_by=request.user,
+        )
+        obj.__dict__.update({key: value for key, value in created.__dict__.items() if not key.startswith("_")})
+        obj._state.adding = False
+
+    def save_related(self, request, form, formsets, change):
+        if change:
+            super().save_related(request, form, formsets, change)
+        # added: user_create gave the groups and tenants already
 
     def has_change_permission(self, request, obj=None):
         if obj is not None and not user_may_change(user=obj, changed_by=request.user):

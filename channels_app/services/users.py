@@ -132,3 +132,21 @@ def user_delete(*, user, deleted_by) -> None:
     if user.pk == deleted_by.pk:
         raise PermissionDenied("You cannot delete yourself.", field="id")
     user.delete()
+
+
+def user_sign_in_refusal(*, user) -> str | None:
+    """Why `user`, whose password is right, may not sign in to the admin, in words that say what is missing
+    (None: it may). Staff status is the switch (new users have it, over the API and on the admin's add page);
+    a user in no tenant or with no role would see nothing, so it is told so instead of an empty page."""
+    if not user.is_staff:
+        return ("The password is right, but this account may not sign in here: its Staff status (\"may sign in\") "
+                "is not ticked. Ask an administrator to tick it on the account's page.")
+    if user.is_superuser:
+        return None
+    if not tenant_ids_for(user):
+        return ("The password is right, but this account is a member of no tenant, so it would see nothing here. "
+                "Ask an administrator to add it to a tenant.")
+    if not user.get_all_permissions():
+        return ("The password is right, but this account has no role (group) and no permission, so it would see "
+                "nothing here. Ask an administrator to give it a role.")
+    return None
