@@ -12,6 +12,7 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.models import Group
 
 from channels_app.admin.scoping import ScopedTabularInline
 from channels_app.models import Membership, Tenant
@@ -33,21 +34,22 @@ class UserAddForm(UserCreationForm):
     """The add page: who the user is, its password, and what it may open (its tenants and roles), so that it
     signs in at once. "May sign in" (staff status) is ticked, as over the API."""
 
+    # Both scoped to what the administrator holds (UserAdmin.get_form).
     tenants = forms.ModelMultipleChoiceField(
         queryset=Tenant.objects.none(), widget=forms.CheckboxSelectMultiple,
         error_messages={"required": "Choose at least one tenant: a user in no tenant sees nothing."},
         help_text="The contact centers whose data the user sees and changes.",
     )
+    groups = forms.ModelMultipleChoiceField(
+        queryset=Group.objects.none(), widget=forms.CheckboxSelectMultiple, required=False, label="Roles",
+        help_text="What the user may do in its tenants, e.g. WhatsApp agent. Without a role it sees nothing.",
+    )
 
     class Meta(UserCreationForm.Meta):
         model = User
         fields = ("username", "email", "groups", "is_staff")
-        labels = {"groups": "roles", "is_staff": "may sign in"}
-        help_texts = {
-            "groups": "What the user may do in its tenants, e.g. WhatsApp agent. Without a role it sees nothing.",
-            "is_staff": "Signs in at this admin, where its roles decide what it sees (agents included).",
-        }
-        widgets = {"groups": forms.CheckboxSelectMultiple}
+        labels = {"is_staff": "May sign in"}
+        help_texts = {"is_staff": "Signs in at this admin, where its roles decide what it sees (agents included)."}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -93,12 +95,15 @@ class UserAdmin(DjangoUserAdmin):
         form = super().get_form(request, obj, **kwargs)
         if obj is not None:
             return form
-        tenants = restrict(Tenant.objects.order_by("pk"), request.user)  # grant only the tenants one is in
+        # Grant only the tenants one is in and the groups one holds.
+        tenants = restrict(Tenant.objects.order_by("pk"), request.user)
+        groups = Group.objects.order_by("name") if request.user.is_superuser else request.user.groups.order_by("name")
 
         class ScopedUserAddForm(form):
             def __init__(self, *args, **kwargs):
                 super().__init__(*args, **kwargs)
                 self.fields["tenants"].queryset = tenants
+                self.fields["groups"].queryset = groups
 
         return ScopedUserAddForm
 
