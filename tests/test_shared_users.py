@@ -191,3 +191,23 @@ def test_the_admins_tenant_page_assigns_the_id_too(admin_browser, admin_of_one):
     assert response.status_code == 302, response.content[:3000]
     created = Tenant.objects.get(name="Added in the admin")
     assert created.id >= 100_000 and Membership.objects.filter(user=admin_of_one, tenant=created).exists()
+
+
+@pytest.mark.django_db
+def test_the_admin_keeps_the_groups_the_caller_could_not_have_granted(admin_browser, local):
+    # given a user of tenant 1 who is also an ESP client, a group its administrator is not in
+    from django.contrib.auth.models import Group
+
+    local.groups.add(Group.objects.get(name="ESP client"))
+    agents = Group.objects.get(name="WhatsApp agent")
+
+    # when the administrator saves the user's page, with the only group it may grant
+    response = admin_browser.post(f"/admin/auth/user/{local.pk}/change/", {
+        "username": "local", "email": "local@example.com", "is_active": "on", "is_staff": "on",
+        "groups": [agents.pk], "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
+    })
+
+    # then the user keeps the group the page did not offer (as over the API)
+    assert response.status_code == 302, response.content[:3000]
+    assert sorted(local.groups.values_list("name", flat=True)) == ["ESP client", "WhatsApp agent"]
+    assert User.objects.get(pk=local.pk).email == "local@example.com"

@@ -120,9 +120,13 @@ class UserAdmin(DjangoUserAdmin):
         obj._state.adding = False
 
     def save_related(self, request, form, formsets, change):
-        if change:
-            super().save_related(request, form, formsets, change)
-        # added: user_create gave the groups and tenants already
+        if not change:
+            return  # added: user_create gave the groups and tenants already
+        if "groups" in form.cleaned_data and not request.user.is_superuser:
+            # The page offers only the groups the caller holds: keep the others, as user_update does.
+            kept = form.instance.groups.exclude(pk__in=request.user.groups.values_list("pk", flat=True))
+            form.cleaned_data["groups"] = [*form.cleaned_data["groups"], *kept]
+        super().save_related(request, form, formsets, change)
 
     def has_change_permission(self, request, obj=None):
         if obj is not None and not user_may_change(user=obj, changed_by=request.user):
