@@ -109,6 +109,7 @@ def test_the_admin_shows_a_shared_user_read_only(admin_browser, shared):
     assert page.status_code == 200
     content = page.content.decode()
     assert 'name="_save"' not in content  # viewed, not changed
+    assert "Read only" in content and "password/" not in content  # says why; no button to a refusal
     assert "Tenant two name" not in content  # nor the membership of the tenant the caller does not see
 
 

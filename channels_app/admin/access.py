@@ -8,7 +8,7 @@ tenant is shown read-only (change page, password form, delete page and the
 delete action alike)."""
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserCreationForm
@@ -17,7 +17,7 @@ from django.contrib.auth.models import Group
 from channels_app.admin.scoping import ScopedTabularInline
 from channels_app.models import Membership, Tenant
 from channels_app.selectors import restrict, user_list
-from channels_app.services.users import user_create, user_may_change
+from channels_app.services.users import NOT_ADMINISTERED, user_create, user_may_change
 
 User = get_user_model()
 
@@ -87,6 +87,21 @@ class UserAdmin(DjangoUserAdmin):
         if db_field.name == "groups" and not request.user.is_superuser:
             kwargs["queryset"] = request.user.groups.all()  # grant only the groups one holds
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        # Read only: no "Reset password" button leading to a refusal.
+        return [(name, {**options, "fields": [f for f in options["fields"] if f != "password"]})
+                for name, options in fieldsets]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        user = self.get_object(request, object_id)
+        if (request.method == "GET" and user is not None and self.has_view_permission(request, user)
+                and not user_may_change(user=user, changed_by=request.user)):
+            self.message_user(request, f"Read only. {NOT_ADMINISTERED}", messages.INFO)
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else []  # the add page chooses the tenants in its form
