@@ -8,7 +8,10 @@ may open the page it links to."""
 
 from datetime import timedelta
 
+from django import forms
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm
 from django.urls import reverse
 from django.utils import timezone
 
@@ -115,11 +118,26 @@ def dashboard_tiles(user) -> list[dict]:
     return tiles
 
 
+class SignInForm(AdminAuthenticationForm):
+    """The admin's login. A wrong username or password gets Django's words; a right password for an
+    account that may not sign in gets what the account lacks (staff status, a tenant, a role:
+    `channels_app.services.users.user_sign_in_refusal`), never "enter a correct password"."""
+
+    def confirm_login_allowed(self, user):
+        from channels_app.services.users import user_sign_in_refusal
+
+        AuthenticationForm.confirm_login_allowed(self, user)  # an inactive account (not reached: never authenticated)
+        refusal = user_sign_in_refusal(user=user)
+        if refusal:
+            raise forms.ValidationError(refusal, code="no_access")
+
+
 class DmsAdminSite(admin.AdminSite):
     site_header = "Digital Messaging Server"
     site_title = "Digital Messaging Server"
     index_title = "Home"
     index_template = "admin/dms_index.html"
+    login_form = SignInForm
     # The home page lists everything by task; without the sidebar the change lists get the whole width.
     enable_nav_sidebar = False
 

@@ -264,6 +264,77 @@ def test_user_group_changes_are_recorded_with_the_password_masked(django_user_mo
     assert "ann-pass" not in json.dumps([e.changes for e in _entries()])
 
 
+def _grants() -> list[tuple]:
+    """(object_type, action, tenant, what changed) of the membership and group entries, oldest first."""
+    return [(e.object_type, e.action, e.tenant_id, e.changes.get("groups") or e.changes.get("tenant"), e.username)
+            for e in _entries(object_type__in=["membership", "user"]) if e.object_type == "membership"
+            or "groups" in e.changes]
+
+
+@pytest.mark.django_db
+def test_granting_and_revoking_tenants_and_groups_over_the_api_is_recorded(tenant, admin_user):
+    # given a second tenant and a superuser's token
+    Tenant.objects.create(id=2, name="Two")
+    api = _token_api(admin_user, REMOTE_ADDR="203.0.113.7")
+    AuditEntry.objects.all().delete()
+
+    # when a user is created with a group and a tenant, then moved to the other tenant and given no group
+    created = api.post("/api/users/", {"username": "newcomer", "password": "newcomer-pass-123",
+                                       "groups": ["WhatsApp agent"], "tenants": [1]}, format="json")
+    assert created.status_code == 201, created.content
+    changed = api.patch(f"/api/users/{created.json()['id']}/", {"tenants": [2], "groups": []}, format="json")
+    assert changed.status_code == 200, changed.content
+
+    # then every grant and every revocation has its entry, by whom and from where
+    assert _grants() == [
+        ("user", "update", None, [[], ["WhatsApp agent"]], "root"),
+        ("membership", "create", 1, [None, 1], "root"),
+        ("user", "update", None, [["WhatsApp agent"], []], "root"),
+        ("membership", "delete", 1, [1, None], "root"),
+        ("membership", "create", 2, [None, 2], "root"),
+    ]
+    assert {e.remote_addr for e in _entries()} == {"203.0.113.7"}
+    assert _entries(object_type="membership")[0].object_repr == "newcomer in tenant 1"
+
+
+@pytest.mark.django_db
+def test_granting_and_revoking_tenants_and_groups_in_the_admin_is_recorded(tenant, admin_user, django_user_model):
+    # given a user of tenant 1 in no group, and a second tenant
+    Tenant.objects.create(id=2, name="Two")
+    user = django_user_model.objects.create_user("clerk", password="clerk-pass-123", is_staff=True)
+    membership = Membership.objects.create(user=user, tenant=tenant)
+    agents = Group.objects.get(name="WhatsApp agent")
+    browser = Client(REMOTE_ADDR="203.0.113.8")
+    browser.force_login(admin_user)
+    AuditEntry.objects.all().delete()
+
+    # when the user page gives it a group and tenant 2 and takes tenant 1 away
+    response = browser.post(f"/admin/auth/user/{user.pk}/change/", {
+        "username": "clerk", "is_active": "on", "is_staff": "on", "groups": [agents.pk],
+        "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00",
+        "memberships-TOTAL_FORMS": "2", "memberships-INITIAL_FORMS": "1",
+        "memberships-0-id": membership.pk, "memberships-0-user": user.pk, "memberships-0-tenant": 1,
+        "memberships-0-DELETE": "on",
+        "memberships-1-user": user.pk, "memberships-1-tenant": 2,
+    })
+    assert response.status_code == 302, response.content[:3000]
+    # and the tenant page gives it tenant 1 back
+    response = browser.post("/admin/channels_app/tenant/1/change/", {
+        "name": tenant.name, "memberships-TOTAL_FORMS": "1", "memberships-INITIAL_FORMS": "0",
+        "memberships-0-user": user.pk, "memberships-0-tenant": 1,
+    })
+    assert response.status_code == 302, response.content[:3000]
+
+    # then
+    assert sorted(_grants()) == sorted([
+        ("user", "update", None, [[], ["WhatsApp agent"]], "root"),
+        ("membership", "delete", 1, [1, None], "root"),
+        ("membership", "create", 2, [None, 2], "root"),
+        ("membership", "create", 1, [None, 1], "root"),
+    ])
+    assert {e.remote_addr for e in _entries()} == {"203.0.113.8"}
+
+
 @pytest.mark.django_db
 def test_a_token_revocation_is_recorded_with_its_actor_and_address(admin_user):
     api = _token_api(admin_user, REMOTE_ADDR="203.0.113.9")

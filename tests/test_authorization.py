@@ -156,7 +156,7 @@ REQUESTS: dict[str, tuple[str, str, object]] = {
     "auth-token.delete": ("delete", "/api/auth/token/", None),
     "tenant.list": ("get", "/api/tenants/", None),
     "tenant.retrieve": ("get", "/api/tenants/{tenant}/", None),
-    "tenant.create": ("post", "/api/tenants/", {"id": 77, "name": "Created"}),
+    "tenant.create": ("post", "/api/tenants/", {"name": "Created"}),
     "tenant.update": ("put", "/api/tenants/{tenant}/", {"id": "{tenant}", "name": "Renamed"}),
     "tenant.partial_update": ("patch", "/api/tenants/{tenant}/", {"name": "Renamed"}),
     "tenant.destroy": ("delete", "/api/tenants/{tenant}/", None),

@@ -106,3 +106,49 @@ def test_a_whatsapp_agent_of_tenant_1_sees_only_tenant_1s_interactions(browser, 
     # and the other tenant's interaction can't be opened by its address
     browser.get(f"{live_server.url}/admin/channels_app/interaction/{away['interaction']}/change/")
     assert "channel-away" not in browser.page_source
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_agent_added_in_the_admin_signs_in(browser, live_server, django_user_model, tenant):
+    from channels_app.services.roles import roles_ensure_default_groups
+
+    # given an administrator signed in (issue 22, item 4: an agent added in the admin could not sign in)
+    roles_ensure_default_groups()  # a flushed database (transactional test) has lost the default groups
+    django_user_model.objects.create_superuser("admin", password="browser-pass-123")
+    wait = WebDriverWait(browser, 20)
+
+    def sign_in(username: str, password: str):
+        browser.delete_all_cookies()
+        browser.get(f"{live_server.url}/admin/login/")
+        browser.find_element(By.NAME, "username").send_keys(username)
+        browser.find_element(By.NAME, "password").send_keys(password)
+        browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+
+    sign_in("admin", "browser-pass-123")
+    wait.until(expected_conditions.url_matches(r"/admin/$"))
+
+    # when they add an agent of tenant 1 on the add page, its tenant and role chosen there
+    browser.get(f"{live_server.url}/admin/auth/user/add/")
+    browser.find_element(By.NAME, "username").send_keys("ann")
+    browser.find_element(By.NAME, "password1").send_keys("ann-agent-pass-123")
+    browser.find_element(By.NAME, "password2").send_keys("ann-agent-pass-123")
+    browser.find_element(By.CSS_SELECTOR, "input[name=tenants][value='1']").click()
+    agent_role = browser.find_element(By.XPATH, "//label[normalize-space()='WhatsApp agent']/input")
+    agent_role.click()
+    assert browser.find_element(By.NAME, "is_staff").is_selected()  # "may sign in" is ticked already
+    browser.save_screenshot(str(SCREENSHOTS / "user-add.png"))
+    browser.find_element(By.NAME, "_save").click()
+    wait.until(expected_conditions.url_matches(r"/admin/auth/user/\d+/change/$"))
+
+    # then the agent signs in and its home page lists what an agent may open
+    sign_in("ann", "ann-agent-pass-123")
+    wait.until(expected_conditions.url_matches(r"/admin/$"))
+    assert "Interactions" in browser.page_source and "Users" not in browser.page_source
+    browser.save_screenshot(str(SCREENSHOTS / "agent-home.png"))
+
+    # and an account that may not sign in is told why, not that its password is wrong
+    django_user_model.objects.filter(username="ann").update(is_staff=False)
+    sign_in("ann", "ann-agent-pass-123")
+    error = wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".errornote")))
+    assert "Staff status" in error.text and "correct username and password" not in error.text
+    browser.save_screenshot(str(SCREENSHOTS / "login-refused.png"))

@@ -86,6 +86,12 @@ class TenantAdmin(ScopedModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return ["id"] if obj else []
 
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if obj is None and not request.user.is_superuser:  # assigned: trying ids would tell which exist
+            fields = [name for name in fields if name != "id"]
+        return fields
+
 
 class EndpointInline(ScopedTabularInline):
     model = Endpoint

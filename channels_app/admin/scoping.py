@@ -7,13 +7,14 @@ choices and related list filters all show only what the user's tenants
 hold (`channels_app.selectors.restrict`)."""
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import models
 
 from channels_app import rights
 from channels_app.admin.forms import TextRulesModelForm
 from channels_app.errors import ApplicationError
-from channels_app.selectors import is_scoped, restrict
+from channels_app.selectors import is_scoped, restrict, user_list
 
 
 class TenantScopedMixin:
@@ -33,6 +34,8 @@ def _scoped_choices(field, request):
     queryset = getattr(field, "queryset", None)
     if queryset is not None and is_scoped(queryset.model):
         field.queryset = restrict(queryset, request.user)
+    elif queryset is not None and queryset.model is get_user_model():
+        field.queryset = user_list(user=request.user)  # a tenant's new member: a user the caller sees
     return field
 
 

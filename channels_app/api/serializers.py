@@ -24,6 +24,7 @@ from channels_app.models import (
     Tenant,
 )
 from channels_app.selectors import is_scoped, restrict
+from channels_app.services.tenants import ID_CHOSEN_BY_SUPERUSERS
 
 
 def _json_type_error(field, value) -> str | None:
@@ -133,7 +134,17 @@ class ChosenIdMixin:
 
 
 class TenantSerializer(ChosenIdMixin, ModelSerializer):
-    id = serializers.IntegerField(min_value=1, max_value=2147483647)
+    id = serializers.IntegerField(
+        min_value=1, max_value=2147483647, required=False,
+        help_text="Chosen by a superuser only; left out, an id is assigned.",
+    )
+
+    def validate_id(self, value):
+        request = self.context.get("request")
+        if self.instance is None and request is not None and not request.user.is_superuser:
+            # Whatever the id: an answer that differs for a taken one would tell other tenants' ids.
+            raise serializers.ValidationError(ID_CHOSEN_BY_SUPERUSERS)
+        return super().validate_id(value)
 
     class Meta:
         model = Tenant

@@ -142,7 +142,7 @@ class TenantViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
 
     def perform_create(self, serializer):
         data = serializer.validated_data
-        serializer.instance = tenant_create(tenant_id=data["id"], name=data["name"], created_by=self.request.user)
+        serializer.instance = tenant_create(tenant_id=data.get("id"), name=data["name"], created_by=self.request.user)
 
     def perform_update(self, serializer):
         name = serializer.validated_data.get("name", serializer.instance.name)
@@ -772,11 +772,18 @@ def require(user, action: str) -> None:
 
 class UserFilter(StrictFilterSet):
     group = filters.CharFilter(field_name="groups__name", help_text="A group name.")
-    tenant = IntegerFilter(field_name="memberships__tenant", help_text="A tenant id.")
+    tenant = IntegerFilter(method="filter_tenant", help_text="A tenant id (of the caller's tenants).")
 
     class Meta:
         model = get_user_model()
         fields = ["username", "group", "tenant", "is_active"]
+
+    def filter_tenant(self, queryset, name, value):
+        # Members of a tenant the caller does not see are not listed: as for a tenant that does not exist.
+        visible = tenant_ids_for(self.request.user)
+        if visible is not None and value not in visible:
+            return queryset.none()
+        return queryset.filter(memberships__tenant=value).distinct()
 
 
 class UserViewSet(viewsets.ModelViewSet):

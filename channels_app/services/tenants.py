@@ -1,17 +1,36 @@
 """Tenants and memberships: the wall between the contact centers one server hosts."""
 
+import secrets
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from channels_app.errors import InvalidFields, InvalidParameter
 from channels_app.models import Membership, Tenant
 
+# Ids given to tenants created without one: drawn at random, so that an id tells nothing about the others.
+ASSIGNED_IDS = range(100_000, 1_000_000)
+ID_CHOSEN_BY_SUPERUSERS = (
+    "Only a superuser chooses a tenant's id (it sees every tenant): leave it out and one is assigned."
+)
+
+
+def _free_tenant_id() -> int:
+    while True:
+        candidate = ASSIGNED_IDS[secrets.randbelow(len(ASSIGNED_IDS))]
+        if not Tenant.objects.filter(pk=candidate).exists():
+            return candidate
+
 
 @transaction.atomic
-def tenant_create(*, tenant_id: int, name: str, created_by=None) -> Tenant:
+def tenant_create(*, name: str, tenant_id: int | None = None, created_by=None) -> Tenant:
     """Create a tenant; the user who creates it becomes its member (a
-    superuser sees every tenant already)."""
-    tenant = Tenant(id=tenant_id, name=name)
+    superuser sees every tenant already). A superuser (or a command, with no
+    `created_by`) may choose its id; anyone else gets one assigned, as
+    choosing would tell whether an id of a tenant it does not see exists."""
+    if tenant_id is not None and created_by is not None and not created_by.is_superuser:
+        raise InvalidFields({"id": [ID_CHOSEN_BY_SUPERUSERS]})
+    tenant = Tenant(id=_free_tenant_id() if tenant_id is None else tenant_id, name=name)
     try:
         tenant.full_clean()
     except ValidationError as error:
@@ -54,8 +73,11 @@ def tenant_delete(*, tenant: Tenant) -> None:
 
 @transaction.atomic
 def memberships_set(*, user, tenants: list[Tenant]) -> None:
-    """Make `user` a member of exactly `tenants` (takes effect on the user's next request)."""
+    """Make `user` a member of exactly `tenants` (takes effect on the user's next request). Each membership
+    granted or revoked is its own audit entry (of its tenant): one row at a time, as bulk_create sends no
+    signal."""
     wanted = {tenant.pk for tenant in tenants}
     Membership.objects.filter(user=user).exclude(tenant_id__in=wanted).delete()
     existing = set(Membership.objects.filter(user=user).values_list("tenant_id", flat=True))
-    Membership.objects.bulk_create([Membership(user=user, tenant_id=pk) for pk in wanted - existing])
+    for pk in sorted(wanted - existing):
+        Membership.objects.create(user=user, tenant_id=pk)

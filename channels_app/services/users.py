@@ -1,7 +1,10 @@
 """Users of the server, their groups (roles) and their tenants.
 
 A user who is not a superuser may grant only what it holds itself: tenants
-it is a member of and groups it is in (API.md, "Users and memberships")."""
+it is a member of and groups it is in (API.md, "Users and memberships"), and
+may change or delete only users all of whose tenants it administers: a user
+shared with a tenant the caller is not a member of belongs to that tenant's
+administrators too (its password opens that tenant)."""
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -10,18 +13,44 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from channels_app.errors import InvalidFields, PermissionDenied
-from channels_app.models import Tenant
+from channels_app.models import Membership, Tenant
 from channels_app.selectors import tenant_ids_for
 from channels_app.services.tenants import memberships_set
 
 User = get_user_model()
 
 
+NOT_ADMINISTERED = (
+    "This user is also a member of a tenant you are not a member of: only someone who administers every tenant "
+    "of the user (or a superuser) may change or delete it."
+)
+
+
+def user_may_change(*, user, changed_by) -> bool:
+    """Whether `changed_by` may change or delete `user` (its password, groups, tenants, flags): a superuser
+    may; nobody else may change a superuser; otherwise every tenant of `user` must be one of `changed_by`'s.
+    The permission to change users at all is the rights table's business."""
+    if changed_by.is_superuser:
+        return True
+    if user.is_superuser:
+        return False
+    own = tenant_ids_for(changed_by) or frozenset()
+    return not Membership.objects.filter(user=user).exclude(tenant_id__in=own).exists()
+
+
+def _check_may_change(*, user, changed_by) -> None:
+    if user_may_change(user=user, changed_by=changed_by):
+        return
+    if user.is_superuser:
+        raise PermissionDenied("Only a superuser may change or delete a superuser.", field="id")
+    raise PermissionDenied(NOT_ADMINISTERED, field="id")  # names no tenant: the caller doesn't see it
+
+
 def _check_grants(*, granted_by, groups: list[Group] | None, tenants: list[Tenant] | None, user=None) -> None:
     if granted_by.is_superuser:
         return
-    if user is not None and user.is_superuser:
-        raise PermissionDenied("Only a superuser may change a superuser.", field="id")
+    if user is not None:
+        _check_may_change(user=user, changed_by=granted_by)
     if tenants is not None:
         own = tenant_ids_for(granted_by) or frozenset()
         foreign = sorted(tenant.pk for tenant in tenants if tenant.pk not in own)
@@ -99,8 +128,25 @@ def user_update(
 
 @transaction.atomic
 def user_delete(*, user, deleted_by) -> None:
-    if user.is_superuser and not deleted_by.is_superuser:
-        raise PermissionDenied("Only a superuser may delete a superuser.", field="id")
+    _check_may_change(user=user, changed_by=deleted_by)
     if user.pk == deleted_by.pk:
         raise PermissionDenied("You cannot delete yourself.", field="id")
     user.delete()
+
+
+def user_sign_in_refusal(*, user) -> str | None:
+    """Why `user`, whose password is right, may not sign in to the admin, in words that say what is missing
+    (None: it may). Staff status is the switch (new users have it, over the API and on the admin's add page);
+    a user in no tenant or with no role would see nothing, so it is told so instead of an empty page."""
+    if not user.is_staff:
+        return ("The password is right, but this account may not sign in here: its Staff status (\"may sign in\") "
+                "is not ticked. Ask an administrator to tick it on the account's page.")
+    if user.is_superuser:
+        return None
+    if not tenant_ids_for(user):
+        return ("The password is right, but this account is a member of no tenant, so it would see nothing here. "
+                "Ask an administrator to add it to a tenant.")
+    if not user.get_all_permissions():
+        return ("The password is right, but this account has no role (group) and no permission, so it would see "
+                "nothing here. Ask an administrator to give it a role.")
+    return None
