@@ -5,6 +5,7 @@ SMS, an extension."""
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,7 @@ def test_consecutive_5xx_open_the_circuit_and_a_success_closes_it(agent_api, sta
     assert "channels_down_ids" not in health.json()  # no names to anonymous callers
     assert admin_client.get("/healthz?detail=1").json()["channels_down_ids"] == ["channel-whatsapp-REAL"]
     assert client.get("/healthz").json() == {"status": "ok", "database": "ok", "broker": "ok"}
-    assert "down</b> since" in admin_client.get("/admin/channels_app/channel/").content.decode()
+    assert re.search(r"down for \d+ s", admin_client.get("/admin/channels_app/channel/").content.decode())
 
     # when: the relay's next attempt of a due delivery gets through
     _make_due(ids[0])

@@ -14,6 +14,7 @@ from django.utils.html import escape, format_html
 from django.utils.text import Truncator
 
 from channels_app import options_catalog
+from channels_app.admin.deliveries import circuit_in_words
 from channels_app.admin.forms import TextRulesForm, TextRulesModelForm
 from channels_app.admin.scoping import ScopedModelAdmin, ScopedTabularInline
 from channels_app.errors import ApplicationError
@@ -261,10 +262,7 @@ class ChannelAdmin(ScopedModelAdmin):
 
     @admin.display(description="circuit")
     def circuit(self, channel):
-        if channel.down_since is not None:
-            return format_html('<b style="color: #b00;">down</b> since {}',
-                               channel.down_since.isoformat(timespec="seconds"))
-        return "up" if not channel.consecutive_failures else f"up ({channel.consecutive_failures} failure(s) in a row)"
+        return circuit_in_words(channel)
 
     actions = ["rotate_secrets", "send_test_message", "sync_templates"]
     delete_service = channel_delete

@@ -37,6 +37,7 @@ from channels_app.models import (
     Message,
     MessageStatus,
 )
+from channels_app.outbound import failure_in_words
 from channels_app.publishing import DELIVER, DELIVER_BATCH, publish
 from channels_app.retries import retry_decision
 from channels_app.selectors import channels_by_id
@@ -459,6 +460,9 @@ def _deliveries_not_accepted(refused: list[Sent], now: datetime) -> list[tuple[i
                    "last_error": result.error[:500]}
         if decision.final_state == DeliveryState.FAILED:
             changes["state"] = DeliveryState.FAILED
+            if result.outcome != SendOutcome.FAILED:  # out of attempts: the attempt that ended it says failed
+                DeliveryAttempt.objects.filter(delivery=delivery, number=delivery.attempts).update(
+                    outcome=SendOutcome.FAILED)
             _message_failed(delivery.message, result, delivery.attempts)
             if delivery.has_followers:
                 _followers_fail(delivery.pk, now)
@@ -578,6 +582,13 @@ def _message_failed(message: Message, result: SendResult, attempts: int) -> None
     now = timezone.now()
     Message.objects.filter(pk=message.pk).update(status=MessageStatus.FAILED, reasons=[reason], updated_at=now)
     _end_terminating_sessions([message.interaction_id], now)
+
+
+def attempt_error_in_words(*, error: str, status_code: int | None) -> str:
+    """An attempt's (or a delivery's last) error as the admin shows it: words computed at display time
+    (channels_app/outbound.py), the raw error kept behind them. Both transports read under the webhook's
+    timeout (the Graph API's requests go over the same connections)."""
+    return failure_in_words(error, status_code, timeout_seconds=WEBHOOK_TIMEOUT_SECONDS)
 
 
 def deliveries_due(*, limit: int = 500) -> list[int]:
