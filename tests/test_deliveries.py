@@ -107,7 +107,7 @@ def test_client_errors_fail_at_once(queued, receiver):
     assert result.outcome == SendOutcome.FAILED
     queued.refresh_from_db()
     assert queued.status == "failed"
-    assert "HTTP 404" in queued.reasons[0]["message"]
+    assert queued.reasons == [{"code": 500, "message": "Webhook failed after 1 attempt(s): answered 404"}]
     assert queued.delivery.state == DeliveryState.FAILED
 
 
@@ -324,6 +324,8 @@ def test_a_delivery_that_found_no_one_reads_connection_refused_and_its_last_outc
     assert "connection refused" in page
     assert "<details" in page and "ConnectionRefusedError" in page  # the raw detail, behind the words
     assert "HTTP 5" not in page and ">500<" not in page
+    assert Message.objects.get(pk=queued.pk).reasons[0]["message"] == \
+        "Webhook failed after 1 attempt(s): connection refused"
     listed = admin_client.get(reverse("admin:channels_app_delivery_changelist")).content.decode()
     assert "connection refused" in listed and 'title="ConnectionRefusedError' in listed
 

@@ -577,7 +577,10 @@ def _followers_wait_again(delivery_id: int) -> None:
 
 
 def _message_failed(message: Message, result: SendResult, attempts: int) -> None:
-    detail = result.error or "the channel refused the message"
+    # 500 is the contract's "General error" reason code, whatever happened: the words say what (an HTTP status
+    # only when one was answered), the delivery keeps the raw error.
+    detail = attempt_error_in_words(error=result.error, status_code=result.status_code) if result.error else \
+        "the channel refused the message"
     reason = {"code": 500, "message": f"Webhook failed after {attempts} attempt(s): {detail}"}
     now = timezone.now()
     Message.objects.filter(pk=message.pk).update(status=MessageStatus.FAILED, reasons=[reason], updated_at=now)
