@@ -27,6 +27,7 @@ from channels_app.models import (
     OptionValue,
     Tenant,
 )
+from channels_app.models.configuration import CIRCUIT_RULE
 from channels_app.outbound import validate_outbound_url
 from channels_app.selectors import channel_list
 from channels_app.services.channels import (
@@ -249,10 +250,7 @@ class ChannelAdmin(ScopedModelAdmin):
     fieldsets = [
         (None, {"fields": ["channel_id", "name", "tenant", "media_type", "business_id", "enabled"]}),
         ("Delivery", {"fields": ["transport", "webhook_url", "secret", "retry_timeout_seconds", "retry_attempts"]}),
-        ("Circuit", {"fields": ["circuit", "consecutive_failures", "down_since"],
-                     "description": "After CIRCUIT_FAILURE_THRESHOLD deliveries in a row fail to reach the third "
-                     "party, the channel is down: InviteToChat answers 901 and campaigns wait, until a delivery "
-                     "(the relay keeps retrying due ones) succeeds."}),
+        ("Circuit", {"fields": ["circuit", "consecutive_failures", "down_since"], "description": CIRCUIT_RULE}),
         ("Routing", {"fields": ["inbound_route_by_call"]}),
         ("WhatsApp Cloud API", {"classes": ["collapse"], "fields": [
             "phone_number_id", "waba_id", "access_token", "app_secret", "verify_token", "throughput_per_second",

@@ -390,10 +390,10 @@ def _record_in_transaction(answered: list[Sent]) -> tuple[list[tuple[int, float]
 
 
 def _circuits_record(answered: list[Sent], now: datetime) -> None:
-    """The per-channel circuit: an attempt that could not reach the third party (connection error,
-    timeout, 5xx: a RETRY outcome) adds to the channel's consecutive failures, and at
-    CIRCUIT_FAILURE_THRESHOLD the channel is down (InviteToChat answers 901, campaigns wait); an answer
-    below 500 (accepted, or a 4xx: the third party is there) closes it. One UPDATE per channel, and only
+    """The per-channel circuit (models.configuration.CIRCUIT_RULE): an attempt that did not get through
+    (a RETRY outcome) adds to the channel's consecutive failures, and at CIRCUIT_FAILURE_THRESHOLD the
+    channel is down; any other answer (an HTTP status with another outcome) closes it; a refusal before
+    sending (no status) changes nothing. One UPDATE per channel, and only
     when something changes: a success on a channel known (as loaded with the delivery) to be fine writes
     nothing."""
     by_channel: dict[int, list[Sent]] = {}
