@@ -15,6 +15,7 @@ from channels_app.services.templates import template_send_to_meta, templates_syn
 from channels_app.transports.whatsapp_cloud import cloud_config_forget
 from tests.conftest import member
 from tests.graph_stand_in import GraphStandIn
+from tests.test_browser import browser  # noqa: F401  (the fixture)
 
 SPEC_RESPONSE = json.loads((Path(__file__).parent / "fixtures" / "invite_to_chat_standard_response.json").read_text())
 ADD = "admin:channels_app_whatsapptemplate_add"
@@ -143,3 +144,65 @@ def test_a_sync_of_a_channel_that_is_not_a_cloud_channel_says_why(operator, chan
                            follow=True)
 
     assert "Not synced: channel-whatsapp-REAL is not a WhatsApp Cloud API channel." in answer.content.decode()
+
+
+def _shot(driver, name: str, height: int) -> Path:
+    """A 1400 px wide screenshot (var/screenshots/), palette-compressed: the README's are copied from there."""
+    from PIL import Image
+
+    from tests.test_browser import SCREENSHOTS
+
+    full = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1400, min(full, height) + 120)
+    path = SCREENSHOTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    Image.open(path).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    driver.set_window_size(1400, 1000)
+    return path
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_administrator_submits_a_template_and_reads_metas_verdict_in_a_browser(
+        browser, live_server, django_user_model, cloud, stand_in, staff_api):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.select import Select
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    assert staff_api.post("/api/standard-responses/", SPEC_RESPONSE, format="json").status_code == 201
+    django_user_model.objects.create_superuser("admin", password="browser-pass-123")
+    wait = WebDriverWait(browser, 20)
+    browser.set_window_size(1400, 1000)
+    browser.get(f"{live_server.url}/admin/login/")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys("browser-pass-123")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait.until(expected_conditions.url_matches(r"/admin/$"))
+
+    # when: the administrator submits the response as MARKETING
+    browser.get(f"{live_server.url}{reverse(ADD)}")
+    Select(browser.find_element(By.NAME, "standard_response")).select_by_value(SPEC_RESPONSE["id"])
+    Select(browser.find_element(By.NAME, "channel")).select_by_value(str(cloud.pk))
+    Select(browser.find_element(By.NAME, "category")).select_by_value("MARKETING")
+    _shot(browser, "22d-template-add", 700)
+    browser.find_element(By.CSS_SELECTOR, "input[value='Submit for approval']").click()
+    wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "ul.messagelist")))
+    assert "submitted to Meta for approval" in browser.page_source
+
+    # and Meta rejects it; Sync with Meta
+    template = WhatsAppTemplate.objects.get()
+    template_send_to_meta(template_pk=template.pk)
+    stand_in.approve("bill_reminder", "REJECTED", "INCORRECT_CATEGORY")
+    browser.find_element(By.CSS_SELECTOR, "#template-sync button").click()
+    wait.until(expected_conditions.text_to_be_present_in_element((By.CSS_SELECTOR, "ul.messagelist"), "queued"))
+    templates_sync(channel_pk=cloud.pk)  # the task the button queued
+
+    # then: the page and the list filtered by status show the verdict, its reason and Meta's id
+    browser.get(f"{live_server.url}{_change(template)}")
+    page = browser.page_source
+    assert "INCORRECT_CATEGORY" in page and "594425479261596" in page
+    _shot(browser, "22d-template-rejected", 800)
+    browser.get(f"{live_server.url}{reverse(LIST)}?status__exact=REJECTED")
+    assert "INCORRECT_CATEGORY" in browser.page_source
+    _shot(browser, "22d-template-list", 500)

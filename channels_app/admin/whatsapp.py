@@ -67,7 +67,7 @@ class TemplateSubmitForm(TextRulesModelForm):
 class WhatsAppTemplateAdmin(ScopedModelAdmin):
     form = TemplateSubmitForm
     list_display = ["name", "language", "response_link", "channel", "category", "status_and_reason",
-                    "template_id", "submitted_at", "updated_at"]
+                    "template_id", "submitted_at"]
     list_filter = ["status", "category", "channel"]
     search_fields = ["name", "template_id", "standard_response__id", "standard_response__name"]
     list_select_related = ["standard_response", "channel"]
