@@ -26,6 +26,7 @@ from channels_app.services.interactions import message_queue_outbound
 from channels_app.transports.base import OutgoingMessage, SendOutcome
 from channels_app.transports.webhook import WebhookTransport
 from tests.factories import InteractionFactory
+from tests.test_browser import browser  # noqa: F401  (the fixture)
 
 
 @pytest.fixture
@@ -382,3 +383,53 @@ def test_the_circuit_reads_down_for_minutes_not_a_timestamp(admin_client, queued
                                             (3 * 86400 + 60, "3 days")])
 def test_durations_in_words(seconds, words):
     assert duration_in_words(timedelta(seconds=seconds)) == words
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_operator_opens_a_failed_delivery_from_the_list_and_reads_what_happened(
+        browser, live_server, django_user_model, queued, receiver):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.test_admin_whatsapp_templates import _shot
+
+    # given: a first attempt answered 503, a second that found no one (the last), and the channel down
+    channel, delivery = queued.delivery.channel, queued.delivery
+    channel.retry_attempts = 1
+    channel.save()
+    receiver.plan.extend([503])
+    delivery_attempt(delivery_id=delivery.pk)
+    Channel.objects.filter(pk=channel.pk).update(webhook_url="http://127.0.0.1:9/hook")
+    _due_now(delivery)
+    delivery_attempt(delivery_id=delivery.pk)
+    Channel.objects.filter(pk=channel.pk).update(consecutive_failures=5,
+                                                 down_since=timezone.now() - timedelta(minutes=3, seconds=5))
+    django_user_model.objects.create_superuser("admin", password="browser-pass-123")
+    wait = WebDriverWait(browser, 20)
+    browser.set_window_size(1400, 1000)
+    browser.get(f"{live_server.url}/admin/login/")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys("browser-pass-123")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait.until(expected_conditions.url_matches(r"/admin/$"))
+
+    # when: the operator clicks the row of the list
+    browser.get(f"{live_server.url}{reverse('admin:channels_app_delivery_changelist')}")
+    assert "connection refused" in browser.page_source
+    _shot(browser, "22d-deliveries", 450)
+    browser.find_element(By.LINK_TEXT, f"#{delivery.pk}").click()
+    wait.until(expected_conditions.url_contains(f"/delivery/{delivery.pk}/change/"))
+
+    # then: its page, in words, the raw detail one click away, the circuit as a duration, and Retry now
+    for details in browser.find_elements(By.CSS_SELECTOR, "details.dms-raw-error"):
+        details.find_element(By.TAG_NAME, "summary").click()
+    page = browser.page_source
+    assert "answered 503" in page and "connection refused" in page and "down for 3 min" in page
+    assert "ConnectionRefusedError" in page
+    browser.execute_script("window.scrollTo(0, 0)")
+    _shot(browser, "22d-delivery-failed", 1500)
+    browser.find_element(By.CSS_SELECTOR, "#delivery-retry button").click()
+    wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "ul.messagelist")))
+    assert Delivery.objects.get(pk=delivery.pk).state == DeliveryState.PENDING
