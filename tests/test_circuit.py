@@ -211,6 +211,7 @@ def test_what_opens_the_circuit_is_worded_once_and_shown_everywhere(agent_api, s
     assert Channel._meta.get_field("down_since").help_text.endswith(CIRCUIT_RULE)
     page = admin_client.get(f"/admin/channels_app/channel/{channel.pk}/change/").content.decode()
     assert CIRCUIT_RULE in html.unescape(page)
+    assert CIRCUIT_RULE in admin_client.get("/api/schema/?format=json").json()["paths"]["/esp"]["post"]["description"]
 
     Channel.objects.filter(pk=channel.pk).update(down_since=timezone.now(), consecutive_failures=5)
     assert staff_api.post("/api/standard-responses/", SPEC_RESPONSE, format="json").status_code == 201
