@@ -1,7 +1,7 @@
 """The per-channel circuit (API.md, "Agent workflow": "ESP 901 also answers a channel whose transport is
-known to be down ... until one succeeds"): consecutive deliveries that cannot reach the third party open it,
-InviteToChat answers 901, campaigns wait, and the next successful delivery closes it. Also InviteToChat on
-SMS, an extension."""
+known to be down ... until one succeeds"), as channels_app.models.configuration.CIRCUIT_RULE words it: deliveries
+in a row that do not get through open it, InviteToChat answers 901, campaigns wait, and the next delivery that
+gets any other answer closes it. Also InviteToChat on SMS, an extension."""
 
 import copy
 import html
