@@ -124,6 +124,8 @@ def test_after_the_last_attempt_the_delivery_fails_and_nothing_more_is_sent(queu
     delivery.refresh_from_db()
     assert delivery.state == DeliveryState.FAILED
     assert delivery.attempts == 4
+    outcomes = [(a.outcome, a.status_code) for a in delivery.attempt_log.order_by("number")]
+    assert outcomes == [("retry", 500)] * 3 + [("failed", 500)]  # the last one ended it
     _due_now(delivery)
     assert delivery_attempt(delivery_id=delivery.pk) is None
     assert len(receiver.received) == 4
