@@ -162,7 +162,7 @@ def test_first_run(browser, live_server, django_user_model, receiver, tmp_path):
     assert not browser.find_elements(By.NAME, "_save") and not browser.find_elements(By.CSS_SELECTOR, ".deletelink")
     shot(browser, "07-conversation", 1100)
 
-    # a failed delivery: attempt n of m, latency, target, the answer; retried now
+    # a failed delivery: attempt n of m, target, the answer in words; its page (latency, attempts); retried now
     from channels_app.services.deliveries import delivery_attempt
     from channels_app.services.interactions import customer_message_receive, message_queue_outbound
 
