@@ -30,37 +30,30 @@ def _last_attempt(delivery: Delivery) -> DeliveryAttempt | None:
     return attempts[-1] if attempts else None
 
 
-def _error_in_words(error: str, status_code: int | None, detail: str = "", width: int = 0):
-    """The words a person reads, the raw error (and the answer's excerpt) behind them: in a <details> on a
-    change page (`width` 0), in the title of a truncated line in a list."""
-    words = attempt_error_in_words(error=error, status_code=status_code)
-    raw = "\n".join(part for part in (error, detail) if part)
-    if not words:
-        return "—"
+def _with_detail(words: str, detail: str, width: int = 0):
+    """Words a person reads with the raw detail behind them: a <details> on a change page (`width` 0), the
+    title of a line truncated to `width` in a list."""
     if width:
-        return format_html('<span title="{}">{}</span>', raw, Truncator(words).chars(width))
-    if raw == words:
+        return format_html('<span title="{}">{}</span>', detail, Truncator(words).chars(width))
+    if not detail or detail == words:
         return words
-    return format_html('<details class="dms-raw-error"><summary>{}</summary><pre>{}</pre></details>', words, raw)
+    return format_html('<details class="dms-raw-error"><summary>{}</summary><pre>{}</pre></details>', words, detail)
+
+
+def _what_happened(attempt: DeliveryAttempt, width: int = 0):
+    """"answered 200", "connection refused", "answered 503": the raw error and the answer's excerpt behind."""
+    if attempt.outcome == SendOutcome.ACCEPTED:
+        words = f"answered {attempt.status_code}" if attempt.status_code else "accepted"
+    else:
+        words = attempt_error_in_words(error=attempt.error, status_code=attempt.status_code) or "—"
+    detail = "\n".join(part for part in (attempt.error, attempt.response_excerpt) if part)
+    return _with_detail(words, detail, width)
 
 
 def _answer(attempt: DeliveryAttempt | None, width: int = 0):
     if attempt is None:
         return "—"
-    if attempt.outcome == SendOutcome.ACCEPTED:
-        detail = attempt.response_excerpt
-        words = f"answered {attempt.status_code}" if attempt.status_code else "accepted"
-        if width:
-            return format_html('<b>accepted</b> <span title="{}">{}</span>', detail, words)
-        return format_html("<b>accepted</b> {}", _with_detail(words, detail))
-    return format_html("<b>{}</b> {}", attempt.outcome, _error_in_words(
-        attempt.error, attempt.status_code, attempt.response_excerpt, width))
-
-
-def _with_detail(words: str, detail: str):
-    if not detail:
-        return words
-    return format_html('<details class="dms-raw-error"><summary>{}</summary><pre>{}</pre></details>', words, detail)
+    return format_html("<b>{}</b> {}", attempt.outcome, _what_happened(attempt, width))
 
 
 def duration_in_words(elapsed: timedelta) -> str:
@@ -104,10 +97,7 @@ class DeliveryAttemptInline(ReadOnlyAdminMixin, ScopedTabularInline):
 
     @admin.display(description="what happened")
     def what_happened(self, attempt):
-        if attempt.outcome == SendOutcome.ACCEPTED:
-            return _with_detail(f"answered {attempt.status_code}" if attempt.status_code else "accepted",
-                                attempt.response_excerpt)
-        return _error_in_words(attempt.error, attempt.status_code, attempt.response_excerpt)
+        return _what_happened(attempt)
 
 
 @admin.register(Delivery)
@@ -152,9 +142,12 @@ class DeliveryAdmin(HistoryAdminMixin, ScopedModelAdmin):
     def last_error_in_words(self, delivery):
         # The last attempt's status says whether an answer came; a delivery failed without an attempt of its
         # own (after the message before it failed) has only its sentence.
+        if not delivery.last_error:
+            return "—"
         attempt = _last_attempt(delivery)
         status_code = attempt.status_code if attempt is not None and attempt.error == delivery.last_error else None
-        return _error_in_words(delivery.last_error, status_code) if delivery.last_error else "—"
+        return _with_detail(attempt_error_in_words(error=delivery.last_error, status_code=status_code),
+                            delivery.last_error)
 
     @admin.display(description="attempt", ordering="attempts")
     def attempt_of(self, delivery):
