@@ -105,7 +105,7 @@ def dashboard_tiles(user) -> list[dict]:
     channels = restrict(Channel.objects.all(), user)
     down = channels.filter(down_since__isnull=False).count()
     tile(Channel, "channel", "Channels down", down, "down_since__isnull=False", tone="bad",
-         note="their third party cannot be reached (the circuit is open)")
+         note="their circuit is open (see a channel's page)")
     attention = channels.exclude(needs_attention="").count()
     tile(Channel, "channel", "Channels needing attention", attention, "needs_attention__gt=", tone="bad",
          note="e.g. a WhatsApp token Meta refused")

@@ -147,3 +147,46 @@ def validate_outbound_url(value: str) -> None:
     """Django validator of a URL the server sends to (a channel's webhook URL)."""
     if value and (refusal := url_refusal(value)):
         raise ValidationError(refusal, code="blocked_address")
+
+
+# --- What a failed attempt reads as ---------------------------------------------------------------------------
+# The transports keep the raw error (`<exception name>: <its text>`, or their own sentence) on the send path;
+# these words are computed only when a person looks (the delivery pages), so sending pays nothing for them.
+
+_WORDS_BY_EXCEPTION = {
+    "ConnectionRefusedError": "connection refused",
+    "ConnectionResetError": "connection reset by the third party",
+    "ConnectionAbortedError": "connection aborted",
+    "BrokenPipeError": "connection closed while sending",
+    "RemoteDisconnected": "connection closed without an answer",
+    "IncompleteRead": "the answer was cut off",
+    "BadStatusLine": "answered something that is not HTTP",
+    "LineTooLong": "answered something that is not HTTP",
+    "UnknownProtocol": "answered something that is not HTTP",
+    "SSLCertVerificationError": "TLS certificate not accepted",
+    "SSLError": "TLS handshake failed",
+    "UnicodeError": "host name not valid",
+}
+_WORDS_BY_TEXT = (  # OSError's own texts, for errors without a class of their own
+    ("Temporary failure in name resolution", "host name could not be looked up (DNS did not answer)"),
+    ("No route to host", "host unreachable"),
+    ("Network is unreachable", "network unreachable"),
+)
+
+
+def failure_in_words(error: str, status_code: int | None, *, timeout_seconds: float) -> str:
+    """An attempt's error as a person reads it ("connection refused", "host name not found", "timed out
+    after 10 s", "answered 503"), from the raw error a transport kept and the HTTP status of the answer
+    (None when no answer came: no status is made up then). A text these rules do not know is shown as it is."""
+    if status_code is not None:
+        detail = "" if error in ("", f"HTTP {status_code}") else f": {error}"
+        return f"answered {status_code}{detail}"
+    name, _, rest = error.partition(": ")
+    for text, words in _WORDS_BY_TEXT:
+        if text in rest:
+            return words
+    if name == "gaierror":
+        return "host name not found"
+    if name in ("TimeoutError", "timeout") or error.startswith("The answer took longer than"):
+        return f"timed out after {timeout_seconds:g} s"
+    return _WORDS_BY_EXCEPTION.get(name, error)

@@ -141,6 +141,7 @@ RIGHTS: dict[str, Rule] = {
     "admin:channels_app_standardresponse_preview": needs("view_standardresponse"),
     "admin:channels_app_channel_rotate_secret": needs("change_channel"),
     "admin:channels_app_delivery_retry": needs("change_delivery"),
+    "admin:channels_app_whatsapptemplate_sync": needs("view_channel", "change_standardresponse"),  # as the API's
 }
 
 # DRF answers OPTIONS with the view's description: any signed-in user may ask.

@@ -372,8 +372,8 @@ CAMPAIGN_CLAIM_LEASE_SECONDS = env.float("CAMPAIGN_CLAIM_LEASE_SECONDS", default
 CAMPAIGN_STALLED_SECONDS = env.float("CAMPAIGN_STALLED_SECONDS", default=15.0)
 
 # --- Channel circuit ----------------------------------------------------------------
-# Deliveries in a row that fail to reach a channel's third party (connection error, timeout, 5xx) after
-# which the channel counts as down: InviteToChat answers 901 and campaigns wait, until one succeeds.
+# The deliveries in a row after which a channel is down: what counts is CIRCUIT_RULE
+# (channels_app/models/configuration.py), worded once.
 CIRCUIT_FAILURE_THRESHOLD = env.int("CIRCUIT_FAILURE_THRESHOLD", default=5)
 
 # --- Request size -----------------------------------------------------------------

@@ -7,7 +7,7 @@ It answers as the Graph API does:
   "messages": [{"id": "wamid..."}]}`; with `throttle_every=n` every n-th send is answered
   `130429` (rate limit hit), with `refuse_token` every call is `401` / code 190;
 * `POST /v21.0/{waba_id}/message_templates` -> `{"id", "status": "PENDING", "category"}`, and
-  `GET` lists them (`{"data": [...], "paging": {...}}`); `approve(name)` changes a status;
+  `GET` lists them (`{"data": [...], "paging": {...}}`); `approve(name)` changes a status (and a reason);
 * `GET /v21.0/{media_id}` -> `{"url", "mime_type", "sha256", "file_size", "id"}` and the URL serves the
   bytes given to `add_media` (bearer token required);
 and, when `webhook_url` and `app_secret` are set, sends `sent` and `delivered` statuses of accepted
@@ -113,9 +113,11 @@ class GraphStandIn:
     def accepted_sends(self) -> list[Recorded]:
         return [r for r in self.sends() if r.answer_status == 200]
 
-    def approve(self, name: str, status: str = "APPROVED") -> None:
+    def approve(self, name: str, status: str = "APPROVED", reason: str = "") -> None:
+        """Meta's verdict on a template (REJECTED with a `reason` such as INCORRECT_CATEGORY), listed from then on."""
         with self._lock:
             self.templates[name]["status"] = status
+            self.templates[name]["rejected_reason"] = reason or "NONE"
 
     def add_media(self, media_id: str, content: bytes, mime_type: str) -> None:
         self.media[media_id] = (content, mime_type)

@@ -487,6 +487,8 @@ ADMIN_EXTRA = {
     "admin:channels_app_optionvalue_export": ("get", "/admin/channels_app/optionvalue/export/?channel={channel}"),
     "admin:channels_app_standardresponse_preview": ("post", "/admin/channels_app/standardresponse/preview/"),
     "admin:channels_app_delivery_retry": ("post", "/admin/channels_app/delivery/{delivery}/retry/"),
+    "admin:channels_app_whatsapptemplate_sync": ("post",
+                                                 "/admin/channels_app/whatsapptemplate/sync/?channel={channel}"),
 }
 
 

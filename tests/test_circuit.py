@@ -1,10 +1,12 @@
 """The per-channel circuit (API.md, "Agent workflow": "ESP 901 also answers a channel whose transport is
-known to be down ... until one succeeds"): consecutive deliveries that cannot reach the third party open it,
-InviteToChat answers 901, campaigns wait, and the next successful delivery closes it. Also InviteToChat on
-SMS, an extension."""
+known to be down ... until one succeeds"), as channels_app.models.configuration.CIRCUIT_RULE words it: deliveries
+in a row that do not get through open it, InviteToChat answers 901, campaigns wait, and the next delivery that
+gets any other answer closes it. Also InviteToChat on SMS, an extension."""
 
 import copy
+import html
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -75,7 +77,7 @@ def test_consecutive_5xx_open_the_circuit_and_a_success_closes_it(agent_api, sta
     assert "channels_down_ids" not in health.json()  # no names to anonymous callers
     assert admin_client.get("/healthz?detail=1").json()["channels_down_ids"] == ["channel-whatsapp-REAL"]
     assert client.get("/healthz").json() == {"status": "ok", "database": "ok", "broker": "ok"}
-    assert "down</b> since" in admin_client.get("/admin/channels_app/channel/").content.decode()
+    assert re.search(r"down for \d+ s", admin_client.get("/admin/channels_app/channel/").content.decode())
 
     # when: the relay's next attempt of a due delivery gets through
     _make_due(ids[0])
@@ -193,3 +195,25 @@ def test_invite_to_chat_on_sms_sends_text_and_refuses_templates(agent_api, staff
     session = Interaction.objects.get(pk=text.json()["Result"]["_umsChatSessionId"])
     assert session.messages.get().text == "Hello John"
     assert template.status_code == 422 and template.json()["Error"]["Code"] == 920
+
+
+def _words(text: str) -> str:
+    return " ".join(text.replace("`", "").replace("*", "").split())
+
+
+@pytest.mark.django_db
+def test_what_opens_the_circuit_is_worded_once_and_shown_everywhere(agent_api, staff_api, channel, admin_client):
+    """Issue 22: one wording (CIRCUIT_RULE, the model's help text) in the README, the admin and ESP 901."""
+    from channels_app.models.configuration import CIRCUIT_FAILURE, CIRCUIT_RULE
+
+    readme = _words((Path(__file__).resolve().parent.parent / "README.md").read_text())
+    assert _words(CIRCUIT_RULE) in readme
+    assert Channel._meta.get_field("down_since").help_text.endswith(CIRCUIT_RULE)
+    page = admin_client.get(f"/admin/channels_app/channel/{channel.pk}/change/").content.decode()
+    assert CIRCUIT_RULE in html.unescape(page)
+    assert CIRCUIT_RULE in admin_client.get("/api/schema/?format=json").json()["paths"]["/esp"]["post"]["description"]
+
+    Channel.objects.filter(pk=channel.pk).update(down_since=timezone.now(), consecutive_failures=5)
+    assert staff_api.post("/api/standard-responses/", SPEC_RESPONSE, format="json").status_code == 201
+    error = agent_api.post("/esp", SPEC_REQUEST, format="json").json()["Error"]
+    assert error["Code"] == 901 and f"5 deliveries in a row {CIRCUIT_FAILURE}" in error["Message"]

@@ -7,6 +7,7 @@ tests/test_worker.py."""
 import base64
 import hashlib
 import hmac
+import re
 import threading
 from contextlib import contextmanager
 from datetime import timedelta
@@ -16,13 +17,16 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from channels_app.models import Delivery, DeliveryState, Message
+from channels_app.admin.deliveries import duration_in_words
+from channels_app.models import Channel, Delivery, DeliveryState, Message
+from channels_app.outbound import failure_in_words
 from channels_app.retries import backoff_delays, retry_decision
 from channels_app.services.deliveries import deliveries_due, delivery_attempt
 from channels_app.services.interactions import message_queue_outbound
 from channels_app.transports.base import OutgoingMessage, SendOutcome
 from channels_app.transports.webhook import WebhookTransport
 from tests.factories import InteractionFactory
+from tests.test_browser import browser  # noqa: F401  (the fixture)
 
 
 @pytest.fixture
@@ -104,7 +108,7 @@ def test_client_errors_fail_at_once(queued, receiver):
     assert result.outcome == SendOutcome.FAILED
     queued.refresh_from_db()
     assert queued.status == "failed"
-    assert "HTTP 404" in queued.reasons[0]["message"]
+    assert queued.reasons == [{"code": 500, "message": "Webhook failed after 1 attempt(s): answered 404"}]
     assert queued.delivery.state == DeliveryState.FAILED
 
 
@@ -120,6 +124,8 @@ def test_after_the_last_attempt_the_delivery_fails_and_nothing_more_is_sent(queu
     delivery.refresh_from_db()
     assert delivery.state == DeliveryState.FAILED
     assert delivery.attempts == 4
+    outcomes = [(a.outcome, a.status_code) for a in delivery.attempt_log.order_by("number")]
+    assert outcomes == [("retry", 500)] * 3 + [("failed", 500)]  # the last one ended it
     _due_now(delivery)
     assert delivery_attempt(delivery_id=delivery.pk) is None
     assert len(receiver.received) == 4
@@ -288,3 +294,144 @@ def test_a_2xx_answer_nested_too_deeply_counts_as_delivered_without_an_id():
         result = WebhookTransport().send(message)
 
     assert (result.outcome, result.external_id) == (SendOutcome.ACCEPTED, "")
+
+
+# --- the delivery pages of the admin, read as a person reads them (issue 22, item 6) ---------------------------
+
+
+@pytest.mark.django_db
+def test_each_row_of_the_delivery_list_opens_its_delivery(admin_client, queued):
+    page = admin_client.get(reverse("admin:channels_app_delivery_changelist")).content.decode()
+
+    # a link of its own, with its text (not wrapped around the message's link, which a browser splits)
+    change = reverse("admin:channels_app_delivery_change", args=[queued.delivery.pk])
+    assert re.search(rf'<a href="{change}">[^<]+</a>', page), page
+
+
+@pytest.mark.django_db
+def test_a_delivery_that_found_no_one_reads_connection_refused_and_its_last_outcome_failed(admin_client, queued):
+    # given: a webhook where nothing listens, and no redelivery
+    channel = queued.delivery.channel
+    channel.webhook_url, channel.retry_attempts = "http://127.0.0.1:9/hook", 0
+    channel.save()
+
+    # when
+    assert delivery_attempt(delivery_id=queued.delivery.pk).outcome == SendOutcome.RETRY
+
+    # then: no answer, so no status code; the attempt that ended it says failed
+    delivery = Delivery.objects.get(pk=queued.delivery.pk)
+    attempt = delivery.attempt_log.get()
+    assert delivery.state == DeliveryState.FAILED
+    assert (attempt.outcome, attempt.status_code) == ("failed", None)
+    page = admin_client.get(reverse("admin:channels_app_delivery_change", args=[delivery.pk])).content.decode()
+    assert "connection refused" in page
+    assert "<details" in page and "ConnectionRefusedError" in page  # the raw detail, behind the words
+    assert "HTTP 5" not in page and ">500<" not in page
+    assert Message.objects.get(pk=queued.pk).reasons[0]["message"] == \
+        "Webhook failed after 1 attempt(s): connection refused"
+    listed = admin_client.get(reverse("admin:channels_app_delivery_changelist")).content.decode()
+    assert "connection refused" in listed and 'title="ConnectionRefusedError' in listed
+
+
+@pytest.mark.django_db
+def test_an_answer_reads_answered_and_its_code(admin_client, queued, receiver):
+    receiver.plan.extend([503])
+
+    delivery_attempt(delivery_id=queued.delivery.pk)
+
+    page = admin_client.get(reverse("admin:channels_app_delivery_change", args=[queued.delivery.pk])).content.decode()
+    assert "answered 503" in page
+
+
+@pytest.mark.parametrize("error, status_code, words", [
+    ("gaierror: [Errno -2] Name or service not known", None, "host name not found"),
+    ("gaierror: [Errno -5] No address associated with hostname", None, "host name not found"),
+    ("gaierror: [Errno -3] Temporary failure in name resolution", None,
+     "host name could not be looked up (DNS did not answer)"),
+    ("ConnectionRefusedError: [Errno 111] Connection refused", None, "connection refused"),
+    ("TimeoutError: timed out", None, "timed out after 10 s"),
+    ("The answer took longer than 10 seconds.", None, "timed out after 10 s"),
+    ("ConnectionResetError: [Errno 104] Connection reset by peer", None, "connection reset by the third party"),
+    ("RemoteDisconnected: Remote end closed connection without response", None,
+     "connection closed without an answer"),
+    ("OSError: [Errno 113] No route to host", None, "host unreachable"),
+    ("SSLCertVerificationError: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed", None,
+     "TLS certificate not accepted"),
+    ("HTTP 503", 503, "answered 503"),
+    ("throttled or unavailable: (130429) Rate limit hit", 400, "answered 400: throttled or unavailable: (130429) "
+                                                               "Rate limit hit"),
+    ("blocked address: example.test is 10.0.0.1 (private)", None,
+     "blocked address: example.test is 10.0.0.1 (private)"),
+    ("", None, ""),
+])
+def test_an_attempts_error_in_words(error, status_code, words):
+    assert failure_in_words(error, status_code, timeout_seconds=10) == words
+
+
+@pytest.mark.django_db
+def test_the_circuit_reads_down_for_minutes_not_a_timestamp(admin_client, queued):
+    channel = queued.delivery.channel
+    Channel.objects.filter(pk=channel.pk).update(consecutive_failures=5,
+                                                 down_since=timezone.now() - timedelta(minutes=3, seconds=10))
+
+    channels = admin_client.get(reverse("admin:channels_app_channel_changelist")).content.decode()
+    delivery = admin_client.get(reverse("admin:channels_app_delivery_change", args=[queued.delivery.pk]))
+
+    assert "down for 3 min" in channels and "down</b> since" not in channels
+    assert "down for 3 min" in delivery.content.decode()
+
+
+@pytest.mark.parametrize("seconds, words", [(0, "0 s"), (40, "40 s"), (190, "3 min"), (7500, "2 h 5 min"),
+                                            (3 * 86400 + 60, "3 days")])
+def test_durations_in_words(seconds, words):
+    assert duration_in_words(timedelta(seconds=seconds)) == words
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_operator_opens_a_failed_delivery_from_the_list_and_reads_what_happened(
+        browser, live_server, django_user_model, queued, receiver):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.test_admin_whatsapp_templates import _shot
+
+    # given: a first attempt answered 503, a second that found no one (the last), and the channel down
+    channel, delivery = queued.delivery.channel, queued.delivery
+    channel.retry_attempts = 1
+    channel.save()
+    receiver.plan.extend([503])
+    delivery_attempt(delivery_id=delivery.pk)
+    Channel.objects.filter(pk=channel.pk).update(webhook_url="http://127.0.0.1:9/hook")
+    _due_now(delivery)
+    delivery_attempt(delivery_id=delivery.pk)
+    Channel.objects.filter(pk=channel.pk).update(consecutive_failures=5,
+                                                 down_since=timezone.now() - timedelta(minutes=3, seconds=5))
+    django_user_model.objects.create_superuser("admin", password="browser-pass-123")
+    wait = WebDriverWait(browser, 20)
+    browser.set_window_size(1400, 1000)
+    browser.get(f"{live_server.url}/admin/login/")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys("browser-pass-123")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait.until(expected_conditions.url_matches(r"/admin/$"))
+
+    # when: the operator clicks the row of the list
+    browser.get(f"{live_server.url}{reverse('admin:channels_app_delivery_changelist')}")
+    assert "connection refused" in browser.page_source
+    _shot(browser, "22d-deliveries", 450)
+    browser.find_element(By.LINK_TEXT, f"#{delivery.pk}").click()
+    wait.until(expected_conditions.url_contains(f"/delivery/{delivery.pk}/change/"))
+
+    # then: its page, in words, the raw detail one click away, the circuit as a duration, and Retry now
+    for details in browser.find_elements(By.CSS_SELECTOR, "details.dms-raw-error"):
+        details.find_element(By.TAG_NAME, "summary").click()
+    page = browser.page_source
+    assert "answered 503" in page and "connection refused" in page and "down for 3 min" in page
+    assert "ConnectionRefusedError" in page
+    browser.execute_script("window.scrollTo(0, 0)")
+    _shot(browser, "22d-delivery-failed", 1500)
+    browser.find_element(By.CSS_SELECTOR, "#delivery-retry button").click()
+    wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "ul.messagelist")))
+    assert Delivery.objects.get(pk=delivery.pk).state == DeliveryState.PENDING

@@ -162,7 +162,7 @@ def test_first_run(browser, live_server, django_user_model, receiver, tmp_path):
     assert not browser.find_elements(By.NAME, "_save") and not browser.find_elements(By.CSS_SELECTOR, ".deletelink")
     shot(browser, "07-conversation", 1100)
 
-    # a failed delivery: attempt n of m, latency, target, the answer; retried now
+    # a failed delivery: attempt n of m, target, the answer in words; its page (latency, attempts); retried now
     from channels_app.services.deliveries import delivery_attempt
     from channels_app.services.interactions import customer_message_receive, message_queue_outbound
 
@@ -176,7 +176,7 @@ def test_first_run(browser, live_server, django_user_model, receiver, tmp_path):
     assert f"1 of {channel.retry_attempts + 1}" in browser.page_source
     shot(browser, "08-deliveries", 650)
     browser.get(f"{url}/admin/channels_app/delivery/{delivery.pk}/change/")
-    assert "HTTP 400" in browser.page_source and not browser.find_elements(By.NAME, "_save")
+    assert "answered 400" in browser.page_source and not browser.find_elements(By.NAME, "_save")
     browser.find_element(By.CSS_SELECTOR, "#delivery-retry button").click()
     wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "ul.messagelist")))
     assert "retrying now" in browser.page_source

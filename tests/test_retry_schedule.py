@@ -135,7 +135,7 @@ def test_k_failing_answers_deliver_on_attempt_k_plus_1_on_schedule_and_the_last_
 
         assert len(receiver.received) == quiet_from[k] == attempts, (k, arrivals)
         assert {request.json()["channel"]["messageId"] for request in receiver.received} == {message.pk}
-        outcomes = ["retry"] * k + ["accepted"] if delivered else ["retry"] * attempts
+        outcomes = ["retry"] * k + ["accepted"] if delivered else ["retry"] * (attempts - 1) + ["failed"]
         status_codes = [500] * k + [200] if delivered else [500] * attempts
         assert [(a.outcome, a.status_code) for a in recorded] == list(zip(outcomes, status_codes, strict=True))
         assert within_tolerance(arrivals, expected[:attempts]), (k, arrivals, expected)

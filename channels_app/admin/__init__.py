@@ -7,4 +7,5 @@ from channels_app.admin import (  # noqa: F401  (registers the model admins)
     deliveries,
     media,
     standard_responses,
+    whatsapp,
 )

@@ -14,6 +14,7 @@ from django.utils.html import escape, format_html
 from django.utils.text import Truncator
 
 from channels_app import options_catalog
+from channels_app.admin.deliveries import circuit_in_words
 from channels_app.admin.forms import TextRulesForm, TextRulesModelForm
 from channels_app.admin.scoping import ScopedModelAdmin, ScopedTabularInline
 from channels_app.errors import ApplicationError
@@ -26,6 +27,7 @@ from channels_app.models import (
     OptionValue,
     Tenant,
 )
+from channels_app.models.configuration import CIRCUIT_RULE
 from channels_app.outbound import validate_outbound_url
 from channels_app.selectors import channel_list
 from channels_app.services.channels import (
@@ -254,10 +256,7 @@ class ChannelAdmin(ScopedModelAdmin):
     fieldsets = [
         (None, {"fields": ["channel_id", "name", "tenant", "media_type", "business_id", "enabled"]}),
         ("Delivery", {"fields": ["transport", "webhook_url", "secret", "retry_timeout_seconds", "retry_attempts"]}),
-        ("Circuit", {"fields": ["circuit", "consecutive_failures", "down_since"],
-                     "description": "After CIRCUIT_FAILURE_THRESHOLD deliveries in a row fail to reach the third "
-                     "party, the channel is down: InviteToChat answers 901 and campaigns wait, until a delivery "
-                     "(the relay keeps retrying due ones) succeeds."}),
+        ("Circuit", {"fields": ["circuit", "consecutive_failures", "down_since"], "description": CIRCUIT_RULE}),
         ("Routing", {"fields": ["inbound_route_by_call"]}),
         ("WhatsApp Cloud API", {"classes": ["collapse"], "fields": [
             "phone_number_id", "waba_id", "access_token", "app_secret", "verify_token", "throughput_per_second",
@@ -267,10 +266,7 @@ class ChannelAdmin(ScopedModelAdmin):
 
     @admin.display(description="circuit")
     def circuit(self, channel):
-        if channel.down_since is not None:
-            return format_html('<b style="color: #b00;">down</b> since {}',
-                               channel.down_since.isoformat(timespec="seconds"))
-        return "up" if not channel.consecutive_failures else f"up ({channel.consecutive_failures} failure(s) in a row)"
+        return circuit_in_words(channel)
 
     actions = ["rotate_secrets", "send_test_message", "sync_templates"]
     delete_service = channel_delete

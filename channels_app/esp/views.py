@@ -13,6 +13,7 @@ from channels_app.authentication import ExpiringTokenAuthentication
 from channels_app.errors import PermissionDenied
 from channels_app.esp import handlers  # noqa: F401  (registers the ESP methods)
 from channels_app.esp.dispatcher import EspContext, esp_dispatch, esp_error
+from channels_app.models.configuration import CIRCUIT_RULE
 from channels_app.options_catalog import CHAT_SERVER
 from channels_app.parsing import RawJSONParser
 from channels_app.services.options import option_value
@@ -72,9 +73,8 @@ class EspView(APIView):
             "InviteToChat on SMS and e-mail channels is an extension of this server (the spec: \"SMS: currently "
             "not supported\"): it is accepted with a plain-text standard response (920 for any other content "
             "type), sent through the channel's webhook like any outbound message. Reply buttons and list "
-            "messages on WhatsApp need the customer's 24-hour window to be open (920 otherwise). A channel "
-            "whose transport is known to be down (its last deliveries all failed to connect) answers 901 "
-            "until a delivery succeeds."
+            "messages on WhatsApp need the customer's 24-hour window to be open (920 otherwise). "
+            f"{CIRCUIT_RULE}"
         ),
     )
     def post(self, request):

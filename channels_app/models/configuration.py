@@ -26,6 +26,17 @@ from channels_app.validators import (
     validate_queue_key_format,
 )
 
+# What opens and closes a channel's circuit (services.deliveries records it), in one wording: the help text of
+# Channel.down_since, the admin's channel page, ESP 901 and the README ("Channel circuit") say it in these words.
+CIRCUIT_FAILURE = (
+    "could not get through to the channel's third party: no answer (host name not found, connection refused, "
+    "timed out), an answer 500 or above, or the WhatsApp Cloud API's throttling"
+)
+CIRCUIT_RULE = (
+    f"A channel is down once CIRCUIT_FAILURE_THRESHOLD deliveries in a row {CIRCUIT_FAILURE}: InviteToChat "
+    "answers 901 and campaigns wait. The next delivery that gets any other answer brings it up again."
+)
+
 
 class Tenant(models.Model):
     """A tenant of the contact center: the `<tenant-id>` of a chat queue key."""
@@ -118,12 +129,10 @@ class Channel(models.Model):
     # The circuit (services.deliveries): written by delivery outcomes only, never by a form.
     consecutive_failures = models.PositiveIntegerField(
         default=0, editable=False,
-        help_text="Deliveries in a row that could not reach the third party (connection error, timeout, 5xx).",
+        help_text="Deliveries in a row that could not get through (see down since).",
     )
     down_since = models.DateTimeField(
-        null=True, blank=True, editable=False,
-        help_text="Set when consecutive_failures reached CIRCUIT_FAILURE_THRESHOLD: the transport is down "
-        "(InviteToChat answers 901, campaigns wait) until a delivery succeeds.",
+        null=True, blank=True, editable=False, help_text=f"When the channel went down. {CIRCUIT_RULE}",
     )
     # --- WhatsApp Cloud API (transport `whatsapp_cloud`; API.md "WhatsApp Cloud API channels") ---
     phone_number_id = models.CharField(

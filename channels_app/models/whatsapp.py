@@ -85,12 +85,13 @@ class WhatsAppTemplate(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = "WhatsApp template"
         constraints = [
             models.UniqueConstraint(fields=["standard_response", "channel"], name="whatsapp_template_unique"),
         ]
 
     def __str__(self):
-        return f"{self.name} ({self.language}) on {self.channel_id}: {self.status}"
+        return f"{self.name} ({self.language}) on {self.channel.channel_id}: {self.status}"
 
 
 class ChannelThrottle(models.Model):

@@ -37,6 +37,7 @@ from channels_app.models import (
     Message,
     MessageStatus,
 )
+from channels_app.outbound import failure_in_words
 from channels_app.publishing import DELIVER, DELIVER_BATCH, publish
 from channels_app.retries import retry_decision
 from channels_app.selectors import channels_by_id
@@ -389,10 +390,10 @@ def _record_in_transaction(answered: list[Sent]) -> tuple[list[tuple[int, float]
 
 
 def _circuits_record(answered: list[Sent], now: datetime) -> None:
-    """The per-channel circuit: an attempt that could not reach the third party (connection error,
-    timeout, 5xx: a RETRY outcome) adds to the channel's consecutive failures, and at
-    CIRCUIT_FAILURE_THRESHOLD the channel is down (InviteToChat answers 901, campaigns wait); an answer
-    below 500 (accepted, or a 4xx: the third party is there) closes it. One UPDATE per channel, and only
+    """The per-channel circuit (models.configuration.CIRCUIT_RULE): an attempt that did not get through
+    (a RETRY outcome) adds to the channel's consecutive failures, and at CIRCUIT_FAILURE_THRESHOLD the
+    channel is down; any other answer (an HTTP status with another outcome) closes it; a refusal before
+    sending (no status) changes nothing. One UPDATE per channel, and only
     when something changes: a success on a channel known (as loaded with the delivery) to be fine writes
     nothing."""
     by_channel: dict[int, list[Sent]] = {}
@@ -459,6 +460,9 @@ def _deliveries_not_accepted(refused: list[Sent], now: datetime) -> list[tuple[i
                    "last_error": result.error[:500]}
         if decision.final_state == DeliveryState.FAILED:
             changes["state"] = DeliveryState.FAILED
+            if result.outcome != SendOutcome.FAILED:  # out of attempts: the attempt that ended it says failed
+                DeliveryAttempt.objects.filter(delivery=delivery, number=delivery.attempts).update(
+                    outcome=SendOutcome.FAILED)
             _message_failed(delivery.message, result, delivery.attempts)
             if delivery.has_followers:
                 _followers_fail(delivery.pk, now)
@@ -573,11 +577,21 @@ def _followers_wait_again(delivery_id: int) -> None:
 
 
 def _message_failed(message: Message, result: SendResult, attempts: int) -> None:
-    detail = result.error or "the channel refused the message"
+    # 500 is the contract's "General error" reason code, whatever happened: the words say what (an HTTP status
+    # only when one was answered), the delivery keeps the raw error.
+    detail = attempt_error_in_words(error=result.error, status_code=result.status_code) if result.error else \
+        "the channel refused the message"
     reason = {"code": 500, "message": f"Webhook failed after {attempts} attempt(s): {detail}"}
     now = timezone.now()
     Message.objects.filter(pk=message.pk).update(status=MessageStatus.FAILED, reasons=[reason], updated_at=now)
     _end_terminating_sessions([message.interaction_id], now)
+
+
+def attempt_error_in_words(*, error: str, status_code: int | None) -> str:
+    """An attempt's (or a delivery's last) error as the admin shows it: words computed at display time
+    (channels_app/outbound.py), the raw error kept behind them. Both transports read under the webhook's
+    timeout (the Graph API's requests go over the same connections)."""
+    return failure_in_words(error, status_code, timeout_seconds=WEBHOOK_TIMEOUT_SECONDS)
 
 
 def deliveries_due(*, limit: int = 500) -> list[int]:

@@ -9,6 +9,7 @@ from django.utils import timezone
 from channels_app.choices import ContentType, MediaType
 from channels_app.errors import ApplicationError, ExecutionFailed, InvalidParameter, NotFound, TransportUnreachable
 from channels_app.models import Channel, Contact, Delivery, Interaction, InteractionState, StandardResponse
+from channels_app.models.configuration import CIRCUIT_FAILURE
 from channels_app.options_catalog import DMS
 from channels_app.selectors import channel_find, channel_list, standard_response_for_sending
 from channels_app.services.channels import channel_inbound_route
@@ -164,13 +165,12 @@ def invitation_plan(
 
 
 def channel_circuit_check(*, channel: Channel) -> None:
-    """ESP 901 for a channel whose transport is known to be down (its circuit is open: its last
-    deliveries all failed to connect, services.deliveries), until a delivery succeeds."""
+    """ESP 901 for a channel that is down (its circuit is open: models.configuration.CIRCUIT_RULE)."""
     if channel.down_since is not None:
         raise TransportUnreachable(
-            f"InviteToChat connection with {channel.channel_id} failed: the channel's transport has not been "
-            f"reachable since {channel.down_since.isoformat(timespec='seconds')} "
-            f"({channel.consecutive_failures} deliveries in a row failed to connect)."
+            f"InviteToChat connection with {channel.channel_id} failed: the channel is down since "
+            f"{channel.down_since.isoformat(timespec='seconds')} "
+            f"({channel.consecutive_failures} deliveries in a row {CIRCUIT_FAILURE})."
         )
 
 
