@@ -499,3 +499,21 @@ def test_a_customer_message_keeps_the_idle_session_alive(channel):
 
     # then
     assert Interaction.objects.get().state != "ended"
+
+
+@pytest.mark.django_db
+def test_a_customer_message_dated_in_the_future_opens_the_window_from_its_arrival_only(channel):
+    # given: the customer's clock is a day ahead (channel.time beyond the arrival time)
+    before = timezone.now()
+    ahead = before + timedelta(days=1)
+
+    # when
+    message, _ = customer_message_receive(channel=channel, client_id="15556667777", text="Hi",
+                                          channel_message_id="m1", origin_time=ahead)
+
+    # then: the 24-hour window counts from the arrival, the message keeps the time it claims
+    after = timezone.now()
+    interaction = Interaction.objects.get()
+    assert before <= interaction.last_customer_message_at <= after
+    assert message.origin_time == ahead
+    assert interaction.user_data["_umsMsgOriginTime"] == ahead.isoformat()

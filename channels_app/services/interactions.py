@@ -246,7 +246,11 @@ def customer_message_receive(
     )
     if (subject := (extra_payload or {}).get("subject")) and "Subject" not in interaction.user_data:
         interaction.user_data["Subject"] = subject  # the hub attribute: the subject of the first e-mail
-    interaction.last_customer_message_at = max(filter(None, [interaction.last_customer_message_at, sent_at]))
+    # The 24-hour window counts from the customer's last message, but never from beyond its arrival: a
+    # `channel.time` in the future (a wrong clock, or a forged one) would hold the window open past 24 hours.
+    interaction.last_customer_message_at = max(
+        filter(None, [interaction.last_customer_message_at, min(sent_at, now)])
+    )
     interaction.last_activity_at = now
     if interaction.state == InteractionState.QUEUED and interaction.type == InteractionType.OUTBOUND:
         interaction.state = InteractionState.ACTIVE
