@@ -129,6 +129,11 @@ else:
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- The application's name -------------------------------------------------------
+# The Digital Messaging Server application name (WhatsApp guide, "WhatsApp Hub Driver Attributes"): the
+# `_umsInboundIxnSubmittedBy` attribute of every interaction this server creates.
+APPLICATION_NAME = env("APPLICATION_NAME", default="DigitalMessagingServer")
+
 # --- The public address -------------------------------------------------------
 # The address third parties call (the inbound URL the admin shows on a channel), e.g. https://dms.example.com;
 # empty: the address of the admin's own request.

@@ -179,6 +179,48 @@ def test_history_across_channels_with_show_cross_channel_messages(agent_api, cha
 
 
 @pytest.mark.django_db
+def test_show_cross_channel_messages_shows_other_whatsapp_channels_not_every_media(agent_api, channel,
+                                                                                   second_whatsapp, sms_channel):
+    # given: the contact wrote on WhatsApp, then by SMS (the same phone number: the same contact)
+    option_set(section=IW, name="whatsappsession.transcript-interactions-count", value=10)
+    option_set(section=IW, name="whatsappsession.show-cross-channel-messages", value=True)
+    first, elsewhere, second = _three_sessions(channel, second_whatsapp)
+    by_sms = customer_writes(sms_channel, "by SMS")
+    end(by_sms)
+    current = customer_writes(channel, "now")
+
+    # when
+    body = agent_api.get(f"/api/interactions/{current.pk}/history/").json()
+
+    # then: "messages from multiple WhatsApp channels" (WhatsApp guide)
+    assert by_sms.contact_id == current.contact_id
+    assert [i["id"] for i in body["interactions"]] == [second.pk, elsewhere.pk, first.pk]
+
+
+@pytest.mark.django_db
+def test_the_transcript_marks_a_timestamp_out_of_chronological_order_in_red(channel, admin_client):
+    # given: "late" was written before "on time" but arrived after it (its origin time is shown, in bold)
+    now = timezone.now()
+    on_time, _ = customer_message_receive(channel=channel, client_id=CLIENT, text="on time",
+                                          channel_message_id="m1", origin_time=now - timedelta(seconds=5))
+    late, _ = customer_message_receive(channel=channel, client_id=CLIENT, text="late", channel_message_id="m2",
+                                       origin_time=now - timedelta(minutes=10))
+    after, _ = customer_message_receive(channel=channel, client_id=CLIENT, text="after", channel_message_id="m3")
+
+    # when
+    page = admin_client.get(f"/admin/channels_app/interaction/{on_time.interaction_id}/change/").content.decode()
+
+    # then: only the late message's timestamp is out of order
+    def stamp(message):
+        block = page[page.index(f'data-message-id="{message.pk}"'):]
+        return block[:block.index("</b>" if message == late else "·")]
+
+    assert 'class="timestamp out-of-order"' in stamp(late) and "color: #c00" in stamp(late)
+    assert "out-of-order" not in stamp(on_time) and "out-of-order" not in stamp(after)
+    assert page.count("out-of-order") == 1
+
+
+@pytest.mark.django_db
 def test_history_of_another_tenants_interaction_is_404(agent_api, other_tenant_session):
     assert agent_api.get(f"/api/interactions/{other_tenant_session.pk}/history/").status_code == 404
 
