@@ -11,8 +11,8 @@ class ChannelsAppConfig(AppConfig):
 
     def ready(self):
         from channels_app.models import OptionValue
+        from channels_app.option_values import invalidate_option_cache
         from channels_app.services.bootstrap import ensure_required_configuration
-        from channels_app.services.options import invalidate_option_cache
 
         post_migrate.connect(ensure_required_configuration, sender=self)
         # Every write path (services, admin inlines, cascades) drops this process's option cache.

@@ -217,8 +217,8 @@ def interaction_history(*, user, interaction: Interaction) -> list[Interaction]:
     values kept with this interaction apply."""
     from django.db.models import Prefetch
 
+    from channels_app.option_values import session_option
     from channels_app.options_catalog import IW
-    from channels_app.services.options import session_option
 
     count = session_option(interaction=interaction, section=IW, name="whatsappsession.transcript-interactions-count")
     cross = session_option(interaction=interaction, section=IW, name="whatsappsession.show-cross-channel-messages")
