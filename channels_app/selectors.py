@@ -122,8 +122,9 @@ def channel_list(*, user) -> QuerySet:
 
 # Channels by `channel_id` (kept.py): every customer message and every ESP request names its channel. A circuit
 # that opened or closed in another process is seen within CHANNEL_CACHE_SECONDS.
-channels_by_id = KeptRows(
-    lambda channel_id: Channel.objects.select_related("tenant").filter(channel_id=channel_id).first(),
+channels_by_id = KeptRows(  # with its endpoints: an InviteToChat's ChatQueueKey must be one of them
+    lambda channel_id: Channel.objects.select_related("tenant").prefetch_related("endpoints")
+    .filter(channel_id=channel_id).first(),
     seconds=lambda: settings.CHANNEL_CACHE_SECONDS,
 )
 

@@ -17,6 +17,7 @@ from channels_app.choices import MediaType, Transport
 from channels_app.esp.dispatcher import HANDLERS
 from channels_app.models import Channel, Contact, Delivery, Interaction, Message, Tenant
 from channels_app.options_catalog import CHAT_SERVER
+from channels_app.services.channels import channel_save
 from channels_app.services.deliveries import delivery_attempt
 from channels_app.services.options import option_set
 from tests.factories import ChannelFactory
@@ -226,6 +227,8 @@ def test_submit_as_outbound_false_is_inbound(agent_api, channel, spec_response):
 
 @pytest.mark.django_db
 def test_an_explicit_chat_queue_key_places_the_interaction_in_that_queue(agent_api, channel, spec_response):
+    channel_save(channel=channel, endpoints=["1:session-chat", "1:session-WA-sendSR"])
+
     response = post_esp(agent_api, spec_request(Parameters={"ChatQueueKey": "1:session-WA-sendSR"}))
 
     assert response.status_code == 200, response.json()
@@ -262,6 +265,7 @@ def test_terminate_session_flag_ends_the_session_once_the_message_is_handed_over
 ):
     # given
     Channel.objects.filter(pk=channel.pk).update(webhook_url=receiver_url)
+    channel_save(channel=Channel.objects.get(pk=channel.pk), endpoints=["1:session-chat", "1:session-WA-sendSR"])
     request = spec_request(Parameters={"TerminateSessionFlag": "true", "ChatQueueKey": "1:session-WA-sendSR"})
     response = post_esp(agent_api, request)
     assert response.status_code == 200, response.json()
@@ -619,6 +623,54 @@ def test_a_chat_queue_key_of_another_tenant_than_the_channels_is_904(agent_api, 
     assert response.json()["Error"]["Code"] == 904
     assert "ChatQueueKey" in response.json()["Error"]["Message"]
     assert not Interaction.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_chat_queue_key_that_is_not_one_of_the_channels_endpoints_is_904_naming_it(agent_api, channel,
+                                                                                      spec_response):
+    # given: the channel's endpoints are 1:session-chat only
+    response = post_esp(agent_api, spec_request(Parameters={"ChatQueueKey": "1:session-elsewhere"}))
+
+    # then
+    assert response.status_code == 400, response.json()
+    error = response.json()["Error"]
+    assert error["Code"] == 904
+    assert "ChatQueueKey" in error["Message"] and "1:session-elsewhere" in error["Message"]
+    assert "1:session-chat" in error["Message"]  # what it may be
+    assert not Interaction.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_endpoint_added_to_the_channel_is_a_chat_queue_key_at_once(agent_api, channel, spec_response):
+    # given: the channel was read, and kept, by a first invitation
+    assert post_esp(agent_api, spec_request()).status_code == 200
+
+    # when the administrator adds the endpoint
+    channel_save(channel=Channel.objects.get(pk=channel.pk), endpoints=["1:session-chat", "1:session-WA-sendSR"])
+    response = post_esp(agent_api, spec_request(Parameters={"ChatQueueKey": "1:session-WA-sendSR"}))
+
+    # then
+    assert response.status_code == 200, response.json()
+    assert Interaction.objects.get(pk=response.json()["Result"]["_umsChatSessionId"]).queue == "1:session-WA-sendSR"
+
+
+@pytest.mark.django_db
+def test_checking_the_chat_queue_key_reads_the_kept_channel_no_statement_more(agent_api, channel, spec_response):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    # given: the channel and the response are kept by a first invitation
+    assert post_esp(agent_api, spec_request()).status_code == 200
+
+    # when
+    with CaptureQueriesContext(connection) as without_key:
+        assert post_esp(agent_api, spec_request()).status_code == 200
+    with CaptureQueriesContext(connection) as with_key:
+        assert post_esp(agent_api, spec_request(Parameters={"ChatQueueKey": "1:session-chat"})).status_code == 200
+
+    # then
+    assert len(with_key.captured_queries) == len(without_key.captured_queries)
+    assert not any("channels_app_endpoint" in query["sql"] for query in with_key.captured_queries)
 
 
 # --- the standard response kept per process (selectors.standard_responses_for_sending) ---------------------------

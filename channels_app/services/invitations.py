@@ -140,6 +140,8 @@ def invitation_plan(
     except Exception as error:
         raise InvalidParameter(f"ChatQueueKey incorrect: {' '.join(getattr(error, 'messages', [str(error)]))}",
                                field="ChatQueueKey") from error
+    if chat_queue_key:
+        chat_queue_key_check(channel=channel, queue_key=chat_queue_key)
     response = None
     if standard_response_id:
         response = standard_response_for_sending(standard_response_id=standard_response_id,
@@ -161,6 +163,20 @@ def invitation_plan(
         channel=channel, business_id=business_id or channel.business_id, queue=queue, response=response,
         terminate_session=terminate_session, agent_fields=agent_fields or {}, trace_id=trace_id,
     )
+
+
+def chat_queue_key_check(*, channel: Channel, queue_key: str) -> None:
+    """A ChatQueueKey points to "the Chat Server endpoint" (dms-invite-to-chat): one of the channel's
+    endpoints (its `[channel-*]` section's `endpoints`), else InvalidParameter (ESP 904) naming it. Read
+    from the channel's prefetched endpoints: the kept channel of ESP and campaigns (selectors.channels_by_id)
+    carries them, so the check costs no statement there."""
+    endpoints = sorted(endpoint.queue_key for endpoint in channel.endpoints.all())
+    if queue_key not in endpoints:
+        raise InvalidParameter(
+            f"ChatQueueKey incorrect: {queue_key!r} is not an endpoint of channel {channel.channel_id} "
+            f"({', '.join(endpoints) or 'it has none'}).",
+            field="ChatQueueKey",
+        )
 
 
 def channel_circuit_check(*, channel: Channel) -> None:
