@@ -754,3 +754,57 @@ def test_an_attachment_given_to_a_standard_response_goes_with_the_next_invitatio
     response = post_esp(agent_api, SPEC_REQUEST)
     sent = Message.objects.filter(interaction_id=response.json()["Result"]["_umsChatSessionId"])
     assert [a["fileName"] for m in sent for a in m.payload.get("attachments", [])] == ["bill.png"]
+
+
+# --- e-mail channels (API.md "E-mail") -----------------------------------------------------------------------------
+
+BILL_TEXT = {"id": "EMAIL1", "name": "Your bill", "content_type": "text", "language": "en",
+             "body": "Dear <$Contact.FirstName$>,\nyour bill is <$Contact.MyFC_BillAmount$> & due."}
+
+
+@pytest.fixture
+def email_channel(tenant, staff_api):
+    assert staff_api.post("/api/standard-responses/", BILL_TEXT, format="json").status_code == 201
+    return channel_save(
+        channel=Channel(channel_id="company.com", name="Support", tenant=tenant, media_type=MediaType.EMAIL,
+                        transport=Transport.WEBHOOK, business_id="support@company.com",
+                        webhook_url="http://127.0.0.1:9/hook"),
+        endpoints=["1:email"], inbound_route_by_call="1:email",
+    )
+
+
+def email_invitation(**user_data) -> dict:
+    return spec_request(Parameters={"_umsChannel": "company.com", "_umsClientId": "ann@mail.example",
+                                    "StandardResponseId": "EMAIL1", "CustomProperties": None},
+                        UserData={"PhoneNumber": None, **user_data})
+
+
+@pytest.mark.django_db
+def test_invite_to_chat_on_an_email_channel_sends_an_email_with_the_responses_name_as_subject(agent_api,
+                                                                                            email_channel):
+    response = post_esp(agent_api, email_invitation())
+
+    assert response.status_code == 200, response.json()
+    message = Message.objects.get()
+    text = "Dear John,\nyour bill is $129.99 & due."
+    assert message.payload == {
+        "type": "Email", "subject": "Your bill",
+        "content": [{"type": "text", "text": text},
+                    {"type": "html", "text": "<p>Dear John,<br>your bill is $129.99 &amp; due.</p>"}],
+        "context": {"replyTo": {"id": "support@company.com", "name": "Support"}},
+    }
+    assert message.interaction.user_data["Subject"] == "Your bill"  # the thread's subject: replies are "Re: ..."
+
+
+@pytest.mark.django_db
+def test_an_invitations_subject_user_data_is_its_subject_on_one_line(agent_api, staff_api, email_channel):
+    # when
+    response = post_esp(agent_api, email_invitation(Subject="Your bill\r\nBcc: everyone@example.com"))
+
+    # then: CR/LF never reaches the subject, nor the agent's reply
+    assert response.status_code == 200, response.json()
+    message = Message.objects.get()
+    assert message.payload["subject"] == "Your bill Bcc: everyone@example.com"
+    reply = staff_api.post(f"/api/interactions/{message.interaction_id}/messages/", {"text": "Paid?"}, format="json")
+    assert reply.status_code == 202, reply.json()
+    assert Message.objects.get(pk=reply.json()["id"]).payload["subject"] == "Re: Your bill Bcc: everyone@example.com"

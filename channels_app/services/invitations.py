@@ -13,6 +13,7 @@ from channels_app.options_catalog import DMS
 from channels_app.selectors import channel_find, channel_list, standard_response_for_sending
 from channels_app.services.channels import channel_inbound_route
 from channels_app.services.contacts import ContactClaim, contacts_identify
+from channels_app.services.email import email_payload, invitation_subject
 from channels_app.services.interactions import (
     hub_driver_attributes,
     interaction_field_values,
@@ -292,6 +293,9 @@ def invitations_create(
         except ApplicationError as error:
             outcomes[index] = error
             continue
+        if channel.media_type == MediaType.EMAIL:  # the e-mail shape, as agent replies (services/email.py)
+            subject = invitation_subject(interaction=interaction, response_name=plan.response.name)
+            payload = email_payload(interaction=interaction, payload=payload, subject=subject)
         interactions.append(interaction)
         message = message_new_outbound(interaction=interaction, payload=payload, trace_id=plan.trace_id)
         message.channel = channel  # already at hand: its deliveries need it
