@@ -500,6 +500,7 @@ class InteractionViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
             serializer.is_valid(raise_exception=True)
             if serializer.validated_data.get("attachments") and interaction.channel.media_type == "whatsapp":
                 require(request.user, "agent.send_files")
+            require_header_attachment_right(request.user, interaction.channel, serializer.validated_data)
             return serializer.validated_data
 
         sent = agent_message_send(
@@ -608,9 +609,11 @@ class InteractionViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
             require(request.user, "agent.whatsapp")
         if channel.media_type != interaction.channel.media_type:
             require(request.user, "agent.new_session_from_other_media")
+        require_header_attachment_right(request.user, channel, data)
         started = session_start(
             interaction_id=interaction.pk, channel=channel, text=data.get("text"),
             standard_response_id=data.get("standard_response_id"), fields=data.get("fields"),
+            header_attachment=data.get("header_attachment"),
             trace_id=request.headers.get("X-B3-TraceId", ""),
         )
         created = self._detail(started.interaction.pk)
@@ -768,6 +771,18 @@ def require(user, action: str) -> None:
     if rule is None or not rule.allows(user):
         missing = ", ".join(rule.missing(user)) if rule else action
         raise PermissionDenied(f"You need the permission {missing}.", field=action)
+
+
+def require_header_attachment_right(user, channel, content: dict) -> None:
+    """Replacing the file of a notification's or reply buttons' header needs its permission (rights.py,
+    HEADER_ATTACHMENT_RIGHTS); the response is read as it is sent (the kept one: no statement more). What
+    cannot be replaced is the service's 400."""
+    if content.get("header_attachment") is None:
+        return
+    response = selectors.standard_response_for_sending(standard_response_id=content["standard_response_id"],
+                                                       tenant_id=channel.tenant_id)
+    if response is not None and (action := rights.HEADER_ATTACHMENT_RIGHTS.get(response.content_type)):
+        require(user, action)
 
 
 class UserFilter(StrictFilterSet):
