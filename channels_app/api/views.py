@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from channels_app import rights, selectors
 from channels_app.api import serializers
 from channels_app.api.parsers import JSONParser, MultiPartParser
-from channels_app.api.query_params import IntegerFilter, StrictFilterSet
+from channels_app.api.query_params import IntegerFilter, StrictFilterSet, integer_in_range
 from channels_app.api.schema import ErrorSerializer
 from channels_app.authentication import ExpiringTokenAuthentication
 from channels_app.errors import InvalidParameter, NotFound, PermissionDenied
@@ -838,7 +838,7 @@ class AuditLogFilter(StrictFilterSet):
         fields = ["object_type", "object_id", "user"]
 
     def filter_user(self, queryset, name, value):
-        if value.isdigit():
+        if value.isdigit() and integer_in_range(value):  # digits past 64 bits can only be a username
             return queryset.filter(Q(user_id=int(value)) | Q(username=value))
         return queryset.filter(username=value)
 
