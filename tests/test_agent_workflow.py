@@ -565,3 +565,19 @@ def test_a_header_file_is_replaced_by_a_file_of_its_kind_on_a_file_header_only(s
         assert answer.status_code == 400 and "header_attachment" in answer.json(), answer.content
     assert "image" in str(wrong_kind.json()["header_attachment"])
     assert not Message.objects.filter(interaction=session, direction="outbound").exists()
+
+
+@pytest.mark.django_db
+def test_a_new_session_replacing_a_header_file_needs_the_permission_too(agent_api, staff_api, channel,
+                                                                        header_responses):
+    session = customer_writes(channel)
+    mine = _upload(staff_api, "my-photo.png", PNG_BYTES)
+    body = {"channel": channel.channel_id, "standard_response_id": "RM1", "header_attachment": mine}
+
+    refused = agent_api.post(f"/api/interactions/{session.pk}/sessions/", body, format="json")
+    started = staff_api.post(f"/api/interactions/{session.pk}/sessions/", body, format="json")
+
+    assert refused.status_code == 403 and "whatsapp_can_change_attachments_in_notification" in refused.content.decode()
+    assert started.status_code == 201, started.json()
+    first = Message.objects.get(interaction_id=started.json()["id"])
+    assert first.payload["header"]["attachment"] == mine
