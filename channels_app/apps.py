@@ -11,8 +11,8 @@ class ChannelsAppConfig(AppConfig):
 
     def ready(self):
         from channels_app.models import OptionValue
+        from channels_app.option_values import invalidate_option_cache
         from channels_app.services.bootstrap import ensure_required_configuration
-        from channels_app.services.options import invalidate_option_cache
 
         post_migrate.connect(ensure_required_configuration, sender=self)
         # Every write path (services, admin inlines, cascades) drops this process's option cache.
@@ -27,11 +27,14 @@ class ChannelsAppConfig(AppConfig):
         from channels_app.authentication import credentials_cache_watch
 
         credentials_cache_watch()  # a change of who may do what reaches this process's requests at once
-        from channels_app.models import Channel
+        from channels_app.models import Channel, Endpoint
         from channels_app.selectors import channels_by_id
 
-        post_save.connect(channels_by_id.clear, sender=Channel, dispatch_uid="channels-by-id-save")
-        post_delete.connect(channels_by_id.clear, sender=Channel, dispatch_uid="channels-by-id-delete")
+        for sender in (Channel, Endpoint):  # a channel is kept with its endpoints
+            post_save.connect(channels_by_id.clear, sender=sender,
+                              dispatch_uid=f"channels-by-id-{sender.__name__}-save")
+            post_delete.connect(channels_by_id.clear, sender=sender,
+                                dispatch_uid=f"channels-by-id-{sender.__name__}-delete")
         from channels_app.models import Attachment, StandardResponse
         from channels_app.selectors import standard_responses_for_sending
 

@@ -144,6 +144,14 @@ RIGHTS: dict[str, Rule] = {
     "admin:channels_app_whatsapptemplate_sync": needs("view_channel", "change_standardresponse"),  # as the API's
 }
 
+# Replacing the file of a standard response's header, by the response's content type (WhatsApp guide,
+# "Sending attachments": "change attachments in Notifications", "... in Reply Button").
+HEADER_ATTACHMENT_RIGHTS = {
+    "notification": "agent.change_attachments_in_notification",
+    "rich_media": "agent.change_attachments_in_notification",
+    "reply_buttons": "agent.change_attachments_in_reply_button",
+}
+
 # DRF answers OPTIONS with the view's description: any signed-in user may ask.
 METADATA = SIGNED_IN
 

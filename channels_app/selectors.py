@@ -122,8 +122,9 @@ def channel_list(*, user) -> QuerySet:
 
 # Channels by `channel_id` (kept.py): every customer message and every ESP request names its channel. A circuit
 # that opened or closed in another process is seen within CHANNEL_CACHE_SECONDS.
-channels_by_id = KeptRows(
-    lambda channel_id: Channel.objects.select_related("tenant").filter(channel_id=channel_id).first(),
+channels_by_id = KeptRows(  # with its endpoints: an InviteToChat's ChatQueueKey must be one of them
+    lambda channel_id: Channel.objects.select_related("tenant").prefetch_related("endpoints")
+    .filter(channel_id=channel_id).first(),
     seconds=lambda: settings.CHANNEL_CACHE_SECONDS,
 )
 
@@ -210,14 +211,15 @@ def default_tenant(user, *, given=None, parent=None) -> Tenant | None:
 
 def interaction_history(*, user, interaction: Interaction) -> list[Interaction]:
     """"See older messages..." (WhatsApp guide): the contact's earlier interactions, newest first, with their
-    messages; those of the interaction's channel, or of every channel (contacts are per tenant, so of the
-    same tenant) when `whatsappsession.show-cross-channel-messages` is true; at most
+    messages; those of the interaction's channel, or of every channel of its media (WhatsApp: "messages from
+    multiple WhatsApp channels"; contacts are per tenant, so of the same tenant) when
+    `whatsappsession.show-cross-channel-messages` is true; at most
     `whatsappsession.transcript-interactions-count`. Both options take effect at the next interaction: the
     values kept with this interaction apply."""
     from django.db.models import Prefetch
 
+    from channels_app.option_values import session_option
     from channels_app.options_catalog import IW
-    from channels_app.services.options import session_option
 
     count = session_option(interaction=interaction, section=IW, name="whatsappsession.transcript-interactions-count")
     cross = session_option(interaction=interaction, section=IW, name="whatsappsession.show-cross-channel-messages")
@@ -227,7 +229,9 @@ def interaction_history(*, user, interaction: Interaction) -> list[Interaction]:
     )
     if user is not None:
         earlier = restrict(earlier, user)
-    if not cross:
+    if cross:  # "messages from multiple WhatsApp channels": other channels of the same media, not every media
+        earlier = earlier.filter(channel__media_type=interaction.channel.media_type)
+    else:
         earlier = earlier.filter(channel_id=interaction.channel_id)
     messages = Prefetch("messages", queryset=Message.objects.order_by("created_at", "id"))
     return list(earlier.order_by("-created_at", "-id").prefetch_related(messages)[:count])

@@ -77,3 +77,12 @@ def utf8_bytes_over(text: str, limit: int) -> int | None:
         return None
     size = len(text.encode("utf-8", "surrogatepass"))
     return size if size > limit else None
+
+
+_LINE_BREAKS = re.compile(r"\s*[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+\s*")
+
+
+def one_line(text: str) -> str:
+    """`text` on one line: every line break (CR, LF and the others `str.splitlines` knows) with the spaces
+    around it becomes one space, so a subject can never add a header line to an e-mail."""
+    return _LINE_BREAKS.sub(" ", text).strip()

@@ -129,10 +129,18 @@ else:
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- The application's name -------------------------------------------------------
+# The Digital Messaging Server application name (WhatsApp guide, "WhatsApp Hub Driver Attributes"): the
+# `_umsInboundIxnSubmittedBy` attribute of every interaction this server creates.
+APPLICATION_NAME = env("APPLICATION_NAME", default="DigitalMessagingServer")
+
 # --- The public address -------------------------------------------------------
-# The address third parties call (the inbound URL the admin shows on a channel), e.g. https://dms.example.com;
-# empty: the address of the admin's own request.
-PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="").rstrip("/")
+# The address third parties reach this server at, e.g. https://dms.example.com: the inbound URL the admin shows
+# on a channel and the signed links to files (below, "Media") are built on it. PORT is where `make run` listens.
+PORT = env.int("PORT", default=8000)
+PUBLIC_BASE_URL = env(
+    "PUBLIC_BASE_URL", default=f"http://{HOST if HOST not in ('0.0.0.0', '::') else '127.0.0.1'}:{PORT}"
+).rstrip("/")
 
 # --- Celery -------------------------------------------------------------------
 # `filesystem://` is kombu's serverless transport: it works across the
@@ -253,10 +261,6 @@ MEDIA_URL = "media/"
 # Links to a file are built on PUBLIC_BASE_URL, signed with SECRET_KEY and valid for MEDIA_URL_TTL
 # (channels_app/signed_links.py); on S3 they are the store's own presigned URLs unless
 # MEDIA_S3_PRESIGNED=false.
-PORT = env.int("PORT", default=8000)
-PUBLIC_BASE_URL = env(
-    "PUBLIC_BASE_URL", default=f"http://{HOST if HOST not in ('0.0.0.0', '::') else '127.0.0.1'}:{PORT}"
-).rstrip("/")
 MEDIA_URL_TTL = duration(env("MEDIA_URL_TTL", default="7d"))
 MEDIA_STORAGE = env("MEDIA_STORAGE", default="filesystem")
 MEDIA_S3_PRESIGNED = env.bool("MEDIA_S3_PRESIGNED", default=True)

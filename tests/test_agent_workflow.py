@@ -179,6 +179,48 @@ def test_history_across_channels_with_show_cross_channel_messages(agent_api, cha
 
 
 @pytest.mark.django_db
+def test_show_cross_channel_messages_shows_other_whatsapp_channels_not_every_media(agent_api, channel,
+                                                                                   second_whatsapp, sms_channel):
+    # given: the contact wrote on WhatsApp, then by SMS (the same phone number: the same contact)
+    option_set(section=IW, name="whatsappsession.transcript-interactions-count", value=10)
+    option_set(section=IW, name="whatsappsession.show-cross-channel-messages", value=True)
+    first, elsewhere, second = _three_sessions(channel, second_whatsapp)
+    by_sms = customer_writes(sms_channel, "by SMS")
+    end(by_sms)
+    current = customer_writes(channel, "now")
+
+    # when
+    body = agent_api.get(f"/api/interactions/{current.pk}/history/").json()
+
+    # then: "messages from multiple WhatsApp channels" (WhatsApp guide)
+    assert by_sms.contact_id == current.contact_id
+    assert [i["id"] for i in body["interactions"]] == [second.pk, elsewhere.pk, first.pk]
+
+
+@pytest.mark.django_db
+def test_the_transcript_marks_a_timestamp_out_of_chronological_order_in_red(channel, admin_client):
+    # given: "late" was written before "on time" but arrived after it (its origin time is shown, in bold)
+    now = timezone.now()
+    on_time, _ = customer_message_receive(channel=channel, client_id=CLIENT, text="on time",
+                                          channel_message_id="m1", origin_time=now - timedelta(seconds=5))
+    late, _ = customer_message_receive(channel=channel, client_id=CLIENT, text="late", channel_message_id="m2",
+                                       origin_time=now - timedelta(minutes=10))
+    after, _ = customer_message_receive(channel=channel, client_id=CLIENT, text="after", channel_message_id="m3")
+
+    # when
+    page = admin_client.get(f"/admin/channels_app/interaction/{on_time.interaction_id}/change/").content.decode()
+
+    # then: only the late message's timestamp is out of order
+    def stamp(message):
+        block = page[page.index(f'data-message-id="{message.pk}"'):]
+        return block[:block.index("</b>" if message == late else "·")]
+
+    assert 'class="timestamp out-of-order"' in stamp(late) and "color: #c00" in stamp(late)
+    assert "out-of-order" not in stamp(on_time) and "out-of-order" not in stamp(after)
+    assert page.count("out-of-order") == 1
+
+
+@pytest.mark.django_db
 def test_history_of_another_tenants_interaction_is_404(agent_api, other_tenant_session):
     assert agent_api.get(f"/api/interactions/{other_tenant_session.pk}/history/").status_code == 404
 
@@ -440,3 +482,102 @@ def test_the_new_doors_are_in_the_openapi_document(staff_api):
     assert "sent_as" in json.dumps(schema["components"]["schemas"]["AgentMessageResult"])
     assert "SMS" in schema["paths"]["/esp"]["post"]["description"]
 
+
+
+# --- Replacing the file of a notification's or reply buttons' header (WhatsApp guide, "Sending attachments") --
+
+
+def _upload(api, name: str, content: bytes) -> int:
+    import io
+
+    upload = io.BytesIO(content)
+    upload.name = name
+    response = api.post("/api/attachments/", {"file": upload}, format="multipart")
+    assert response.status_code == 201, response.json()
+    return response.json()["id"]
+
+
+PNG_BYTES = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+PDF_BYTES = b"%PDF-1.4\n" + b"0" * 64
+
+
+@pytest.fixture
+def header_responses(staff_api, channel):
+    """A rich media notification and reply buttons whose header is an image (the library's)."""
+    image = _upload(staff_api, "catalogue.png", PNG_BYTES)
+    for response in (
+        {"id": "RM1", "name": "Promo", "content_type": "rich_media", "body": "Hello {{1}}",
+         "structured": {"template": {"name": "promo"}, "parameters": {"1": "you"},
+                        "header": {"type": "image", "attachment": image}}},
+        {"id": "RB2", "name": "Pick", "content_type": "reply_buttons", "body": "Which one?",
+         "structured": {"header": {"type": "image", "attachment": image},
+                        "buttons": [{"id": "a", "title": "A"}, {"id": "b", "title": "B"}]}},
+    ):
+        assert staff_api.post("/api/standard-responses/", response, format="json").status_code == 201
+    return image
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("response_id", "permission"), [
+    ("RM1", "whatsapp_can_change_attachments_in_notification"),
+    ("RB2", "whatsapp_can_change_attachments_in_reply_button"),
+])
+def test_replacing_a_header_file_needs_its_change_attachments_permission(agent_api, staff_api, channel,
+                                                                         header_responses, response_id, permission):
+    # given: a WhatsApp agent (no change-attachments permission) and a senior agent (both)
+    session = customer_writes(channel)
+    mine = _upload(staff_api, "my-photo.png", PNG_BYTES)
+    body = {"standard_response_id": response_id, "header_attachment": mine}
+
+    # when
+    refused = agent_api.post(f"/api/interactions/{session.pk}/messages/", body, format="json")
+    unchanged = agent_api.post(f"/api/interactions/{session.pk}/messages/", {"standard_response_id": response_id},
+                               format="json")
+    replaced = staff_api.post(f"/api/interactions/{session.pk}/messages/", body, format="json")
+
+    # then
+    assert refused.status_code == 403 and permission in refused.content.decode()
+    assert unchanged.status_code == 202, unchanged.json()
+    assert Message.objects.get(pk=unchanged.json()["id"]).payload["header"]["attachment"] == header_responses
+    assert replaced.status_code == 202, replaced.json()
+    header = Message.objects.get(pk=replaced.json()["id"]).payload["header"]
+    assert (header["type"], header["attachment"], header["fileName"]) == ("image", mine, "my-photo.png")
+    assert Message.objects.filter(interaction=session, direction="outbound").count() == 2  # none for the refused
+
+
+@pytest.mark.django_db
+def test_a_header_file_is_replaced_by_a_file_of_its_kind_on_a_file_header_only(staff_api, channel, header_responses):
+    session = customer_writes(channel)
+    document = _upload(staff_api, "terms.pdf", PDF_BYTES)
+    photo = _upload(staff_api, "photo.png", PNG_BYTES)
+    assert staff_api.post("/api/standard-responses/", {"id": "T1", "name": "Hi", "content_type": "text",
+                                                       "body": "Hi"}, format="json").status_code == 201
+
+    def send(body):
+        return staff_api.post(f"/api/interactions/{session.pk}/messages/", body, format="json")
+
+    wrong_kind = send({"standard_response_id": "RM1", "header_attachment": document})
+    no_file_header = send({"standard_response_id": "T1", "header_attachment": photo})
+    without_response = send({"text": "Hi", "header_attachment": photo})
+    unknown = send({"standard_response_id": "RM1", "header_attachment": 999999})
+
+    for answer in (wrong_kind, no_file_header, without_response, unknown):
+        assert answer.status_code == 400 and "header_attachment" in answer.json(), answer.content
+    assert "image" in str(wrong_kind.json()["header_attachment"])
+    assert not Message.objects.filter(interaction=session, direction="outbound").exists()
+
+
+@pytest.mark.django_db
+def test_a_new_session_replacing_a_header_file_needs_the_permission_too(agent_api, staff_api, channel,
+                                                                        header_responses):
+    session = customer_writes(channel)
+    mine = _upload(staff_api, "my-photo.png", PNG_BYTES)
+    body = {"channel": channel.channel_id, "standard_response_id": "RM1", "header_attachment": mine}
+
+    refused = agent_api.post(f"/api/interactions/{session.pk}/sessions/", body, format="json")
+    started = staff_api.post(f"/api/interactions/{session.pk}/sessions/", body, format="json")
+
+    assert refused.status_code == 403 and "whatsapp_can_change_attachments_in_notification" in refused.content.decode()
+    assert started.status_code == 201, started.json()
+    first = Message.objects.get(interaction_id=started.json()["id"])
+    assert first.payload["header"]["attachment"] == mine

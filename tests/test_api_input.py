@@ -206,3 +206,45 @@ def test_a_nul_character_in_a_form_field_is_400_naming_it(staff_api, channel):
                               format="multipart")
 
     assert (response.status_code, list(response.json())) == (400, ["channel"])  # was a 500
+
+
+HUGE = "99999999999999999999"  # beyond 64 bits: SQLite cannot take it as an integer (that was a 500)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("url", "parameter"), [
+    pytest.param("/api/standard-responses/", "category", id="standard-responses-category"),
+    pytest.param("/api/users/", "tenant", id="users-tenant"),
+])
+@pytest.mark.parametrize("value", [HUGE, "-" + HUGE])
+def test_a_huge_integer_in_a_filter_is_400_naming_it(staff_api, channel, url, parameter, value):
+    response = staff_api.get(url, {parameter: value})
+
+    assert response.status_code == 400, response.content[:300]
+    assert parameter in response.json()
+
+
+@pytest.mark.django_db
+def test_a_huge_number_as_the_audit_logs_user_is_a_username(staff_api, channel):
+    response = staff_api.get("/api/audit-log/", {"user": HUGE})
+
+    assert response.status_code == 200, response.content[:300]
+    assert response.json()["results"] == []
+
+
+def _list_filters():
+    from channels_app.api.urls import router
+
+    for prefix, viewset, _basename in router.registry:
+        filterset = getattr(viewset, "filterset_class", None)
+        names = set(getattr(viewset, "filterset_fields", None) or ()) | set(getattr(filterset, "base_filters", ()))
+        for name in sorted(names | {"id", "page"}):
+            yield f"/api/{prefix}/", name
+
+
+@pytest.mark.django_db
+def test_no_filter_of_any_list_answers_a_huge_integer_with_a_500(staff_api, channel):
+    for url, name in _list_filters():
+        response = staff_api.get(url, {name: HUGE})
+
+        assert response.status_code in (200, 400, 404), (url, name, response.status_code)

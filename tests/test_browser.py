@@ -152,3 +152,44 @@ def test_an_agent_added_in_the_admin_signs_in(browser, live_server, django_user_
     error = wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".errornote")))
     assert "Staff status" in error.text and "correct username and password" not in error.text
     browser.save_screenshot(str(SCREENSHOTS / "login-refused.png"))
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_transcript_shows_a_timestamp_out_of_chronological_order_in_red(browser, live_server, channel,
+                                                                             django_user_model):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from channels_app.services.interactions import customer_message_receive, message_queue_outbound
+
+    # given: a message written ten minutes before the one above it, which arrived first
+    django_user_model.objects.create_superuser("admin", password="browser-pass-123")
+    now = timezone.now()
+    first, _ = customer_message_receive(channel=channel, client_id="15556667777", text="Hello, is my bill ready?",
+                                        channel_message_id="m1", nickname="Johnny",
+                                        origin_time=now - timedelta(seconds=3))
+    message_queue_outbound(interaction=first.interaction, payload={"type": "Text", "text": "Let me check."})
+    late, _ = customer_message_receive(channel=channel, client_id="15556667777",
+                                       text="(sent earlier) My account is 4411", channel_message_id="m2",
+                                       origin_time=now - timedelta(minutes=10))
+    customer_message_receive(channel=channel, client_id="15556667777", text="Thanks!", channel_message_id="m3")
+    wait = WebDriverWait(browser, 20)
+
+    # when the administrator opens the interaction
+    browser.get(f"{live_server.url}/admin/login/")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys("browser-pass-123")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait.until(expected_conditions.url_matches(r"/admin/$"))
+    browser.get(f"{live_server.url}/admin/channels_app/interaction/{first.interaction_id}/change/")
+
+    # then the late message's origin time is red, and only it
+    marked = browser.find_elements(By.CSS_SELECTOR, ".transcript .out-of-order")
+    assert len(marked) == 1
+    assert marked[0].find_element(By.XPATH, "ancestor::div[@data-message-id]").get_attribute(
+        "data-message-id") == late.pk
+    assert marked[0].value_of_css_property("color") in ("rgba(204, 0, 0, 1)", "rgb(204, 0, 0)")
+    assert "out of chronological order" in marked[0].get_attribute("title")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", marked[0])
+    browser.save_screenshot(str(SCREENSHOTS / "transcript-out-of-order.png"))

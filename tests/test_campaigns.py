@@ -302,3 +302,33 @@ def test_admin_sample_audience_csv(admin_client):
     sample = admin_client.get(reverse("admin:channels_app_campaign_sample"))
 
     assert sample.status_code == 200 and sample.content.decode().startswith("client_id,Contact.FirstName")
+
+
+@pytest.mark.django_db
+def test_a_campaign_on_an_email_channel_sends_emails(staff_api, tenant):
+    from channels_app.choices import MediaType, Transport
+    from channels_app.models import Channel
+    from channels_app.services.channels import channel_save
+
+    # given
+    channel_save(channel=Channel(channel_id="company.com", name="Support", tenant=tenant,
+                                 media_type=MediaType.EMAIL, transport=Transport.SIMULATOR,
+                                 business_id="support@company.com"),
+                 endpoints=["1:email"], inbound_route_by_call="1:email")
+    assert staff_api.post("/api/standard-responses/", {
+        "id": "EMAIL1", "name": "Spring offer", "content_type": "text", "language": "en",
+        "body": "Hello <$Contact.FirstName$>"}, format="json").status_code == 201
+    created = staff_api.post("/api/campaigns/", {
+        "name": "Offer", "channel": "company.com", "standard_response": "EMAIL1", "rate_per_second": None,
+        "recipients": [{"client_id": "ann@mail.example", "Contact": {"FirstName": "Ann"}}]}, format="json")
+    assert created.status_code == 201, created.json()
+
+    # when
+    staff_api.post(f"/api/campaigns/{created.json()['id']}/start/")
+    campaign_run_batch(campaign_id=created.json()["id"])
+
+    # then
+    payload = Message.objects.get(campaign_recipient__campaign_id=created.json()["id"]).payload
+    assert payload["type"] == "Email" and payload["subject"] == "Spring offer"
+    assert payload["content"] == [{"type": "text", "text": "Hello Ann"}, {"type": "html", "text": "<p>Hello Ann</p>"}]
+    assert payload["context"] == {"replyTo": {"id": "support@company.com", "name": "Support"}}

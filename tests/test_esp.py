@@ -17,6 +17,7 @@ from channels_app.choices import MediaType, Transport
 from channels_app.esp.dispatcher import HANDLERS
 from channels_app.models import Channel, Contact, Delivery, Interaction, Message, Tenant
 from channels_app.options_catalog import CHAT_SERVER
+from channels_app.services.channels import channel_save
 from channels_app.services.deliveries import delivery_attempt
 from channels_app.services.options import option_set
 from tests.factories import ChannelFactory
@@ -226,6 +227,8 @@ def test_submit_as_outbound_false_is_inbound(agent_api, channel, spec_response):
 
 @pytest.mark.django_db
 def test_an_explicit_chat_queue_key_places_the_interaction_in_that_queue(agent_api, channel, spec_response):
+    channel_save(channel=channel, endpoints=["1:session-chat", "1:session-WA-sendSR"])
+
     response = post_esp(agent_api, spec_request(Parameters={"ChatQueueKey": "1:session-WA-sendSR"}))
 
     assert response.status_code == 200, response.json()
@@ -262,6 +265,7 @@ def test_terminate_session_flag_ends_the_session_once_the_message_is_handed_over
 ):
     # given
     Channel.objects.filter(pk=channel.pk).update(webhook_url=receiver_url)
+    channel_save(channel=Channel.objects.get(pk=channel.pk), endpoints=["1:session-chat", "1:session-WA-sendSR"])
     request = spec_request(Parameters={"TerminateSessionFlag": "true", "ChatQueueKey": "1:session-WA-sendSR"})
     response = post_esp(agent_api, request)
     assert response.status_code == 200, response.json()
@@ -621,6 +625,54 @@ def test_a_chat_queue_key_of_another_tenant_than_the_channels_is_904(agent_api, 
     assert not Interaction.objects.exists()
 
 
+@pytest.mark.django_db
+def test_a_chat_queue_key_that_is_not_one_of_the_channels_endpoints_is_904_naming_it(agent_api, channel,
+                                                                                      spec_response):
+    # given: the channel's endpoints are 1:session-chat only
+    response = post_esp(agent_api, spec_request(Parameters={"ChatQueueKey": "1:session-elsewhere"}))
+
+    # then
+    assert response.status_code == 400, response.json()
+    error = response.json()["Error"]
+    assert error["Code"] == 904
+    assert "ChatQueueKey" in error["Message"] and "1:session-elsewhere" in error["Message"]
+    assert "1:session-chat" in error["Message"]  # what it may be
+    assert not Interaction.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_endpoint_added_to_the_channel_is_a_chat_queue_key_at_once(agent_api, channel, spec_response):
+    # given: the channel was read, and kept, by a first invitation
+    assert post_esp(agent_api, spec_request()).status_code == 200
+
+    # when the administrator adds the endpoint
+    channel_save(channel=Channel.objects.get(pk=channel.pk), endpoints=["1:session-chat", "1:session-WA-sendSR"])
+    response = post_esp(agent_api, spec_request(Parameters={"ChatQueueKey": "1:session-WA-sendSR"}))
+
+    # then
+    assert response.status_code == 200, response.json()
+    assert Interaction.objects.get(pk=response.json()["Result"]["_umsChatSessionId"]).queue == "1:session-WA-sendSR"
+
+
+@pytest.mark.django_db
+def test_checking_the_chat_queue_key_reads_the_kept_channel_no_statement_more(agent_api, channel, spec_response):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    # given: the channel and the response are kept by a first invitation
+    assert post_esp(agent_api, spec_request()).status_code == 200
+
+    # when
+    with CaptureQueriesContext(connection) as without_key:
+        assert post_esp(agent_api, spec_request()).status_code == 200
+    with CaptureQueriesContext(connection) as with_key:
+        assert post_esp(agent_api, spec_request(Parameters={"ChatQueueKey": "1:session-chat"})).status_code == 200
+
+    # then
+    assert len(with_key.captured_queries) == len(without_key.captured_queries)
+    assert not any("channels_app_endpoint" in query["sql"] for query in with_key.captured_queries)
+
+
 # --- the standard response kept per process (selectors.standard_responses_for_sending) ---------------------------
 
 
@@ -702,3 +754,57 @@ def test_an_attachment_given_to_a_standard_response_goes_with_the_next_invitatio
     response = post_esp(agent_api, SPEC_REQUEST)
     sent = Message.objects.filter(interaction_id=response.json()["Result"]["_umsChatSessionId"])
     assert [a["fileName"] for m in sent for a in m.payload.get("attachments", [])] == ["bill.png"]
+
+
+# --- e-mail channels (API.md "E-mail") -----------------------------------------------------------------------------
+
+BILL_TEXT = {"id": "EMAIL1", "name": "Your bill", "content_type": "text", "language": "en",
+             "body": "Dear <$Contact.FirstName$>,\nyour bill is <$Contact.MyFC_BillAmount$> & due."}
+
+
+@pytest.fixture
+def email_channel(tenant, staff_api):
+    assert staff_api.post("/api/standard-responses/", BILL_TEXT, format="json").status_code == 201
+    return channel_save(
+        channel=Channel(channel_id="company.com", name="Support", tenant=tenant, media_type=MediaType.EMAIL,
+                        transport=Transport.WEBHOOK, business_id="support@company.com",
+                        webhook_url="http://127.0.0.1:9/hook"),
+        endpoints=["1:email"], inbound_route_by_call="1:email",
+    )
+
+
+def email_invitation(**user_data) -> dict:
+    return spec_request(Parameters={"_umsChannel": "company.com", "_umsClientId": "ann@mail.example",
+                                    "StandardResponseId": "EMAIL1", "CustomProperties": None},
+                        UserData={"PhoneNumber": None, **user_data})
+
+
+@pytest.mark.django_db
+def test_invite_to_chat_on_an_email_channel_sends_an_email_with_the_responses_name_as_subject(agent_api,
+                                                                                            email_channel):
+    response = post_esp(agent_api, email_invitation())
+
+    assert response.status_code == 200, response.json()
+    message = Message.objects.get()
+    text = "Dear John,\nyour bill is $129.99 & due."
+    assert message.payload == {
+        "type": "Email", "subject": "Your bill",
+        "content": [{"type": "text", "text": text},
+                    {"type": "html", "text": "<p>Dear John,<br>your bill is $129.99 &amp; due.</p>"}],
+        "context": {"replyTo": {"id": "support@company.com", "name": "Support"}},
+    }
+    assert message.interaction.user_data["Subject"] == "Your bill"  # the thread's subject: replies are "Re: ..."
+
+
+@pytest.mark.django_db
+def test_an_invitations_subject_user_data_is_its_subject_on_one_line(agent_api, staff_api, email_channel):
+    # when
+    response = post_esp(agent_api, email_invitation(Subject="Your bill\r\nBcc: everyone@example.com"))
+
+    # then: CR/LF never reaches the subject, nor the agent's reply
+    assert response.status_code == 200, response.json()
+    message = Message.objects.get()
+    assert message.payload["subject"] == "Your bill Bcc: everyone@example.com"
+    reply = staff_api.post(f"/api/interactions/{message.interaction_id}/messages/", {"text": "Paid?"}, format="json")
+    assert reply.status_code == 202, reply.json()
+    assert Message.objects.get(pk=reply.json()["id"]).payload["subject"] == "Re: Your bill Bcc: everyone@example.com"

@@ -124,3 +124,16 @@ def test_interfaces_import_only_services_selectors_models_and_shared_modules():
                 wrong.append(f"{name} -> {target}")
 
     assert wrong == []
+
+
+def test_reads_stay_below_the_services_that_use_them():
+    # selectors.py (and the option reads it uses) import no service: services read through them, not the
+    # other way round (issue 22, item 23)
+    graph = import_graph()
+    below = ("channels_app.selectors", "channels_app.option_values")
+
+    wrong = [f"{name} -> {target}" for name in below for target in sorted(graph.get(name, ()))
+             if target.startswith("channels_app.services")]
+
+    assert "channels_app.selectors" in graph
+    assert wrong == []

@@ -380,3 +380,32 @@ def test_an_email_reply_carries_the_subject_of_the_first_email(client, staff_api
     assert payload["content"][0] == {"type": "text", "text": long_text}
     assert payload["content"][1]["type"] == "html" and "&lt;Ann&gt; &amp; welcome.<br>" in payload["content"][1]["text"]
     assert payload["context"] == {"replyTo": {"id": "support@company.com", "name": "Support"}}
+
+
+@pytest.mark.django_db
+def test_cr_lf_in_an_email_subject_never_reaches_the_replys_subject(client, staff_api, tenant):
+    # given: a customer's subject that would add a header line to the reply
+    channel = channel_save(channel=Channel(
+        channel_id="company.com", name="Support", tenant=tenant, media_type=MediaType.EMAIL,
+        transport=Transport.WEBHOOK, business_id="support@company.com", webhook_url="http://127.0.0.1:9/hook",
+        secret=SECRET), inbound_route_by_call="1:email")
+    nexus(client, [{"type": "Email", "subject": "Order 42\r\nBcc: everyone@example.com\n",
+                    "content": [{"type": "text", "text": "My order"}],
+                    "channel": {"messageId": "e-1", "from": {"id": "ann@mail.example"}}}],
+          channel_id=channel.channel_id)
+    interaction = Message.objects.get(channel_message_id="e-1").interaction
+
+    # when
+    answer = staff_api.post(f"/api/interactions/{interaction.pk}/messages/", {"text": "Thanks"}, format="json")
+
+    # then
+    assert answer.status_code == 202, answer.json()
+    assert Message.objects.get(pk=answer.json()["id"]).payload["subject"] == "Re: Order 42 Bcc: everyone@example.com"
+
+
+def test_a_reply_subject_is_one_line_whatever_was_kept():
+    from channels_app.services.email import reply_subject
+
+    assert reply_subject("Order 42\r\nBcc: x@example.com") == "Re: Order 42 Bcc: x@example.com"
+    assert reply_subject("RE: a\u2028b") == "RE: a b"
+    assert reply_subject("\r\n") == "Re:"

@@ -368,6 +368,7 @@ def test_a_customer_message_opens_an_inbound_interaction_with_the_hub_driver_att
         "_msg_ProfileNickname": "Johnny",
         "_umsMsgPlainText": "Hello, is my bill ready?",
         "PhoneNumber": "15556667777",
+        "Subject": "Hello, is my bill ready?",
         "_umsChatSessionId": interaction.pk,
     }
     contact = interaction.contact
@@ -499,3 +500,69 @@ def test_a_customer_message_keeps_the_idle_session_alive(channel):
 
     # then
     assert Interaction.objects.get().state != "ended"
+
+
+@pytest.mark.django_db
+def test_a_customer_message_dated_in_the_future_opens_the_window_from_its_arrival_only(channel):
+    # given: the customer's clock is a day ahead (channel.time beyond the arrival time)
+    before = timezone.now()
+    ahead = before + timedelta(days=1)
+
+    # when
+    message, _ = customer_message_receive(channel=channel, client_id="15556667777", text="Hi",
+                                          channel_message_id="m1", origin_time=ahead)
+
+    # then: the 24-hour window counts from the arrival, the message keeps the time it claims
+    after = timezone.now()
+    interaction = Interaction.objects.get()
+    assert before <= interaction.last_customer_message_at <= after
+    assert message.origin_time == ahead
+    assert interaction.user_data["_umsMsgOriginTime"] == ahead.isoformat()
+
+
+@pytest.mark.django_db
+def test_the_subject_hub_attribute_is_the_first_line_of_the_first_customer_message(channel):
+    # given
+    customer_message_receive(channel=channel, client_id="15556667777", text="My bill\r\nis wrong: 129.99",
+                             channel_message_id="m1")
+
+    # when: later messages keep it
+    customer_message_receive(channel=channel, client_id="15556667777", text="Hello?", channel_message_id="m2")
+
+    # then
+    assert Interaction.objects.get().user_data["Subject"] == "My bill"
+
+
+@pytest.mark.django_db
+def test_the_subject_of_a_message_with_only_files_waits_for_a_text(channel):
+    customer_message_receive(channel=channel, client_id="15556667777", text="", channel_message_id="m1")
+    assert "Subject" not in Interaction.objects.get().user_data
+
+    customer_message_receive(channel=channel, client_id="15556667777", text="  the photo  ", channel_message_id="m2")
+    assert Interaction.objects.get().user_data["Subject"] == "the photo"
+
+
+@pytest.mark.django_db
+def test_the_subject_is_cut_to_the_user_data_length(channel):
+    customer_message_receive(channel=channel, client_id="15556667777", text="x" * 1000, channel_message_id="m1")
+    assert Interaction.objects.get().user_data["Subject"] == "x" * 256
+
+
+@pytest.mark.django_db
+def test_submitted_by_is_the_applications_name(channel, settings):
+    # given
+    settings.APPLICATION_NAME = "DMS-Paris"
+
+    # when
+    message, _ = customer_message_receive(channel=channel, client_id="15556667777", text="Hi", channel_message_id="m1")
+
+    # then
+    assert message.interaction.user_data["_umsInboundIxnSubmittedBy"] == "DMS-Paris"
+    assert hub_driver_attributes(channel=channel, client_id="1", business_id="2")["_umsInboundIxnSubmittedBy"] == \
+        "DMS-Paris"
+
+
+def test_the_application_name_defaults_to_the_servers_name():
+    from django.conf import settings as django_settings
+
+    assert django_settings.APPLICATION_NAME == "DigitalMessagingServer"

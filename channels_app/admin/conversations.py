@@ -198,21 +198,30 @@ class InteractionAdmin(HistoryAdminMixin, ScopedModelAdmin):
 
 def _transcript_html(interaction, messages, current) -> str:
     """As the WhatsApp guide describes the message area: customer messages
-    left, agent messages right, errors and the session date centered, and
-    the origin time in bold when a message arrived late (the delay option of
-    the interaction being shown)."""
+    left, agent messages right, errors and the session date centered, the
+    origin time in bold when a message arrived late (the delay option of
+    the interaction being shown), and in red a timestamp out of
+    chronological order."""
     delay = timedelta(seconds=session_option(
         interaction=current, section=IW, name="whatsappsession.message-delay-timespan"
     ))
     rows = []
     messages = list(messages.prefetch_related("attachments"))
     media = messages_media(messages=messages, channel=interaction.channel)  # files, thumbnails, locations
+    latest_shown = None
     for message in messages:
         delayed = bool(message.origin_time and message.created_at - message.origin_time > delay)
+        # "If there is an issue in displaying the message in the correct chronological order, the timestamp
+        # is highlighted in red": messages are in arrival order, so only a shown origin time can be earlier
+        # than a timestamp shown above it.
+        shown = message.origin_time if delayed else message.created_at
+        out_of_order = latest_shown is not None and shown < latest_shown
+        latest_shown = shown if latest_shown is None else max(latest_shown, shown)
         rows.append({
             "message": message,
             "side": "customer" if message.direction == MessageDirection.INBOUND else "agent",
             "delayed": delayed,
+            "out_of_order": out_of_order,
             "error": message.status == MessageStatus.FAILED,
             "media": media.get(message.pk, {}),
         })

@@ -4,7 +4,8 @@ django-filter skips a filter whose value is empty or not understood
 (`?enabled=maybe`, `?created_before=`) and DRF takes `?page=` for the first
 page: the client gets everything, as if it had asked for it. Here such a
 value is a 400 naming the parameter (404 "Invalid page." for pages, as DRF
-answers other wrong page numbers). Times are compared in UTC.
+answers other wrong page numbers), as is an integer no column holds (past 64
+bits). Times are compared in UTC.
 """
 
 from datetime import UTC, datetime
@@ -13,6 +14,14 @@ from django import forms
 from django_filters import rest_framework as filters
 from rest_framework import pagination
 from rest_framework.exceptions import NotFound
+
+# The integers a database column holds (a 64-bit signed BIGINT, as every id here).
+INTEGER_MIN, INTEGER_MAX = -(2**63), 2**63 - 1
+
+
+def integer_in_range(text: str) -> bool:
+    """Whether a text of digits is an integer a database column can hold."""
+    return INTEGER_MIN <= int(text) <= INTEGER_MAX
 
 
 class StrictFilterSet(filters.FilterSet):
@@ -24,6 +33,9 @@ class StrictFilterSet(filters.FilterSet):
             value = self.form.cleaned_data.get(name)
             if name in self.form.cleaned_data and value in (None, ""):
                 self.form.add_error(name, f"{self.data[name]!r} is not a valid value.")
+            elif isinstance(value, int) and not isinstance(value, bool) and not INTEGER_MIN <= value <= INTEGER_MAX:
+                # Past 64 bits SQLite takes no integer (OverflowError: a 500); no id is that large anyway.
+                self.form.add_error(name, f"{self.data[name]!r} is out of range.")
             elif isinstance(value, datetime) and value.tzinfo is not None:
                 # In UTC: PostgreSQL takes no offset beyond 15:59 (Python up to 23:59); that was a 500.
                 try:

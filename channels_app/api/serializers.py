@@ -559,6 +559,13 @@ class AgentMessageSerializer(Serializer):
         "its own (the text may then be left out). On WhatsApp this needs WhatsApp - Can Send Files.",
     )
 
+    header_attachment = serializers.IntegerField(
+        required=False, min_value=1,
+        help_text="With a standard response whose header is a file (a rich media notification, reply buttons): "
+        "the id of a file of POST /api/attachments/, of the same kind (image, video, document), sent in its "
+        "place. Needs WhatsApp - Can Change Attachments in Notification, or in Reply Button.",
+    )
+
     def get_fields(self):
         fields = super().get_fields()
         fields["fields"] = serializers.DictField(required=False, help_text="...with its field values.")
@@ -569,6 +576,10 @@ class AgentMessageSerializer(Serializer):
         if len(given) > 1 or (not given and not attrs.get("attachments")):
             raise serializers.ValidationError(
                 {"text": ["Send one of text, standard_response_id or location (or only attachments)."]}
+            )
+        if attrs.get("header_attachment") is not None and not attrs.get("standard_response_id"):
+            raise serializers.ValidationError(
+                {"header_attachment": ["Replaces the file of a standard response's header: name the response."]}
             )
         return attrs
 

@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from channels_app import rights, selectors
 from channels_app.api import serializers
 from channels_app.api.parsers import JSONParser, MultiPartParser
-from channels_app.api.query_params import IntegerFilter, StrictFilterSet
+from channels_app.api.query_params import IntegerFilter, StrictFilterSet, integer_in_range
 from channels_app.api.schema import ErrorSerializer
 from channels_app.authentication import ExpiringTokenAuthentication
 from channels_app.errors import InvalidParameter, NotFound, PermissionDenied
@@ -500,6 +500,7 @@ class InteractionViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
             serializer.is_valid(raise_exception=True)
             if serializer.validated_data.get("attachments") and interaction.channel.media_type == "whatsapp":
                 require(request.user, "agent.send_files")
+            require_header_attachment_right(request.user, interaction.channel, serializer.validated_data)
             return serializer.validated_data
 
         sent = agent_message_send(
@@ -608,9 +609,11 @@ class InteractionViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
             require(request.user, "agent.whatsapp")
         if channel.media_type != interaction.channel.media_type:
             require(request.user, "agent.new_session_from_other_media")
+        require_header_attachment_right(request.user, channel, data)
         started = session_start(
             interaction_id=interaction.pk, channel=channel, text=data.get("text"),
             standard_response_id=data.get("standard_response_id"), fields=data.get("fields"),
+            header_attachment=data.get("header_attachment"),
             trace_id=request.headers.get("X-B3-TraceId", ""),
         )
         created = self._detail(started.interaction.pk)
@@ -770,6 +773,18 @@ def require(user, action: str) -> None:
         raise PermissionDenied(f"You need the permission {missing}.", field=action)
 
 
+def require_header_attachment_right(user, channel, content: dict) -> None:
+    """Replacing the file of a notification's or reply buttons' header needs its permission (rights.py,
+    HEADER_ATTACHMENT_RIGHTS); the response is read as it is sent (the kept one: no statement more). What
+    cannot be replaced is the service's 400."""
+    if content.get("header_attachment") is None:
+        return
+    response = selectors.standard_response_for_sending(standard_response_id=content["standard_response_id"],
+                                                       tenant_id=channel.tenant_id)
+    if response is not None and (action := rights.HEADER_ATTACHMENT_RIGHTS.get(response.content_type)):
+        require(user, action)
+
+
 class UserFilter(StrictFilterSet):
     group = filters.CharFilter(field_name="groups__name", help_text="A group name.")
     tenant = IntegerFilter(method="filter_tenant", help_text="A tenant id (of the caller's tenants).")
@@ -830,7 +845,7 @@ class AuditLogFilter(StrictFilterSet):
         fields = ["object_type", "object_id", "user"]
 
     def filter_user(self, queryset, name, value):
-        if value.isdigit():
+        if value.isdigit() and integer_in_range(value):  # digits past 64 bits can only be a username
             return queryset.filter(Q(user_id=int(value)) | Q(username=value))
         return queryset.filter(username=value)
 

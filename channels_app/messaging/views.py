@@ -61,8 +61,8 @@ NEXUS_REQUEST = {
     "type": "object", "required": ["messages"],
     "properties": {"messages": {"type": "array", "minItems": 1, "maxItems": MAX_MESSAGES_PER_REQUEST, "items": {
         "oneOf": [
-            {"type": "object", "required": ["type", "channel", "text"], "properties": {
-                "type": {"type": "string", "enum": ["Text"]}, "channel": _SENDER, "text": _text(minLength=1),
+            {"type": "object", "required": ["type", "channel"], "properties": {
+                "type": {"type": "string", "enum": ["Text"]}, "channel": _SENDER, "text": _optional(_text()),
                 "attachments": _optional({"type": "array", "maxItems": MAX_ATTACHMENTS_PER_MESSAGE, "items": {
                     "type": "object", "required": ["url"], "properties": {
                         "url": _text(minLength=1, maxLength=MAX_URL_LENGTH),
@@ -70,7 +70,10 @@ NEXUS_REQUEST = {
                         "fileName": _optional(_text(maxLength=255)),
                         "size": _optional({"type": "integer", "minimum": 0}),
                     }}}),
-            }},
+            }, "anyOf": [  # a text, or files (then the text may be empty or left out): parse_inbound's rule
+                {"required": ["text"], "properties": {"text": _text(minLength=1)}},
+                {"required": ["attachments"], "properties": {"attachments": {"type": "array", "minItems": 1}}},
+            ]},
             {"type": "object", "required": ["type", "channel", "location"], "properties": {
                 "type": {"type": "string", "enum": ["Location"]}, "channel": _SENDER,
                 "location": {"type": "object", "required": ["latitude", "longitude"], "properties": {

@@ -89,15 +89,20 @@ def agent_content(
     fields: dict | None = None,
     attachment_ids: list[int] | None = None,
     location: dict | None = None,
+    header_attachment: int | None = None,
 ) -> tuple[dict, str]:
     """What an agent sends on a session (an existing one, or one being created): the payload and how it
     goes (`sent_as`). A standard response renders by the one rule of every path (the contact's own fields
     fill `Contact` codes; a code without a value is a 400 naming `fields`); outside the window reply
     buttons and lists are a Conflict, text goes inside the default notification or is a Conflict. Files
-    (of `POST /api/attachments/`) follow the message; on an e-mail channel it leaves as an e-mail."""
+    (of `POST /api/attachments/`) follow the message; `header_attachment` replaces the file of the
+    response's header (the permission is the caller's business: rights.HEADER_ATTACHMENT_RIGHTS); on an
+    e-mail channel it leaves as an e-mail."""
     payload, sent_as = _content(interaction=interaction, window_open=window_open, text=text,
                                 standard_response_id=standard_response_id, fields=fields,
                                 attachment_ids=attachment_ids, location=location)
+    if header_attachment is not None:
+        payload = _header_replaced(interaction, payload, header_attachment)
     if attachment_ids:
         if not window_open:
             raise Conflict("The WhatsApp 24-hour window has closed: files cannot be sent.", field="attachments")
@@ -106,6 +111,28 @@ def agent_content(
     if interaction.channel.media_type == MediaType.EMAIL:
         payload = email_payload(interaction=interaction, payload=payload)
     return payload, sent_as
+
+
+def _header_replaced(interaction: Interaction, payload: dict, attachment_id: int) -> dict:
+    """The rendered response with another file in its header (WhatsApp guide: an agent may "change
+    attachments in Notifications" and "in Reply Button"): a file of the tenant, of the header's kind (the
+    template approved an image, a video or a document header)."""
+    header = payload.get("header")
+    if not isinstance(header, dict) or "attachment" not in header:
+        raise InvalidParameter("The standard response has no file in its header to replace.",
+                               field="header_attachment")
+    (attachment,) = _header_files(interaction, attachment_id)
+    if attachment.kind != header["type"]:
+        raise InvalidParameter(f"The header holds a file of kind {header['type']}; {attachment.name} is "
+                               f"{attachment.kind}.", field="header_attachment")
+    return {**payload, "header": {"type": header["type"], **media_object(attachment)}}
+
+
+def _header_files(interaction: Interaction, attachment_id: int):
+    try:
+        return attachments_for_sending(channel=interaction.channel, ids=[attachment_id])
+    except InvalidParameter as error:
+        raise InvalidParameter(error.message, field="header_attachment") from error
 
 
 def _content(*, interaction, window_open, text, standard_response_id, fields, attachment_ids, location):
@@ -175,7 +202,7 @@ def agent_message_send(
             interaction=interaction, window_open=session_window_open(interaction=interaction, now=now),
             text=content.get("text"), standard_response_id=content.get("standard_response_id"),
             fields=content.get("fields"), attachment_ids=content.get("attachments"),
-            location=content.get("location"),
+            location=content.get("location"), header_attachment=content.get("header_attachment"),
         )
         if interaction.state == InteractionState.QUEUED:
             interaction.state = InteractionState.ACTIVE
@@ -257,6 +284,7 @@ def session_start(
     text: str | None = None,
     standard_response_id: str | None = None,
     fields: dict | None = None,
+    header_attachment: int | None = None,
     trace_id: str = "",
 ) -> NewSession:
     """A new outbound session with the contact of an interaction (ended or not), on `channel` (WhatsApp
@@ -321,7 +349,8 @@ def session_start(
         ).get(contact.pk)
         window_open = is_open(closes_at, now)
     payload, sent_as = agent_content(interaction=interaction, window_open=window_open, text=text,
-                                     standard_response_id=standard_response_id, fields=fields)
+                                     standard_response_id=standard_response_id, fields=fields,
+                                     header_attachment=header_attachment)
     with transaction.atomic():
         interaction.save(force_insert=True)
         message = message_queue_outbound(interaction=interaction, payload=payload, trace_id=trace_id)

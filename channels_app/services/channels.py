@@ -8,6 +8,7 @@ from channels_app.audit import audit_children, audit_muted
 from channels_app.errors import InvalidFields, InvalidParameter
 from channels_app.models import Channel, Endpoint, generate_channel_secret
 from channels_app.outbound import url_refusal
+from channels_app.selectors import channels_by_id
 from channels_app.services.options import option_reset, option_set, option_value
 from channels_app.validators import validate_queue_key
 
@@ -72,6 +73,10 @@ def channel_save(
             Endpoint.objects.bulk_create(
                 [Endpoint(channel=channel, queue_key=key) for key in endpoints if key not in existing]
             )
+        # bulk_create sends no signal: the channel kept with its endpoints (selectors.channels_by_id) is dropped
+        # here, and again once committed (a request may have read the old endpoints meanwhile)
+        channels_by_id.clear()
+        transaction.on_commit(channels_by_id.clear)
         audit_children(parent=channel, name="endpoints", before=before, after=sorted(endpoints))
     if inbound_route_by_call is not None:
         section, name = INBOUND_ROUTE

@@ -3,10 +3,12 @@ channel's transport, receipts, customer messages and the end of a session."""
 
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from channels_app import options_catalog
+from channels_app.choices import MediaType
 from channels_app.models import (
     Channel,
     Contact,
@@ -25,6 +27,7 @@ from channels_app.services.deliveries import deliveries_create
 from channels_app.services.media import follower_deliveries_create, outbound_followers
 from channels_app.services.opt_out import OPTED_OUT, opt_out_confirmation, opt_out_keywords_apply
 from channels_app.services.options import option_value, session_options_snapshot
+from channels_app.text_rules import one_line
 
 # Interactions created with TerminateSessionFlag whose message never left are
 # "occasional lost chats" (dms-invite-to-chat): ended after this long.
@@ -36,9 +39,10 @@ USER_DATA_TEXT_CHARACTERS = 256  # of a customer text, kept in the interaction's
 
 
 def hub_driver_attributes(*, channel: Channel, client_id: str, business_id: str, nickname: str = "") -> dict:
-    """The attributes the WhatsApp Hub Driver adds to an interaction (WhatsApp guide)."""
+    """The attributes the WhatsApp Hub Driver adds to an interaction (WhatsApp guide); `Subject` is added by
+    the first customer message (`customer_message_receive`)."""
     attributes = {
-        "_umsInboundIxnSubmittedBy": "DigitalMessagingServer",
+        "_umsInboundIxnSubmittedBy": settings.APPLICATION_NAME,
         "_umsChannel": channel.channel_id,
         "_umsMediaType": channel.media_type,
         "_umsMediaTypeChat": f"{channel.media_type}session",
@@ -244,9 +248,13 @@ def customer_message_receive(
             "_umsMsgPlainText": text[:USER_DATA_TEXT_CHARACTERS],
         }
     )
-    if (subject := (extra_payload or {}).get("subject")) and "Subject" not in interaction.user_data:
-        interaction.user_data["Subject"] = subject  # the hub attribute: the subject of the first e-mail
-    interaction.last_customer_message_at = max(filter(None, [interaction.last_customer_message_at, sent_at]))
+    if "Subject" not in interaction.user_data and (subject := _subject_of(channel, text, extra_payload)):
+        interaction.user_data["Subject"] = subject
+    # The 24-hour window counts from the customer's last message, but never from beyond its arrival: a
+    # `channel.time` in the future (a wrong clock, or a forged one) would hold the window open past 24 hours.
+    interaction.last_customer_message_at = max(
+        filter(None, [interaction.last_customer_message_at, min(sent_at, now)])
+    )
     interaction.last_activity_at = now
     if interaction.state == InteractionState.QUEUED and interaction.type == InteractionType.OUTBOUND:
         interaction.state = InteractionState.ACTIVE
@@ -267,6 +275,18 @@ def customer_message_receive(
         if confirmation := opt_out_confirmation(channel=channel):
             message_queue_outbound(interaction=interaction, payload={"type": "Text", "text": confirmation})
     return message, True
+
+
+def _subject_of(channel: Channel, text: str, extra_payload: dict | None) -> str:
+    """The `Subject` hub attribute ("Subject of message", WhatsApp guide), set by the first customer message
+    that has one: an e-mail's subject; on other media the first line of the text (a message of files only
+    has none), at most USER_DATA_TEXT_CHARACTERS. Always one line: it becomes a reply's subject."""
+    if subject := (extra_payload or {}).get("subject"):
+        return one_line(str(subject))[:USER_DATA_TEXT_CHARACTERS]
+    if channel.media_type == MediaType.EMAIL:
+        return ""  # an e-mail without a subject: its text is no subject
+    first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first_line[:USER_DATA_TEXT_CHARACTERS]
 
 
 def sessions_expire(*, now: datetime | None = None) -> int:

@@ -14,6 +14,7 @@ from channels_app.options_catalog import DMS
 from channels_app.selectors import channel_find, channel_list, standard_response_for_sending
 from channels_app.services.channels import channel_inbound_route
 from channels_app.services.contacts import ContactClaim, contacts_identify
+from channels_app.services.email import email_payload, invitation_subject
 from channels_app.services.interactions import (
     hub_driver_attributes,
     interaction_field_values,
@@ -141,6 +142,8 @@ def invitation_plan(
     except Exception as error:
         raise InvalidParameter(f"ChatQueueKey incorrect: {' '.join(getattr(error, 'messages', [str(error)]))}",
                                field="ChatQueueKey") from error
+    if chat_queue_key:
+        chat_queue_key_check(channel=channel, queue_key=chat_queue_key)
     response = None
     if standard_response_id:
         response = standard_response_for_sending(standard_response_id=standard_response_id,
@@ -162,6 +165,20 @@ def invitation_plan(
         channel=channel, business_id=business_id or channel.business_id, queue=queue, response=response,
         terminate_session=terminate_session, agent_fields=agent_fields or {}, trace_id=trace_id,
     )
+
+
+def chat_queue_key_check(*, channel: Channel, queue_key: str) -> None:
+    """A ChatQueueKey points to "the Chat Server endpoint" (dms-invite-to-chat): one of the channel's
+    endpoints (its `[channel-*]` section's `endpoints`), else InvalidParameter (ESP 904) naming it. Read
+    from the channel's prefetched endpoints: the kept channel of ESP and campaigns (selectors.channels_by_id)
+    carries them, so the check costs no statement there."""
+    endpoints = sorted(endpoint.queue_key for endpoint in channel.endpoints.all())
+    if queue_key not in endpoints:
+        raise InvalidParameter(
+            f"ChatQueueKey incorrect: {queue_key!r} is not an endpoint of channel {channel.channel_id} "
+            f"({', '.join(endpoints) or 'it has none'}).",
+            field="ChatQueueKey",
+        )
 
 
 def channel_circuit_check(*, channel: Channel) -> None:
@@ -276,6 +293,9 @@ def invitations_create(
         except ApplicationError as error:
             outcomes[index] = error
             continue
+        if channel.media_type == MediaType.EMAIL:  # the e-mail shape, as agent replies (services/email.py)
+            subject = invitation_subject(interaction=interaction, response_name=plan.response.name)
+            payload = email_payload(interaction=interaction, payload=payload, subject=subject)
         interactions.append(interaction)
         message = message_new_outbound(interaction=interaction, payload=payload, trace_id=plan.trace_id)
         message.channel = channel  # already at hand: its deliveries need it

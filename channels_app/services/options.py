@@ -4,7 +4,6 @@ in the format of the Genesys driver's option files."""
 
 import configparser
 import io
-import time
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
@@ -12,8 +11,15 @@ from django.db import transaction
 from django.db.models import Q
 
 from channels_app import options_catalog
-from channels_app.errors import InvalidParameter, NotFound
+from channels_app.errors import InvalidParameter
 from channels_app.models import Channel, Endpoint, OptionValue, Tenant
+from channels_app.option_values import (  # the reads live below the services (option_values.py)
+    all_option_values,
+    invalidate_option_cache,
+    option_definition_get,
+    option_value,
+)
+from channels_app.option_values import session_option as session_option  # the services' name for it too
 from channels_app.options_catalog import OptionDefinition
 from channels_app.text_rules import text_rule_broken_line
 from channels_app.validators import validate_queue_key
@@ -30,15 +36,6 @@ class EffectiveOption:
     value: str
     channel: Channel | None
     overridden: bool  # True when the value comes from the channel's override
-
-
-def option_definition_get(*, section: str, name: str) -> OptionDefinition:
-    definition = options_catalog.get_option(section, name)
-    if definition is None:
-        if section not in options_catalog.SECTIONS:
-            raise NotFound(f"Unknown option section {section!r}.", field="section")
-        raise NotFound(f"Unknown option {name!r} in section {section!r}.", field="name")
-    return definition
 
 
 def options_list(*, section: str | None = None, channel: Channel | None = None) -> list[EffectiveOption]:
@@ -66,40 +63,6 @@ def options_list(*, section: str | None = None, channel: Channel | None = None) 
     return result
 
 
-# Options are read on every request and every send, and change rarely: each
-# process keeps all values (a few rows per channel) for OPTION_CACHE_SECONDS,
-# and drops them at once when it writes one. A change made by another
-# process is seen within that time.
-OPTION_CACHE_SECONDS = 2.0
-_cache: dict = {"loaded_at": float("-inf"), "values": {}}
-
-
-def invalidate_option_cache(**signal_kwargs) -> None:
-    """Also the receiver of OptionValue's post_save and post_delete (connected in apps.py)."""
-    _cache["loaded_at"] = float("-inf")
-
-
-def _option_values() -> dict[tuple[str, str, int | None], str]:
-    if time.monotonic() - _cache["loaded_at"] > OPTION_CACHE_SECONDS:
-        values = {
-            (section, name, channel_id): value
-            for section, name, channel_id, value in OptionValue.objects.values_list(
-                "section", "name", "channel_id", "value"
-            ).order_by()
-        }
-        _cache.update(values=values, loaded_at=time.monotonic())
-    return _cache["values"]
-
-
-def option_value(*, section: str, name: str, channel: Channel | None = None):
-    """The typed effective value of one option for a channel (or globally)."""
-    definition = option_definition_get(section=section, name=name)
-    values = _option_values()
-    if channel is not None and (section, name, channel.pk) in values:
-        return definition.parse(values[(section, name, channel.pk)])
-    return definition.parse(values.get((section, name, None), definition.default))
-
-
 # --- when a change takes effect ---------------------------------------------------
 # The options the server reads for a session whose catalog entry says a change takes effect "at the next
 # interaction" or "when the next chat session is created": their values are kept with each session when it
@@ -125,7 +88,7 @@ def session_options_snapshot(*, channel: Channel) -> dict:
     """The session-scoped option values of `channel`, by option name, for a
     new session (no query: built from the cached values, once per channel
     until they are reloaded). The caller must not change the dict."""
-    values = _option_values()
+    values = all_option_values()
     if _snapshots["values"] is not values:  # reloaded: the snapshots built from the old values are stale
         _snapshots.update(values=values, by_channel={})
     snapshot = _snapshots["by_channel"].get(channel.pk)
@@ -134,18 +97,6 @@ def session_options_snapshot(*, channel: Channel) -> dict:
                     for section, name in SESSION_OPTIONS}
         _snapshots["by_channel"][channel.pk] = snapshot
     return snapshot
-
-
-def session_option(*, interaction, section: str, name: str):
-    """The value of an option for one session: the one kept when the session
-    was created for options that take effect at the next interaction or
-    session; the current one for options that take effect immediately (and
-    for sessions created before values were kept)."""
-    definition = option_definition_get(section=section, name=name)
-    kept = interaction.session_options or {}
-    if definition.takes_effect != options_catalog.TakesEffect.IMMEDIATELY and name in kept:
-        return kept[name]
-    return option_value(section=section, name=name, channel=interaction.channel)
 
 
 def option_set(*, section: str, name: str, value, channel: Channel | None = None) -> OptionValue:
