@@ -377,6 +377,9 @@ class OptionValueAdminForm(OptionValueForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.instance.pk:  # the option is fixed: its definition is the value's help text, once
+            self.fields["option"].help_text = ""
+            return
         # Shown under the value as soon as an option is chosen (optionvalue/change_form.html).
         self.fields["option"].widget.attrs["data-definitions"] = json.dumps({
             f"{o.section}/{o.name}": describe_option(o) for o in options_catalog.OPTIONS
@@ -403,7 +406,9 @@ class OptionValueAdminForm(OptionValueForm):
 @admin.register(OptionValue)
 class OptionValueAdmin(ScopedModelAdmin):
     form = OptionValueAdminForm
-    list_display = ["name", "section", "scope", "short_value", "default", "valid_values", "read_by", "description"]
+    # Six columns that fit 1280 px beside the filters: the default is under the value, "read by" under what the
+    # option does; the option's page has all of its definition.
+    list_display = ["name", "section", "scope", "short_value", "valid_values", "description"]
     list_filter = ["section", OptionScopeFilter, "channel"]
     ordering = ["section", "name", "channel__channel_id"]
     list_per_page = 200
@@ -417,25 +422,26 @@ class OptionValueAdmin(ScopedModelAdmin):
     def scope(self, row):
         return row.channel.channel_id if row.channel else "global"
 
-    @admin.display(description="value", ordering="value")
+    @admin.display(description="value (default)", ordering="value")
     def short_value(self, row):
-        return Truncator(row.value).chars(40)
-
-    @admin.display(description="default")
-    def default(self, row):
-        return row.definition.default if row.definition else ""
+        value = Truncator(row.value).chars(40)
+        if row.definition is None:
+            return value
+        if row.value == row.definition.default:
+            return format_html('{} <span class="dms-quiet">(the default)</span>', value or "(empty)")
+        return format_html('{}<div class="dms-quiet">default: {}</div>', value or "(empty)",
+                           Truncator(row.definition.default).chars(40) or "(empty)")
 
     @admin.display(description="valid values")
     def valid_values(self, row):
         return Truncator(row.definition.valid_values).chars(48) if row.definition else ""
 
-    @admin.display(description="read by")
-    def read_by(self, row):
-        return row.definition.read_by if row.definition else ""
-
     @admin.display(description="what it does")
     def description(self, row):
-        return Truncator(row.definition.description).chars(90) if row.definition else ""
+        if row.definition is None:
+            return ""
+        return format_html('{}<div class="dms-quiet">read by the {}</div>',
+                           Truncator(row.definition.description).chars(110), row.definition.read_by)
 
     def get_readonly_fields(self, request, obj=None):
         return ["channel"] if obj else []
