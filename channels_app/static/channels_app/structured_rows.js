@@ -110,6 +110,7 @@
       const n = counted();
       counter.textContent = n + " / " + total.max + " " + total.noun + "s " + total.note;
       counter.classList.toggle("over", n > total.max);
+      counter.classList.toggle("full", n === total.max);
       box.querySelectorAll(".sr-add").forEach(function (add) { if (add.dmsSettle) add.dmsSettle(); });
     }
     function write(structural) {
