@@ -233,3 +233,33 @@ def test_the_dashboard_links_channels_down_and_needing_attention_to_their_list(a
     assert "Channels down" in home and "Channels needing attention" in home
     assert down.status_code == flagged.status_code == 200
     assert channel.channel_id in down.content.decode() and channel.channel_id in flagged.content.decode()
+
+
+@pytest.mark.django_db
+def test_after_a_dry_run_apply_writes_the_checked_file_without_asking_for_it_again(admin_client, channel):
+    import re
+
+    url = reverse("admin:channels_app_optionvalue_import")
+    upload = SimpleUploadedFile(
+        "GenesysHubDriver.cfg",
+        b"[interaction-workspace]\nwhatsappsession.transcript-interactions-count = 7\n"
+        b"[channel-ghub]\ninbound-route-by-call = 1:session-chat\n",
+    )
+    # given a dry run of a file, for a channel
+    dry = admin_client.post(url, {"file": upload, "channel": channel.channel_id, "dry_run": "on"}).content.decode()
+    assert "Dry run (nothing written)" in dry and 'id="option-apply-form"' in dry
+    assert "GenesysHubDriver.cfg" in dry
+    kept = re.search(r'name="kept" value="([^"]+)"', dry)[1]
+    assert option_value(section="interaction-workspace", name="whatsappsession.transcript-interactions-count") != 7
+
+    # when the administrator applies it: no file is sent again
+    applied = admin_client.post(url, {"kept": kept}).content.decode()
+
+    # then what the dry run showed is written, where it said
+    assert "Import report: 2 set" in applied and 'id="option-apply-form"' not in applied
+    assert option_value(section="interaction-workspace", name="whatsappsession.transcript-interactions-count") == 7
+    assert option_value(section="channel", name="inbound-route-by-call", channel=channel) == "1:session-chat"
+    # and a kept file that was altered on the way is refused, nothing written
+    tampered = admin_client.post(url, {"kept": kept.replace(kept[5], "A" if kept[5] != "A" else "B", 1)})
+    assert "choose the file again" in tampered.content.decode()
+    assert "Import report" not in tampered.content.decode()

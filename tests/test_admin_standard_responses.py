@@ -165,3 +165,49 @@ def test_the_reply_buttons_form_offers_row_editors_counters_and_the_preview_besi
     assert 'class="sr-json"' in page and "data-rows=" in page and "structured_rows.js" in page
     assert 'data-max="1024"' in page and 'data-max="60"' in page
     assert 'class="sr-layout"' in page and 'id="sr-preview-panel"' in page
+
+
+@pytest.mark.django_db
+def test_the_preview_stays_beside_the_errors(admin_client):
+    data = _rich_media(header_text="h" * 61, _sample_values='{"Contact": {"FirstName": "Maria"}}')
+
+    page = admin_client.post(reverse("admin:channels_app_standardresponse_preview"), data).content.decode()
+
+    # the error, above
+    assert "60 characters" in page
+    # and the message as typed, below it: the text with its field values, the footer and the button
+    assert page.index("60 characters") < page.index('class="bubble')
+    assert "Hello Maria" in page and "Reply STOP to opt out" in page and ">Yes<" in page
+    assert "not checked" in page
+    # which fields are wrong, for the form's script (it clears the red of a field fixed since)
+    assert 'data-invalid="header_text"' in page
+
+
+@pytest.mark.django_db
+def test_a_valid_preview_names_no_field_as_invalid(admin_client):
+    page = admin_client.post(reverse("admin:channels_app_standardresponse_preview"), _rich_media()).content.decode()
+
+    assert 'data-invalid=""' in page and "not checked" not in page
+    assert "footer" in page.split('data-checked="')[1].split('"')[0].split()
+
+
+@pytest.mark.django_db
+def test_every_demo_response_previews_with_no_missing_field(admin_client):
+    from django.core.management import call_command
+
+    from channels_app.management.commands.seed_demo import DEMO_RESPONSES
+
+    call_command("seed_demo")
+    for response_id, *_ in DEMO_RESPONSES:
+        # given the change page of a demo response, as the browser has it
+        change = admin_client.get(reverse("admin:channels_app_standardresponse_change", args=[response_id]))
+        form = change.context["adminform"].form
+        data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
+        data.update(id=response_id, _sample_values=change.context["sample_values"])
+
+        # when the preview renders it
+        page = admin_client.post(reverse("admin:channels_app_standardresponse_preview"), data).content.decode()
+
+        # then every field code has a value, and nothing is wrong
+        assert "No value for" not in page, (response_id, page)
+        assert 'class="errors"' not in page and 'class="bubble' in page, (response_id, page)

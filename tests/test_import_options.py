@@ -14,18 +14,51 @@ IW = "interaction-workspace"
 def test_import_reports_set_skipped_and_refused(tenant):
     report = options_import_cfg(text=FIXTURE.read_text())
 
-    assert len(report.set) == 7
-    assert len(report.refused) == 1
+    assert len(report.set) == 6
+    assert len(report.refused) == 2
     assert "whatsappsession.transcript-interactions-count" in report.refused[0]
     assert "Any integer from 1 to 1000" in report.refused[0]
+    assert report.refused[1].startswith("[channel-ghub]: no channel has the id channel-ghub")
     skipped = "\n".join(report.skipped)
     assert "whatsappsession.unknown-option" in skipped
     assert "[log] verbose" in skipped
-    assert "endpoints need a channel" in skipped
     assert option_value(section=IW, name="whatsappsession.max-text-message-size") == 2048
     assert option_value(section=IW, name="whatsappsession.enable-free-msg-timespan-monitoring") is True
     assert option_value(section=IW, name="whatsappsession.transcript-interactions-count") == 1
-    assert option_value(section="channel", name="inbound-route-by-call") == "1:session-chat"
+    # the section of a channel that does not exist is not written as global values
+    assert option_value(section="channel", name="inbound-route-by-call") == ""
+    assert not Endpoint.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_section_of_a_channel_that_does_not_exist_is_refused_whole_and_named(channel):
+    text = ("[channel]\nsimulator-send-receipts = false\n"
+            "[channel-ghost]\ninbound-route-by-call = 1:vip\nsimulator-auto-reply = hello\n"
+            "endpoints = ,1:vip\n")
+
+    for dry_run in (True, False):
+        report = options_import_cfg(text=text, dry_run=dry_run)
+
+        assert report.refused == ["[channel-ghost]: no channel has the id channel-ghost; its 3 values were not "
+                                  "imported (choose the channel of the [channel-…] sections, or create the "
+                                  "channel first)"]
+        assert report.set == ["[channel] simulator-send-receipts -> global = false"]
+    assert option_value(section="channel", name="inbound-route-by-call") == ""
+    assert option_value(section="channel", name="simulator-auto-reply", channel=channel).startswith("Thanks!")
+    assert option_value(section="channel", name="simulator-send-receipts") is False
+    assert not Endpoint.objects.filter(queue_key="1:vip").exists()
+
+
+@pytest.mark.django_db
+def test_a_channel_section_as_export_writes_it_applies_to_a_channel_whose_id_lacks_the_prefix(tenant):
+    from tests.factories import ChannelFactory
+
+    third_party = ChannelFactory(channel_id="0123456789", tenant=tenant)
+
+    report = options_import_cfg(text="[channel-0123456789]\ninbound-route-by-call = 1:vip\n")
+
+    assert report.set == ["[channel-0123456789] inbound-route-by-call -> channel 0123456789 = 1:vip"]
+    assert option_value(section="channel", name="inbound-route-by-call", channel=third_party) == "1:vip"
 
 
 @pytest.mark.django_db
@@ -64,11 +97,12 @@ def test_export_then_import_round_trips(channel):
 
 @pytest.mark.django_db
 def test_management_command_prints_the_report_and_fails_on_refusals(tenant, capsys):
-    with pytest.raises(CommandError, match="1 value"):
+    with pytest.raises(CommandError, match="2 refused"):
         call_command("import_options", str(FIXTURE))
 
     out = capsys.readouterr().out
-    assert "set: 7, skipped: 3, refused: 1" in out
+    assert "set: 6, skipped: 2, refused: 2" in out
+    assert "refused  [channel-ghub]: no channel has the id channel-ghub" in out
 
 
 @pytest.mark.django_db

@@ -5,6 +5,7 @@ import json
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core import signing
 from django.db.models import Count
 from django.http import HttpResponse
 from django.shortcuts import render
@@ -362,12 +363,13 @@ class OptionImportForm(TextRulesForm):
         label="Channel of the [channel-…] sections",
         help_text=escape(
             "The [channel-<id>] sections of the file (and their endpoints line) set this channel's overrides; "
-            "the other sections are global values. Empty: a [channel-<id>] section goes to the channel of that id, "
-            "or is global when there is none."
+            "the other sections are global values. Empty: a [channel-<id>] section goes to the channel of that id; "
+            "a section whose channel does not exist is refused (never made global)."
         ),
     )
     dry_run = forms.BooleanField(
-        required=False, label="Dry run", help_text="Check the file and show what would be written, without writing."
+        required=False, label="Dry run",
+        help_text="Check the file and show what would be written, without writing; then Apply writes it.",
     )
 
 
@@ -377,6 +379,9 @@ class OptionValueAdminForm(OptionValueForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.instance.pk:  # the option is fixed: its definition is the value's help text, once
+            self.fields["option"].help_text = ""
+            return
         # Shown under the value as soon as an option is chosen (optionvalue/change_form.html).
         self.fields["option"].widget.attrs["data-definitions"] = json.dumps({
             f"{o.section}/{o.name}": describe_option(o) for o in options_catalog.OPTIONS
@@ -403,7 +408,9 @@ class OptionValueAdminForm(OptionValueForm):
 @admin.register(OptionValue)
 class OptionValueAdmin(ScopedModelAdmin):
     form = OptionValueAdminForm
-    list_display = ["name", "section", "scope", "short_value", "default", "valid_values", "read_by", "description"]
+    # Six columns that fit 1280 px beside the filters: the default is under the value, "read by" under what the
+    # option does; the option's page has all of its definition.
+    list_display = ["name", "section", "scope", "short_value", "valid_values", "description"]
     list_filter = ["section", OptionScopeFilter, "channel"]
     ordering = ["section", "name", "channel__channel_id"]
     list_per_page = 200
@@ -417,25 +424,26 @@ class OptionValueAdmin(ScopedModelAdmin):
     def scope(self, row):
         return row.channel.channel_id if row.channel else "global"
 
-    @admin.display(description="value", ordering="value")
+    @admin.display(description="value (default)", ordering="value")
     def short_value(self, row):
-        return Truncator(row.value).chars(40)
-
-    @admin.display(description="default")
-    def default(self, row):
-        return row.definition.default if row.definition else ""
+        value = Truncator(row.value).chars(40)
+        if row.definition is None:
+            return value
+        if row.value == row.definition.default:
+            return format_html('{} <span class="dms-quiet">(the default)</span>', value or "(empty)")
+        return format_html('{}<div class="dms-quiet">default: {}</div>', value or "(empty)",
+                           Truncator(row.definition.default).chars(40) or "(empty)")
 
     @admin.display(description="valid values")
     def valid_values(self, row):
         return Truncator(row.definition.valid_values).chars(48) if row.definition else ""
 
-    @admin.display(description="read by")
-    def read_by(self, row):
-        return row.definition.read_by if row.definition else ""
-
     @admin.display(description="what it does")
     def description(self, row):
-        return Truncator(row.definition.description).chars(90) if row.definition else ""
+        if row.definition is None:
+            return ""
+        return format_html('{}<div class="dms-quiet">read by the {}</div>',
+                           Truncator(row.definition.description).chars(110), row.definition.read_by)
 
     def get_readonly_fields(self, request, obj=None):
         return ["channel"] if obj else []
@@ -464,31 +472,68 @@ class OptionValueAdmin(ScopedModelAdmin):
             *super().get_urls(),
         ]
 
+    # A dry run's file is kept in the page (signed, with the channel chosen and the user) for *Apply*: the
+    # administrator applies what was checked without choosing the file again, and nothing else.
+    IMPORT_KEPT_SALT = "channels_app.optionvalue.import"
+    IMPORT_KEPT_SECONDS = 3600
+
     def import_view(self, request):
-        report = None
+        report, kept, kept_error, file_name, applied_channel = None, None, "", "", None
         channels = channel_list(user=request.user)
-        form = OptionImportForm(request.POST or None, request.FILES or None)
+        form = OptionImportForm(None if "kept" in request.POST else request.POST or None, request.FILES or None)
         form.fields["channel"].queryset = channels
-        if request.method == "POST" and form.is_valid():
-            try:
-                text = form.cleaned_data["file"].read().decode("utf-8-sig")
+        try:
+            if "kept" in request.POST:
+                file_name, text, applied_channel = self._import_kept(request, channels)
+                report = options_import_cfg(text=text, channel_sections=applied_channel, channels=channels)
+            elif request.method == "POST" and form.is_valid():
+                upload, applied_channel = form.cleaned_data["file"], form.cleaned_data["channel"]
+                file_name, text = upload.name, upload.read().decode("utf-8-sig")
                 report = options_import_cfg(
-                    text=text, channel_sections=form.cleaned_data["channel"], channels=channels,
+                    text=text, channel_sections=applied_channel, channels=channels,
                     dry_run=form.cleaned_data["dry_run"],
                 )
-            except UnicodeDecodeError:
-                form.add_error("file", "The file is not UTF-8 text.")
-            except ApplicationError as error:
+                if report.dry_run:
+                    kept = signing.dumps(
+                        {"file": file_name, "text": text, "user": request.user.pk,
+                         "channel": applied_channel.channel_id if applied_channel else None},
+                        salt=self.IMPORT_KEPT_SALT, compress=True,
+                    )
+        except UnicodeDecodeError:
+            form.add_error("file", "The file is not UTF-8 text.")
+        except signing.BadSignature:  # also SignatureExpired
+            kept_error = "The checked file is no longer here (it expires after an hour): choose the file again."
+        except ApplicationError as error:
+            if form.is_bound:
                 form.add_error("file", error.message)
+            else:
+                kept_error = error.message
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": "Import options from a .cfg file",
             "form": form,
             "report": report,
+            "kept": kept,
+            "kept_error": kept_error,
+            "file_name": file_name,
+            "applied_channel": applied_channel,
             "changelist_url": reverse("admin:channels_app_optionvalue_changelist"),
         }
         return TemplateResponse(request, "admin/channels_app/optionvalue/import.html", context)
+
+    def _import_kept(self, request, channels):
+        """The file of a dry run, as it was checked (BadSignature when it was altered, expired, or another
+        user's, or its channel is no longer one of the user's)."""
+        kept = signing.loads(request.POST["kept"], salt=self.IMPORT_KEPT_SALT, max_age=self.IMPORT_KEPT_SECONDS)
+        if kept.get("user") != request.user.pk:
+            raise signing.BadSignature("kept for another user")
+        channel = None
+        if kept.get("channel"):
+            channel = channels.filter(channel_id=kept["channel"]).first()
+            if channel is None:
+                raise signing.BadSignature("the channel is gone")
+        return kept["file"], kept["text"], channel
 
     def export_view(self, request):
         channel_id = request.GET.get("channel")

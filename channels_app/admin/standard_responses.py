@@ -2,6 +2,7 @@
 its fields), errors next to the field, and a live phone preview."""
 
 import json
+import re
 
 from django import forms
 from django.contrib import admin
@@ -11,6 +12,7 @@ from django.http import HttpResponseBadRequest
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from channels_app import rendering
 from channels_app.admin.forms import TextRulesModelForm
 from channels_app.admin.scoping import ScopedModelAdmin
 from channels_app.choices import ContentType
@@ -49,7 +51,9 @@ EDITOR_FIELDS = {
 
 # The row editors of the change form (static/channels_app/structured_rows.js) by content type and field: the
 # keys of one row, each (key, label, kind, limit); kind "select:a|b" offers choices, "check" a checkbox,
-# "rows:<name>" nested rows (a section's). The limits are the rendering module's: the server still decides.
+# "rows:<name>" nested rows (a section's); "total": a limit on the nested rows of all rows together (a list
+# message's 10 rows across its sections), counted as the user edits. The limits are the rendering module's: the
+# server still decides.
 ROW_EDITORS = {
     ContentType.RICH_MEDIA: {"buttons": {
         "noun": "button", "max": limits.QUICK_REPLIES_MAX, "keys": [
@@ -63,7 +67,9 @@ ROW_EDITORS = {
             ["title", "Title", "text", limits.BUTTON_TITLE_MAX], ["id", "Reply id", "text", limits.REPLY_BUTTON_ID_MAX],
         ]}},
     ContentType.LIST: {"sections": {
-        "noun": "section", "max": limits.LIST_ROWS_MAX, "keys": [
+        "noun": "section", "max": limits.LIST_ROWS_MAX,
+        "total": {"key": "rows", "noun": "row", "max": limits.LIST_ROWS_MAX, "note": "across all sections"},
+        "keys": [
             ["title", "Section title", "text", limits.LIST_SECTION_TITLE_MAX],
             ["rows", "Rows", "rows:row", {"max": limits.LIST_ROWS_MAX, "keys": [
                 ["title", "Title", "text", limits.BUTTON_TITLE_MAX],
@@ -76,7 +82,10 @@ ROW_EDITORS = {
             ["title", "Title", "text", None], ["identifier", "Identifier", "text", None],
         ]}},
     ContentType.ABC_LIST_PICKER: {"sections": {
-        "noun": "section", "max": None, "keys": [
+        "noun": "section", "max": None,
+        "total": {"key": "items", "noun": "item", "max": limits.ABC_LIST_PICKER_ITEMS_MAX,
+                  "note": "across all sections"},
+        "keys": [
             ["title", "Section title", "text", None],
             ["items", "Items", "rows:item", {"max": limits.ABC_LIST_PICKER_ITEMS_MAX, "keys": [
                 ["title", "Title", "text", None], ["subtitle", "Subtitle", "text", None],
@@ -115,8 +124,6 @@ WHOLE_FIELD_PATHS = {
 
 def plain_path(path: str) -> str:
     """`structured.sections[0].rows[1].title` -> `Section 1, row 2, title`."""
-    import re
-
     words = []
     for part in path.removeprefix("structured").strip(".").split("."):
         match = re.fullmatch(r"(\w+)\[(\d+)\]", part)
@@ -394,54 +401,146 @@ class StandardResponseAdmin(ScopedModelAdmin):
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["preview_url"] = reverse("admin:channels_app_standardresponse_preview")
-        context["sample_values"] = json.dumps(
-            {"Contact": {"FirstName": "John", "LastName": "Smith"}, "Agent": {"FirstName": "Ann"},
-             "CustomProperties": {}},
-            indent=1,
-        )
+        context["sample_values"] = json.dumps(_sample_values(obj), indent=1, ensure_ascii=False)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def preview_view(self, request):
-        """Render the form being edited, with the sample values, as a phone would show it."""
+        """Render the form being edited, with the sample values, as a phone would show it: the errors above,
+        and the message below them (as typed, not checked, while there are errors)."""
         if request.method != "POST":
             return HttpResponseBadRequest("POST the change form.")
-        content_type = self._content_type(request)
-        form = StandardResponseForm(request.POST, content_type=content_type or ContentType.TEXT, user=request.user)
+        content_type = self._content_type(request) or ContentType.TEXT
+        form = StandardResponseForm(request.POST, content_type=content_type, user=request.user)
+        checked = ["body", *EDITOR_FIELDS[content_type]]  # the fields this preview checks (the others: on save)
         errors: list[str] = []
-        payload, missing = None, ()
+        invalid: list[str] = []
+        payload, missing, draft = None, (), False
         try:
             sample = json.loads(request.POST.get("_sample_values") or "{}")
             if not isinstance(sample, dict):
                 raise ValueError("an object is expected")
         except ValueError as error:
             sample, errors = {}, [f"Sample values: not a JSON object ({error})."]
-        form.is_valid()  # fills cleaned_data and the instance; errors are shown below
-        errors += [
-            f"{form.fields[name].label or name}: {' '.join(messages)}"
-            for name, messages in form.errors.items()
-            if name in form.fields and name not in {"id", "tenant", "name", "category", "language", "attachments"}
-        ]
-        if errors:
-            return TemplateResponse(
-                request, "admin/channels_app/standardresponse/phone_preview.html", {"errors": errors}
-            )
+        form.is_valid()  # fills cleaned_data and the instance; errors are shown above the preview
+        for name, messages in form.errors.items():
+            if name in checked:
+                errors.append(f"{form[name].label}: {' '.join(messages)}")
+                invalid.append(name)
         response = form.instance
-        try:
-            response.full_clean(exclude=["id", "tenant", "name", "category", "language"], validate_unique=False)
-            rendered = content_render(
-                content_type=response.content_type,
-                body=response.body,
-                structured=response.structured,
-                fields=sample,
-                attachments=list(form.cleaned_data.get("attachments") or ()),
-            )
-            payload, missing = rendered.payload, rendered.missing
-        except ValidationError as error:
-            errors += [f"{plain_path(field)}: {' '.join(messages)}" for field, messages in error.message_dict.items()]
-        except ApplicationError as error:
-            errors.append(error.message)
-        context = {"payload": _for_template(payload), "missing": missing, "errors": errors}
+        if not invalid:
+            try:
+                response.full_clean(exclude=["id", "tenant", "name", "category", "language"], validate_unique=False)
+                rendered = content_render(
+                    content_type=response.content_type,
+                    body=response.body,
+                    structured=response.structured,
+                    fields=sample,
+                    attachments=list(form.cleaned_data.get("attachments") or ()),
+                )
+                payload, missing = rendered.payload, rendered.missing
+            except ValidationError as error:
+                for path, messages in error.message_dict.items():
+                    errors.append(f"{plain_path(path)}: {' '.join(messages)}")
+                    invalid.append(_editor_field_for(path, checked))
+            except ApplicationError as error:
+                errors.append(error.message)
+                invalid.append(_editor_field_for(error.field or "", checked))
+        if payload is None:
+            payload, missing = _draft_payload(response.body or "", response.structured or {}, sample)
+            draft = True
+        context = {
+            "payload": _for_template(payload), "missing": missing, "errors": errors, "draft": draft,
+            "invalid": " ".join(dict.fromkeys(name for name in invalid if name in checked)),
+            "checked": " ".join(checked),
+        }
         return TemplateResponse(request, "admin/channels_app/standardresponse/phone_preview.html", context)
+
+
+# The sample values of the preview: a contact and an agent, and a stand-in for every other field code the response
+# uses, so that a saved response previews whole (the administrator can change them beside the preview).
+SAMPLE_VALUES = {"Contact": {"FirstName": "John", "LastName": "Smith"}, "Agent": {"FirstName": "Ann"},
+                 "CustomProperties": {}}
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _sample_values(response: StandardResponse | None) -> dict:
+    sample = json.loads(json.dumps(SAMPLE_VALUES))
+    if response is None:
+        return sample
+    values = rendering.normalize_field_values(contact=sample["Contact"], agent=sample["Agent"])
+    for text in _strings([response.body, response.structured]):
+        try:
+            missing = rendering.render_template(text, values).missing
+        except rendering.FieldCodeSyntaxError:
+            continue
+        for code in missing:
+            section, _, name = code.partition(".")
+            sample.setdefault(section, {}).setdefault(name, f"[{name}]")
+    return sample
+
+
+def _draft_payload(body: str, structured: dict, sample: dict) -> tuple[dict, tuple[str, ...]]:
+    """The message as typed, for content that does not pass the checks yet: field codes filled where they can
+    be, `{{n}}` by its parameter; shaped as the preview template reads a payload. Nothing here is checked: the
+    errors above it say what is wrong."""
+    values = rendering.normalize_field_values(
+        contact=sample.get("Contact"), agent=sample.get("Agent"),
+        custom_properties=sample.get("CustomProperties"), interaction=sample.get("Interaction"),
+    )
+    missing: list[str] = []
+
+    def filled(value) -> str:
+        if not isinstance(value, str):
+            return ""
+        try:
+            result = rendering.render_template(value, values)
+        except rendering.FieldCodeSyntaxError:
+            return value
+        missing.extend(result.missing)
+        return result.text
+
+    raw_parameters = structured.get("parameters")
+    parameters = {str(k): filled(v) for k, v in raw_parameters.items()} if isinstance(raw_parameters, dict) else {}
+
+    def text(value) -> str:
+        return re.sub(r"\{\{(\d+)\}\}", lambda match: parameters.get(match[1], match[0]), filled(value))
+
+    def rows(raw, keys) -> list[dict]:
+        if not isinstance(raw, list):
+            return []
+        return [{key: text(item.get(key)) for key in keys if isinstance(item.get(key), str)}
+                for item in raw if isinstance(item, dict)]
+
+    payload: dict = {"text": text(body)}
+    template = structured.get("template")
+    if isinstance(template, dict) and isinstance(template.get("name"), str):
+        payload["template"] = {"name": template["name"], "language": str(template.get("language") or "")}
+    header = structured.get("header")
+    if isinstance(header, dict) and header.get("type") in ("text", "image", "video", "document"):
+        payload["header"] = {"type": header["type"], "text": text(header.get("text")),
+                             "attachment": header.get("attachment")}
+    for key in ("footer", "button", "title", "subtitle"):
+        if isinstance(structured.get(key), str) and structured[key]:
+            payload[key] = text(structured[key])
+    payload["buttons"] = rows(structured.get("buttons"), ("type", "text", "title"))
+    payload["items"] = rows(structured.get("items"), ("title", "subtitle"))
+    sections = structured.get("sections")
+    payload["sections"] = [
+        {"title": text(section.get("title")), "rows": rows(section.get("rows"), ("title", "description")),
+         "items": rows(section.get("items"), ("title", "subtitle"))}
+        for section in (sections if isinstance(sections, list) else []) if isinstance(section, dict)
+    ]
+    return payload, tuple(dict.fromkeys(missing))
 
 
 def _for_template(payload: dict | None) -> dict | None:

@@ -187,18 +187,29 @@ def _section_target(
 ) -> tuple[str | None, Channel | None]:
     """Map a file's section to (catalog section, channel).
 
-    `[channel-<anything>]` is the DMS channel section: with `channel` it applies
-    to that channel; else to `channel_sections` when given; else to the channel
-    whose channel id is the section name (DMS names channels `channel-...`), or
-    globally.
+    `[channel]` holds the global values of the channel options. `[channel-<anything>]`
+    is the DMS channel section: with `channel` it applies to that channel; else to
+    `channel_sections` when given; else to the channel whose channel id is the
+    section name, or the name without `channel-` (as `section_for_channel` writes
+    a third-party id such as `0123456789`). A `[channel-*]` section whose channel
+    is found none of these ways has channel None: its values belong to a channel
+    this server does not have, and are never made global.
     """
-    if section_name.startswith("channel-") or section_name == options_catalog.CHANNEL:
+    if section_name == options_catalog.CHANNEL:
+        return options_catalog.CHANNEL, channel
+    if section_name.startswith("channel-"):
         if channel is None:
-            channel = channel_sections or channels.filter(channel_id=section_name).first()
+            channel = channel_sections or _channel_of_section(section_name, channels)
         return options_catalog.CHANNEL, channel
     if section_name in options_catalog.SECTIONS:
         return section_name, channel
     return None, channel
+
+
+def _channel_of_section(section_name: str, channels) -> Channel | None:
+    bare = section_name.removeprefix("channel-")
+    found = {found.channel_id: found for found in channels.filter(channel_id__in=[section_name, bare])}
+    return found.get(section_name) or found.get(bare)
 
 
 def options_import_cfg(
@@ -212,8 +223,9 @@ def options_import_cfg(
     """Import a `.cfg` option file. Every value is validated first; the valid
     ones are written in one transaction; the report lists what was set (and
     where: globally or on which channel), skipped (unknown section or option)
-    and refused (invalid value). `channel`: every value becomes an override of
-    that channel (`--channel`); `channel_sections`: the channel of the
+    and refused (invalid value; a `[channel-<id>]` section whose channel does
+    not exist, whole and named: its values are never written as global ones).
+    `channel`: every value becomes an override of that channel (`--channel`); `channel_sections`: the channel of the
     `[channel-*]` sections only, the others stay global. `channels`: the
     channels a `[channel-<id>]` section may name (the importing user's; all
     when not given). `dry_run`: validate and report, write nothing.
@@ -228,13 +240,21 @@ def options_import_cfg(
     pending_endpoints: list[tuple[Channel, list[str]]] = []
     for section_name in parser.sections():
         section, target_channel = _section_target(section_name, channel, channels, channel_sections)
+        if section_name.startswith("channel-") and target_channel is None:
+            count = len(parser.items(section_name))
+            report.refused.append(
+                f"[{section_name}]: no channel has the id {section_name}; its {count} "
+                f"{'value was' if count == 1 else 'values were'} not imported (choose the channel of the "
+                "[channel-…] sections, or create the channel first)"
+            )
+            continue
         scope = f" -> channel {target_channel.channel_id}" if target_channel else " -> global"
         for name, raw in parser.items(section_name):
             where = f"[{section_name}] {name}{scope}"
             if section == options_catalog.CHANNEL and name == ENDPOINTS_KEY:
                 if target_channel is None:
-                    report.skipped.append(f"[{section_name}] {name}: endpoints need a channel (no channel has "
-                                          "this id; name the channel of the section)")
+                    report.skipped.append(f"[{section_name}] {name}: endpoints belong to a channel (write them in "
+                                          "its [channel-<id>] section)")
                     continue
                 keys = [key.strip() for key in raw.split(",") if key.strip()]
                 try:

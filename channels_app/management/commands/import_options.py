@@ -30,4 +30,4 @@ class Command(BaseCommand):
             raise CommandError(error.message) from error
         self.stdout.write(report.as_text())
         if report.refused:
-            raise CommandError(f"{len(report.refused)} value(s) refused; the others were set.")
+            raise CommandError(f"{len(report.refused)} refused (listed above); the others were set.")

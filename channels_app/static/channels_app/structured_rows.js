@@ -21,20 +21,27 @@
     catch (error) { return []; }
   }
 
-  /* A list of rows (the top level, or a section's rows) edited in `box`. */
-  function rowList(spec, rows, onChange, noun, depth) {
+  /* A list of rows (the top level, or a section's rows) edited in `box`. `totalFull()` says whether the limit
+     on the nested rows of all sections together is reached (then no row, nor a section, can be added). */
+  function rowList(spec, rows, onChange, noun, depth, totalFull) {
     const box = el("div", {"class": "sr-rows sr-depth-" + depth});
     const list = el("div", {"class": "sr-row-list"});
     const add = el("button", {"type": "button", "class": "button sr-add", text: "+ Add " + noun});
     box.appendChild(list);
     box.appendChild(add);
 
+    function settle() {
+      const full = spec.max && rows.length >= spec.max;
+      const total = totalFull && totalFull();
+      add.disabled = !!(full || total);
+      add.title = full ? "At most " + spec.max + " " + noun + "s." : (total || "");
+    }
+    add.dmsSettle = settle;
+
     function render() {
       list.innerHTML = "";
       rows.forEach(function (row, index) { list.appendChild(rowBox(row, index)); });
-      const full = spec.max && rows.length >= spec.max;
-      add.disabled = !!full;
-      add.title = full ? "At most " + spec.max + " " + noun + "s." : "";
+      settle();
       window.dmsCounters && window.dmsCounters(list);
     }
 
@@ -44,7 +51,7 @@
         const name = key[0], label = key[1], kind = key[2], limit = key[3];
         if (kind.indexOf("rows:") === 0) {
           row[name] = Array.isArray(row[name]) ? row[name] : [];
-          const nested = rowList(limit, row[name], onChange, kind.slice(5), depth + 1);
+          const nested = rowList(limit, row[name], onChange, kind.slice(5), depth + 1, totalFull);
           fields.appendChild(el("div", {"class": "sr-nested"}, [el("div", {"class": "sr-label", text: label}), nested]));
           return;
         }
@@ -87,15 +94,37 @@
   function editor(textarea) {
     const spec = JSON.parse(textarea.dataset.rows);
     const rows = parse(textarea.value);
+    const total = spec.total;  // e.g. {key: "rows", noun: "row", max: 10, note: "across all sections"}
+    const counter = total ? el("div", {"class": "dms-counter sr-total"}) : null;
+    function counted() {
+      return rows.reduce(function (sum, row) {
+        return sum + (Array.isArray(row[total.key]) ? row[total.key].length : 0);
+      }, 0);
+    }
+    function totalFull() {
+      return total && counted() >= total.max ? "At most " + total.max + " " + total.noun + "s " + total.note + "." : "";
+    }
+    let box = null;
+    function count() {
+      if (!total) return;
+      const n = counted();
+      counter.textContent = n + " / " + total.max + " " + total.noun + "s " + total.note;
+      counter.classList.toggle("over", n > total.max);
+      counter.classList.toggle("full", n === total.max);
+      box.querySelectorAll(".sr-add").forEach(function (add) { if (add.dmsSettle) add.dmsSettle(); });
+    }
     function write(structural) {
       textarea.value = rows.length ? JSON.stringify(rows) : "";
+      count();
       // The preview listens to the form's input and change events.
       textarea.dispatchEvent(new Event(structural ? "change" : "input", {bubbles: true}));
     }
-    const box = rowList(spec, rows, write, spec.noun, 0);
+    box = rowList(spec, rows, write, spec.noun, 0, total ? totalFull : null);
     box.classList.add("sr-editor");
+    if (counter) box.insertBefore(counter, box.firstChild);
     textarea.style.display = "none";
     textarea.insertAdjacentElement("afterend", box);
+    count();
   }
 
   document.addEventListener("DOMContentLoaded", function () {
