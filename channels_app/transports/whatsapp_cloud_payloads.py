@@ -1,5 +1,8 @@
 """Meta's webhook bodies (pure, no database): what a WhatsApp Cloud API
-webhook carries, as plain values.
+webhook carries, as plain values. Meta's shapes live with the Cloud
+transport, as every other network's do, so that the services reading them
+(services/whatsapp_cloud.py, services/templates.py) depend on a transport,
+never on the webhook's door (channels_app/whatsapp/).
 
 ```
 {"object": "whatsapp_business_account", "entry": [{"id": "<WABA id>", "changes": [
