@@ -233,3 +233,14 @@ def test_the_dashboard_links_channels_down_and_needing_attention_to_their_list(a
     assert "Channels down" in home and "Channels needing attention" in home
     assert down.status_code == flagged.status_code == 200
     assert channel.channel_id in down.content.decode() and channel.channel_id in flagged.content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("address", ["http://169.254.169.254/latest", "http://user:pw@example.com/hook"])
+def test_a_refused_webhook_address_is_one_error(admin_client, tenant, address):
+    response = admin_client.post(reverse("admin:channels_app_channel_add"),
+                                 _channel_form(transport="webhook", webhook_url=address))
+
+    errors = response.context["adminform"].form.errors["webhook_url"]
+    assert len(errors) == 1, errors  # not "refused" and "needs a webhook URL" together
+    assert "needs a webhook URL" not in errors[0]

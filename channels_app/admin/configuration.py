@@ -219,6 +219,16 @@ class ChannelForm(TextRulesModelForm):
         validate_outbound_url(value)  # shown on the field; channel_save checks it again for every door
         return value
 
+    def _update_errors(self, errors):
+        # A field the form refused (a blocked webhook address) is missing from the instance, so the model's
+        # clean() would add "needs a webhook URL" under the refusal: one error a field, the form's.
+        if hasattr(errors, "error_dict"):
+            kept = {field: items for field, items in errors.error_dict.items() if field not in self._errors}
+            if not kept:
+                return
+            errors = forms.ValidationError(kept)
+        super()._update_errors(errors)
+
     def clean(self):
         cleaned = super().clean()
         route = (cleaned.get("inbound_route_by_call") or "").strip()
