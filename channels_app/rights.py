@@ -90,6 +90,7 @@ RIGHTS: dict[str, Rule] = {
     **crud("tenant", "tenant"),
     **crud("channel", "channel"),
     "channel.rotate_secret": needs("change_channel"),
+    "channel.rotate_verify_token": needs("change_channel"),
     "channel.sync_templates": needs("view_channel", "change_standardresponse"),
     "option.list": needs("view_optionvalue"),
     "option.retrieve": needs("view_optionvalue"),

@@ -171,6 +171,7 @@ REQUESTS: dict[str, tuple[str, str, object]] = {
     "channel.partial_update": ("patch", "/api/channels/{channel}/", {"webhook_url": "https://attacker.example/"}),
     "channel.destroy": ("delete", "/api/channels/{channel}/", None),
     "channel.rotate_secret": ("post", "/api/channels/{channel}/rotate-secret/", None),
+    "channel.rotate_verify_token": ("post", "/api/channels/{channel}/rotate-verify-token/", None),
     "channel.sync_templates": ("post", "/api/channels/{channel}/sync-templates/", None),
     "option.list": ("get", "/api/options/?channel={channel}", None),
     "option.retrieve": ("get", "/api/options/channel/inbound-route-by-call/?channel={channel}", None),

@@ -37,7 +37,7 @@ TAGS = {
 CLOUD_TAG = "WhatsApp Cloud API"
 OTHER_TAGS = {"/esp": "ESP", "/nexus/": "Third-Party Messaging", "/healthz": "Operations", "/whatsapp/": CLOUD_TAG}
 # Actions of a resource that only WhatsApp Cloud API channels have: listed under their resource and the Cloud tag.
-CLOUD_ACTIONS = ("submit", "sync_templates")
+CLOUD_ACTIONS = ("submit", "sync_templates", "rotate_verify_token")
 
 # Summaries of the standard actions; "{one}" and "{many}" are the resource's words.
 ACTION_SUMMARIES = {
@@ -47,6 +47,7 @@ ACTION_SUMMARIES = {
 ONE = {"standard-response-categories": "standard response category", "options": "option value"}
 EXTRA_SUMMARIES = {
     "rotate_secret": "Rotate a channel's secret (the new one is shown once)",
+    "rotate_verify_token": "Rotate a Cloud API channel's verify token (the new one is shown once)",
     "render": "Render a standard response with field values",
     "messages": "Send an agent's message in an interaction",
     "recipients": "List a campaign's recipients and their status",

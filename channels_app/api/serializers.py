@@ -180,6 +180,9 @@ class ChannelSerializer(ModelSerializer):
     app_secret = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=256)
     has_access_token = serializers.SerializerMethodField()
     has_app_secret = serializers.SerializerMethodField()
+    # Generated when left blank on a whatsapp_cloud channel and shown once, as the secret is.
+    verify_token = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=256)
+    has_verify_token = serializers.SerializerMethodField()
 
     class Meta:
         model = Channel
@@ -187,7 +190,8 @@ class ChannelSerializer(ModelSerializer):
             "channel_id", "name", "tenant", "media_type", "transport", "business_id", "webhook_url", "secret",
             "has_secret", "retry_timeout_seconds", "retry_attempts", "enabled", "endpoints",
             "inbound_route_by_call", "phone_number_id", "waba_id", "access_token", "has_access_token",
-            "app_secret", "has_app_secret", "verify_token", "throughput_per_second", "needs_attention",
+            "app_secret", "has_app_secret", "verify_token", "has_verify_token", "throughput_per_second",
+            "needs_attention",
             "created_at", "updated_at",
         ]
         read_only_fields = ["needs_attention", "created_at", "updated_at"]
@@ -202,6 +206,9 @@ class ChannelSerializer(ModelSerializer):
 
     def get_has_app_secret(self, channel) -> bool:
         return bool(channel.app_secret)
+
+    def get_has_verify_token(self, channel) -> bool:
+        return bool(channel.verify_token)
 
 
 class OptionSerializer(Serializer):
@@ -649,16 +656,32 @@ class PaginatedRecipientListSerializer(Serializer):
 
 
 class ChannelCreatedSerializer(ChannelSerializer):
-    """The answer that created a channel: its generated secret, shown this once."""
+    """The answer that created a channel: its generated secret (and a Cloud API channel's generated verify
+    token), shown this once."""
 
     secret = serializers.CharField(read_only=True, help_text="The generated secret; never shown again.")
+    verify_token = serializers.CharField(
+        read_only=True, required=False,
+        help_text="WhatsApp Cloud API: the generated verify token (when none was given); never shown again.")
 
     class Meta(ChannelSerializer.Meta):
         pass
 
 
+class RotateSecretSerializer(Serializer):
+    grace_hours = serializers.IntegerField(
+        required=False, default=0, min_value=0, max_value=24,
+        help_text="For how many hours (0 to 24) inbound requests signed with the old secret are still accepted.")
+
+
 class SecretSerializer(Serializer):
     secret = serializers.CharField(help_text="The new secret; never shown again.")
+    previous_secret_valid_until = serializers.DateTimeField(
+        allow_null=True, help_text="Until when the old secret is still accepted (null: no longer).")
+
+
+class VerifyTokenSerializer(Serializer):
+    verify_token = serializers.CharField(help_text="The new verify token; never shown again.")
 
 
 class UserSerializer(ModelSerializer):
