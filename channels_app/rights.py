@@ -141,6 +141,7 @@ RIGHTS: dict[str, Rule] = {
     "admin:channels_app_optionvalue_export": needs("view_optionvalue"),
     "admin:channels_app_standardresponse_preview": needs("view_standardresponse"),
     "admin:channels_app_channel_rotate_secret": needs("change_channel"),
+    "admin:channels_app_channel_rotate_verify_token": needs("change_channel"),
     "admin:channels_app_delivery_retry": needs("change_delivery"),
 }
 
