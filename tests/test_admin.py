@@ -281,6 +281,18 @@ def test_a_cloud_channel_page_offers_meta_s_webhook_not_nexus(admin_client, clou
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(("base", "warned"), [("https://dms.example.com", False), ("http://127.0.0.1:8000", True)])
+def test_a_cloud_channel_page_warns_when_meta_cannot_reach_the_url(admin_client, cloud_channel, settings, base,
+                                                                    warned):
+    settings.PUBLIC_BASE_URL = base
+
+    page = admin_client.get(reverse("admin:channels_app_channel_change", args=[cloud_channel.pk])).content.decode()
+
+    assert f"{base}/whatsapp/channel-wa-cloud/webhook" in page
+    assert ('id="cloud-webhook-not-https"' in page) is warned
+
+
+@pytest.mark.django_db
 def test_a_hub_channel_page_offers_the_nexus_url_and_the_secret(admin_client, channel):
     page = admin_client.get(reverse("admin:channels_app_channel_change", args=[channel.pk])).content.decode()
 
@@ -362,6 +374,7 @@ def test_rotating_the_secret_with_a_grace_keeps_the_old_one_valid(admin_client, 
     assert channel.secret != old and channel.inbound_secrets(channel.updated_at) == [channel.secret, old]
     shown = " ".join(str(message) for message in response.context["messages"])
     assert channel.secret in shown and "old secret" in shown
+    assert 'id="secret-grace"' in response.content.decode()  # the channel's page says so while it lasts
 
 
 @pytest.mark.django_db

@@ -13,6 +13,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import escape, format_html
 from django.utils.text import Truncator
 
@@ -468,12 +469,15 @@ class ChannelAdmin(ScopedModelAdmin):
             if obj.transport == Transport.WHATSAPP_CLOUD:
                 context["cloud_webhook_url"] = public_url(request, reverse("whatsapp-webhook", args=[obj.channel_id]))
                 context["copy_cloud_webhook"] = copy_button(context["cloud_webhook_url"], "Copy URL")
+                context["cloud_webhook_https"] = context["cloud_webhook_url"].startswith("https://")
                 context["rotate_verify_token_url"] = reverse("admin:channels_app_channel_rotate_verify_token",
                                                              args=[obj.pk])
             else:
                 context["inbound_url"] = public_url(request, reverse("nexus-messages", args=[obj.channel_id]))
                 context["copy_inbound"] = copy_button(context["inbound_url"], "Copy URL")
                 context["rotate_secret_url"] = reverse("admin:channels_app_channel_rotate_secret", args=[obj.pk])
+                if len(obj.inbound_secrets(timezone.now())) > 1:
+                    context["previous_secret_until"] = obj.previous_secret_until
         return super().render_change_form(request, context, add, change, form_url, obj)
 
 
