@@ -257,7 +257,7 @@ def _readme_block(marker: str) -> str:
     return textwrap.dedent(after.split("```sh\n", 1)[1].split("```", 1)[0])
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.parametrize("marker", ["signed-nexus-request", "signed-nexus-request-python"])
 def test_the_readme_signed_request_is_accepted(live_server, tenant, marker):
     import shutil
