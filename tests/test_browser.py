@@ -131,6 +131,11 @@ def test_connecting_a_cloud_channel_and_a_hub_channel(browser, live_server, djan
     wait = WebDriverWait(browser, 20)
     _log_in_as_superuser(browser, live_server, django_user_model, wait)
 
+    # the add page has no circuit (nothing has been delivered yet)
+    browser.get(f"{live_server.url}/admin/channels_app/channel/add/")
+    assert "Consecutive failures" not in browser.page_source and "Circuit" not in browser.page_source
+    browser.save_screenshot(str(SCREENSHOTS / "22a-add-channel.png"))
+
     # when they open the Cloud channel's page, the panel gives Meta's callback URL, not /nexus
     browser.get(f"{live_server.url}/admin/channels_app/channel/{cloud.pk}/change/")
     panel = browser.find_element(By.ID, "channel-connect")
