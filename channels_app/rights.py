@@ -90,6 +90,7 @@ RIGHTS: dict[str, Rule] = {
     **crud("tenant", "tenant"),
     **crud("channel", "channel"),
     "channel.rotate_secret": needs("change_channel"),
+    "channel.rotate_verify_token": needs("change_channel"),
     "channel.sync_templates": needs("view_channel", "change_standardresponse"),
     "option.list": needs("view_optionvalue"),
     "option.retrieve": needs("view_optionvalue"),
@@ -140,6 +141,7 @@ RIGHTS: dict[str, Rule] = {
     "admin:channels_app_optionvalue_export": needs("view_optionvalue"),
     "admin:channels_app_standardresponse_preview": needs("view_standardresponse"),
     "admin:channels_app_channel_rotate_secret": needs("change_channel"),
+    "admin:channels_app_channel_rotate_verify_token": needs("change_channel"),
     "admin:channels_app_delivery_retry": needs("change_delivery"),
     "admin:channels_app_whatsapptemplate_sync": needs("view_channel", "change_standardresponse"),  # as the API's
 }

@@ -263,3 +263,176 @@ def test_after_a_dry_run_apply_writes_the_checked_file_without_asking_for_it_aga
     tampered = admin_client.post(url, {"kept": kept.replace(kept[5], "A" if kept[5] != "A" else "B", 1)})
     assert "choose the file again" in tampered.content.decode()
     assert "Import report" not in tampered.content.decode()
+
+
+@pytest.mark.parametrize("address", ["http://169.254.169.254/latest", "http://user:pw@example.com/hook"])
+def test_a_refused_webhook_address_is_one_error(admin_client, tenant, address):
+    response = admin_client.post(reverse("admin:channels_app_channel_add"),
+                                 _channel_form(transport="webhook", webhook_url=address))
+
+    errors = response.context["adminform"].form.errors["webhook_url"]
+    assert len(errors) == 1, errors  # not "refused" and "needs a webhook URL" together
+    assert "needs a webhook URL" not in errors[0]
+
+
+# --- connecting the third party: what each transport needs ---------------------------------------------------------
+
+
+def _cloud_form(**overrides):
+    return _channel_form(**{
+        "channel_id": "channel-wa-cloud", "name": "Cloud", "media_type": "whatsapp", "transport": "whatsapp_cloud",
+        "business_id": "15550783881", "phone_number_id": "106540352242922", "waba_id": "102290129340398",
+        "access_token": "EAAG-token", "app_secret": "meta-app-secret", "verify_token": "", **overrides})
+
+
+@pytest.fixture
+def cloud_channel(tenant):
+    from tests.factories import ChannelFactory
+
+    return ChannelFactory(
+        channel_id="channel-wa-cloud", tenant=tenant, media_type="whatsapp", transport="whatsapp_cloud",
+        business_id="15550783881", phone_number_id="106540352242922", waba_id="102290129340398",
+        access_token="EAAG-token", app_secret="meta-app-secret", verify_token="typed-verify-token",
+    )
+
+
+@pytest.mark.django_db
+def test_a_cloud_channel_page_offers_meta_s_webhook_not_nexus(admin_client, cloud_channel):
+    page = admin_client.get(reverse("admin:channels_app_channel_change", args=[cloud_channel.pk])).content.decode()
+
+    panel = page.split('id="channel-connect"')[1].split("</fieldset>")[0]
+    assert "/whatsapp/channel-wa-cloud/webhook" in panel
+    assert "/nexus/" not in panel and "give it to the third party" not in panel
+    assert "messages" in panel and "message_template_status_update" in panel  # the webhook fields to subscribe
+    assert "Verify token" in panel and reverse("admin:channels_app_channel_rotate_verify_token",
+                                               args=[cloud_channel.pk]) in panel
+    assert "typed-verify-token" not in page and "EAAG-token" not in page and "meta-app-secret" not in page
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("base", "warned"), [("https://dms.example.com", False), ("http://127.0.0.1:8000", True)])
+def test_a_cloud_channel_page_warns_when_meta_cannot_reach_the_url(admin_client, cloud_channel, settings, base,
+                                                                    warned):
+    settings.PUBLIC_BASE_URL = base
+
+    page = admin_client.get(reverse("admin:channels_app_channel_change", args=[cloud_channel.pk])).content.decode()
+
+    assert f"{base}/whatsapp/channel-wa-cloud/webhook" in page
+    assert ('id="cloud-webhook-not-https"' in page) is warned
+
+
+@pytest.mark.django_db
+def test_a_hub_channel_page_offers_the_nexus_url_and_the_secret(admin_client, channel):
+    page = admin_client.get(reverse("admin:channels_app_channel_change", args=[channel.pk])).content.decode()
+
+    panel = page.split('id="channel-connect"')[1].split("</fieldset>")[0]
+    assert f"/nexus/v3/channels/{channel.channel_id}/messages" in panel
+    assert reverse("admin:channels_app_channel_rotate_secret", args=[channel.pk]) in panel
+    assert "/whatsapp/" not in panel
+
+
+@pytest.mark.django_db
+def test_the_add_page_has_no_circuit_fields(admin_client, tenant):
+    page = admin_client.get(reverse("admin:channels_app_channel_add")).content.decode()
+
+    assert "consecutive" not in page.lower() and "down since" not in page.lower() and "Circuit" not in page
+
+
+@pytest.mark.django_db
+def test_creating_a_cloud_channel_generates_its_verify_token_and_shows_it_once(admin_client, tenant):
+    response = admin_client.post(reverse("admin:channels_app_channel_add"), _cloud_form(), follow=True)
+
+    created = Channel.objects.get(channel_id="channel-wa-cloud")
+    assert len(created.verify_token) >= 32
+    shown = [str(message) for message in response.context["messages"]]
+    assert any(created.verify_token in message and "Verify token" in message for message in shown), shown
+    assert not any(created.secret in message for message in shown)  # Meta never sees the channel secret
+    again = admin_client.get(reverse("admin:channels_app_channel_change", args=[created.pk])).content.decode()
+    assert created.verify_token not in again
+
+
+@pytest.mark.django_db
+def test_saving_a_cloud_channel_with_the_token_blank_keeps_it(admin_client, cloud_channel):
+    url = reverse("admin:channels_app_channel_change", args=[cloud_channel.pk])
+
+    response = admin_client.post(url, _cloud_form(access_token="", app_secret=""))
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    cloud_channel.refresh_from_db()
+    assert cloud_channel.verify_token == "typed-verify-token" and cloud_channel.access_token == "EAAG-token"
+
+
+@pytest.mark.django_db
+def test_rotating_the_verify_token_asks_first_then_shows_the_new_one_once(admin_client, cloud_channel):
+    url = reverse("admin:channels_app_channel_rotate_verify_token", args=[cloud_channel.pk])
+
+    asked = admin_client.get(url)
+    cloud_channel.refresh_from_db()
+    assert asked.status_code == 200 and cloud_channel.verify_token == "typed-verify-token"
+
+    done = admin_client.post(url, follow=True)
+
+    cloud_channel.refresh_from_db()
+    assert cloud_channel.verify_token != "typed-verify-token"
+    assert any(cloud_channel.verify_token in str(message) for message in done.context["messages"])
+
+
+# --- rotating the secret asks first and may keep the old one for a while ------------------------------------------
+
+
+@pytest.mark.django_db
+def test_rotating_the_secret_asks_first(admin_client, channel):
+    old = channel.secret
+    url = reverse("admin:channels_app_channel_rotate_secret", args=[channel.pk])
+
+    page = admin_client.get(url)
+
+    assert page.status_code == 200 and 'name="grace_hours"' in page.content.decode()
+    channel.refresh_from_db()
+    assert channel.secret == old
+
+
+@pytest.mark.django_db
+def test_rotating_the_secret_with_a_grace_keeps_the_old_one_valid(admin_client, channel):
+    old = channel.secret
+    url = reverse("admin:channels_app_channel_rotate_secret", args=[channel.pk])
+
+    response = admin_client.post(url, {"grace_hours": "3"}, follow=True)
+
+    channel.refresh_from_db()
+    assert channel.secret != old and channel.inbound_secrets(channel.updated_at) == [channel.secret, old]
+    shown = " ".join(str(message) for message in response.context["messages"])
+    assert channel.secret in shown and "old secret" in shown
+    assert 'id="secret-grace"' in response.content.decode()  # the channel's page says so while it lasts
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("grace", ["25", "-1", "x"])
+def test_rotating_the_secret_refuses_a_grace_outside_0_to_24(admin_client, channel, grace):
+    old = channel.secret
+
+    response = admin_client.post(reverse("admin:channels_app_channel_rotate_secret", args=[channel.pk]),
+                                 {"grace_hours": grace})
+
+    assert response.status_code == 200 and response.context["form"].errors["grace_hours"]
+    channel.refresh_from_db()
+    assert channel.secret == old
+
+
+@pytest.mark.django_db
+def test_the_list_action_asks_before_rotating(admin_client, channel):
+    old = channel.secret
+    changelist = reverse("admin:channels_app_channel_changelist")
+    chosen = {"action": "rotate_secrets", "_selected_action": [channel.pk]}
+
+    asked = admin_client.post(changelist, {**chosen, "index": "0"})
+
+    channel.refresh_from_db()
+    assert asked.status_code == 200 and channel.secret == old
+    assert 'name="grace_hours"' in asked.content.decode()
+
+    done = admin_client.post(changelist, {**chosen, "confirm": "yes", "grace_hours": "0"}, follow=True)
+
+    channel.refresh_from_db()
+    assert channel.secret != old and channel.inbound_secrets(channel.updated_at) == [channel.secret]
+    assert any(channel.secret in str(message) for message in done.context["messages"])

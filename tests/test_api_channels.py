@@ -150,3 +150,122 @@ def test_list_filters_by_media_type_and_unknown_channel_is_404(staff_api, channe
 def test_delete_channel(staff_api, channel):
     assert staff_api.delete(f"/api/channels/{channel.channel_id}/").status_code == 204
     assert not Channel.objects.exists()
+
+
+# --- rotating with a grace period (the old secret still verifies /nexus for a while) --------------------------
+
+
+def nexus_post(channel_id: str, secret: str, message_id: str):
+    import hashlib
+    import hmac
+    import json
+
+    from django.test import Client
+
+    body = json.dumps({"messages": [{"type": "Text", "text": "Hello", "channel": {
+        "messageId": message_id, "from": {"id": "16504661149"}}}]}).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return Client().post(f"/nexus/v3/channels/{channel_id}/messages", body, content_type="application/json",
+                         HTTP_X_HUB_SIGNATURE_256=signature)
+
+
+@pytest.mark.django_db
+def test_rotate_secret_with_a_grace_period_accepts_both_secrets_until_it_ends(staff_api, channel):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from channels_app.selectors import channels_by_id
+
+    old = channel.secret
+
+    response = staff_api.post(f"/api/channels/{channel.channel_id}/rotate-secret/", {"grace_hours": 2},
+                              format="json")
+
+    assert response.status_code == 200, response.json()
+    new = response.json()["secret"]
+    until = response.json()["previous_secret_valid_until"]
+    assert abs((timezone.datetime.fromisoformat(until) - timezone.now()) - timedelta(hours=2)) < timedelta(minutes=1)
+    assert nexus_post(channel.channel_id, old, "m-old").status_code == 200
+    assert nexus_post(channel.channel_id, new, "m-new").status_code == 200
+    assert nexus_post(channel.channel_id, "guess", "m-guess").status_code == 401
+    # when the grace has passed, the old secret is refused
+    Channel.objects.filter(pk=channel.pk).update(previous_secret_until=timezone.now() - timedelta(seconds=1))
+    channels_by_id.clear()  # the row as read a moment ago (an UPDATE sends no signal)
+    assert nexus_post(channel.channel_id, old, "m-late").status_code == 401
+    assert nexus_post(channel.channel_id, new, "m-new-2").status_code == 200
+    assert old not in str(staff_api.get(f"/api/channels/{channel.channel_id}/").json())
+
+
+@pytest.mark.django_db
+def test_rotate_secret_without_a_grace_refuses_the_old_one_at_once(staff_api, channel):
+    old = channel.secret
+
+    response = staff_api.post(f"/api/channels/{channel.channel_id}/rotate-secret/")
+
+    assert response.json()["previous_secret_valid_until"] is None
+    assert nexus_post(channel.channel_id, old, "m-old").status_code == 401
+    assert nexus_post(channel.channel_id, response.json()["secret"], "m-new").status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("grace", [-1, 25, "soon", 1.5])
+def test_rotate_secret_refuses_a_grace_outside_0_to_24_hours(staff_api, channel, grace):
+    old = channel.secret
+
+    response = staff_api.post(f"/api/channels/{channel.channel_id}/rotate-secret/", {"grace_hours": grace},
+                              format="json")
+
+    assert response.status_code == 400
+    assert "grace_hours" in response.json()
+    channel.refresh_from_db()
+    assert channel.secret == old
+
+
+# --- WhatsApp Cloud API channels: the verify token is generated, shown once, rotatable ---------------------------
+
+CLOUD = {
+    "channel_id": "channel-wa-cloud", "name": "Cloud", "media_type": "whatsapp", "transport": "whatsapp_cloud",
+    "business_id": "15550783881", "phone_number_id": "106540352242922", "waba_id": "102290129340398",
+    "access_token": "EAAG-token", "app_secret": "meta-app-secret", "tenant": 1,
+}
+
+
+def verify(channel_id: str, token: str):
+    from django.test import Client
+
+    return Client().get(f"/whatsapp/{channel_id}/webhook",
+                        {"hub.mode": "subscribe", "hub.verify_token": token, "hub.challenge": "42"})
+
+
+@pytest.mark.django_db
+def test_a_cloud_channel_gets_a_generated_verify_token_shown_once(staff_api, tenant):
+    response = staff_api.post("/api/channels/", CLOUD, format="json")
+
+    assert response.status_code == 201, response.json()
+    token = response.json()["verify_token"]
+    assert len(token) >= 32 and response.json()["has_verify_token"] is True
+    assert verify("channel-wa-cloud", token).content == b"42"
+    # the contract lists verify_token among the channel's readable fields (only the admin shows it once)
+    assert staff_api.get("/api/channels/channel-wa-cloud/").json()["verify_token"] == token
+
+
+@pytest.mark.django_db
+def test_rotate_verify_token_replaces_it(staff_api, tenant):
+    created = staff_api.post("/api/channels/", {**CLOUD, "verify_token": "typed-by-hand"}, format="json")
+    assert created.json()["verify_token"] == "typed-by-hand"
+
+    response = staff_api.post("/api/channels/channel-wa-cloud/rotate-verify-token/")
+
+    assert response.status_code == 200
+    token = response.json()["verify_token"]
+    assert verify("channel-wa-cloud", token).status_code == 200
+    assert verify("channel-wa-cloud", "typed-by-hand").status_code == 403
+
+
+@pytest.mark.django_db
+def test_rotate_verify_token_of_a_hub_channel_is_400_naming_the_transport(staff_api, channel):
+    response = staff_api.post(f"/api/channels/{channel.channel_id}/rotate-verify-token/")
+
+    assert response.status_code == 400
+    assert "transport" in response.json()

@@ -34,3 +34,35 @@ def test_schema_descriptions_carry_no_internal_notes(schema):
     text = str(schema)
 
     assert "DRF would take" not in text
+
+
+CLOUD_OPERATIONS = [
+    ("/whatsapp/{channel_id}/webhook", "get"),
+    ("/whatsapp/{channel_id}/webhook", "post"),
+    ("/api/standard-responses/{id}/submit/", "post"),
+    ("/api/channels/{channel_id}/sync-templates/", "post"),
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("path", "method"), CLOUD_OPERATIONS)
+def test_the_cloud_api_operations_have_their_tag_and_a_real_summary(schema, path, method):
+    operation = schema["paths"][path][method]
+
+    assert "WhatsApp Cloud API" in operation["tags"]
+    assert len(operation["summary"].split()) >= 4, operation["summary"]
+    assert not operation["summary"].startswith(("Get ", "Post ")), operation["summary"]
+
+
+@pytest.mark.django_db
+def test_no_operation_is_summed_up_by_its_method_alone(schema):
+    def fallback(path, method):  # what ApiAutoSchema says of an operation it knows nothing about
+        resource = path.removeprefix("/api/").split("/")[0].replace("-", " ")
+        return {method.capitalize(), f"{method.capitalize()} {resource}"}
+
+    generic = [
+        (method, path, operation["summary"]) for path, method, operation in _operations(schema)
+        if operation["summary"].strip() in fallback(path, method) or not all(operation["tags"])
+    ]
+
+    assert generic == []

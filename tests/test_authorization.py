@@ -135,7 +135,7 @@ def _world(tenant_id: int, suffix: str) -> dict:
         "tenant": tenant.pk, "channel": channel.channel_id, "category": category.pk, "response": response.pk,
         "attachment": attachment.pk, "contact": contact.pk, "interaction": interaction.pk,
         "campaign": campaign.pk, "user": someone.pk, "delivery": reply.delivery.pk,
-        "answered": answered.pk,
+        "answered": answered.pk, "channel_pk": channel.pk,
     }
 
 
@@ -171,6 +171,7 @@ REQUESTS: dict[str, tuple[str, str, object]] = {
     "channel.partial_update": ("patch", "/api/channels/{channel}/", {"webhook_url": "https://attacker.example/"}),
     "channel.destroy": ("delete", "/api/channels/{channel}/", None),
     "channel.rotate_secret": ("post", "/api/channels/{channel}/rotate-secret/", None),
+    "channel.rotate_verify_token": ("post", "/api/channels/{channel}/rotate-verify-token/", None),
     "channel.sync_templates": ("post", "/api/channels/{channel}/sync-templates/", None),
     "option.list": ("get", "/api/options/?channel={channel}", None),
     "option.retrieve": ("get", "/api/options/channel/inbound-route-by-call/?channel={channel}", None),
@@ -489,6 +490,9 @@ ADMIN_EXTRA = {
     "admin:channels_app_delivery_retry": ("post", "/admin/channels_app/delivery/{delivery}/retry/"),
     "admin:channels_app_whatsapptemplate_sync": ("post",
                                                  "/admin/channels_app/whatsapptemplate/sync/?channel={channel}"),
+    "admin:channels_app_channel_rotate_secret": ("get", "/admin/channels_app/channel/{channel_pk}/rotate-secret/"),
+    "admin:channels_app_channel_rotate_verify_token": (
+        "get", "/admin/channels_app/channel/{channel_pk}/rotate-verify-token/"),
 }
 
 
@@ -531,6 +535,19 @@ def test_admin_extra_views_do_not_show_another_tenants_campaign(client, home, aw
 
     assert response.status_code == 404
     assert Campaign.objects.get(pk=away["campaign"]).state == "draft"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("what", ["rotate-secret", "rotate-verify-token"])
+def test_admin_rotation_does_not_reach_another_tenants_channel(client, home, away, what):
+    user = member("caller", *DEFAULT_GROUPS, tenants=[Tenant.objects.get(pk=home["tenant"])])
+    client.force_login(user)
+    before = Channel.objects.get(pk=away["channel_pk"]).secret
+
+    response = client.post(f"/admin/channels_app/channel/{away['channel_pk']}/{what}/", {"grace_hours": "0"})
+
+    assert response.status_code == 404
+    assert Channel.objects.get(pk=away["channel_pk"]).secret == before
 
 
 @pytest.mark.django_db

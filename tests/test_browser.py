@@ -193,3 +193,68 @@ def test_the_transcript_shows_a_timestamp_out_of_chronological_order_in_red(brow
     assert "out of chronological order" in marked[0].get_attribute("title")
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", marked[0])
     browser.save_screenshot(str(SCREENSHOTS / "transcript-out-of-order.png"))
+
+
+def _log_in_as_superuser(browser, live_server, django_user_model, wait):
+    django_user_model.objects.create_superuser("admin", password="browser-pass-123")
+    browser.get(f"{live_server.url}/admin/login/")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys("browser-pass-123")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait.until(expected_conditions.url_matches(r"/admin/$"))
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_connecting_a_cloud_channel_and_a_hub_channel(browser, live_server, django_user_model, tenant, channel):
+    from tests.factories import ChannelFactory
+
+    # given a WhatsApp Cloud API channel and a hub channel, and an administrator
+    cloud = ChannelFactory(
+        channel_id="channel-wa-cloud", name="WhatsApp Cloud", tenant=tenant, media_type="whatsapp",
+        transport="whatsapp_cloud", business_id="15550783881", phone_number_id="106540352242922",
+        waba_id="102290129340398", access_token="EAAG-token", app_secret="meta-app-secret", verify_token="typed",
+        endpoints=["1:session-chat"], inbound_route_by_call="1:session-chat",
+    )
+    wait = WebDriverWait(browser, 20)
+    _log_in_as_superuser(browser, live_server, django_user_model, wait)
+
+    # the add page has no circuit (nothing has been delivered yet)
+    browser.get(f"{live_server.url}/admin/channels_app/channel/add/")
+    assert "Consecutive failures" not in browser.page_source and "Circuit" not in browser.page_source
+    browser.save_screenshot(str(SCREENSHOTS / "22a-add-channel.png"))
+
+    # when they open the Cloud channel's page, the panel gives Meta's callback URL, not /nexus
+    browser.get(f"{live_server.url}/admin/channels_app/channel/{cloud.pk}/change/")
+    panel = browser.find_element(By.ID, "channel-connect")
+    assert "/whatsapp/channel-wa-cloud/webhook" in panel.text
+    assert "/nexus/" not in panel.text and "message_template_status_update" in panel.text
+    browser.save_screenshot(str(SCREENSHOTS / "22a-cloud-channel.png"))
+
+    # and rotating the verify token asks first, then shows the new one once
+    browser.find_element(By.ID, "rotate-verify-token").click()
+    wait.until(expected_conditions.presence_of_element_located((By.ID, "rotate-confirm")))
+    browser.find_element(By.ID, "rotate-confirm").click()
+    wait.until(expected_conditions.presence_of_element_located((By.CLASS_NAME, "dms-secret-value")))
+    cloud.refresh_from_db()
+    assert browser.find_element(By.CLASS_NAME, "dms-secret-value").text == cloud.verify_token != "typed"
+
+    # when they open the hub channel's page, the panel gives the /nexus URL and the secret
+    browser.get(f"{live_server.url}/admin/channels_app/channel/{channel.pk}/change/")
+    panel = browser.find_element(By.ID, "channel-connect")
+    assert f"/nexus/v3/channels/{channel.channel_id}/messages" in panel.text
+    browser.save_screenshot(str(SCREENSHOTS / "22a-hub-channel.png"))
+
+    # and rotating the secret asks first, with a grace period for the old one
+    old = channel.secret
+    browser.find_element(By.ID, "rotate-secret").click()
+    grace = wait.until(expected_conditions.presence_of_element_located((By.NAME, "grace_hours")))
+    grace.clear()
+    grace.send_keys("2")
+    browser.save_screenshot(str(SCREENSHOTS / "22a-rotate-secret.png"))
+    browser.find_element(By.ID, "rotate-confirm").click()
+    wait.until(expected_conditions.presence_of_element_located((By.CLASS_NAME, "dms-secret-value")))
+    channel.refresh_from_db()
+    assert browser.find_element(By.CLASS_NAME, "dms-secret-value").text == channel.secret != old
+    assert "still accepted until" in browser.page_source
+    browser.save_screenshot(str(SCREENSHOTS / "22a-secret-rotated.png"))
+    assert channel.previous_secret == old

@@ -11,7 +11,7 @@ PACKAGE = ROOT / "channels_app"
 # The doors: each may import the services, the selectors, the models and the shared modules below, never
 # another door.
 INTERFACES = ("channels_app.api", "channels_app.esp", "channels_app.messaging", "channels_app.admin",
-              "channels_app.tasks", "channels_app.health", "channels_app.media_access")
+              "channels_app.tasks", "channels_app.health", "channels_app.media_access", "channels_app.whatsapp")
 SHARED = ("channels_app.services", "channels_app.selectors", "channels_app.models", "channels_app.parsing",
           "channels_app.authentication", "channels_app.errors", "channels_app.rights", "channels_app.choices",
           "channels_app.options_catalog", "channels_app.text_rules", "channels_app.validators",
@@ -136,4 +136,16 @@ def test_reads_stay_below_the_services_that_use_them():
              if target.startswith("channels_app.services")]
 
     assert "channels_app.selectors" in graph
+    assert wrong == []
+
+
+def test_services_never_import_an_interface():
+    """Services depend on models, transports and pure modules; a door's parser (say Meta's webhook bodies)
+    lives with its transport, so that no service reaches up into a door."""
+    wrong = [
+        f"{name} -> {target}"
+        for name, targets in import_graph().items() if name.startswith("channels_app.services")
+        for target in targets if target.startswith(INTERFACES)
+    ]
+
     assert wrong == []

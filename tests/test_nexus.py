@@ -242,3 +242,40 @@ def test_a_customer_is_found_through_the_unique_index_not_by_reading_every_conta
         plan = "\n".join(row[0] for row in cursor.fetchall())
 
     assert "contact_unique_phone" in plan, plan
+
+
+# --- the README's signed request, pasted as a reader would -------------------------------------------------------
+
+
+def _readme_block(marker: str) -> str:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    after = readme.split(f"<!-- {marker} -->", 1)[1]
+    import textwrap
+
+    return textwrap.dedent(after.split("```sh\n", 1)[1].split("```", 1)[0])
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("marker", ["signed-nexus-request", "signed-nexus-request-python"])
+def test_the_readme_signed_request_is_accepted(live_server, tenant, marker):
+    import shutil
+    import subprocess
+
+    from tests.conftest import require_or_skip
+
+    require_or_skip(bool(shutil.which("curl") and shutil.which("openssl")), "curl and openssl are not installed")
+    ChannelFactory(channel_id="channel-whatsapp-REAL", tenant=tenant, transport="webhook",
+                   webhook_url="http://127.0.0.1:9/hook", secret="the-channel-secret",
+                   inbound_route_by_call="1:session-chat")
+    script = _readme_block(marker)
+    # the reader's values: the README names the variables it wants on its first line
+    script = "\n".join(
+        f"BASE={live_server.url} CHANNEL=channel-whatsapp-REAL SECRET=the-channel-secret"
+        if line.startswith("BASE=") else line for line in script.splitlines())
+
+    answer = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+
+    assert '"code":0' in answer.stdout.replace(" ", ""), (answer.stdout, answer.stderr)
+    assert Message.objects.get().text == "Hello from the README"

@@ -173,6 +173,41 @@ def test_each_message_type_becomes_a_customer_message(cloud, name):
     assert interaction.last_customer_message_at.timestamp() == 1603059201
 
 
+def replay_body(body: dict) -> Message:
+    post_webhook(json.dumps(body).encode())
+    assert whatsapp_inbox_process(inbox_id=WhatsAppInbox.objects.order_by("-pk").first().pk)
+    return Message.objects.order_by("-pk").first()
+
+
+def location_webhook(**location) -> dict:
+    body = json.loads(fixture("location.json"))
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["location"].update(location)
+    return body
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "data:text/html,<b>x</b>", "ftp://example.com/map"])
+def test_a_location_url_that_is_not_http_is_left_out_as_on_nexus(cloud, url):
+    message = replay_body(location_webhook(url=url))
+
+    assert message.payload["type"] == "Location"
+    assert message.payload["location"] == EXPECTED["location.json"][1]["location"]  # the place kept, not its url
+
+
+@pytest.mark.django_db
+def test_a_location_keeps_an_http_url(cloud):
+    message = replay_body(location_webhook(url="https://maps.example.com/?q=philz"))
+
+    assert message.payload["location"]["url"] == "https://maps.example.com/?q=philz"
+
+
+@pytest.mark.django_db
+def test_a_location_out_of_range_is_unsupported_as_on_nexus(cloud):
+    message = replay_body(location_webhook(latitude=123.0))
+
+    assert message.payload["type"] == "Unsupported" and "location" not in message.payload
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("name", ["image.json", "audio.json", "video.json", "document.json", "sticker.json"])
 def test_media_are_fetched_from_the_graph_api_into_storage(cloud, stand_in, name):

@@ -5,12 +5,16 @@ import json
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
 from django.core import signing
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count
-from django.http import HttpResponse
-from django.shortcuts import render
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import escape, format_html
 from django.utils.text import Truncator
 
@@ -18,6 +22,7 @@ from channels_app import options_catalog
 from channels_app.admin.deliveries import circuit_in_words
 from channels_app.admin.forms import TextRulesForm, TextRulesModelForm
 from channels_app.admin.scoping import ScopedModelAdmin, ScopedTabularInline
+from channels_app.choices import Transport
 from channels_app.errors import ApplicationError
 from channels_app.models import (
     BusinessAttribute,
@@ -27,15 +32,18 @@ from channels_app.models import (
     Membership,
     OptionValue,
     Tenant,
+    generate_verify_token,
 )
 from channels_app.models.configuration import CIRCUIT_RULE
 from channels_app.outbound import validate_outbound_url
 from channels_app.selectors import channel_list
 from channels_app.services.channels import (
     INBOUND_ROUTE,
+    SECRET_GRACE_HOURS_MAX,
     channel_delete,
     channel_inbound_route,
     channel_rotate_secret,
+    channel_rotate_verify_token,
     channel_save,
     channel_send_test,
 )
@@ -191,6 +199,13 @@ class ChannelForm(TextRulesModelForm):
         help_text="WhatsApp Cloud API: the Meta app's secret. Write-only: leave blank to keep the current one.",
     )
 
+    verify_token = forms.CharField(
+        required=False, max_length=256,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="WhatsApp Cloud API: what Meta's webhook form asks as 'Verify token'. Write-only: leave blank to "
+        "keep the current one (a new channel gets a generated one, shown once; rotate it from the channel's page).",
+    )
+
     throughput_per_second = forms.IntegerField(
         required=False, min_value=1, max_value=1000, label="throughput (messages per second)",
         help_text=Channel._meta.get_field("throughput_per_second").help_text + " Blank: 80.",
@@ -209,7 +224,9 @@ class ChannelForm(TextRulesModelForm):
         if self.instance.pk:
             self.fields["inbound_route_by_call"].initial = channel_inbound_route(channel=self.instance)
         self._current_secret = self.instance.secret
-        self._current_cloud = {"access_token": self.instance.access_token, "app_secret": self.instance.app_secret}
+        self._current_cloud = {"access_token": self.instance.access_token, "app_secret": self.instance.app_secret,
+                               "verify_token": self.instance.verify_token}
+        self.verify_token_generated = False
 
     def clean_secret(self):
         return self.cleaned_data["secret"] or self._current_secret
@@ -223,13 +240,30 @@ class ChannelForm(TextRulesModelForm):
     def clean_app_secret(self):
         return self.cleaned_data["app_secret"] or self._current_cloud["app_secret"]
 
+    def clean_verify_token(self):
+        return self.cleaned_data["verify_token"] or self._current_cloud["verify_token"]
+
     def clean_webhook_url(self):
         value = self.cleaned_data["webhook_url"]
         validate_outbound_url(value)  # shown on the field; channel_save checks it again for every door
         return value
 
+    def _update_errors(self, errors):
+        # A field the form refused (a blocked webhook address) is missing from the instance, so the model's
+        # clean() would add "needs a webhook URL" under the refusal: one error a field, the form's.
+        if hasattr(errors, "error_dict"):
+            kept = {field: items for field, items in errors.error_dict.items() if field not in self._errors}
+            if not kept:
+                return
+            errors = forms.ValidationError(kept)
+        super()._update_errors(errors)
+
     def clean(self):
         cleaned = super().clean()
+        if cleaned.get("transport") == Transport.WHATSAPP_CLOUD and not cleaned.get("verify_token"):
+            # Generated here rather than in channel_save, as the model checks that a Cloud channel has one.
+            cleaned["verify_token"] = generate_verify_token()
+            self.verify_token_generated = True
         route = (cleaned.get("inbound_route_by_call") or "").strip()
         cleaned["inbound_route_by_call"] = route
         tenant = cleaned.get("tenant")
@@ -239,6 +273,16 @@ class ChannelForm(TextRulesModelForm):
             except forms.ValidationError as error:
                 self.add_error("inbound_route_by_call", error)
         return cleaned
+
+
+class RotateSecretForm(forms.Form):
+    grace_hours = forms.IntegerField(
+        min_value=0, max_value=SECRET_GRACE_HOURS_MAX, initial=0, label="Keep the old secret valid for (hours)",
+        help_text=f"0: the old secret stops working now. 1 to {SECRET_GRACE_HOURS_MAX}: requests the third party "
+        "signs with either secret are accepted meanwhile, while it changes to the new one (our webhooks are signed "
+        "with the new one at once).",
+        widget=forms.NumberInput(attrs={"style": "width: 5em"}),
+    )
 
 
 @admin.register(Channel)
@@ -265,6 +309,19 @@ class ChannelAdmin(ScopedModelAdmin):
     ]
     readonly_fields = ["circuit", "consecutive_failures", "down_since", "needs_attention"]
 
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = []
+        for name, options in super().get_fieldsets(request, obj):
+            options = dict(options)
+            if obj is None:  # a new channel has no circuit nor anything needing attention yet
+                if name == "Circuit":
+                    continue
+                options["fields"] = [field for field in options["fields"] if field != "needs_attention"]
+            if name == "WhatsApp Cloud API" and obj is not None and obj.transport == Transport.WHATSAPP_CLOUD:
+                options["classes"] = []  # open on the page of the channel whose transport it is
+            fieldsets.append((name, options))
+        return fieldsets
+
     @admin.display(description="circuit")
     def circuit(self, channel):
         return circuit_in_words(channel)
@@ -280,13 +337,85 @@ class ChannelAdmin(ScopedModelAdmin):
     def save_model(self, request, obj, form, change):
         generated = not obj.secret
         channel_save(channel=obj, inbound_route_by_call=form.cleaned_data["inbound_route_by_call"])
-        if generated:
+        if obj.transport == Transport.WHATSAPP_CLOUD:
+            # Meta is given the webhook URL and the verify token; the channel secret signs nothing it sees.
+            if form.verify_token_generated:
+                self._show_verify_token_once(request, obj, obj.verify_token)
+        elif generated:
             self._show_secret_once(request, obj, obj.secret)
 
-    @admin.action(description="Rotate the secret of the selected channels (shown once)", permissions=["change"])
+    @admin.action(description="Rotate the secret of the selected channels (asks first, shown once)",
+                  permissions=["change"])
     def rotate_secrets(self, request, queryset):
-        for channel in queryset:
-            self._show_secret_once(request, channel, channel_rotate_secret(channel=channel))
+        form = RotateSecretForm(request.POST if "confirm" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            for channel in queryset:
+                self._rotate_secret(request, channel, form.cleaned_data["grace_hours"])
+            return None
+        return self._rotate_page(request, form, list(queryset), what="secret")
+
+    def get_urls(self):
+        return [
+            path("<path:object_id>/rotate-secret/",
+                 self.guarded(self.rotate_secret_view, "admin:channels_app_channel_rotate_secret"),
+                 name="channels_app_channel_rotate_secret"),
+            path("<path:object_id>/rotate-verify-token/",
+                 self.guarded(self.rotate_verify_token_view, "admin:channels_app_channel_rotate_verify_token"),
+                 name="channels_app_channel_rotate_verify_token"),
+            *super().get_urls(),
+        ]
+
+    def _changeable(self, request, object_id) -> Channel:
+        channel = self.get_object(request, unquote(object_id))  # the caller's tenants only
+        if channel is None:
+            raise Http404("No such channel.")
+        if not self.has_change_permission(request, channel):
+            raise PermissionDenied
+        return channel
+
+    def rotate_secret_view(self, request, object_id):
+        """Asks first (with the grace period), then rotates and shows the new secret once."""
+        channel = self._changeable(request, object_id)
+        form = RotateSecretForm(request.POST if request.method == "POST" else None)
+        if form.is_bound and form.is_valid():
+            self._rotate_secret(request, channel, form.cleaned_data["grace_hours"])
+            return redirect("admin:channels_app_channel_change", channel.pk)
+        return self._rotate_page(request, form, [channel], what="secret")
+
+    def rotate_verify_token_view(self, request, object_id):
+        """WhatsApp Cloud API: asks first, then rotates the verify token and shows the new one once."""
+        channel = self._changeable(request, object_id)
+        if channel.transport != Transport.WHATSAPP_CLOUD:
+            self.message_user(request, "Only a WhatsApp Cloud API channel has a verify token.", messages.ERROR)
+            return redirect("admin:channels_app_channel_change", channel.pk)
+        if request.method == "POST":
+            self._show_verify_token_once(request, channel, channel_rotate_verify_token(channel=channel))
+            return redirect("admin:channels_app_channel_change", channel.pk)
+        return self._rotate_page(request, None, [channel], what="verify token")
+
+    def _rotate_page(self, request, form, channels, *, what: str):
+        one = len(channels) == 1
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Rotate the {what} of {channels[0].channel_id if one else f'{len(channels)} channels'}?",
+            "form": form,
+            "what": what,
+            "channels": channels,
+            "from_action": request.POST.get("action") == "rotate_secrets",
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "back_url": reverse("admin:channels_app_channel_change", args=[channels[0].pk]) if one and not
+            request.POST.get("action") else reverse("admin:channels_app_channel_changelist"),
+        }
+        return TemplateResponse(request, "admin/channels_app/channel/rotate.html", context)
+
+    def _rotate_secret(self, request, channel, grace_hours: int) -> None:
+        secret = channel_rotate_secret(channel=channel, grace_hours=grace_hours)
+        self._show_secret_once(request, channel, secret)
+        if channel.previous_secret_until is not None:
+            self.message_user(request, format_html(
+                "The old secret of <b>{}</b> is still accepted until {} UTC.", channel.channel_id,
+                channel.previous_secret_until.strftime("%Y-%m-%d %H:%M")), messages.INFO)
 
     @admin.action(description="Send a test message through the selected channels", permissions=["change"])
     def send_test_message(self, request, queryset):
@@ -325,16 +454,39 @@ class ChannelAdmin(ScopedModelAdmin):
             messages.WARNING,
         )
 
+    def _show_verify_token_once(self, request, channel, token):
+        self.message_user(
+            request,
+            format_html(
+                '<span class="dms-secret">The verify token of <b>{}</b> is <code class="dms-secret-value">{}</code> '
+                "{} Copy it now and enter it as <i>Verify token</i> in Meta's webhook configuration, with the "
+                "callback URL shown on the channel's page: it is not shown again.</span>",
+                channel.channel_id, token, copy_button(token, "Copy verify token"),
+            ),
+            messages.WARNING,
+        )
+
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and obj.pk:
-            context["inbound_url"] = inbound_url(request, obj)
-            context["copy_inbound"] = copy_button(context["inbound_url"], "Copy URL")
+            # The "Connect the third party" panel shows what the channel's transport needs.
+            if obj.transport == Transport.WHATSAPP_CLOUD:
+                context["cloud_webhook_url"] = public_url(request, reverse("whatsapp-webhook", args=[obj.channel_id]))
+                context["copy_cloud_webhook"] = copy_button(context["cloud_webhook_url"], "Copy URL")
+                context["cloud_webhook_https"] = context["cloud_webhook_url"].startswith("https://")
+                context["rotate_verify_token_url"] = reverse("admin:channels_app_channel_rotate_verify_token",
+                                                             args=[obj.pk])
+            else:
+                context["inbound_url"] = public_url(request, reverse("nexus-messages", args=[obj.channel_id]))
+                context["copy_inbound"] = copy_button(context["inbound_url"], "Copy URL")
+                context["rotate_secret_url"] = reverse("admin:channels_app_channel_rotate_secret", args=[obj.pk])
+                if len(obj.inbound_secrets(timezone.now())) > 1:
+                    context["previous_secret_until"] = obj.previous_secret_until
         return super().render_change_form(request, context, add, change, form_url, obj)
 
 
-def inbound_url(request, channel) -> str:
-    """The absolute URL the third party POSTs the customers' messages to (API.md, Third-Party Messaging)."""
-    path = reverse("nexus-messages", args=[channel.channel_id])
+def public_url(request, path: str) -> str:
+    """The absolute URL of one of our paths as the third party reaches it (PUBLIC_BASE_URL, else the request's
+    host): the /nexus inbound URL (API.md, Third-Party Messaging) or Meta's webhook URL."""
     base = settings.PUBLIC_BASE_URL
     return f"{base}{path}" if base else request.build_absolute_uri(path)
 

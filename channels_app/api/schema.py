@@ -34,7 +34,10 @@ TAGS = {
     "emojis": "Standard responses", "interactions": "Interactions", "contacts": "Contacts",
     "campaigns": "Campaigns", "users": "Users", "audit-log": "Audit log",
 }
-OTHER_TAGS = {"/esp": "ESP", "/nexus/": "Third-Party Messaging", "/healthz": "Operations"}
+CLOUD_TAG = "WhatsApp Cloud API"
+OTHER_TAGS = {"/esp": "ESP", "/nexus/": "Third-Party Messaging", "/healthz": "Operations", "/whatsapp/": CLOUD_TAG}
+# Actions of a resource that only WhatsApp Cloud API channels have: listed under their resource and the Cloud tag.
+CLOUD_ACTIONS = ("submit", "sync_templates", "rotate_verify_token")
 
 # Summaries of the standard actions; "{one}" and "{many}" are the resource's words.
 ACTION_SUMMARIES = {
@@ -44,6 +47,7 @@ ACTION_SUMMARIES = {
 ONE = {"standard-response-categories": "standard response category", "options": "option value"}
 EXTRA_SUMMARIES = {
     "rotate_secret": "Rotate a channel's secret (the new one is shown once)",
+    "rotate_verify_token": "Rotate a Cloud API channel's verify token (the new one is shown once)",
     "render": "Render a standard response with field values",
     "messages": "Send an agent's message in an interaction",
     "recipients": "List a campaign's recipients and their status",
@@ -52,12 +56,17 @@ EXTRA_SUMMARIES = {
     "results_csv": "Download a campaign's results (CSV)",
     "start": "Start a campaign", "pause": "Pause a running campaign", "resume": "Resume a paused campaign",
     "cancel": "Cancel a campaign",
+    "submit": "Submit a standard response to Meta as a WhatsApp template",
+    "sync_templates": "Ask Meta now for the status of a channel's WhatsApp templates",
 }
 OTHER_SUMMARIES = {
     ("/api/auth/token/", "POST"): "Get an API token with a username and password",
     ("/api/auth/token/", "DELETE"): "Revoke the caller's token",
     ("/api/emojis/", "GET"): "List the emojis agents may insert",
     ("/esp", "POST"): "Call an ESP method (InviteToChat, SendMessage, ...)",
+    ("/nexus/v3/channels/{channel_id}/messages", "POST"): "Receive customer messages and receipts from a third party",
+    ("/whatsapp/{channel_id}/webhook", "GET"): "Answer Meta's verification of the webhook URL (hub.challenge)",
+    ("/whatsapp/{channel_id}/webhook", "POST"): "Receive Meta's webhook: customer messages, statuses, templates",
 }
 
 
@@ -74,7 +83,8 @@ class ApiAutoSchema(AutoSchema):
             if path.startswith(prefix):
                 return [tag]
         parts = path.removeprefix("/api/").split("/")
-        return [TAGS.get(parts[0], parts[0].replace("-", " ").capitalize())]
+        tags = [TAGS.get(parts[0], parts[0].replace("-", " ").capitalize())]
+        return [*tags, CLOUD_TAG] if getattr(self.view, "action", None) in CLOUD_ACTIONS else tags
 
     def get_summary(self):
         summary = super().get_summary()

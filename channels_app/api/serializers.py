@@ -191,6 +191,9 @@ class ChannelSerializer(ModelSerializer):
     app_secret = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=256)
     has_access_token = serializers.SerializerMethodField()
     has_app_secret = serializers.SerializerMethodField()
+    # Generated when left blank on a whatsapp_cloud channel. It stays readable here, as the contract lists it
+    # among the channel's fields (only access_token and app_secret are write-only); the admin shows it once.
+    has_verify_token = serializers.SerializerMethodField()
 
     class Meta:
         model = Channel
@@ -198,7 +201,8 @@ class ChannelSerializer(ModelSerializer):
             "channel_id", "name", "tenant", "media_type", "transport", "business_id", "webhook_url", "secret",
             "has_secret", "retry_timeout_seconds", "retry_attempts", "enabled", "endpoints",
             "inbound_route_by_call", "phone_number_id", "waba_id", "access_token", "has_access_token",
-            "app_secret", "has_app_secret", "verify_token", "throughput_per_second", "needs_attention",
+            "app_secret", "has_app_secret", "verify_token", "has_verify_token", "throughput_per_second",
+            "needs_attention",
             "created_at", "updated_at",
         ]
         read_only_fields = ["needs_attention", "created_at", "updated_at"]
@@ -213,6 +217,9 @@ class ChannelSerializer(ModelSerializer):
 
     def get_has_app_secret(self, channel) -> bool:
         return bool(channel.app_secret)
+
+    def get_has_verify_token(self, channel) -> bool:
+        return bool(channel.verify_token)
 
 
 class OptionSerializer(Serializer):
@@ -671,16 +678,32 @@ class PaginatedRecipientListSerializer(Serializer):
 
 
 class ChannelCreatedSerializer(ChannelSerializer):
-    """The answer that created a channel: its generated secret, shown this once."""
+    """The answer that created a channel: its generated secret (and a Cloud API channel's generated verify
+    token), shown this once."""
 
     secret = serializers.CharField(read_only=True, help_text="The generated secret; never shown again.")
+    verify_token = serializers.CharField(
+        read_only=True, required=False,
+        help_text="WhatsApp Cloud API: the generated verify token (when none was given); never shown again.")
 
     class Meta(ChannelSerializer.Meta):
         pass
 
 
+class RotateSecretSerializer(Serializer):
+    grace_hours = serializers.IntegerField(
+        required=False, default=0, min_value=0, max_value=24,
+        help_text="For how many hours (0 to 24) inbound requests signed with the old secret are still accepted.")
+
+
 class SecretSerializer(Serializer):
     secret = serializers.CharField(help_text="The new secret; never shown again.")
+    previous_secret_valid_until = serializers.DateTimeField(
+        allow_null=True, help_text="Until when the old secret is still accepted (null: no longer).")
+
+
+class VerifyTokenSerializer(Serializer):
+    verify_token = serializers.CharField(help_text="The new verify token; never shown again.")
 
 
 class UserSerializer(ModelSerializer):

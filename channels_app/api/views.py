@@ -52,7 +52,12 @@ from channels_app.selectors import (
 from channels_app.services import campaigns as campaign_services
 from channels_app.services.agent_messages import agent_message_send, session_start
 from channels_app.services.business_attributes import business_attribute_delete, business_attribute_save
-from channels_app.services.channels import channel_delete, channel_rotate_secret, channel_save
+from channels_app.services.channels import (
+    channel_delete,
+    channel_rotate_secret,
+    channel_rotate_verify_token,
+    channel_save,
+)
 from channels_app.services.interactions import interaction_close
 from channels_app.services.opt_out import contact_opt_outs_set
 from channels_app.services.options import (
@@ -179,10 +184,13 @@ class ChannelViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         generated = not serializer.validated_data.get("secret")
+        generated_token = not serializer.validated_data.get("verify_token")
         self._save(serializer, Channel())
         body = dict(serializer.data)
         if generated:
             body["secret"] = serializer.instance.secret
+        if generated_token and serializer.instance.verify_token:
+            body["verify_token"] = serializer.instance.verify_token
         return Response(body, status=status.HTTP_201_CREATED)
 
     def perform_update(self, serializer):
@@ -191,11 +199,24 @@ class ChannelViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
     def perform_destroy(self, channel):
         channel_delete(channel=channel)
 
-    @extend_schema(request=None, responses={200: serializers.SecretSerializer})
+    @extend_schema(request=serializers.RotateSecretSerializer, responses={200: serializers.SecretSerializer})
     @action(detail=True, methods=["post"], url_path="rotate-secret")
     def rotate_secret(self, request, channel_id=None):
-        """Replace the channel's secret with a generated one, shown in this answer only."""
-        return Response({"secret": channel_rotate_secret(channel=self.get_object())})
+        """Replace the channel's secret with a generated one, shown in this answer only. With `grace_hours`
+        (0 to 24, default 0) inbound requests signed with the old secret are still accepted for that long."""
+        serializer = serializers.RotateSecretSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        channel = self.get_object()
+        secret = channel_rotate_secret(channel=channel, grace_hours=serializer.validated_data["grace_hours"])
+        return Response(serializers.SecretSerializer(
+            {"secret": secret, "previous_secret_valid_until": channel.previous_secret_until}).data)
+
+    @extend_schema(request=None, responses={200: serializers.VerifyTokenSerializer})
+    @action(detail=True, methods=["post"], url_path="rotate-verify-token")
+    def rotate_verify_token(self, request, channel_id=None):
+        """WhatsApp Cloud API: replace the channel's verify token with a generated one, shown in this answer
+        only (enter it in Meta's webhook configuration)."""
+        return Response({"verify_token": channel_rotate_verify_token(channel=self.get_object())})
 
     @extend_schema(request=None, responses={202: OpenApiResponse(description="The sync is queued.")})
     @action(detail=True, methods=["post"], url_path="sync-templates")

@@ -21,6 +21,7 @@ from channels_app.parsing import (
     parse_inbound,
 )
 from channels_app.selectors import channel_find
+from channels_app.services.channels import channel_inbound_secrets
 from channels_app.services.inbound import inbound_messages_accept
 
 INVALID_STRUCTURE = 520
@@ -134,12 +135,13 @@ class NexusMessagesView(APIView):
         if channel is None:
             return _status(404, f"Unknown channel {channel_id!r}.", 404)
         body = request.data if isinstance(request.data, bytes) else b""
-        if not verify_hub_signature(
-            secret=channel.secret,
+        # The secret, and during a rotation's grace period the one it replaced (channel_rotate_secret).
+        if not any(verify_hub_signature(
+            secret=secret,
             body=body,
             sha1_header=request.headers.get("X-Hub-Signature"),
             sha256_header=request.headers.get("X-Hub-Signature-256"),
-        ):
+        ) for secret in channel_inbound_secrets(channel=channel)):
             return _status(401, "Missing or wrong X-Hub-Signature.", 401)
         try:
             messages = parse_inbound(json.loads(body), max_text_bytes=settings.MAX_INBOUND_TEXT_BYTES)

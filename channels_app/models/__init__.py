@@ -9,6 +9,7 @@ from channels_app.models.configuration import (
     OptionValue,
     Tenant,
     generate_channel_secret,
+    generate_verify_token,
 )
 from channels_app.models.conversations import (
     Contact,
@@ -66,6 +67,7 @@ __all__ = [
     "OptionValue",
     "Tenant",
     "generate_channel_secret",
+    "generate_verify_token",
     "ChannelThrottle",
     "ContactOptOut",
     "MediaState",

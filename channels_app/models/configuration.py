@@ -74,6 +74,11 @@ def generate_channel_secret() -> str:
     return secrets.token_hex(32)
 
 
+def generate_verify_token() -> str:
+    """A WhatsApp Cloud API verify token: typed into Meta's form, so letters and digits only."""
+    return secrets.token_hex(20)
+
+
 class Channel(models.Model):
     """A messaging channel of the DMS: a WhatsApp, Apple Messages for Business,
     SMS or e-mail channel, reached through a third-party webhook or the
@@ -113,6 +118,13 @@ class Channel(models.Model):
         max_length=128,
         blank=True,
         help_text="The app secret that signs webhooks and inbound requests (HMAC). Generated when left blank.",
+    )
+    # A rotation with a grace period keeps the replaced secret here: inbound requests signed with it are
+    # still accepted until previous_secret_until (channel_rotate_secret, Channel.inbound_secrets).
+    previous_secret = models.CharField(max_length=128, blank=True, editable=False)
+    previous_secret_until = models.DateTimeField(
+        "previous secret valid until", null=True, blank=True, editable=False,
+        help_text="Until then, inbound requests signed with the secret replaced by the last rotation are accepted.",
     )
     retry_timeout_seconds = models.PositiveIntegerField(
         "retry timeout (seconds)",
@@ -154,7 +166,8 @@ class Channel(models.Model):
     )
     verify_token = models.CharField(
         max_length=256, blank=True,
-        help_text="WhatsApp Cloud API: the text you type as 'Verify token' when you register the webhook URL.",
+        help_text="WhatsApp Cloud API: the text you type as 'Verify token' when you register the webhook URL. "
+        "Generated when left blank and shown once.",
     )
     throughput_per_second = models.PositiveIntegerField(
         "throughput (messages per second)", default=80,
@@ -220,6 +233,15 @@ class Channel(models.Model):
     def ensure_secret(self) -> None:
         if not self.secret:
             self.secret = generate_channel_secret()
+        if self.transport == Transport.WHATSAPP_CLOUD and not self.verify_token:
+            self.verify_token = generate_verify_token()
+
+    def inbound_secrets(self, now) -> list[str]:
+        """The secrets an inbound request may be signed with at `now`: the secret, and during the grace
+        period of the last rotation the one it replaced."""
+        if self.previous_secret and self.previous_secret_until is not None and now < self.previous_secret_until:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
 
 
 class Endpoint(models.Model):

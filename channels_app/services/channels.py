@@ -1,12 +1,16 @@
 """Channels: creation and update with their endpoints and inbound route."""
 
+from datetime import timedelta
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from channels_app import options_catalog
 from channels_app.audit import audit_children, audit_muted
+from channels_app.choices import Transport
 from channels_app.errors import InvalidFields, InvalidParameter
-from channels_app.models import Channel, Endpoint, generate_channel_secret
+from channels_app.models import Channel, Endpoint, generate_channel_secret, generate_verify_token
 from channels_app.outbound import url_refusal
 from channels_app.selectors import channels_by_id
 from channels_app.services.options import option_reset, option_set, option_value
@@ -87,13 +91,49 @@ def channel_save(
     return channel
 
 
+SECRET_GRACE_HOURS_MAX = 24
+
+
 @transaction.atomic
-def channel_rotate_secret(*, channel: Channel) -> str:
+def channel_rotate_secret(*, channel: Channel, grace_hours: int = 0) -> str:
     """Replace the channel's secret with a new generated one and return it:
-    the only moment it is shown (API.md, "Secrets are shown once")."""
+    the only moment it is shown (API.md, "Secrets are shown once").
+
+    With `grace_hours` (0 to 24), inbound `/nexus` requests signed with the
+    old secret are still accepted for that long, so that the third party can
+    change its secret without losing customer messages; our webhooks are
+    signed with the new secret at once. A grace of 0 ends the old secret now
+    (and the grace of an earlier rotation)."""
+    if isinstance(grace_hours, bool) or not isinstance(grace_hours, int) or not (
+            0 <= grace_hours <= SECRET_GRACE_HOURS_MAX):
+        raise InvalidParameter(f"grace_hours must be a whole number of hours from 0 to {SECRET_GRACE_HOURS_MAX}.",
+                               field="grace_hours")
+    if grace_hours and channel.secret:
+        channel.previous_secret = channel.secret
+        channel.previous_secret_until = timezone.now() + timedelta(hours=grace_hours)
+    else:
+        channel.previous_secret, channel.previous_secret_until = "", None
     channel.secret = generate_channel_secret()
-    channel.save(update_fields=["secret", "updated_at"])
+    channel.save(update_fields=["secret", "previous_secret", "previous_secret_until", "updated_at"])
     return channel.secret
+
+
+@transaction.atomic
+def channel_rotate_verify_token(*, channel: Channel) -> str:
+    """WhatsApp Cloud API: replace the channel's verify token with a generated
+    one and return it, shown this once. Meta asks for it only when the webhook
+    URL is verified (*Verify and save*): enter the new one there."""
+    if channel.transport != Transport.WHATSAPP_CLOUD:
+        raise InvalidParameter("Only a WhatsApp Cloud API channel (transport whatsapp_cloud) has a verify token.",
+                               field="transport")
+    channel.verify_token = generate_verify_token()
+    channel.save(update_fields=["verify_token", "updated_at"])
+    return channel.verify_token
+
+
+def channel_inbound_secrets(*, channel: Channel) -> list[str]:
+    """The secrets an inbound `/nexus` request of the channel may be signed with now."""
+    return channel.inbound_secrets(timezone.now())
 
 
 TEST_MESSAGE_TEXT = "Test message from the Digital Messaging Server: please ignore."

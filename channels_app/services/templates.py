@@ -23,7 +23,7 @@ from channels_app.errors import ApplicationError, InvalidParameter, NotFound
 from channels_app.models import Channel, StandardResponse, TemplateStatus, WhatsAppTemplate
 from channels_app.publishing import WHATSAPP_TEMPLATE_SUBMIT, WHATSAPP_TEMPLATES_SYNC, publish_on_commit
 from channels_app.transports.graph_api import graph_request
-from channels_app.whatsapp.payloads import TemplateUpdate
+from channels_app.transports.whatsapp_cloud_payloads import TemplateUpdate
 
 TEMPLATE_CONTENT_TYPES = (ContentType.NOTIFICATION, ContentType.RICH_MEDIA)
 TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")

@@ -28,7 +28,7 @@ from channels_app.publishing import WHATSAPP_INBOX_PROCESS, WHATSAPP_MEDIA_FETCH
 from channels_app.services.interactions import customer_message_receive
 from channels_app.services.receipts import receipt_apply
 from channels_app.transports.graph_api import GRAPH_TIMEOUT_SECONDS, graph_request
-from channels_app.whatsapp.payloads import CloudMessage, parse_webhook
+from channels_app.transports.whatsapp_cloud_payloads import CloudMessage, parse_webhook
 
 logger = logging.getLogger(__name__)
 

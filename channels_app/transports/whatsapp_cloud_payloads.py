@@ -1,5 +1,8 @@
 """Meta's webhook bodies (pure, no database): what a WhatsApp Cloud API
-webhook carries, as plain values.
+webhook carries, as plain values. Meta's shapes live with the Cloud
+transport, as every other network's do, so that the services reading them
+(services/whatsapp_cloud.py, services/templates.py) depend on a transport,
+never on the webhook's door (channels_app/whatsapp/).
 
 ```
 {"object": "whatsapp_business_account", "entry": [{"id": "<WABA id>", "changes": [
@@ -18,6 +21,7 @@ processed as far as it can be. A message of a type we do not know is kept as
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from channels_app.parsing import InvalidStructure, parse_location
 from channels_app.text_rules import escaped, text_rule_broken_at
 
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
@@ -80,6 +84,20 @@ def _clean(value):
     return value
 
 
+def _location(content: dict) -> dict | None:
+    """A location under /nexus's rules (parsing.parse_location: coordinates in range, texts within their
+    limits, a url only http(s)). Meta cannot be refused one message, so a url of another scheme is left out
+    and the place kept; a location still refused (coordinates out of range) is None: unsupported."""
+    try:
+        return parse_location(content, "location")
+    except InvalidStructure:
+        pass
+    try:
+        return parse_location({key: value for key, value in content.items() if key != "url"}, "location")
+    except InvalidStructure:
+        return None
+
+
 def _message(raw: dict, nicknames: dict[str, str]) -> CloudMessage | None:
     wamid, client_id = _str(raw.get("id")), _str(raw.get("from"))
     if not wamid or not client_id:
@@ -96,9 +114,7 @@ def _message(raw: dict, nicknames: dict[str, str]) -> CloudMessage | None:
         media = {key: _str(content.get(key)) for key in ("id", "mime_type", "sha256", "filename")}
         whatsapp["media"] = media
         return CloudMessage(**common, text=_str(content.get("caption")), extra={"whatsapp": whatsapp}, media=media)
-    if kind == "location":
-        location = {key: content[key] for key in ("latitude", "longitude", "name", "address", "url")
-                    if key in content}
+    if kind == "location" and (location := _location(content)) is not None:
         return CloudMessage(**common, text="", extra={"type": "Location", "location": location,
                                                       "whatsapp": whatsapp})
     if kind == "interactive":
