@@ -155,17 +155,19 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-# Two lanes, so that a campaign never delays a person: `people` carries what someone waits for (an agent's
-# reply, a strategy's invitation, a retry), `bulk` the campaign batches; `celery` the periodic tasks.
-# `make run` starts a worker for each lane; a worker started without -Q consumes all three.
-CELERY_TASK_QUEUES = (Queue("people"), Queue("bulk"), Queue("celery"))
+# Lanes, so that a campaign or a slow file server never delays a person: `people` carries what someone waits
+# for (an agent's reply, a strategy's invitation, a retry, a WhatsApp customer's message), `bulk` the campaign
+# batches, `media` the downloads of customers' files (inbound attachments, WhatsApp media: a server that answers
+# slowly holds only this lane, at most MEDIA_FETCH_TOTAL_SECONDS per attempt); `celery` the periodic tasks.
+# `make run` starts a worker for each lane (scripts/serve.sh); a worker started without -Q consumes them all.
+CELERY_TASK_QUEUES = (Queue("people"), Queue("bulk"), Queue("media"), Queue("celery"))
 CELERY_TASK_ROUTES = {
     "channels_app.deliver": {"queue": "people"},
     "channels_app.deliver_batch": {"queue": "people"},
     "channels_app.simulator_emit": {"queue": "people"},
-    "channels_app.fetch_attachment": {"queue": "people"},
+    "channels_app.fetch_attachment": {"queue": "media"},
     "channels_app.whatsapp_inbox_process": {"queue": "people"},
-    "channels_app.whatsapp_media_fetch": {"queue": "people"},
+    "channels_app.whatsapp_media_fetch": {"queue": "media"},
     "channels_app.campaign_batch": {"queue": "bulk"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -283,6 +285,9 @@ elif MEDIA_STORAGE != "filesystem":
 # Inbound attachments (/nexus): each fetch waits at most MEDIA_FETCH_TIMEOUT seconds for a read, and a
 # failed one is tried MEDIA_FETCH_ATTEMPTS times in all, MEDIA_FETCH_RETRY_SECONDS apart, doubling.
 MEDIA_FETCH_TIMEOUT = env.float("MEDIA_FETCH_TIMEOUT", default=30.0)
+# The whole transfer of one attempt (connection, headers and body), inbound attachments and WhatsApp media alike:
+# a server that sends a byte now and then, never waiting MEDIA_FETCH_TIMEOUT, is cut off after this.
+MEDIA_FETCH_TOTAL_SECONDS = env.float("MEDIA_FETCH_TOTAL_SECONDS", default=120.0)
 MEDIA_FETCH_ATTEMPTS = env.int("MEDIA_FETCH_ATTEMPTS", default=4)
 MEDIA_FETCH_RETRY_SECONDS = env.float("MEDIA_FETCH_RETRY_SECONDS", default=10.0)
 

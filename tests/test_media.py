@@ -203,6 +203,30 @@ def test_a_failed_fetch_can_be_retried_and_a_5xx_is_retried_with_backoff(client,
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("served", [Served(PDF, trickle=0.2), Served(PDF, delay=5.0)],
+                         ids=["a byte every 0.2 s", "no answer for 5 s"])
+def test_a_transfer_longer_than_media_fetch_total_seconds_is_cut_off(client, sms_channel, files, settings, served):
+    # given a server that never makes a read wait MEDIA_FETCH_TIMEOUT, yet takes longer than the whole deadline
+    settings.MEDIA_FETCH_TIMEOUT = 30.0
+    settings.MEDIA_FETCH_TOTAL_SECONDS = 1.0
+    settings.MEDIA_FETCH_ATTEMPTS = 2
+    files.files["/slow.pdf"] = served
+    nexus(client, [text_with([{"url": files.url("/slow.pdf"), "fileName": "slow.pdf"}])])
+    attachment = MessageAttachment.objects.get()
+
+    # when it is fetched
+    started = time.monotonic()
+    retry_in = message_attachment_fetch(attachment_id=attachment.pk)
+    took = time.monotonic() - started
+
+    # then the attempt ends at the deadline, and may be tried again later
+    assert took < 4.0
+    assert retry_in == settings.MEDIA_FETCH_RETRY_SECONDS
+    attachment.refresh_from_db()
+    assert (attachment.status, attachment.reason) == ("pending", "the transfer took longer than 1 s")
+
+
+@pytest.mark.django_db
 def test_a_failed_attachment_is_shown_in_the_admin_with_its_reason_and_fetched_again(
     client, sms_channel, files, staff_user
 ):
