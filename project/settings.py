@@ -19,10 +19,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-# What an installation keeps of its own: the embedded database, broker, cache, media and its SECRET_KEY.
+# What an installation keeps of its own: the embedded database, broker, cache, media and its SECRET_KEY; for
+# its owner only (0700), as are the folders created in it.
 VAR_DIR = env.path("VAR_DIR", default=BASE_DIR / "var")
 VAR_DIR = Path(str(VAR_DIR))
-VAR_DIR.mkdir(exist_ok=True)
+VAR_DIR.mkdir(mode=0o700, exist_ok=True)
 
 # --- Core ---------------------------------------------------------------------
 # Safe as it is (API.md, "Operating the server"): DEBUG off unless asked for, a
@@ -124,6 +125,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "timeout": 20,
         }
     )
+    # SQLite creates the file with the process's umask (0644, readable by every user of the machine), and its
+    # -wal and -shm files with the file's mode: the file is created here first, 0600.
+    SQLITE_FILE = str(DATABASES["default"]["NAME"])
+    if SQLITE_FILE and SQLITE_FILE != ":memory:" and not SQLITE_FILE.startswith("file:"):
+        try:
+            os.close(os.open(SQLITE_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except (FileExistsError, FileNotFoundError):  # there already, or its folder is not (SQLite will say)
+            pass
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
@@ -141,8 +150,8 @@ PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="").rstrip("/")
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     BROKER_FOLDER = VAR_DIR / "broker"
-    BROKER_FOLDER.mkdir(exist_ok=True)
-    (VAR_DIR / "broker-control").mkdir(exist_ok=True)
+    BROKER_FOLDER.mkdir(mode=0o700, exist_ok=True)
+    (VAR_DIR / "broker-control").mkdir(mode=0o700, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_FOLDER),
         "data_folder_out": str(BROKER_FOLDER),
