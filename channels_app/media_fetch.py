@@ -70,12 +70,19 @@ def fetch(url: str, *, timeout: float, deadline: float, max_bytes: int = MAX_ATT
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     too_long = FetchFailed(f"the transfer took longer than {deadline:g} s", retry=True)
     cutoff = _Cutoff(deadline)
+    connect = connection._create_connection  # outbound.py's hook: to the checked address
+
+    def connect_watched(*args, **kwargs):
+        sock = connect(*args, **kwargs)
+        cutoff.watch(sock)  # from the TLS handshake on
+        return sock
+
+    connection._create_connection = connect_watched
     stored = tempfile.TemporaryFile()  # on disk: 50 MB files stay out of memory
     try:
         try:
             connection.request("GET", target, headers={"Accept": "*/*", "User-Agent": "DigitalMessagingServer",
                                                        **(headers or {})})
-            cutoff.watch(connection.sock)  # the response reads it after the connection let go of it
             if cutoff.passed:  # while connecting, before there was a socket to shut down
                 raise too_long
             response = connection.getresponse()
@@ -116,40 +123,47 @@ def fetch(url: str, *, timeout: float, deadline: float, max_bytes: int = MAX_ATT
 
 class _Cutoff:
     """Shuts the watched socket down when `deadline` seconds have passed (a timer thread), whatever it is
-    waiting for then: the headers or the body. A read blocked on it returns at once."""
+    waiting for then: the TLS handshake, the headers or the body. A read blocked on it returns at once.
+
+    It keeps a descriptor of its own for the socket (a duplicate): the socket object changes hands (wrapped
+    for TLS, handed by the connection to its response) and its descriptor may be closed and reused, but the
+    duplicate names this connection until `cancel`. shutdown() acts on the connection, whichever descriptor
+    it is given, and leaves a TLS socket's state to the thread that reads it."""
 
     def __init__(self, deadline: float):
         self.passed = False
-        self._socket: socket.socket | None = None
+        self._descriptor: int | None = None
         self._lock = threading.Lock()
         self._timer = threading.Timer(deadline, self._cut)
         self._timer.daemon = True
         self._timer.start()
 
-    def watch(self, sock: socket.socket | None) -> None:
+    def watch(self, sock: socket.socket) -> None:
         with self._lock:
-            self._socket = sock
+            if self._descriptor is None:
+                self._descriptor = os.dup(sock.fileno())
         if self.passed:
             self._cut()
 
     def _cut(self) -> None:
         with self._lock:
             self.passed = True
-            sock = self._socket
-            if sock is None:
+            if self._descriptor is None:
                 return
+            twin = socket.socket(fileno=self._descriptor)
             try:
-                # Through a duplicate of the descriptor: a TLS socket's own shutdown() would also drop its TLS
-                # state under the thread reading it. shutdown() acts on the connection, not on a descriptor.
-                with socket.socket(fileno=os.dup(sock.fileno())) as duplicate:
-                    duplicate.shutdown(socket.SHUT_RDWR)
-            except (OSError, ValueError):  # closed meanwhile: nothing left to cut
+                twin.shutdown(socket.SHUT_RDWR)
+            except OSError:  # not connected (any more): nothing to cut
                 pass
+            finally:
+                twin.detach()  # the descriptor stays ours, closed by cancel()
 
     def cancel(self) -> None:
         self._timer.cancel()
         with self._lock:
-            self._socket = None
+            if self._descriptor is not None:
+                os.close(self._descriptor)
+                self._descriptor = None
 
 
 def _limit(max_bytes: int) -> str:
