@@ -19,10 +19,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-# What an installation keeps of its own: the embedded database, broker, cache, media and its SECRET_KEY.
+# What an installation keeps of its own: the embedded database, broker, cache, media and its SECRET_KEY; for
+# its owner only (0700), as are the folders created in it.
 VAR_DIR = env.path("VAR_DIR", default=BASE_DIR / "var")
 VAR_DIR = Path(str(VAR_DIR))
-VAR_DIR.mkdir(exist_ok=True)
+VAR_DIR.mkdir(mode=0o700, exist_ok=True)
 
 # --- Core ---------------------------------------------------------------------
 # Safe as it is (API.md, "Operating the server"): DEBUG off unless asked for, a
@@ -124,6 +125,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "timeout": 20,
         }
     )
+    # SQLite creates the file with the process's umask (0644, readable by every user of the machine), and its
+    # -wal and -shm files with the file's mode: the file is created here first, 0600.
+    SQLITE_FILE = str(DATABASES["default"]["NAME"])
+    if SQLITE_FILE and SQLITE_FILE != ":memory:" and not SQLITE_FILE.startswith("file:"):
+        try:
+            os.close(os.open(SQLITE_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except (FileExistsError, FileNotFoundError):  # there already, or its folder is not (SQLite will say)
+            pass
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
@@ -149,8 +158,8 @@ PUBLIC_BASE_URL = env(
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     BROKER_FOLDER = VAR_DIR / "broker"
-    BROKER_FOLDER.mkdir(exist_ok=True)
-    (VAR_DIR / "broker-control").mkdir(exist_ok=True)
+    BROKER_FOLDER.mkdir(mode=0o700, exist_ok=True)
+    (VAR_DIR / "broker-control").mkdir(mode=0o700, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_FOLDER),
         "data_folder_out": str(BROKER_FOLDER),
@@ -163,17 +172,19 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-# Two lanes, so that a campaign never delays a person: `people` carries what someone waits for (an agent's
-# reply, a strategy's invitation, a retry), `bulk` the campaign batches; `celery` the periodic tasks.
-# `make run` starts a worker for each lane; a worker started without -Q consumes all three.
-CELERY_TASK_QUEUES = (Queue("people"), Queue("bulk"), Queue("celery"))
+# Lanes, so that a campaign or a slow file server never delays a person: `people` carries what someone waits
+# for (an agent's reply, a strategy's invitation, a retry, a WhatsApp customer's message), `bulk` the campaign
+# batches, `media` the downloads of customers' files (inbound attachments, WhatsApp media: a server that answers
+# slowly holds only this lane, at most MEDIA_FETCH_TOTAL_SECONDS per attempt); `celery` the periodic tasks.
+# `make run` starts a worker for each lane (scripts/serve.sh); a worker started without -Q consumes them all.
+CELERY_TASK_QUEUES = (Queue("people"), Queue("bulk"), Queue("media"), Queue("celery"))
 CELERY_TASK_ROUTES = {
     "channels_app.deliver": {"queue": "people"},
     "channels_app.deliver_batch": {"queue": "people"},
     "channels_app.simulator_emit": {"queue": "people"},
-    "channels_app.fetch_attachment": {"queue": "people"},
+    "channels_app.fetch_attachment": {"queue": "media"},
     "channels_app.whatsapp_inbox_process": {"queue": "people"},
-    "channels_app.whatsapp_media_fetch": {"queue": "people"},
+    "channels_app.whatsapp_media_fetch": {"queue": "media"},
     "channels_app.campaign_batch": {"queue": "bulk"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -287,6 +298,9 @@ elif MEDIA_STORAGE != "filesystem":
 # Inbound attachments (/nexus): each fetch waits at most MEDIA_FETCH_TIMEOUT seconds for a read, and a
 # failed one is tried MEDIA_FETCH_ATTEMPTS times in all, MEDIA_FETCH_RETRY_SECONDS apart, doubling.
 MEDIA_FETCH_TIMEOUT = env.float("MEDIA_FETCH_TIMEOUT", default=30.0)
+# The whole transfer of one attempt (connection, headers and body), inbound attachments and WhatsApp media alike:
+# a server that sends a byte now and then, never waiting MEDIA_FETCH_TIMEOUT, is cut off after this.
+MEDIA_FETCH_TOTAL_SECONDS = env.float("MEDIA_FETCH_TOTAL_SECONDS", default=120.0)
 MEDIA_FETCH_ATTEMPTS = env.int("MEDIA_FETCH_ATTEMPTS", default=4)
 MEDIA_FETCH_RETRY_SECONDS = env.float("MEDIA_FETCH_RETRY_SECONDS", default=10.0)
 

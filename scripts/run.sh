@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make run`: migrate, load the demo data, then serve (scripts/serve.sh: the
-# web server, a Celery worker and one beat, supervised together) until
-# interrupted.
+# web server, the dispatcher, a Celery worker per lane and one beat,
+# supervised together) until interrupted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+umask 077  # var/ and everything in it (the SQLite database, the broker, media) for this user only
 PY=.venv/bin/python
 
 $PY manage.py migrate --noinput

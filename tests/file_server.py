@@ -1,6 +1,6 @@
 """A real HTTP server on 127.0.0.1 that serves files for the tests of inbound attachments, each path with
 its own behaviour: a status, headers, a body (bytes, or a number of bytes streamed without being held),
-a delay before answering."""
+a delay before answering, or a body trickled one byte at a time (a slow server)."""
 
 import io
 import threading
@@ -17,6 +17,7 @@ class Served:
     delay: float = 0.0
     content_length: bool = True  # False: no Content-Length, the body ends with the connection
     prefix: bytes = b""  # streamed bodies start with it (a file signature)
+    trickle: float = 0.0  # > 0: the bytes body is sent one byte every `trickle` seconds (until the server stops)
 
 
 @dataclass
@@ -24,12 +25,14 @@ class FileServer:
     server: ThreadingHTTPServer
     files: dict = field(default_factory=dict)
     requests: list = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def url(self, path: str) -> str:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}{path}"
 
     def stop(self) -> None:
+        self.stopping.set()  # a trickling answer ends
         self.server.shutdown()
         self.server.server_close()
 
@@ -61,6 +64,13 @@ def start_file_server() -> FileServer:
                     self.send_header("Content-Length", str(size))
                 self.send_header("Connection", "close")
                 self.end_headers()
+                if isinstance(served.body, bytes) and served.trickle:
+                    for byte in served.body:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        if running.stopping.wait(served.trickle):
+                            return
+                    return
                 if isinstance(served.body, bytes):
                     self.wfile.write(served.body)
                     return

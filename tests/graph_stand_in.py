@@ -9,7 +9,7 @@ It answers as the Graph API does:
 * `POST /v21.0/{waba_id}/message_templates` -> `{"id", "status": "PENDING", "category"}`, and
   `GET` lists them (`{"data": [...], "paging": {...}}`); `approve(name)` changes a status (and a reason);
 * `GET /v21.0/{media_id}` -> `{"url", "mime_type", "sha256", "file_size", "id"}` and the URL serves the
-  bytes given to `add_media` (bearer token required);
+  bytes given to `add_media` (bearer token required), or names the `url` given to it (a file elsewhere);
 and, when `webhook_url` and `app_secret` are set, sends `sent` and `delivered` statuses of accepted
 messages back, signed (`X-Hub-Signature-256`), batched every `status_interval` seconds.
 
@@ -54,6 +54,7 @@ class GraphStandIn:
     requests: list = field(default_factory=list)
     templates: dict = field(default_factory=dict)  # name -> {"id", "name", "language", "status", ...}
     media: dict = field(default_factory=dict)  # media id -> (bytes, mime type)
+    media_urls: dict = field(default_factory=dict)  # media id -> where its bytes are (default: served here)
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -119,8 +120,10 @@ class GraphStandIn:
             self.templates[name]["status"] = status
             self.templates[name]["rejected_reason"] = reason or "NONE"
 
-    def add_media(self, media_id: str, content: bytes, mime_type: str) -> None:
+    def add_media(self, media_id: str, content: bytes, mime_type: str, url: str | None = None) -> None:
         self.media[media_id] = (content, mime_type)
+        if url:
+            self.media_urls[media_id] = url
 
     def sign(self, body: bytes) -> str:
         return "sha256=" + hmac.new(self.app_secret.encode(), body, hashlib.sha256).hexdigest()
@@ -177,7 +180,8 @@ class GraphStandIn:
             return self._template(method, body)
         if len(parts) == 2 and parts[0] == VERSION and method == "GET" and parts[1] in self.media:
             content, mime_type = self.media[parts[1]]
-            return 200, {"url": f"{self.origin}/media-files/{parts[1]}", "mime_type": mime_type,
+            url = self.media_urls.get(parts[1], f"{self.origin}/media-files/{parts[1]}")
+            return 200, {"url": url, "mime_type": mime_type,
                          "sha256": hashlib.sha256(content).hexdigest(), "file_size": len(content),
                          "id": parts[1], "messaging_product": "whatsapp"}, "application/json"
         return self._error(400, 100, f"Unsupported {method} request to {path}.")

@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import io
 import json
+import socket
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -200,6 +202,62 @@ def test_a_failed_fetch_can_be_retried_and_a_5xx_is_retried_with_backoff(client,
     message_attachment_fetch(attachment_id=attachment.pk)
     attachment.refresh_from_db()
     assert (attachment.status, attachment.size) == ("stored", len(PDF))
+
+
+@pytest.fixture
+def trickling_tls():
+    """An https URL whose server answers the TLS handshake with a record announcing 16 KB, then sends it one
+    byte every 0.2 s."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stopping = threading.Event()
+
+    def serve():
+        while not stopping.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with connection:
+                try:
+                    connection.sendall(b"\x16\x03\x03\x40\x00")  # handshake, TLS 1.2, 16384 bytes
+                    while not stopping.wait(0.2):
+                        connection.sendall(b"\x00")
+                except OSError:
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"https://127.0.0.1:{listener.getsockname()[1]}/slow.pdf"
+    stopping.set()
+    listener.close()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("server", ["a byte every 0.2 s", "no answer for 5 s", "a TLS handshake a byte every 0.2 s"])
+def test_a_transfer_longer_than_media_fetch_total_seconds_is_cut_off(
+    client, sms_channel, files, settings, server, request
+):
+    # given a server that never makes a read wait MEDIA_FETCH_TIMEOUT, yet takes longer than the whole deadline
+    settings.MEDIA_FETCH_TIMEOUT = 30.0
+    settings.MEDIA_FETCH_TOTAL_SECONDS = 1.0
+    settings.MEDIA_FETCH_ATTEMPTS = 2
+    files.files["/trickle.pdf"] = Served(PDF, trickle=0.2)
+    files.files["/silent.pdf"] = Served(PDF, delay=5.0)
+    url = {"a byte every 0.2 s": lambda: files.url("/trickle.pdf"),
+           "no answer for 5 s": lambda: files.url("/silent.pdf"),
+           "a TLS handshake a byte every 0.2 s": lambda: request.getfixturevalue("trickling_tls")}[server]()
+    nexus(client, [text_with([{"url": url, "fileName": "slow.pdf"}])])
+    attachment = MessageAttachment.objects.get()
+
+    # when it is fetched
+    started = time.monotonic()
+    retry_in = message_attachment_fetch(attachment_id=attachment.pk)
+    took = time.monotonic() - started
+
+    # then the attempt ends at the deadline, and may be tried again later
+    assert took < 4.0
+    assert retry_in == settings.MEDIA_FETCH_RETRY_SECONDS
+    attachment.refresh_from_db()
+    assert (attachment.status, attachment.reason) == ("pending", "the transfer took longer than 1 s")
 
 
 @pytest.mark.django_db

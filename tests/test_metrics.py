@@ -71,7 +71,7 @@ def test_other_addresses_are_refused(client):
     assert client.get("/metrics", REMOTE_ADDR="::ffff:127.0.0.1").status_code == 200
 
 
-def test_people_and_bulk_go_in_lanes_of_their_own():
+def test_people_bulk_and_media_go_in_lanes_of_their_own():
     from project.celery import app
 
     def lane(task):
@@ -79,3 +79,5 @@ def test_people_and_bulk_go_in_lanes_of_their_own():
 
     assert {lane("channels_app.deliver"), lane("channels_app.deliver_batch")} == {"people"}
     assert lane("channels_app.campaign_batch") == "bulk"
+    assert {lane("channels_app.fetch_attachment"), lane("channels_app.whatsapp_media_fetch")} == {"media"}
+    assert lane("channels_app.whatsapp_inbox_process") == "people"

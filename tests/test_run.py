@@ -1,5 +1,6 @@
 """`make run` is safe as it is (API.md, "Operating the server"), and its supervisor (scripts/serve.sh) stops
-every process when any one of them dies, even by SIGKILL: no orphan beat, no orphan pool process.
+every process when any one of them dies, even by SIGKILL: no orphan beat, no orphan pool process; and when
+the supervisor itself is killed with SIGKILL, nothing it started outlives it.
 
 The supervisor runs on an installation of its own (VAR_DIR in a temporary directory: SQLite, the
 filesystem broker, its own generated SECRET_KEY), with no DEBUG, HOST, ALLOWED_HOSTS or SECRET_KEY set,
@@ -32,11 +33,13 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def installation(tmp_path_factory) -> dict:
     """The environment of a fresh installation, migrated once."""
-    var_dir = tmp_path_factory.mktemp("installation")
+    var_dir = tmp_path_factory.mktemp("installation") / "var"  # created by the project, as on a first start
     env = {name: value for name, value in os.environ.items() if name not in UNSET}
-    env.update(VAR_DIR=str(var_dir), CELERY_CONCURRENCY="1", WEB_CONCURRENCY="1", STOP_SECONDS="5")
+    env.update(VAR_DIR=str(var_dir), CELERY_CONCURRENCY="1", CELERY_MEDIA_CONCURRENCY="1", WEB_CONCURRENCY="1",
+               STOP_SECONDS="5")
+    # the usual umask of a login (group and others may read what is created), not the suite's
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True,
-                   timeout=120)
+                   timeout=120, umask=0o022)
     return env
 
 
@@ -62,15 +65,36 @@ def _group_members(group: int) -> list[int]:
     return members
 
 
+def _command_line(pid: int) -> str:
+    """A process's whole command line (ps cuts it at the terminal's width: a clone under a long path lost the
+    arguments that tell the processes apart)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
+# The processes of make run (scripts/serve.sh) by what their command lines say.
+ROLES = {"people": "-Q people,celery", "bulk": "-Q bulk", "media": "-Q media", "beat": "project beat",
+         "dispatcher": "manage.py dispatch", "web": "gunicorn project.wsgi"}
+
+
 def _children(pid: int) -> dict[str, int]:
-    """The supervisor's children by role: worker, beat, web."""
+    """The supervisor's children by role (ROLES)."""
     found = {}
-    for line in subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True,
-                               text=True).stdout.splitlines():
-        child, args = line.strip().split(" ", 1)
-        for role, marker in (("worker", "project worker"), ("beat", "project beat"), ("web", "gunicorn")):
-            if marker in args:
-                found[role] = int(child)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) != pid or fields[0] in "ZX":
+            continue
+        command = _command_line(int(entry.name))
+        for role, marker in ROLES.items():
+            if marker in command:
+                found[role] = int(entry.name)
     return found
 
 
@@ -117,9 +141,10 @@ class Supervisor:
             if self.process.poll() is not None:
                 raise AssertionError(f"serve.sh ended with {self.process.returncode}:\n{self.log_path.read_text()}")
             children = _children(self.process.pid)
-            return children if len(children) == 3 and _answers(self.port) else None
+            return children if children.keys() == ROLES.keys() and _answers(self.port) else None
 
-        return poll_until(ready, 60, "the web server, the worker and the beat")
+        return poll_until(ready, 60, f"the web server, a worker per lane, the beat and the dispatcher: "
+                                     f"{_children(self.process.pid)}")
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -132,14 +157,14 @@ class Supervisor:
         self._log.close()
 
 
-@pytest.mark.parametrize("victim", ["worker", "beat", "web"])
+@pytest.mark.parametrize("victim", ["people", "beat", "web"])
 def test_when_any_process_is_killed_all_of_them_stop(installation, tmp_path, victim):
     # given make run's processes, each in its own process group with its children
     supervisor = Supervisor(installation, tmp_path / "serve.log")
     try:
         children = supervisor.wait_ready()
         groups = {role: os.getpgid(pid) for role, pid in children.items()}
-        assert len(set(groups.values())) == 3, groups
+        assert len(set(groups.values())) == len(ROLES), groups
 
         # when one of them is killed, without a chance to say goodbye
         os.kill(children[victim], signal.SIGKILL)
@@ -149,6 +174,31 @@ def test_when_any_process_is_killed_all_of_them_stop(installation, tmp_path, vic
         poll_until(lambda: not any(_group_members(group) for group in groups.values()), 15,
                    f"every process to stop: {[_group_members(group) for group in groups.values()]}")
     finally:
+        supervisor.close()
+
+
+def test_when_the_supervisor_itself_is_killed_no_process_outlives_it(installation, tmp_path):
+    # given make run's processes
+    supervisor = Supervisor(installation, tmp_path / "serve.log")
+    groups = []
+    try:
+        children = supervisor.wait_ready()
+        groups = [os.getpgid(pid) for pid in children.values()]
+
+        # when serve.sh itself is killed, without a chance to run its trap
+        os.kill(supervisor.process.pid, signal.SIGKILL)
+        supervisor.process.wait(timeout=10)
+
+        # then every process it started stops, with its children (a worker's pool, gunicorn's workers)
+        poll_until(lambda: not any(_group_members(group) for group in groups), 30,
+                   f"every process to stop: {[(g, _group_members(g)) for g in groups]}\n"
+                   f"{supervisor.log_path.read_text()[-3000:]}")
+    finally:
+        for group in groups:  # whatever a failure left
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         supervisor.close()
 
 
@@ -180,8 +230,20 @@ def test_make_run_defaults_are_safe(installation, tmp_path):
             assert status == 200, headers
             assert "secure" not in headers.get("Set-Cookie", "").lower()
             assert "Strict-Transport-Security" not in headers
+            # what its processes create is their owner's only
+            for role, pid in supervisor.wait_ready().items():
+                umask = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                             if line.startswith("Umask:"))
+                assert umask.split()[1] == "0077", role
         finally:
             supervisor.close()
+        # var/ and the SQLite database (created by the first migrate, with a umask of 022) are their owner's only
+        var_dir = Path(installation["VAR_DIR"])
+        assert oct(var_dir.stat().st_mode & 0o777) == "0o700"
+        database_files = list(var_dir.glob("db.sqlite3*"))
+        assert var_dir / "db.sqlite3" in database_files
+        assert {file.name: oct(file.stat().st_mode & 0o777) for file in database_files} == {
+            file.name: "0o600" for file in database_files}
         # and its SECRET_KEY was generated for this installation, readable by its owner only, and kept
         key_file = Path(installation["VAR_DIR"]) / "secret_key"
         assert oct(key_file.stat().st_mode & 0o777) == "0o600"

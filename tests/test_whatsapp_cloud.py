@@ -35,6 +35,7 @@ from channels_app.services.templates import template_send_to_meta, templates_syn
 from channels_app.services.whatsapp_cloud import whatsapp_inbox_process, whatsapp_media_fetch
 from channels_app.transports import TRANSPORTS, OutgoingMessage, SendOutcome
 from channels_app.transports.whatsapp_cloud import cloud_config_forget, cloud_messages, throttle_slot
+from tests.file_server import Served, start_file_server
 from tests.graph_stand_in import GraphStandIn
 
 FIXTURES = Path(__file__).parent / "fixtures" / "whatsapp_cloud"
@@ -237,6 +238,32 @@ def test_a_media_larger_than_the_limit_is_not_stored(cloud, stand_in, settings):
 
     media.refresh_from_db()
     assert "larger than 10 bytes" in media.error and not media.file and media.attempts == 1
+
+
+@pytest.mark.django_db
+def test_a_media_download_longer_than_media_fetch_total_seconds_is_cut_off(cloud, stand_in, settings):
+    # given a media whose bytes come from a server that sends one every 0.2 s
+    settings.MEDIA_FETCH_TOTAL_SECONDS = 1.0
+    files = start_file_server()
+    try:
+        files.files["/slow.jpg"] = Served(b"\xff\xd8\xff" + b"jpeg bytes" * 10, trickle=0.2)
+        raw = json.loads(fixture("image.json"))["entry"][0]["changes"][0]["value"]["messages"][0]
+        stand_in.add_media(raw["image"]["id"], b"", raw["image"]["mime_type"], url=files.url("/slow.jpg"))
+        replay("image.json")
+        media = WhatsAppMedia.objects.get()
+
+        # when it is fetched
+        started = time.monotonic()
+        state = whatsapp_media_fetch(media_pk=media.pk)
+        took = time.monotonic() - started
+    finally:
+        files.stop()
+
+    # then the attempt ends at the deadline and is tried again later
+    assert took < 4.0
+    assert state == MediaState.PENDING
+    media.refresh_from_db()
+    assert media.error == "the transfer took longer than 1 s" and not media.file
 
 
 @pytest.mark.django_db

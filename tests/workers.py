@@ -59,8 +59,8 @@ class ProjectProcess:
         self._log.close()
 
 
-# Every lane of project/settings.py (people, bulk) and the default queue: a test's worker does all the work.
-ALL_QUEUES = "people,bulk,celery"
+# Every lane of project/settings.py (people, bulk, media) and the default queue: a test's worker does all the work.
+ALL_QUEUES = "people,bulk,media,celery"
 
 
 class DispatcherProcess(ProjectProcess):
@@ -83,10 +83,12 @@ class DispatcherProcess(ProjectProcess):
 
 
 class WorkerProcess(ProjectProcess):
-    """A `celery worker` consuming every lane and, unless `dispatcher=False`, a dispatcher beside it: the
-    workers of a deployment (scripts/serve.sh). Stopped and killed together, as a machine that dies."""
+    """A `celery worker` consuming every lane (or the `queues` given: one lane, as scripts/serve.sh starts a
+    worker per lane) and, unless `dispatcher=False`, a dispatcher beside it: the workers of a deployment
+    (scripts/serve.sh). Stopped and killed together, as a machine that dies."""
 
-    def __init__(self, log_path: Path, env: dict | None = None, name: str = "pytest", dispatcher: bool = True):
+    def __init__(self, log_path: Path, env: dict | None = None, name: str = "pytest", dispatcher: bool = True,
+                 queues: str = ALL_QUEUES):
         self.dispatcher = (
             DispatcherProcess(log_path.with_name(log_path.stem + "-dispatcher.log"), env) if dispatcher else None
         )
@@ -94,7 +96,7 @@ class WorkerProcess(ProjectProcess):
             "celery", "-A", "project", "worker",
             "--pool", "solo", "--concurrency", "1",
             "--without-heartbeat", "--without-gossip", "--without-mingle",
-            "-Q", ALL_QUEUES, "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h", "--loglevel", "INFO",
+            "-Q", queues, "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h", "--loglevel", "INFO",
         ], log_path, env)
 
     def log(self) -> str:

@@ -219,7 +219,8 @@ def message_attachment_fetch(*, attachment_id: int) -> float | None:
         return None  # another attempt is under way
     attachment.attempts += 1
     try:
-        fetched = fetch(attachment.source_url, timeout=settings.MEDIA_FETCH_TIMEOUT)
+        fetched = fetch(attachment.source_url, timeout=settings.MEDIA_FETCH_TIMEOUT,
+                        deadline=settings.MEDIA_FETCH_TOTAL_SECONDS)
     except FetchFailed as failure:
         if failure.retry and attachment.attempts < settings.MEDIA_FETCH_ATTEMPTS:
             MessageAttachment.objects.filter(pk=attachment.pk).update(reason=str(failure)[:500])

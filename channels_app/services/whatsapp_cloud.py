@@ -128,7 +128,7 @@ def whatsapp_media_fetch(*, media_pk: int) -> str:
         if not answer.ok or not isinstance(answer.body.get("url"), str):
             raise FetchFailed(f"media {row.media_id}: {answer.error_text()}")
         fetched = fetch(answer.body["url"], timeout=GRAPH_TIMEOUT_SECONDS * 3,
-                        max_bytes=settings.WHATSAPP_MEDIA_MAX_BYTES,
+                        deadline=settings.MEDIA_FETCH_TOTAL_SECONDS, max_bytes=settings.WHATSAPP_MEDIA_MAX_BYTES,
                         headers={"Authorization": f"Bearer {channel.access_token}"})
         with fetched.file:
             extension = (answer.body.get("mime_type") or row.mime_type or "/bin").split("/")[-1].split(";")[0]
