@@ -568,6 +568,13 @@ class NewSessionRequestSerializer(AgentMessageSerializer):
         "outbound session config.")
 
 
+def _terminate_sessions_field() -> serializers.BooleanField:
+    """A form (multipart) that leaves the field out means the model's default, as JSON does: DRF reads an
+    absent boolean of a form as an unticked checkbox (False) unless the field has a default."""
+    model_field = Campaign._meta.get_field("terminate_sessions")
+    return serializers.BooleanField(required=False, default=model_field.default, help_text=model_field.help_text)
+
+
 class CampaignSerializer(ModelSerializer):
     channel = serializers.SlugRelatedField(slug_field="channel_id", queryset=Channel.objects.all())
     standard_response = serializers.PrimaryKeyRelatedField(queryset=StandardResponse.objects.all())
@@ -575,6 +582,7 @@ class CampaignSerializer(ModelSerializer):
         child=serializers.DictField(), required=False, write_only=True,
         help_text='[{"client_id": "15556667777", "Contact": {...}, "CustomProperties": {...}}]',
     )
+    terminate_sessions = _terminate_sessions_field()
     total = serializers.IntegerField(read_only=True, help_text="Rows of the audience, refused ones included.")
     refused = serializers.IntegerField(read_only=True, help_text="Rows refused at upload or whose invitation failed.")
     pending = serializers.IntegerField(read_only=True)
@@ -604,6 +612,7 @@ class CampaignUploadSerializer(ModelSerializer):
 
     channel = serializers.SlugRelatedField(slug_field="channel_id", queryset=Channel.objects.all())
     file = serializers.FileField(required=False, help_text="CSV: client_id, Contact.<name>, CustomProperties.<name>")
+    terminate_sessions = _terminate_sessions_field()
 
     class Meta:
         model = Campaign
