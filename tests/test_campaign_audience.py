@@ -30,3 +30,75 @@ def test_a_multipart_create_has_the_defaults_of_a_json_create(staff_api, respons
     settings = ("chat_queue_key", "terminate_sessions", "rate_per_second", "start_at", "state")
     assert {k: as_form.json()[k] for k in settings} == {k: as_json.json()[k] for k in settings}
     assert Campaign.objects.get(pk=as_form.json()["id"]).terminate_sessions is True
+
+
+def text_response(tenant, body: str):
+    from channels_app.models import StandardResponse
+
+    return StandardResponse.objects.create(tenant=tenant, name="Text", content_type="text", body=body)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("body", "code"), [
+    ("Hello <$Contact.FirstName$>, I am <$Agent.FirstName$>.", "Agent.FirstName"),
+    ("Your coupon: <$CustomProperties.Coupon$>", "CustomProperties.Coupon"),
+    ("Ticket <$Interaction.Nope$>", "Interaction.Nope"),
+])
+def test_field_codes_no_row_can_fill_refuse_the_audience_naming_the_code(staff_api, tenant, response, body, code):  # noqa: F811
+    unfillable = text_response(tenant, body)
+
+    created = create(staff_api, [recipient(1), recipient(2)], standard_response=unfillable.pk)
+
+    assert created.status_code == 400, created.json()
+    assert code in str(created.json()["recipients"])
+    assert not Campaign.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_csv_without_the_column_of_a_field_code_is_refused_naming_the_code(staff_api, response):  # noqa: F811
+    header = CSV_HEADER.replace(",CustomProperties.CustomProp Time", "")
+    draft = create(staff_api, []).json()["id"]
+
+    added = staff_api.post(f"/api/campaigns/{draft}/recipients/", {
+        "file": csv_upload(header + "15550000001,John,Smith,$1,May 1,May 2\n"),
+    }, format="multipart")
+
+    assert added.status_code == 400, added.json()
+    assert "CustomProperties.CustomProp Time" in str(added.json()["file"])
+    assert not Campaign.objects.get(pk=draft).recipients.exists()
+
+
+@pytest.mark.django_db
+def test_a_campaign_whose_response_no_row_can_fill_is_refused_at_start(staff_api, tenant, response):  # noqa: F811
+    campaign_id = create(staff_api, [recipient(1), recipient(2)]).json()["id"]
+    # the standard response changed after the audience was uploaded
+    Campaign.objects.filter(pk=campaign_id).update(
+        standard_response=text_response(tenant, "Hi <$Contact.FirstName$>, <$CustomProperties.Coupon$> from "
+                                                "<$Agent.FirstName$>"))
+
+    started = staff_api.post(f"/api/campaigns/{campaign_id}/start/")
+
+    assert started.status_code == 400, started.json()
+    assert "Agent.FirstName" in str(started.json()) and "CustomProperties.Coupon" in str(started.json())
+    assert "Contact.FirstName" not in str(started.json())  # every row has it
+    assert Campaign.objects.get(pk=campaign_id).state == "draft"
+
+
+@pytest.mark.django_db
+def test_a_csv_field_over_the_parsers_limit_is_a_refused_row(staff_api, response):  # noqa: F811
+    import csv
+
+    huge = "x" * (csv.field_size_limit() + 1)
+    text = (CSV_HEADER + "15550000001,John,Smith,$1,May 1,May 2,3 PM\n"
+            f"15550000002,{huge},Smith,$1,May 1,May 2,3 PM\n" "15550000003,Ann,Lee,$1,May 1,May 2,3 PM\n")
+
+    created = staff_api.post("/api/campaigns/", {
+        "name": "CSV", "channel": "channel-ghub-simulator", "standard_response": SPEC_RESPONSE["id"],
+        "file": csv_upload(text),
+    }, format="multipart")
+
+    assert created.status_code == 201, created.content[:300]
+    report = created.json()["audience_report"]
+    assert report["accepted"] == 2
+    assert [r["row"] for r in report["rejected"]] == [2]
+    assert "longer than" in report["rejected"][0]["errors"][0]

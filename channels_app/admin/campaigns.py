@@ -48,6 +48,11 @@ class CampaignForm(TextRulesModelForm):
         state = self.instance.state if self.instance.pk else "draft"
         if cleaned.get("audience") is not None and state not in EDITABLE_STATES:
             self.add_error("audience", f"Recipients cannot be added to a {state} campaign: create a new campaign.")
+        audience, response = cleaned.get("audience"), cleaned.get("standard_response")
+        if audience is not None and response is not None and "audience" not in self.errors:
+            if unfillable := campaign_services.audience_unfillable_codes(response=response, columns=audience.columns):
+                self.add_error("audience", f"The standard response has field codes no row can fill: "
+                                           f"{', '.join(unfillable)}. Add the columns, or choose another response.")
         key, channel = cleaned.get("chat_queue_key"), cleaned.get("channel")
         if key and channel is not None:
             try:
@@ -61,9 +66,7 @@ class CampaignForm(TextRulesModelForm):
         if upload is None:
             return None
         try:
-            return campaign_services.audience_rows_from_csv(upload.read().decode("utf-8-sig"))
-        except UnicodeDecodeError as error:
-            raise forms.ValidationError("The file is not UTF-8 text.") from error
+            return campaign_services.audience_csv_open(binary=upload)
         except ApplicationError as error:
             raise forms.ValidationError(error.message) from error
 
@@ -177,17 +180,17 @@ class CampaignAdmin(ScopedModelAdmin):
         )
 
     def save_model(self, request, obj, form, change):
-        rows = form.cleaned_data.get("audience")
+        audience = form.cleaned_data.get("audience")
         if not change:
             created, report = campaign_services.campaign_create(
-                name=obj.name, channel=obj.channel, standard_response=obj.standard_response, rows=rows or [],
+                name=obj.name, channel=obj.channel, standard_response=obj.standard_response, audience=audience,
                 rate_per_second=obj.rate_per_second, start_at=obj.start_at,
                 terminate_sessions=obj.terminate_sessions, chat_queue_key=obj.chat_queue_key,
                 created_by=request.user,
             )
             obj.pk = created.pk
             obj.__dict__.update({k: v for k, v in created.__dict__.items() if not k.startswith("_")})
-            if rows is not None:
+            if audience is not None:
                 self._report(request, obj, form, report)
             return
         if obj.state not in EDITABLE_STATES:
@@ -201,9 +204,9 @@ class CampaignAdmin(ScopedModelAdmin):
         except ApplicationError as error:
             self._refuse(request, error.message)
             return
-        if rows is not None:
+        if audience is not None:
             try:
-                report = campaign_services.campaign_add_recipients(campaign=obj, rows=rows)
+                report = campaign_services.campaign_add_recipients(campaign=obj, audience=audience)
             except ApplicationError as error:
                 self._refuse(request, error.message)
                 return
@@ -226,9 +229,9 @@ class CampaignAdmin(ScopedModelAdmin):
         )
         self.message_user(
             request,
-            f"Audience: {report.accepted} recipient(s) stored, {len(report.duplicates)} duplicate row(s) sent once, "
-            f"{len(report.rejected)} row(s) rejected — see the upload report on the campaign's page.",
-            messages.SUCCESS if not report.rejected else messages.WARNING,
+            f"Audience: {report.accepted} recipient(s) stored, {report.duplicates_total} duplicate row(s) sent once, "
+            f"{report.rejected_total} row(s) rejected — see the upload report on the campaign's page.",
+            messages.SUCCESS if not report.rejected_total else messages.WARNING,
         )
 
     def get_urls(self):
