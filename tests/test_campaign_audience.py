@@ -102,3 +102,86 @@ def test_a_csv_field_over_the_parsers_limit_is_a_refused_row(staff_api, response
     assert report["accepted"] == 2
     assert [r["row"] for r in report["rejected"]] == [2]
     assert "longer than" in report["rejected"][0]["errors"][0]
+
+
+def admin_add(admin_client, csv_text: str, name: str = "Admin campaign", response_id: str = SPEC_RESPONSE["id"]):
+    from django.urls import reverse
+
+    from channels_app.models import Channel
+
+    channel = Channel.objects.get(channel_id="channel-ghub-simulator")
+    return admin_client.post(reverse("admin:channels_app_campaign_add"), {
+        "name": name, "channel": channel.pk, "standard_response": response_id,
+        "chat_queue_key": "", "terminate_sessions": "on", "rate_per_second": "", "start_at_0": "", "start_at_1": "",
+        "audience": csv_upload(csv_text),
+    }, follow=True)
+
+
+@pytest.mark.django_db
+def test_the_campaign_page_counts_refused_recipients_by_reason_and_lists_repeated_rows(admin_client, response):  # noqa: F811
+    from django.urls import reverse
+
+    good = "15550000001,John,Smith,$1,May 1,May 2,3 PM\n"
+    rows = [good, *(f"bad{n},John,Smith,$1,May 1,May 2,3 PM\n" for n in range(3)), good, good,
+            "15550000002,John,Smith,,May 1,May 2,3 PM\n"]
+    admin_add(admin_client, CSV_HEADER + "".join(rows))
+    campaign = Campaign.objects.get(name="Admin campaign")
+
+    page = admin_client.get(reverse("admin:channels_app_campaign_change", args=[campaign.pk])).content.decode()
+
+    # the refused recipients, counted by reason (the two repeats are one reason), the first rows listed
+    assert 'id="campaign-refused"' in page and "Refused recipients: 6" in page
+    refused = page[page.index('id="campaign-refused"'):page.index('id="upload-report"')]
+    assert '<td class="bad">client_id is not a phone number.</td><td class="dms-num">3</td>' in refused
+    assert '<td class="bad">Sent once: the client_id is already on an earlier row.</td><td class="dms-num">2</td>' \
+        in refused
+    assert '<td class="bad">No value for field code Contact.MyFC_BillAmount.</td><td class="dms-num">1</td>' \
+        in refused
+    assert refused.count('class="refused-recipient"') == 6
+    # the upload report lists the repeated rows like the refused ones
+    report = page[page.index('id="upload-report"'):]
+    assert report.count('class="repeated-row"') == 2 and "already on row 1" in report
+    assert report.count('class="refused-row"') == 4
+
+
+@pytest.mark.django_db
+def test_the_progress_of_the_campaign_page_carries_its_state_buttons_and_refusals(admin_client, response):  # noqa: F811
+    from django.urls import reverse
+
+    from channels_app.services.campaigns import campaign_run_batch, campaign_transition
+
+    admin_add(admin_client, CSV_HEADER + "15550000001,John,Smith,$1,May 1,May 2,3 PM\nbad,J,S,$1,May 1,May 2,3 PM\n")
+    campaign = Campaign.objects.get(name="Admin campaign")
+    progress_url = reverse("admin:channels_app_campaign_progress", args=[campaign.pk])
+    page = admin_client.get(reverse("admin:channels_app_campaign_change", args=[campaign.pk])).content.decode()
+    # every button is on the page, those of other states hidden; Cancel looks dangerous and asks first
+    assert '<button type="submit" form="campaign-pause" class="button" name="campaign-action" value="pause" hidden>' \
+        in page
+    assert 'class="button dms-danger" name="campaign-action" value="cancel">' in page
+    assert 'id="campaign-cancel-confirm"' in page
+
+    campaign_transition(campaign_id=campaign.pk, action="start")
+    assert admin_client.get(progress_url).json()["actions"] == ["pause", "cancel"]
+    while campaign_run_batch(campaign_id=campaign.pk):
+        pass
+
+    done = admin_client.get(progress_url + "?refused=1").json()
+    assert done["state"] == "completed" and done["actions"] == [] and done["fields"]["state"] == "Completed"
+    assert done["fields"]["finished_at"] != "-"
+    assert "Refused recipients: 1" in done["refused_html"]
+    assert "client_id is not a phone number." in done["refused_html"]
+
+
+def test_the_chart_draws_a_pause_as_zero():
+    from channels_app.admin.campaigns import chart_svg
+
+    timeline = {"sent": [["2026-01-01T00:00:00+00:00", 5], ["2026-01-01T00:00:01+00:00", 5],
+                         ["2026-01-01T00:00:30+00:00", 5]], "delivered": []}
+
+    svg = chart_svg(timeline)
+
+    line = svg[svg.index("<polyline points=\"") + 18:]
+    points = [tuple(map(float, p.split(","))) for p in line[:line.index('"')].split()]
+    bottom = max(y for _, y in points)
+    # sends at 0 s and 1 s, nothing from 2 s to 29 s (the pause), sends again at 30 s
+    assert len(points) == 5 and [y == bottom for _, y in points] == [False, False, True, True, False]

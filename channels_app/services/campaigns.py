@@ -699,6 +699,26 @@ def campaign_results_csv(*, campaign: Campaign, out) -> None:
         ])
 
 
+def campaign_refusals(*, campaign: Campaign, reasons: int = 10, rows: int = 20) -> dict:
+    """The refused recipients (at upload, or when invited) for the campaign's page: how many for each reason,
+    the most frequent first, and the first `rows` of them in row order. Repeats of an earlier row count as
+    one reason whichever row they repeat."""
+    from django.db.models import Case, CharField, F, Value, When
+
+    refused = CampaignRecipient.objects.filter(campaign=campaign).exclude(error="")
+    reason = Case(When(error__startswith=DUPLICATE_REASON_START, then=Value(_duplicate_reason(None))),
+                  default=F("error"), output_field=CharField())
+    by_reason = refused.annotate(reason=reason).values("reason").annotate(n=Count("pk")).order_by("-n", "reason")
+    counted = [(row["reason"], row["n"]) for row in by_reason[:reasons]]
+    total = campaign_counts(campaign=campaign)["refused"]
+    return {
+        "total": total,
+        "by_reason": counted,
+        "other": total - sum(n for _, n in counted),  # refused for the less frequent reasons
+        "rows": list(refused.order_by("row_number").values("row_number", "client_id", "error")[:rows]),
+    }
+
+
 def campaign_timeline(*, campaign: Campaign) -> dict:
     """Sends and deliveries per second of a campaign, for the admin's chart."""
     from django.db.models.functions import TruncSecond
