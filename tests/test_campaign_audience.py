@@ -6,6 +6,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from channels_app.models import Campaign
+from tests.test_browser import browser  # noqa: F401  (the fixture)
 from tests.test_campaigns import SPEC_RESPONSE, create, recipient, response, simulator  # noqa: F401
 
 CSV_HEADER = ("client_id,Contact.FirstName,Contact.LastName,Contact.MyFC_BillAmount,Contact.MyFC_Date,"
@@ -185,3 +186,82 @@ def test_the_chart_draws_a_pause_as_zero():
     bottom = max(y for _, y in points)
     # sends at 0 s and 1 s, nothing from 2 s to 29 s (the pause), sends again at 30 s
     assert len(points) == 5 and [y == bottom for _, y in points] == [False, False, True, True, False]
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_campaign_page_follows_its_campaign_to_the_end_and_cancel_asks_first(browser, live_server,  # noqa: F811
+                                                                                 django_user_model, staff_api):
+    from django.core.management import call_command
+    from django.test import Client
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from channels_app.services.campaigns import campaign_run_batch
+    from tests.test_first_run import shot
+
+    # given two campaigns, one uploaded with refused and repeated rows, and an administrator on its page
+    call_command("seed_demo", "--bare")
+    assert staff_api.post("/api/standard-responses/", SPEC_RESPONSE, format="json").status_code == 201
+    admin = django_user_model.objects.create_superuser("admin", password="browser-pass-123")
+    client = Client()
+    client.force_login(admin)
+    line = "{},John,Smith,$1,May 1,May 2,3 PM\n"
+    rows = [line.format(f"1555000000{n}") for n in (1, 2, 3, 1, 2)] + [line.format(f"bad-{n}") for n in (4, 5, 6)]
+    admin_add(client, CSV_HEADER + "".join(rows) + "15550000007,Ann,,$1,May 1,May 2,3 PM\n", name="March bills")
+    first = Campaign.objects.get(name="March bills").pk
+    second = create(staff_api, [recipient(1)], name="April bills").json()["id"]
+    # (a page left for the next one: its elements go stale while waited on)
+    wait = WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException])
+    browser.set_window_size(1400, 1000)
+    browser.get(f"{live_server.url}/admin/login/")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys("browser-pass-123")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait.until(expected_conditions.url_matches(r"/admin/$"))
+    browser.get(f"{live_server.url}/admin/channels_app/campaign/{first}/change/")
+
+    # when it is started and its batches run, the page left as it is
+    start_on(browser, wait)
+    while campaign_run_batch(campaign_id=first):
+        pass
+
+    # then it shows the end without a reload: the state, no button but the export, the refused reasons
+    wait.until(lambda d: d.find_element(By.ID, "campaign-counts").get_attribute("data-state") == "completed")
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, ".field-state .readonly").text == "Completed")
+    assert browser.find_element(By.CSS_SELECTOR, "#content > h2").text == "March bills (completed)"
+    assert "March bills (completed)" in browser.find_element(By.CSS_SELECTOR, ".breadcrumbs").text
+    assert not [b for b in browser.find_elements(By.CSS_SELECTOR, "#campaign-actions button") if b.is_displayed()]
+    refused = browser.find_element(By.ID, "campaign-refused").text
+    assert "Refused recipients: 6" in refused and "client_id is not a phone number." in refused
+    shot(browser, "22b-campaign-finished-refused-reasons", 1500)
+
+    # and on a running campaign, Cancel asks first: "No" keeps it running, "Yes" cancels it
+    browser.get(f"{live_server.url}/admin/channels_app/campaign/{second}/change/")
+    start_on(browser, wait)
+    browser.find_element(By.CSS_SELECTOR, "#campaign-actions button[value=cancel]").click()
+    dialog = browser.find_element(By.ID, "campaign-cancel-confirm")
+    wait.until(lambda d: dialog.is_displayed())
+    shot(browser, "22b-campaign-cancel-asks-first", 900)
+    browser.find_element(By.ID, "campaign-cancel-keep").click()
+    wait.until(lambda d: not dialog.is_displayed())
+    assert Campaign.objects.get(pk=second).state == "running"
+    browser.find_element(By.CSS_SELECTOR, "#campaign-actions button[value=cancel]").click()
+    page = browser.find_element(By.ID, "campaign-counts")
+    browser.find_element(By.ID, "campaign-cancel-yes").click()
+    wait.until(expected_conditions.staleness_of(page))
+    wait.until(lambda d: d.find_element(By.ID, "campaign-counts").get_attribute("data-state") == "cancelled")
+    assert Campaign.objects.get(pk=second).state == "cancelled"
+
+
+def start_on(driver, wait):
+    """Press Start on a campaign's page and wait for the page it leads to, running."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+
+    page = driver.find_element(By.ID, "campaign-counts")
+    driver.find_element(By.CSS_SELECTOR, "button[value=start]").click()
+    wait.until(expected_conditions.staleness_of(page))
+    wait.until(lambda d: d.find_element(By.ID, "campaign-counts").get_attribute("data-state") == "running")

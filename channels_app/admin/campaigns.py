@@ -281,6 +281,7 @@ class CampaignAdmin(ScopedModelAdmin):
         timeline = campaign_services.campaign_timeline(campaign=campaign)
         body = {
             "state": campaign.state,
+            "title": str(campaign),
             **campaign_services.campaign_counts(campaign=campaign),
             "timeline": timeline,
             "chart": chart_svg(timeline),
@@ -322,7 +323,12 @@ class CampaignAdmin(ScopedModelAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["campaign_sample_url"] = reverse("admin:channels_app_campaign_sample")
         if obj is not None:
-            context["upload_report"] = obj.upload_report or None
+            context["upload_report"] = report = obj.upload_report or None
+            if report:  # refused and repeated rows in one list, in row order
+                context["upload_rows"] = sorted(
+                    [*({**row, "repeated": False} for row in report.get("rejected", [])),
+                     *({**row, "repeated": True} for row in report.get("duplicate_rows", []))],
+                    key=lambda row: row["row"])
             context["campaign_progress_url"] = reverse("admin:channels_app_campaign_progress", args=[obj.pk])
             context["campaign_results_url"] = reverse("admin:channels_app_campaign_results", args=[obj.pk])
             # Every button is on the page, those the state does not allow hidden: the page shows the ones of
