@@ -265,3 +265,62 @@ def start_on(driver, wait):
     driver.find_element(By.CSS_SELECTOR, "button[value=start]").click()
     wait.until(expected_conditions.staleness_of(page))
     wait.until(lambda d: d.find_element(By.ID, "campaign-counts").get_attribute("data-state") == "running")
+
+
+@pytest.mark.django_db
+def test_a_large_csv_is_read_in_the_background_in_chunks_and_resumes_where_it_stopped(staff_api, response,  # noqa: F811
+                                                                                      settings, monkeypatch):
+    from django.core.files.storage import default_storage
+
+    from channels_app.services import campaigns as services
+
+    settings.AUDIENCE_INLINE_ROWS = 3  # (a million rows in production: the default is 20,000)
+    monkeypatch.setattr(services, "AUDIENCE_CHUNK", 3)
+    line = "{},John,Smith,$1,May 1,May 2,3 PM\n"
+    rows = [line.format(f"1555000000{n}") for n in range(1, 6)] + [line.format("bad")] \
+        + [line.format("15550000001")] + [f"15550000009,{'x' * (__import__('csv').field_size_limit() + 1)},S\n"] \
+        + [line.format("15550000008")]
+    draft = create(staff_api, []).json()["id"]
+
+    # when a CSV of more lines than AUDIENCE_INLINE_ROWS is uploaded
+    added = staff_api.post(f"/api/campaigns/{draft}/recipients/", {"file": csv_upload(CSV_HEADER + "".join(rows))},
+                           format="multipart")
+
+    # then the request answers at once: the file is read by a worker, and the campaign waits for it
+    assert added.status_code == 202, added.json()
+    assert added.json()["state"] == "loading" and added.json()["lines"] == 10
+    upload = staff_api.get(f"/api/campaigns/{draft}/").json()["audience_upload"]
+    assert (upload["state"], upload["rows_read"], upload["file"]) == ("loading", 0, "audience.csv")
+    started = staff_api.post(f"/api/campaigns/{draft}/start/")
+    assert started.status_code == 409 and "still being read" in str(started.json())
+    assert staff_api.post(f"/api/campaigns/{draft}/recipients/", {"recipients": [recipient(1)]},
+                          format="json").status_code == 409
+    path = Campaign.objects.get(pk=draft).upload_report["path"]
+
+    # when the worker dies after its first chunk, and the task runs again
+    real_store = services._store_chunk
+    stored = []
+
+    def dies_after_one_chunk(*args):
+        if stored:
+            raise RuntimeError("worker lost")
+        stored.append(real_store(*args))
+
+    monkeypatch.setattr(services, "_store_chunk", dies_after_one_chunk)
+    with pytest.raises(RuntimeError):
+        services.campaign_audience_load(campaign_id=draft, path=path)
+    assert staff_api.get(f"/api/campaigns/{draft}/").json()["audience_upload"]["rows_read"] == 3
+    monkeypatch.setattr(services, "_store_chunk", real_store)
+    assert services.campaign_audience_load(campaign_id=draft, path=path) == 6
+
+    # then every row is stored once, in order, the repeat across chunks and the unreadable row refused
+    kept = list(Campaign.objects.get(pk=draft).recipients.order_by("row_number").values_list("row_number", "error"))
+    assert [number for number, _ in kept] == list(range(1, 10))
+    assert [number for number, error in kept if not error] == [1, 2, 3, 4, 5, 9]
+    assert "already on row 1" in kept[6][1] and "longer than" in kept[7][1] and "not a phone number" in kept[5][1]
+    upload = staff_api.get(f"/api/campaigns/{draft}/").json()["audience_upload"]
+    assert {k: upload[k] for k in ("state", "rows_read", "accepted", "rejected", "duplicates")} == {
+        "state": "done", "rows_read": 9, "accepted": 6, "rejected": 2, "duplicates": 1}
+    assert not default_storage.exists(path)
+    assert services.campaign_audience_load(campaign_id=draft, path=path) == 0  # a late second run: nothing
+    assert staff_api.post(f"/api/campaigns/{draft}/start/").json()["state"] == "running"

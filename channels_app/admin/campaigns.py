@@ -242,10 +242,10 @@ class CampaignAdmin(ScopedModelAdmin):
         return super().response_change(request, obj)
 
     def _report(self, request, campaign, form, report):
-        upload = form.files.get("audience")
-        campaign_services.campaign_keep_upload_report(
-            campaign=campaign, report=report, file_name=getattr(upload, "name", "") or ""
-        )
+        if report.state == campaign_services.LOADING:
+            self.message_user(request, f"Audience: about {report.lines:,} rows are being read in the background; "
+                                       "the upload report below shows how far.", messages.SUCCESS)
+            return
         self.message_user(
             request,
             f"Audience: {report.accepted} recipient(s) stored, {report.duplicates_total} duplicate row(s) sent once, "
@@ -286,6 +286,7 @@ class CampaignAdmin(ScopedModelAdmin):
             "timeline": timeline,
             "chart": chart_svg(timeline),
             "actions": [name for name in TRANSITIONS if campaign.state in campaign_services.ALLOWED[name][0]],
+            "upload": {key: (campaign.upload_report or {}).get(key) for key in ("state", "rows_read", "lines")},
             "fields": {"state": campaign.get_state_display(),
                        **{name: display_for_value(getattr(campaign, name), "-") for name in ("started_at",
                                                                                              "finished_at")}},

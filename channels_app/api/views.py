@@ -705,7 +705,10 @@ class CampaignViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
     @extend_schema(
         request={"application/json": serializers.RecipientsRequestSerializer,
                  "multipart/form-data": serializers.RecipientsUploadSerializer},
-        responses=serializers.AudienceReportSerializer,
+        responses={200: serializers.AudienceReportSerializer,
+                   202: OpenApiResponse(serializers.AudienceReportSerializer,
+                                        "A large CSV: read in the background; the campaign's audience_upload "
+                                        "shows how far.")},
     )
     @recipients.mapping.post
     def add_recipients(self, request, pk=None):
@@ -720,7 +723,8 @@ class CampaignViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
             serializer.is_valid(raise_exception=True)
             rows = serializer.validated_data["recipients"]
         report = campaign_services.campaign_add_recipients(campaign=campaign, rows=rows, audience=audience)
-        return Response(report.as_dict())
+        loading = report.state == campaign_services.LOADING  # a large CSV: read by a worker, see audience_upload
+        return Response(report.as_dict(), status=status.HTTP_202_ACCEPTED if loading else status.HTTP_200_OK)
 
     @extend_schema(request=None, responses={(200, "text/csv"): OpenApiTypes.STR})
     @action(detail=True, methods=["get"], url_path="results")

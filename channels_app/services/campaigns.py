@@ -6,6 +6,8 @@ import codecs
 import csv
 import io
 import itertools
+import uuid
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -31,7 +33,7 @@ from channels_app.models import (
     StandardResponse,
 )
 from channels_app.phones import normalize_client_phone
-from channels_app.publishing import CAMPAIGN_BATCH, publish
+from channels_app.publishing import CAMPAIGN_AUDIENCE_LOAD, CAMPAIGN_BATCH, publish
 from channels_app.services.deliveries import deliveries_send
 from channels_app.services.invitations import Invitee, invitation_plan, invitations_create
 from channels_app.text_rules import escaped, text_rule_broken_at, text_rule_message
@@ -49,6 +51,7 @@ DERIVED_CONTACT_PROPERTIES = {"Id", "PrimaryPhoneNumber", "FullName"}
 # --- audience -----------------------------------------------------------------
 
 AUDIENCE_CHUNK = 5000  # rows validated and stored at a time: memory stays flat however large the audience
+AUDIENCE_STALLED = timedelta(minutes=2)  # an audience read in the background without progress this long is resumed
 # Field codes a campaign's recipients can fill, besides those their rows carry: the interaction's own
 # (services/interactions.py, interaction_field_values); a campaign has no agent.
 INTERACTION_FIELD_CODES = {"Id", "DateCreated", "FromAddress", "ToAddress"}
@@ -63,6 +66,8 @@ class AudienceReport:
     rejected_total: int = 0
     duplicates_total: int = 0
     limit: int | None = None  # rows listed at most (None: all of them)
+    state: str = "done"  # or LOADING: a worker reads the file (the campaign's upload_report follows it)
+    lines: int = 0  # of the file read in the background: about its rows
 
     def refuse(self, entry: dict) -> None:
         self.rejected_total += 1
@@ -76,8 +81,14 @@ class AudienceReport:
             self.duplicate_rows.append(entry)
 
     def as_dict(self) -> dict:
-        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected,
-                "duplicate_rows": self.duplicate_rows}
+        answer = {"state": self.state, "accepted": self.accepted, "duplicates": self.duplicates,
+                  "rejected": self.rejected, "duplicate_rows": self.duplicate_rows}
+        if self.state == LOADING:
+            answer["lines"] = self.lines
+        return answer
+
+
+LOADING = "loading"
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,7 @@ class AudienceCsv:
     binary: object  # a seekable file object of bytes
     columns: list[str]
     lines: int  # line breaks in the file: about the number of rows
+    name: str = ""
 
     def rows(self):
         """Each row as {"client_id", "Contact": {...}, "CustomProperties": {...}}, or an UnreadableRow."""
@@ -115,7 +127,8 @@ class AudienceCsv:
                     continue  # a blank line is no row
                 yield _audience_row(header, values)
         finally:
-            text.detach()  # the upload stays open for its owner
+            if not self.binary.closed:
+                text.detach()  # the upload stays open for its owner
 
 
 def _unreadable_reason(error: csv.Error) -> str:
@@ -158,7 +171,7 @@ def audience_csv_open(*, binary) -> AudienceCsv:
     columns = [name.strip() for name in header or []]
     if "client_id" not in columns:
         raise InvalidParameter("The CSV needs a header row with a client_id column.", field="file")
-    return AudienceCsv(binary=binary, columns=columns, lines=lines)
+    return AudienceCsv(binary=binary, columns=columns, lines=lines, name=str(getattr(binary, "name", "") or ""))
 
 
 def audience_rows_from_csv(text: str) -> list[dict]:
@@ -348,27 +361,126 @@ def _lock_for_upload(campaign: Campaign) -> Campaign:
         pk=campaign.pk)
     if campaign.state not in (CampaignState.DRAFT, CampaignState.SCHEDULED):
         raise InvalidParameter(f"Recipients cannot be added to a {campaign.state} campaign.", field="recipients")
+    if loading := _loading(campaign):
+        raise CampaignStateConflict(f"The audience {loading} is still being read: add more once it is stored.",
+                                    field="recipients")
     return campaign
 
 
+def _loading(campaign: Campaign) -> str:
+    """The audience file a worker is still reading into the campaign ("" when none), e.g.
+    "audience.csv (row 40,000 of about 1,000,000)"."""
+    report = campaign.upload_report or {}
+    if report.get("state") != LOADING:
+        return ""
+    return f"{report.get('file') or 'file'} (row {report.get('rows_read', 0):,} of about {report.get('lines', 0):,})"
+
+
 @transaction.atomic
-def campaign_add_recipients(*, campaign: Campaign, rows=None, audience: AudienceCsv | None = None,
-                            report_limit: int | None = None) -> AudienceReport:
+def campaign_add_recipients(*, campaign: Campaign, rows=None, audience: AudienceCsv | None = None) -> AudienceReport:
     """Validate an audience (JSON `rows`, or an `audience` CSV) and store it in chunks, each in bulk (a draft
-    or scheduled campaign only). A standard response whose field codes no row can fill refuses the whole
-    upload first, naming the codes."""
+    or scheduled campaign only); its report is kept on the campaign. A standard response whose field codes
+    no row can fill refuses the whole upload first, naming the codes. A CSV of more than AUDIENCE_INLINE_ROWS
+    lines is read by a worker instead (campaign_audience_load): the report says LOADING, and the campaign's
+    `upload_report` follows its progress."""
     campaign = _lock_for_upload(campaign)
     if audience is not None:
         _refuse_unfillable(campaign.standard_response, audience.columns, "file")
+        if audience.lines > settings.AUDIENCE_INLINE_ROWS:
+            return _load_later(campaign, audience)
         rows = audience.rows()
     elif rows:
         _refuse_unfillable(campaign.standard_response, _columns_of_rows(rows), "recipients")
-    report = AudienceReport(limit=report_limit)
+    report = AudienceReport()
     next_row = _next_row_number(campaign)
     for chunk in _chunks(rows or [], AUDIENCE_CHUNK):
         _store_chunk(campaign, chunk, next_row, report)
         next_row += len(chunk)
+    campaign_keep_upload_report(campaign=campaign, report=report, file_name=audience.name if audience else "")
     return report
+
+
+def _load_later(campaign: Campaign, audience: AudienceCsv) -> AudienceReport:
+    """Keep the file where every worker reads it (the default storage) and hand it to the bulk lane."""
+    from django.core.files import File
+    from django.core.files.storage import default_storage
+
+    path = default_storage.save(f"campaign-audiences/{campaign.pk}-{uuid.uuid4().hex}.csv", File(audience.binary))
+    now = timezone.now().isoformat()
+    kept = {"state": LOADING, "file": audience.name, "path": path, "lines": audience.lines, "rows_read": 0,
+            "first_row": _next_row_number(campaign), "accepted": 0, "rejected": [], "rejected_total": 0,
+            "duplicates": [], "duplicate_rows": [], "duplicates_total": 0, "at": now, "updated_at": now}
+    Campaign.objects.filter(pk=campaign.pk).update(upload_report=kept)
+    campaign.upload_report = kept
+    transaction.on_commit(lambda: publish(CAMPAIGN_AUDIENCE_LOAD, campaign.pk, path))
+    return AudienceReport(state=LOADING, lines=audience.lines)
+
+
+def campaign_audience_load(*, campaign_id: int, path: str) -> int:
+    """Read an audience file kept by campaign_add_recipients into its campaign, a chunk a transaction: each
+    chunk's rows and the progress in `upload_report` commit together, so that a run after a worker's death
+    goes on from the last chunk stored, and a second run of the same file stops at its first chunk (the
+    progress moved on under it). Returns the rows read by this run."""
+    from django.core.files.storage import default_storage
+
+    report = (Campaign.objects.filter(pk=campaign_id).values_list("upload_report", flat=True).first()) or {}
+    if report.get("path") != path or report.get("state") != LOADING:
+        return 0  # done already, or replaced
+    done = start = report["rows_read"]
+    with default_storage.open(path, "rb") as binary, closing(AudienceCsv(binary=binary, columns=[], lines=0).rows()) \
+            as every_row:
+        rows = itertools.islice(every_row, done, None)
+        for chunk in _chunks(rows, AUDIENCE_CHUNK):
+            with transaction.atomic():
+                campaign = (Campaign.objects.select_for_update().select_related("channel", "standard_response")
+                            .filter(pk=campaign_id).first())
+                if campaign is None:  # deleted meanwhile
+                    break
+                kept = campaign.upload_report or {}
+                if kept.get("path") != path or kept.get("state") != LOADING or kept.get("rows_read") != done:
+                    return done - start  # replaced, or another run is ahead (it deletes the file)
+                if campaign.state not in (CampaignState.DRAFT, CampaignState.SCHEDULED):
+                    _keep_progress(campaign, kept, state="stopped", error=f"The campaign was {campaign.state} "
+                                   f"before its audience was read: rows from {done + 1} on were not stored.")
+                    break
+                report = AudienceReport(limit=REJECTED_ROWS_KEPT)
+                _store_chunk(campaign, chunk, kept["first_row"] + done, report)
+                done += len(chunk)
+                _keep_progress(campaign, kept, report=report, rows_read=done)
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().filter(pk=campaign_id).first()
+        kept = (campaign.upload_report or {}) if campaign else {}
+        if kept.get("path") == path and kept.get("state") == LOADING:
+            _keep_progress(campaign, kept, state="done")
+    default_storage.delete(path)
+    return done - start
+
+
+def _keep_progress(campaign: Campaign, kept: dict, *, report: AudienceReport | None = None, **changes) -> None:
+    kept = {**kept, **changes, "updated_at": timezone.now().isoformat()}
+    if report is not None:
+        kept["accepted"] += report.accepted
+        kept["rejected_total"] += report.rejected_total
+        kept["duplicates_total"] += report.duplicates_total
+        room = REJECTED_ROWS_KEPT - len(kept["rejected"])
+        kept["rejected"] = kept["rejected"] + report.rejected[:max(room, 0)]
+        room = REJECTED_ROWS_KEPT - len(kept["duplicate_rows"])
+        kept["duplicate_rows"] = kept["duplicate_rows"] + report.duplicate_rows[:max(room, 0)]
+        kept["duplicates"] = [row["row"] for row in kept["duplicate_rows"]]
+    Campaign.objects.filter(pk=campaign.pk).update(upload_report=kept)
+    campaign.upload_report = kept
+
+
+def audiences_resume(*, now: datetime | None = None) -> int:
+    """Periodic (with campaigns_tick): publish again the audience loads that made no progress for
+    AUDIENCE_STALLED (their task lost with the broker, say); a load still running stops at its next chunk."""
+    now = now or timezone.now()
+    resumed = 0
+    for pk, report in Campaign.objects.filter(upload_report__state=LOADING).values_list("pk", "upload_report"):
+        if datetime.fromisoformat(report["updated_at"]) < now - AUDIENCE_STALLED:
+            publish(CAMPAIGN_AUDIENCE_LOAD, pk, report["path"])
+            resumed += 1
+    return resumed
 
 
 def _chunks(rows, size: int):
@@ -474,6 +586,9 @@ def campaign_transition(*, campaign_id: int, action: str) -> Campaign:
         raise CampaignStateConflict(f"A {campaign.state} campaign cannot {action}.", field="state")
     now = timezone.now()
     if action in ("start", "resume"):
+        if action == "start" and (loading := _loading(campaign)):
+            raise CampaignStateConflict(f"The audience {loading} is still being read: start the campaign once "
+                                        "it is stored.", field="recipients")
         if action == "start" and not campaign.recipients.filter(error="").exists():
             raise CampaignStateConflict("The campaign has no recipients to send to.", field="recipients")
         if action == "start":
@@ -500,7 +615,10 @@ def campaigns_tick(*, now: datetime | None = None) -> int:
     """Periodic: start scheduled campaigns that are due, and keep running ones
     moving (after a restart of workers or broker, a batch task may be lost)."""
     now = now or timezone.now()
+    audiences_resume(now=now)
+    # A scheduled campaign whose audience is still being read waits for it.
     due_rows = list(Campaign.objects.filter(state=CampaignState.SCHEDULED, start_at__lte=now)
+                    .exclude(upload_report__state=LOADING)
                     .values_list("pk", "name", "channel__tenant_id"))
     due = [pk for pk, _, _ in due_rows]
     with transaction.atomic():
@@ -749,6 +867,7 @@ def campaign_keep_upload_report(*, campaign: Campaign, report: AudienceReport, f
     and as many repeated rows, with how many there were."""
     kept = {
         **report.as_dict(),
+        "rows_read": report.accepted + report.rejected_total + report.duplicates_total,
         "rejected": report.rejected[:REJECTED_ROWS_KEPT],
         "rejected_total": max(report.rejected_total, len(report.rejected)),
         "duplicates": report.duplicates[:REJECTED_ROWS_KEPT],
