@@ -324,3 +324,11 @@ def test_a_large_csv_is_read_in_the_background_in_chunks_and_resumes_where_it_st
     assert not default_storage.exists(path)
     assert services.campaign_audience_load(campaign_id=draft, path=path) == 0  # a late second run: nothing
     assert staff_api.post(f"/api/campaigns/{draft}/start/").json()["state"] == "running"
+
+
+@pytest.mark.django_db
+def test_a_campaign_created_without_an_audience_has_no_upload_report(staff_api, response):  # noqa: F811
+    created = create(staff_api, [])
+
+    assert created.json()["audience_upload"] is None
+    assert Campaign.objects.get().upload_report == {}

@@ -396,7 +396,8 @@ def campaign_add_recipients(*, campaign: Campaign, rows=None, audience: Audience
     for chunk in _chunks(rows or [], AUDIENCE_CHUNK):
         _store_chunk(campaign, chunk, next_row, report)
         next_row += len(chunk)
-    campaign_keep_upload_report(campaign=campaign, report=report, file_name=audience.name if audience else "")
+    if audience is not None or rows:  # an upload, not a campaign created without an audience
+        campaign_keep_upload_report(campaign=campaign, report=report, file_name=audience.name if audience else "")
     return report
 
 
