@@ -28,6 +28,7 @@ def test_a_multipart_create_has_the_defaults_of_a_json_create(staff_api, respons
 
     # then both have the same settings
     assert as_json.status_code == 201 and as_form.status_code == 201, as_form.json()
+    assert as_form.json()["audience_upload"]["accepted"] == 1 and as_json.json()["audience_upload"]["accepted"] == 1
     settings = ("chat_queue_key", "terminate_sessions", "rate_per_second", "start_at", "state")
     assert {k: as_form.json()[k] for k in settings} == {k: as_json.json()[k] for k in settings}
     assert Campaign.objects.get(pk=as_form.json()["id"]).terminate_sessions is True

@@ -520,6 +520,7 @@ def campaign_create(
         raise InvalidFields.from_django(error) from error
     campaign.save()
     report = campaign_add_recipients(campaign=campaign, rows=rows or [], audience=audience)
+    campaign.upload_report = Campaign.objects.values_list("upload_report", flat=True).get(pk=campaign.pk)
     return campaign, report
 
 
