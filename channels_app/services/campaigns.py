@@ -174,12 +174,6 @@ def audience_csv_open(*, binary) -> AudienceCsv:
     return AudienceCsv(binary=binary, columns=columns, lines=lines, name=str(getattr(binary, "name", "") or ""))
 
 
-def audience_rows_from_csv(text: str) -> list[dict]:
-    """CSV with a `client_id` column and `Contact.<name>` / `CustomProperties.<name>` columns, as rows
-    (a record the parser cannot read is an UnreadableRow)."""
-    return list(audience_csv_open(binary=io.BytesIO(text.encode("utf-8"))).rows())
-
-
 def _columns_of_rows(rows: list) -> set[str]:
     """`Section.name` of every value some row carries (JSON recipients)."""
     columns = set()
