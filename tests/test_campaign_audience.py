@@ -333,3 +333,20 @@ def test_a_campaign_created_without_an_audience_has_no_upload_report(staff_api, 
 
     assert created.json()["audience_upload"] is None
     assert Campaign.objects.get().upload_report == {}
+
+
+@pytest.mark.django_db
+def test_the_campaign_page_shows_an_audience_being_read_in_the_background(admin_client, response, settings):  # noqa: F811
+    from django.urls import reverse
+
+    settings.AUDIENCE_INLINE_ROWS = 1
+    added = admin_add(admin_client, CSV_HEADER + "15550000001,John,Smith,$1,May 1,May 2,3 PM\n"
+                                                 "15550000002,Ann,Lee,$1,May 1,May 2,3 PM\n")
+    campaign = Campaign.objects.get(name="Admin campaign")
+
+    assert "rows are being read in the background" in added.content.decode()
+    page = admin_client.get(reverse("admin:channels_app_campaign_change", args=[campaign.pk])).content.decode()
+    assert 'id="upload-loading" data-state="loading"' in page
+    assert 'row <span id="upload-rows-read">0</span> of about 3' in page
+    progress = admin_client.get(reverse("admin:channels_app_campaign_progress", args=[campaign.pk])).json()
+    assert progress["upload"] == {"state": "loading", "rows_read": 0, "lines": 3}
