@@ -161,6 +161,7 @@ def test_the_progress_of_the_campaign_page_carries_its_state_buttons_and_refusal
         in page
     assert 'class="button dms-danger" name="campaign-action" value="cancel">' in page
     assert 'id="campaign-cancel-confirm"' in page
+    assert "<strong>0</strong>duplicate rows (sent once)" in page and "<strong>1</strong>rows refused" in page
 
     campaign_transition(campaign_id=campaign.pk, action="start")
     assert admin_client.get(progress_url).json()["actions"] == ["pause", "cancel"]
