@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from channels_app.publishing import (
+    CAMPAIGN_AUDIENCE_LOAD,
     CAMPAIGN_BATCH,
     DELIVER,
     DELIVER_BATCH,
@@ -59,6 +60,12 @@ def campaign_batch(campaign_id: int) -> int:
     if handled:
         publish(CAMPAIGN_BATCH, campaign_id)
     return handled
+
+
+@shared_task(name=CAMPAIGN_AUDIENCE_LOAD, acks_late=True, reject_on_worker_lost=True)
+def campaign_audience_load(campaign_id: int, path: str) -> int:
+    """Read a large audience CSV into the campaign, in chunks (resumes where it stopped when run again)."""
+    return campaigns.campaign_audience_load(campaign_id=campaign_id, path=path)
 
 
 @shared_task(name="channels_app.campaigns_tick")

@@ -186,6 +186,7 @@ CELERY_TASK_ROUTES = {
     "channels_app.whatsapp_inbox_process": {"queue": "people"},
     "channels_app.whatsapp_media_fetch": {"queue": "media"},
     "channels_app.campaign_batch": {"queue": "bulk"},
+    "channels_app.campaign_audience_load": {"queue": "bulk"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Celery's Django fix-up closes the database connection around every task
@@ -398,6 +399,9 @@ CIRCUIT_FAILURE_THRESHOLD = env.int("CIRCUIT_FAILURE_THRESHOLD", default=5)
 # A campaign's audience posted as JSON can be large; a bigger body is refused with 413 before it is read
 # (channels_app/request_limits.py). Uploads (multipart) may be larger: attachments go up to 100 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=32 * 1024 * 1024)
+# An audience CSV of more lines than this is read by a worker (the bulk lane) in chunks, with its progress on
+# the campaign, instead of in the request: ~100 µs a row, so a million rows would outlast any web timeout.
+AUDIENCE_INLINE_ROWS = env.int("AUDIENCE_INLINE_ROWS", default=20_000)
 UPLOAD_MAX_SIZE = env.int("UPLOAD_MAX_SIZE", default=101 * 1024 * 1024)
 
 # --- Logging ------------------------------------------------------------------

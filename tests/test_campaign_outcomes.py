@@ -32,6 +32,18 @@ def test_numbers_the_server_writes_are_left_as_numbers():
     assert (spreadsheet_safe(-3), spreadsheet_safe(2), spreadsheet_safe(None)) == (-3, 2, None)
 
 
+@pytest.mark.parametrize("cell", ["+14155550101", "-12.5", "+3", "-0.5", "-7", "+442071838750"])
+def test_a_cell_that_is_a_number_or_an_e164_phone_number_is_data_not_a_formula(cell):
+    # (issue 22, item 3: the guard wrote '+14155550101)
+    assert spreadsheet_safe(cell) == cell
+
+
+@pytest.mark.parametrize("cell", ["+1-2", "-1+cmd|' /C calc'!A0", "+", "-", "+1e5", "-1.2.3", "+١٢٣", "+12 ",
+                                  "\t12", "-12.5\n"])
+def test_a_cell_that_only_begins_like_a_number_keeps_the_guard(cell):
+    assert spreadsheet_safe(cell) == "'" + cell
+
+
 @pytest.mark.django_db
 def test_the_results_export_lists_every_row_with_its_outcome_and_runs_no_formula(staff_api, response):  # noqa: F811
     # given an audience with good rows, refused rows whose values are formulas, and a repeated client id

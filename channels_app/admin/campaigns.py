@@ -4,8 +4,10 @@ change goes through the campaign services."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import display_for_value
 from django.http import HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import escape, format_html
 
@@ -17,6 +19,8 @@ from channels_app.services import campaigns as campaign_services
 from channels_app.validators import validate_queue_key
 
 TRANSITIONS = ("start", "pause", "resume", "cancel")
+REFUSED_REASONS_SHOWN = 10
+REFUSED_ROWS_SHOWN = 20
 
 
 EDITABLE_STATES = ("draft", "scheduled")
@@ -48,6 +52,11 @@ class CampaignForm(TextRulesModelForm):
         state = self.instance.state if self.instance.pk else "draft"
         if cleaned.get("audience") is not None and state not in EDITABLE_STATES:
             self.add_error("audience", f"Recipients cannot be added to a {state} campaign: create a new campaign.")
+        audience, response = cleaned.get("audience"), cleaned.get("standard_response")
+        if audience is not None and response is not None and "audience" not in self.errors:
+            if unfillable := campaign_services.audience_unfillable_codes(response=response, columns=audience.columns):
+                self.add_error("audience", f"The standard response has field codes no row can fill: "
+                                           f"{', '.join(unfillable)}. Add the columns, or choose another response.")
         key, channel = cleaned.get("chat_queue_key"), cleaned.get("channel")
         if key and channel is not None:
             try:
@@ -61,9 +70,7 @@ class CampaignForm(TextRulesModelForm):
         if upload is None:
             return None
         try:
-            return campaign_services.audience_rows_from_csv(upload.read().decode("utf-8-sig"))
-        except UnicodeDecodeError as error:
-            raise forms.ValidationError("The file is not UTF-8 text.") from error
+            return campaign_services.audience_csv_open(binary=upload)
         except ApplicationError as error:
             raise forms.ValidationError(error.message) from error
 
@@ -74,6 +81,7 @@ def chart_svg(timeline: dict, width: int = 720, height: int = 220) -> str:
     series = [("sent", "#417690"), ("delivered", "#2e9e44")]
     points = {name: [(_seconds(at), count) for at, count in timeline.get(name, [])] for name, _ in series}
     every = [p for name, _ in series for p in points[name]]
+    lines = {name: _with_zeros(points[name]) for name, _ in series}
     left, right, top, bottom = 48, 16, 14, 40
     plot_w, plot_h = width - left - right, height - top - bottom
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
@@ -111,12 +119,26 @@ def chart_svg(timeline: dict, width: int = 720, height: int = 220) -> str:
     parts.append(f'<text x="12" y="{top + plot_h / 2}" text-anchor="middle" fill="#444" '
                  f'transform="rotate(-90 12 {top + plot_h / 2})">messages / second</text>')
     for name, color in series:
-        line = " ".join(f"{x(t):.1f},{y(n):.1f}" for t, n in points[name])
+        line = " ".join(f"{x(t):.1f},{y(n):.1f}" for t, n in lines[name])
         if line:
             parts.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"/>')
             parts.extend(f'<circle cx="{x(t):.1f}" cy="{y(n):.1f}" r="3.5" fill="{color}"/>' for t, n in points[name])
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _with_zeros(points: list[tuple[float, int]]) -> list[tuple[float, int]]:
+    """The points of a line with the seconds nothing was sent drawn as zero: a second without messages is not
+    in the timeline, and a line from one send to the next after a pause drew the pause as sending."""
+    line: list[tuple[float, int]] = []
+    for t, n in points:
+        if line and t - line[-1][0] > 1:
+            last = line[-1][0]
+            line.append((last + 1, 0))
+            if t - 1 > last + 1:
+                line.append((t - 1, 0))
+        line.append((t, n))
+    return line
 
 
 def _seconds(iso: str) -> float:
@@ -177,17 +199,17 @@ class CampaignAdmin(ScopedModelAdmin):
         )
 
     def save_model(self, request, obj, form, change):
-        rows = form.cleaned_data.get("audience")
+        audience = form.cleaned_data.get("audience")
         if not change:
             created, report = campaign_services.campaign_create(
-                name=obj.name, channel=obj.channel, standard_response=obj.standard_response, rows=rows or [],
+                name=obj.name, channel=obj.channel, standard_response=obj.standard_response, audience=audience,
                 rate_per_second=obj.rate_per_second, start_at=obj.start_at,
                 terminate_sessions=obj.terminate_sessions, chat_queue_key=obj.chat_queue_key,
                 created_by=request.user,
             )
             obj.pk = created.pk
             obj.__dict__.update({k: v for k, v in created.__dict__.items() if not k.startswith("_")})
-            if rows is not None:
+            if audience is not None:
                 self._report(request, obj, form, report)
             return
         if obj.state not in EDITABLE_STATES:
@@ -201,9 +223,9 @@ class CampaignAdmin(ScopedModelAdmin):
         except ApplicationError as error:
             self._refuse(request, error.message)
             return
-        if rows is not None:
+        if audience is not None:
             try:
-                report = campaign_services.campaign_add_recipients(campaign=obj, rows=rows)
+                report = campaign_services.campaign_add_recipients(campaign=obj, audience=audience)
             except ApplicationError as error:
                 self._refuse(request, error.message)
                 return
@@ -220,15 +242,15 @@ class CampaignAdmin(ScopedModelAdmin):
         return super().response_change(request, obj)
 
     def _report(self, request, campaign, form, report):
-        upload = form.files.get("audience")
-        campaign_services.campaign_keep_upload_report(
-            campaign=campaign, report=report, file_name=getattr(upload, "name", "") or ""
-        )
+        if report.state == campaign_services.LOADING:
+            self.message_user(request, f"Audience: about {report.lines:,} rows are being read in the background; "
+                                       "the upload report below shows how far.", messages.SUCCESS)
+            return
         self.message_user(
             request,
-            f"Audience: {report.accepted} recipient(s) stored, {len(report.duplicates)} duplicate row(s) sent once, "
-            f"{len(report.rejected)} row(s) rejected — see the upload report on the campaign's page.",
-            messages.SUCCESS if not report.rejected else messages.WARNING,
+            f"Audience: {report.accepted} recipient(s) stored, {report.duplicates_total} duplicate row(s) sent once, "
+            f"{report.rejected_total} row(s) rejected — see the upload report on the campaign's page.",
+            messages.SUCCESS if not report.rejected_total else messages.WARNING,
         )
 
     def get_urls(self):
@@ -253,14 +275,31 @@ class CampaignAdmin(ScopedModelAdmin):
         return response
 
     def progress_view(self, request, pk):
+        """The live part of the campaign's page: counts, chart, state, the buttons the state allows and, when
+        asked (`?refused=1`: the page saw the refused count change), the refused recipients' module."""
         campaign = get_object_or_404(self.get_queryset(request), pk=pk)
         timeline = campaign_services.campaign_timeline(campaign=campaign)
-        return JsonResponse({
+        body = {
             "state": campaign.state,
+            "title": str(campaign),
             **campaign_services.campaign_counts(campaign=campaign),
             "timeline": timeline,
             "chart": chart_svg(timeline),
-        })
+            "actions": [name for name in TRANSITIONS if campaign.state in campaign_services.ALLOWED[name][0]],
+            "upload": {key: (campaign.upload_report or {}).get(key) for key in ("state", "rows_read", "lines")},
+            "fields": {"state": campaign.get_state_display(),
+                       **{name: display_for_value(getattr(campaign, name), "-") for name in ("started_at",
+                                                                                             "finished_at")}},
+        }
+        if request.GET.get("refused"):
+            body["refused_html"] = render_to_string(
+                "admin/channels_app/campaign/refused.html", {"refusals": self._refusals(campaign)}, request=request)
+        return JsonResponse(body)
+
+    @staticmethod
+    def _refusals(campaign):
+        return campaign_services.campaign_refusals(campaign=campaign, reasons=REFUSED_REASONS_SHOWN,
+                                                   rows=REFUSED_ROWS_SHOWN)
 
     def results_view(self, request, pk):
         campaign = get_object_or_404(self.get_queryset(request), pk=pk)
@@ -285,12 +324,20 @@ class CampaignAdmin(ScopedModelAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["campaign_sample_url"] = reverse("admin:channels_app_campaign_sample")
         if obj is not None:
-            context["upload_report"] = obj.upload_report or None
+            context["upload_report"] = report = obj.upload_report or None
+            if report:  # refused and repeated rows in one list, in row order
+                context["upload_rows"] = sorted(
+                    [*({**row, "repeated": False} for row in report.get("rejected", [])),
+                     *({**row, "repeated": True} for row in report.get("duplicate_rows", []))],
+                    key=lambda row: row["row"])
             context["campaign_progress_url"] = reverse("admin:channels_app_campaign_progress", args=[obj.pk])
             context["campaign_results_url"] = reverse("admin:channels_app_campaign_results", args=[obj.pk])
+            # Every button is on the page, those the state does not allow hidden: the page shows the ones of
+            # the state it polls (a campaign that completes shows its final buttons without a reload).
             context["campaign_actions"] = [
-                (name, reverse("admin:channels_app_campaign_transition", args=[obj.pk, name]))
+                (name, reverse("admin:channels_app_campaign_transition", args=[obj.pk, name]),
+                 obj.state in campaign_services.ALLOWED[name][0])
                 for name in TRANSITIONS
-                if obj.state in campaign_services.ALLOWED[name][0]
             ]
+            context["refusals"] = self._refusals(obj)
         return super().render_change_form(request, context, add, change, form_url, obj)

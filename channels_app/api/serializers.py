@@ -597,6 +597,13 @@ class NewSessionRequestSerializer(AgentMessageSerializer):
         "outbound session config.")
 
 
+def _terminate_sessions_field() -> serializers.BooleanField:
+    """A form (multipart) that leaves the field out means the model's default, as JSON does: DRF reads an
+    absent boolean of a form as an unticked checkbox (False) unless the field has a default."""
+    model_field = Campaign._meta.get_field("terminate_sessions")
+    return serializers.BooleanField(required=False, default=model_field.default, help_text=model_field.help_text)
+
+
 class CampaignSerializer(ModelSerializer):
     channel = serializers.SlugRelatedField(slug_field="channel_id", queryset=Channel.objects.all())
     standard_response = serializers.PrimaryKeyRelatedField(queryset=StandardResponse.objects.all())
@@ -604,6 +611,10 @@ class CampaignSerializer(ModelSerializer):
         child=serializers.DictField(), required=False, write_only=True,
         help_text='[{"client_id": "15556667777", "Contact": {...}, "CustomProperties": {...}}]',
     )
+    terminate_sessions = _terminate_sessions_field()
+    audience_upload = serializers.SerializerMethodField(
+        help_text='The last audience upload: {"state": "done"|"loading"|"stopped", "file", "lines", "rows_read", '
+        '"accepted", "rejected", "duplicates", "at", "updated_at"} (counts of rows), or null.')
     total = serializers.IntegerField(read_only=True, help_text="Rows of the audience, refused ones included.")
     refused = serializers.IntegerField(read_only=True, help_text="Rows refused at upload or whose invitation failed.")
     pending = serializers.IntegerField(read_only=True)
@@ -615,10 +626,20 @@ class CampaignSerializer(ModelSerializer):
         model = Campaign
         fields = [
             "id", "name", "channel", "standard_response", "chat_queue_key", "terminate_sessions", "rate_per_second",
-            "start_at", "state", "recipients", "total", "refused", "pending", "sent", "delivered", "failed",
-            "created_at", "started_at", "finished_at",
+            "start_at", "state", "recipients", "audience_upload", "total", "refused", "pending", "sent", "delivered",
+            "failed", "created_at", "started_at", "finished_at",
         ]
         read_only_fields = ["state", "created_at", "started_at", "finished_at"]
+
+    def get_audience_upload(self, campaign) -> dict | None:
+        report = campaign.upload_report or {}
+        if not report:
+            return None
+        return {"state": report.get("state", "done"), "file": report.get("file", ""),
+                "lines": report.get("lines"), "rows_read": report.get("rows_read"),
+                "accepted": report.get("accepted", 0), "rejected": report.get("rejected_total", 0),
+                "duplicates": report.get("duplicates_total", 0), "at": report.get("at"),
+                "updated_at": report.get("updated_at", report.get("at"))}
 
     def to_representation(self, campaign):
         from channels_app.services.campaigns import campaign_counts
@@ -633,6 +654,7 @@ class CampaignUploadSerializer(ModelSerializer):
 
     channel = serializers.SlugRelatedField(slug_field="channel_id", queryset=Channel.objects.all())
     file = serializers.FileField(required=False, help_text="CSV: client_id, Contact.<name>, CustomProperties.<name>")
+    terminate_sessions = _terminate_sessions_field()
 
     class Meta:
         model = Campaign
@@ -652,9 +674,16 @@ class RecipientsUploadSerializer(Serializer):
 
 
 class AudienceReportSerializer(Serializer):
+    state = serializers.ChoiceField(
+        ["done", "loading"], help_text="loading: a large CSV read in the background (the campaign's "
+        "audience_upload shows how far); the counts below are then those of the rows read so far (none).")
     accepted = serializers.IntegerField()
-    duplicates = serializers.ListField(child=serializers.IntegerField())
-    rejected = serializers.ListField(child=serializers.DictField())
+    duplicates = serializers.ListField(child=serializers.IntegerField(), help_text="Rows sent once, with an "
+                                      "earlier row.")
+    rejected = serializers.ListField(child=serializers.DictField(), help_text='{"row", "client_id", "errors"}')
+    duplicate_rows = serializers.ListField(child=serializers.DictField(), help_text="The repeated rows, listed "
+                                          'as the rejected ones: {"row", "client_id", "errors"}.')
+    lines = serializers.IntegerField(required=False, help_text="loading: the lines of the file (about its rows).")
 
 
 class RecipientSerializer(ModelSerializer):

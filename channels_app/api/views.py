@@ -679,6 +679,7 @@ class ContactViewSet(ScopedQuerysetMixin, mixins.UpdateModelMixin, viewsets.Read
 
 TRANSITION_SCHEMA = extend_schema(request=None, responses={
     200: serializers.CampaignSerializer,
+    400: OpenApiResponse(ErrorSerializer, "Start: the standard response has field codes no recipient can fill."),
     409: OpenApiResponse(ErrorSerializer, "The campaign's state does not allow it (or it has no recipients)."),
 })
 
@@ -700,10 +701,10 @@ class CampaignViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
         data = serializer.validated_data
         rows = data.get("recipients") or []
         upload = request.FILES.get("file")
-        if upload is not None:
-            rows = campaign_services.audience_rows_from_csv(_decoded(upload))
+        audience = campaign_services.audience_csv_open(binary=upload) if upload is not None else None
         campaign, report = campaign_services.campaign_create(
-            name=data["name"], channel=data["channel"], standard_response=data["standard_response"], rows=rows,
+            name=data["name"], channel=data["channel"], standard_response=data["standard_response"],
+            rows=rows, audience=audience,
             rate_per_second=data.get("rate_per_second"), start_at=data.get("start_at"),
             terminate_sessions=data.get("terminate_sessions", True), chat_queue_key=data.get("chat_queue_key", ""),
             created_by=request.user,
@@ -728,21 +729,26 @@ class CampaignViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
     @extend_schema(
         request={"application/json": serializers.RecipientsRequestSerializer,
                  "multipart/form-data": serializers.RecipientsUploadSerializer},
-        responses=serializers.AudienceReportSerializer,
+        responses={200: serializers.AudienceReportSerializer,
+                   202: OpenApiResponse(serializers.AudienceReportSerializer,
+                                        "A large CSV: read in the background; the campaign's audience_upload "
+                                        "shows how far.")},
     )
     @recipients.mapping.post
     def add_recipients(self, request, pk=None):
         """Add recipients (JSON `recipients` list or CSV `file`) to a draft."""
         campaign = self.get_object()
         upload = request.FILES.get("file")
+        rows, audience = None, None
         if upload is not None:
-            rows = campaign_services.audience_rows_from_csv(_decoded(upload))
+            audience = campaign_services.audience_csv_open(binary=upload)
         else:
             serializer = serializers.RecipientsRequestSerializer(data=request.data)
             serializer.is_valid(raise_exception=True)
             rows = serializer.validated_data["recipients"]
-        report = campaign_services.campaign_add_recipients(campaign=campaign, rows=rows)
-        return Response(report.as_dict())
+        report = campaign_services.campaign_add_recipients(campaign=campaign, rows=rows, audience=audience)
+        loading = report.state == campaign_services.LOADING  # a large CSV: read by a worker, see audience_upload
+        return Response(report.as_dict(), status=status.HTTP_202_ACCEPTED if loading else status.HTTP_200_OK)
 
     @extend_schema(request=None, responses={(200, "text/csv"): OpenApiTypes.STR})
     @action(detail=True, methods=["get"], url_path="results")
@@ -777,13 +783,6 @@ class CampaignViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         return self._transition(pk, "cancel")
-
-
-def _decoded(upload) -> str:
-    try:
-        return upload.read().decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise InvalidParameter("The CSV file is not UTF-8 text.", field="file") from error
 
 
 def require(user, action: str) -> None:

@@ -2,15 +2,19 @@
 and execution in batches that many workers share, throttled per campaign
 across workers. Every recipient goes through InviteToChat's service."""
 
+import codecs
 import csv
 import io
+import itertools
+import uuid
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
 from channels_app.audit import audit_record
@@ -29,7 +33,7 @@ from channels_app.models import (
     StandardResponse,
 )
 from channels_app.phones import normalize_client_phone
-from channels_app.publishing import CAMPAIGN_BATCH, publish
+from channels_app.publishing import CAMPAIGN_AUDIENCE_LOAD, CAMPAIGN_BATCH, publish
 from channels_app.services.deliveries import deliveries_send
 from channels_app.services.invitations import Invitee, invitation_plan, invitations_create
 from channels_app.text_rules import escaped, text_rule_broken_at, text_rule_message
@@ -46,36 +50,193 @@ DERIVED_CONTACT_PROPERTIES = {"Id", "PrimaryPhoneNumber", "FullName"}
 
 # --- audience -----------------------------------------------------------------
 
+AUDIENCE_CHUNK = 5000  # rows validated and stored at a time: memory stays flat however large the audience
+AUDIENCE_STALLED = timedelta(minutes=2)  # an audience read in the background without progress this long is resumed
+# Field codes a campaign's recipients can fill, besides those their rows carry: the interaction's own
+# (services/interactions.py, interaction_field_values); a campaign has no agent.
+INTERACTION_FIELD_CODES = {"Id", "DateCreated", "FromAddress", "ToAddress"}
+
 
 @dataclass
 class AudienceReport:
     accepted: int = 0
     duplicates: list[int] = field(default_factory=list)  # row numbers sent once, with an earlier row
     rejected: list[dict] = field(default_factory=list)  # {"row": n, "client_id": ..., "errors": [...]}
+    duplicate_rows: list[dict] = field(default_factory=list)  # the repeated rows, listed like refused ones
+    rejected_total: int = 0
+    duplicates_total: int = 0
+    limit: int | None = None  # rows listed at most (None: all of them)
+    state: str = "done"  # or LOADING: a worker reads the file (the campaign's upload_report follows it)
+    lines: int = 0  # of the file read in the background: about its rows
+
+    def refuse(self, entry: dict) -> None:
+        self.rejected_total += 1
+        if self.limit is None or len(self.rejected) < self.limit:
+            self.rejected.append(entry)
+
+    def repeat(self, entry: dict) -> None:
+        self.duplicates_total += 1
+        if self.limit is None or len(self.duplicates) < self.limit:
+            self.duplicates.append(entry["row"])
+            self.duplicate_rows.append(entry)
 
     def as_dict(self) -> dict:
-        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+        answer = {"state": self.state, "accepted": self.accepted, "duplicates": self.duplicates,
+                  "rejected": self.rejected, "duplicate_rows": self.duplicate_rows}
+        if self.state == LOADING:
+            answer["lines"] = self.lines
+        return answer
 
 
-def audience_rows_from_csv(text: str) -> list[dict]:
-    """CSV with a `client_id` column and `Contact.<name>` / `CustomProperties.<name>` columns."""
-    reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None or "client_id" not in [name.strip() for name in reader.fieldnames]:
+LOADING = "loading"
+
+
+@dataclass(frozen=True)
+class UnreadableRow:
+    """A CSV record the parser could not read (a field over its limit...): a refused row, with the reason."""
+
+    reason: str
+
+
+@dataclass
+class AudienceCsv:
+    """An audience CSV checked whole before any row is read (UTF-8, a header with a client_id column), then
+    read row by row from the file as it is (an upload Django keeps on disk), never whole in memory."""
+
+    binary: object  # a seekable file object of bytes
+    columns: list[str]
+    lines: int  # line breaks in the file: about the number of rows
+    name: str = ""
+
+    def rows(self):
+        """Each row as {"client_id", "Contact": {...}, "CustomProperties": {...}}, or an UnreadableRow."""
+        self.binary.seek(0)
+        text = io.TextIOWrapper(self.binary, encoding="utf-8-sig", newline="")
+        try:
+            reader = csv.reader(text)
+            header = [name.strip() for name in next(reader)]
+            while True:
+                try:
+                    values = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as error:  # the parser skips to the next line
+                    yield UnreadableRow(_unreadable_reason(error))
+                    continue
+                if not values:
+                    continue  # a blank line is no row
+                yield _audience_row(header, values)
+        finally:
+            if not self.binary.closed:
+                text.detach()  # the upload stays open for its owner
+
+
+def _unreadable_reason(error: csv.Error) -> str:
+    if "field limit" in str(error):
+        return f"A field of the row is longer than {csv.field_size_limit()} characters: it cannot be read."
+    return f"The row cannot be read as CSV ({error})."
+
+
+def _audience_row(header: list[str], values: list[str]) -> dict:
+    row: dict = {"client_id": "", "Contact": {}, "CustomProperties": {}}
+    for column, value in zip(header, values, strict=False):
+        value = value.strip()
+        section, _, name = column.partition(".")
+        if column == "client_id":
+            row["client_id"] = value
+        elif section in ("Contact", "CustomProperties") and name and value:
+            row[section][name] = value
+    return row
+
+
+def audience_csv_open(*, binary) -> AudienceCsv:
+    """Check an audience CSV (a file object of bytes) whole before anything is stored: UTF-8 text, with a
+    header row that has a client_id column. Reads it once in blocks; refused: InvalidParameter on `file`."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    binary.seek(0)
+    lines, head = 0, ""
+    try:
+        while block := binary.read(1 << 20):
+            lines += block.count(b"\n")
+            decoded = decoder.decode(block)
+            if len(head) < 1 << 16:
+                head += decoded[: (1 << 16) - len(head)]
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as error:
+        raise InvalidParameter("The CSV file is not UTF-8 text.", field="file") from error
+    try:
+        header = next(csv.reader(io.StringIO(head)), None)
+    except csv.Error:
+        header = None
+    columns = [name.strip() for name in header or []]
+    if "client_id" not in columns:
         raise InvalidParameter("The CSV needs a header row with a client_id column.", field="file")
-    rows = []
-    for raw in reader:
-        row: dict = {"client_id": "", "Contact": {}, "CustomProperties": {}}
-        for column, value in raw.items():
-            if column is None:
-                continue
-            column, value = column.strip(), (value or "").strip()
-            section, _, name = column.partition(".")
-            if column == "client_id":
-                row["client_id"] = value
-            elif section in ("Contact", "CustomProperties") and name and value:
-                row[section][name] = value
-        rows.append(row)
-    return rows
+    return AudienceCsv(binary=binary, columns=columns, lines=lines, name=str(getattr(binary, "name", "") or ""))
+
+
+def _columns_of_rows(rows: list) -> set[str]:
+    """`Section.name` of every value some row carries (JSON recipients)."""
+    columns = set()
+    for row in rows:
+        if isinstance(row, dict):
+            for section in ("Contact", "CustomProperties"):
+                values = row.get(section)
+                if isinstance(values, dict):
+                    columns.update(f"{section}.{name}" for name in values if isinstance(name, str))
+    return columns
+
+
+def audience_unfillable_codes(*, response: StandardResponse, columns) -> list[str]:
+    """The response's field codes that no row of an audience with these `Section.name` columns can fill,
+    each with why: an Agent code (a campaign has no agent), an Interaction code the server does not fill,
+    a Contact or CustomProperties code without its column (names compared regardless of case, as
+    rendering does)."""
+    folded = {column.casefold() for column in columns}
+    return _unfillable_codes(response, lambda code, section, name: code.casefold() in folded, "no {code} column")
+
+
+def _unfillable_codes(response: StandardResponse, has_values, missing: str) -> list[str]:
+    """The field codes of `response` no recipient can fill, each with why; `has_values(code, section, name)`
+    says whether some row can fill a Contact or CustomProperties code (`missing` says why not)."""
+    refused = []
+    for code in response.field_codes():
+        section, _, name = code.partition(".")
+        if section == "Agent":
+            refused.append(f"{code} (a campaign has no agent to fill it)")
+        elif section == "Interaction" and name not in INTERACTION_FIELD_CODES:
+            refused.append(f"{code} (an interaction has no such value)")
+        elif section == "Contact" and name in DERIVED_CONTACT_PROPERTIES:
+            continue
+        elif section in ("Contact", "CustomProperties") and not has_values(code, section, name):
+            refused.append(f"{code} ({missing.format(code=code)})")
+    return refused
+
+
+def _refuse_unfillable(response: StandardResponse, columns, field_name: str) -> None:
+    if unfillable := audience_unfillable_codes(response=response, columns=columns):
+        raise InvalidParameter(
+            f"The standard response {response.pk} has field codes no row can fill: {', '.join(unfillable)}. "
+            "Nothing was stored: add the columns, or choose another standard response.",
+            field=field_name,
+        )
+
+
+def _refuse_unfillable_at_start(campaign: Campaign) -> None:
+    """At start: the response may have changed since the audience was uploaded. One query a Contact or
+    CustomProperties code (does any recipient to send carry it?), never a look at every recipient."""
+    to_send = campaign.recipients.filter(error="")
+    json_field = {"Contact": "contact_fields", "CustomProperties": "custom_properties"}
+
+    def has_values(code, section, name):
+        return to_send.filter(**{f"{json_field[section]}__has_key": name}).exists()
+
+    response = campaign.standard_response
+    if unfillable := _unfillable_codes(response, has_values, "no recipient has a value for it"):
+        raise InvalidParameter(
+            f"The standard response {response.pk} has field codes no recipient can fill: {', '.join(unfillable)}. "
+            "Choose another standard response, or a new audience.",
+            field="standard_response",
+        )
 
 
 def _required_codes(response: StandardResponse) -> list[tuple[str, str]]:
@@ -95,29 +256,36 @@ def _refused_row(number: int, client_id: str, reasons: list[str]) -> CampaignRec
     return CampaignRecipient(row_number=number, client_id=escaped(client_id)[:200], error=" ".join(reasons)[:500])
 
 
-def audience_validate(*, channel: Channel, response: StandardResponse, rows: list, first_row: int = 1):
+def audience_validate(*, channel: Channel, response: StandardResponse, rows: list, first_row: int = 1,
+                      report: AudienceReport | None = None):
     """Check every row before anything is stored: the text rules, a client id,
     a phone number that parses on phone channels, and a value for every
     Contact and CustomProperties field code of the response. Returns
     (recipients to store, report); a refused row is a recipient too, with its
     reasons in `error` (API.md "Campaign outcomes"), and so is a client id
-    seen before (sent once, with the first row)."""
+    seen before in `rows` (sent once, with the first row)."""
     required = _required_codes(response)
     phone_channel = channel.media_type in ("whatsapp", "sms")
-    report, recipients, seen = AudienceReport(), [], {}
+    report = report if report is not None else AudienceReport()
+    recipients, seen = [], {}
+
+    def refuse(number: int, client_id: str, reasons: list[str]) -> None:
+        report.refuse({"row": number, "client_id": escaped(client_id), "errors": reasons})
+        recipients.append(_refused_row(number, client_id, reasons))
+
     for offset, row in enumerate(rows):
         number = first_row + offset
         errors = []
+        if isinstance(row, UnreadableRow):
+            refuse(number, "", [row.reason])
+            continue
         if not isinstance(row, dict):
-            report.rejected.append({"row": number, "client_id": "", "errors": ["A recipient must be an object."]})
-            recipients.append(_refused_row(number, "", ["A recipient must be an object."]))
+            refuse(number, "", ["A recipient must be an object."])
             continue
         client_id = str(row.get("client_id") or "").strip()
         if found := text_rule_broken_at(row):  # PostgreSQL cannot store it: it was a 500
             where, broken = found
-            reasons = [text_rule_message(where, broken)]
-            report.rejected.append({"row": number, "client_id": escaped(client_id), "errors": reasons})
-            recipients.append(_refused_row(number, client_id, reasons))
+            refuse(number, client_id, [text_rule_message(where, broken)])
             continue
         contact = row.get("Contact") or {}
         custom = row.get("CustomProperties") or {}
@@ -126,55 +294,194 @@ def audience_validate(*, channel: Channel, response: StandardResponse, rows: lis
             contact, custom = {}, {}
         if not client_id:
             errors.append("client_id is missing.")
+        elif len(client_id) > 200:
+            errors.append("client_id is longer than 200 characters.")
         elif phone_channel and normalize_client_phone(client_id, channel.business_id) is None:
-            errors.append(f"client_id {client_id!r} is not a phone number.")
+            errors.append("client_id is not a phone number.")
         values = {"Contact": contact, "CustomProperties": custom}
         for section, name in required:
             if str(values[section].get(name, "")).strip() == "":
                 errors.append(f"No value for field code {section}.{name}.")
         if errors:
-            report.rejected.append({"row": number, "client_id": client_id, "errors": errors})
-            recipients.append(_refused_row(number, client_id, errors))
+            refuse(number, client_id, errors)
             continue
         if client_id in seen:
-            report.duplicates.append(number)
-            recipients.append(_refused_row(number, client_id, [_duplicate_reason(client_id, seen[client_id])]))
+            reason = _duplicate_reason(seen[client_id])
+            report.repeat({"row": number, "client_id": client_id, "errors": [reason]})
+            recipients.append(_refused_row(number, client_id, [reason]))
             continue
         seen[client_id] = number
         recipients.append(
             CampaignRecipient(row_number=number, client_id=client_id, contact_fields=contact, custom_properties=custom)
         )
-    report.accepted = sum(1 for recipient in recipients if not recipient.error)
     return recipients, report
 
 
-def _duplicate_reason(client_id: str, first_row: int | None) -> str:
-    where = f"row {first_row}" if first_row else "an earlier upload"
-    return f"client_id {client_id!r} is already on {where}: it is sent once."
+DUPLICATE_REASON_START = "Sent once:"
+
+
+def _duplicate_reason(first_row: int | None) -> str:
+    where = f"row {first_row}" if first_row else "an earlier row"
+    return f"{DUPLICATE_REASON_START} the client_id is already on {where}."
+
+
+def _store_chunk(campaign: Campaign, rows: list, first_row: int, report: AudienceReport) -> None:
+    """Validate and store one chunk of an audience: a client id already stored for the campaign (an earlier
+    upload, an earlier chunk) makes the row a repeat of that row."""
+    recipients, report = audience_validate(
+        channel=campaign.channel, response=campaign.standard_response, rows=rows, first_row=first_row,
+        report=report,
+    )
+    earlier = dict(
+        campaign.recipients.filter(client_id__in=[r.client_id for r in recipients if not r.error], error="")
+        .values_list("client_id", "row_number")
+    )
+    for recipient in recipients:
+        if not recipient.error and recipient.client_id in earlier:
+            recipient.error = _duplicate_reason(earlier[recipient.client_id])
+            report.repeat({"row": recipient.row_number, "client_id": recipient.client_id,
+                           "errors": [recipient.error]})
+        recipient.campaign = campaign
+    report.accepted += sum(1 for recipient in recipients if not recipient.error)
+    bulk_insert_rows(CampaignRecipient, recipients)  # COPY on PostgreSQL
+
+
+def _next_row_number(campaign: Campaign) -> int:
+    return (campaign.recipients.aggregate(last=Max("row_number"))["last"] or 0) + 1
+
+
+def _lock_for_upload(campaign: Campaign) -> Campaign:
+    campaign = Campaign.objects.select_for_update().select_related("channel", "standard_response").get(
+        pk=campaign.pk)
+    if campaign.state not in (CampaignState.DRAFT, CampaignState.SCHEDULED):
+        raise InvalidParameter(f"Recipients cannot be added to a {campaign.state} campaign.", field="recipients")
+    if loading := _loading(campaign):
+        raise CampaignStateConflict(f"The audience {loading} is still being read: add more once it is stored.",
+                                    field="recipients")
+    return campaign
+
+
+def _loading(campaign: Campaign) -> str:
+    """The audience file a worker is still reading into the campaign ("" when none), e.g.
+    "audience.csv (row 40,000 of about 1,000,000)"."""
+    report = campaign.upload_report or {}
+    if report.get("state") != LOADING:
+        return ""
+    return f"{report.get('file') or 'file'} (row {report.get('rows_read', 0):,} of about {report.get('lines', 0):,})"
 
 
 @transaction.atomic
-def campaign_add_recipients(*, campaign: Campaign, rows: list) -> AudienceReport:
-    """Validate an audience and store the accepted rows in bulk (a draft or scheduled campaign only)."""
-    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
-    if campaign.state not in (CampaignState.DRAFT, CampaignState.SCHEDULED):
-        raise InvalidParameter(f"Recipients cannot be added to a {campaign.state} campaign.", field="recipients")
-    first_row = (campaign.recipients.aggregate(last=Count("pk"))["last"] or 0) + 1
-    recipients, report = audience_validate(
-        channel=campaign.channel, response=campaign.standard_response, rows=rows, first_row=first_row
-    )
-    existing = set(
-        campaign.recipients.filter(client_id__in=[r.client_id for r in recipients if not r.error], error="")
-        .values_list("client_id", flat=True)
-    )
-    for recipient in recipients:
-        if not recipient.error and recipient.client_id in existing:  # on an earlier upload
-            report.duplicates.append(recipient.row_number)
-            recipient.error = _duplicate_reason(recipient.client_id, None)
-        recipient.campaign = campaign
-    bulk_insert_rows(CampaignRecipient, recipients)  # COPY on PostgreSQL
-    report.accepted = sum(1 for recipient in recipients if not recipient.error)
+def campaign_add_recipients(*, campaign: Campaign, rows=None, audience: AudienceCsv | None = None) -> AudienceReport:
+    """Validate an audience (JSON `rows`, or an `audience` CSV) and store it in chunks, each in bulk (a draft
+    or scheduled campaign only); its report is kept on the campaign. A standard response whose field codes
+    no row can fill refuses the whole upload first, naming the codes. A CSV of more than AUDIENCE_INLINE_ROWS
+    lines is read by a worker instead (campaign_audience_load): the report says LOADING, and the campaign's
+    `upload_report` follows its progress."""
+    campaign = _lock_for_upload(campaign)
+    if audience is not None:
+        _refuse_unfillable(campaign.standard_response, audience.columns, "file")
+        if audience.lines > settings.AUDIENCE_INLINE_ROWS:
+            return _load_later(campaign, audience)
+        rows = audience.rows()
+    elif rows:
+        _refuse_unfillable(campaign.standard_response, _columns_of_rows(rows), "recipients")
+    report = AudienceReport()
+    next_row = _next_row_number(campaign)
+    for chunk in _chunks(rows or [], AUDIENCE_CHUNK):
+        _store_chunk(campaign, chunk, next_row, report)
+        next_row += len(chunk)
+    if audience is not None or rows:  # an upload, not a campaign created without an audience
+        campaign_keep_upload_report(campaign=campaign, report=report, file_name=audience.name if audience else "")
     return report
+
+
+def _load_later(campaign: Campaign, audience: AudienceCsv) -> AudienceReport:
+    """Keep the file where every worker reads it (the default storage) and hand it to the bulk lane."""
+    from django.core.files import File
+    from django.core.files.storage import default_storage
+
+    path = default_storage.save(f"campaign-audiences/{campaign.pk}-{uuid.uuid4().hex}.csv", File(audience.binary))
+    now = timezone.now().isoformat()
+    kept = {"state": LOADING, "file": audience.name, "path": path, "lines": audience.lines, "rows_read": 0,
+            "first_row": _next_row_number(campaign), "accepted": 0, "rejected": [], "rejected_total": 0,
+            "duplicates": [], "duplicate_rows": [], "duplicates_total": 0, "at": now, "updated_at": now}
+    Campaign.objects.filter(pk=campaign.pk).update(upload_report=kept)
+    campaign.upload_report = kept
+    transaction.on_commit(lambda: publish(CAMPAIGN_AUDIENCE_LOAD, campaign.pk, path))
+    return AudienceReport(state=LOADING, lines=audience.lines)
+
+
+def campaign_audience_load(*, campaign_id: int, path: str) -> int:
+    """Read an audience file kept by campaign_add_recipients into its campaign, a chunk a transaction: each
+    chunk's rows and the progress in `upload_report` commit together, so that a run after a worker's death
+    goes on from the last chunk stored, and a second run of the same file stops at its first chunk (the
+    progress moved on under it). Returns the rows read by this run."""
+    from django.core.files.storage import default_storage
+
+    report = (Campaign.objects.filter(pk=campaign_id).values_list("upload_report", flat=True).first()) or {}
+    if report.get("path") != path or report.get("state") != LOADING:
+        return 0  # done already, or replaced
+    done = start = report["rows_read"]
+    with default_storage.open(path, "rb") as binary, closing(AudienceCsv(binary=binary, columns=[], lines=0).rows()) \
+            as every_row:
+        rows = itertools.islice(every_row, done, None)
+        for chunk in _chunks(rows, AUDIENCE_CHUNK):
+            with transaction.atomic():
+                campaign = (Campaign.objects.select_for_update().select_related("channel", "standard_response")
+                            .filter(pk=campaign_id).first())
+                if campaign is None:  # deleted meanwhile
+                    break
+                kept = campaign.upload_report or {}
+                if kept.get("path") != path or kept.get("state") != LOADING or kept.get("rows_read") != done:
+                    return done - start  # replaced, or another run is ahead (it deletes the file)
+                if campaign.state not in (CampaignState.DRAFT, CampaignState.SCHEDULED):
+                    _keep_progress(campaign, kept, state="stopped", error=f"The campaign was {campaign.state} "
+                                   f"before its audience was read: rows from {done + 1} on were not stored.")
+                    break
+                report = AudienceReport(limit=REJECTED_ROWS_KEPT)
+                _store_chunk(campaign, chunk, kept["first_row"] + done, report)
+                done += len(chunk)
+                _keep_progress(campaign, kept, report=report, rows_read=done)
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().filter(pk=campaign_id).first()
+        kept = (campaign.upload_report or {}) if campaign else {}
+        if kept.get("path") == path and kept.get("state") == LOADING:
+            _keep_progress(campaign, kept, state="done")
+    default_storage.delete(path)
+    return done - start
+
+
+def _keep_progress(campaign: Campaign, kept: dict, *, report: AudienceReport | None = None, **changes) -> None:
+    kept = {**kept, **changes, "updated_at": timezone.now().isoformat()}
+    if report is not None:
+        kept["accepted"] += report.accepted
+        kept["rejected_total"] += report.rejected_total
+        kept["duplicates_total"] += report.duplicates_total
+        room = REJECTED_ROWS_KEPT - len(kept["rejected"])
+        kept["rejected"] = kept["rejected"] + report.rejected[:max(room, 0)]
+        room = REJECTED_ROWS_KEPT - len(kept["duplicate_rows"])
+        kept["duplicate_rows"] = kept["duplicate_rows"] + report.duplicate_rows[:max(room, 0)]
+        kept["duplicates"] = [row["row"] for row in kept["duplicate_rows"]]
+    Campaign.objects.filter(pk=campaign.pk).update(upload_report=kept)
+    campaign.upload_report = kept
+
+
+def audiences_resume(*, now: datetime | None = None) -> int:
+    """Periodic (with campaigns_tick): publish again the audience loads that made no progress for
+    AUDIENCE_STALLED (their task lost with the broker, say); a load still running stops at its next chunk."""
+    now = now or timezone.now()
+    resumed = 0
+    for pk, report in Campaign.objects.filter(upload_report__state=LOADING).values_list("pk", "upload_report"):
+        if datetime.fromisoformat(report["updated_at"]) < now - AUDIENCE_STALLED:
+            publish(CAMPAIGN_AUDIENCE_LOAD, pk, report["path"])
+            resumed += 1
+    return resumed
+
+
+def _chunks(rows, size: int):
+    iterator = iter(rows)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 @transaction.atomic
@@ -184,6 +491,7 @@ def campaign_create(
     channel: Channel,
     standard_response: StandardResponse,
     rows: list | None = None,
+    audience: AudienceCsv | None = None,
     rate_per_second: int | None = None,
     start_at: datetime | None = None,
     terminate_sessions: bool = True,
@@ -205,7 +513,8 @@ def campaign_create(
     except ValidationError as error:
         raise InvalidFields.from_django(error) from error
     campaign.save()
-    report = campaign_add_recipients(campaign=campaign, rows=rows or [])
+    report = campaign_add_recipients(campaign=campaign, rows=rows or [], audience=audience)
+    campaign.upload_report = Campaign.objects.values_list("upload_report", flat=True).get(pk=campaign.pk)
     return campaign, report
 
 
@@ -273,8 +582,13 @@ def campaign_transition(*, campaign_id: int, action: str) -> Campaign:
         raise CampaignStateConflict(f"A {campaign.state} campaign cannot {action}.", field="state")
     now = timezone.now()
     if action in ("start", "resume"):
+        if action == "start" and (loading := _loading(campaign)):
+            raise CampaignStateConflict(f"The audience {loading} is still being read: start the campaign once "
+                                        "it is stored.", field="recipients")
         if action == "start" and not campaign.recipients.filter(error="").exists():
             raise CampaignStateConflict("The campaign has no recipients to send to.", field="recipients")
+        if action == "start":
+            _refuse_unfillable_at_start(campaign)
         # A campaign whose start time is still ahead waits for it, also when it was paused while waiting.
         target = CampaignState.SCHEDULED if campaign.start_at and campaign.start_at > now else CampaignState.RUNNING
     campaign.state = target
@@ -297,7 +611,10 @@ def campaigns_tick(*, now: datetime | None = None) -> int:
     """Periodic: start scheduled campaigns that are due, and keep running ones
     moving (after a restart of workers or broker, a batch task may be lost)."""
     now = now or timezone.now()
+    audiences_resume(now=now)
+    # A scheduled campaign whose audience is still being read waits for it.
     due_rows = list(Campaign.objects.filter(state=CampaignState.SCHEDULED, start_at__lte=now)
+                    .exclude(upload_report__state=LOADING)
                     .values_list("pk", "name", "channel__tenant_id"))
     due = [pk for pk, _, _ in due_rows]
     with transaction.atomic():
@@ -496,6 +813,26 @@ def campaign_results_csv(*, campaign: Campaign, out) -> None:
         ])
 
 
+def campaign_refusals(*, campaign: Campaign, reasons: int = 10, rows: int = 20) -> dict:
+    """The refused recipients (at upload, or when invited) for the campaign's page: how many for each reason,
+    the most frequent first, and the first `rows` of them in row order. Repeats of an earlier row count as
+    one reason whichever row they repeat."""
+    from django.db.models import Case, CharField, F, Value, When
+
+    refused = CampaignRecipient.objects.filter(campaign=campaign).exclude(error="")
+    reason = Case(When(error__startswith=DUPLICATE_REASON_START, then=Value(_duplicate_reason(None))),
+                  default=F("error"), output_field=CharField())
+    by_reason = refused.annotate(reason=reason).values("reason").annotate(n=Count("pk")).order_by("-n", "reason")
+    counted = [(row["reason"], row["n"]) for row in by_reason[:reasons]]
+    total = campaign_counts(campaign=campaign)["refused"]
+    return {
+        "total": total,
+        "by_reason": counted,
+        "other": total - sum(n for _, n in counted),  # refused for the less frequent reasons
+        "rows": list(refused.order_by("row_number").values("row_number", "client_id", "error")[:rows]),
+    }
+
+
 def campaign_timeline(*, campaign: Campaign) -> dict:
     """Sends and deliveries per second of a campaign, for the admin's chart."""
     from django.db.models.functions import TruncSecond
@@ -522,12 +859,16 @@ REJECTED_ROWS_KEPT = 500
 
 def campaign_keep_upload_report(*, campaign: Campaign, report: AudienceReport, file_name: str = "") -> dict:
     """Keep the report of an audience upload on the campaign (the admin shows
-    the last one on the campaign's page): at most REJECTED_ROWS_KEPT rejected
-    rows, with how many there were."""
+    the last one on the campaign's page): at most REJECTED_ROWS_KEPT refused
+    and as many repeated rows, with how many there were."""
     kept = {
         **report.as_dict(),
+        "rows_read": report.accepted + report.rejected_total + report.duplicates_total,
         "rejected": report.rejected[:REJECTED_ROWS_KEPT],
-        "rejected_total": len(report.rejected),
+        "rejected_total": max(report.rejected_total, len(report.rejected)),
+        "duplicates": report.duplicates[:REJECTED_ROWS_KEPT],
+        "duplicate_rows": report.duplicate_rows[:REJECTED_ROWS_KEPT],
+        "duplicates_total": max(report.duplicates_total, len(report.duplicates)),
         "file": file_name,
         "at": timezone.now().isoformat(),
     }
