@@ -32,6 +32,11 @@ class ChannelsAppConfig(AppConfig):
 
         post_save.connect(channels_by_id.clear, sender=Channel, dispatch_uid="channels-by-id-save")
         post_delete.connect(channels_by_id.clear, sender=Channel, dispatch_uid="channels-by-id-delete")
+        from channels_app.models import Queue
+        from channels_app.selectors import queues_by_key
+
+        post_save.connect(queues_by_key.clear, sender=Queue, dispatch_uid="queues-by-key-save")
+        post_delete.connect(queues_by_key.clear, sender=Queue, dispatch_uid="queues-by-key-delete")
         from channels_app.models import Attachment, StandardResponse
         from channels_app.selectors import standard_responses_for_sending
 

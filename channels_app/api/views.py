@@ -504,7 +504,7 @@ class InteractionViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
 
         sent = agent_message_send(
             interactions=interaction_list(user=request.user), interaction_id=pk, admit=admit,
-            trace_id=request.headers.get("X-B3-TraceId", ""),
+            trace_id=request.headers.get("X-B3-TraceId", ""), sender=request.user,
         )
         sent.message.sent_as = sent.sent_as
         return Response(serializers.represent(serializers.AgentMessageResultSerializer, sent.message),

@@ -23,6 +23,17 @@ from channels_app.models.conversations import (
 )
 from channels_app.models.deliveries import Delivery, DeliveryAttempt, DeliveryState
 from channels_app.models.media import MessageAttachment, MessageAttachmentStatus
+from channels_app.models.routing import (
+    USE_WORKSPACE_PERMISSION,
+    AgentState,
+    ConferenceMember,
+    InteractionNote,
+    Offer,
+    OfferKind,
+    OfferState,
+    Queue,
+    QueueRouting,
+)
 from channels_app.models.standard_responses import Attachment, StandardResponse, StandardResponseCategory
 from channels_app.models.whatsapp import (
     ChannelThrottle,
@@ -55,6 +66,15 @@ __all__ = [
     "MessageStatus",
     "MessageAttachment",
     "MessageAttachmentStatus",
+    "AgentState",
+    "ConferenceMember",
+    "InteractionNote",
+    "Offer",
+    "OfferKind",
+    "OfferState",
+    "Queue",
+    "QueueRouting",
+    "USE_WORKSPACE_PERMISSION",
     "Attachment",
     "StandardResponse",
     "StandardResponseCategory",

@@ -21,6 +21,7 @@ from channels_app.services.email import email_payload, text_limit
 from channels_app.services.interactions import interaction_field_values, message_queue_outbound
 from channels_app.services.media import attachments_for_sending, location_payload, media_object
 from channels_app.services.options import session_option
+from channels_app.services.routing import agent_send_check
 from channels_app.services.standard_responses import standard_response_render_for
 from channels_app.services.windows import (
     INTERACTIVE_OUTSIDE_WINDOW,
@@ -151,12 +152,15 @@ def agent_message_send(
     interaction_id: str,
     admit: Callable[[Interaction], dict],
     trace_id: str = "",
+    sender=None,
 ) -> AgentMessage:
     """Queue an agent's message (plain text, a standard response or a location, with files of
     `POST /api/attachments/` after it) on an open interaction of `interactions` (the caller's scope).
     `admit(interaction)` is the door's own checks (rights, the request's fields), made once the
     interaction is known and locked; it returns the content: `text`, `standard_response_id` with
-    `fields`, `location`, `attachments`."""
+    `fields`, `location`, `attachments`. With `sender`, an interaction of a queue routed by the server
+    takes messages only from the agent it is assigned to, its conference or a supervisor
+    (services.routing.agent_may_send; 403 otherwise)."""
     now = timezone.now()
     with transaction.atomic():
         interaction = (
@@ -168,6 +172,8 @@ def agent_message_send(
         if interaction is None:
             raise NotFound("Unknown interaction.", field="pk")  # as selectors.interaction_get says it
         content = admit(interaction)
+        if sender is not None:
+            agent_send_check(user=sender, interaction=interaction)
         if interaction.state == InteractionState.ENDED:
             raise Conflict("The session has ended; start a new one (POST /api/interactions/{id}/sessions/).",
                            field="id")

@@ -25,6 +25,7 @@ from channels_app.services.deliveries import deliveries_create
 from channels_app.services.media import follower_deliveries_create, outbound_followers
 from channels_app.services.opt_out import OPTED_OUT, opt_out_confirmation, opt_out_keywords_apply
 from channels_app.services.options import option_value, session_options_snapshot
+from channels_app.services.routing import interaction_enter_queue, interaction_release
 
 # Interactions created with TerminateSessionFlag whose message never left are
 # "occasional lost chats" (dms-invite-to-chat): ended after this long.
@@ -146,6 +147,7 @@ def interaction_end(*, interaction: Interaction, reason: str, disposition: str =
     interaction.end_reason = reason
     interaction.disposition = disposition
     interaction.save(update_fields=["state", "ended_at", "end_reason", "disposition"])
+    interaction_release(interaction=interaction)  # offers withdrawn, the agent's capacity free again
     return interaction
 
 
@@ -250,7 +252,10 @@ def customer_message_receive(
     interaction.last_activity_at = now
     if interaction.state == InteractionState.QUEUED and interaction.type == InteractionType.OUTBOUND:
         interaction.state = InteractionState.ACTIVE
-    interaction.save(update_fields=["user_data", "last_customer_message_at", "last_activity_at", "state"])
+    # A queue routed by the server: the customer's first message, or a reply to an invitation, puts the
+    # interaction nobody holds in its queue, to be offered to an agent (services.routing).
+    routed = interaction_enter_queue(interaction=interaction, now=now)
+    interaction.save(update_fields=["user_data", "last_customer_message_at", "last_activity_at", "state", *routed])
     message = Message.objects.create(
         interaction=interaction,
         channel=channel,

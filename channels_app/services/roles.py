@@ -35,6 +35,7 @@ AGENT = [
     *_model_permissions("businessattributevalue", "view"),
     "channels_app.whatsapp_can_use",
     "channels_app.whatsapp_can_send_files",
+    "channels_app.use_workspace",  # offered interactions of queues routed by the server (services.routing)
 ]
 
 # Group name -> the permissions (`app.codename`) it holds by default.
