@@ -25,7 +25,7 @@ def pytest_configure(config):
 # fuzz: `make test-fast` leaves them out (`-m "not slow"`); `make test` and CI run everything.
 SLOW_MODULES = {
     "test_browser", "test_chaos", "test_crash", "test_deployment", "test_first_run", "test_fuzz", "test_outbox_crash",
-    "test_receipts", "test_retry_schedule", "test_run", "test_worker",
+    "test_receipts", "test_retry_schedule", "test_routing_browser", "test_run", "test_worker",
 }
 
 

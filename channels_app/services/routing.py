@@ -72,6 +72,12 @@ def _tenant_members(tenant_id: int) -> QuerySet:
     return get_user_model().objects.filter(Q(memberships__tenant_id=tenant_id) | Q(is_superuser=True))
 
 
+def queue_agents_outside(*, tenant_id: int, agents) -> list[str]:
+    """The agents (users) who are not members of the tenant, by name."""
+    members = set(_tenant_members(tenant_id).filter(pk__in=[a.pk for a in agents]).values_list("pk", flat=True))
+    return sorted(agent.get_username() for agent in agents if agent.pk not in members)
+
+
 @transaction.atomic
 def queue_save(*, queue: Queue, agents: list | None = None) -> Queue:
     """Validate and save a queue (new or changed); `agents` (users) replaces its agents when given. Agents
@@ -85,10 +91,7 @@ def queue_save(*, queue: Queue, agents: list | None = None) -> Queue:
     except ValidationError as error:
         errors.update(error.message_dict)
     if agents is not None and queue.tenant_id is not None:
-        members = set(_tenant_members(queue.tenant_id).filter(pk__in=[a.pk for a in agents])
-                      .values_list("pk", flat=True))
-        strangers = sorted(str(agent.pk) for agent in agents if agent.pk not in members)
-        if strangers:
+        if strangers := queue_agents_outside(tenant_id=queue.tenant_id, agents=agents):
             errors["agents"] = [f"Not members of tenant {queue.tenant_id}: {', '.join(strangers)}."]
     if errors:
         raise InvalidFields(errors)
