@@ -124,6 +124,7 @@ RIGHTS: dict[str, Rule] = {
     "agent-me.get": needs("use_workspace"),
     "agent-me.patch": needs("use_workspace"),
     "agent-offers.get": needs("use_workspace"),
+    "agent-events.get": needs("use_workspace"),  # the event stream (api/events.py checks it itself)
     "offer.accept": needs("use_workspace"),  # and the offer is the caller's (404 otherwise)
     "offer.reject": needs("use_workspace"),
     "interaction-transfer.post": needs("use_workspace", "view_interaction"),

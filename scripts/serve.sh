@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The supervisor of `make run`: the web server (gunicorn), the dispatcher that
+# The supervisor of `make run`: the web server (gunicorn), the event stream's server (uvicorn), the dispatcher that
 # sends single messages, a Celery worker per lane and one Celery beat, each a
 # process of its own, and when any one of them ends (Ctrl-C, a crash, kill -9)
 # all of them stop.
@@ -60,6 +60,12 @@ pids+=($!)
 # Agent replies, invitations and retries: claimed from the database as they come due and sent in batches
 # (channels_app/dispatcher.py); woken by PostgreSQL's NOTIFY, polling on SQLite.
 .venv/bin/python manage.py dispatch &
+pids+=($!)
+# Agents' live events (GET /api/agents/me/events/, channels_app/api/events.py): the ASGI server, where an open
+# stream costs memory, not one of gunicorn's threads; gunicorn answers that path with a 307 to it.
+export EVENTS_PORT="${EVENTS_PORT:-$((PORT + 1))}"
+.venv/bin/uvicorn project.asgi:application --host "${HOST}" --port "${EVENTS_PORT}" --no-access-log \
+  --lifespan off --timeout-graceful-shutdown 2 &
 pids+=($!)
 .venv/bin/gunicorn project.wsgi:application --bind "${HOST}:${PORT}" \
   --workers "${WEB_CONCURRENCY:-2}" --threads 4 --timeout 30 --access-logfile - &

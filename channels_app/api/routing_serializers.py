@@ -7,10 +7,9 @@ from channels_app.api.serializers import ModelSerializer, Serializer
 from channels_app.choices import MediaType
 from channels_app.models import InteractionNote, Offer, Queue, QueueRouting, Tenant
 from channels_app.models.routing import CAPACITY_MAX, CAPACITY_MIN
+from channels_app.services.agent_events import offer_data
 from channels_app.services.routing import oldest_waiting_seconds
 from channels_app.validators import validate_queue_key_format
-
-PREVIEW_CHARACTERS = 200
 
 
 class QueueSerializer(ModelSerializer):
@@ -71,11 +70,14 @@ class OfferSerializer(ModelSerializer):
         model = Offer
         fields = ["id", "interaction", "queue", "contact", "preview", "expires_at", "kind", "subtype", "from_agent"]
 
-    def get_queue(self, offer) -> str | None:
-        return offer.queue.key if offer.queue_id else offer.interaction.queue or None
+    def to_representation(self, offer):
+        return offer_data(offer)  # the same object the event stream's `offer` event carries
+
+    def get_queue(self, offer) -> str | None:  # for the schema; to_representation answers
+        return offer_data(offer)["queue"]
 
     def get_preview(self, offer) -> str:
-        return str((offer.interaction.user_data or {}).get("_umsMsgPlainText", ""))[:PREVIEW_CHARACTERS]
+        return offer_data(offer)["preview"]
 
 
 class TransferRequestSerializer(Serializer):

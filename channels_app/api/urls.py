@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from channels_app.api import routing, views
+from channels_app.api import events, routing, views
 
 
 class ApiRootView(DefaultRouter.APIRootView):
@@ -39,6 +39,7 @@ urlpatterns = [
     path("options/<str:section>/<str:name>/", option_detail, name="option-detail"),
     path("emojis/", views.EmojiView.as_view(), name="emojis"),
     path("agents/me/", routing.AgentMeView.as_view(), name="agent-me"),
+    path("agents/me/events/", events.agent_events, name="agent-events"),
     path("agents/me/offers/", routing.AgentOffersView.as_view(), name="agent-offers"),
     path("interactions/<str:pk>/transfer/", routing.InteractionTransferView.as_view(), name="interaction-transfer"),
     path("interactions/<str:pk>/conference/", routing.InteractionConferenceView.as_view(),

@@ -25,6 +25,7 @@ from channels_app.models.deliveries import Delivery, DeliveryAttempt, DeliverySt
 from channels_app.models.media import MessageAttachment, MessageAttachmentStatus
 from channels_app.models.routing import (
     USE_WORKSPACE_PERMISSION,
+    AgentEvent,
     AgentState,
     ConferenceMember,
     InteractionNote,
@@ -66,6 +67,7 @@ __all__ = [
     "MessageStatus",
     "MessageAttachment",
     "MessageAttachmentStatus",
+    "AgentEvent",
     "AgentState",
     "ConferenceMember",
     "InteractionNote",

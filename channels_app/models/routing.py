@@ -174,3 +174,28 @@ class InteractionNote(models.Model):
 
     def __str__(self):
         return f"note on {self.interaction_id}"
+
+
+class AgentEvent(models.Model):
+    """What an agent's screen must see (an offer, a message, a receipt, an assignment), written in the same
+    transaction as the change it tells of and carried by the event stream (`GET /api/agents/me/events/`).
+    `seq` orders the events as they became visible (set after the commit by services.agent_events'
+    sequencer): a stream that resumes after the last `seq` it sent (`Last-Event-ID`) misses none and repeats
+    none, even of transactions that committed in another order than they began."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_events")
+    kind = models.CharField(max_length=32)
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+    seq = models.BigIntegerField(null=True, blank=True, editable=False)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user", "seq"], name="agent_event_stream"),
+            models.Index(fields=["id"], name="agent_event_unsequenced", condition=Q(seq__isnull=True)),
+            models.Index(fields=["created_at"], name="agent_event_age"),
+        ]
+        constraints = [models.UniqueConstraint(fields=["seq"], name="agent_event_seq_unique")]
+
+    def __str__(self):
+        return f"{self.kind} #{self.seq} for {self.user_id}"

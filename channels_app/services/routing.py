@@ -45,6 +45,15 @@ from channels_app.models import (
 from channels_app.models.routing import CAPACITY_MAX, CAPACITY_MIN
 from channels_app.options_catalog import IW
 from channels_app.selectors import queues_by_key
+from channels_app.services.agent_events import (
+    INTERACTION,
+    OFFER,
+    OFFER_WITHDRAWN,
+    events_add,
+    interaction_data,
+    interaction_watchers,
+    offer_data,
+)
 from channels_app.services.options import option_value
 from channels_app.text_rules import text_rule_broken
 
@@ -58,6 +67,25 @@ NOTE_MAX_BYTES = 64 * 1024
 DISPATCH_BATCH = 100  # interactions looked at per queue and call
 EXPIRE_BATCH = 500
 TAKING = ~Q(kind=OfferKind.CONFERENCE)  # offers that would assign the interaction
+
+
+def _offered(offer: Offer) -> Offer:
+    """An offer just made: the agent's stream hears of it in the same transaction."""
+    events_add(user_ids=[offer.agent_id], kind=OFFER, data=offer_data(offer))
+    return offer
+
+
+def _offers_close(offers: QuerySet, *, state: str, now: datetime) -> int:
+    """Pending offers of `offers` end (expired or withdrawn); their agents' streams hear of it."""
+    closing = list(offers.filter(state=OfferState.PENDING).values_list("pk", "agent_id", "interaction_id"))
+    if not closing:
+        return 0
+    closed = Offer.objects.filter(pk__in=[pk for pk, _, _ in closing], state=OfferState.PENDING).update(
+        state=state, answered_at=now)
+    for pk, agent_id, interaction_id in closing:
+        events_add(user_ids=[agent_id], kind=OFFER_WITHDRAWN,
+                   data={"id": pk, "interaction": interaction_id, "state": state})
+    return closed
 
 
 # --- queues -----------------------------------------------------------------------------------------------------
@@ -103,8 +131,8 @@ def queue_save(*, queue: Queue, agents: list | None = None) -> Queue:
         queue_id = queue.pk
         transaction.on_commit(lambda: queue_dispatch(queue_id=queue_id))
     else:  # routed outside again: nothing waits for our agents any more
-        Offer.objects.filter(queue=queue, state=OfferState.PENDING, kind=OfferKind.ROUTE).update(
-            state=OfferState.WITHDRAWN, answered_at=timezone.now())
+        _offers_close(Offer.objects.filter(queue=queue, kind=OfferKind.ROUTE), state=OfferState.WITHDRAWN,
+                      now=timezone.now())
         Interaction.objects.filter(routing_queue=queue).update(routing_queue=None, queued_at=None)
     return queue
 
@@ -112,8 +140,7 @@ def queue_save(*, queue: Queue, agents: list | None = None) -> Queue:
 @transaction.atomic
 def queue_delete(*, queue: Queue) -> None:
     """Delete a queue: its pending offers are withdrawn and what waited in it waits no more."""
-    Offer.objects.filter(queue=queue, state=OfferState.PENDING).update(
-        state=OfferState.WITHDRAWN, answered_at=timezone.now())
+    _offers_close(Offer.objects.filter(queue=queue), state=OfferState.WITHDRAWN, now=timezone.now())
     Interaction.objects.filter(routing_queue=queue).update(routing_queue=None, queued_at=None)
     queue.delete()
     queues_by_key.clear()
@@ -232,9 +259,9 @@ def _offer_next(queue: Queue, interaction_id: str):
                                       exclude=[interaction.assigned_to_id] if interaction.assigned_to_id else ())[:5])
         if not candidates:
             return NO_AGENT
-        offer = _offer_to_first_free(candidates, lambda agent_id: Offer.objects.create(
+        offer = _offer_to_first_free(candidates, lambda agent_id: _offered(Offer.objects.create(
             interaction=interaction, queue=queue, agent_id=agent_id, kind=OfferKind.ROUTE, created_at=now,
-            expires_at=_expires(queue, now)))
+            expires_at=_expires(queue, now))))
         return offer if offer is not None else NO_AGENT
 
 
@@ -310,6 +337,8 @@ def offer_accept(*, offer_id, user) -> Interaction:
             raise Conflict("The interaction has ended.", field="id")  # rolled back: the offer stays as it was
         if offer.kind == OfferKind.CONFERENCE:
             ConferenceMember.objects.get_or_create(interaction=interaction, agent=user)
+            events_add(user_ids=[user.pk, interaction.assigned_to_id], kind=INTERACTION,
+                       data=interaction_data(interaction, "conference"))
         else:
             previous = interaction.assigned_to_id
             interaction.assigned_to = user
@@ -321,7 +350,9 @@ def offer_accept(*, offer_id, user) -> Interaction:
                 interaction.state = InteractionState.ACTIVE
             interaction.save(update_fields=["assigned_to", "routing_queue", "queued_at", "queue", "state"])
             ConferenceMember.objects.filter(interaction=interaction, agent=user).delete()
+            events_add(user_ids=[user.pk], kind=INTERACTION, data=interaction_data(interaction, "assigned"))
             if previous is not None and previous != user.pk:  # a transfer: the sender's capacity is free
+                events_add(user_ids=[previous], kind=INTERACTION, data=interaction_data(interaction, "transferred"))
                 AgentState.objects.filter(pk=previous).update(idle_since=now)
                 _dispatch_queues_of(previous)
         AgentState.objects.filter(pk=user.pk).update(idle_since=now)
@@ -359,8 +390,7 @@ def offers_expire(*, now: datetime | None = None) -> int:
         )
         if not due:
             return 0
-        Offer.objects.filter(pk__in=[pk for pk, _, _ in due], state=OfferState.PENDING).update(
-            state=OfferState.EXPIRED, answered_at=now)
+        _offers_close(Offer.objects.filter(pk__in=[pk for pk, _, _ in due]), state=OfferState.EXPIRED, now=now)
     for queue_id in {queue_id for _, queue_id, _ in due if queue_id is not None}:
         queue_dispatch(queue_id=queue_id)
     return len(due)
@@ -372,8 +402,8 @@ def routing_sweep(*, now: datetime | None = None) -> dict[str, int]:
     queue with an interaction waiting unoffered tries its agents again."""
     now = now or timezone.now()
     expired = offers_expire(now=now)
-    withdrawn = Offer.objects.filter(state=OfferState.PENDING, interaction__state=InteractionState.ENDED).update(
-        state=OfferState.WITHDRAWN, answered_at=now)
+    withdrawn = _offers_close(Offer.objects.filter(interaction__state=InteractionState.ENDED),
+                              state=OfferState.WITHDRAWN, now=now)
     Interaction.objects.filter(routing_queue__isnull=False, state=InteractionState.ENDED).update(
         routing_queue=None, queued_at=None)
     queue_ids = set(
@@ -389,8 +419,9 @@ def interaction_release(*, interaction: Interaction) -> None:
     """An interaction that ended: its pending offers are withdrawn, it waits no more, and the capacity of
     the agent who held it is free (their queues offer what waits once the transaction commits)."""
     now = timezone.now()
-    Offer.objects.filter(interaction=interaction, state=OfferState.PENDING).update(
-        state=OfferState.WITHDRAWN, answered_at=now)
+    _offers_close(Offer.objects.filter(interaction=interaction), state=OfferState.WITHDRAWN, now=now)
+    events_add(user_ids=interaction_watchers(interaction), kind=INTERACTION,
+               data=interaction_data(interaction, "ended"))
     if interaction.routing_queue_id is not None:
         Interaction.objects.filter(pk=interaction.pk).update(routing_queue=None, queued_at=None)
         interaction.routing_queue_id, interaction.queued_at = None, None
@@ -552,12 +583,11 @@ def interaction_transfer(*, interaction_id: str, sender, agent_id=None, queue_ke
     with transaction.atomic():
         interaction = _locked_held(interaction_id, sender)
         # A transfer replaces one still pending (the interaction is offered to one target at a time).
-        Offer.objects.filter(TAKING, interaction=interaction, state=OfferState.PENDING).update(
-            state=OfferState.WITHDRAWN, answered_at=now)
+        _offers_close(Offer.objects.filter(TAKING, interaction=interaction), state=OfferState.WITHDRAWN, now=now)
         if target is not None:
-            offer = Offer.objects.create(
+            offer = _offered(Offer.objects.create(
                 interaction=interaction, agent=target, from_agent=sender, kind=OfferKind.TRANSFER, created_at=now,
-                expires_at=_expires(queue_for_key(interaction.queue), now))
+                expires_at=_expires(queue_for_key(interaction.queue), now)))
             if interaction.routing_queue_id is not None:
                 interaction.routing_queue, interaction.queued_at = None, None
                 interaction.save(update_fields=["routing_queue", "queued_at"])
@@ -613,18 +643,18 @@ def interaction_conference(*, interaction_id: str, sender, agent_id=None, group:
                 raise Conflict(f"{target.get_username()} is in the conversation already.", field="agent")
             try:
                 with transaction.atomic():
-                    return Offer.objects.create(
+                    return _offered(Offer.objects.create(
                         interaction=interaction, agent=target, from_agent=sender, kind=OfferKind.CONFERENCE,
                         subtype=CONFERENCE_SUBTYPE, created_at=now,
-                        expires_at=_expires(queue_for_key(interaction.queue), now))
+                        expires_at=_expires(queue_for_key(interaction.queue), now)))
             except IntegrityError as error:
                 raise Conflict(f"{target.get_username()} has this interaction offered already.",
                                field="agent") from error
         candidates = list(_candidates(queue=queue, media=interaction.channel.media_type, group=group,
                                       exclude=inside - {None})[:5])
-        offer = _offer_to_first_free(candidates, lambda chosen: Offer.objects.create(
+        offer = _offer_to_first_free(candidates, lambda chosen: _offered(Offer.objects.create(
             interaction=interaction, queue=queue, agent_id=chosen, from_agent=sender, kind=OfferKind.CONFERENCE,
-            subtype=CONFERENCE_SUBTYPE, created_at=now, expires_at=_expires(queue, now)))
+            subtype=CONFERENCE_SUBTYPE, created_at=now, expires_at=_expires(queue, now))))
         if offer is None:
             raise Conflict(f"Nobody of group {group!r} is ready in queue {queue.key}.", field="group")
         interaction.user_data.update({
