@@ -332,3 +332,20 @@ def test_another_tenants_interaction_is_not_found_for_routing_doors(agents, acce
                        ("notes", {"text": "x"})]:
         assert ann.post(f"/api/interactions/{hidden.pk}/{path}/", body).status_code == 404
     assert ann.get(f"/api/interactions/{hidden.pk}/notes/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_new_session_an_agent_starts_on_a_workspace_queue_is_theirs(agents, accepted, whatsapp):
+    ann, bob = agents
+    interaction_close = ann.post(f"/api/interactions/{accepted.pk}/end/", {})
+    assert interaction_close.status_code == 200
+
+    started = ann.post(f"/api/interactions/{accepted.pk}/sessions/", {"channel": whatsapp.channel_id,
+                                                                      "text": "Hello again"})
+
+    assert started.status_code == 201, started.content
+    assert started.json()["assigned_to"] == ann.user.pk
+    # the customer's reply stays with ann: no offer, and she may answer
+    customer_writes(whatsapp, text="Yes?", message_id="m-2")
+    assert not Offer.objects.filter(interaction_id=started.json()["id"]).exists()
+    assert ann.post(f"/api/interactions/{started.json()['id']}/messages/", {"text": "Good"}).status_code == 202

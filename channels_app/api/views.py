@@ -611,7 +611,7 @@ class InteractionViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
         started = session_start(
             interaction_id=interaction.pk, channel=channel, text=data.get("text"),
             standard_response_id=data.get("standard_response_id"), fields=data.get("fields"),
-            trace_id=request.headers.get("X-B3-TraceId", ""),
+            trace_id=request.headers.get("X-B3-TraceId", ""), agent=request.user,
         )
         created = self._detail(started.interaction.pk)
         created.sent_as = started.sent_as

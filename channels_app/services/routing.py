@@ -181,6 +181,15 @@ def interaction_enter_queue(*, interaction: Interaction, now: datetime | None = 
     return ["routing_queue", "queued_at"]
 
 
+def interaction_hold_new(*, interaction: Interaction, agent) -> None:
+    """A new outbound session an agent starts (`POST /api/interactions/{id}/sessions/`): on a queue routed
+    by the server it is assigned to that agent from the start (the customer's reply then reaches them, not
+    the queue). Changes the interaction before it is saved."""
+    queue = queue_for_key(interaction.queue)
+    if queue is not None and queue.routing == QueueRouting.WORKSPACE:
+        interaction.assigned_to_id = agent.pk
+
+
 # --- offers -----------------------------------------------------------------------------------------------------
 
 
