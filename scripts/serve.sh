@@ -70,6 +70,7 @@ pids+=($!)
 .venv/bin/gunicorn project.wsgi:application --bind "${HOST}:${PORT}" \
   --workers "${WEB_CONCURRENCY:-2}" --threads 4 --timeout 30 --access-logfile - &
 pids+=($!)
-echo "Digital Messaging Server: http://${HOST}:${PORT}/admin/  (API docs: /api/docs/, health: /healthz)"
+echo "Digital Messaging Server: http://${HOST}:${PORT}/admin/  (API docs: /api/docs/, health: /healthz," \
+  "agents' events: http://${HOST}:${EVENTS_PORT}/api/agents/me/events/)"
 # Stay in the foreground; when any process ends, stop the others (the EXIT trap).
 wait -n "${pids[@]}"

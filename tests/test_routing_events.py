@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from channels_app.models import AgentEvent, Offer, OfferState, Queue, QueueRouting
+from channels_app.models import AgentEvent, ConferenceMember, Offer, OfferState, Queue, QueueRouting
 from channels_app.services import agent_events, routing
 from channels_app.services.interactions import customer_message_receive
 from tests.conftest import member
@@ -244,3 +244,33 @@ def test_events_older_than_a_stream_may_resume_from_are_deleted_by_the_periodic_
     sessions_expire()
 
     assert [event.data["text"] for event in AgentEvent.objects.all()] == ["recent"]
+
+
+@pytest.mark.django_db
+def test_messages_out_and_receipts_of_a_held_interaction_are_events_of_its_agent_and_conference(tenant, channel):
+    from channels_app.models import Message
+    from channels_app.selectors import interaction_list
+    from channels_app.services.agent_messages import agent_message_send
+    from channels_app.services.receipts import receipt_apply
+
+    # given an interaction held by ann, with bob in its conference
+    ann, bob = (member(name, "WhatsApp agent", tenants=[tenant]) for name in ("ann", "bob"))
+    Queue.objects.create(tenant=tenant, key="1:session-chat", routing=QueueRouting.WORKSPACE)
+    message, _ = customer_message_receive(channel=channel, client_id="15556667777", text="Hello")
+    interaction = message.interaction
+    interaction.assigned_to = ann
+    interaction.save(update_fields=["assigned_to"])
+    ConferenceMember.objects.create(interaction=interaction, agent=bob)
+    AgentEvent.objects.all().delete()
+
+    # when ann answers and the answer is delivered
+    sent = agent_message_send(interactions=interaction_list(user=ann), interaction_id=interaction.pk,
+                              admit=lambda _: {"text": "How can I help?"}, sender=ann).message
+    Message.objects.filter(pk=sent.pk).update(external_id="ext-1")
+    receipt_apply(channel=channel, external_id="ext-1", status="Delivered")
+
+    # then both see the message going out and its receipt
+    for agent in (ann, bob):
+        kinds = [(event.kind, event.data.get("text") or event.data.get("status"))
+                 for event in AgentEvent.objects.filter(user=agent).order_by("pk")]
+        assert kinds == [("message", "How can I help?"), ("receipt", "delivered")], agent
