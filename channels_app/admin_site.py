@@ -25,6 +25,9 @@ GROUPS = [
         ("channels_app", "Attachment"), ("channels_app", "BusinessAttribute"),
         ("channels_app", "BusinessAttributeValue"),
     ]),
+    ("Routing", "Queues routed by an outside system or by this server, to its agents.", [
+        ("channels_app", "Queue"),
+    ]),
     ("Campaigns", "One standard response sent to many customers.", [("channels_app", "Campaign")]),
     ("Conversations", "Customers, their sessions and every message, with its webhook delivery.", [
         ("channels_app", "Interaction"), ("channels_app", "Contact"), ("channels_app", "Message"),

@@ -35,6 +35,11 @@ class ChannelsAppConfig(AppConfig):
                               dispatch_uid=f"channels-by-id-{sender.__name__}-save")
             post_delete.connect(channels_by_id.clear, sender=sender,
                                 dispatch_uid=f"channels-by-id-{sender.__name__}-delete")
+        from channels_app.models import Queue
+        from channels_app.selectors import queues_by_key
+
+        post_save.connect(queues_by_key.clear, sender=Queue, dispatch_uid="queues-by-key-save")
+        post_delete.connect(queues_by_key.clear, sender=Queue, dispatch_uid="queues-by-key-delete")
         from channels_app.models import Attachment, StandardResponse
         from channels_app.selectors import standard_responses_for_sending
 

@@ -50,6 +50,7 @@ from channels_app.models import (
     Endpoint,
     Membership,
     OptionValue,
+    Queue,
     StandardResponse,
     StandardResponseCategory,
     Tenant,
@@ -206,6 +207,7 @@ def audit_register() -> None:
         StandardResponseCategory: Audited("standard-response-category", _own_tenant),
         Attachment: Audited("attachment", _own_tenant),
         Campaign: Audited("campaign", _via_channel),
+        Queue: Audited("queue", _own_tenant, object_id=lambda queue: queue.key),
     }
     for model, spec in specs.items():
         fields = tuple(

@@ -17,6 +17,18 @@ dispatcher killed mid-send leaves its deliveries to the next claim when the
 lease runs out, and two dispatchers side by side never send one delivery
 twice. Campaign batches run on the Celery `bulk` lane, never here, so a
 campaign cannot delay a reply. `python manage.py dispatch` runs it.
+
+The routing sweep runs here too (a thread, every `sweep_seconds`): offers not
+answered in time expire and go to the next agent, and what waits in a queue
+routed by the server with nobody offered is offered again
+(services.routing.routing_sweep). Here rather than in a Celery beat task
+every second because nothing of it lives in a process: the sweep reads what
+is due from the rows, so a dispatcher killed with SIGKILL loses nothing and
+the next sweep (of this dispatcher restarted, or of another one running
+beside it: sweeps side by side are safe, SKIP LOCKED and conditional
+UPDATEs) catches up; a beat must be a single process, puts a message a
+second on the broker (piling up while no worker takes them) and needs beat,
+broker and a worker alive for an offer to expire.
 """
 
 import logging
@@ -32,6 +44,7 @@ from channels_app.services.deliveries import (
     deliveries_claim_due,
     deliveries_send,
 )
+from channels_app.services.routing import routing_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -41,16 +54,19 @@ logger = logging.getLogger(__name__)
 GATHER_SECONDS = 0.02
 # After a database error, how long a thread waits before trying again.
 ERROR_BACKOFF_SECONDS = 1.0
+# How often offers due to expire and interactions waiting unoffered are looked for.
+SWEEP_SECONDS = 1.0
 
 
 class Dispatcher:
     def __init__(self, *, threads: int = 2, poll_seconds: float = 0.5, claim_limit: int | None = None,
-                 gather_seconds: float = GATHER_SECONDS):
+                 gather_seconds: float = GATHER_SECONDS, sweep_seconds: float = SWEEP_SECONDS):
         # The threads together hold at most SEND_CONCURRENCY deliveries claimed and not yet recorded: all that
         # a kill can make the next claim send again (the chaos suite's bound).
         self.threads, self.poll_seconds = threads, poll_seconds
         self.claim_limit = claim_limit or max(1, SEND_CONCURRENCY // threads)
         self.gather_seconds = gather_seconds
+        self.sweep_seconds = sweep_seconds
         # Work may be due: set by a wake-up, taken by the one drain thread it wakes. Wake-ups that come while
         # it is set make no more claims: a burst of notifications is one claim, not one per message.
         self.due = False
@@ -68,7 +84,8 @@ class Dispatcher:
                 signal.signal(signum, lambda *_: self.stop())
         workers = [threading.Thread(target=self._drain_forever, name=f"drain-{n}") for n in range(self.threads)]
         listener = threading.Thread(target=self._listen_forever, name="listen", daemon=True)
-        for thread in [listener, *workers]:
+        sweeper = threading.Thread(target=self._sweep_forever, name="routing-sweep", daemon=True)
+        for thread in [listener, sweeper, *workers]:
             thread.start()
         ready()
         for thread in workers:
@@ -134,6 +151,19 @@ class Dispatcher:
         while not self.stopping.is_set() and time.monotonic() < deadline:
             self.wake()
             self.stopping.wait(min(self.poll_seconds, max(deadline - time.monotonic(), 0)))
+
+    # --- the routing sweep ---------------------------------------------------------------------------------
+
+    def _sweep_forever(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                routing_sweep()
+            except Exception:  # a database error: what is due stays due for the next sweep
+                logger.exception("The routing sweep failed; trying again.")
+                close_old_connections()
+                connection.close()
+            self.stopping.wait(self.sweep_seconds)
+        connection.close()
 
     # --- the drain threads -----------------------------------------------------------------------------
 

@@ -120,6 +120,18 @@ RIGHTS: dict[str, Rule] = {
     "contact.list": needs("view_contact"),
     "contact.retrieve": needs("view_contact"),
     "contact.partial_update": needs("change_contact"),  # its opt-outs (API.md "Opt-out")
+    # --- Routing to agents (API.md, third part) ------------------------------------------------------
+    **crud("queue", "queue"),
+    "agent-me.get": needs("use_workspace"),
+    "agent-me.patch": needs("use_workspace"),
+    "agent-offers.get": needs("use_workspace"),
+    "agent-events.get": needs("use_workspace"),  # the event stream (api/events.py checks it itself)
+    "offer.accept": needs("use_workspace"),  # and the offer is the caller's (404 otherwise)
+    "offer.reject": needs("use_workspace"),
+    "interaction-transfer.post": needs("use_workspace", "view_interaction"),
+    "interaction-conference.post": needs("use_workspace", "view_interaction"),
+    "interaction-notes.get": needs("view_interaction"),
+    "interaction-notes.post": needs("view_interaction", "change_interaction"),  # the agents' groups hold both
     # --- Campaigns ---------------------------------------------------------------------------
     **{key: rule for key, rule in crud("campaign", "campaign").items() if "update" not in key},
     "campaign.recipients": needs("view_campaign"),

@@ -25,10 +25,13 @@ from channels_app.models import (
     EarlyReceipt,
     Endpoint,
     Interaction,
+    InteractionNote,
     Membership,
     Message,
     MessageAttachment,
+    Offer,
     OptionValue,
+    Queue,
     StandardResponse,
     StandardResponseCategory,
     Tenant,
@@ -60,6 +63,9 @@ TENANT_PATHS: dict[type[Model], str] = {
     WhatsAppTemplate: "channel__tenant",
     WhatsAppInbox: "channel__tenant",
     WhatsAppMedia: "message__channel__tenant",
+    Queue: "tenant",
+    Offer: "interaction__channel__tenant",
+    InteractionNote: "interaction__channel__tenant",
 }
 
 
@@ -235,3 +241,20 @@ def interaction_history(*, user, interaction: Interaction) -> list[Interaction]:
         earlier = earlier.filter(channel_id=interaction.channel_id)
     messages = Prefetch("messages", queryset=Message.objects.order_by("created_at", "id"))
     return list(earlier.order_by("-created_at", "-id").prefetch_related(messages)[:count])
+
+
+# Queues by chat queue key (kept.py): every customer message of an interaction nobody holds asks whether its
+# queue is routed by the server.
+queues_by_key = KeptRows(
+    lambda key: Queue.objects.filter(key=key).first(),
+    seconds=lambda: settings.CHANNEL_CACHE_SECONDS,
+)
+
+
+def queue_list(*, user) -> QuerySet:
+    return restrict(Queue.objects.select_related("tenant"), user)
+
+
+def queue_get(*, user, key: str) -> Queue:
+    """The queue `key` of the caller's tenants; another tenant's key is as unknown as a missing one."""
+    return visible_get(Queue.objects.select_related("tenant"), user=user, what="queue", key=key)

@@ -338,6 +338,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The event stream is a plain (async) Django view, served by the ASGI server: described by a hook.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums", "channels_app.api.schema.describe_event_stream",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "InteractionTypeEnum": "channels_app.models.conversations.InteractionType",
         "BusinessAttributeTypeEnum": "channels_app.choices.BusinessAttributeType",
@@ -347,6 +351,13 @@ SPECTACULAR_SETTINGS = {
         "MessageStatusEnum": "channels_app.models.conversations.MessageStatus",
     },
 }
+
+# --- Live events (GET /api/agents/me/events/, channels_app/api/events.py) ------------------------
+# Served by the ASGI server (uvicorn, scripts/serve.sh) on EVENTS_PORT; the WSGI server answers the path with
+# a 307 to EVENTS_URL (default: this host on EVENTS_PORT). Production: a reverse proxy sends the path to the
+# ASGI server (README, "Live events").
+EVENTS_PORT = env.int("EVENTS_PORT", default=8001)
+EVENTS_URL = env("EVENTS_URL", default="")
 
 # --- Security (production) ------------------------------------------------------
 # https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/

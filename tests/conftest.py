@@ -25,7 +25,7 @@ def pytest_configure(config):
 # fuzz: `make test-fast` leaves them out (`-m "not slow"`); `make test` and CI run everything.
 SLOW_MODULES = {
     "test_browser", "test_chaos", "test_crash", "test_deployment", "test_first_run", "test_fuzz", "test_outbox_crash",
-    "test_receipts", "test_retry_schedule", "test_run", "test_worker",
+    "test_receipts", "test_retry_schedule", "test_routing_browser", "test_run", "test_worker",
 }
 
 
@@ -47,11 +47,12 @@ def require_or_skip(condition: bool, reason: str) -> None:
 @pytest.fixture(autouse=True)
 def _clear_cache():
     from channels_app.authentication import credentials
-    from channels_app.selectors import channels_by_id, standard_responses_for_sending
+    from channels_app.selectors import channels_by_id, queues_by_key, standard_responses_for_sending
 
     cache.clear()  # throttling state lives in the cache
     credentials.clear()  # a rolled-back test sends no signal
     channels_by_id.clear()
+    queues_by_key.clear()
     standard_responses_for_sending.clear()
     yield
 

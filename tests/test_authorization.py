@@ -10,17 +10,28 @@
 """
 
 import io
+from datetime import timedelta
 
 import pytest
 from django.contrib.admin.sites import site as admin_site
 from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from channels_app.choices import MediaType, Transport
-from channels_app.models import Campaign, Channel, Interaction, StandardResponse, Tenant
+from channels_app.models import (
+    Campaign,
+    Channel,
+    Interaction,
+    Offer,
+    Queue,
+    QueueRouting,
+    StandardResponse,
+    Tenant,
+)
 from channels_app.rights import RIGHTS, Rule
 from channels_app.services.interactions import message_queue_outbound
 from channels_app.services.roles import DEFAULT_GROUPS
@@ -131,11 +142,16 @@ def _world(tenant_id: int, suffix: str) -> dict:
     )
     reply = message_queue_outbound(interaction=answered, payload={"text": "Hello"})
     someone = member(f"someone-{suffix}", tenants=[tenant])
+    # Routed outside: the agents of the matrix send to its interactions as before (an offer is there to answer).
+    queue = Queue.objects.create(tenant=tenant, key=f"{tenant_id}:session-chat", routing=QueueRouting.EXTERNAL)
+    queue.agents.add(someone)
+    offer = Offer.objects.create(interaction=interaction, queue=queue, agent=someone,
+                                 expires_at=timezone.now() + timedelta(minutes=5))
     return {
         "tenant": tenant.pk, "channel": channel.channel_id, "category": category.pk, "response": response.pk,
         "attachment": attachment.pk, "contact": contact.pk, "interaction": interaction.pk,
         "campaign": campaign.pk, "user": someone.pk, "delivery": reply.delivery.pk,
-        "answered": answered.pk, "channel_pk": channel.pk,
+        "answered": answered.pk, "channel_pk": channel.pk, "queue": queue.key, "offer": offer.pk,
     }
 
 
@@ -222,6 +238,22 @@ REQUESTS: dict[str, tuple[str, str, object]] = {
     "interaction.history": ("get", "/api/interactions/{interaction}/history/", None),
     "interaction.sessions": ("post", "/api/interactions/{interaction}/sessions/",
                              {"channel": "{channel}", "text": "Hello again"}),
+    "interaction-transfer.post": ("post", "/api/interactions/{interaction}/transfer/", {"agent": "{user}"}),
+    "interaction-conference.post": ("post", "/api/interactions/{interaction}/conference/", {"agent": "{user}"}),
+    "interaction-notes.get": ("get", "/api/interactions/{interaction}/notes/", None),
+    "interaction-notes.post": ("post", "/api/interactions/{interaction}/notes/", {"text": "Called back"}),
+    "queue.list": ("get", "/api/queues/", None),
+    "queue.retrieve": ("get", "/api/queues/{queue}/", None),
+    "queue.create": ("post", "/api/queues/", {"key": "{tenant}:billing", "routing": "workspace"}),
+    "queue.update": ("put", "/api/queues/{queue}/", {"key": "{queue}", "routing": "external"}),
+    "queue.partial_update": ("patch", "/api/queues/{queue}/", {"offer_timeout_seconds": 5}),
+    "queue.destroy": ("delete", "/api/queues/{queue}/", None),
+    "agent-me.get": ("get", "/api/agents/me/", None),
+    "agent-me.patch": ("patch", "/api/agents/me/", {"ready": {"whatsapp": True}, "capacity": 2}),
+    "agent-offers.get": ("get", "/api/agents/me/offers/", None),
+    "agent-events.get": ("get", "/api/agents/me/events/", None),  # the WSGI server: 307 to the event server
+    "offer.accept": ("post", "/api/offers/{offer}/accept/", None),  # someone else's: 404 when allowed
+    "offer.reject": ("post", "/api/offers/{offer}/reject/", None),
     "contact.list": ("get", "/api/contacts/", None),
     "contact.retrieve": ("get", "/api/contacts/{contact}/", None),
     "contact.partial_update": ("patch", "/api/contacts/{contact}/", {"opted_out": ["{channel}"]}),
@@ -266,7 +298,7 @@ def _fill(template, world: dict):
                                              file_name=attachment.name)}
     if isinstance(template, str):
         text = template.format(**values)
-        return int(text) if template in ("{tenant}",) else text
+        return int(text) if template in ("{tenant}", "{user}") else text
     if isinstance(template, dict):
         return {key: _fill(value, world) for key, value in template.items()}
     if isinstance(template, list):
@@ -327,7 +359,8 @@ def test_each_default_group_is_held_to_the_table(home, role, key):
 
 DETAIL_KEYS = [key for key, (_, path, _) in REQUESTS.items()
                if any(name in path for name in ("{tenant}/", "{channel}", "{response}", "{category}", "{attachment}",
-                                                "{interaction}", "{contact}", "{campaign}", "{user}"))
+                                                "{interaction}", "{contact}", "{campaign}", "{user}", "{queue}",
+                                                "{offer}"))
                and key not in ("esp.post", "nexus-messages.post", "whatsapp-webhook.get", "whatsapp-webhook.post")]
 
 
@@ -358,11 +391,15 @@ def _snapshot(world: dict) -> tuple:
         StandardResponse.objects.filter(pk=world["response"]).values_list("body", flat=True).first(),
         Campaign.objects.filter(pk=world["campaign"]).values_list("state", flat=True).first(),
         Interaction.objects.get(pk=world["interaction"]).messages.count(),
+        Interaction.objects.get(pk=world["interaction"]).notes.count(),
+        Queue.objects.filter(key=world["queue"]).values_list("routing", "offer_timeout_seconds").first(),
+        Offer.objects.get(pk=world["offer"]).state,
     )
 
 
 LIST_PATHS = ["/api/tenants/", "/api/channels/", "/api/standard-responses/", "/api/standard-response-categories/",
-              "/api/attachments/", "/api/interactions/", "/api/contacts/", "/api/campaigns/", "/api/users/"]
+              "/api/attachments/", "/api/interactions/", "/api/contacts/", "/api/campaigns/", "/api/queues/",
+              "/api/users/"]
 
 
 @pytest.mark.django_db

@@ -129,3 +129,42 @@ class ApiAutoSchema(AutoSchema):
         if view.get_throttles():
             errors["429"] = OpenApiResponse(ErrorSerializer, "Too many attempts; retry after Retry-After seconds.")
         return errors
+
+
+EVENT_STREAM_PATH = "/api/agents/me/events/"
+
+
+def describe_event_stream(result, generator, request, public):
+    """drf-spectacular postprocessing hook: the event stream (a plain async view, channels_app/api/events.py)
+    in the OpenAPI document."""
+    result.setdefault("paths", {})[EVENT_STREAM_PATH] = {"get": {
+        "operationId": "agents_me_events",
+        "tags": ["Routing"],
+        "summary": "The caller's live events (Server-Sent Events)",
+        "description": (
+            "`text/event-stream` of what concerns the caller: `offer`, `offer_withdrawn`, `message` (in and out, "
+            "of interactions assigned to the caller or whose conference they are in), `receipt`, `interaction` "
+            "(`change`: assigned, transferred, conference, ended). Each event has an `id`; `data` is the JSON "
+            "object of the same name in this API. `Last-Event-ID` (sent by browsers when they reconnect, or "
+            "`?last_event_id=`) resumes after that id without losing or repeating an event, also after a "
+            "server restart; without it the stream starts with what happens from then on. Served by the ASGI "
+            "server: the WSGI server answers 307 to it. Needs Workspace - Can use."),
+        "parameters": [
+            {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "integer"},
+             "description": "The id of the last event received."},
+            {"name": "last_event_id", "in": "query", "required": False, "schema": {"type": "integer"},
+             "description": "The same, for clients that cannot set headers."},
+        ],
+        "responses": {
+            "200": {"description": "The stream.", "content": {"text/event-stream": {"schema": {"type": "string"},
+                    "example": 'id: 42\nevent: offer\ndata: {"id": 7, "interaction": "0001AaBbCcDdEeFf", '
+                               '"queue": "1:session-chat", "contact": 3, "preview": "Hello", '
+                               '"expires_at": "2024-03-07T10:00:30Z", "kind": "route", "subtype": "", '
+                               '"from_agent": null}\n\n'}}},
+            "307": {"description": "Asked of the WSGI server: the event server's URL (`Location`)."},
+            "401": {"description": "No or wrong credentials."},
+            "403": {"description": "The caller lacks channels_app.use_workspace."},
+        },
+        "security": [{"tokenAuth": []}, {"cookieAuth": []}],
+    }}
+    return result

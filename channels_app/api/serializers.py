@@ -415,12 +415,15 @@ class MessageSerializer(ModelSerializer):
 class InteractionListSerializer(ModelSerializer):
     channel = serializers.CharField(source="channel.channel_id")
     contact = serializers.IntegerField(source="contact_id")
+    assigned_to = serializers.IntegerField(
+        source="assigned_to_id", allow_null=True, read_only=True,
+        help_text="The agent who accepted it (queues routed by the server); null otherwise.")
 
     class Meta:
         model = Interaction
         fields = [
             "id", "type", "subtype", "state", "channel", "client_id", "queue", "contact", "created_at",
-            "last_activity_at", "ended_at", "end_reason", "disposition",
+            "last_activity_at", "ended_at", "end_reason", "disposition", "assigned_to",
         ]
 
 

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from channels_app.api import views
+from channels_app.api import events, routing, views
 
 
 class ApiRootView(DefaultRouter.APIRootView):
@@ -25,6 +25,8 @@ router.register("contacts", views.ContactViewSet, basename="contact")
 router.register("campaigns", views.CampaignViewSet, basename="campaign")
 router.register("users", views.UserViewSet, basename="user")
 router.register("audit-log", views.AuditLogViewSet, basename="audit-log")
+router.register("queues", routing.QueueViewSet, basename="queue")
+router.register("offers", routing.OfferViewSet, basename="offer")
 
 option_list = views.OptionViewSet.as_view({"get": "list"})
 option_detail = views.OptionViewSet.as_view(
@@ -36,5 +38,12 @@ urlpatterns = [
     path("options/", option_list, name="option-list"),
     path("options/<str:section>/<str:name>/", option_detail, name="option-detail"),
     path("emojis/", views.EmojiView.as_view(), name="emojis"),
+    path("agents/me/", routing.AgentMeView.as_view(), name="agent-me"),
+    path("agents/me/events/", events.agent_events, name="agent-events"),
+    path("agents/me/offers/", routing.AgentOffersView.as_view(), name="agent-offers"),
+    path("interactions/<str:pk>/transfer/", routing.InteractionTransferView.as_view(), name="interaction-transfer"),
+    path("interactions/<str:pk>/conference/", routing.InteractionConferenceView.as_view(),
+         name="interaction-conference"),
+    path("interactions/<str:pk>/notes/", routing.InteractionNotesView.as_view(), name="interaction-notes"),
     *router.urls,
 ]

@@ -526,7 +526,7 @@ class InteractionViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
 
         sent = agent_message_send(
             interactions=interaction_list(user=request.user), interaction_id=pk, admit=admit,
-            trace_id=request.headers.get("X-B3-TraceId", ""),
+            trace_id=request.headers.get("X-B3-TraceId", ""), sender=request.user,
         )
         sent.message.sent_as = sent.sent_as
         return Response(serializers.represent(serializers.AgentMessageResultSerializer, sent.message),
@@ -635,7 +635,7 @@ class InteractionViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
             interaction_id=interaction.pk, channel=channel, text=data.get("text"),
             standard_response_id=data.get("standard_response_id"), fields=data.get("fields"),
             header_attachment=data.get("header_attachment"),
-            trace_id=request.headers.get("X-B3-TraceId", ""),
+            trace_id=request.headers.get("X-B3-TraceId", ""), agent=request.user,
         )
         created = self._detail(started.interaction.pk)
         created.sent_as = started.sent_as

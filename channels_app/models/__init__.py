@@ -24,6 +24,18 @@ from channels_app.models.conversations import (
 )
 from channels_app.models.deliveries import Delivery, DeliveryAttempt, DeliveryState
 from channels_app.models.media import MessageAttachment, MessageAttachmentStatus
+from channels_app.models.routing import (
+    USE_WORKSPACE_PERMISSION,
+    AgentEvent,
+    AgentState,
+    ConferenceMember,
+    InteractionNote,
+    Offer,
+    OfferKind,
+    OfferState,
+    Queue,
+    QueueRouting,
+)
 from channels_app.models.standard_responses import Attachment, StandardResponse, StandardResponseCategory
 from channels_app.models.whatsapp import (
     ChannelThrottle,
@@ -56,6 +68,16 @@ __all__ = [
     "MessageStatus",
     "MessageAttachment",
     "MessageAttachmentStatus",
+    "AgentEvent",
+    "AgentState",
+    "ConferenceMember",
+    "InteractionNote",
+    "Offer",
+    "OfferKind",
+    "OfferState",
+    "Queue",
+    "QueueRouting",
+    "USE_WORKSPACE_PERMISSION",
     "Attachment",
     "StandardResponse",
     "StandardResponseCategory",

@@ -3,6 +3,7 @@
 import secrets
 import string
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -128,6 +129,18 @@ class Interaction(models.Model):
         max_length=128, blank=True,
         help_text="The Disposition Code the agent set when ending the session (a value of the business attribute).",
     )
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="assigned_interactions",
+        help_text="The agent who accepted it (queues routed by the server: API.md, \"Routing to agents\").",
+    )
+    routing_queue = models.ForeignKey(
+        "channels_app.Queue", on_delete=models.SET_NULL, null=True, blank=True, related_name="waiting",
+        help_text="The queue routed by the server it waits in for an agent (none once accepted).",
+    )
+    queued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it entered the queue it waits in (first come, first served)."
+    )
     session_options = models.JSONField(
         default=dict, blank=True, editable=False,
         help_text="The values of the options read per session (those whose change takes effect at the next "
@@ -139,6 +152,10 @@ class Interaction(models.Model):
         indexes = [
             models.Index(fields=["channel", "client_id", "state"], name="interaction_open_by_client"),
             models.Index(fields=["state", "last_activity_at"], name="interaction_idle"),
+            models.Index(fields=["routing_queue", "queued_at"], name="interaction_waiting",
+                         condition=Q(routing_queue__isnull=False)),
+            models.Index(fields=["assigned_to", "state"], name="interaction_assigned",
+                         condition=Q(assigned_to__isnull=False)),
         ]
 
     def __str__(self):

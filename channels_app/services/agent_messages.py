@@ -21,6 +21,7 @@ from channels_app.services.email import email_payload, text_limit
 from channels_app.services.interactions import interaction_field_values, message_queue_outbound
 from channels_app.services.media import attachments_for_sending, location_payload, media_object
 from channels_app.services.options import session_option
+from channels_app.services.routing import agent_send_check, interaction_hold_new
 from channels_app.services.standard_responses import standard_response_render_for
 from channels_app.services.windows import (
     INTERACTIVE_OUTSIDE_WINDOW,
@@ -178,12 +179,15 @@ def agent_message_send(
     interaction_id: str,
     admit: Callable[[Interaction], dict],
     trace_id: str = "",
+    sender=None,
 ) -> AgentMessage:
     """Queue an agent's message (plain text, a standard response or a location, with files of
     `POST /api/attachments/` after it) on an open interaction of `interactions` (the caller's scope).
     `admit(interaction)` is the door's own checks (rights, the request's fields), made once the
     interaction is known and locked; it returns the content: `text`, `standard_response_id` with
-    `fields`, `location`, `attachments`."""
+    `fields`, `location`, `attachments`. With `sender`, an interaction of a queue routed by the server
+    takes messages only from the agent it is assigned to, its conference or a supervisor
+    (services.routing.agent_may_send; 403 otherwise)."""
     now = timezone.now()
     with transaction.atomic():
         interaction = (
@@ -195,6 +199,8 @@ def agent_message_send(
         if interaction is None:
             raise NotFound("Unknown interaction.", field="pk")  # as selectors.interaction_get says it
         content = admit(interaction)
+        if sender is not None:
+            agent_send_check(user=sender, interaction=interaction)
         if interaction.state == InteractionState.ENDED:
             raise Conflict("The session has ended; start a new one (POST /api/interactions/{id}/sessions/).",
                            field="id")
@@ -286,6 +292,7 @@ def session_start(
     fields: dict | None = None,
     header_attachment: int | None = None,
     trace_id: str = "",
+    agent=None,
 ) -> NewSession:
     """A new outbound session with the contact of an interaction (ended or not), on `channel` (WhatsApp
     guide, "Sending outbound messages": a past contact, or "from other media"), and its first message.
@@ -298,7 +305,8 @@ def session_start(
     with. The first message follows the agent-message rules: on WhatsApp outside the customer's window only
     a notification (a notification standard response, or the text inside the default notification
     template when automatic notifications are configured), 409 otherwise. Permissions (another media) are
-    the caller's business."""
+    the caller's business. On a queue routed by the server the new session is assigned to `agent`, who
+    started it (services.routing.interaction_hold_new)."""
     from channels_app.services.channels import channel_inbound_route
     from channels_app.services.interactions import hub_driver_attributes, interaction_new
     from channels_app.services.windows import customer_windows_close_at, window_minutes_for_session
@@ -342,6 +350,8 @@ def session_start(
     interaction = interaction_new(channel=channel, contact=contact, client_id=client_id, queue=queue,
                                   outbound=True, user_data=user_data, now=now)
     interaction.state = InteractionState.ACTIVE  # an agent holds it from the start
+    if agent is not None:
+        interaction_hold_new(interaction=interaction, agent=agent)
     window_open = True
     if window_applies(channel):
         closes_at = customer_windows_close_at(

@@ -23,10 +23,12 @@ from channels_app.models import (
     MessageStatus,
 )
 from channels_app.models.conversations import generate_interaction_id
+from channels_app.services.agent_events import agent_events_prune, message_event
 from channels_app.services.deliveries import deliveries_create
 from channels_app.services.media import follower_deliveries_create, outbound_followers
 from channels_app.services.opt_out import OPTED_OUT, opt_out_confirmation, opt_out_keywords_apply
 from channels_app.services.options import option_value, session_options_snapshot
+from channels_app.services.routing import interaction_enter_queue, interaction_release
 from channels_app.text_rules import one_line
 
 # Interactions created with TerminateSessionFlag whose message never left are
@@ -133,6 +135,7 @@ def message_queue_outbound(*, interaction: Interaction, payload: dict, trace_id:
     """One outgoing message of an ongoing interaction (an agent's), published after commit."""
     message = message_new_outbound(interaction=interaction, payload=payload, trace_id=trace_id)
     messages_queue_outbound(messages=[message])
+    message_event(message=message, interaction=interaction)  # to the agent who holds it, and its conference
     if message.created_at - interaction.last_activity_at > timedelta(seconds=1):
         Interaction.objects.filter(pk=interaction.pk).update(last_activity_at=message.created_at)
     return message
@@ -150,6 +153,7 @@ def interaction_end(*, interaction: Interaction, reason: str, disposition: str =
     interaction.end_reason = reason
     interaction.disposition = disposition
     interaction.save(update_fields=["state", "ended_at", "end_reason", "disposition"])
+    interaction_release(interaction=interaction)  # offers withdrawn, the agent's capacity free again
     return interaction
 
 
@@ -258,7 +262,10 @@ def customer_message_receive(
     interaction.last_activity_at = now
     if interaction.state == InteractionState.QUEUED and interaction.type == InteractionType.OUTBOUND:
         interaction.state = InteractionState.ACTIVE
-    interaction.save(update_fields=["user_data", "last_customer_message_at", "last_activity_at", "state"])
+    # A queue routed by the server: the customer's first message, or a reply to an invitation, puts the
+    # interaction nobody holds in its queue, to be offered to an agent (services.routing).
+    routed = interaction_enter_queue(interaction=interaction, now=now)
+    interaction.save(update_fields=["user_data", "last_customer_message_at", "last_activity_at", "state", *routed])
     message = Message.objects.create(
         interaction=interaction,
         channel=channel,
@@ -270,6 +277,7 @@ def customer_message_receive(
         trace_id=trace_id,
         origin_time=origin_time,
     )
+    message_event(message=message, interaction=interaction)  # to the agent who holds it, and its conference
     # STOP / START (API.md "Opt-out"): a stop keyword is answered with the confirmation text.
     if opt_out_keywords_apply(message=message, interaction=interaction) == OPTED_OUT:
         if confirmation := opt_out_confirmation(channel=channel):
@@ -319,4 +327,5 @@ def sessions_expire(*, now: datetime | None = None) -> int:
     )
     ended += abandoned.update(state=InteractionState.ENDED, ended_at=now, end_reason="abandoned (TerminateSessionFlag)")
     EarlyReceipt.objects.filter(received_at__lt=now - EARLY_RECEIPTS_KEPT).delete()
+    agent_events_prune(now=now)  # the agents' events older than a stream may resume from
     return ended

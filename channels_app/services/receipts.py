@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from channels_app.models import Channel, EarlyReceipt, Message, MessageDirection, MessageStatus
+from channels_app.services.agent_events import receipt_event
 
 # Receipt statuses of the Third-Party Messaging API and what they make of a message.
 RECEIPT_STATUSES = {
@@ -80,6 +81,7 @@ def receipt_apply(*, channel: Channel, external_id: str, status: str, reasons: l
         if (message.status, message.delivered_at, message.reasons) == before:
             return ReceiptOutcome(message, False)
         message.save(update_fields=["status", "delivered_at", "reasons", "updated_at"])
+        receipt_event(message=message)  # to the agent who holds the interaction, and its conference
     return ReceiptOutcome(message, True)
 
 

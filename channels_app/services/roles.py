@@ -15,7 +15,7 @@ def _model_permissions(model: str, *actions: str, app: str = "channels_app") -> 
 
 CONFIGURATION_MODELS = (
     "tenant", "membership", "channel", "endpoint", "optionvalue", "businessattribute", "businessattributevalue",
-    "standardresponse", "standardresponsecategory", "attachment", "campaign",
+    "standardresponse", "standardresponsecategory", "attachment", "campaign", "queue",
 )
 READ_LIBRARY = [
     *_model_permissions("channel", "view"),
@@ -33,8 +33,10 @@ AGENT = [
     *_model_permissions("attachment", "add"),
     *_model_permissions("businessattribute", "view"),
     *_model_permissions("businessattributevalue", "view"),
+    *_model_permissions("queue", "view"),  # the queues a transfer may go to
     "channels_app.whatsapp_can_use",
     "channels_app.whatsapp_can_send_files",
+    "channels_app.use_workspace",  # offered interactions of queues routed by the server (services.routing)
 ]
 
 # Group name -> the permissions (`app.codename`) it holds by default.

@@ -1,0 +1,214 @@
+"""`GET /api/agents/me/events/`: the agent's live events as Server-Sent Events (API.md, "Routing to
+agents"; services.agent_events says how events are written and numbered).
+
+Served by the ASGI server (`uvicorn project.asgi:application`, started beside gunicorn by
+scripts/serve.sh): an open stream is a coroutine waiting on an asyncio.Event, which costs memory, not a
+thread, so hundreds of idle agents take none of the threads that serve the API. One task per process
+LISTENs to `agent_events` on PostgreSQL (polls on SQLite), numbers what committed and wakes the streams of
+the users concerned; each stream then reads its user's events after the last id it sent. `Last-Event-ID`
+(which browsers send when they reconnect) resumes after that id, across reconnects and server restarts; a
+stream opened without it starts with what happens from then on.
+
+Asked of the WSGI server (gunicorn, which must not hold a thread per open stream), the door answers 307
+to the event server (`EVENTS_URL`, else this host on `EVENTS_PORT`) once the caller is known: a reverse
+proxy in production sends the path straight to the ASGI server instead (README, "Live events").
+"""
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
+from django.db import close_old_connections, connection
+from django.http import HttpResponseRedirect, JsonResponse, StreamingHttpResponse
+from rest_framework.exceptions import AuthenticationFailed
+
+from channels_app import rights
+from channels_app.authentication import ExpiringTokenAuthentication
+from channels_app.services.agent_events import (
+    EVENTS_CHANNEL,
+    agent_events_after,
+    agent_events_last,
+    agent_events_sequence,
+)
+
+logger = logging.getLogger(__name__)
+
+RIGHTS_KEY = "agent-events.get"
+RETRY_MILLISECONDS = 2000  # the browser's wait before reconnecting
+KEEPALIVE_SECONDS = 15.0  # a comment line this often: proxies keep the connection, dead clients are found
+LOOK_SECONDS = 1.0  # the sequencer runs at least this often (a notification lost while reconnecting)
+SQLITE_POLL_SECONDS = 0.3  # the embedded default has no LISTEN
+GATHER_SECONDS = 0.005  # notifications of the next few milliseconds are numbered in the same batch
+READ_LIMIT = 200
+
+
+class EventHub:
+    """This process's open streams by user, and the one task that wakes them."""
+
+    def __init__(self):
+        self.waiting: dict[int, set[asyncio.Event]] = defaultdict(set)
+        self.task: asyncio.Task | None = None
+
+    def subscribe(self, user_id: int) -> asyncio.Event:
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run())
+        wake = asyncio.Event()
+        self.waiting[user_id].add(wake)
+        return wake
+
+    def unsubscribe(self, user_id: int, wake: asyncio.Event) -> None:
+        streams = self.waiting.get(user_id)
+        if streams is not None:
+            streams.discard(wake)
+            if not streams:
+                del self.waiting[user_id]
+
+    def wake(self, user_ids) -> None:
+        for user_id in user_ids:
+            for wake in self.waiting.get(user_id, ()):
+                wake.set()
+
+    async def _sequence_and_wake(self, user_ids: set[int]) -> None:
+        numbered = await sync_to_async(_sequence, thread_sensitive=False)()
+        self.wake(user_ids | set(numbered))
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if connection.vendor == "postgresql":
+                    await self._listen()
+                else:  # one writer at a time: whatever committed is numbered here, and its users woken
+                    await self._sequence_and_wake(set())
+                    await asyncio.sleep(SQLITE_POLL_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database went away: wake every stream (they read), and listen again
+                logger.exception("The event stream lost its LISTEN connection; trying again.")
+                self.wake(list(self.waiting))
+                await asyncio.sleep(1.0)
+
+    async def _listen(self) -> None:
+        import psycopg
+
+        params = await sync_to_async(_connection_params, thread_sensitive=False)()
+        async with await psycopg.AsyncConnection.connect(**params, autocommit=True) as listener:
+            await listener.execute(f"LISTEN {EVENTS_CHANNEL}")
+            await self._sequence_and_wake(set(self.waiting))  # what committed while nobody listened
+            while True:
+                users: set[int] = set()
+                async for notification in listener.notifies(timeout=LOOK_SECONDS, stop_after=1):
+                    users |= _user_ids(notification.payload)
+                if users:
+                    async for notification in listener.notifies(timeout=GATHER_SECONDS):
+                        users |= _user_ids(notification.payload)
+                await self._sequence_and_wake(users)
+
+
+hub = EventHub()
+
+
+def _connection_params() -> dict:
+    params = connection.get_connection_params()
+    return {key: value for key, value in params.items() if key not in ("cursor_factory", "context")}
+
+
+def _sequence() -> list[int]:
+    close_old_connections()
+    return agent_events_sequence()
+
+
+def _user_ids(payload: str) -> set[int]:
+    return {int(part) for part in payload.split(",") if part.isdigit()}
+
+
+def _read(user_id: int, after: int):
+    close_old_connections()
+    return agent_events_after(user_id=user_id, after=after, limit=READ_LIMIT)
+
+
+def _frame(event) -> str:
+    data = json.dumps(event.data, separators=(",", ":"), ensure_ascii=False)
+    return f"id: {event.seq}\nevent: {event.kind}\ndata: {data}\n\n"
+
+
+async def _stream(user_id: int, after: int):
+    wake = hub.subscribe(user_id)
+    try:
+        yield f"retry: {RETRY_MILLISECONDS}\n\n"
+        while True:
+            wake.clear()  # before reading: a wake-up that comes while reading is not lost
+            events = await sync_to_async(_read, thread_sensitive=False)(user_id, after)
+            for event in events:
+                yield _frame(event)
+                after = event.seq
+            if len(events) == READ_LIMIT:
+                continue
+            try:
+                await asyncio.wait_for(wake.wait(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+    finally:
+        hub.unsubscribe(user_id, wake)
+
+
+def _caller(request):
+    """(user, None) or (None, the refusal)."""
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Token "):
+        try:
+            user, _ = ExpiringTokenAuthentication().authenticate_credentials(header.removeprefix("Token ").strip())
+        except AuthenticationFailed as error:
+            return None, _refusal(401, str(error.detail))
+    else:
+        user = request.user  # a session (the workspace's page)
+    rule = rights.rule(RIGHTS_KEY)
+    if user is None or not user.is_authenticated:
+        return None, _refusal(401, "Authentication credentials were not provided.")
+    if not rule.allows(user):
+        return None, _refusal(403, f"You need the permission {', '.join(rule.missing(user))}.")
+    return user, None
+
+
+def _refusal(status: int, detail: str) -> JsonResponse:
+    response = JsonResponse({"detail": detail}, status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = "Token"
+    return response
+
+
+def _last_event_id(request) -> int | None:
+    value = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id") or ""
+    return int(value) if value.strip().isdigit() else None
+
+
+def _event_server_url(request) -> str:
+    base = settings.EVENTS_URL.rstrip("/") if settings.EVENTS_URL else \
+        f"{request.scheme}://{request.get_host().rsplit(':', 1)[0]}:{settings.EVENTS_PORT}"
+    query = request.META.get("QUERY_STRING", "")
+    return f"{base}{request.path}" + (f"?{query}" if query else "")
+
+
+async def agent_events(request):
+    """The caller's events (`offer`, `offer_withdrawn`, `message`, `receipt`, `interaction`) as
+    `text/event-stream`, each with its id; needs Workspace - Can use."""
+    if request.method != "GET":
+        return JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
+    user, refusal = await sync_to_async(_caller)(request)
+    if refusal is not None:
+        return refusal
+    if not isinstance(request, ASGIRequest):
+        redirect = HttpResponseRedirect(_event_server_url(request))
+        redirect.status_code = 307  # the client repeats the same GET, with its headers, at the event server
+        return redirect
+    after = _last_event_id(request)
+    if after is None:
+        after = await sync_to_async(agent_events_last, thread_sensitive=False)(user_id=user.pk)
+    response = StreamingHttpResponse(_stream(user.pk, after), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response
+
