@@ -383,3 +383,19 @@ def test_a_code_without_a_pending_sign_in_goes_back_to_the_login(client):
     for path in ("/sign-in/code/", "/sign-in/enrol/"):
         answer = client.post(path, {"code": "123456"})
         assert answer.status_code == 302 and answer["Location"] == "/admin/login/"
+
+
+@pytest.mark.django_db
+def test_the_demo_admin_of_make_run_enrols_at_its_first_sign_in(monkeypatch, two_factor, capsys):
+    from django.core.management import call_command
+
+    monkeypatch.delenv("DJANGO_SUPERUSER_PASSWORD", raising=False)
+    call_command("ensure_admin")
+    printed = capsys.readouterr().out
+    password = printed.split("Admin login: admin / ")[1].split()[0]
+    assert "sets up an authenticator app" in printed
+
+    client = Client()
+    enrol(client, "admin", password)
+
+    assert signed_in_as(client) == "admin"
