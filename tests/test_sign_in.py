@@ -293,6 +293,7 @@ def test_every_later_sign_in_asks_for_the_code_and_a_recovery_code_works_once(st
 @pytest.mark.django_db
 def test_wrong_codes_are_failed_logins_for_the_throttle(staff_user, two_factor, settings):
     settings.AXES_FAILURE_LIMIT = 3
+    settings.OTP_TOTP_THROTTLE_FACTOR = 0  # the device's own hold is the next test's
     device, _ = enrol(Client(), "operator", "operator-pass-123")
     right = code_of(device, steps_ahead=1)
     wrong = "123456" if right != "123456" else "654321"
@@ -307,6 +308,33 @@ def test_wrong_codes_are_failed_logins_for_the_throttle(staff_user, two_factor, 
     assert refused.status_code == 429 and signed_in_as(client) is None
     assert Client().post("/admin/login/", {"username": "operator", "password": "operator-pass-123"}).status_code \
         == 429
+
+
+@pytest.mark.django_db
+def test_after_a_wrong_code_the_authenticator_is_held_back_and_the_page_says_for_how_long(staff_user, two_factor):
+    device, codes = enrol(Client(), "operator", "operator-pass-123")
+    right = code_of(device, steps_ahead=1)
+    client = Client()
+    client.post("/admin/login/", {"username": "operator", "password": "operator-pass-123"})
+
+    client.post("/sign-in/code/", {"code": "123456" if right != "123456" else "654321"})
+    held = client.post("/sign-in/code/", {"code": right})
+
+    assert held.status_code == 200 and "wait 1 second" in held.content.decode() and signed_in_as(client) is None
+    # a recovery code is not held back with the authenticator
+    assert client.post("/sign-in/code/", {"code": codes[1]})["Location"] == "/admin/"
+
+
+@pytest.mark.django_db
+def test_a_pending_sign_in_ends_after_ten_minutes(client, staff_user, two_factor):
+    client.post("/admin/login/", {"username": "operator", "password": "operator-pass-123"})
+    session = client.session
+    session["sign_in_pending"]["at"] -= 601
+    session.save()
+
+    answer = client.get("/sign-in/enrol/")
+
+    assert answer["Location"] == "/admin/login/" and "took too long" in " ".join(errors_of(answer))
 
 
 @pytest.mark.django_db

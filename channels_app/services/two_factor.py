@@ -6,11 +6,13 @@ A TOTP code is six digits; a recovery code is eight letters and digits, each goo
 logins for the login throttle (the sign-in views report them to django-axes); django-otp also slows down one
 device's guesses by itself (`OTP_TOTP_THROTTLE_FACTOR`)."""
 
+import math
 import re
 
 import django_otp
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -66,6 +68,20 @@ def totp_enrolment_confirm(*, user, device_id: int, code: str) -> tuple[TOTPDevi
         codes = [StaticToken.random_token() for _ in range(RECOVERY_CODE_COUNT)]
         StaticToken.objects.bulk_create([StaticToken(device=recovery, token=code) for code in codes])
     return device, codes
+
+
+def second_factor_wait(*, user, enrolment_id: int | None = None) -> int:
+    """Seconds before `user`'s authenticator (or the one it is enrolling) takes a code again: django-otp holds a
+    device back after wrong codes (1 s, 2 s, 4 s... `OTP_TOTP_THROTTLE_FACTOR`). 0: it takes one now."""
+    devices = TOTPDevice.objects.filter(user=user, confirmed=True)
+    if enrolment_id:
+        devices = TOTPDevice.objects.filter(user=user, pk=enrolment_id)
+    wait = 0.0
+    for device in devices:
+        allowed, data = device.verify_is_allowed()
+        if not allowed and data and data.get("locked_until"):
+            wait = max(wait, (data["locked_until"] - timezone.now()).total_seconds())
+    return math.ceil(wait)
 
 
 def second_factor_check(*, user, code: str):

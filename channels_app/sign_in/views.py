@@ -34,9 +34,11 @@ from django_otp import login as otp_login
 
 from channels_app.services.single_sign_on import SignInRefused, single_sign_on_user
 from channels_app.services.two_factor import (
+    TOTP_CODE,
     second_factor_check,
     second_factor_enrolled,
     second_factor_required,
+    second_factor_wait,
     totp_enrolment_confirm,
     totp_enrolment_pending,
     totp_enrolment_start,
@@ -160,7 +162,10 @@ def second_factor_view(request):
         throttled = _throttled(request, user)
         if throttled:
             return throttled
-        if form.is_valid():
+        wait = second_factor_wait(user=user)
+        if wait and form.is_valid() and TOTP_CODE.fullmatch(form.cleaned_data["code"].strip()):
+            form.add_error("code", _wait_message(wait))  # not checked, so not counted
+        elif form.is_valid():
             device = second_factor_check(user=user, code=form.cleaned_data["code"])
             if device is not None:
                 return _finish(request, user, pending, device)
@@ -187,7 +192,10 @@ def enrol_view(request):
         throttled = _throttled(request, user)
         if throttled:
             return throttled
-        if form.is_valid():
+        wait = second_factor_wait(user=user, enrolment_id=request.session.get("sign_in_enrolment"))
+        if wait and form.is_valid():
+            form.add_error("code", _wait_message(wait))  # not checked, so not counted
+        elif form.is_valid():
             confirmed = totp_enrolment_confirm(user=user, device_id=request.session.get("sign_in_enrolment", 0),
                                                code=form.cleaned_data["code"])
             if confirmed is not None:
@@ -210,6 +218,11 @@ def enrol_view(request):
         request, form=form, title="Set up two-factor authentication", username=user.get_username(),
         qr_svg=qr.svg_data_uri(scale=5, border=2, light="white"), secret=_base32(device.bin_key),
     ))
+
+
+def _wait_message(seconds: int) -> str:
+    return (f"Too many wrong codes in a row: wait {seconds} second{'s' if seconds != 1 else ''}, then give the "
+            "code your app shows then.")
 
 
 def _base32(key: bytes) -> str:
