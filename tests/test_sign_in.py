@@ -198,7 +198,8 @@ def test_the_login_page_offers_the_provider_only_when_configured(client, setting
 
     page = client.get("/admin/login/?next=/admin/channels_app/channel/").content.decode()
     assert "Sign in with Contoso Login" in page
-    assert 'href="/sign-in/oidc/?next=/admin/channels_app/channel/"' in page
+    assert ('href="/sign-in/oidc/?next=%2Fadmin%2Fchannels_app%2Fchannel%2F&amp;login=%2Fadmin%2Flogin%2F"'
+            in page)
 
 
 @pytest.mark.django_db

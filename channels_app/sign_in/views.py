@@ -13,6 +13,7 @@ session as signed in. A wrong code is a failed login for django-axes: the addres
 import logging
 import time
 from base64 import b32encode
+from urllib.parse import urlencode
 
 import segno
 from axes.handlers.proxy import AxesProxyHandler
@@ -51,6 +52,7 @@ logger = logging.getLogger(__name__)
 PENDING = "sign_in_pending"
 PENDING_SECONDS = 600  # to give the code after the password
 OIDC_NEXT = "sign_in_oidc_next"
+LOGIN_PAGE = "sign_in_login_page"  # the login page a sign-in started from: where a refusal goes back to
 SESSION_BACKEND = "channels_app.login_throttle.PasswordBackend"  # reads every session's user back
 DEFAULT_NEXT = "admin:index"
 LOGIN = "admin:login"
@@ -69,7 +71,8 @@ def sign_in_context(request) -> dict:
     if not oidc_configured():
         return {}
     next_url = request.POST.get("next") or request.GET.get("next") or ""
-    url = reverse("sign-in-oidc") + (f"?next={next_url}" if next_url else "")
+    query = urlencode({"next": next_url, "login": request.path} if next_url else {"login": request.path})
+    url = f"{reverse('sign-in-oidc')}?{query}"
     return {"oidc": {"name": settings.OIDC_PROVIDER_NAME, "url": url}, "oidc_only": settings.OIDC_ONLY}
 
 
@@ -81,6 +84,8 @@ def begin_session(request, user, *, backend: str, next_url: str):
         return HttpResponseRedirect(next_url)
     request.session.cycle_key()  # a new session id from the moment the password was right
     request.session[PENDING] = {"user": user.pk, "backend": backend, "next": next_url, "at": time.time()}
+    if request.resolver_match and request.resolver_match.url_name != "sign-in-oidc-callback":
+        request.session[LOGIN_PAGE] = request.path
     step = "sign-in-code" if second_factor_enrolled(user=user) else "sign-in-enrol"
     return HttpResponseRedirect(reverse(step))
 
@@ -101,10 +106,17 @@ def _finish(request, user, pending: dict, device):
     return HttpResponseRedirect(_safe_next(request, pending["next"]))
 
 
+def _login_page(request) -> str:
+    page = request.session.get(LOGIN_PAGE)
+    if page and url_has_allowed_host_and_scheme(page, allowed_hosts={request.get_host()}):
+        return page
+    return reverse(LOGIN)
+
+
 def _back_to_login(request, message: str):
     messages.error(request, message)
     request.session.pop(PENDING, None)
-    return HttpResponseRedirect(reverse(LOGIN))
+    return HttpResponseRedirect(_login_page(request))
 
 
 def _context(request, **context) -> dict:
@@ -237,6 +249,7 @@ def oidc_start(request):
     if not oidc_configured():
         raise Http404("Single sign-on is not configured.")
     request.session[OIDC_NEXT] = _safe_next(request, request.GET.get("next"))
+    request.session[LOGIN_PAGE] = request.GET.get("login") or reverse(LOGIN)
     try:
         return oidc_authorize_redirect(request, redirect_uri=request.build_absolute_uri(
             reverse("sign-in-oidc-callback")))
