@@ -9,6 +9,8 @@ reads `axes_locked_out` from the request it passed to `authenticate`)."""
 
 from axes.backends import AxesStandaloneBackend
 from axes.helpers import get_cool_off
+from django.conf import settings
+from django.contrib.auth.backends import ModelBackend
 from django.http import HttpResponse
 
 from channels_app.client_address import client_ip
@@ -23,6 +25,19 @@ class LoginThrottleBackend(AxesStandaloneBackend):
         if request is None:
             return None
         return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+class PasswordBackend(ModelBackend):
+    """Django's username-and-password check. With `OIDC_ONLY` true, only superusers (the break-glass
+    accounts) sign in with a password; everyone else signs in through the identity provider. A refused
+    password counts as a failed login, like a wrong one. Sessions (of a password or a single sign-on) are
+    read back through this backend (`get_user`), unchanged."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is not None and settings.OIDC_ONLY and not user.is_superuser:
+            return None
+        return user
 
 
 def client_ip_for_axes(request) -> str | None:

@@ -83,6 +83,11 @@ RIGHTS: dict[str, Rule] = {
     "api-root.get": SIGNED_IN,
     "schema.get": PUBLIC,  # the OpenAPI document describes the contract, not its data
     "api-docs.get": PUBLIC,
+    # --- Signing in (channels_app/sign_in): the provider's answer, the pending sign-in's code are the credentials
+    "sign-in-oidc.get": PUBLIC,
+    "sign-in-oidc-callback.get": PUBLIC,  # the ID token, checked
+    "sign-in-code.get": PUBLIC,  # GET and POST: the code of the user whose password was right
+    "sign-in-enrol.get": PUBLIC,  # GET and POST: the first code of the pending user's new authenticator
     # --- Tokens --------------------------------------------------------------------------------
     "auth-token.post": PUBLIC,  # username and password
     "auth-token.delete": SIGNED_IN,  # revokes the caller's own token

@@ -75,6 +75,10 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "axes",
+    # Two-factor authentication (README "Sign-in"): TOTP authenticators and recovery codes.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "channels_app",
 ]
 
@@ -86,6 +90,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): signed in with a second factor (channels_app/sign_in).
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Keeps the request for the audit log's who and from where (channels_app/audit.py).
@@ -236,7 +242,8 @@ STANDARD_RESPONSE_CACHE_SECONDS = env.float("STANDARD_RESPONSE_CACHE_SECONDS", d
 # cache handler (check axes.W001), a restart does not forget them, and only failed logins write.
 AUTHENTICATION_BACKENDS = [
     "channels_app.login_throttle.LoginThrottleBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # ModelBackend, refusing the passwords of all but superusers when OIDC_ONLY is true.
+    "channels_app.login_throttle.PasswordBackend",
 ]
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
@@ -248,6 +255,34 @@ AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True  # no row for every successful login: only failures are counted
 AXES_ENABLE_ADMIN = False  # the attempts are operational state, not configuration
 AXES_VERBOSE = False
+
+# --- Sign-in: single sign-on and the second factor (README "Sign-in", API.md "Sign-in") --------------------
+# OpenID Connect (authorization code flow with PKCE, channels_app/sign_in/oidc.py): on when the three are set.
+OIDC_ISSUER = env("OIDC_ISSUER", default="").rstrip("/")
+OIDC_CLIENT_ID = env("OIDC_CLIENT_ID", default="")
+OIDC_CLIENT_SECRET = env("OIDC_CLIENT_SECRET", default="")
+OIDC_PROVIDER_NAME = env("OIDC_PROVIDER_NAME", default="single sign-on")
+OIDC_SCOPES = env("OIDC_SCOPES", default="openid email profile")
+# The ID token's claim listing the user's groups at the provider, and what each of those groups gives here:
+# JSON {"<provider group>": {"groups": ["<group name>", ...], "tenants": [<tenant id>, ...]}, ...}.
+OIDC_GROUPS_CLAIM = env("OIDC_GROUPS_CLAIM", default="groups")
+OIDC_GROUP_MAP = env.json("OIDC_GROUP_MAP", default={})
+if not isinstance(OIDC_GROUP_MAP, dict) or not all(
+    isinstance(given, dict) and set(given) <= {"groups", "tenants"}
+    and all(isinstance(name, str) for name in given.get("groups", []))
+    and all(isinstance(tenant, int) and not isinstance(tenant, bool) for tenant in given.get("tenants", []))
+    for given in OIDC_GROUP_MAP.values()
+):
+    raise environ.ImproperlyConfigured(
+        'OIDC_GROUP_MAP: JSON {"<provider group>": {"groups": ["<group name>"], "tenants": [<tenant id>]}}.'
+    )
+# true: passwords sign in superusers only (the break-glass accounts); everyone else through the provider.
+OIDC_ONLY = env.bool("OIDC_ONLY", default=False)
+OIDC_TIMEOUT = env.float("OIDC_TIMEOUT", default=10.0)
+# Members of these groups (and superusers, who hold every right) give a TOTP code or a recovery code at every
+# sign-in; the first sign-in enrols an authenticator. Empty: no second factor is required.
+REQUIRE_2FA_GROUPS = env.list("REQUIRE_2FA_GROUPS", default=["Administrator"])
+OTP_TOTP_ISSUER = APPLICATION_NAME  # the name an authenticator app shows
 
 # --- Internationalization --------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -14,6 +14,8 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
+    # Single sign-on and the second factor of a sign-in (channels_app/sign_in), for every login page.
+    path("sign-in/", include("channels_app.sign_in.urls")),
     path("esp", EspView.as_view(), name="esp"),
     path("nexus/v3/channels/<str:channel_id>/messages", NexusMessagesView.as_view(), name="nexus-messages"),
     path("whatsapp/<str:channel_id>/webhook", WhatsAppWebhookView.as_view(), name="whatsapp-webhook"),

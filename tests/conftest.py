@@ -66,6 +66,10 @@ def _test_settings(settings, tmp_path):
     # allows a receiver on the same machine. Worker processes get the same through their environment
     # (tests/workers.py).
     settings.WEBHOOK_ALLOWED_NETWORKS = LOCAL_RECEIVERS
+    # The suite's administrators sign in with a password only; tests/test_sign_in.py (and its browser journey)
+    # turn the second factor on, as production has it (REQUIRE_2FA_GROUPS=Administrator). The worker and
+    # server processes of the suite get the same through their environment (tests/workers.py).
+    settings.REQUIRE_2FA_GROUPS = []
 
 
 @pytest.fixture

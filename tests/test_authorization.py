@@ -170,6 +170,11 @@ REQUESTS: dict[str, tuple[str, str, object]] = {
     "api-root.get": ("get", "/api/", None),
     "auth-token.post": ("post", "/api/auth/token/", {"username": "nobody", "password": "wrong"}),
     "auth-token.delete": ("delete", "/api/auth/token/", None),
+    # Signing in (tests/test_sign_in.py walks them): without a pending sign-in or a configured provider.
+    "sign-in-oidc.get": ("get", "/sign-in/oidc/", None),
+    "sign-in-oidc-callback.get": ("get", "/sign-in/oidc/callback/", None),
+    "sign-in-code.get": ("get", "/sign-in/code/", None),
+    "sign-in-enrol.get": ("get", "/sign-in/enrol/", None),
     "tenant.list": ("get", "/api/tenants/", None),
     "tenant.retrieve": ("get", "/api/tenants/{tenant}/", None),
     "tenant.create": ("post", "/api/tenants/", {"name": "Created"}),

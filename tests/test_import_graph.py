@@ -16,7 +16,9 @@ SHARED = ("channels_app.services", "channels_app.selectors", "channels_app.model
           "channels_app.authentication", "channels_app.errors", "channels_app.rights", "channels_app.choices",
           "channels_app.options_catalog", "channels_app.text_rules", "channels_app.validators",
           "channels_app.attachments", "channels_app.outbound", "channels_app.metrics", "channels_app.publishing",
-          "channels_app.rendering", "channels_app.signed_links")
+          "channels_app.rendering", "channels_app.signed_links",
+          # signing in: the views every login page reuses (the admin's, the workspace's)
+          "channels_app.sign_in")
 
 
 def _modules() -> dict[str, Path]:

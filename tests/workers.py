@@ -38,7 +38,8 @@ class ProjectProcess:
         self.log_path = log_path
         full_env = {**os.environ, "DATABASE_URL": test_database_url(), "DJANGO_SETTINGS_MODULE": "project.settings",
                     # the suite's receivers listen on 127.0.0.1 (tests/conftest.py)
-                    "WEBHOOK_ALLOWED_NETWORKS": ",".join(LOCAL_RECEIVERS), **(env or {})}
+                    "WEBHOOK_ALLOWED_NETWORKS": ",".join(LOCAL_RECEIVERS),
+                    "REQUIRE_2FA_GROUPS": "", **(env or {})}
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", *arguments], cwd=settings.BASE_DIR, env=full_env, stdout=self._log,

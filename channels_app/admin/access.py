@@ -13,10 +13,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.models import Group
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from channels_app.admin.scoping import ScopedTabularInline
 from channels_app.models import Membership, Tenant
 from channels_app.selectors import restrict, user_list
+from channels_app.services.two_factor import second_factor_reset
 from channels_app.services.users import NOT_ADMINISTERED, user_create, user_may_change
 
 User = get_user_model()
@@ -57,6 +60,11 @@ class UserAddForm(UserCreationForm):
 
 
 admin.site.unregister(User)
+# Two-factor devices are changed only by their owner's enrolment and a superuser's reset (the action below),
+# never edited: their secrets stay off the admin's pages.
+for _model in (TOTPDevice, StaticDevice):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
 
 
 @admin.register(User)
@@ -69,6 +77,20 @@ class UserAdmin(DjangoUserAdmin):
         ("Access", {"fields": ("tenants", "groups", "is_staff")}),
     )
     list_display = ["username", "email", "is_staff", "is_superuser", "is_active", "group_names"]
+    actions = ["reset_two_factor"]
+
+    def has_reset_two_factor_permission(self, request):
+        return request.user.is_superuser
+
+    @admin.action(description="Reset two-factor authentication of the selected users (they enrol again)",
+                  permissions=["reset_two_factor"])
+    def reset_two_factor(self, request, queryset):
+        reset = [user.get_username() for user in queryset if second_factor_reset(user=user, reset_by=request.user)]
+        if reset:
+            self.message_user(request, f"Two-factor devices removed: {', '.join(reset)}. At their next sign-in "
+                              "they set up an authenticator again.", messages.SUCCESS)
+        else:
+            self.message_user(request, "None of the selected users had a two-factor device.", messages.WARNING)
 
     def get_queryset(self, request):
         return user_list(user=request.user).prefetch_related("groups")

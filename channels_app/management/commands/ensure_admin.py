@@ -1,6 +1,7 @@
 import os
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
@@ -21,6 +22,9 @@ class Command(BaseCommand):
             User.objects.create_superuser("admin", email="", password=password)
             shown = password if generated else "(from DJANGO_SUPERUSER_PASSWORD)"
             self.stdout.write(self.style.SUCCESS(f"Admin login: admin / {shown}"))
+            if any(settings.REQUIRE_2FA_GROUPS):
+                self.stdout.write("Its first sign-in sets up an authenticator app from a QR code "
+                                  "(two-factor authentication, README \"Sign-in\").")
         elif password:
             user.set_password(password)
             user.save(update_fields=["password"])
