@@ -279,9 +279,11 @@ if not isinstance(OIDC_GROUP_MAP, dict) or not all(
 # true: passwords sign in superusers only (the break-glass accounts); everyone else through the provider.
 OIDC_ONLY = env.bool("OIDC_ONLY", default=False)
 OIDC_TIMEOUT = env.float("OIDC_TIMEOUT", default=10.0)
-# Members of these groups (and superusers, who hold every right) give a TOTP code or a recovery code at every
-# sign-in; the first sign-in enrols an authenticator. Empty: no second factor is required.
+# Members of these groups give a TOTP code or a recovery code at every sign-in; the first sign-in enrols an
+# authenticator. Empty: no group is asked. Superusers are asked too when REQUIRE_2FA_SUPERUSERS is true (the
+# contract names the groups only; the `make run` demo's admin is a superuser outside them).
 REQUIRE_2FA_GROUPS = env.list("REQUIRE_2FA_GROUPS", default=["Administrator"])
+REQUIRE_2FA_SUPERUSERS = env.bool("REQUIRE_2FA_SUPERUSERS", default=False)
 OTP_TOTP_ISSUER = APPLICATION_NAME  # the name an authenticator app shows
 
 # --- Internationalization --------------------------------------------------------

@@ -415,9 +415,26 @@ def test_a_code_without_a_pending_sign_in_goes_back_to_the_login(client):
 
 
 @pytest.mark.django_db
-def test_the_demo_admin_of_make_run_enrols_at_its_first_sign_in(monkeypatch, two_factor, capsys):
+def test_the_demo_admin_of_make_run_signs_in_with_its_printed_password(monkeypatch, two_factor, capsys):
+    # the contract asks the groups of REQUIRE_2FA_GROUPS (default Administrator) for a code; the demo's admin is
+    # a superuser outside them, so a new user signs in with what make run printed
     from django.core.management import call_command
 
+    monkeypatch.delenv("DJANGO_SUPERUSER_PASSWORD", raising=False)
+    call_command("ensure_admin")
+    password = capsys.readouterr().out.split("Admin login: admin / ")[1].split()[0]
+
+    client = Client()
+    response = client.post("/admin/login/", {"username": "admin", "password": password})
+
+    assert response.status_code == 302 and signed_in_as(client) == "admin"
+
+
+@pytest.mark.django_db
+def test_superusers_enrol_at_their_first_sign_in_when_required(monkeypatch, two_factor, capsys, settings):
+    from django.core.management import call_command
+
+    settings.REQUIRE_2FA_SUPERUSERS = True
     monkeypatch.delenv("DJANGO_SUPERUSER_PASSWORD", raising=False)
     call_command("ensure_admin")
     printed = capsys.readouterr().out
@@ -425,6 +442,6 @@ def test_the_demo_admin_of_make_run_enrols_at_its_first_sign_in(monkeypatch, two
     assert "sets up an authenticator app" in printed
 
     client = Client()
-    enrol(client, "admin", password)
+    enrol(client, "admin", password)  # the password leads to the enrolment, not into the admin
 
     assert signed_in_as(client) == "admin"

@@ -1,6 +1,6 @@
 """The second factor at sign-in (API.md, "Sign-in"; README "Sign-in"): a TOTP authenticator and recovery codes
-(django-otp's devices), asked of the members of `REQUIRE_2FA_GROUPS` and of superusers (who hold every right),
-and of any user who has enrolled an authenticator.
+(django-otp's devices), asked of the members of `REQUIRE_2FA_GROUPS` (API.md's default: `Administrator`), of
+superusers when `REQUIRE_2FA_SUPERUSERS` is true, and of any user who has enrolled an authenticator.
 
 A TOTP code is six digits; a recovery code is eight letters and digits, each good once. Wrong codes are failed
 logins for the login throttle (the sign-in views report them to django-axes); django-otp also slows down one
@@ -30,10 +30,10 @@ def second_factor_required(*, user) -> bool:
     """Whether `user` gives a code after its password (or its single sign-on) at every sign-in."""
     if django_otp.user_has_device(user, confirmed=True):
         return True
+    if user.is_superuser and settings.REQUIRE_2FA_SUPERUSERS:
+        return True
     required = {name for name in settings.REQUIRE_2FA_GROUPS if name}
-    if not required:
-        return False
-    return user.is_superuser or user.groups.filter(name__in=required).exists()
+    return bool(required) and user.groups.filter(name__in=required).exists()
 
 
 def second_factor_enrolled(*, user) -> bool:

@@ -22,7 +22,7 @@ class Command(BaseCommand):
             User.objects.create_superuser("admin", email="", password=password)
             shown = password if generated else "(from DJANGO_SUPERUSER_PASSWORD)"
             self.stdout.write(self.style.SUCCESS(f"Admin login: admin / {shown}"))
-            if any(settings.REQUIRE_2FA_GROUPS):
+            if settings.REQUIRE_2FA_SUPERUSERS:
                 self.stdout.write("Its first sign-in sets up an authenticator app from a QR code "
                                   "(two-factor authentication, README \"Sign-in\").")
         elif password:
