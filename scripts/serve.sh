@@ -18,8 +18,14 @@ PORT="${PORT:-8000}"
 STOP_SECONDS="${STOP_SECONDS:-10}"  # how long the processes have to stop before SIGKILL
 # /metrics adds up the counts of every process of this host here (prometheus-client's multiprocess mode);
 # the files of an earlier run would be counted again.
-export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-var/prometheus}"
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-${VAR_DIR:-var}/prometheus}"
 rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+
+# LOG_FORMAT=json: standard output carries JSON lines only (project/logs.py), so Celery prints no banner.
+CELERY_QUIET=()
+[ "${LOG_FORMAT:-text}" = "json" ] && CELERY_QUIET=(--quiet)
+# Workers are named <lane>@<NODE_NAME>: the host name unless set (two nodes on one machine need two names).
+NODE_NAME="${NODE_NAME:-%h}"
 
 pids=()
 stop() {
@@ -49,13 +55,14 @@ if [ "${DEMO_GRAPH_STAND_IN:-0}" = "1" ]; then
   pids+=($!)
 fi
 # Two workers, one per lane (project/settings.py): a campaign's batches never delay an agent's reply.
-.venv/bin/celery -A project worker --loglevel "${CELERY_LOG_LEVEL:-INFO}" --concurrency "${CELERY_CONCURRENCY:-2}" \
-  -Q people,celery -n "people@%h" &
+.venv/bin/celery -A project "${CELERY_QUIET[@]}" worker --loglevel "${CELERY_LOG_LEVEL:-INFO}" \
+  --concurrency "${CELERY_CONCURRENCY:-2}" -Q people,celery -n "people@${NODE_NAME}" &
 pids+=($!)
-.venv/bin/celery -A project worker --loglevel "${CELERY_LOG_LEVEL:-INFO}" \
-  --concurrency "${CELERY_BULK_CONCURRENCY:-1}" -Q bulk -n "bulk@%h" &
+.venv/bin/celery -A project "${CELERY_QUIET[@]}" worker --loglevel "${CELERY_LOG_LEVEL:-INFO}" \
+  --concurrency "${CELERY_BULK_CONCURRENCY:-1}" -Q bulk -n "bulk@${NODE_NAME}" &
 pids+=($!)
-.venv/bin/celery -A project beat --loglevel "${CELERY_LOG_LEVEL:-INFO}" &
+# Every node may start its beat: only the one holding the beat lock schedules (channels_app/beat_lock.py).
+.venv/bin/celery -A project "${CELERY_QUIET[@]}" beat --loglevel "${CELERY_LOG_LEVEL:-INFO}" &
 pids+=($!)
 # Agent replies, invitations and retries: claimed from the database as they come due and sent in batches
 # (channels_app/dispatcher.py); woken by PostgreSQL's NOTIFY, polling on SQLite.
@@ -64,6 +71,6 @@ pids+=($!)
 .venv/bin/gunicorn project.wsgi:application --bind "${HOST}:${PORT}" \
   --workers "${WEB_CONCURRENCY:-2}" --threads 4 --timeout 30 --access-logfile - &
 pids+=($!)
-echo "Digital Messaging Server: http://${HOST}:${PORT}/admin/  (API docs: /api/docs/, health: /healthz)"
+echo "Digital Messaging Server: http://${HOST}:${PORT}/admin/  (API docs: /api/docs/, health: /healthz)" >&2
 # Stay in the foreground; when any process ends, stop the others (the EXIT trap).
 wait -n "${pids[@]}"
