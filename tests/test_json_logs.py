@@ -77,6 +77,9 @@ def test_every_process_writes_json_lines_that_carry_the_trace_id(receiver, tmp_p
         node.stop()
 
     lines = node.json_lines()  # each line parsed: one that is not JSON fails here
+    # Standard error holds the supervisor's own greeting only (no banner, no warning outside the log).
+    assert [line for line in node.stderr_path.read_text().splitlines() if line.strip()] == [
+        line for line in node.stderr_path.read_text().splitlines() if line.startswith("Digital Messaging Server: ")]
     assert {"web", "dispatcher", "worker", "beat"} <= {line["process"] for line in lines}
     assert all({"time", "level", "process", "pid", "event"} <= line.keys() for line in lines)
     web_access = [line for line in lines if line["process"] == "web" and line.get("event") == "request"
