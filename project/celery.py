@@ -6,7 +6,7 @@ import os
 
 from celery import Celery
 from celery.signals import beat_init, before_task_publish, setup_logging, task_postrun, task_prerun
-from structlog.contextvars import bind_contextvars, get_contextvars, unbind_contextvars
+from structlog.contextvars import bind_contextvars, get_contextvars, reset_contextvars
 
 from project.logs import JSON, log_format
 
@@ -31,12 +31,15 @@ def _carry_trace_id(headers=None, **_):
 def _bind_trace_id(task=None, **_):
     trace_id = getattr(task.request, TRACE_HEADER, None) if task is not None else None
     if trace_id:
-        bind_contextvars(trace_id=trace_id)
+        task.request.trace_tokens = bind_contextvars(trace_id=trace_id)
 
 
 @task_postrun.connect
-def _unbind_trace_id(**_):
-    unbind_contextvars("trace_id")
+def _unbind_trace_id(task=None, **_):
+    """Back to what was bound before the task (nothing in a worker; the request's own id for a task run in it)."""
+    tokens = getattr(task.request, "trace_tokens", None) if task is not None else None
+    if tokens:
+        reset_contextvars(**tokens)
 
 
 # --- one beat schedules, whatever the number of machines (channels_app/beat_lock.py) --------------------------------

@@ -18,6 +18,21 @@ from tests.workers import poll_until, test_database_url
 UNSET = {"DJANGO_SETTINGS_MODULE", "PYTEST_CURRENT_TEST", "PYTEST_VERSION"}
 
 
+def ensure_default_groups() -> None:
+    """The default groups with their permissions, also after a test that flushed the permissions away (a flush
+    with serialized rollback does not run post_migrate again)."""
+    from django.apps import apps
+    from django.contrib.auth.management import create_permissions
+    from django.contrib.contenttypes.management import create_contenttypes
+
+    from channels_app.services.roles import roles_ensure_default_groups
+
+    for app_config in apps.get_app_configs():
+        create_contenttypes(app_config, verbosity=0)
+        create_permissions(app_config, verbosity=0)
+    roles_ensure_default_groups()
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

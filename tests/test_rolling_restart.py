@@ -17,7 +17,8 @@ import requests
 
 from channels_app.models import Message
 from channels_app.services.interactions import customer_message_receive
-from tests.conftest import _client_for
+from tests.conftest import _client_for, member
+from tests.nodes import ensure_default_groups
 from tests.workers import GunicornProcess, poll_until, require_shared_database
 
 
@@ -27,8 +28,10 @@ def _workers(master: int) -> set[int]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_web_servers_restarted_one_at_a_time_under_load_lose_no_request(channel, agent_user, tmp_path):
+def test_web_servers_restarted_one_at_a_time_under_load_lose_no_request(channel, tmp_path):
     require_shared_database()
+    ensure_default_groups()
+    agent_user = member("restart-agent", "WhatsApp agent", tenants=[channel.tenant], is_staff=False)
     interaction = customer_message_receive(channel=channel, client_id="15556667777", text="Hi",
                                            channel_message_id="c1")[0].interaction
     token = _client_for(agent_user)._credentials["HTTP_AUTHORIZATION"]

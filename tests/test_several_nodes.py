@@ -25,7 +25,7 @@ from channels_app.services.channels import channel_save
 from tests.conftest import _client_for, member
 from tests.factories import TenantFactory
 from tests.file_server import Served
-from tests.nodes import Node
+from tests.nodes import Node, ensure_default_groups
 from tests.test_campaigns import SPEC_RESPONSE, recipient
 from tests.test_media import png_bytes
 from tests.test_media_worker_s3 import files, s3  # noqa: F401 (fixtures: a file server, moto's S3 server)
@@ -59,6 +59,7 @@ def test_two_nodes_share_the_work_and_one_survives_the_other(receiver, files, s3
                         transport="webhook", business_id="19251112222", webhook_url=receiver.url, secret=SECRET),
         inbound_route_by_call="9:session-chat",
     )
+    ensure_default_groups()
     agent_token = _client_for(member("nodes-agent", "WhatsApp agent", tenants=[tenant], is_staff=False)
                               )._credentials["HTTP_AUTHORIZATION"]
     # A campaign on the simulator's channel (tenant 1), drafted here and started through a node.
