@@ -1,6 +1,6 @@
 """The logs of every process (web, dispatcher, workers, beat): readable text by default, one JSON object a line
 on standard output with LOG_FORMAT=json (structlog's formatter on the standard library's logging, so the lines
-of Django, Celery and gunicorn come out the same way as ours). README, "Logs"; docs/OPERATIONS.md.
+of Django, Celery and gunicorn come out the same way as ours). docs/OPERATIONS.md, "Logs".
 
 This module imports nothing of Django: gunicorn's configuration (gunicorn.conf.py) uses it before Django starts.
 
@@ -92,20 +92,30 @@ def scrub(text: str, *, personal: bool) -> str:
     return text
 
 
+def _clean(key: str, value, personal: bool):
+    if value is None:
+        return value
+    if SECRET_FIELD.search(key) and key != "trace_id":
+        return HIDDEN
+    if not personal and key in PHONE_FIELDS:
+        return mask_phone(value)
+    if not personal and key in TEXT_FIELDS:
+        return mask_text(value)
+    if isinstance(value, str):  # ids are ours (a channel's id may be the business's own number)
+        return scrub(value, personal=personal or key.endswith("_id"))
+    if isinstance(value, dict):  # Celery's `data`, a payload given as a field
+        return {inner: _clean(str(inner), item, personal) for inner, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(key, item, personal) for item in value]
+    return value
+
+
 def redact(_logger, _method, event_dict: dict) -> dict:
     """structlog processor: secrets hidden always, phone numbers and texts masked unless LOG_PERSONAL_DATA."""
     personal = personal_data_allowed()
     for key, value in list(event_dict.items()):
-        if key.startswith("_") or value is None:
-            continue
-        if SECRET_FIELD.search(key) and key != "trace_id":
-            event_dict[key] = HIDDEN
-        elif not personal and key in PHONE_FIELDS:
-            event_dict[key] = mask_phone(value)
-        elif not personal and key in TEXT_FIELDS:
-            event_dict[key] = mask_text(value)
-        elif isinstance(value, str):  # ids are ours (a channel's id may be the business's own number)
-            event_dict[key] = scrub(value, personal=personal or key.endswith("_id"))
+        if not key.startswith("_"):
+            event_dict[key] = _clean(key, value, personal)
     return event_dict
 
 

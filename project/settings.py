@@ -394,7 +394,7 @@ UPLOAD_MAX_SIZE = env.int("UPLOAD_MAX_SIZE", default=101 * 1024 * 1024)
 # Readable text by default; LOG_FORMAT=json: one JSON object a line on standard output from every process, with
 # the trace id and the ids of what the line is about; LOG_PERSONAL_DATA=true shows phone numbers and texts
 # (masked otherwise); LOG_TRAFFIC=true adds a line per message received, queued and attempted
-# (project/logs.py, README "Logs").
+# (project/logs.py, docs/OPERATIONS.md "Logs").
 LOG_FORMAT = log_format()
 LOGGING = logging_config(level=env("LOG_LEVEL", default="INFO"))
 

@@ -52,6 +52,15 @@ def test_secrets_never_appear_and_personal_data_is_masked(monkeypatch):
     assert line["channel_id"] == "0123456789"  # our ids stay as they are
 
 
+def test_fields_inside_fields_are_cleaned_too(monkeypatch):
+    monkeypatch.delenv("LOG_PERSONAL_DATA", raising=False)
+    line = _line("task", data={"args": f"('{PHONE}',)", "headers": {"Authorization": "Token abc"}},
+                 recipients=[{"phone": PHONE}])
+
+    assert PHONE not in json.dumps(line) and "abc" not in json.dumps(line)
+    assert line["data"]["headers"]["Authorization"] == "[hidden]"
+
+
 def test_with_log_personal_data_phone_numbers_and_texts_show_but_secrets_do_not(monkeypatch):
     monkeypatch.setenv("LOG_PERSONAL_DATA", "true")
     line = _line(f"Customer {PHONE} wrote", client_id=PHONE, text="My router is broken", password="hunter2")

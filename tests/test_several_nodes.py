@@ -50,25 +50,28 @@ def _batches_sent(node: Node) -> list[int]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_nodes_share_the_work_and_one_survives_the_other(receiver, files, s3, tmp_path, staff_api):  # noqa: F811
+def test_two_nodes_share_the_work_and_one_survives_the_other(receiver, files, s3, tmp_path, tenant):  # noqa: F811
     require_shared_database()
     endpoint = s3.meta.endpoint_url
-    tenant = TenantFactory(id=9, name="Nodes")
+    nodes_tenant = TenantFactory(id=9, name="Nodes")
     channel = channel_save(
-        channel=Channel(channel_id="channel-nodes", name="WhatsApp", tenant=tenant, media_type="whatsapp",
+        channel=Channel(channel_id="channel-nodes", name="WhatsApp", tenant=nodes_tenant, media_type="whatsapp",
                         transport="webhook", business_id="19251112222", webhook_url=receiver.url, secret=SECRET),
         inbound_route_by_call="9:session-chat",
     )
     ensure_default_groups()
-    agent_token = _client_for(member("nodes-agent", "WhatsApp agent", tenants=[tenant], is_staff=False)
+    agent_token = _client_for(member("nodes-agent", "WhatsApp agent", tenants=[nodes_tenant], is_staff=False)
                               )._credentials["HTTP_AUTHORIZATION"]
     # A campaign on the simulator's channel (tenant 1), drafted here and started through a node.
+    staff_api = _client_for(member("nodes-operator", "Administrator", "WhatsApp senior agent", tenants=[tenant]))
     call_command("seed_demo", "--bare")
     assert staff_api.post("/api/standard-responses/", SPEC_RESPONSE, format="json").status_code == 201
-    campaign = staff_api.post("/api/campaigns/", {
+    drafted = staff_api.post("/api/campaigns/", {
         "name": "Shared", "channel": "channel-ghub-simulator", "standard_response": SPEC_RESPONSE["id"],
         "recipients": [recipient(n) for n in range(1, CAMPAIGN_SIZE + 1)], "rate_per_second": None,
-    }, format="json").json()
+    }, format="json")
+    assert drafted.status_code == 201, drafted.json()
+    campaign = drafted.json()
     staff_token = staff_api._credentials["HTTP_AUTHORIZATION"]
     shared = {
         "MEDIA_STORAGE": "s3", "AWS_STORAGE_BUCKET_NAME": "dms-media", "AWS_S3_ENDPOINT_URL": endpoint,
