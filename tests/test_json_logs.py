@@ -28,7 +28,7 @@ def _signed(body: bytes) -> str:
     return "sha1=" + hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_every_process_writes_json_lines_that_carry_the_trace_id(receiver, tmp_path):
     require_shared_database()
     tenant = TenantFactory(id=7, name="Logs")

@@ -27,7 +27,7 @@ def _workers(master: int) -> set[int]:
     return {int(pid) for pid in listed.split()}
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_web_servers_restarted_one_at_a_time_under_load_lose_no_request(channel, tmp_path):
     require_shared_database()
     ensure_default_groups()

@@ -49,7 +49,7 @@ def _batches_sent(node: Node) -> list[int]:
     return [int(n) for n in re.findall(r"campaign_batch\[[^\]]+\] succeeded in [\d.e-]+s: (\d+)", node.output())]
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_nodes_share_the_work_and_one_survives_the_other(receiver, files, s3, tmp_path, tenant):  # noqa: F811
     require_shared_database()
     endpoint = s3.meta.endpoint_url
