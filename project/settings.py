@@ -14,6 +14,8 @@ from pathlib import Path
 import environ
 from kombu import Queue
 
+from project.logs import log_format, logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -83,6 +85,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # The request's X-B3-TraceId (made when absent), bound for its log lines and answered (channels_app/traces.py).
+    "channels_app.traces.TraceMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "channels_app.request_limits.RequestLimitsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -453,12 +457,12 @@ AUDIENCE_INLINE_ROWS = env.int("AUDIENCE_INLINE_ROWS", default=20_000)
 UPLOAD_MAX_SIZE = env.int("UPLOAD_MAX_SIZE", default=101 * 1024 * 1024)
 
 # --- Logging ------------------------------------------------------------------
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-}
+# Readable text by default; LOG_FORMAT=json: one JSON object a line on standard output from every process, with
+# the trace id and the ids of what the line is about; LOG_PERSONAL_DATA=true shows phone numbers and texts
+# (masked otherwise); LOG_TRAFFIC=true adds a line per message received, queued and attempted
+# (project/logs.py, docs/OPERATIONS.md "Logs").
+LOG_FORMAT = log_format()
+LOGGING = logging_config(level=env("LOG_LEVEL", default="INFO"))
 
 # --- Operations -------------------------------------------------------------------
 # GET /metrics answers these networks only (the connection's address), 403 to others.

@@ -65,6 +65,12 @@ tell_guard() {  # the guard may be gone (killed): then a failed write, not a SIG
   trap - PIPE
 }
 
+# LOG_FORMAT=json: standard output carries JSON lines only (project/logs.py), so Celery prints no banner.
+CELERY_QUIET=()
+[ "${LOG_FORMAT:-text}" = "json" ] && CELERY_QUIET=(--quiet)
+# Workers are named <lane>@<NODE_NAME>: the host name unless set (two nodes on one machine need two names).
+NODE_NAME="${NODE_NAME:-%h}"
+
 pids=()
 start() {  # `start <command...>`: run it in a process group of its own, supervised
   "$@" &
@@ -100,13 +106,14 @@ if [ "${DEMO_GRAPH_STAND_IN:-0}" = "1" ]; then
 fi
 # A worker per lane (project/settings.py): a campaign's batches never delay an agent's reply, and a slow file
 # server (customers' attachments, WhatsApp media) never delays a WhatsApp customer's message.
-start .venv/bin/celery -A project worker --loglevel "${CELERY_LOG_LEVEL:-INFO}" \
-  --concurrency "${CELERY_CONCURRENCY:-2}" -Q people,celery -n "people@%h"
-start .venv/bin/celery -A project worker --loglevel "${CELERY_LOG_LEVEL:-INFO}" \
-  --concurrency "${CELERY_BULK_CONCURRENCY:-1}" -Q bulk -n "bulk@%h"
-start .venv/bin/celery -A project worker --loglevel "${CELERY_LOG_LEVEL:-INFO}" \
-  --concurrency "${CELERY_MEDIA_CONCURRENCY:-2}" -Q media -n "media@%h"
-start .venv/bin/celery -A project beat --loglevel "${CELERY_LOG_LEVEL:-INFO}"
+start .venv/bin/celery -A project "${CELERY_QUIET[@]}" worker --loglevel "${CELERY_LOG_LEVEL:-INFO}" \
+  --concurrency "${CELERY_CONCURRENCY:-2}" -Q people,celery -n "people@${NODE_NAME}"
+start .venv/bin/celery -A project "${CELERY_QUIET[@]}" worker --loglevel "${CELERY_LOG_LEVEL:-INFO}" \
+  --concurrency "${CELERY_BULK_CONCURRENCY:-1}" -Q bulk -n "bulk@${NODE_NAME}"
+start .venv/bin/celery -A project "${CELERY_QUIET[@]}" worker --loglevel "${CELERY_LOG_LEVEL:-INFO}" \
+  --concurrency "${CELERY_MEDIA_CONCURRENCY:-2}" -Q media -n "media@${NODE_NAME}"
+# Every node may start its beat: only the one holding the beat lock schedules (channels_app/beat_lock.py).
+start .venv/bin/celery -A project "${CELERY_QUIET[@]}" beat --loglevel "${CELERY_LOG_LEVEL:-INFO}"
 # Agent replies, invitations and retries: claimed from the database as they come due and sent in batches
 # (channels_app/dispatcher.py); woken by PostgreSQL's NOTIFY, polling on SQLite.
 start .venv/bin/python manage.py dispatch
@@ -118,6 +125,6 @@ start .venv/bin/uvicorn project.asgi:application --host "${HOST}" --port "${EVEN
 start .venv/bin/gunicorn project.wsgi:application --bind "${HOST}:${PORT}" \
   --workers "${WEB_CONCURRENCY:-2}" --threads 4 --timeout 30 --access-logfile -
 echo "Digital Messaging Server: http://${HOST}:${PORT}/admin/  (API docs: /api/docs/, health: /healthz," \
-  "agents' events: http://${HOST}:${EVENTS_PORT}/api/agents/me/events/)"
+  "agents' events: http://${HOST}:${EVENTS_PORT}/api/agents/me/events/)" >&2
 # Stay in the foreground; when any process ends, stop the others (the EXIT trap).
 wait -n "${pids[@]}"

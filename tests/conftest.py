@@ -24,8 +24,9 @@ def pytest_configure(config):
 # Modules whose tests start processes (workers, gunicorn, `make run`, a browser), wait out timeouts on purpose or
 # fuzz: `make test-fast` leaves them out (`-m "not slow"`); `make test` and CI run everything.
 SLOW_MODULES = {
-    "test_browser", "test_chaos", "test_crash", "test_deployment", "test_first_run", "test_fuzz", "test_outbox_crash",
-    "test_receipts", "test_retry_schedule", "test_routing_browser", "test_run", "test_worker",
+    "test_browser", "test_chaos", "test_crash", "test_deployment", "test_first_run", "test_fuzz", "test_json_logs",
+    "test_outbox_crash", "test_receipts", "test_retry_schedule", "test_rolling_restart", "test_routing_browser",
+    "test_run", "test_several_nodes", "test_worker",
 }
 
 

@@ -42,6 +42,7 @@ from channels_app.publishing import DELIVER, DELIVER_BATCH, publish
 from channels_app.retries import retry_decision
 from channels_app.selectors import channels_by_id
 from channels_app.services.receipts import early_receipts_apply
+from channels_app.traces import message_fields, traffic
 from channels_app.transports import TRANSPORTS, OutgoingMessage, SendOutcome, SendResult
 from channels_app.transports.webhook import WEBHOOK_TIMEOUT_SECONDS
 
@@ -357,6 +358,7 @@ def _record_outcomes(answered: list[Sent]) -> None:
     with transaction.atomic():
         retries, delivered = _record_in_transaction(answered)
     count_attempts(answered)
+    _log_attempts(answered)
     for delivery_id, due_at in retries:
         delivery_enqueue(delivery_id, due_at=due_at)
     by_transport: dict[str, list[str]] = {}
@@ -364,6 +366,23 @@ def _record_outcomes(answered: list[Sent]) -> None:
         by_transport.setdefault(sent.delivery.channel.transport, []).append(sent.delivery.message_id)
     for transport, message_ids in by_transport.items():
         TRANSPORTS[transport].accepted(message_ids)
+
+
+def _log_attempts(answered: list[Sent]) -> None:
+    """A line per attempt with LOG_TRAFFIC (channels_app/traces.py); one that did not get through always."""
+    every = traffic.isEnabledFor(logging.INFO)
+    for sent in answered:
+        accepted = sent.result.outcome == SendOutcome.ACCEPTED
+        if accepted and not every:
+            continue
+        delivery = sent.delivery
+        (traffic.info if accepted else traffic.warning)(
+            "Attempt %s of message %s: %s%s.", delivery.attempts, delivery.message_id, sent.result.outcome,
+            f" ({sent.result.status_code})" if sent.result.status_code else "",
+            extra={**message_fields(delivery.message, delivery.channel), "outcome": sent.result.outcome,
+                   "status_code": sent.result.status_code, "attempt": delivery.attempts,
+                   "latency_ms": round(sent.result.latency_ms, 1), "error": sent.result.error[:200] or None},
+        )
 
 
 def _record_in_transaction(answered: list[Sent]) -> tuple[list[tuple[int, float]], list[Sent]]:

@@ -1,6 +1,8 @@
 """Requests of a third-party messaging system (Third-Party Messaging API):
 customer messages and receipts, all of one request in one transaction."""
 
+import logging
+
 from django.db import IntegrityError, transaction
 
 from channels_app.models import Channel, Message, MessageDirection
@@ -8,6 +10,7 @@ from channels_app.parsing import InboundReceipt, InboundText
 from channels_app.services.interactions import customer_message_receive
 from channels_app.services.media import InboundAttachment, message_attachments_create
 from channels_app.services.receipts import receipt_apply
+from channels_app.traces import message_fields, traffic
 
 
 def inbound_messages_accept(
@@ -54,6 +57,10 @@ def _accept(
             message_attachments_create(
                 message=stored, attachments=[InboundAttachment(*item) for item in message.attachments]
             )
+        if created and traffic.isEnabledFor(logging.INFO):
+            traffic.info("Customer message %s received on channel %s.", stored.pk, channel.channel_id,
+                         extra={**message_fields(stored, channel), "client_id": message.client_id,
+                                "text": message.text})
         ids.append(stored.pk)
     return ids
 

@@ -1,6 +1,7 @@
 """Interactions (chat sessions) and their messages: creation, hand-over to the
 channel's transport, receipts, customer messages and the end of a session."""
 
+import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -30,6 +31,7 @@ from channels_app.services.opt_out import OPTED_OUT, opt_out_confirmation, opt_o
 from channels_app.services.options import option_value, session_options_snapshot
 from channels_app.services.routing import interaction_enter_queue, interaction_release
 from channels_app.text_rules import one_line
+from channels_app.traces import message_fields, traffic
 
 # Interactions created with TerminateSessionFlag whose message never left are
 # "occasional lost chats" (dms-invite-to-chat): ended after this long.
@@ -126,6 +128,9 @@ def messages_queue_outbound(*, messages: list[Message], publish: bool = True) ->
     following = [m for chain in followers.values() for m in chain] if followers else []
     Message.objects.bulk_create(messages + following if following else messages)
     deliveries = deliveries_create(messages=messages, publish=publish, claim=not publish)
+    if traffic.isEnabledFor(logging.INFO):
+        for message in messages:
+            traffic.info("Message %s queued.", message.pk, extra=message_fields(message))
     if followers:
         follower_deliveries_create(deliveries=deliveries, followers=followers)
     return deliveries

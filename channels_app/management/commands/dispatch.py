@@ -1,7 +1,12 @@
+import logging
+
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import connection
 
 from channels_app.dispatcher import Dispatcher
+
+logger = logging.getLogger("channels_app.dispatcher")
 
 
 class Command(BaseCommand):
@@ -24,8 +29,11 @@ class Command(BaseCommand):
         )
 
         def ready():
-            self.stdout.write(f"Dispatcher ready: {dispatcher.threads} drain threads, "
-                              f"polling every {dispatcher.poll_seconds} s.")
+            said = f"Dispatcher ready: {dispatcher.threads} drain threads, polling every {dispatcher.poll_seconds} s."
+            if settings.LOG_FORMAT == "json":  # standard output carries JSON lines only
+                logger.info(said)
+                return
+            self.stdout.write(said)
             self.stdout.flush()
 
         dispatcher.run(ready=ready)

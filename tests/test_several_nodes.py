@@ -1,0 +1,147 @@
+"""More than one machine (issue 28, item 4; docs/OPERATIONS.md): two complete installations ("nodes": scripts/serve.sh
+each, with a VAR_DIR, a port and a node name of its own) on one PostgreSQL database, one Redis broker and one
+S3-compatible store (moto's server, as in tests/test_media_worker_s3.py).
+
+Shown: a message accepted by either node is delivered once; a file a node's worker fetched is on the shared store;
+a campaign's batches are shared by the workers of both; only one beat schedules (the other stands by on the beat
+lock, channels_app/beat_lock.py); killing one node (SIGKILL to all its processes) loses nothing, and the other
+carries on, its beat taking over.
+
+Not shown here: an agent connected to one node getting the event of a message that arrived at the other; that is
+the event stream of the routing issue, not in this tree."""
+
+import hashlib
+import hmac
+import json
+import re
+import threading
+
+import pytest
+import requests
+from django.core.management import call_command
+
+from channels_app.models import Campaign, Channel, Interaction, MessageAttachment
+from channels_app.services.channels import channel_save
+from tests.conftest import _client_for, member
+from tests.factories import TenantFactory
+from tests.file_server import Served
+from tests.nodes import Node, ensure_default_groups
+from tests.test_campaigns import SPEC_RESPONSE, recipient
+from tests.test_media import png_bytes
+from tests.test_media_worker_s3 import files, s3  # noqa: F401 (fixtures: a file server, moto's S3 server)
+from tests.workers import poll_until, require_shared_database
+
+SECRET = "channel-secret-of-the-nodes"
+CUSTOMER = "4915112345678"
+HOLDS, STANDS_BY = "holds the beat lock", "stands by"
+CAMPAIGN_SIZE = 450  # three batches (BATCH_SIZE 200) for four chains: each bulk worker takes one at least
+
+
+def _nexus(node: Node, channel_id: str, message: dict) -> requests.Response:
+    body = json.dumps({"messages": [message]}).encode()
+    signature = "sha1=" + hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()
+    return requests.post(f"{node.url}/nexus/v3/channels/{channel_id}/messages", data=body, timeout=10,
+                         headers={"Content-Type": "application/json", "X-Hub-Signature": signature})
+
+
+def _batches_sent(node: Node) -> list[int]:
+    """The recipients each campaign batch of this node's workers handled (Celery's line of each task)."""
+    return [int(n) for n in re.findall(r"campaign_batch\[[^\]]+\] succeeded in [\d.e-]+s: (\d+)", node.output())]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_two_nodes_share_the_work_and_one_survives_the_other(receiver, files, s3, tmp_path, tenant):  # noqa: F811
+    require_shared_database()
+    endpoint = s3.meta.endpoint_url
+    nodes_tenant = TenantFactory(id=9, name="Nodes")
+    channel = channel_save(
+        channel=Channel(channel_id="channel-nodes", name="WhatsApp", tenant=nodes_tenant, media_type="whatsapp",
+                        transport="webhook", business_id="19251112222", webhook_url=receiver.url, secret=SECRET),
+        inbound_route_by_call="9:session-chat",
+    )
+    ensure_default_groups()
+    agent_token = _client_for(member("nodes-agent", "WhatsApp agent", tenants=[nodes_tenant], is_staff=False)
+                              )._credentials["HTTP_AUTHORIZATION"]
+    # A campaign on the simulator's channel (tenant 1), drafted here and started through a node.
+    staff_api = _client_for(member("nodes-operator", "Administrator", "WhatsApp senior agent", tenants=[tenant]))
+    call_command("seed_demo", "--bare")
+    assert staff_api.post("/api/standard-responses/", SPEC_RESPONSE, format="json").status_code == 201
+    drafted = staff_api.post("/api/campaigns/", {
+        "name": "Shared", "channel": "channel-ghub-simulator", "standard_response": SPEC_RESPONSE["id"],
+        "recipients": [recipient(n) for n in range(1, CAMPAIGN_SIZE + 1)], "rate_per_second": None,
+    }, format="json")
+    assert drafted.status_code == 201, drafted.json()
+    campaign = drafted.json()
+    staff_token = staff_api._credentials["HTTP_AUTHORIZATION"]
+    shared = {
+        "MEDIA_STORAGE": "s3", "AWS_STORAGE_BUCKET_NAME": "dms-media", "AWS_S3_ENDPOINT_URL": endpoint,
+        "AWS_S3_REGION_NAME": "us-east-1", "AWS_S3_ACCESS_KEY_ID": "testing", "AWS_S3_SECRET_ACCESS_KEY": "testing",
+        # a killed node's leases run out soon (a delivery's lease is this plus the webhook's 10 s)
+        "DELIVERY_LEASE_SECONDS": "2", "CAMPAIGN_CLAIM_LEASE_SECONDS": "5", "CAMPAIGN_STALLED_SECONDS": "3",
+    }
+    nodes = [Node(name, tmp_path / name, env=shared) for name in ("node-a", "node-b")]
+    try:
+        for node in nodes:
+            node.start()
+        starting = [threading.Thread(target=node.wait_ready) for node in nodes]
+        for thread in starting:
+            thread.start()
+        for thread in starting:
+            thread.join()
+        for node in nodes:
+            node.wait_ready(timeout=1)  # raises here what a thread could only print
+
+        # Only one beat schedules: one holds the lock, the other stands by.
+        poll_until(lambda: sum(HOLDS in node.output() for node in nodes) == 1
+                   and sum(STANDS_BY in node.output() for node in nodes) == 1, 30, "one beat to hold the lock")
+        holder, other = sorted(nodes, key=lambda node: HOLDS not in node.output())
+        poll_until(lambda: "Sending due task" in holder.output(), 30, "the holder's beat to schedule")
+
+        # A customer's message with a photo through node B: a worker of either node stores it on the shared store.
+        files.files["/photo.png"] = Served(png_bytes(), headers={"Content-Type": "image/png"})
+        answer = _nexus(nodes[1], channel.channel_id, {
+            "type": "Text", "text": "Hello", "attachments": [{"url": files.url("/photo.png"),
+                                                             "contentType": "image/png", "fileName": "photo.png"}],
+            "channel": {"messageId": "c-1", "from": {"id": CUSTOMER}, "to": {"id": "19251112222"}}})
+        assert answer.status_code == 200, answer.text
+        interaction = Interaction.objects.get(channel=channel)
+        stored = poll_until(lambda: MessageAttachment.objects.filter(status="stored").first(), 30,
+                            "a worker to store the photo")
+        assert stored.file.name in [item["Key"] for item in s3.list_objects_v2(Bucket="dms-media")["Contents"]]
+
+        # Agents' replies accepted by either node: each delivered once.
+        def reply(node: Node, n: int) -> str:
+            sent = requests.post(f"{node.url}/api/interactions/{interaction.pk}/messages/",
+                                 json={"text": f"Reply {n}"}, headers={"Authorization": agent_token}, timeout=10)
+            assert sent.status_code == 202, sent.text
+            return sent.json()["id"]
+
+        first = [reply(nodes[n % 2], n) for n in range(10)]
+
+        # A campaign started through node A: its batches are run by the bulk workers of both nodes.
+        started = requests.post(f"{nodes[0].url}/api/campaigns/{campaign['id']}/start/",
+                                headers={"Authorization": staff_token}, timeout=10)
+        assert started.status_code == 200, started.text
+        poll_until(lambda: Campaign.objects.get(pk=campaign["id"]).state == "completed", 60,
+                   "the campaign to complete")
+        assert sum(_batches_sent(nodes[0]) + _batches_sent(nodes[1])) == CAMPAIGN_SIZE
+        assert all(sum(_batches_sent(node)) > 0 for node in nodes), [_batches_sent(node) for node in nodes]
+
+        poll_until(lambda: receiver.arrived(first) == len(first), 30, "the first replies")
+        assert receiver.duplicate_posts() == 0
+        assert "Sending due task" not in other.output()  # the beat that stands by schedules nothing
+
+        # The beat's node dies with messages it accepted a moment ago: nothing is lost, the other goes on.
+        doomed = [reply(holder, n) for n in range(10, 15)]
+        holder.kill()
+        after = [reply(other, n) for n in range(15, 20)]
+        poll_until(lambda: receiver.arrived(first + doomed + after) == 20, 40, "every reply after the kill")
+        # A webhook in flight when its sender died is sent again (at least once; docs/RELIABILITY.md): at most
+        # those the dead node had accepted.
+        assert receiver.duplicate_posts() <= len(doomed)
+        poll_until(lambda: HOLDS in other.output(), 30, "the other beat to take the lock over")
+        poll_until(lambda: "Sending due task" in other.output(), 30, "the other beat to schedule")
+        assert other.answers()
+    finally:
+        for node in nodes:
+            node.stop()
