@@ -265,6 +265,10 @@ STORAGES = {
 }
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=VAR_DIR / "media")
 MEDIA_URL = "media/"
+# Customers' files and kept audience CSVs (their numbers) are read by the server alone (never served from the
+# proxy), wherever MEDIA_ROOT is: files 0600, folders 0700, as var/ itself.
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 
 # --- Media: storage and signed links (README, "Media") ----------------------------
 # Files (attachments of standard responses and agents, customers' inbound files, thumbnails) go through
