@@ -15,7 +15,7 @@ from channels_app.services.templates import template_send_to_meta, templates_syn
 from channels_app.transports.whatsapp_cloud import cloud_config_forget
 from tests.conftest import member
 from tests.graph_stand_in import GraphStandIn
-from tests.test_browser import browser  # noqa: F401  (the fixture)
+from tests.test_browser import admin_sign_in, browser  # noqa: F401  (browser: the fixture)
 
 SPEC_RESPONSE = json.loads((Path(__file__).parent / "fixtures" / "invite_to_chat_standard_response.json").read_text())
 ADD = "admin:channels_app_whatsapptemplate_add"
@@ -174,11 +174,7 @@ def test_an_administrator_submits_a_template_and_reads_metas_verdict_in_a_browse
     django_user_model.objects.create_superuser("admin", password="browser-pass-123")
     wait = WebDriverWait(browser, 20)
     browser.set_window_size(1400, 1000)
-    browser.get(f"{live_server.url}/admin/login/")
-    browser.find_element(By.NAME, "username").send_keys("admin")
-    browser.find_element(By.NAME, "password").send_keys("browser-pass-123")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    wait.until(expected_conditions.url_matches(r"/admin/$"))
+    admin_sign_in(browser, live_server, wait)
 
     # when: the administrator submits the response as MARKETING
     browser.get(f"{live_server.url}{reverse(ADD)}")

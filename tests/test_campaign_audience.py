@@ -6,7 +6,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from channels_app.models import Campaign
-from tests.test_browser import browser  # noqa: F401  (the fixture)
+from tests.test_browser import admin_sign_in, browser  # noqa: F401  (browser: the fixture)
 from tests.test_campaigns import SPEC_RESPONSE, create, recipient, response, simulator  # noqa: F401
 
 CSV_HEADER = ("client_id,Contact.FirstName,Contact.LastName,Contact.MyFC_BillAmount,Contact.MyFC_Date,"
@@ -218,11 +218,7 @@ def test_the_campaign_page_follows_its_campaign_to_the_end_and_cancel_asks_first
     # (a page left for the next one: its elements go stale while waited on)
     wait = WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException])
     browser.set_window_size(1400, 1000)
-    browser.get(f"{live_server.url}/admin/login/")
-    browser.find_element(By.NAME, "username").send_keys("admin")
-    browser.find_element(By.NAME, "password").send_keys("browser-pass-123")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    wait.until(expected_conditions.url_matches(r"/admin/$"))
+    admin_sign_in(browser, live_server, wait)
     browser.get(f"{live_server.url}/admin/channels_app/campaign/{first}/change/")
 
     # when it is started and its batches run, the page left as it is
