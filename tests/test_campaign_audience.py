@@ -409,3 +409,25 @@ def test_a_kept_audience_file_is_readable_by_the_server_only(staff_api, response
     # then the customers' numbers are the server's alone: the file 0600, its folder 0700
     assert stat.S_IMODE(os.stat(default_storage.path(path)).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(os.path.dirname(default_storage.path(path))).st_mode) == 0o700
+
+
+@pytest.mark.django_db
+def test_a_load_whose_file_is_gone_stops_and_says_so_instead_of_waiting_for_ever(staff_api, response,  # noqa: F811
+                                                                                 settings):
+    from django.core.files.storage import default_storage
+
+    from channels_app.services import campaigns as services
+
+    # given a load whose kept file was lost (a volume not shared with the worker, a cleaned folder)
+    draft, path = _large_upload(staff_api, settings)
+    default_storage.delete(path)
+
+    # when the worker runs it
+    assert services.campaign_audience_load(campaign_id=draft, path=path) == 0
+
+    # then the upload stops, saying why, and the campaign takes another upload (it waited for ever before)
+    upload = staff_api.get(f"/api/campaigns/{draft}/").json()["audience_upload"]
+    assert upload["state"] == "stopped"
+    assert "no longer there" in Campaign.objects.get(pk=draft).upload_report["error"]
+    assert staff_api.post(f"/api/campaigns/{draft}/recipients/", {"recipients": [recipient(1)]},
+                          format="json").status_code == 200

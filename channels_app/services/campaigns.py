@@ -431,8 +431,17 @@ def campaign_audience_load(*, campaign_id: int, path: str) -> int:
     if report.get("path") != path or report.get("state") != LOADING:
         return 0  # done already, or replaced
     done = start = report["rows_read"]
-    with default_storage.open(path, "rb") as binary, closing(AudienceCsv(binary=binary, columns=[], lines=0).rows()) \
-            as every_row:
+    try:
+        opened = default_storage.open(path, "rb")
+    except FileNotFoundError:  # lost (a volume the worker does not share, a cleaned folder): never found again
+        with transaction.atomic():
+            campaign = Campaign.objects.select_for_update().filter(pk=campaign_id).first()
+            kept = (campaign.upload_report or {}) if campaign else {}
+            if kept.get("path") == path and kept.get("state") == LOADING:
+                _keep_progress(campaign, kept, state="stopped", error=f"The audience file is no longer there: rows "
+                               f"from {done + 1} on were not stored. Upload it again.")
+        return 0
+    with opened as binary, closing(AudienceCsv(binary=binary, columns=[], lines=0).rows()) as every_row:
         rows = itertools.islice(every_row, done, None)
         for chunk in _chunks(rows, AUDIENCE_CHUNK):
             with transaction.atomic():
