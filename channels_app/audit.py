@@ -91,8 +91,8 @@ def _actor() -> tuple[Model | None, str, str | None]:
 
 
 def mask(name: str, value):
-    """The value as an entry may hold it: a secret's is never kept."""
-    if SECRET_NAME.search(name) and value not in (None, ""):
+    """The value as an entry may hold it: a secret's is never kept (until when a secret is valid is no secret)."""
+    if SECRET_NAME.search(name) and not name.endswith("_until") and value not in (None, ""):
         return MASK
     return value
 
@@ -167,6 +167,7 @@ class Audited:
     tenant_id: Callable[[Model], int | None]
     object_id: Callable[[Model], str] = lambda obj: str(obj.pk)
     ignore: frozenset[str] = frozenset()  # fields whose changes are not configuration (timestamps, leases)
+    also: frozenset[str] = frozenset()  # fields no form edits (editable=False) that are configuration all the same
     fields: tuple = field(default=(), compare=False)  # filled by audit_register
 
 
@@ -198,7 +199,9 @@ def audit_register() -> None:
         user_model: Audited("user", _no_tenant, ignore=frozenset({"last_login", "date_joined"})),
         Group: Audited("group", _no_tenant),
         Membership: Audited("membership", _own_tenant),
-        Channel: Audited("channel", _own_tenant, object_id=lambda channel: channel.channel_id),
+        # The secret a rotation keeps valid for a while, and until when (masked as every secret; the time shown).
+        Channel: Audited("channel", _own_tenant, object_id=lambda channel: channel.channel_id,
+                         also=frozenset({"previous_secret", "previous_secret_until"})),
         Endpoint: Audited("endpoint", _via_channel),
         OptionValue: Audited("option", _via_channel, object_id=_option_id),
         BusinessAttribute: Audited("business-attribute", _no_tenant),
@@ -212,9 +215,9 @@ def audit_register() -> None:
     for model, spec in specs.items():
         fields = tuple(
             f for f in model._meta.concrete_fields
-            if not f.primary_key and f.editable and f.name not in spec.ignore
+            if not f.primary_key and (f.editable or f.name in spec.also) and f.name not in spec.ignore
         )
-        AUDITED[model] = Audited(spec.object_type, spec.tenant_id, spec.object_id, spec.ignore, fields)
+        AUDITED[model] = Audited(spec.object_type, spec.tenant_id, spec.object_id, spec.ignore, spec.also, fields)
         uid = f"audit-{model._meta.label_lower}"
         pre_save.connect(_before_save, sender=model, dispatch_uid=uid)
         post_save.connect(_after_save, sender=model, dispatch_uid=uid)

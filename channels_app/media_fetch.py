@@ -16,6 +16,7 @@ import socket
 import ssl
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import urlsplit
@@ -69,6 +70,7 @@ def fetch(url: str, *, timeout: float, deadline: float, max_bytes: int = MAX_ATT
     )
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     too_long = FetchFailed(f"the transfer took longer than {deadline:g} s", retry=True)
+    stored = tempfile.TemporaryFile()  # on disk: 50 MB files stay out of memory (made first: no timer left)
     cutoff = _Cutoff(deadline)
     connect = connection._create_connection  # outbound.py's hook: to the checked address
 
@@ -78,7 +80,6 @@ def fetch(url: str, *, timeout: float, deadline: float, max_bytes: int = MAX_ATT
         return sock
 
     connection._create_connection = connect_watched
-    stored = tempfile.TemporaryFile()  # on disk: 50 MB files stay out of memory
     try:
         try:
             connection.request("GET", target, headers={"Accept": "*/*", "User-Agent": "DigitalMessagingServer",
@@ -131,7 +132,8 @@ class _Cutoff:
     it is given, and leaves a TLS socket's state to the thread that reads it."""
 
     def __init__(self, deadline: float):
-        self.passed = False
+        self._fired = False
+        self._ends = time.monotonic() + deadline
         self._descriptor: int | None = None
         self._lock = threading.Lock()
         self._timer = threading.Timer(deadline, self._cut)
@@ -145,9 +147,15 @@ class _Cutoff:
         if self.passed:
             self._cut()
 
+    @property
+    def passed(self) -> bool:
+        """Whether the deadline has come: the timer has cut the connection, or its time is reached (a read
+        timeout as long as the deadline may end the wait a moment before the timer fires)."""
+        return self._fired or time.monotonic() >= self._ends
+
     def _cut(self) -> None:
         with self._lock:
-            self.passed = True
+            self._fired = True
             if self._descriptor is None:
                 return
             twin = socket.socket(fileno=self._descriptor)

@@ -301,7 +301,10 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns on every start before the first collectstatic
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Customers' files and kept audience CSVs (their numbers) are read by the server alone (never served from the
+    # proxy), wherever MEDIA_ROOT is: files 0600, folders 0700, as var/ itself. (Static files keep Django's modes.)
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                "OPTIONS": {"file_permissions_mode": 0o600, "directory_permissions_mode": 0o700}},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=VAR_DIR / "media")

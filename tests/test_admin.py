@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from channels_app.models import BusinessAttribute, Channel, OptionValue
+from channels_app.models import BusinessAttribute, Channel, OptionValue, Tenant
 from channels_app.services.options import option_value
 
 
@@ -263,6 +263,39 @@ def test_after_a_dry_run_apply_writes_the_checked_file_without_asking_for_it_aga
     tampered = admin_client.post(url, {"kept": kept.replace(kept[5], "A" if kept[5] != "A" else "B", 1)})
     assert "choose the file again" in tampered.content.decode()
     assert "Import report" not in tampered.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_kept_file_is_applied_only_by_its_user_within_the_hour_and_to_a_channel_it_sees(
+        admin_client, staff_user, channel, monkeypatch):
+    import re
+
+    from django.test import Client
+
+    from channels_app.admin.configuration import OptionValueAdmin
+
+    url = reverse("admin:channels_app_optionvalue_import")
+    upload = SimpleUploadedFile("a.cfg", b"[channel-ghub]\ninbound-route-by-call = 1:session-chat\n")
+    dry = admin_client.post(url, {"file": upload, "channel": channel.channel_id, "dry_run": "on"}).content.decode()
+    kept = re.search(r'name="kept" value="([^"]+)"', dry)[1]
+    operator = Client()
+    operator.force_login(staff_user)
+
+    # another user (of the same tenant) cannot apply it
+    assert "choose the file again" in operator.post(url, {"kept": kept}).content.decode()
+    # nor its user once an hour has passed
+    monkeypatch.setattr(OptionValueAdmin, "IMPORT_KEPT_SECONDS", -1)
+    assert "choose the file again" in admin_client.post(url, {"kept": kept}).content.decode()
+    monkeypatch.undo()
+    # nor its user once the channel is no longer one it sees (moved to another tenant)
+    other = Tenant.objects.create(id=2, name="Other")
+    admin_client.force_login(staff_user)
+    upload = SimpleUploadedFile("a.cfg", b"[channel-ghub]\ninbound-route-by-call = 1:session-chat\n")
+    dry = admin_client.post(url, {"file": upload, "channel": channel.channel_id, "dry_run": "on"}).content.decode()
+    kept = re.search(r'name="kept" value="([^"]+)"', dry)[1]
+    Channel.objects.filter(pk=channel.pk).update(tenant=other)
+    assert "choose the file again" in admin_client.post(url, {"kept": kept}).content.decode()
+    assert "Import report" not in admin_client.post(url, {"kept": kept}).content.decode()
 
 
 @pytest.mark.parametrize("address", ["http://169.254.169.254/latest", "http://user:pw@example.com/hook"])

@@ -8,42 +8,15 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from channels_app.choices import MediaType, Transport
-from channels_app.models import Channel, StandardResponse, WhatsAppTemplate
-from channels_app.services.channels import channel_save
+from channels_app.models import StandardResponse, WhatsAppTemplate
 from channels_app.services.templates import template_send_to_meta, templates_sync
-from channels_app.transports.whatsapp_cloud import cloud_config_forget
 from tests.conftest import member
-from tests.graph_stand_in import GraphStandIn
-from tests.test_browser import browser  # noqa: F401  (the fixture)
+from tests.test_browser import admin_sign_in, browser  # noqa: F401  (browser: the fixture)
+from tests.test_whatsapp_cloud import cloud, stand_in  # noqa: F401  (the fixtures)
 
 SPEC_RESPONSE = json.loads((Path(__file__).parent / "fixtures" / "invite_to_chat_standard_response.json").read_text())
 ADD = "admin:channels_app_whatsapptemplate_add"
 LIST = "admin:channels_app_whatsapptemplate_changelist"
-
-
-@pytest.fixture
-def stand_in(settings):
-    running = GraphStandIn().start()
-    settings.GRAPH_API_BASE = running.base
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def cloud(tenant, stand_in):
-    channel = channel_save(
-        channel=Channel(
-            channel_id="channel-wa-cloud", name="WhatsApp Cloud", tenant=tenant, media_type=MediaType.WHATSAPP,
-            transport=Transport.WHATSAPP_CLOUD, business_id="15550783881", phone_number_id="106540352242922",
-            waba_id="102290129340398", access_token=stand_in.token, app_secret="meta-app-secret",
-            verify_token="my-verify-token",
-        ),
-        endpoints=["1:session-chat"], inbound_route_by_call="1:session-chat",
-    )
-    cloud_config_forget(channel.channel_id)
-    yield channel
-    cloud_config_forget(channel.channel_id)
 
 
 @pytest.fixture
@@ -59,7 +32,7 @@ def _change(template) -> str:
 
 
 @pytest.mark.django_db
-def test_a_template_is_submitted_with_its_category_and_shows_metas_verdict(operator, cloud, stand_in, channel):
+def test_a_template_is_submitted_with_its_category_and_shows_metas_verdict(operator, cloud, stand_in, channel):  # noqa: F811
     response = StandardResponse.objects.get(pk=SPEC_RESPONSE["id"])
 
     # given: the add page offers the categories, the Cloud API channels only, and Submit for approval
@@ -110,7 +83,7 @@ def test_a_template_is_submitted_with_its_category_and_shows_metas_verdict(opera
 
 
 @pytest.mark.django_db
-def test_the_form_shows_the_services_refusals_on_their_fields(operator, cloud, settings):
+def test_the_form_shows_the_services_refusals_on_their_fields(operator, cloud, settings):  # noqa: F811
     text = StandardResponse.objects.create(id="TXT1", tenant_id=cloud.tenant_id, name="t", content_type="text",
                                            body="Hi")
     response = StandardResponse.objects.get(pk=SPEC_RESPONSE["id"])
@@ -129,7 +102,7 @@ def test_the_form_shows_the_services_refusals_on_their_fields(operator, cloud, s
 
 
 @pytest.mark.django_db
-def test_who_may_submit_is_the_apis_rule(client, cloud, tenant):
+def test_who_may_submit_is_the_apis_rule(client, cloud, tenant):  # noqa: F811
     agent = member("viewer", "WhatsApp agent", tenants=[tenant])  # reads responses and channels, changes none
     client.force_login(agent)
 
@@ -163,7 +136,7 @@ def _shot(driver, name: str, height: int) -> Path:
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_an_administrator_submits_a_template_and_reads_metas_verdict_in_a_browser(
+def test_an_administrator_submits_a_template_and_reads_metas_verdict_in_a_browser(  # noqa: F811
         browser, live_server, django_user_model, cloud, stand_in, staff_api):  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
@@ -174,11 +147,7 @@ def test_an_administrator_submits_a_template_and_reads_metas_verdict_in_a_browse
     django_user_model.objects.create_superuser("admin", password="browser-pass-123")
     wait = WebDriverWait(browser, 20)
     browser.set_window_size(1400, 1000)
-    browser.get(f"{live_server.url}/admin/login/")
-    browser.find_element(By.NAME, "username").send_keys("admin")
-    browser.find_element(By.NAME, "password").send_keys("browser-pass-123")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    wait.until(expected_conditions.url_matches(r"/admin/$"))
+    admin_sign_in(browser, live_server, wait)
 
     # when: the administrator submits the response as MARKETING
     browser.get(f"{live_server.url}{reverse(ADD)}")

@@ -198,6 +198,35 @@ def test_rotate_secret_with_a_grace_period_accepts_both_secrets_until_it_ends(st
 
 
 @pytest.mark.django_db
+def test_a_secret_set_by_hand_during_a_grace_period_ends_it(staff_api, channel):
+    # given a rotation that keeps the old secret valid for 24 hours
+    old = channel.secret
+    staff_api.post(f"/api/channels/{channel.channel_id}/rotate-secret/", {"grace_hours": 24}, format="json")
+
+    # when the administrator then sets a secret of its own (the old one leaked, say)
+    chosen = "c" * 64
+    assert staff_api.patch(f"/api/channels/{channel.channel_id}/", {"secret": chosen},
+                           format="json").status_code == 200
+
+    # then only that secret is accepted: neither the rotated one nor the one before it
+    assert nexus_post(channel.channel_id, old, "m-old").status_code == 401
+    assert nexus_post(channel.channel_id, chosen, "m-chosen").status_code == 200
+    stored = Channel.objects.get(pk=channel.pk)
+    assert (stored.previous_secret, stored.previous_secret_until) == ("", None)
+
+
+@pytest.mark.django_db
+def test_a_save_that_keeps_the_secret_keeps_the_grace_period(staff_api, channel):
+    old = channel.secret
+    staff_api.post(f"/api/channels/{channel.channel_id}/rotate-secret/", {"grace_hours": 2}, format="json")
+
+    assert staff_api.patch(f"/api/channels/{channel.channel_id}/", {"name": "Renamed"},
+                           format="json").status_code == 200
+
+    assert nexus_post(channel.channel_id, old, "m-old").status_code == 200
+
+
+@pytest.mark.django_db
 def test_rotate_secret_without_a_grace_refuses_the_old_one_at_once(staff_api, channel):
     old = channel.secret
 

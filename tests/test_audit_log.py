@@ -85,6 +85,26 @@ def test_creating_a_channel_over_the_api_records_who_from_where_with_the_secret_
 
 
 @pytest.mark.django_db
+def test_a_rotation_with_a_grace_records_until_when_with_both_secrets_masked(tenant, admin_user):
+    api = _token_api(admin_user)
+    assert api.post("/api/channels/", _channel_body(), format="json").status_code == 201
+    AuditEntry.objects.all().delete()
+
+    rotated = api.post("/api/channels/channel-audit/rotate-secret/", {"grace_hours": 2}, format="json").json()
+
+    [entry] = _entries(object_type="channel")
+    # the secrets are masked, the old one as the new one; until when the old one is accepted is shown
+    assert entry.changes["secret"] == [MASK, MASK]
+    assert entry.changes["previous_secret"] == ["", MASK]
+    before, until = entry.changes["previous_secret_until"]
+    assert before is None and abs(timezone.datetime.fromisoformat(until)
+                                  - timezone.datetime.fromisoformat(rotated["previous_secret_valid_until"])) \
+        < timedelta(seconds=1)
+    stored = json.dumps([e.changes for e in AuditEntry.objects.all()])
+    assert SECRET not in stored and rotated["secret"] not in stored
+
+
+@pytest.mark.django_db
 def test_a_channel_update_records_before_and_after_and_a_new_secret_masked(tenant, admin_user):
     api = _token_api(admin_user)
     assert api.post("/api/channels/", _channel_body(), format="json").status_code == 201

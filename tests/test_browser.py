@@ -177,11 +177,7 @@ def test_the_transcript_shows_a_timestamp_out_of_chronological_order_in_red(brow
     wait = WebDriverWait(browser, 20)
 
     # when the administrator opens the interaction
-    browser.get(f"{live_server.url}/admin/login/")
-    browser.find_element(By.NAME, "username").send_keys("admin")
-    browser.find_element(By.NAME, "password").send_keys("browser-pass-123")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    wait.until(expected_conditions.url_matches(r"/admin/$"))
+    admin_sign_in(browser, live_server, wait)
     browser.get(f"{live_server.url}/admin/channels_app/interaction/{first.interaction_id}/change/")
 
     # then the late message's origin time is red, and only it
@@ -195,13 +191,18 @@ def test_the_transcript_shows_a_timestamp_out_of_chronological_order_in_red(brow
     browser.save_screenshot(str(SCREENSHOTS / "transcript-out-of-order.png"))
 
 
-def _log_in_as_superuser(browser, live_server, django_user_model, wait):
-    django_user_model.objects.create_superuser("admin", password="browser-pass-123")
+def admin_sign_in(browser, live_server, wait, username="admin", password="browser-pass-123"):
+    """Sign in at the admin's login page and wait for its home page."""
     browser.get(f"{live_server.url}/admin/login/")
-    browser.find_element(By.NAME, "username").send_keys("admin")
-    browser.find_element(By.NAME, "password").send_keys("browser-pass-123")
+    browser.find_element(By.NAME, "username").send_keys(username)
+    browser.find_element(By.NAME, "password").send_keys(password)
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
     wait.until(expected_conditions.url_matches(r"/admin/$"))
+
+
+def _log_in_as_superuser(browser, live_server, django_user_model, wait):
+    django_user_model.objects.create_superuser("admin", password="browser-pass-123")
+    admin_sign_in(browser, live_server, wait)
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)

@@ -6,7 +6,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from channels_app.models import Campaign
-from tests.test_browser import browser  # noqa: F401  (the fixture)
+from tests.test_browser import admin_sign_in, browser  # noqa: F401  (browser: the fixture)
 from tests.test_campaigns import SPEC_RESPONSE, create, recipient, response, simulator  # noqa: F401
 
 CSV_HEADER = ("client_id,Contact.FirstName,Contact.LastName,Contact.MyFC_BillAmount,Contact.MyFC_Date,"
@@ -218,11 +218,7 @@ def test_the_campaign_page_follows_its_campaign_to_the_end_and_cancel_asks_first
     # (a page left for the next one: its elements go stale while waited on)
     wait = WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException])
     browser.set_window_size(1400, 1000)
-    browser.get(f"{live_server.url}/admin/login/")
-    browser.find_element(By.NAME, "username").send_keys("admin")
-    browser.find_element(By.NAME, "password").send_keys("browser-pass-123")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    wait.until(expected_conditions.url_matches(r"/admin/$"))
+    admin_sign_in(browser, live_server, wait)
     browser.get(f"{live_server.url}/admin/channels_app/campaign/{first}/change/")
 
     # when it is started and its batches run, the page left as it is
@@ -351,3 +347,87 @@ def test_the_campaign_page_shows_an_audience_being_read_in_the_background(admin_
     assert 'row <span id="upload-rows-read">0</span> of about 3' in page
     progress = admin_client.get(reverse("admin:channels_app_campaign_progress", args=[campaign.pk])).json()
     assert progress["upload"] == {"state": "loading", "rows_read": 0, "lines": 3}
+
+
+def _large_upload(staff_api, settings):
+    """A draft whose audience (more lines than AUDIENCE_INLINE_ROWS) waits for a worker: (id, kept path)."""
+    settings.AUDIENCE_INLINE_ROWS = 1
+    line = "{},John,Smith,$1,May 1,May 2,3 PM\n"
+    draft = create(staff_api, []).json()["id"]
+    text = CSV_HEADER + "".join(line.format(f"1555000000{n}") for n in range(1, 4))
+    added = staff_api.post(f"/api/campaigns/{draft}/recipients/", {"file": csv_upload(text)}, format="multipart")
+    assert added.status_code == 202, added.json()
+    return draft, Campaign.objects.get(pk=draft).upload_report["path"]
+
+
+@pytest.mark.django_db
+def test_a_campaign_deleted_while_its_audience_waits_takes_its_kept_file_with_it(
+        staff_api, response, settings, django_capture_on_commit_callbacks):  # noqa: F811
+    from django.core.files.storage import default_storage
+
+    from channels_app.services import campaigns as services
+
+    draft, path = _large_upload(staff_api, settings)
+    assert default_storage.exists(path)
+
+    # when the draft is deleted before a worker has read its audience
+    with django_capture_on_commit_callbacks(execute=True):
+        assert staff_api.delete(f"/api/campaigns/{draft}/").status_code == 204
+
+    # then the file of customers' numbers is not left behind, and the late task finds nothing to do
+    assert not default_storage.exists(path)
+    assert services.campaign_audience_load(campaign_id=draft, path=path) == 0
+
+
+@pytest.mark.django_db
+def test_a_load_task_for_a_campaign_that_is_gone_deletes_its_file(staff_api, response, settings):  # noqa: F811
+    from django.core.files.storage import default_storage
+
+    from channels_app.services import campaigns as services
+
+    draft, path = _large_upload(staff_api, settings)
+    Campaign.objects.filter(pk=draft).delete()  # gone some other way (a tenant deleted, say)
+
+    assert services.campaign_audience_load(campaign_id=draft, path=path) == 0
+    assert not default_storage.exists(path)
+    # a path that is not the campaign's kept audience is never deleted by the task
+    other = default_storage.save("campaign-audiences/other.csv", __import__("io").BytesIO(b"client_id\n"))
+    assert services.campaign_audience_load(campaign_id=draft, path=other) == 0
+    assert default_storage.exists(other)
+    default_storage.delete(other)
+
+
+@pytest.mark.django_db
+def test_a_kept_audience_file_is_readable_by_the_server_only(staff_api, response, settings):  # noqa: F811
+    import os
+    import stat
+
+    from django.core.files.storage import default_storage
+
+    draft, path = _large_upload(staff_api, settings)
+
+    # then the customers' numbers are the server's alone: the file 0600, its folder 0700
+    assert stat.S_IMODE(os.stat(default_storage.path(path)).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.dirname(default_storage.path(path))).st_mode) == 0o700
+
+
+@pytest.mark.django_db
+def test_a_load_whose_file_is_gone_stops_and_says_so_instead_of_waiting_for_ever(staff_api, response,  # noqa: F811
+                                                                                 settings):
+    from django.core.files.storage import default_storage
+
+    from channels_app.services import campaigns as services
+
+    # given a load whose kept file was lost (a volume not shared with the worker, a cleaned folder)
+    draft, path = _large_upload(staff_api, settings)
+    default_storage.delete(path)
+
+    # when the worker runs it
+    assert services.campaign_audience_load(campaign_id=draft, path=path) == 0
+
+    # then the upload stops, saying why, and the campaign takes another upload (it waited for ever before)
+    upload = staff_api.get(f"/api/campaigns/{draft}/").json()["audience_upload"]
+    assert upload["state"] == "stopped"
+    assert "no longer there" in Campaign.objects.get(pk=draft).upload_report["error"]
+    assert staff_api.post(f"/api/campaigns/{draft}/recipients/", {"recipients": [recipient(1)]},
+                          format="json").status_code == 200

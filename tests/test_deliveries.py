@@ -26,7 +26,7 @@ from channels_app.services.interactions import message_queue_outbound
 from channels_app.transports.base import OutgoingMessage, SendOutcome
 from channels_app.transports.webhook import WebhookTransport
 from tests.factories import InteractionFactory
-from tests.test_browser import browser  # noqa: F401  (the fixture)
+from tests.test_browser import admin_sign_in, browser  # noqa: F401  (browser: the fixture)
 
 
 @pytest.fixture
@@ -411,11 +411,7 @@ def test_an_operator_opens_a_failed_delivery_from_the_list_and_reads_what_happen
     django_user_model.objects.create_superuser("admin", password="browser-pass-123")
     wait = WebDriverWait(browser, 20)
     browser.set_window_size(1400, 1000)
-    browser.get(f"{live_server.url}/admin/login/")
-    browser.find_element(By.NAME, "username").send_keys("admin")
-    browser.find_element(By.NAME, "password").send_keys("browser-pass-123")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    wait.until(expected_conditions.url_matches(r"/admin/$"))
+    admin_sign_in(browser, live_server, wait)
 
     # when: the operator clicks the row of the list
     browser.get(f"{live_server.url}{reverse('admin:channels_app_delivery_changelist')}")

@@ -37,6 +37,40 @@ SECRET = "channel-secret"
 PDF = b"%PDF-1.4\n" + b"the customer's bill " * 50 + b"\n%%EOF\n"
 
 
+def test_a_fetch_that_cannot_make_its_temporary_file_leaves_no_deadline_timer(files, monkeypatch):
+    import threading
+
+    from channels_app import media_fetch
+
+    def disk_full():
+        raise OSError(28, "No space left on device")
+
+    files.files["/a.pdf"] = Served(PDF)
+    monkeypatch.setattr(media_fetch.tempfile, "TemporaryFile", disk_full)
+    timers = {t for t in threading.enumerate() if isinstance(t, threading.Timer)}
+
+    with pytest.raises(OSError):
+        media_fetch.fetch(files.url("/a.pdf"), timeout=5.0, deadline=120.0)
+
+    # then no timer thread waits out the 120 s deadline of a fetch that never started
+    assert {t for t in threading.enumerate() if isinstance(t, threading.Timer) and t.is_alive()} - timers == set()
+
+
+def test_a_read_timeout_that_ends_at_the_deadline_is_the_deadline(files, monkeypatch):
+    # given a silent server, a read timeout as long as the deadline, and a deadline timer that comes late
+    # (on a busy machine the read's timeout and the timer end at the same moment: either may come first)
+    from channels_app import media_fetch
+
+    files.files["/silent.pdf"] = Served(PDF, delay=5.0)
+    monkeypatch.setattr(media_fetch._Cutoff, "_cut", lambda self: None)
+
+    with pytest.raises(media_fetch.FetchFailed) as failed:
+        media_fetch.fetch(files.url("/silent.pdf"), timeout=30.0, deadline=1.0)
+
+    # then the reason is the deadline, whichever ended the wait
+    assert (str(failed.value), failed.value.retry) == ("the transfer took longer than 1 s", True)
+
+
 def png_bytes(width=800, height=600) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (width, height), (200, 30, 30)).save(out, "PNG")

@@ -14,21 +14,14 @@ from django.test import Client
 from channels_app.choices import MediaType, Transport
 from channels_app.models import Channel, Message, MessageAttachment
 from channels_app.services.channels import channel_save
-from tests.file_server import Served, start_file_server
-from tests.test_media import PDF, SECRET, text_with
+from tests.file_server import Served
+from tests.test_media import PDF, SECRET, files, text_with  # noqa: F401  (files: the fixture)
 from tests.workers import WorkerProcess, poll_until, require_shared_database
 
 pytestmark = pytest.mark.slow
 worker_db = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 WHATSAPP_TEXT = (Path(__file__).parent / "fixtures" / "whatsapp_cloud" / "text.json").read_bytes()
 APP_SECRET = "meta-app-secret"
-
-
-@pytest.fixture
-def files():
-    server = start_file_server()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -48,7 +41,7 @@ def lanes(django_db_setup, tmp_path):
 
 
 @worker_db
-def test_a_file_server_sending_a_byte_every_20_s_does_not_delay_a_customer_text(tenant, lanes, files):
+def test_a_file_server_sending_a_byte_every_20_s_does_not_delay_a_customer_text(tenant, lanes, files):  # noqa: F811
     sms = channel_save(
         channel=Channel(channel_id="0123456789", name="SMS", tenant=tenant, media_type="sms", transport="webhook",
                         business_id="0123456789", webhook_url="http://127.0.0.1:9/hook", secret=SECRET),

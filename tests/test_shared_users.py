@@ -212,3 +212,46 @@ def test_the_admin_keeps_the_groups_the_caller_could_not_have_granted(admin_brow
     assert response.status_code == 302, response.content[:3000]
     assert sorted(local.groups.values_list("name", flat=True)) == ["ESP client", "WhatsApp agent"]
     assert User.objects.get(pk=local.pk).email == "local@example.com"
+
+
+# --- a user who may do more than the caller (review of issue 22) --------------------------------------------------
+
+
+@pytest.fixture
+def esp_client(two_tenants):
+    """An ESP client of tenant 1 (a strategy's account): it may call /esp, which the administrator may not."""
+    return member("strategy", "ESP client", tenants=[two_tenants[0]], password="strategy-pass-123")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("active", [True, False])
+def test_an_administrator_cannot_take_over_a_user_who_may_do_more(admin_of_one, esp_client, active):
+    # given an ESP client of the administrator's own tenant (deactivated or not: it would be activated again)
+    User.objects.filter(pk=esp_client.pk).update(is_active=active)
+
+    # when the administrator, who may not call /esp, sets its password (and activates it)
+    response = _client_for(admin_of_one).patch(
+        f"/api/users/{esp_client.pk}/", {"password": "taken-over-pass-456", "is_active": True}, format="json")
+
+    # then it is refused: its password would give the administrator a right it was not given
+    assert response.status_code == 403, response.content
+    assert "may do" in response.json()["detail"]
+    stored = User.objects.get(pk=esp_client.pk)
+    assert stored.check_password("strategy-pass-123") and stored.is_active == active
+    assert "password" in str(response.json())  # named: its other fields may still be changed
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_it_too_and_an_administrator_with_the_role_may(two_tenants, admin_browser, esp_client):
+    page = admin_browser.get(f"/admin/auth/user/{esp_client.pk}/change/").content.decode()
+    assert "password/" not in page and "not yours to set" in page  # no button to a refusal; says why
+    assert admin_browser.get(f"/admin/auth/user/{esp_client.pk}/password/").status_code == 403
+    assert admin_browser.post(f"/admin/auth/user/{esp_client.pk}/password/", {
+        "password1": "taken-over-pass-456", "password2": "taken-over-pass-456", "usable_password": "true",
+    }).status_code == 403
+    assert User.objects.get(pk=esp_client.pk).check_password("strategy-pass-123")
+
+    # an administrator who holds the ESP client role may (as it may grant it)
+    holder = member("admin-esp", "Administrator", "ESP client", tenants=[two_tenants[0]])
+    assert _client_for(holder).patch(f"/api/users/{esp_client.pk}/", {"password": "new-strategy-pass-456"},
+                                     format="json").status_code == 200

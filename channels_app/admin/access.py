@@ -9,10 +9,12 @@ delete action alike)."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -20,7 +22,12 @@ from channels_app.admin.scoping import ScopedTabularInline
 from channels_app.models import Membership, Tenant
 from channels_app.selectors import restrict, user_list
 from channels_app.services.two_factor import second_factor_reset
-from channels_app.services.users import NOT_ADMINISTERED, user_create, user_may_change
+from channels_app.services.users import (
+    user_change_refusal,
+    user_create,
+    user_may_change,
+    user_password_refusal,
+)
 
 User = get_user_model()
 
@@ -112,18 +119,27 @@ class UserAdmin(DjangoUserAdmin):
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
-        if obj is None or self.has_change_permission(request, obj):
+        if obj is None or (self.has_change_permission(request, obj)
+                           and not user_password_refusal(user=obj, changed_by=request.user)):
             return fieldsets
-        # Read only: no "Reset password" button leading to a refusal.
+        # Read only, or a password the caller may not set: no "Reset password" button leading to a refusal.
         return [(name, {**options, "fields": [f for f in options["fields"] if f != "password"]})
                 for name, options in fieldsets]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         user = self.get_object(request, object_id)
-        if (request.method == "GET" and user is not None and self.has_view_permission(request, user)
-                and not user_may_change(user=user, changed_by=request.user)):
-            self.message_user(request, f"Read only. {NOT_ADMINISTERED}", messages.INFO)
+        if request.method == "GET" and user is not None and self.has_view_permission(request, user):
+            if refusal := user_change_refusal(user=user, changed_by=request.user):
+                self.message_user(request, f"Read only. {refusal}", messages.INFO)
+            elif refusal := user_password_refusal(user=user, changed_by=request.user):
+                self.message_user(request, f"Its password is not yours to set. {refusal}", messages.INFO)
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def user_change_password(self, request, id, form_url=""):
+        user = self.get_object(request, unquote(id))
+        if user is not None and user_password_refusal(user=user, changed_by=request.user):
+            raise PermissionDenied  # its password would give the caller a right it was not given
+        return super().user_change_password(request, id, form_url)
 
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else []  # the add page chooses the tenants in its form

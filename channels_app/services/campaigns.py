@@ -6,6 +6,7 @@ import codecs
 import csv
 import io
 import itertools
+import re
 import uuid
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -395,12 +396,15 @@ def campaign_add_recipients(*, campaign: Campaign, rows=None, audience: Audience
     return report
 
 
+AUDIENCE_DIR = "campaign-audiences"  # of the default storage: the files read in the background
+
+
 def _load_later(campaign: Campaign, audience: AudienceCsv) -> AudienceReport:
     """Keep the file where every worker reads it (the default storage) and hand it to the bulk lane."""
     from django.core.files import File
     from django.core.files.storage import default_storage
 
-    path = default_storage.save(f"campaign-audiences/{campaign.pk}-{uuid.uuid4().hex}.csv", File(audience.binary))
+    path = default_storage.save(f"{AUDIENCE_DIR}/{campaign.pk}-{uuid.uuid4().hex}.csv", File(audience.binary))
     now = timezone.now().isoformat()
     kept = {"state": LOADING, "file": audience.name, "path": path, "lines": audience.lines, "rows_read": 0,
             "first_row": _next_row_number(campaign), "accepted": 0, "rejected": [], "rejected_total": 0,
@@ -418,12 +422,26 @@ def campaign_audience_load(*, campaign_id: int, path: str) -> int:
     progress moved on under it). Returns the rows read by this run."""
     from django.core.files.storage import default_storage
 
-    report = (Campaign.objects.filter(pk=campaign_id).values_list("upload_report", flat=True).first()) or {}
+    found = list(Campaign.objects.filter(pk=campaign_id).values_list("upload_report", flat=True)[:1])
+    if not found:  # the campaign is gone: so is its audience (a file named after it, never another)
+        if re.fullmatch(rf"{AUDIENCE_DIR}/{campaign_id}-[0-9a-f]{{32}}(_[0-9A-Za-z]{{7}})?\.csv", path):
+            default_storage.delete(path)
+        return 0
+    report = found[0] or {}
     if report.get("path") != path or report.get("state") != LOADING:
         return 0  # done already, or replaced
     done = start = report["rows_read"]
-    with default_storage.open(path, "rb") as binary, closing(AudienceCsv(binary=binary, columns=[], lines=0).rows()) \
-            as every_row:
+    try:
+        opened = default_storage.open(path, "rb")
+    except FileNotFoundError:  # lost (a volume the worker does not share, a cleaned folder): never found again
+        with transaction.atomic():
+            campaign = Campaign.objects.select_for_update().filter(pk=campaign_id).first()
+            kept = (campaign.upload_report or {}) if campaign else {}
+            if kept.get("path") == path and kept.get("state") == LOADING:
+                _keep_progress(campaign, kept, state="stopped", error=f"The audience file is no longer there: rows "
+                               f"from {done + 1} on were not stored. Upload it again.")
+        return 0
+    with opened as binary, closing(AudienceCsv(binary=binary, columns=[], lines=0).rows()) as every_row:
         rows = itertools.islice(every_row, done, None)
         for chunk in _chunks(rows, AUDIENCE_CHUNK):
             with transaction.atomic():
@@ -559,7 +577,12 @@ def campaign_delete(*, campaign: Campaign) -> None:
     campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
     if campaign.state in (CampaignState.RUNNING, CampaignState.SCHEDULED):
         raise InvalidParameter("Cancel the campaign before deleting it.", field="state")
+    kept = campaign.upload_report or {}
     campaign.delete()
+    if kept.get("state") == LOADING and kept.get("path"):  # its audience file, not yet read: customers' numbers
+        from django.core.files.storage import default_storage
+
+        transaction.on_commit(lambda: default_storage.delete(kept["path"]))
 
 
 # --- state machine ------------------------------------------------------------

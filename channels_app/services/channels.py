@@ -39,6 +39,10 @@ def channel_save(
     InvalidFields keyed by field. The webhook URL must not be, or resolve
     to, an internal address (channels_app/outbound.py)."""
     channel.ensure_secret()
+    if channel.pk and channel.previous_secret and channel.secret != (
+            Channel.objects.filter(pk=channel.pk).values_list("secret", flat=True).first()):
+        # A secret set by hand replaces every earlier one at once: the grace of a rotation ends with it.
+        channel.previous_secret, channel.previous_secret_until = "", None
     if channel.pk and channel.needs_attention:
         # A new access token is the operator's answer to "needs attention" (Meta refused the old one).
         old_token = Channel.objects.filter(pk=channel.pk).values_list("access_token", flat=True).first()

@@ -7,10 +7,11 @@ shared with a tenant the caller is not a member of belongs to that tenant's
 administrators too (its password opens that tenant)."""
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 
 from channels_app.errors import InvalidFields, PermissionDenied
 from channels_app.models import Membership, Tenant
@@ -26,24 +27,55 @@ NOT_ADMINISTERED = (
 )
 
 
-def user_may_change(*, user, changed_by) -> bool:
-    """Whether `changed_by` may change or delete `user` (its password, groups, tenants, flags): a superuser
-    may; nobody else may change a superuser; otherwise every tenant of `user` must be one of `changed_by`'s.
-    The permission to change users at all is the rights table's business."""
+MAY_DO_MORE = (
+    "This user may do what you may not (a role or permission you lack), which its password would give you: only "
+    "someone who may do all it may (or a superuser) sets its password."
+)
+
+
+def _permissions_of(user) -> set[str]:
+    """Every permission `user` holds through its groups and its own, whether or not it is active (an
+    administrator who may activate it would have them too)."""
+    held = Permission.objects.filter(Q(group__user=user) | Q(user=user)).values_list(
+        "content_type__app_label", "codename")
+    return {f"{app}.{codename}" for app, codename in held}
+
+
+def user_change_refusal(*, user, changed_by) -> str | None:
+    """Why `changed_by` may not change or delete `user` (its password, groups, tenants, flags), or None when it
+    may: a superuser may; nobody else may change a superuser; otherwise every tenant of `user` must be one of
+    `changed_by`'s (its password is `user_password_refusal`'s too). The permission to change users at all is
+    the rights table's business."""
     if changed_by.is_superuser:
-        return True
+        return None
     if user.is_superuser:
-        return False
+        return "Only a superuser may change or delete a superuser."
     own = tenant_ids_for(changed_by) or frozenset()
-    return not Membership.objects.filter(user=user).exclude(tenant_id__in=own).exists()
+    if Membership.objects.filter(user=user).exclude(tenant_id__in=own).exists():
+        return NOT_ADMINISTERED  # names no tenant: the caller doesn't see it
+    return None
+
+
+def user_password_refusal(*, user, changed_by) -> str | None:
+    """Why `changed_by` may not set `user`'s password, or None when it may: as for any change
+    (`user_change_refusal`), and `user` may do nothing `changed_by` may not, as its password would give
+    `changed_by` that right (as granting a group one does not hold would). Its other fields may still be
+    changed (the groups the caller does not hold are kept)."""
+    if refusal := user_change_refusal(user=user, changed_by=changed_by):
+        return refusal
+    if changed_by.is_superuser or user.pk == changed_by.pk:
+        return None
+    return None if _permissions_of(user) <= changed_by.get_all_permissions() else MAY_DO_MORE
+
+
+def user_may_change(*, user, changed_by) -> bool:
+    """Whether `changed_by` may change or delete `user` (`user_change_refusal`)."""
+    return user_change_refusal(user=user, changed_by=changed_by) is None
 
 
 def _check_may_change(*, user, changed_by) -> None:
-    if user_may_change(user=user, changed_by=changed_by):
-        return
-    if user.is_superuser:
-        raise PermissionDenied("Only a superuser may change or delete a superuser.", field="id")
-    raise PermissionDenied(NOT_ADMINISTERED, field="id")  # names no tenant: the caller doesn't see it
+    if refusal := user_change_refusal(user=user, changed_by=changed_by):
+        raise PermissionDenied(refusal, field="id")
 
 
 def _check_grants(*, granted_by, groups: list[Group] | None, tenants: list[Tenant] | None, user=None) -> None:
@@ -101,6 +133,8 @@ def user_update(
 ):
     """Change a user. A new password revokes the user's tokens (on save)."""
     _check_grants(granted_by=granted_by, groups=groups, tenants=tenants, user=user)
+    if password is not None and (refusal := user_password_refusal(user=user, changed_by=granted_by)):
+        raise PermissionDenied(refusal, field="password")
     if password is not None:
         _validate_password(password, user)
         user.set_password(password)
