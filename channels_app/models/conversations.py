@@ -53,6 +53,7 @@ class Contact(models.Model):
 
     class Meta:
         ordering = ["-updated_at"]
+        permissions = (("erase_contact", "Can erase a contact and their personal data (the right to erasure)"),)
         constraints = [
             models.UniqueConstraint(
                 fields=["tenant", "phone_number"], condition=~Q(phone_number=""), name="contact_unique_phone"
