@@ -120,6 +120,7 @@ RIGHTS: dict[str, Rule] = {
     "contact.list": needs("view_contact"),
     "contact.retrieve": needs("view_contact"),
     "contact.partial_update": needs("change_contact"),  # its opt-outs (API.md "Opt-out")
+    "contact-erase.post": needs("erase_contact"),  # the right to erasure (API.md "Data lifecycle")
     # --- Campaigns ---------------------------------------------------------------------------
     **{key: rule for key, rule in crud("campaign", "campaign").items() if "update" not in key},
     "campaign.recipients": needs("view_campaign"),
@@ -143,6 +144,7 @@ RIGHTS: dict[str, Rule] = {
     "admin:channels_app_channel_rotate_secret": needs("change_channel"),
     "admin:channels_app_channel_rotate_verify_token": needs("change_channel"),
     "admin:channels_app_delivery_retry": needs("change_delivery"),
+    "admin:channels_app_contact_erase": needs("view_contact", "erase_contact"),  # as the API's, and the page
     "admin:channels_app_whatsapptemplate_sync": needs("view_channel", "change_standardresponse"),  # as the API's
 }
 

@@ -1,9 +1,16 @@
 """The data lifecycle's doors (API.md, "Data lifecycle"): a tenant's retention
-fields (read and written through `PATCH /api/tenants/{id}/`)."""
+fields (read and written through `PATCH /api/tenants/{id}/`), a contact's
+erasure and export."""
 
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
+from channels_app.api.schema import ErrorSerializer
+from channels_app.models import Contact
+from channels_app.selectors import visible_get
+from channels_app.services.erasure import contact_erase
 from channels_app.services.lifecycle import RETENTION_CLASSES, retention_days_clean
 
 RETENTION_SCHEMA = {
@@ -37,3 +44,23 @@ class RetentionDaysField(serializers.Field):
 class LastPurgeField(serializers.ReadOnlyField):
     """When the last purge ran and what it removed (null: never)."""
 
+
+
+class ErasedSerializer(serializers.Serializer):
+    erased = serializers.DictField(child=serializers.IntegerField(), help_text=(
+        "What was removed or stripped, by kind: interactions, messages, files, deliveries, delivery_attempts, "
+        "campaign_rows, opt_outs, webhooks, audit_entries, contacts."))
+
+
+class ContactEraseView(APIView):
+    """The right to erasure: the contact and everything that holds their personal data are removed (or,
+    where a count must stay, stripped of every personal field), in one transaction. Needs
+    `channels_app.erase_contact`."""
+
+    rights_name = "contact-erase"
+
+    @extend_schema(tags=["contacts"], summary="Erase a contact (the right to erasure)", request=None,
+                   responses={200: ErasedSerializer, 404: ErrorSerializer})
+    def post(self, request, pk: int):
+        contact = visible_get(Contact.objects.all(), user=request.user, what="contact", pk=pk)
+        return Response({"erased": contact_erase(contact=contact)})

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from channels_app.api import views
+from channels_app.api import lifecycle, views
 
 
 class ApiRootView(DefaultRouter.APIRootView):
@@ -36,5 +36,6 @@ urlpatterns = [
     path("options/", option_list, name="option-list"),
     path("options/<str:section>/<str:name>/", option_detail, name="option-detail"),
     path("emojis/", views.EmojiView.as_view(), name="emojis"),
+    path("contacts/<int:pk>/erase/", lifecycle.ContactEraseView.as_view(), name="contact-erase"),
     *router.urls,
 ]
