@@ -8,7 +8,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.db.models import OuterRef, Subquery
 from django.db.models.functions import Left
-from django.http import Http404, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -31,6 +31,7 @@ from channels_app.models import (
 )
 from channels_app.options_catalog import IW
 from channels_app.selectors import interaction_history, restrict
+from channels_app.services.access import contact_export
 from channels_app.services.erasure import contact_erase, contact_erasure_preview
 from channels_app.services.interactions import interaction_end
 from channels_app.services.media import messages_media
@@ -126,12 +127,16 @@ class ContactAdmin(ScopedModelAdmin):
         return [
             path("<path:object_id>/erase/", self.guarded(self.erase_view, "admin:channels_app_contact_erase"),
                  name="channels_app_contact_erase"),
+            path("<path:object_id>/export/", self.guarded(self.export_view, "admin:channels_app_contact_export"),
+                 name="channels_app_contact_export"),
             *super().get_urls(),
         ]
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and self.has_erase_permission(request, obj):
             context["erase_url"] = reverse("admin:channels_app_contact_erase", args=[obj.pk])
+        if obj is not None:
+            context["export_url"] = reverse("admin:channels_app_contact_export", args=[obj.pk])
         return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     @admin.action(description="Erase the selected contacts and their personal data (asks first)",
@@ -152,6 +157,14 @@ class ContactAdmin(ScopedModelAdmin):
             self._erase(request, [contact])
             return HttpResponseRedirect(reverse("admin:channels_app_contact_changelist"))
         return self._erase_page(request, [contact], from_action=False)
+
+    def export_view(self, request, object_id):
+        """The *Export* button: the contact's data as the API's export gives it (the right of access)."""
+        contact = self.get_object(request, unquote(object_id))  # the caller's tenants only
+        if contact is None:
+            raise Http404("No such contact.")
+        return FileResponse(contact_export(contact=contact), as_attachment=True,
+                            filename=f"contact-{contact.pk}.zip", content_type="application/zip")
 
     def _erase(self, request, contacts):
         for contact in contacts:

@@ -2,6 +2,8 @@
 fields (read and written through `PATCH /api/tenants/{id}/`), a contact's
 erasure and export."""
 
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -10,6 +12,7 @@ from rest_framework.views import APIView
 from channels_app.api.schema import ErrorSerializer
 from channels_app.models import Contact
 from channels_app.selectors import visible_get
+from channels_app.services.access import contact_export
 from channels_app.services.erasure import contact_erase
 from channels_app.services.lifecycle import RETENTION_CLASSES, retention_days_clean
 
@@ -64,3 +67,18 @@ class ContactEraseView(APIView):
     def post(self, request, pk: int):
         contact = visible_get(Contact.objects.all(), user=request.user, what="contact", pk=pk)
         return Response({"erased": contact_erase(contact=contact)})
+
+
+class ContactExportView(APIView):
+    """The right of access: a zip with `contact.json` (the contact, its interactions with their messages,
+    its campaign rows and opt-outs; indented, ISO dates) and the contact's files under `files/`. Needs
+    `view_contact`."""
+
+    rights_name = "contact-export"
+
+    @extend_schema(tags=["contacts"], summary="Export a contact's data (the right of access)",
+                   responses={(200, "application/zip"): OpenApiTypes.BINARY, 404: ErrorSerializer})
+    def get(self, request, pk: int):
+        contact = visible_get(Contact.objects.all(), user=request.user, what="contact", pk=pk)
+        return FileResponse(contact_export(contact=contact), as_attachment=True,
+                            filename=f"contact-{contact.pk}.zip", content_type="application/zip")

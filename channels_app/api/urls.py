@@ -37,5 +37,6 @@ urlpatterns = [
     path("options/<str:section>/<str:name>/", option_detail, name="option-detail"),
     path("emojis/", views.EmojiView.as_view(), name="emojis"),
     path("contacts/<int:pk>/erase/", lifecycle.ContactEraseView.as_view(), name="contact-erase"),
+    path("contacts/<int:pk>/export/", lifecycle.ContactExportView.as_view(), name="contact-export"),
     *router.urls,
 ]
