@@ -54,6 +54,9 @@ RETENTION_CLASSES = ("conversations", "deliveries", "campaigns", "audit")
 MAX_RETENTION_DAYS = 36_500
 PURGE_BATCH = 500  # rows (interactions, deliveries, recipients, audit entries) per transaction
 
+# The kinds of rows a purge counts, in the order it reports them.
+REMOVED_ORDER = ("interactions", "messages", "files", "deliveries", "delivery_attempts", "campaign_recipients",
+                 "audit_entries")
 FINISHED_CAMPAIGN = (CampaignState.COMPLETED, CampaignState.CANCELLED)
 DUE_DELIVERY = (DeliveryState.PENDING, DeliveryState.WAITING)
 
@@ -195,9 +198,14 @@ def purgeable_audit_entries(*, tenant_id: int, cutoff: datetime) -> QuerySet:
     return AuditEntry.objects.filter(tenant_id=tenant_id, at__lt=cutoff)
 
 
+def purgeable_messages(*, tenant_id: int, cutoff: datetime) -> QuerySet:
+    """The messages of the purgeable interactions: they go first, a batch at a time, so that no batch
+    holds a whole long conversation."""
+    return Message.objects.filter(interaction__in=purgeable_interactions(tenant_id=tenant_id, cutoff=cutoff))
+
+
 def _interactions_delete(ids: list[str]) -> dict:
-    message_ids = list(Message.objects.filter(interaction_id__in=ids).values_list("pk", flat=True))
-    removed = messages_delete(message_ids)
+    removed = messages_delete(list(Message.objects.filter(interaction_id__in=ids).values_list("pk", flat=True)))
     # Whatever else hangs on an interaction (notes, offers...) goes with it (on_delete=CASCADE).
     interactions, _ = Interaction.objects.filter(pk__in=ids).delete()
     return {"interactions": interactions, **removed}
@@ -235,11 +243,11 @@ def _dry_counts(kind: str, queryset: QuerySet) -> dict:
 
 
 CLASSES = {
-    # class: (what may go, how a batch of it goes)
-    "conversations": (purgeable_interactions, _interactions_delete),
-    "deliveries": (purgeable_deliveries, _deliveries_delete),
-    "campaigns": (purgeable_recipients, _rows_delete(CampaignRecipient, "campaign_recipients")),
-    "audit": (purgeable_audit_entries, _rows_delete(AuditEntry, "audit_entries")),
+    # class: its phases, in order: (what may go, how a batch of it goes)
+    "conversations": ((purgeable_messages, messages_delete), (purgeable_interactions, _interactions_delete)),
+    "deliveries": ((purgeable_deliveries, _deliveries_delete),),
+    "campaigns": ((purgeable_recipients, _rows_delete(CampaignRecipient, "campaign_recipients")),),
+    "audit": ((purgeable_audit_entries, _rows_delete(AuditEntry, "audit_entries")),),
 }
 
 
@@ -261,18 +269,21 @@ def tenant_purge(*, tenant: Tenant, now: datetime | None = None, dry_run: bool =
     for kind, days in retention_days_of(tenant).items():
         if days is None:
             continue
-        select, delete = CLASSES[kind]
-        queryset = select(tenant_id=tenant.pk, cutoff=now - timedelta(days=days))
+        cutoff = now - timedelta(days=days)
         if dry_run:
-            _add(removed, _dry_counts(kind, queryset))
+            select, _ = CLASSES[kind][-1]
+            _add(removed, _dry_counts(kind, select(tenant_id=tenant.pk, cutoff=cutoff)))
             continue
-        while True:
-            ids = list(queryset.order_by().values_list("pk", flat=True)[:batch_size])
-            if not ids:
-                break
-            with transaction.atomic():
-                # Checked again inside the batch: a row that changed meanwhile (a reopened delivery) stays.
-                _add(removed, delete(list(queryset.filter(pk__in=ids).values_list("pk", flat=True))))
+        for select, delete in CLASSES[kind]:
+            queryset = select(tenant_id=tenant.pk, cutoff=cutoff)
+            while True:
+                ids = list(queryset.order_by().values_list("pk", flat=True)[:batch_size])
+                if not ids:
+                    break
+                with transaction.atomic():
+                    # Checked again inside the batch: a row that changed meanwhile (a reopened delivery) stays.
+                    _add(removed, delete(list(queryset.filter(pk__in=ids).values_list("pk", flat=True))))
+    removed = {name: removed[name] for name in REMOVED_ORDER if name in removed}
     if dry_run:
         return removed
     _purge_record(tenant=tenant, now=now, removed=removed)
