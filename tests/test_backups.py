@@ -49,7 +49,9 @@ def _signed_post(client, channel_id: str, body: dict, secret: str):
                        HTTP_X_HUB_SIGNATURE=f"sha1={digest}")
 
 
-@pytest.mark.django_db(transaction=True)
+# serialized_rollback: the database as migrations leave it (permissions, default groups), whatever the
+# transactional tests before this one flushed.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_backup_restores_every_row_and_file_and_the_same_channels_secrets_and_tokens(channel, tmp_path):
     # given: an installation with a channel (its secret), a token, conversations with files
     from channels_app.selectors import channels_by_id
