@@ -323,3 +323,18 @@ def test_files_the_storage_could_not_remove_are_tried_again(settings, tmp_path):
     # then: the retry (the task the first attempt published) removes it
     assert tasks.storage_files_remove([name], 2) == 0
     assert not default_storage.exists(name)
+
+
+@pytest.mark.django_db
+def test_rows_with_a_relation_nobody_handled_go_through_djangos_collector(channel):
+    """One statement deletes messages only when every relation pointing at them was dealt with; a model
+    added later that points at messages is followed by Django's collector instead, never left dangling."""
+    from channels_app.services.lifecycle import MESSAGE_RELATIONS, _delete
+
+    interaction = conversation(channel, with_file=False)
+    message = interaction.messages.get(direction="outbound")
+    # when: the delivery's relation is not among those handled
+    deleted = _delete(Message.objects.filter(pk=message.pk), MESSAGE_RELATIONS - {(Delivery, "message")})
+    # then: the collector took the delivery and its attempt along
+    assert deleted == 1
+    assert not Delivery.objects.filter(message_id=message.pk).exists() and not DeliveryAttempt.objects.exists()

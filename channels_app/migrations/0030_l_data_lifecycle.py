@@ -49,5 +49,9 @@ class Migration(migrations.Migration):
             name='action',
             field=models.CharField(choices=[('create', 'Create'), ('update', 'Update'), ('delete', 'Delete'), ('state_change', 'state change'), ('revoke', 'Revoke'), ('purge', 'Purge'), ('erase', 'Erase')], max_length=16),
         ),
+        migrations.AddIndex(
+            model_name='interaction',
+            index=models.Index(condition=models.Q(('state', 'ended')), fields=['ended_at'], name='interaction_ended'),
+        ),
         migrations.RunPython(grant_erase_contact, migrations.RunPython.noop),
     ]

@@ -140,6 +140,8 @@ class Interaction(models.Model):
         indexes = [
             models.Index(fields=["channel", "client_id", "state"], name="interaction_open_by_client"),
             models.Index(fields=["state", "last_activity_at"], name="interaction_idle"),
+            # The retention purge's ended conversations, by when they ended (channels_app/services/lifecycle.py).
+            models.Index(fields=["ended_at"], condition=Q(state="ended"), name="interaction_ended"),
         ]
 
     def __str__(self):

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db import connection, transaction
-from django.db.models import F, Q, TextField
+from django.db.models import F, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from channels_app.audit import audit_record
@@ -48,7 +48,7 @@ class Erasure:
 
     contact: Contact
     interaction_ids: list[str]
-    message_ids: list[str]
+    message_ids: QuerySet  # of the contact's messages, evaluated by each step inside its statement
     identities: set[str]
     erased: dict[str, int] = field(default_factory=dict)
 
@@ -189,7 +189,7 @@ def contact_erase(*, contact: Contact) -> dict[str, int]:
     erasure = Erasure(
         contact=contact,
         interaction_ids=interaction_ids,
-        message_ids=list(Message.objects.filter(interaction_id__in=interaction_ids).values_list("pk", flat=True)),
+        message_ids=Message.objects.filter(interaction__contact=contact).values("pk"),  # a query, not a list
         identities=_identities(contact, interaction_ids),
     )
     contact_id, tenant_id = contact.pk, contact.tenant_id
