@@ -394,6 +394,11 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
 
+# --- Data lifecycle (README, "Your customers' data") ---------------------------------
+# After each batch the purge pauses this many times as long as the batch took, so the traffic beside it keeps
+# its rate on a busy machine (0: no pause; the daily purge then finishes sooner and costs the traffic more).
+PURGE_PAUSE_RATIO = env.float("PURGE_PAUSE_RATIO", default=1.0)
+
 # --- Operations -------------------------------------------------------------------
 # GET /metrics answers these networks only (the connection's address), 403 to others.
 METRICS_ALLOWED_NETWORKS = [

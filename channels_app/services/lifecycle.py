@@ -20,8 +20,10 @@ runs; files leave the storage after the batch commits
 """
 
 import logging
+import time
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
@@ -301,12 +303,15 @@ def tenant_purge(*, tenant: Tenant, now: datetime | None = None, dry_run: bool =
             _add(removed, _dry_counts(kind, queryset))
             continue
         while True:
+            started = time.monotonic()
             ids = list(queryset.order_by().values_list("pk", flat=True)[:batch_size])
             if not ids:
                 break
             # The batch is checked again by the statements that remove it: a row that changed meanwhile (a
             # delivery retried) stays.
             _add(removed, delete(queryset.filter(pk__in=ids), batch_size))
+            # A pause as long as the batch (PURGE_PAUSE_RATIO): the messages beside the purge keep their pace.
+            time.sleep((time.monotonic() - started) * settings.PURGE_PAUSE_RATIO)
     removed = {name: removed[name] for name in REMOVED_ORDER if name in removed}
     if dry_run:
         return removed
