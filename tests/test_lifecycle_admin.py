@@ -100,6 +100,9 @@ def test_an_administrator_sees_the_retention_and_erases_a_contact_after_confirmi
 
     # when they erase the customer from the contact's page
     browser.get(f"{live_server.url}/admin/channels_app/contact/{customer.pk}/change/")
+    assert browser.find_element(By.ID, "contact-export").get_attribute("href").endswith(
+        f"/admin/channels_app/contact/{customer.pk}/export/")
+    browser.save_screenshot(str(SCREENSHOTS / "26-contact-export-erase.png"))
     browser.find_element(By.ID, "contact-erase").click()
     wait.until(expected_conditions.presence_of_element_located((By.ID, "erase-confirm")))
     # then they are asked first, with what goes

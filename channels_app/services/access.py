@@ -49,6 +49,8 @@ def _message_files(message, taken: set[str]) -> list[tuple[dict, str]]:
 
 
 def _interaction_record(interaction: Interaction, taken: set[str], files: list) -> dict:
+    """An interaction as contact.json gives it: what it was, and its messages with their files (the notes
+    agents write on it, once the server keeps them, belong here as "notes" too)."""
     messages = []
     for message in interaction.messages.all():
         attached = _message_files(message, taken)
