@@ -175,6 +175,8 @@ CELERY_TASK_ROUTES = {
     "channels_app.whatsapp_inbox_process": {"queue": "people"},
     "channels_app.whatsapp_media_fetch": {"queue": "people"},
     "channels_app.campaign_batch": {"queue": "bulk"},
+    # The daily retention purge may run for long after a first retention is set: never in a person's lane.
+    "channels_app.purge": {"queue": "bulk"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Celery's Django fix-up closes the database connection around every task

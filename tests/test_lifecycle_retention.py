@@ -338,3 +338,9 @@ def test_rows_with_a_relation_nobody_handled_go_through_djangos_collector(channe
     # then: the collector took the delivery and its attempt along
     assert deleted == 1
     assert not Delivery.objects.filter(message_id=message.pk).exists() and not DeliveryAttempt.objects.exists()
+
+
+def test_the_daily_purge_runs_in_the_bulk_lane_never_in_a_persons():
+    from project.celery import app
+
+    assert app.amqp.router.route({}, "channels_app.purge")["queue"].name == "bulk"
