@@ -21,6 +21,9 @@ WEBHOOK_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
+PURGED_ROWS = Counter("dms_purged_rows", "Rows the retention purge removed, by kind (interactions, messages, "
+                      "files, deliveries, delivery_attempts, campaign_recipients, audit_entries).", ["kind"])
+
 
 def count_inbound(*, channel_id: str, types: list[str]) -> None:
     for message_type in types:

@@ -27,6 +27,7 @@ WHATSAPP_MEDIA_FETCH = "channels_app.whatsapp_media_fetch"
 WHATSAPP_TEMPLATE_SUBMIT = "channels_app.whatsapp_template_submit"
 WHATSAPP_TEMPLATES_SYNC = "channels_app.whatsapp_templates_sync"
 FETCH_ATTACHMENT = "channels_app.fetch_attachment"
+STORAGE_FILES_REMOVE = "channels_app.storage_files_remove"
 
 
 def publish(task_name: str, *args, countdown: float | None = None, eta: datetime | None = None) -> bool:

@@ -137,6 +137,8 @@ RIGHTS: dict[str, Rule] = {
     "interaction-conference.post": needs("use_workspace", "view_interaction"),
     "interaction-notes.get": needs("view_interaction"),
     "interaction-notes.post": needs("view_interaction", "change_interaction"),  # the agents' groups hold both
+    "contact-erase.post": needs("erase_contact"),  # the right to erasure (API.md "Data lifecycle")
+    "contact-export.get": needs("view_contact"),  # the right of access
     # --- Campaigns ---------------------------------------------------------------------------
     **{key: rule for key, rule in crud("campaign", "campaign").items() if "update" not in key},
     "campaign.recipients": needs("view_campaign"),
@@ -160,6 +162,8 @@ RIGHTS: dict[str, Rule] = {
     "admin:channels_app_channel_rotate_secret": needs("change_channel"),
     "admin:channels_app_channel_rotate_verify_token": needs("change_channel"),
     "admin:channels_app_delivery_retry": needs("change_delivery"),
+    "admin:channels_app_contact_erase": needs("view_contact", "erase_contact"),  # as the API's, and the page
+    "admin:channels_app_contact_export": needs("view_contact"),
     "admin:channels_app_whatsapptemplate_sync": needs("view_channel", "change_standardresponse"),  # as the API's
 }
 

@@ -9,13 +9,14 @@ from channels_app.publishing import (
     DELIVER_BATCH,
     FETCH_ATTACHMENT,
     SIMULATOR_EMIT,
+    STORAGE_FILES_REMOVE,
     WHATSAPP_INBOX_PROCESS,
     WHATSAPP_MEDIA_FETCH,
     WHATSAPP_TEMPLATE_SUBMIT,
     WHATSAPP_TEMPLATES_SYNC,
     publish,
 )
-from channels_app.services import campaigns, deliveries, interactions, media, simulator
+from channels_app.services import campaigns, deliveries, interactions, lifecycle, media, simulator
 
 
 @shared_task(name=DELIVER, acks_late=True, reject_on_worker_lost=True)
@@ -79,6 +80,21 @@ def fetch_attachment(attachment_id: int) -> None:
     retry_in = media.message_attachment_fetch(attachment_id=attachment_id)
     if retry_in is not None:
         publish(FETCH_ATTACHMENT, attachment_id, countdown=retry_in)
+
+
+# --- Data lifecycle (retention) ---------------------------------------------------------------------------------
+
+
+@shared_task(name="channels_app.purge")
+def purge() -> int:
+    """Once a day: remove what each tenant keeps no longer (its retention_days)."""
+    return lifecycle.purge_tenants_due()
+
+
+@shared_task(name=STORAGE_FILES_REMOVE, acks_late=True, reject_on_worker_lost=True)
+def storage_files_remove(names: list[str], attempt: int) -> int:
+    """Another attempt at removing files whose rows are gone (the storage failed after the commit)."""
+    return len(lifecycle.stored_files_remove_later(names=names, attempt=attempt))
 
 
 # --- WhatsApp Cloud API ---------------------------------------------------------------------------------------

@@ -197,6 +197,8 @@ CELERY_TASK_ROUTES = {
     "channels_app.whatsapp_media_fetch": {"queue": "media"},
     "channels_app.campaign_batch": {"queue": "bulk"},
     "channels_app.campaign_audience_load": {"queue": "bulk"},
+    # The daily retention purge may run for long after a first retention is set: never in a person's lane.
+    "channels_app.purge": {"queue": "bulk"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Celery's Django fix-up closes the database connection around every task
@@ -466,6 +468,11 @@ UPLOAD_MAX_SIZE = env.int("UPLOAD_MAX_SIZE", default=101 * 1024 * 1024)
 # (project/logs.py, docs/OPERATIONS.md "Logs").
 LOG_FORMAT = log_format()
 LOGGING = logging_config(level=env("LOG_LEVEL", default="INFO"))
+
+# --- Data lifecycle (README, "Your customers' data") ---------------------------------
+# After each batch the purge pauses this many times as long as the batch took, so the traffic beside it keeps
+# its rate on a busy machine (0: no pause; the daily purge then finishes sooner and costs the traffic more).
+PURGE_PAUSE_RATIO = env.float("PURGE_PAUSE_RATIO", default=1.0)
 
 # --- Operations -------------------------------------------------------------------
 # GET /metrics answers these networks only (the connection's address), 403 to others.

@@ -262,6 +262,8 @@ REQUESTS: dict[str, tuple[str, str, object]] = {
     "contact.list": ("get", "/api/contacts/", None),
     "contact.retrieve": ("get", "/api/contacts/{contact}/", None),
     "contact.partial_update": ("patch", "/api/contacts/{contact}/", {"opted_out": ["{channel}"]}),
+    "contact-erase.post": ("post", "/api/contacts/{contact}/erase/", None),
+    "contact-export.get": ("get", "/api/contacts/{contact}/export/", None),
     "campaign.list": ("get", "/api/campaigns/", None),
     "campaign.retrieve": ("get", "/api/campaigns/{campaign}/", None),
     "campaign.create": ("post", "/api/campaigns/", {
@@ -535,6 +537,8 @@ ADMIN_EXTRA = {
     "admin:channels_app_channel_rotate_secret": ("get", "/admin/channels_app/channel/{channel_pk}/rotate-secret/"),
     "admin:channels_app_channel_rotate_verify_token": (
         "get", "/admin/channels_app/channel/{channel_pk}/rotate-verify-token/"),
+    "admin:channels_app_contact_erase": ("get", "/admin/channels_app/contact/{contact}/erase/"),
+    "admin:channels_app_contact_export": ("get", "/admin/channels_app/contact/{contact}/export/"),
 }
 
 

@@ -1,6 +1,7 @@
 """Admin for the configuration models. Saving goes through the services."""
 
 import json
+from datetime import datetime
 
 from django import forms
 from django.conf import settings
@@ -15,7 +16,7 @@ from django.shortcuts import redirect, render
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import escape, format_html
+from django.utils.html import escape, format_html, format_html_join
 from django.utils.text import Truncator
 
 from channels_app import options_catalog
@@ -23,7 +24,7 @@ from channels_app.admin.deliveries import circuit_in_words
 from channels_app.admin.forms import TextRulesForm, TextRulesModelForm
 from channels_app.admin.scoping import ScopedModelAdmin, ScopedTabularInline
 from channels_app.choices import Transport
-from channels_app.errors import ApplicationError
+from channels_app.errors import ApplicationError, InvalidFields
 from channels_app.models import (
     BusinessAttribute,
     BusinessAttributeValue,
@@ -46,6 +47,13 @@ from channels_app.services.channels import (
     channel_rotate_verify_token,
     channel_save,
     channel_send_test,
+)
+from channels_app.services.lifecycle import (
+    MAX_RETENTION_DAYS,
+    RETENTION_CLASSES,
+    retention_days_clean,
+    retention_days_of,
+    tenant_retention_set,
 )
 from channels_app.services.options import option_reset, option_set, options_export_cfg, options_import_cfg
 from channels_app.services.templates import templates_sync_request
@@ -73,9 +81,52 @@ class MembershipInline(ScopedTabularInline):
     verbose_name_plural = "members (users who see and change what this tenant holds)"
 
 
+RETENTION_HELP = {
+    "conversations": "Ended interactions with their messages, deliveries and files, by when they ended.",
+    "deliveries": "Deliveries delivered or failed, with their attempts, by when they were made (the messages stay).",
+    "campaigns": "Recipients of campaigns completed or cancelled that long ago (the campaigns' counts stay).",
+    "audit": "Audit entries, by when they were written.",
+}
+
+
+def _retention_field(name: str) -> forms.IntegerField:
+    return forms.IntegerField(label=f"{name} (days)", required=False, min_value=0, max_value=MAX_RETENTION_DAYS,
+                              help_text=f"{RETENTION_HELP[name]} Empty: kept for ever.")
+
+
+class TenantForm(TextRulesModelForm):
+    """The tenant, with its retention: one field per class of data (empty: kept for ever)."""
+
+    retention_conversations = _retention_field("conversations")
+    retention_deliveries = _retention_field("deliveries")
+    retention_campaigns = _retention_field("campaigns")
+    retention_audit = _retention_field("audit")
+
+    class Meta:
+        model = Tenant
+        exclude = ["retention_days"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, days in retention_days_of(self.instance).items():
+            self.fields[f"retention_{name}"].initial = days
+
+    def clean(self):
+        cleaned = super().clean()
+        try:
+            cleaned["retention_days"] = retention_days_clean(
+                {name: cleaned.get(f"retention_{name}") for name in RETENTION_CLASSES
+                 if f"retention_{name}" not in self.errors})
+        except InvalidFields as error:
+            for field, messages_ in error.errors.items():
+                self.add_error(f"retention_{field.removeprefix('retention_days.')}", messages_)
+        return cleaned
+
+
 @admin.register(Tenant)
 class TenantAdmin(ScopedModelAdmin):
-    list_display = ["id", "name", "channel_count", "created_at"]
+    form = TenantForm
+    list_display = ["id", "name", "channel_count", "retention", "last_purge_at", "created_at"]
     search_fields = ["name", "=id"]
     inlines = [MembershipInline]
     delete_service = tenant_delete
@@ -86,6 +137,8 @@ class TenantAdmin(ScopedModelAdmin):
         else:
             created = tenant_create(tenant_id=obj.id, name=obj.name, created_by=request.user)
             obj.__dict__.update({k: v for k, v in created.__dict__.items() if not k.startswith("_")})
+        if "retention_days" in form.cleaned_data:
+            tenant_retention_set(tenant=obj, retention_days=form.cleaned_data["retention_days"])
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(channel_total=Count("channels"))
@@ -94,14 +147,54 @@ class TenantAdmin(ScopedModelAdmin):
     def channel_count(self, tenant):
         return tenant.channel_total
 
-    def get_readonly_fields(self, request, obj=None):
-        return ["id"] if obj else []
+    @admin.display(description="retention")
+    def retention(self, tenant):
+        days = retention_days_of(tenant)
+        kept = [f"{name} {value} d" for name, value in days.items() if value is not None]
+        return ", ".join(kept) or "everything kept for ever"
 
-    def get_fields(self, request, obj=None):
-        fields = super().get_fields(request, obj)
-        if obj is None and not request.user.is_superuser:  # assigned: trying ids would tell which exist
-            fields = [name for name in fields if name != "id"]
-        return fields
+    @admin.display(description="last purge")
+    def last_purge_at(self, tenant):
+        purge = tenant.last_purge or {}
+        return _when(purge.get("at")) or "never"
+
+    @admin.display(description="last purge")
+    def last_purge_summary(self, tenant):
+        purge = tenant.last_purge
+        if not purge:
+            return "Never: no retention was set, or the daily purge has not run since."
+        removed = [(name.replace("_", " "), count) for name, count in purge.get("removed", {}).items() if count]
+        if not removed:
+            return format_html("{}: nothing was older than the retention.", _when(purge.get("at")))
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td></tr>", removed)
+        return format_html('{} removed:<table class="dms-purge-removed"><tbody>{}</tbody></table>',
+                           _when(purge.get("at")), rows)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["id", "last_purge_summary"] if obj else []
+
+    def get_fieldsets(self, request, obj=None):
+        identity = ["id", "name"] if obj is not None or request.user.is_superuser else ["name"]
+        # (the id is assigned to a tenant a non-superuser creates: trying ids would tell which exist)
+        fieldsets = [
+            (None, {"fields": identity}),
+            ("Retention", {
+                "fields": [f"retention_{name}" for name in RETENTION_CLASSES],
+                "description": "How long this tenant's data is kept (API.md, \"Data lifecycle\"). Once a day, "
+                "and with manage.py purge, what is older is removed, in short batches; an open interaction, a "
+                "delivery still due and a campaign not finished are never touched.",
+            }),
+        ]
+        if obj is not None:
+            fieldsets.append(("Last purge", {"fields": ["last_purge_summary"]}))
+        return fieldsets
+
+
+def _when(at: str | None) -> str:
+    if not at:
+        return ""
+    moment = timezone.localtime(datetime.fromisoformat(at))
+    return f"{moment:%Y-%m-%d %H:%M}"
 
 
 class EndpointInline(ScopedTabularInline):

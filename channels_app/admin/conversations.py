@@ -4,14 +4,19 @@ mostly; ending a session goes through the service."""
 from datetime import timedelta
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
 from django.db.models import OuterRef, Subquery
 from django.db.models.functions import Left
+from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.template.loader import render_to_string
-from django.urls import reverse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
+from channels_app import rights
 from channels_app.admin.scoping import ScopedModelAdmin, ScopedTabularInline
 from channels_app.models import (
     Campaign,
@@ -26,6 +31,8 @@ from channels_app.models import (
 )
 from channels_app.options_catalog import IW
 from channels_app.selectors import interaction_history, restrict
+from channels_app.services.access import contact_export
+from channels_app.services.erasure import contact_erase, contact_erasure_preview
 from channels_app.services.interactions import interaction_end
 from channels_app.services.media import messages_media
 from channels_app.services.options import session_option
@@ -107,9 +114,76 @@ class ContactAdmin(ScopedModelAdmin):
     search_fields = ["first_name", "last_name", "nickname", "phone_number", "client_id", "email"]
     readonly_fields = ["tenant", "created_at", "updated_at"]
     inlines = [OptOutInline, InteractionInline]
+    actions = ["erase_contacts"]
+    change_form_template = "admin/channels_app/contact/change_form.html"
 
     def has_add_permission(self, request):
         return False  # contacts are found or created by the conversations themselves
+
+    def has_erase_permission(self, request, obj=None):
+        return rights.rule("admin:channels_app_contact_erase").allows(request.user)
+
+    def get_urls(self):
+        return [
+            path("<path:object_id>/erase/", self.guarded(self.erase_view, "admin:channels_app_contact_erase"),
+                 name="channels_app_contact_erase"),
+            path("<path:object_id>/export/", self.guarded(self.export_view, "admin:channels_app_contact_export"),
+                 name="channels_app_contact_export"),
+            *super().get_urls(),
+        ]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and self.has_erase_permission(request, obj):
+            context["erase_url"] = reverse("admin:channels_app_contact_erase", args=[obj.pk])
+        if obj is not None:
+            context["export_url"] = reverse("admin:channels_app_contact_export", args=[obj.pk])
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    @admin.action(description="Erase the selected contacts and their personal data (asks first)",
+                  permissions=["erase"])
+    def erase_contacts(self, request, queryset):
+        contacts = list(queryset)
+        if request.POST.get("confirm") == "yes":
+            self._erase(request, contacts)
+            return None
+        return self._erase_page(request, contacts, from_action=True)
+
+    def erase_view(self, request, object_id):
+        """The *Erase* button of a contact's page: asks first, then erases and goes back to the list."""
+        contact = self.get_object(request, unquote(object_id))  # the caller's tenants only
+        if contact is None:
+            raise Http404("No such contact.")
+        if request.method == "POST":
+            self._erase(request, [contact])
+            return HttpResponseRedirect(reverse("admin:channels_app_contact_changelist"))
+        return self._erase_page(request, [contact], from_action=False)
+
+    def export_view(self, request, object_id):
+        """The *Export* button: the contact's data as the API's export gives it (the right of access)."""
+        contact = self.get_object(request, unquote(object_id))  # the caller's tenants only
+        if contact is None:
+            raise Http404("No such contact.")
+        return FileResponse(contact_export(contact=contact), as_attachment=True,
+                            filename=f"contact-{contact.pk}.zip", content_type="application/zip")
+
+    def _erase(self, request, contacts):
+        for contact in contacts:
+            erased = contact_erase(contact=contact)
+            what = ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in erased.items() if count)
+            self.message_user(request, f"Contact {contact.pk} erased ({what}).", messages.SUCCESS)
+
+    def _erase_page(self, request, contacts, *, from_action: bool):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Erase contacts?" if len(contacts) > 1 else "Erase this contact?",
+            "opts": self.model._meta,
+            "rows": [(contact, contact_erasure_preview(contact=contact)) for contact in contacts],
+            "from_action": from_action,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "back_url": (reverse("admin:channels_app_contact_change", args=[contacts[0].pk])
+                         if not from_action else reverse("admin:channels_app_contact_changelist")),
+        }
+        return TemplateResponse(request, "admin/channels_app/contact/erase.html", context)
 
 
 @admin.register(Interaction)

@@ -7,6 +7,7 @@ from django.http import QueryDict
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from channels_app.api.lifecycle import LastPurgeField, RetentionDaysField
 from channels_app.models import (
     Attachment,
     AuditEntry,
@@ -138,6 +139,12 @@ class TenantSerializer(ChosenIdMixin, ModelSerializer):
         min_value=1, max_value=2147483647, required=False,
         help_text="Chosen by a superuser only; left out, an id is assigned.",
     )
+    retention_days = RetentionDaysField(
+        required=False,
+        help_text="Days each class of data is kept (conversations, deliveries, campaigns, audit): a whole number "
+        "0..36500, or null to keep for ever (the default). A PATCH changes the classes it names.",
+    )
+    last_purge = LastPurgeField(help_text='The last purge: {"at", "removed": {"interactions": n, ...}}; null: never.')
 
     def validate_id(self, value):
         request = self.context.get("request")
@@ -148,7 +155,7 @@ class TenantSerializer(ChosenIdMixin, ModelSerializer):
 
     class Meta:
         model = Tenant
-        fields = ["id", "name", "created_at"]
+        fields = ["id", "name", "retention_days", "last_purge", "created_at"]
         read_only_fields = ["created_at"]
 
 

@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.db.models import Q
 from django.http import HttpResponse
 from django_filters import rest_framework as filters
@@ -59,6 +60,7 @@ from channels_app.services.channels import (
     channel_save,
 )
 from channels_app.services.interactions import interaction_close
+from channels_app.services.lifecycle import tenant_retention_set
 from channels_app.services.opt_out import contact_opt_outs_set
 from channels_app.services.options import (
     option_definition_get,
@@ -145,13 +147,19 @@ class TenantViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
     queryset = Tenant.objects.all()
     serializer_class = serializers.TenantSerializer
 
+    @transaction.atomic
     def perform_create(self, serializer):
         data = serializer.validated_data
         serializer.instance = tenant_create(tenant_id=data.get("id"), name=data["name"], created_by=self.request.user)
+        if data.get("retention_days"):
+            tenant_retention_set(tenant=serializer.instance, retention_days=data["retention_days"])
 
+    @transaction.atomic
     def perform_update(self, serializer):
         name = serializer.validated_data.get("name", serializer.instance.name)
         serializer.instance = tenant_update(tenant=serializer.instance, name=name)
+        if "retention_days" in serializer.validated_data:
+            tenant_retention_set(tenant=serializer.instance, retention_days=serializer.validated_data["retention_days"])
 
     def perform_destroy(self, tenant):
         tenant_delete(tenant=tenant)

@@ -12,6 +12,8 @@ class AuditAction(models.TextChoices):
     DELETE = "delete"
     STATE_CHANGE = "state_change", "state change"
     REVOKE = "revoke"
+    PURGE = "purge"  # retention: what a tenant keeps no longer (channels_app/services/lifecycle.py)
+    ERASE = "erase"  # the right to erasure: a contact and their personal data
 
 
 class AuditEntry(models.Model):

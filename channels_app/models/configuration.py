@@ -45,6 +45,15 @@ class Tenant(models.Model):
         primary_key=True, help_text="The numeric tenant id used in chat queue keys such as 1:session-chat."
     )
     name = models.CharField(max_length=200, unique=True)
+    retention_days = models.JSONField(
+        default=dict, blank=True,
+        help_text="Days each class of data is kept (conversations, deliveries, campaigns, audit); "
+        "a class left out or null is kept for ever.",
+    )
+    last_purge = models.JSONField(
+        null=True, blank=True, editable=False,
+        help_text='The last purge of this tenant: {"at": ..., "removed": {"interactions": n, ...}}.',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -54,6 +54,7 @@ class Contact(models.Model):
 
     class Meta:
         ordering = ["-updated_at"]
+        permissions = (("erase_contact", "Can erase a contact and their personal data (the right to erasure)"),)
         constraints = [
             models.UniqueConstraint(
                 fields=["tenant", "phone_number"], condition=~Q(phone_number=""), name="contact_unique_phone"
@@ -156,6 +157,8 @@ class Interaction(models.Model):
                          condition=Q(routing_queue__isnull=False)),
             models.Index(fields=["assigned_to", "state"], name="interaction_assigned",
                          condition=Q(assigned_to__isnull=False)),
+            # The retention purge's ended conversations, by when they ended (channels_app/services/lifecycle.py).
+            models.Index(fields=["ended_at"], condition=Q(state="ended"), name="interaction_ended"),
         ]
 
     def __str__(self):

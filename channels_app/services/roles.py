@@ -46,6 +46,7 @@ DEFAULT_GROUPS: dict[str, list[str]] = {
         *[permission for model in CONFIGURATION_MODELS for permission in _model_permissions(model)],
         *_model_permissions("campaignrecipient", "view"),
         *_model_permissions("contact", "view", "change"),
+        "channels_app.erase_contact",  # the right to erasure (API.md, "Data lifecycle")
         *_model_permissions("contactoptout"),
         *_model_permissions("whatsapptemplate", "view"),
         *_model_permissions("interaction", "view"),

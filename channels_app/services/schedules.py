@@ -8,6 +8,7 @@ PERIODIC_TASKS = {
     "Relay due webhook deliveries": ("channels_app.relay_due_deliveries", 5),
     "Start and watch campaigns": ("channels_app.campaigns_tick", 5),
     "Process WhatsApp webhooks left unprocessed": ("channels_app.whatsapp_inbox_pending", 60),
+    "Purge what tenants keep no longer (retention)": ("channels_app.purge", 24 * 60 * 60),
 }
 
 
