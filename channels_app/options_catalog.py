@@ -202,6 +202,7 @@ OPTIONS: tuple[OptionDefinition, ...] = (
         "IW_RoutingBasedTargetType, and IW_RoutingBasedRequestType.",
         takes_effect=TakesEffect.NEXT_CONFERENCE_REQUEST,
         valid_values_text="The name of a valid Interaction Queue script object",
+        read_by=ReadBy.SERVER,  # a conference request by group goes to this queue (services/routing.py)
     ),
     OptionDefinition(
         IW, "whatsappsession.max-text-message-size", OptionType.INTEGER, "4096",

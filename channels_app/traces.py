@@ -26,9 +26,11 @@ from structlog.contextvars import (
 
 TRACE_HEADER = "X-B3-TraceId"
 TRACE_META = "HTTP_X_B3_TRACEID"
-# B3 ids are 16 or 32 lowercase hex digits; other tracers send other tokens: any short token of safe characters
-# is kept, anything else (a line break, 300 characters) is replaced.
-ACCEPTED_TRACE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# B3 ids are 16 or 32 lowercase hex digits; other tracers send other tokens (the spec's sample is a UUID): any
+# token of visible ASCII characters is kept, cut to TRACE_ID_LENGTH as the messages have always stored it;
+# anything else (a space, a character outside ASCII) is replaced by one made here.
+TRACE_ID_LENGTH = 200
+ACCEPTED_TRACE_ID = re.compile(rf"[\x21-\x7e]{{1,{TRACE_ID_LENGTH}}}")
 
 traffic = logging.getLogger("channels_app.traffic")
 
@@ -67,7 +69,7 @@ class TraceMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        trace_id = request.META.get(TRACE_META, "")
+        trace_id = request.META.get(TRACE_META, "")[:TRACE_ID_LENGTH]
         if not ACCEPTED_TRACE_ID.fullmatch(trace_id):
             trace_id = new_trace_id()
             request.META[TRACE_META] = trace_id

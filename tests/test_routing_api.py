@@ -160,6 +160,7 @@ def test_an_agent_reads_and_changes_their_state(agents):
 @pytest.mark.parametrize(("body", "field"), [
     ({"capacity": 0}, "capacity"), ({"capacity": 21}, "capacity"), ({"ready": {"fax": True}}, "ready"),
     ({"ready": {"whatsapp": "yes"}}, "ready"), ({"colour": "red"}, "colour"),
+    ([[], []], "non_field_errors"),  # not an object at all (found by the fuzzer)
 ])
 def test_bad_agent_state_is_400_naming_the_field(agents, body, field):
     ann = agents[0]

@@ -217,7 +217,7 @@ def test_the_wsgi_server_sends_the_stream_to_the_event_server(tenant, settings):
     def get(user, **headers):
         client = APIClient()
         if user is not None:
-            client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+            client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
         return client.get("/api/agents/me/events/?last_event_id=5", **headers)
 
     moved = get(agent)
@@ -225,6 +225,9 @@ def test_the_wsgi_server_sends_the_stream_to_the_event_server(tenant, settings):
     assert moved["Location"] == "http://testserver:8123/api/agents/me/events/?last_event_id=5"
     assert get(strategy).status_code == 403
     assert get(None).status_code == 401
+    # an id that is not one is 400 naming it, before any redirect (found by the fuzzer)
+    bad = get(agent, HTTP_LAST_EVENT_ID="-1.5")
+    assert bad.status_code == 400 and "Last-Event-ID" in bad.json()
 
 
 @pytest.mark.django_db

@@ -180,9 +180,22 @@ def _refusal(status: int, detail: str) -> JsonResponse:
     return response
 
 
+class BadLastEventId(ValueError):
+    """A `Last-Event-ID` (or `last_event_id`) that is not an event id: 400 naming it."""
+
+
 def _last_event_id(request) -> int | None:
-    value = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id") or ""
-    return int(value) if value.strip().isdigit() else None
+    """The id to resume after: the `Last-Event-ID` header (browsers send it when they reconnect), else the
+    `last_event_id` query parameter; None when neither is given."""
+    for name, value in (("Last-Event-ID", request.headers.get("Last-Event-ID")),
+                        ("last_event_id", request.GET.get("last_event_id"))):
+        if value is None or value == "":
+            continue
+        value = value.strip()
+        if not (value.isascii() and value.isdigit()) or len(value) > 18:
+            raise BadLastEventId(name)
+        return int(value)
+    return None
 
 
 def _event_server_url(request) -> str:
@@ -200,11 +213,14 @@ async def agent_events(request):
     user, refusal = await sync_to_async(_caller)(request)
     if refusal is not None:
         return refusal
+    try:
+        after = _last_event_id(request)
+    except BadLastEventId as bad:
+        return JsonResponse({str(bad): ["Expected the id of an event: a whole number."]}, status=400)
     if not isinstance(request, ASGIRequest):
         redirect = HttpResponseRedirect(_event_server_url(request))
         redirect.status_code = 307  # the client repeats the same GET, with its headers, at the event server
         return redirect
-    after = _last_event_id(request)
     if after is None:
         after = await sync_to_async(agent_events_last, thread_sensitive=False)(user_id=user.pk)
     response = StreamingHttpResponse(_stream(user.pk, after), content_type="text/event-stream")

@@ -96,7 +96,7 @@ class AgentMeView(APIView):
 
     @extend_schema(
         tags=TAGS, summary="Become ready (per media) or not, change the capacity",
-        request=s.AgentStatePatchSerializer, responses={200: s.AgentStateSerializer, 400: ErrorSerializer},
+        request=s.AgentStatePatchSerializer, responses={200: s.AgentStateSerializer},
         examples=[OpenApiExample("Ready for WhatsApp, three at once", request_only=True,
                                  value={"ready": {"whatsapp": True}, "capacity": 3})],
     )
@@ -104,7 +104,9 @@ class AgentMeView(APIView):
         """`ready` changes only the media it names (an unknown media is 400 naming `ready`); `capacity` is 1 to
         20 (400 naming `capacity`). Becoming ready, or more capacity, offers what waits in the caller's queues
         at once."""
-        body = request.data if isinstance(request.data, dict) else {}
+        if not isinstance(request.data, dict):
+            raise InvalidParameter("Invalid data: expected a JSON object.", field="non_field_errors")
+        body = request.data
         unknown = sorted(set(body) - {"ready", "capacity"})
         if unknown:
             raise InvalidParameter(f"Unknown field(s): {', '.join(unknown)}.", field=unknown[0])
@@ -152,7 +154,7 @@ class InteractionTransferView(APIView):
 
     @extend_schema(
         tags=TAGS, summary="Transfer an interaction to an agent or a queue", request=s.TransferRequestSerializer,
-        responses={202: s.TransferResultSerializer, 400: ErrorSerializer,
+        responses={202: s.TransferResultSerializer,
                    409: OpenApiResponse(ErrorSerializer, "The interaction is not assigned to the caller.")},
         examples=[OpenApiExample("To an agent", request_only=True, value={"agent": 4}),
                   OpenApiExample("To a queue", request_only=True, value={"queue": "1:billing"})],
@@ -176,7 +178,7 @@ class InteractionConferenceView(APIView):
 
     @extend_schema(
         tags=TAGS, summary="Invite another agent to a conference", request=s.ConferenceRequestSerializer,
-        responses={202: s.OfferSerializer, 400: ErrorSerializer,
+        responses={202: s.OfferSerializer,
                    409: OpenApiResponse(ErrorSerializer, "The caller does not hold the interaction, or nobody of "
                                         "the group is ready.")},
         examples=[OpenApiExample("An agent", request_only=True, value={"agent": 4})],
@@ -202,7 +204,7 @@ class InteractionNotesView(APIView):
         return Response(s.NoteSerializer(routing.interaction_notes(interaction=interaction), many=True).data)
 
     @extend_schema(tags=TAGS, summary="Add a note (history only, never sent to the customer)",
-                   request=s.NoteRequestSerializer, responses={201: s.NoteSerializer, 400: ErrorSerializer})
+                   request=s.NoteRequestSerializer, responses={201: s.NoteSerializer})
     def post(self, request, pk):
         """A NUL character or more than 64 KiB of UTF-8 is 400 naming `text`."""
         interaction = selectors.interaction_get(user=request.user, interaction_id=pk)

@@ -150,9 +150,9 @@ def describe_event_stream(result, generator, request, public):
             "server restart; without it the stream starts with what happens from then on. Served by the ASGI "
             "server: the WSGI server answers 307 to it. Needs Workspace - Can use."),
         "parameters": [
-            {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "integer"},
+            {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "integer", "minimum": 0},
              "description": "The id of the last event received."},
-            {"name": "last_event_id", "in": "query", "required": False, "schema": {"type": "integer"},
+            {"name": "last_event_id", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0},
              "description": "The same, for clients that cannot set headers."},
         ],
         "responses": {
@@ -162,6 +162,7 @@ def describe_event_stream(result, generator, request, public):
                                '"expires_at": "2024-03-07T10:00:30Z", "kind": "route", "subtype": "", '
                                '"from_agent": null}\n\n'}}},
             "307": {"description": "Asked of the WSGI server: the event server's URL (`Location`)."},
+            "400": {"description": "A `Last-Event-ID` or `last_event_id` that is not an event id (named)."},
             "401": {"description": "No or wrong credentials."},
             "403": {"description": "The caller lacks channels_app.use_workspace."},
         },

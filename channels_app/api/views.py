@@ -25,7 +25,7 @@ from channels_app import rights, selectors
 from channels_app.api import serializers
 from channels_app.api.parsers import JSONParser, MultiPartParser
 from channels_app.api.query_params import IntegerFilter, StrictFilterSet, integer_in_range
-from channels_app.api.schema import ErrorSerializer
+from channels_app.api.schema import VALIDATION_ERROR, ErrorSerializer
 from channels_app.authentication import ExpiringTokenAuthentication
 from channels_app.errors import InvalidParameter, NotFound, PermissionDenied
 from channels_app.models import (
@@ -687,7 +687,7 @@ class ContactViewSet(ScopedQuerysetMixin, mixins.UpdateModelMixin, viewsets.Read
 
 TRANSITION_SCHEMA = extend_schema(request=None, responses={
     200: serializers.CampaignSerializer,
-    400: OpenApiResponse(ErrorSerializer, "Start: the standard response has field codes no recipient can fill."),
+    400: OpenApiResponse(VALIDATION_ERROR, "Start: the standard response has field codes no recipient can fill."),
     409: OpenApiResponse(ErrorSerializer, "The campaign's state does not allow it (or it has no recipients)."),
 })
 
