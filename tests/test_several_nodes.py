@@ -16,6 +16,7 @@ none twice."""
 
 import hashlib
 import hmac
+import http.client
 import json
 import queue
 import re
@@ -57,8 +58,12 @@ class _Stream(Stream):
     ended = False
 
     def _read(self) -> None:
-        super()._read()
-        self.ended = True
+        try:
+            super()._read()
+        except http.client.HTTPException:  # a chunk cut short by the server's death
+            pass
+        finally:
+            self.ended = True
 
     def received(self, into: list[dict]) -> list[dict]:
         """`into` with the events read since the last call appended."""
