@@ -7,14 +7,21 @@ a campaign's batches are shared by the workers of both; only one beat schedules 
 lock, channels_app/beat_lock.py); killing one node (SIGKILL to all its processes) loses nothing, and the other
 carries on, its beat taking over.
 
-Not shown here: an agent connected to one node getting the event of a message that arrived at the other; that is
-the event stream of the routing issue, not in this tree."""
+Also the agents' live events across nodes (API.md, "Routing to agents"): an agent of the channel's queue (routed by
+the server), ready, listens on one node's event server while the customer writes to the other; the offer of that
+interaction and, once accepted through the other node, the customer's next message reach the agent (the event rows
+are woken by PostgreSQL's NOTIFY, which every node hears). When the agent's node dies, the agent resumes on the
+other's event server with Last-Event-ID: every reply's event arrives, also those written while no stream was open,
+none twice."""
 
 import hashlib
 import hmac
+import http.client
 import json
+import queue
 import re
 import threading
+from collections import Counter
 
 import pytest
 import requests
@@ -29,6 +36,7 @@ from tests.nodes import Node, ensure_default_groups
 from tests.test_campaigns import SPEC_RESPONSE, recipient
 from tests.test_media import png_bytes
 from tests.test_media_worker_s3 import files, s3  # noqa: F401 (fixtures: a file server, moto's S3 server)
+from tests.test_routing_events import Stream
 from tests.workers import poll_until, require_shared_database
 
 SECRET = "channel-secret-of-the-nodes"
@@ -42,6 +50,33 @@ def _nexus(node: Node, channel_id: str, message: dict) -> requests.Response:
     signature = "sha1=" + hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()
     return requests.post(f"{node.url}/nexus/v3/channels/{channel_id}/messages", data=body, timeout=10,
                          headers={"Content-Type": "application/json", "X-Hub-Signature": signature})
+
+
+class _Stream(Stream):
+    """The agent's event stream, read in a thread; `ended` once the connection is gone and all it read is parsed."""
+
+    ended = False
+
+    def _read(self) -> None:
+        try:
+            super()._read()
+        except http.client.HTTPException:  # a chunk cut short by the server's death
+            pass
+        finally:
+            self.ended = True
+
+    def received(self, into: list[dict]) -> list[dict]:
+        """`into` with the events read since the last call appended."""
+        while True:
+            try:
+                into.append(self.events.get_nowait())
+            except queue.Empty:
+                return into
+
+    def first(self, into: list[dict], kind: str, **fields) -> dict | None:
+        """The data of the first event of `kind` with `fields` read so far (appended to `into`)."""
+        return next((event["data"] for event in self.received(into) if event["event"] == kind
+                     and all(event["data"].get(name) == value for name, value in fields.items())), None)
 
 
 def _batches_sent(node: Node) -> list[int]:
@@ -60,8 +95,13 @@ def test_two_nodes_share_the_work_and_one_survives_the_other(receiver, files, s3
         inbound_route_by_call="9:session-chat",
     )
     ensure_default_groups()
-    agent_token = _client_for(member("nodes-agent", "WhatsApp agent", tenants=[nodes_tenant], is_staff=False)
-                              )._credentials["HTTP_AUTHORIZATION"]
+    agent = member("nodes-agent", "WhatsApp agent", tenants=[nodes_tenant], is_staff=False)
+    agent_token = _client_for(agent)._credentials["HTTP_AUTHORIZATION"]
+    # The channel's queue is routed by the server, with the agent in it (README, "Routing to agents").
+    nodes_admin = _client_for(member("nodes-admin", "Administrator", tenants=[nodes_tenant]))
+    queued = nodes_admin.post("/api/queues/", {"key": "9:session-chat", "routing": "workspace",
+                                               "agents": [agent.pk]}, format="json")
+    assert queued.status_code == 201, queued.json()
     # A campaign on the simulator's channel (tenant 1), drafted here and started through a node.
     staff_api = _client_for(member("nodes-operator", "Administrator", "WhatsApp senior agent", tenants=[tenant]))
     call_command("seed_demo", "--bare")
@@ -80,6 +120,7 @@ def test_two_nodes_share_the_work_and_one_survives_the_other(receiver, files, s3
         "DELIVERY_LEASE_SECONDS": "2", "CAMPAIGN_CLAIM_LEASE_SECONDS": "5", "CAMPAIGN_STALLED_SECONDS": "3",
     }
     nodes = [Node(name, tmp_path / name, env=shared) for name in ("node-a", "node-b")]
+    streams: list[_Stream] = []
     try:
         for node in nodes:
             node.start()
@@ -97,9 +138,19 @@ def test_two_nodes_share_the_work_and_one_survives_the_other(receiver, files, s3
         holder, other = sorted(nodes, key=lambda node: HOLDS not in node.output())
         poll_until(lambda: "Sending due task" in holder.output(), 30, "the holder's beat to schedule")
 
-        # A customer's message with a photo through node B: a worker of either node stores it on the shared store.
+        # The agent, ready, listens on the event server of the beat's node (it dies below); customers write to the
+        # other node.
+        ready = requests.patch(f"{other.url}/api/agents/me/", json={"ready": {"whatsapp": True}},
+                               headers={"Authorization": agent_token}, timeout=10)
+        assert ready.status_code == 200, ready.text
+        poll_until(holder.events_answer, 30, "the event server to listen")
+        streams.append(_Stream(holder.events_port, agent_token.removeprefix("Token ")))
+        assert (streams[0].status, streams[0].content_type) == (200, "text/event-stream")
+        on_a: list[dict] = []
+
+        # A customer's message with a photo through the other node: a worker of either stores it on the shared store.
         files.files["/photo.png"] = Served(png_bytes(), headers={"Content-Type": "image/png"})
-        answer = _nexus(nodes[1], channel.channel_id, {
+        answer = _nexus(other, channel.channel_id, {
             "type": "Text", "text": "Hello", "attachments": [{"url": files.url("/photo.png"),
                                                              "contentType": "image/png", "fileName": "photo.png"}],
             "channel": {"messageId": "c-1", "from": {"id": CUSTOMER}, "to": {"id": "19251112222"}}})
@@ -108,6 +159,21 @@ def test_two_nodes_share_the_work_and_one_survives_the_other(receiver, files, s3
         stored = poll_until(lambda: MessageAttachment.objects.filter(status="stored").first(), 30,
                             "a worker to store the photo")
         assert stored.file.name in [item["Key"] for item in s3.list_objects_v2(Bucket="dms-media")["Contents"]]
+
+        # The interaction that arrived at the other node is offered to the agent listening on the beat's node;
+        # accepted through the other node, the customer's next message (to it as well) reaches the agent too.
+        offer = poll_until(lambda: streams[0].first(on_a, "offer", interaction=interaction.pk), 20,
+                           "the offer on the agent's stream")
+        accepted = requests.post(f"{other.url}/api/offers/{offer['id']}/accept/",
+                                 headers={"Authorization": agent_token}, timeout=10)
+        assert accepted.status_code == 200, accepted.text
+        answer = _nexus(other, channel.channel_id, {
+            "type": "Text", "text": "Are you there?",
+            "channel": {"messageId": "c-2", "from": {"id": CUSTOMER}, "to": {"id": "19251112222"}}})
+        assert answer.status_code == 200, answer.text
+        said = poll_until(lambda: streams[0].first(on_a, "message", direction="inbound"), 20,
+                          "the customer's message on the agent's stream")
+        assert (said["interaction"], said["text"]) == (interaction.pk, "Are you there?")
 
         # Agents' replies accepted by either node: each delivered once.
         def reply(node: Node, n: int) -> str:
@@ -139,9 +205,32 @@ def test_two_nodes_share_the_work_and_one_survives_the_other(receiver, files, s3
         # A webhook in flight when its sender died is sent again (at least once; docs/RELIABILITY.md): at most
         # those the dead node had accepted.
         assert receiver.duplicate_posts() <= len(doomed)
+
+        # The agent's stream ended with the beat's node; resumed on the other's event server with the id of the last
+        # event it read (Last-Event-ID, as a browser reconnects), it gets every reply's event, none twice.
+        poll_until(lambda: streams[0].ended, 10, "the stream of the killed node to end")
+        streams[0].received(on_a)
+        poll_until(other.events_answer, 10, "the other's event server")
+        streams.append(_Stream(other.events_port, agent_token.removeprefix("Token "),
+                               last_event_id=int(on_a[-1]["id"])))
+        on_b: list[dict] = []
+        replies = {str(reply_id) for reply_id in first + doomed + after}
+
+        def replies_seen() -> Counter:
+            return Counter(str(event["data"]["id"]) for event in on_a + streams[1].received(on_b)
+                           if event["event"] == "message" and event["data"]["direction"] == "outbound")
+
+        poll_until(lambda: set(replies_seen()) >= replies, 20, "every reply's event")
+        assert set(replies_seen().values()) == {1} and set(replies_seen()) == replies
+        ids = [int(event["id"]) for event in on_a + on_b]
+        assert ids == sorted(set(ids))  # in order, none twice
+        assert on_b, "the resumed stream carries the events written while no stream was open"
+
         poll_until(lambda: HOLDS in other.output(), 30, "the other beat to take the lock over")
         poll_until(lambda: "Sending due task" in other.output(), 30, "the other beat to schedule")
         assert other.answers()
     finally:
+        for stream in streams:
+            stream.close()
         for node in nodes:
             node.stop()
