@@ -23,7 +23,7 @@ GROUPS = [
     ("Content", "What agents, strategies and campaigns send.", [
         ("channels_app", "StandardResponse"), ("channels_app", "StandardResponseCategory"),
         ("channels_app", "Attachment"), ("channels_app", "BusinessAttribute"),
-        ("channels_app", "BusinessAttributeValue"),
+        ("channels_app", "BusinessAttributeValue"), ("channels_app", "WhatsAppTemplate"),
     ]),
     ("Routing", "Queues routed by an outside system or by this server, to its agents.", [
         ("channels_app", "Queue"),
@@ -31,7 +31,7 @@ GROUPS = [
     ("Campaigns", "One standard response sent to many customers.", [("channels_app", "Campaign")]),
     ("Conversations", "Customers, their sessions and every message, with its webhook delivery.", [
         ("channels_app", "Interaction"), ("channels_app", "Contact"), ("channels_app", "Message"),
-        ("channels_app", "Delivery"),
+        ("channels_app", "Delivery"), ("channels_app", "MessageAttachment"),
     ]),
     ("Access", "Who may do what, and what they did.", [
         ("auth", "User"), ("auth", "Group"), ("channels_app", "AuditEntry"), ("authtoken", "TokenProxy"),
