@@ -173,6 +173,17 @@ def _caller(request):
     return user, None
 
 
+def _caller_closing(request):
+    """`_caller`, then the request's own database connection closed: under ASGI each request runs its
+    thread-sensitive calls in a thread of its own, whose connection would stay open as long as the stream
+    (200 open streams, 200 PostgreSQL sessions: "too many clients"). The stream's reads share one small pool
+    of threads and connections instead (thread_sensitive=False)."""
+    try:
+        return _caller(request)
+    finally:
+        connection.close()
+
+
 def _refusal(status: int, detail: str) -> JsonResponse:
     response = JsonResponse({"detail": detail}, status=status)
     if status == 401:
@@ -210,7 +221,7 @@ async def agent_events(request):
     `text/event-stream`, each with its id; needs Workspace - Can use."""
     if request.method != "GET":
         return JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
-    user, refusal = await sync_to_async(_caller)(request)
+    user, refusal = await sync_to_async(_caller_closing)(request)
     if refusal is not None:
         return refusal
     try:
