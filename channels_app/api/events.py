@@ -181,7 +181,8 @@ def _caller_closing(request):
     try:
         return _caller(request)
     finally:
-        connection.close()
+        if isinstance(request, ASGIRequest):  # under WSGI the request's thread is the server's: its rules hold
+            connection.close()
 
 
 def _refusal(status: int, detail: str) -> JsonResponse:
