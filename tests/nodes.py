@@ -12,7 +12,7 @@ from pathlib import Path
 from django.conf import settings
 
 from tests.conftest import LOCAL_RECEIVERS
-from tests.workers import poll_until, test_database_url
+from tests.workers import healthz_answers, live_processes_where, poll_until, test_database_url
 
 # What the suite sets that a node must not inherit.
 UNSET = {"DJANGO_SETTINGS_MODULE", "PYTEST_CURRENT_TEST", "PYTEST_VERSION"}
@@ -87,12 +87,7 @@ class Node:
             return False
 
     def answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
-                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                return sock.recv(16).startswith(b"HTTP/1.1 200")
-        except OSError:
-            return False
+        return healthz_answers(self.port)
 
     def json_lines(self) -> list[dict]:
         """Every line of standard output, parsed (a line that is not one JSON object fails the test)."""
@@ -125,7 +120,7 @@ class Node:
             except ProcessLookupError:
                 pass
             # serve.sh puts each of its children in a group of its own (set -m): those die too.
-            for pid in _session_members(self.process.pid):
+            for pid in live_processes_where(session=self.process.pid):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -137,16 +132,3 @@ class Node:
         for stream in (getattr(self, "_out", None), getattr(self, "_err", None)):
             if stream is not None and not stream.closed:
                 stream.close()
-
-
-def _session_members(session: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            if int(fields[3]) == session and fields[0] not in "ZX":
-                members.append(int(entry.name))
-    return members

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.workers import poll_until
+from tests.workers import live_processes_where, poll_until
 
 ROOT = Path(__file__).resolve().parent.parent
 # What a new user has set: nothing of ours (the suite's services and settings are left out).
@@ -53,16 +53,7 @@ def _state(pid: int) -> str | None:
 
 
 def _group_members(group: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            if int(fields[2]) == group and fields[0] not in "ZX":
-                members.append(int(entry.name))
-    return members
+    return live_processes_where(group=group)
 
 
 def _command_line(pid: int) -> str:

@@ -122,6 +122,33 @@ class WorkerProcess(ProjectProcess):
         self.process.wait(timeout=10)
 
 
+
+def live_processes_where(*, group: int | None = None, session: int | None = None) -> list[int]:
+    """The pids of the processes (not zombies) of a process group or a session, read from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if fields[0] in "ZX":
+                continue
+            if (group is not None and int(fields[2]) == group) or (session is not None and int(fields[3]) == session):
+                members.append(int(entry.name))
+    return members
+
+
+def healthz_answers(port: int) -> bool:
+    """Whether the server on 127.0.0.1:`port` answers `/healthz` with 200."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            return sock.recv(16).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
 def poll_until(condition, timeout: float, what: str):
     """Poll with a deadline (never a bare sleep to wait for work)."""
     deadline = time.monotonic() + timeout
@@ -150,11 +177,6 @@ class GunicornProcess(ProjectProcess):
         def healthy():
             if self.process.poll() is not None:
                 raise AssertionError(f"gunicorn exited with {self.process.returncode}:\n{self.log()[-6000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
-                    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                    return sock.recv(16).startswith(b"HTTP/1.1 200")
-            except OSError:
-                return False
+            return healthz_answers(self.port)
 
         poll_until(healthy, timeout, "gunicorn to answer /healthz")
