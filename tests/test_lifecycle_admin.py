@@ -14,7 +14,7 @@ from channels_app.models import Contact, Tenant
 from channels_app.services.lifecycle import tenant_purge
 from tests.conftest import member
 from tests.lifecycle_data import conversation
-from tests.test_browser import SCREENSHOTS, browser  # noqa: F401  (the fixture)
+from tests.test_browser import SCREENSHOTS, admin_sign_in, browser  # noqa: F401  (the fixture)
 
 
 def _admin(tenant) -> Client:
@@ -83,11 +83,7 @@ def test_an_administrator_sees_the_retention_and_erases_a_contact_after_confirmi
     Contact.objects.filter(pk=customer.pk).update(first_name="Ann", last_name="Lee")
     member("dpo", "Administrator", tenants=[tenant], password="dpo-pass-123")
     wait = WebDriverWait(browser, 20)
-    browser.get(f"{live_server.url}/admin/login/")
-    browser.find_element(By.NAME, "username").send_keys("dpo")
-    browser.find_element(By.NAME, "password").send_keys("dpo-pass-123")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    wait.until(expected_conditions.url_matches(r"/admin/$"))
+    admin_sign_in(browser, live_server, wait, "dpo", "dpo-pass-123")
 
     # when they open the tenant
     browser.get(f"{live_server.url}/admin/channels_app/tenant/{tenant.pk}/change/")

@@ -14,7 +14,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from channels_app.models import Interaction, Queue
 from tests.conftest import member
 from tests.factories import ChannelFactory, InteractionFactory, TenantFactory
-from tests.test_browser import browser  # noqa: F401 - the fixture
+from tests.test_browser import admin_sign_in, browser  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.browser
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
@@ -38,11 +38,7 @@ def test_an_administrator_sees_what_waits_in_each_queue(browser, live_server):  
     wait = WebDriverWait(browser, 20)
 
     # when the administrator logs in and opens Queues from the home page
-    browser.get(f"{live_server.url}/admin/login/")
-    browser.find_element(By.NAME, "username").send_keys("lead")
-    browser.find_element(By.NAME, "password").send_keys("browser-pass-123")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    wait.until(expected_conditions.url_matches(r"/admin/$"))
+    admin_sign_in(browser, live_server, wait, "lead")
     assert "Routing" in browser.page_source
     browser.find_element(By.LINK_TEXT, "Queues").click()
     wait.until(expected_conditions.url_matches(r"/admin/channels_app/queue/$"))
