@@ -38,11 +38,14 @@ committed = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 def committing(action):
-    """`action` as if its transaction committed: what the service does after the commit (an offer made once
-    an interaction entered a queue, or once an agent freed capacity) runs too."""
+    """`action` as if its transaction committed and the dispatcher, woken by its notification, then ran its
+    offer step (services.routing.offers_make): the offers it asks for (an interaction entered a queue, an
+    agent freed capacity) are made before the test looks."""
     def run(*args, **kwargs):
         with TestCase.captureOnCommitCallbacks(execute=True):
-            return action(*args, **kwargs)
+            done = action(*args, **kwargs)
+        routing.offers_make()
+        return done
 
     return run
 

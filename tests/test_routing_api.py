@@ -12,6 +12,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from channels_app.models import Delivery, Interaction, Message, Offer, OfferState, Queue
+from channels_app.services.routing import offers_make
 from tests.conftest import member
 from tests.factories import ChannelFactory, TenantFactory
 
@@ -19,8 +20,9 @@ SECRET = "channel-secret"
 
 
 class Client:
-    """An API client whose requests commit as in production: what a service does after the commit (an offer
-    made once an interaction entered a queue) runs before the answer is looked at."""
+    """An API client whose requests commit as in production, and after each the dispatcher's offer step
+    (services.routing.offers_make, which the request's notification wakes): the offers it asks for are made
+    before the answer is looked at."""
 
     def __init__(self, user):
         self.user = user
@@ -30,7 +32,9 @@ class Client:
     def __getattr__(self, method):
         def call(path, body=None, **extra):
             with TestCase.captureOnCommitCallbacks(execute=True):
-                return getattr(self.api, method)(path, body, format="json", **extra)
+                response = getattr(self.api, method)(path, body, format="json", **extra)
+            offers_make()
+            return response
 
         return call
 
@@ -53,6 +57,7 @@ def customer_writes(channel, text="Hello, my bill is wrong", client="15556667777
         response = APIClient().post(f"/nexus/v3/channels/{channel.channel_id}/messages", body,
                                     content_type="application/json", HTTP_X_HUB_SIGNATURE=f"sha1={signature}")
     assert response.status_code == 200, response.content
+    offers_make()  # the dispatcher's offer step, which the request's notification wakes
     return Interaction.objects.filter(channel=channel, client_id=client).latest("created_at")
 
 

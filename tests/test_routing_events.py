@@ -117,8 +117,9 @@ def test_an_agent_streams_offers_assignment_and_messages_and_resumes_after_a_kil
     try:
         assert (stream.status, stream.content_type) == (200, "text/event-stream")
 
-        # when a customer writes, the agent's stream carries the offer
+        # when a customer writes (and the dispatcher's offer step runs), the agent's stream carries the offer
         message, _ = customer_message_receive(channel=channel, client_id="15556667777", text="Hello")
+        routing.offers_make()
         offer = stream.next("offer")
         assert offer["data"]["interaction"] == message.interaction_id
         assert offer["data"]["preview"] == "Hello"
@@ -160,6 +161,7 @@ def test_an_expired_offer_is_withdrawn_on_the_stream(tmp_path):
     stream = Stream(server.port, token)
     try:
         customer_message_receive(channel=channel, client_id="15556667777", text="Hello")
+        routing.offers_make()
         offer = stream.next("offer")
         poll_until(lambda: routing.routing_sweep()["expired"] or Offer.objects.filter(
             state=OfferState.EXPIRED).exists(), 10, "the offer to expire")

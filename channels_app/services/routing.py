@@ -2,27 +2,41 @@
 events"): queues routed by the server (`workspace`), agents' readiness and capacity, offers and their
 expiry, transfer, conference (the WhatsApp guide's InternalConferenceInvite) and notes.
 
+Who makes the offers. A web request (a customer's first message, a transfer to a queue, a reject, an agent
+ready or with more capacity, an interaction ended) only writes what changed and says which queues may have
+work (`offers_due`: a NOTIFY `offers_due` at its commit on PostgreSQL). The offers themselves are made by
+one loop, the dispatcher's (`manage.py dispatch`, channels_app/dispatcher.py): woken by that NOTIFY (polling
+on SQLite), it runs `offers_make`, the offer step. So a burst of customers does not queue up its requests on
+the same agents' rows, and the request answers without waiting for an agent.
+
 Every step is a short transaction on rows, so two agents can never take one interaction and a killed
 process loses nothing:
 
-* an interaction waits in a queue while `routing_queue` is set (first come, first served by `queued_at`);
+* an interaction waits in a queue while `routing_queue` is set (first come, first served by `queued_at`):
+  that row is the record of the work, the NOTIFY only a wake-up;
+* one pass over a queue at a time, across processes: each offer's transaction first takes the queue's row
+  (`FOR NO KEY UPDATE SKIP LOCKED`; a dispatcher that finds it taken leaves the queue to the one working on
+  it and looks again a moment later), then offers the queue's first waiting interaction, so two
+  dispatchers side by side (two nodes) keep the order and never offer one interaction twice;
 * the database holds at most one pending offer to take an interaction (a partial unique index), and an
   offer is taken by one conditional UPDATE (`pending` -> `accepted`, not yet expired): of two accepts one
   wins, the other is a Conflict;
 * an agent's load (interactions assigned and offers pending) is counted again under a lock of the agent's
-  row before an offer is made, so capacity holds across processes;
+  row before an offer is made, so capacity holds across processes (a transfer or conference invite made
+  by a request counts too);
 * what is due (offers past their time, interactions waiting with nobody offered) is found again from the
-  rows by `routing_sweep`, which the dispatcher runs every second (channels_app/dispatcher.py): an offer
-  made or answered in a process that died is never lost.
+  rows by `routing_sweep`, which the dispatcher runs every second: an offer made or answered in a process
+  that died, or a NOTIFY that nobody heard (the dispatcher was down), is never lost.
 
 Queues routed outside (`external`, the default) are not touched here: nothing changes for Genesys.
 """
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -75,17 +89,18 @@ def _offered(offer: Offer) -> Offer:
     return offer
 
 
-def _offers_close(offers: QuerySet, *, state: str, now: datetime) -> int:
-    """Pending offers of `offers` end (expired or withdrawn); their agents' streams hear of it."""
+def _offers_close(offers: QuerySet, *, state: str, now: datetime) -> list[int]:
+    """Pending offers of `offers` end (expired or withdrawn); their agents' streams hear of it. The agents
+    of the offers closed (one per offer)."""
     closing = list(offers.filter(state=OfferState.PENDING).values_list("pk", "agent_id", "interaction_id"))
     if not closing:
-        return 0
-    closed = Offer.objects.filter(pk__in=[pk for pk, _, _ in closing], state=OfferState.PENDING).update(
+        return []
+    Offer.objects.filter(pk__in=[pk for pk, _, _ in closing], state=OfferState.PENDING).update(
         state=state, answered_at=now)
     for pk, agent_id, interaction_id in closing:
         events_add(user_ids=[agent_id], kind=OFFER_WITHDRAWN,
                    data={"id": pk, "interaction": interaction_id, "state": state})
-    return closed
+    return [agent_id for _, agent_id, _ in closing]
 
 
 # --- queues -----------------------------------------------------------------------------------------------------
@@ -128,8 +143,7 @@ def queue_save(*, queue: Queue, agents: list | None = None) -> Queue:
         queue.agents.set(agents)
     queues_by_key.clear()
     if queue.routing == QueueRouting.WORKSPACE:
-        queue_id = queue.pk
-        transaction.on_commit(lambda: queue_dispatch(queue_id=queue_id))
+        offers_due([queue.pk])  # its agents (new ones perhaps) are offered what waits
     else:  # routed outside again: nothing waits for our agents any more
         _offers_close(Offer.objects.filter(queue=queue, kind=OfferKind.ROUTE), state=OfferState.WITHDRAWN,
                       now=timezone.now())
@@ -167,9 +181,9 @@ def oldest_waiting_seconds(oldest_queued_at: datetime | None, now: datetime | No
 
 def interaction_enter_queue(*, interaction: Interaction, now: datetime | None = None) -> list[str]:
     """An interaction that enters a queue (a customer's first message, a reply to an invitation): when its
-    queue is routed by the server and nobody holds it, it waits there and is offered once the caller's
-    transaction commits. Changes the interaction without saving it; returns the fields changed (none for
-    a queue routed outside)."""
+    queue is routed by the server and nobody holds it, it waits there, and the dispatcher is told at the
+    caller's commit (it makes the offer). Changes the interaction without saving it; returns the fields
+    changed (none for a queue routed outside)."""
     if interaction.assigned_to_id is not None or interaction.routing_queue_id is not None:
         return []
     queue = queue_for_key(interaction.queue)
@@ -177,7 +191,7 @@ def interaction_enter_queue(*, interaction: Interaction, now: datetime | None = 
         return []
     interaction.routing_queue_id = queue.pk
     interaction.queued_at = now or timezone.now()
-    transaction.on_commit(lambda: queue_dispatch(queue_id=queue.pk))
+    offers_due([queue.pk])
     return ["routing_queue", "queued_at"]
 
 
@@ -192,39 +206,73 @@ def interaction_hold_new(*, interaction: Interaction, agent) -> None:
 
 # --- offers -----------------------------------------------------------------------------------------------------
 
+OFFERS_CHANNEL = "offers_due"  # the PostgreSQL channel the dispatcher LISTENs on for queues with work
+
+
+def offers_due(queue_ids: Iterable[int | None]) -> None:
+    """Tell the dispatcher that these queues may have something to offer (an interaction entered, an agent
+    became ready or freed capacity, an offer was rejected): on PostgreSQL a NOTIFY `offers_due` with their
+    ids, delivered when the caller's transaction commits (so the dispatcher reads what it committed); on
+    SQLite nothing, the dispatcher polls. Only a wake-up: the rows are the truth, and a notification nobody
+    heard is made up for by the sweep."""
+    ids = sorted({int(queue_id) for queue_id in queue_ids if queue_id is not None})
+    if ids and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [OFFERS_CHANNEL, ",".join(map(str, ids))])
+
+
+def offers_due_ids(payload: str) -> set[int]:
+    """The queue ids of an `offers_due` notification."""
+    return {int(part) for part in payload.split(",") if part.isdigit()}
+
+
+def _queues_of(user_ids: Iterable[int | None]) -> list[int]:
+    """The queues routed by the server that these agents are offered from."""
+    users = {user_id for user_id in user_ids if user_id is not None}
+    if not users:
+        return []
+    return list(Queue.objects.filter(agents__in=users, routing=QueueRouting.WORKSPACE).order_by()
+                .values_list("pk", flat=True).distinct())
+
+
+def _capacity_freed(user_ids: Iterable[int | None]) -> None:
+    """Agents who took on less (an interaction ended or left them, an offer to them ended): their queues
+    offer what waits."""
+    offers_due(_queues_of(user_ids))
+
+
+def _load_of(user) -> Coalesce:
+    """An agent's load (`user`: an id or OuterRef): interactions assigned to them and not ended, plus offers
+    pending to them."""
+    assigned = (Interaction.objects.filter(assigned_to=user).exclude(state=InteractionState.ENDED)
+                .order_by().values("assigned_to").annotate(n=Count("pk")).values("n"))
+    pending = (Offer.objects.filter(agent=user, state=OfferState.PENDING)
+               .order_by().values("agent").annotate(n=Count("pk")).values("n"))
+    return Coalesce(Subquery(assigned), Value(0)) + Coalesce(Subquery(pending), Value(0))
+
 
 def _load(user_id: int) -> int:
-    assigned = Interaction.objects.filter(assigned_to_id=user_id).exclude(state=InteractionState.ENDED).count()
-    return assigned + Offer.objects.filter(agent_id=user_id, state=OfferState.PENDING).count()
+    """The agent's load now (a statement of its own: run after their row is locked, it sees what another
+    process committed while this one waited for the lock)."""
+    return AgentState.objects.filter(pk=user_id).annotate(load=_load_of(user_id)).values_list(
+        "load", flat=True).first() or 0
 
 
-def _candidates(*, queue: Queue, media: str, interaction: Interaction | None = None, exclude=(),
-                group: str | None = None) -> QuerySet:
+def _candidates(*, queue: Queue, media: str, exclude=(), group: str | None = None) -> QuerySet:
     """The agents who may be offered an interaction of `queue` now: its active agents holding
-    use_workspace, ready for `media`, with free capacity; those who refused this interaction since it
-    entered the queue last (they are offered it again only when nobody else is ready), then the one idle
-    longest first."""
+    use_workspace, ready for `media`, with free capacity, the one idle longest first (annotated with
+    their `load`)."""
     users = get_user_model().objects
-    assigned = (Interaction.objects.filter(assigned_to=OuterRef("user_id")).exclude(state=InteractionState.ENDED)
-                .order_by().values("assigned_to").annotate(n=Count("pk")).values("n"))
-    pending = (Offer.objects.filter(agent=OuterRef("user_id"), state=OfferState.PENDING)
-               .order_by().values("agent").annotate(n=Count("pk")).values("n"))
     candidates = (
         AgentState.objects.filter(user__in=queue.agents.filter(is_active=True).values("pk"))
         .filter(user__in=users.with_perm(USE_WORKSPACE, backend=PERMISSIONS_BACKEND).values("pk"))
         .filter(**{f"ready__{media}": True})
-        .annotate(load=Coalesce(Subquery(assigned), Value(0)) + Coalesce(Subquery(pending), Value(0)))
+        .annotate(load=_load_of(OuterRef("user_id")))
         .filter(load__lt=F("capacity"))
         .exclude(user_id__in=list(exclude))
     )
     if group is not None:
         candidates = candidates.filter(user__groups__name=group)
-    if interaction is not None and interaction.queued_at is not None:
-        refused = Offer.objects.filter(
-            interaction=interaction, agent=OuterRef("user_id"), state__in=[OfferState.REJECTED, OfferState.EXPIRED],
-            created_at__gte=interaction.queued_at,
-        )
-        return candidates.annotate(refused=Exists(refused)).order_by("refused", "idle_since", "user_id")
     return candidates.order_by("idle_since", "user_id")
 
 
@@ -248,64 +296,118 @@ def _expires(queue: Queue | None, now: datetime) -> datetime:
     return now + timedelta(seconds=seconds)
 
 
-NO_AGENT = object()
+def _waiting() -> QuerySet:
+    """Interactions waiting in a queue with nobody offered them (no pending offer that would take them)."""
+    return (Interaction.objects.filter(routing_queue__isnull=False).exclude(state=InteractionState.ENDED)
+            .exclude(Exists(Offer.objects.filter(TAKING, interaction=OuterRef("pk"), state=OfferState.PENDING))))
 
 
-def _offer_next(queue: Queue, interaction_id: str):
-    """One waiting interaction offered to the next agent: the offer, NO_AGENT when nobody may take it, None
-    when it is not waiting any more (taken, offered meanwhile)."""
-    now = timezone.now()
-    with transaction.atomic():
-        interaction = (
-            Interaction.objects.select_for_update(skip_locked=True, of=("self",)).select_related("channel")
-            .filter(pk=interaction_id, routing_queue=queue).exclude(state=InteractionState.ENDED)
-            .exclude(Exists(Offer.objects.filter(TAKING, interaction=OuterRef("pk"), state=OfferState.PENDING)))
-            .first()
-        )
-        if interaction is None:
-            return None
-        candidates = list(_candidates(queue=queue, media=interaction.channel.media_type, interaction=interaction,
-                                      exclude=[interaction.assigned_to_id] if interaction.assigned_to_id else ())[:5])
-        if not candidates:
-            return NO_AGENT
-        offer = _offer_to_first_free(candidates, lambda agent_id: _offered(Offer.objects.create(
-            interaction=interaction, queue=queue, agent_id=agent_id, kind=OfferKind.ROUTE, created_at=now,
-            expires_at=_expires(queue, now))))
-        return offer if offer is not None else NO_AGENT
+@dataclass
+class _Candidate:
+    agent_id: int
+    capacity: int
+    load: int
 
 
-def queue_dispatch(*, queue_id: int, limit: int = DISPATCH_BATCH) -> int:
-    """Offer what waits in a queue routed by the server, first come first served, each interaction to one
-    ready agent with free capacity (the one idle longest first); how many offers were made. What finds no
-    agent keeps waiting (and so does what came after it on the same media)."""
-    queue = Queue.objects.filter(pk=queue_id, routing=QueueRouting.WORKSPACE).first()
-    if queue is None:
-        return 0
-    waiting = (
-        Interaction.objects.filter(routing_queue=queue).exclude(state=InteractionState.ENDED)
-        .exclude(Exists(Offer.objects.filter(TAKING, interaction=OuterRef("pk"), state=OfferState.PENDING)))
-        .order_by("queued_at", "pk").values_list("pk", "channel__media_type")[:limit]
-    )
-    made, stuck = 0, set()
-    for interaction_id, media in list(waiting):
-        if media in stuck:
-            continue
-        outcome = _offer_next(queue, interaction_id)
-        if outcome is NO_AGENT:
-            stuck.add(media)
-        elif outcome is not None:
-            made += 1
-    return made
+@dataclass
+class _Pass:
+    """One pass of the offer step over a queue. The candidates are read once per media and kept up to date
+    with the offers the pass makes (each offer still counts the chosen agent's load again under the lock of
+    their row): a burst of interactions costs one read of the agents, not one per interaction."""
+
+    queue_id: int
+    pool: dict[str, list[_Candidate]] = field(default_factory=dict)
+    stuck: set[str] = field(default_factory=set)  # media whose first waiting interaction found nobody
+    tried: set[tuple[str, int]] = field(default_factory=set)  # (interaction, agent) refused by the database
 
 
-def _dispatch_queues_of(user_id: int) -> None:
-    """After the commit: the queues of an agent who became ready or freed capacity offer what waits."""
-    def dispatch():
-        for queue_id in Queue.objects.filter(agents=user_id, routing=QueueRouting.WORKSPACE).values_list(
-                "pk", flat=True):
-            queue_dispatch(queue_id=queue_id)
+BUSY, NOBODY, WAITS_NO_MORE, RACED = "busy", "nobody", "waits no more", "raced"
 
-    transaction.on_commit(dispatch)
+
+def _offer_first_waiting(run: _Pass):
+    """In one transaction: take the queue (another process working on it: BUSY), its first waiting
+    interaction of a media not stuck (none: None), and offer it to the agent idle longest who is ready for
+    its media and has room, one who refused it since it entered the queue only when nobody else has (none:
+    NOBODY, and the media is stuck for this pass: what came after it on the same media waits too). The
+    offer, or RACED when the database refused it (it was offered meanwhile)."""
+    interaction_id = agent_id = None
+    try:
+        with transaction.atomic():
+            queue = (Queue.objects.select_for_update(no_key=True, skip_locked=True).filter(pk=run.queue_id)
+                     .first())
+            if queue is None:
+                return BUSY if Queue.objects.filter(pk=run.queue_id).exists() else None
+            if queue.routing != QueueRouting.WORKSPACE:
+                return None
+            interaction = (_waiting().filter(routing_queue_id=queue.pk).exclude(channel__media_type__in=run.stuck)
+                           .select_for_update(of=("self",)).select_related("channel").order_by("queued_at", "pk")
+                           .first())
+            if interaction is None:
+                return None
+            interaction_id, media = interaction.pk, interaction.channel.media_type
+            if media not in run.pool:
+                run.pool[media] = [_Candidate(*row) for row in _candidates(queue=queue, media=media).values_list(
+                    "user_id", "capacity", "load")]
+            refused = set(Offer.objects.filter(
+                interaction=interaction, state__in=[OfferState.REJECTED, OfferState.EXPIRED],
+                created_at__gte=interaction.queued_at).values_list("agent_id", flat=True)) \
+                if interaction.queued_at is not None else set()
+            excluded = {interaction.assigned_to_id} | {agent for pk, agent in run.tried if pk == interaction_id}
+            order = sorted((candidate for candidate in run.pool[media]
+                            if candidate.load < candidate.capacity and candidate.agent_id not in excluded),
+                           key=lambda candidate: candidate.agent_id in refused)  # stable: idle longest first
+            for candidate in order:
+                state = (AgentState.objects.select_for_update().filter(pk=candidate.agent_id)
+                         .values_list("ready", "capacity").first())
+                if state is None or not (state[0] or {}).get(media):
+                    candidate.capacity = 0  # not ready any more: not for this pass
+                    continue
+                candidate.capacity, candidate.load = state[1], _load(candidate.agent_id)
+                if candidate.load >= candidate.capacity:
+                    continue
+                agent_id, now = candidate.agent_id, timezone.now()
+                offer = _offered(Offer.objects.create(
+                    interaction=interaction, queue=queue, agent_id=agent_id, kind=OfferKind.ROUTE,
+                    created_at=now, expires_at=_expires(queue, now)))
+                candidate.load += 1
+                return offer
+            run.stuck.add(media)
+            return NOBODY
+    except IntegrityError:  # offered meanwhile, or this agent has it offered already (a conference invite)
+        if interaction_id is not None and agent_id is not None:
+            run.tried.add((interaction_id, agent_id))
+        return RACED
+
+
+@dataclass(frozen=True)
+class OffersMade:
+    made: int  # offers made
+    busy: frozenset[int]  # queues another process was working on: to look at again in a moment
+
+
+def offers_make(*, queue_ids: Iterable[int] | None = None, limit: int = DISPATCH_BATCH) -> OffersMade:
+    """The offer step (the dispatcher's loop runs it when woken, and the sweep every second): what waits in
+    the queues `queue_ids` (None: every queue with something waiting unoffered) is offered, first come first
+    served, each interaction to one ready agent with free capacity (the one idle longest first), at most
+    `limit` offers per queue. What finds no agent keeps waiting, and so does what came after it on the same
+    media. A queue another process is working on is left to it (`busy`)."""
+    if queue_ids is None:
+        queue_ids = _waiting().order_by().values_list("routing_queue_id", flat=True).distinct()
+    made, busy = 0, set()
+    for queue_id in sorted(set(queue_ids)):
+        run = _Pass(queue_id=queue_id)
+        for _ in range(2 * limit):  # an attempt either offers or rules something out: this bound is not met
+            outcome = _offer_first_waiting(run)
+            if outcome is None:
+                break
+            if outcome == BUSY:
+                busy.add(queue_id)
+                break
+            if isinstance(outcome, Offer):
+                made += 1
+                if made >= limit:
+                    break
+    return OffersMade(made=made, busy=frozenset(busy))
 
 
 def _offer_of(user, offer_id) -> Offer:
@@ -363,7 +465,7 @@ def offer_accept(*, offer_id, user) -> Interaction:
             if previous is not None and previous != user.pk:  # a transfer: the sender's capacity is free
                 events_add(user_ids=[previous], kind=INTERACTION, data=interaction_data(interaction, "transferred"))
                 AgentState.objects.filter(pk=previous).update(idle_since=now)
-                _dispatch_queues_of(previous)
+                _capacity_freed([previous])
         AgentState.objects.filter(pk=user.pk).update(idle_since=now)
     return interaction
 
@@ -379,18 +481,16 @@ def offer_reject(*, offer_id, user) -> Offer:
                 state=OfferState.REJECTED, answered_at=now):
             raise Conflict(_why_not_pending(offer.pk, now), field="id")
         offer.state, offer.answered_at = OfferState.REJECTED, now
-        _dispatch_after_commit(offer.queue_id, offer.interaction_id)
+        # the interaction goes to the next agent, and the agent who rejected has room again
+        routing_queue = Interaction.objects.filter(pk=offer.interaction_id).values_list(
+            "routing_queue_id", flat=True).first()
+        offers_due([offer.queue_id, routing_queue, *_queues_of([user.pk])])
     return offer
 
 
-def _dispatch_after_commit(queue_id: int | None, interaction_id: str) -> None:
-    routing_queue = Interaction.objects.filter(pk=interaction_id).values_list("routing_queue_id", flat=True).first()
-    for candidate in {queue_id, routing_queue} - {None}:
-        transaction.on_commit(lambda q=candidate: queue_dispatch(queue_id=q))
-
-
 def offers_expire(*, now: datetime | None = None) -> int:
-    """Offers not answered in time expire; what they offered goes to the next agent. How many expired."""
+    """Offers not answered in time expire (what they offered is offered again by the sweep's offer step,
+    routing_sweep). How many expired."""
     now = now or timezone.now()
     with transaction.atomic():
         due = list(
@@ -400,35 +500,31 @@ def offers_expire(*, now: datetime | None = None) -> int:
         if not due:
             return 0
         _offers_close(Offer.objects.filter(pk__in=[pk for pk, _, _ in due]), state=OfferState.EXPIRED, now=now)
-    for queue_id in {queue_id for _, queue_id, _ in due if queue_id is not None}:
-        queue_dispatch(queue_id=queue_id)
     return len(due)
 
 
 def routing_sweep(*, now: datetime | None = None) -> dict[str, int]:
     """What is due, found again from the rows (the dispatcher runs it every second): offers past their
     time expire, offers of ended interactions are withdrawn, ended interactions stop waiting, and every
-    queue with an interaction waiting unoffered tries its agents again."""
+    queue with an interaction waiting unoffered tries its agents again (the offer step, `offers_make`):
+    so an offer expired moves on, and what a notification nobody heard (the dispatcher was down) should
+    have offered is offered."""
     now = now or timezone.now()
     expired = offers_expire(now=now)
-    withdrawn = _offers_close(Offer.objects.filter(interaction__state=InteractionState.ENDED),
-                              state=OfferState.WITHDRAWN, now=now)
+    withdrawn = len(_offers_close(Offer.objects.filter(interaction__state=InteractionState.ENDED),
+                                  state=OfferState.WITHDRAWN, now=now))
     Interaction.objects.filter(routing_queue__isnull=False, state=InteractionState.ENDED).update(
         routing_queue=None, queued_at=None)
-    queue_ids = set(
-        Interaction.objects.filter(routing_queue__isnull=False).exclude(state=InteractionState.ENDED)
-        .exclude(Exists(Offer.objects.filter(TAKING, interaction=OuterRef("pk"), state=OfferState.PENDING)))
-        .order_by().values_list("routing_queue_id", flat=True).distinct()
-    )
-    offered = sum(queue_dispatch(queue_id=queue_id) for queue_id in sorted(queue_ids))
-    return {"expired": expired, "withdrawn": withdrawn, "offered": offered}
+    made = offers_make()
+    return {"expired": expired, "withdrawn": withdrawn, "offered": made.made}
 
 
 def interaction_release(*, interaction: Interaction) -> None:
     """An interaction that ended: its pending offers are withdrawn, it waits no more, and the capacity of
-    the agent who held it is free (their queues offer what waits once the transaction commits)."""
+    the agent who held it (and of those it was offered to) is free: their queues offer what waits once the
+    transaction commits (offers_due)."""
     now = timezone.now()
-    _offers_close(Offer.objects.filter(interaction=interaction), state=OfferState.WITHDRAWN, now=now)
+    offered_to = _offers_close(Offer.objects.filter(interaction=interaction), state=OfferState.WITHDRAWN, now=now)
     events_add(user_ids=interaction_watchers(interaction), kind=INTERACTION,
                data=interaction_data(interaction, "ended"))
     if interaction.routing_queue_id is not None:
@@ -436,7 +532,7 @@ def interaction_release(*, interaction: Interaction) -> None:
         interaction.routing_queue_id, interaction.queued_at = None, None
     if interaction.assigned_to_id is not None:
         AgentState.objects.filter(pk=interaction.assigned_to_id).update(idle_since=now)
-        _dispatch_queues_of(interaction.assigned_to_id)
+    _capacity_freed([interaction.assigned_to_id, *offered_to])
 
 
 # --- agents -----------------------------------------------------------------------------------------------------
@@ -462,7 +558,8 @@ def agent_state_get(*, user) -> AgentView:
 def agent_state_update(*, user, ready: dict | None = None, capacity=None) -> AgentView:
     """Change the caller's readiness (`{"whatsapp": true, ...}`, only the media named change) and capacity
     (1-20); 400 naming `ready` (an unknown media, a value not true/false) or `capacity`. Becoming ready, or
-    more capacity, offers what waits in the agent's queues at once."""
+    more capacity, tells the dispatcher to offer what waits in the agent's queues (offers_due, at the
+    commit)."""
     errors: dict[str, list[str]] = {}
     if ready is not None:
         if not isinstance(ready, dict):
@@ -490,7 +587,7 @@ def agent_state_update(*, user, ready: dict | None = None, capacity=None) -> Age
         if not was_ready and any(state.ready.values()):
             state.idle_since = now  # idle from the moment they are ready
         state.save()
-        _dispatch_queues_of(user.pk)
+        _capacity_freed([user.pk])
     return agent_state_get(user=user)
 
 
@@ -592,7 +689,9 @@ def interaction_transfer(*, interaction_id: str, sender, agent_id=None, queue_ke
     with transaction.atomic():
         interaction = _locked_held(interaction_id, sender)
         # A transfer replaces one still pending (the interaction is offered to one target at a time).
-        _offers_close(Offer.objects.filter(TAKING, interaction=interaction), state=OfferState.WITHDRAWN, now=now)
+        replaced = _offers_close(Offer.objects.filter(TAKING, interaction=interaction), state=OfferState.WITHDRAWN,
+                                 now=now)
+        _capacity_freed(replaced)
         if target is not None:
             offer = _offered(Offer.objects.create(
                 interaction=interaction, agent=target, from_agent=sender, kind=OfferKind.TRANSFER, created_at=now,
@@ -603,7 +702,7 @@ def interaction_transfer(*, interaction_id: str, sender, agent_id=None, queue_ke
             return Transfer(interaction, offer, None)
         interaction.routing_queue, interaction.queued_at = queue, now
         interaction.save(update_fields=["routing_queue", "queued_at"])
-        transaction.on_commit(lambda: queue_dispatch(queue_id=queue.pk))
+        offers_due([queue.pk])  # the dispatcher offers it from there
         return Transfer(interaction, None, queue)
 
 
