@@ -591,3 +591,141 @@ def test_the_dispatcher_expires_offers_and_moves_them_on():
 
     assert Offer.objects.get(pk=offer.pk).state == OfferState.EXPIRED
     assert moved.expires_at > offer.expires_at
+
+
+# --- who makes the offers: the dispatcher's loop ------------------------------------------------------------------
+
+
+@committed
+def test_a_request_that_gives_a_queue_work_makes_no_offer_and_notifies_the_dispatcher_at_its_commit():
+    _postgresql_only()
+    import psycopg
+
+    tenant, channel = _tenant_channel()
+    agent = _agent("agent-1", tenant, ready=False)
+    queue = _queue(tenant, agent)
+    params = connection.get_connection_params()
+    with psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"}, autocommit=True) as listener:
+        listener.execute(f"LISTEN {routing.OFFERS_CHANNEL}")
+
+        # a customer's first message (its own transaction, committed), then the agent becoming ready
+        message, _ = interactions.customer_message_receive(channel=channel, client_id="15556667777", text="Hello")
+        assert not Offer.objects.exists()  # the request only records the work: the interaction waits
+        routing.agent_state_update(user=agent, ready={"whatsapp": True})
+        assert not Offer.objects.exists()
+        heard = [(n.channel, n.payload) for n in listener.notifies(timeout=5, stop_after=2)]
+
+    assert heard == [(routing.OFFERS_CHANNEL, str(queue.pk))] * 2
+    # the dispatcher's offer step makes the offer
+    assert routing.offers_make().made == 1
+    assert [(o.interaction_id, o.agent) for o in Offer.objects.all()] == [(message.interaction_id, agent)]
+
+
+@committed
+def test_a_running_dispatcher_offers_at_once_when_a_customer_writes_an_agent_is_ready_or_rejects():
+    tenant, channel = _tenant_channel()
+    first, second = _agent("first", tenant, idle_minutes=30), _agent("second", tenant, ready=False)
+    _queue(tenant, first, second)
+    on_postgresql = connection.vendor == "postgresql"
+    # On PostgreSQL a 30 s poll and sweep: only the notification can wake it in time. SQLite: it polls.
+    dispatcher = Dispatcher(threads=1, poll_seconds=30 if on_postgresql else 0.1, sweep_seconds=30)
+    running = threading.Thread(target=dispatcher.run, kwargs={"install_signals": False})
+    running.start()
+    try:
+        if on_postgresql:
+            poll_until(dispatcher.listening.is_set, 10, "the dispatcher to listen")
+
+        def offered(interaction, agent):
+            return poll_until(lambda: Offer.objects.filter(interaction=interaction, agent=agent,
+                                                           state=OfferState.PENDING).first(), 5, f"an offer to {agent}")
+
+        # a customer writes: offered to the one ready
+        interaction = routing_free_write(channel)
+        offer = offered(interaction, first)
+        # the other becomes ready, the first rejects: offered to the other
+        routing.agent_state_update(user=second, ready={"whatsapp": True})
+        routing.offer_reject(offer_id=offer.pk, user=first)
+        offered(interaction, second)
+        # a second customer, while the second agent holds the first's offer: to the first again
+        offered(routing_free_write(channel, client_id="15550000002"), first)
+    finally:
+        dispatcher.stop()
+        running.join(timeout=10)
+    assert not running.is_alive()
+
+
+def routing_free_write(channel, client_id="15556667777") -> Interaction:
+    """A customer's message as the web request takes it: committed, nothing run after it."""
+    message, _ = interactions.customer_message_receive(channel=channel, client_id=client_id, text="Hello")
+    return message.interaction
+
+
+@committed
+def test_two_dispatchers_side_by_side_offer_first_come_first_served_once_each_within_capacity():
+    _postgresql_only()
+    tenant, channel = _tenant_channel()
+    agents = [_agent(f"agent-{n}", tenant, ready=False) for n in range(3)]
+    _queue(tenant, *agents)
+    # ten customers waiting, nobody ready
+    waiting = [routing_free_write(channel, client_id=f"155500000{n:02d}") for n in range(10)]
+    for n, interaction in enumerate(waiting):
+        Interaction.objects.filter(pk=interaction.pk).update(queued_at=timezone.now() - timedelta(seconds=60 - n))
+    for agent in agents:  # room for seven in all
+        routing.agent_state_update(user=agent, ready={"whatsapp": True}, capacity=3 if agent == agents[0] else 2)
+    start = threading.Barrier(4)
+    made, errors = [], []
+
+    def dispatcher():
+        try:
+            start.wait()
+            for _ in range(5):
+                made.append(routing.offers_make().made)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=dispatcher) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    offers = list(Offer.objects.all())
+    assert sum(made) == len(offers) == 7
+    # each interaction offered once, the seven that came first
+    assert sorted(o.interaction_id for o in offers) == sorted(i.pk for i in waiting[:7])
+    assert [sum(o.agent_id == agent.pk for o in offers) for agent in agents] == [3, 2, 2]
+
+
+@pytest.mark.slow
+@committed
+def test_a_dispatcher_killed_mid_run_offers_what_waits_when_it_starts_again(tmp_path):
+    from tests.workers import DispatcherProcess, require_shared_database
+
+    require_shared_database()
+    tenant, channel = _tenant_channel()
+    first, second = _agent("first", tenant, idle_minutes=30, capacity=1), _agent("second", tenant, capacity=1)
+    _queue(tenant, first, second)
+    dispatcher = DispatcherProcess(tmp_path / "dispatcher.log")
+    try:
+        dispatcher.wait_ready()
+        one = routing_free_write(channel, client_id="15550000001")
+        offer = poll_until(lambda: Offer.objects.filter(interaction=one, agent=first).first(), 10, "the offer")
+
+        # the dispatcher dies (SIGKILL); meanwhile a second customer writes and the first agent rejects:
+        # their notifications go unheard
+        dispatcher.kill()
+        two = routing_free_write(channel, client_id="15550000002")
+        routing.offer_reject(offer_id=offer.pk, user=first)
+        assert _pending(one) == [] and _pending(two) == []
+
+        # started again, it offers what waits: the first customer to the other agent, the second to the first
+        dispatcher = DispatcherProcess(tmp_path / "dispatcher-2.log")
+        dispatcher.wait_ready()
+        poll_until(lambda: len(Offer.objects.filter(state=OfferState.PENDING)) == 2, 10, "both offers")
+    finally:
+        dispatcher.stop()
+    assert [o.agent for o in _pending(one)] == [second]
+    assert [o.agent for o in _pending(two)] == [first]

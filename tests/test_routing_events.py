@@ -279,3 +279,36 @@ def test_messages_out_and_receipts_of_a_held_interaction_are_events_of_its_agent
         kinds = [(event.kind, event.data.get("text") or event.data.get("status"))
                  for event in AgentEvent.objects.filter(user=agent).order_by("pk")]
         assert kinds == [("message", "How can I help?"), ("receipt", "delivered")], agent
+
+
+def test_an_idle_stream_sends_only_keep_alives_and_reads_the_database_when_woken(monkeypatch):
+    """What an idle stream costs (docs/PERFORMANCE.md, "Routing to agents"): a comment now and then, no read
+    of the database until its user has something new."""
+    import asyncio
+
+    from channels_app.api import events
+
+    reads = []
+    monkeypatch.setattr(events, "_read", lambda user_id, after: reads.append((user_id, after)) or [])
+    monkeypatch.setattr(events, "KEEPALIVE_SECONDS", 0.02)
+    hub = events.EventHub()
+    monkeypatch.setattr(events, "hub", hub)
+
+    async def run():
+        hub.task = asyncio.get_running_loop().create_future()  # no LISTEN task here: the test wakes the stream
+        stream = events._stream(7, 41)
+        assert await anext(stream) == f"retry: {events.RETRY_MILLISECONDS}\n\n"
+        # idle: keep-alives, and one read (when the stream opened)
+        assert [await anext(stream) for _ in range(3)] == [": keep-alive\n\n"] * 3
+        assert reads == [(7, 41)]
+        # woken (its user has new events; another user's wake-up is not its): it reads again
+        hub.wake([8])
+        assert await anext(stream) == ": keep-alive\n\n"
+        assert reads == [(7, 41)]
+        hub.wake([7])
+        assert await anext(stream) == ": keep-alive\n\n"
+        assert reads == [(7, 41)] * 2
+        await stream.aclose()
+        assert hub.waiting == {}
+
+    asyncio.run(run())

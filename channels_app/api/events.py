@@ -4,8 +4,16 @@ agents"; services.agent_events says how events are written and numbered).
 Served by the ASGI server (`uvicorn project.asgi:application`, started beside gunicorn by
 scripts/serve.sh): an open stream is a coroutine waiting on an asyncio.Event, which costs memory, not a
 thread, so hundreds of idle agents take none of the threads that serve the API. One task per process
-LISTENs to `agent_events` on PostgreSQL (polls on SQLite), numbers what committed and wakes the streams of
-the users concerned; each stream then reads its user's events after the last id it sent. `Last-Event-ID`
+LISTENs to `agent_events` on PostgreSQL on one connection (polls on SQLite), numbers what committed and
+wakes the streams of the users concerned; each stream then reads its user's events after the last id it
+sent.
+
+What an idle stream costs: nothing but a comment line every KEEPALIVE_SECONDS (so that proxies keep the
+connection and a dead client is found). A stream reads the database only when it is woken (its user has
+new events, or the LISTEN connection was lost and found again), never on a timer; the process's one
+LISTEN task runs the sequencer when a notification comes, and once every LOOK_SECONDS when none does (a
+safety net, one short transaction for the whole process, not one per stream). Measured with 200 idle
+streams: docs/PERFORMANCE.md, "Routing to agents". `Last-Event-ID`
 (which browsers send when they reconnect) resumes after that id, across reconnects and server restarts; a
 stream opened without it starts with what happens from then on.
 
@@ -39,8 +47,10 @@ logger = logging.getLogger(__name__)
 
 RIGHTS_KEY = "agent-events.get"
 RETRY_MILLISECONDS = 2000  # the browser's wait before reconnecting
-KEEPALIVE_SECONDS = 15.0  # a comment line this often: proxies keep the connection, dead clients are found
-LOOK_SECONDS = 1.0  # the sequencer runs at least this often (a notification lost while reconnecting)
+KEEPALIVE_SECONDS = 25.0  # a comment line this often: proxies keep the connection (nginx: 60 s by default),
+# dead clients are found
+LOOK_SECONDS = 5.0  # with no notification, the sequencer runs this often anyway (a safety net: the LISTEN
+# connection hears every commit while it is up, and all is read again whenever it comes back)
 SQLITE_POLL_SECONDS = 0.3  # the embedded default has no LISTEN
 GATHER_SECONDS = 0.005  # notifications of the next few milliseconds are numbered in the same batch
 READ_LIMIT = 200
@@ -147,10 +157,11 @@ async def _stream(user_id: int, after: int):
                 after = event.seq
             if len(events) == READ_LIMIT:
                 continue
-            try:
-                await asyncio.wait_for(wake.wait(), KEEPALIVE_SECONDS)
-            except TimeoutError:
-                yield ": keep-alive\n\n"
+            while not wake.is_set():  # idle: a comment now and then, no read until woken
+                try:
+                    await asyncio.wait_for(wake.wait(), KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
     finally:
         hub.unsubscribe(user_id, wake)
 

@@ -46,7 +46,17 @@ def events_add(*, user_ids: Iterable[int | None], kind: str, data: dict) -> None
 
 def agent_events_sequence() -> list[int]:
     """Number the events committed since the last call, in the order they are seen now (after every event
-    numbered before); the users who have new events."""
+    numbered before), SEQUENCE_BATCH to a transaction until none is left; the users who have new events."""
+    users: set[int] = set()
+    while True:
+        pending = _sequence_batch()
+        users.update(user_id for _, user_id in pending)
+        if len(pending) < SEQUENCE_BATCH:
+            return sorted(users)
+
+
+def _sequence_batch() -> list[tuple[int, int]]:
+    """Number up to SEQUENCE_BATCH events committed and not yet numbered; their (id, user)."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
@@ -58,7 +68,7 @@ def agent_events_sequence() -> list[int]:
         base = AgentEvent.objects.aggregate(top=Max("seq"))["top"] or 0
         AgentEvent.objects.filter(pk__in=[pk for pk, _ in pending]).update(
             seq=Case(*[When(pk=pk, then=Value(base + n)) for n, (pk, _) in enumerate(pending, start=1)]))
-    return sorted({user_id for _, user_id in pending})
+    return pending
 
 
 def agent_events_after(*, user_id: int, after: int, limit: int = 200) -> list[AgentEvent]:
