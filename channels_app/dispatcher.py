@@ -107,6 +107,9 @@ class Dispatcher:
         ready()
         for thread in workers:
             thread.join()
+        # The routing loop ends its pass (a transaction of milliseconds), the listener its wait (a second).
+        for thread in (router, listener):
+            thread.join(timeout=5)
         logger.info("Dispatcher stopped.")
 
     def stop(self) -> None:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
@@ -73,7 +74,6 @@ from channels_app.text_rules import text_rule_broken
 
 USE_WORKSPACE = "channels_app.use_workspace"
 SUPERVISOR = "channels_app.change_interaction"
-PERMISSIONS_BACKEND = "django.contrib.auth.backends.ModelBackend"  # where permissions are held (groups)
 CONFERENCE_SUBTYPE = "InternalConferenceInvite"  # the Interaction Subtype value the WhatsApp guide requires
 CONFERENCE_QUEUE_OPTION = "intercommunication.whatsappsession.queue"
 DEFAULT_OFFER_TIMEOUT_SECONDS = 30  # an offer not from a queue (a transfer or invite to an agent)
@@ -258,19 +258,33 @@ def _load(user_id: int) -> int:
         "load", flat=True).first() or 0
 
 
-def _candidates(*, queue: Queue, media: str, exclude=(), group: str | None = None) -> QuerySet:
+def _workspace_users() -> Q:
+    """Users who hold use_workspace (through a group or of their own) or are superusers, as ModelBackend's
+    `with_perm` finds them, but in subqueries that do not depend on the row (PostgreSQL hashes each once,
+    where `with_perm`'s is run again for every agent: most of the time of reading a queue's agents)."""
+    user_model = get_user_model()
+    app_label, codename = USE_WORKSPACE.split(".")
+    permission = Permission.objects.filter(content_type__app_label=app_label, codename=codename)
+    return Q(is_active=True) & (
+        Q(is_superuser=True)
+        | Q(pk__in=user_model.groups.through.objects.filter(group__permissions__in=permission).values("user_id"))
+        | Q(pk__in=user_model.user_permissions.through.objects.filter(permission__in=permission).values("user_id"))
+    )
+
+
+def _candidates(*, queue: Queue, media: str, exclude=(), group: str | None = None,
+                with_room: bool = True) -> QuerySet:
     """The agents who may be offered an interaction of `queue` now: its active agents holding
-    use_workspace, ready for `media`, with free capacity, the one idle longest first (annotated with
-    their `load`)."""
-    users = get_user_model().objects
+    use_workspace, ready for `media`, with free capacity (all of them, full or not, without `with_room`),
+    the one idle longest first (annotated with their `load`)."""
     candidates = (
-        AgentState.objects.filter(user__in=queue.agents.filter(is_active=True).values("pk"))
-        .filter(user__in=users.with_perm(USE_WORKSPACE, backend=PERMISSIONS_BACKEND).values("pk"))
+        AgentState.objects.filter(user__in=queue.agents.filter(_workspace_users()).values("pk"))
         .filter(**{f"ready__{media}": True})
         .annotate(load=_load_of(OuterRef("user_id")))
-        .filter(load__lt=F("capacity"))
         .exclude(user_id__in=list(exclude))
     )
+    if with_room:
+        candidates = candidates.filter(load__lt=F("capacity"))
     if group is not None:
         candidates = candidates.filter(user__groups__name=group)
     return candidates.order_by("idle_since", "user_id")
@@ -346,8 +360,8 @@ def _offer_first_waiting(run: _Pass):
                 return None
             interaction_id, media = interaction.pk, interaction.channel.media_type
             if media not in run.pool:
-                run.pool[media] = [_Candidate(*row) for row in _candidates(queue=queue, media=media).values_list(
-                    "user_id", "capacity", "load")]
+                run.pool[media] = [_Candidate(*row) for row in _candidates(
+                    queue=queue, media=media, with_room=False).values_list("user_id", "capacity", "load")]
             refused = set(Offer.objects.filter(
                 interaction=interaction, state__in=[OfferState.REJECTED, OfferState.EXPIRED],
                 created_at__gte=interaction.queued_at).values_list("agent_id", flat=True)) \
