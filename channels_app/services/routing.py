@@ -144,9 +144,9 @@ def queue_save(*, queue: Queue, agents: list | None = None) -> Queue:
     queues_by_key.clear()
     if queue.routing == QueueRouting.WORKSPACE:
         offers_due([queue.pk])  # its agents (new ones perhaps) are offered what waits
-    else:  # routed outside again: nothing waits for our agents any more
-        _offers_close(Offer.objects.filter(queue=queue, kind=OfferKind.ROUTE), state=OfferState.WITHDRAWN,
-                      now=timezone.now())
+    else:  # routed outside again: nothing waits for our agents any more (their other queues may offer)
+        _capacity_freed(_offers_close(Offer.objects.filter(queue=queue, kind=OfferKind.ROUTE),
+                                      state=OfferState.WITHDRAWN, now=timezone.now()))
         Interaction.objects.filter(routing_queue=queue).update(routing_queue=None, queued_at=None)
     return queue
 
@@ -154,7 +154,8 @@ def queue_save(*, queue: Queue, agents: list | None = None) -> Queue:
 @transaction.atomic
 def queue_delete(*, queue: Queue) -> None:
     """Delete a queue: its pending offers are withdrawn and what waited in it waits no more."""
-    _offers_close(Offer.objects.filter(queue=queue), state=OfferState.WITHDRAWN, now=timezone.now())
+    _capacity_freed(_offers_close(Offer.objects.filter(queue=queue), state=OfferState.WITHDRAWN,
+                                  now=timezone.now()))
     Interaction.objects.filter(routing_queue=queue).update(routing_queue=None, queued_at=None)
     queue.delete()
     queues_by_key.clear()

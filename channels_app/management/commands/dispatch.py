@@ -12,7 +12,8 @@ logger = logging.getLogger("channels_app.dispatcher")
 class Command(BaseCommand):
     help = (
         "Run the dispatcher: send the messages people wait for (agent replies, invitations, retries) as they "
-        "come due, in batches, until SIGTERM (channels_app/dispatcher.py)."
+        "come due, in batches, and make the offers of the queues routed by the server (and expire them), until "
+        "SIGTERM (channels_app/dispatcher.py)."
     )
 
     def add_arguments(self, parser):
