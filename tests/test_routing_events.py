@@ -1,7 +1,7 @@
-"""The agents' live events (API.md `GET /api/agents/me/events/`): a real ASGI server process (uvicorn, on the
-site's application, project/asgi.py, as scripts/serve.sh's web server serves it) streams an agent's offers, assignments and messages as Server-Sent Events from
-what the database commits; `Last-Event-ID` resumes without losing or repeating an event, also across a
-SIGKILL of the server; events are numbered in the order their transactions committed."""
+"""The agents' live events (API.md `GET /api/agents/me/events/`): a real ASGI server process (uvicorn on the site's
+application, project/asgi.py, which scripts/serve.sh's web server serves) streams an agent's offers, assignments and
+messages as Server-Sent Events from what the database commits; `Last-Event-ID` resumes without losing or repeating
+an event, also across a SIGKILL of the server; events are numbered in the order their transactions committed."""
 
 import http.client
 import json

@@ -2,17 +2,16 @@
 each, with a VAR_DIR, a port and a node name of its own) on one PostgreSQL database, one Redis broker and one
 S3-compatible store (moto's server, as in tests/test_media_worker_s3.py).
 
-Shown: a message accepted by either node is delivered once; a file a node's worker fetched is on the shared store;
-a campaign's batches are shared by the workers of both; only one beat schedules (the other stands by on the beat
-lock, channels_app/beat_lock.py); killing one node (SIGKILL to all its processes) loses nothing, and the other
-carries on, its beat taking over.
+Shown: a message accepted by either node is delivered once; a file a node's worker fetched is on the shared store; a
+campaign's batches are shared by the workers of both; only one beat schedules (the other stands by on the beat lock,
+channels_app/beat_lock.py); killing one node (SIGKILL to all its processes) loses nothing, and the other carries on,
+its beat taking over.
 
 Also the agents' live events across nodes (API.md, "Routing to agents"): an agent of the channel's queue (routed by
-the server), ready, listens on one node (the port of its web server) while the customer writes to the other; the offer of that
-interaction and, once accepted through the other node, the customer's next message reach the agent (the event rows
-are woken by PostgreSQL's NOTIFY, which every node hears). When the agent's node dies, the agent resumes on the
-other node with Last-Event-ID: every reply's event arrives, also those written while no stream was open,
-none twice."""
+the server), ready, listens on one node (its web server's port) while the customer writes to the other; the offer of
+that interaction and, once accepted through the other node, the customer's next message reach the agent (the event
+rows are woken by PostgreSQL's NOTIFY, which every node hears). When the agent's node dies, the agent resumes on the
+other node with Last-Event-ID: every reply's event arrives, also those written while no stream was open, none twice."""
 
 import hashlib
 import hmac
