@@ -203,8 +203,9 @@ def _header(scope, name: bytes) -> str:
 
 
 def _log_access(scope, response: _Response, seconds: float) -> None:
-    """One line per request, as gunicorn's access log wrote it (the same format and atoms)."""
-    if not access_log.isEnabledFor(logging.INFO):
+    """One line per request, as gunicorn's access log wrote it (the same format and atoms); nothing when the
+    line would go nowhere (gunicorn without --access-logfile)."""
+    if not (access_log.isEnabledFor(logging.INFO) and access_log.hasHandlers()):
         return
     query = scope.get("query_string", b"").decode("latin-1")
     path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
