@@ -84,7 +84,10 @@ class _Responder(WSGIResponder):
 
 class _WSGI(WSGIMiddleware):
     async def __call__(self, scope, receive, send):
-        await _Responder(self.app, self.executor, self.send_queue_size)(scope, receive, send)
+        async def receive_coroutine():  # a2wsgi's threads need a coroutine; granian's receive gives another awaitable
+            return await receive()
+
+        await _Responder(self.app, self.executor, self.send_queue_size)(scope, receive_coroutine, send)
 
 
 class Site:
