@@ -11,6 +11,8 @@ they accepted: docs/OPERATIONS.md, "Upgrades") and stops them on SIGTERM. What d
 * No rewriting of the client's address from `X-Forwarded-For` (as gunicorn did not): the site reads that header
   itself, for the number of proxies it is told of (channels_app/client_address.py).
 * No access line of uvicorn's: the site writes gunicorn's own (project/asgi.py).
+* At most `--worker-connections` (gunicorn's setting, 1000) connections a process, event streams included: more
+  are answered 503 at once.
 * On a stop, the open event streams end as soon as the process stops accepting connections (their clients
   reconnect to another process with `Last-Event-ID`); other requests have gunicorn's graceful timeout to finish.
 """
@@ -41,6 +43,9 @@ class Worker(UvicornWorker):
         super().__init__(*args, **kwargs)
         # gunicorn's master kills a worker still busy after graceful_timeout: it cancels what is left a little before
         self.config.timeout_graceful_shutdown = max(int(self.cfg.graceful_timeout) - 1, 1)
+        # gunicorn's bound on a process's connections (--worker-connections, 1000), open event streams included:
+        # beyond it a request is answered 503 at once instead of queueing for a thread without end
+        self.config.limit_concurrency = int(self.cfg.worker_connections)
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi
