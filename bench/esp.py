@@ -9,7 +9,8 @@ Starts everything it needs, drives load, and cleans up after itself:
 * `manage.py migrate` and `seed_demo`, a superuser with an API token, and the
   standard response of tests/fixtures/invite_to_chat_standard_response.json
   (created with POST /api/standard-responses/);
-* gunicorn, one Celery worker (`--concurrency 1`) and the dispatcher that
+* the web server (`--server`: scripts/serve.sh's by default, bench/processes.py),
+  one Celery worker (`--concurrency 1`) and the dispatcher that
   sends the invitations (channels_app/dispatcher.py) as subprocesses;
 * a load generator: `--concurrency` threads, each with its own keep-alive
   http.client connection, POSTing the InviteToChat request of
@@ -49,6 +50,8 @@ from pathlib import Path
 
 import psycopg
 import redis
+
+from bench.processes import add_server_argument, web_command
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -90,6 +93,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="gunicorn threads per worker")
     parser.add_argument("--drain", type=float, default=60.0, help="max seconds to wait for the worker (default 60)")
     parser.add_argument("--debug", action="store_true", help="run the server with DEBUG=true (default false)")
+    add_server_argument(parser)
     return parser.parse_args()
 
 
@@ -438,26 +442,8 @@ def main() -> None:
 
         port = free_port()
         gunicorn_log, worker_log = logs / "gunicorn.log", logs / "celery.log"
-        gunicorn = start(
-            [
-                str(VENV_BIN / "gunicorn"),
-                "project.wsgi:application",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(args.workers),
-                "--threads",
-                str(args.threads),
-                "--timeout",
-                "60",
-                "--keep-alive",
-                "75",
-                "--backlog",
-                "2048",
-            ],
-            env,
-            gunicorn_log,
-        )
+        command, server_extra = web_command(args.server, port=port, workers=args.workers, threads=args.threads)
+        gunicorn = start(command, {**env, **server_extra}, gunicorn_log)
         wait_healthy(port, gunicorn, gunicorn_log)
 
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -514,6 +500,7 @@ def main() -> None:
         requests = len(latencies)
         for sample in load.error_samples:
             print(f"error sample: {sample}", file=sys.stderr)
+        print(f"server={args.server}")
         print(f"gunicorn=workers {args.workers} threads {args.threads}")
         print(f"concurrency={args.concurrency}")
         print(f"debug={str(args.debug).lower()}")

@@ -4,7 +4,7 @@ Starts everything it needs and cleans up after itself (bench/processes.py):
 
 * a fresh PostgreSQL database `dms_fuzz`, Redis db 4 as the Celery broker
   (nothing consumes it: queued deliveries just wait), `migrate` and `seed_demo`;
-* gunicorn (2 workers x 4 threads) as in production: DEBUG=false, a
+* gunicorn (2 workers x 4 threads, project.wsgi: see main) with production settings: DEBUG=false, a
   SECRET_KEY, ALLOWED_HOSTS, requests sent as if through a TLS proxy
   (`X-Forwarded-Proto: https`); the token endpoint's throttle is lifted
   (TOKEN_THROTTLE_RATE) so that its fuzzing is not all 429s, and so are
@@ -215,7 +215,10 @@ def main() -> int:
     secret = secrets.token_hex(16)
     out = Path(tempfile.mkdtemp(prefix="dms-fuzz-"))
     failed = True
-    with Stack(DATABASE, redis_db=REDIS_DB) as stack:
+    # gunicorn's threads on project.wsgi (bench/processes.py, "gthread"): its limits can be lifted for the fuzzer
+    # (GUNICORN_CMD_ARGS below) and the event stream answers 501 there instead of streaming to a fuzzer forever;
+    # the application under test, Django's, is the same as behind scripts/serve.sh's server.
+    with Stack(DATABASE, redis_db=REDIS_DB, server="gthread") as stack:
         stack.env.update({
             "DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "127.0.0.1",
             "HTTPS_ONLY": "true",

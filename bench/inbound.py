@@ -40,7 +40,7 @@ import psycopg
 
 from bench.clients import AsyncConnection
 from bench.measure import CpuMeter, percentile, print_figures
-from bench.processes import Stack
+from bench.processes import Stack, add_server_argument
 
 DATABASE = "dms_bench_inbound"
 REDIS_DB = 6
@@ -85,6 +85,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="gunicorn threads per worker")
     parser.add_argument("--pgbench-seconds", type=int, default=10, help="duration of the ceiling (default 10)")
+    add_server_argument(parser)
     return parser.parse_args()
 
 
@@ -194,7 +195,7 @@ def _insert_ceiling_psycopg(stack: Stack, concurrency: int, seconds: int) -> flo
 
 def main() -> None:
     args = parse_args()
-    with Stack(DATABASE, redis_db=REDIS_DB) as stack:
+    with Stack(DATABASE, redis_db=REDIS_DB, server=args.server) as stack:
         # Production settings, minus the HTTPS redirect (the benchmark speaks plain HTTP).
         stack.env.update(DEBUG="false", SECRET_KEY="bench-inbound-" + "x" * 50,
                          ALLOWED_HOSTS="127.0.0.1,localhost", SECURE_SSL_REDIRECT="false")
@@ -219,6 +220,7 @@ def main() -> None:
             print(f"error sample: {sample}")
         latencies = sorted(load.latencies)
         print_figures([
+            ("server", args.server),
             ("gunicorn", f"workers {args.workers} threads {args.threads}"),
             ("concurrency", args.concurrency),
             ("requests", len(latencies)),

@@ -5,7 +5,7 @@
     with Stack("dms_bench_x", redis_db=6) as stack:   # fresh database, flushed Redis db
         stack.prepare()                               # migrate, seed_demo, superuser token
         stack.shell("...")                            # more set-up through `manage.py shell -c`
-        stack.start_gunicorn(workers=2, threads=8)    # waits for /healthz
+        stack.start_gunicorn(workers=2, threads=8)    # the web server (`--server`, below); waits for /healthz
         stack.start_celery(count=2, concurrency=1)
         stack.start_dispatcher()                      # sends the single messages (channels_app/dispatcher.py)
         meter = stack.cpu_meter().start()             # CPU of each process tree and of PostgreSQL (bench/measure.py)
@@ -25,6 +25,15 @@ instead, on a free port, that the benchmark may restart
 RabbitMQ node with its own name, ports and data folder. `stack.kill(name)`
 SIGKILLs a started process and its children; `stack.start_celery_worker()`
 starts one again.
+
+The web server is scripts/serve.sh's unless a benchmark's `--server` (add_server_argument) says otherwise:
+
+    uvicorn   gunicorn's master with the site's uvicorn workers (project/server.py) serving project/asgi.py: the
+              event stream on the event loop, every other request through WSGI in `threads` threads a process
+    gthread   the layout before it: gunicorn's threads on project/wsgi.py (the event stream not served)
+    granian   granian's ASGI interface on project/asgi.py (the same application as uvicorn's, another server)
+
+Its processes are named `gunicorn` in the CPU figures whichever it is (the benchmarks' keys stay comparable).
 """
 
 import http.client
@@ -54,6 +63,33 @@ User = get_user_model()
 user = User.objects.filter(username="bench").first() or User.objects.create_superuser("bench", "", None)
 print("TOKEN=" + Token.objects.get_or_create(user=user)[0].key)
 """
+
+
+WEB_SERVERS = ("uvicorn", "gthread", "granian")
+
+
+def add_server_argument(parser) -> None:
+    parser.add_argument("--server", choices=WEB_SERVERS, default="uvicorn",
+                        help="the web server: uvicorn (scripts/serve.sh's: gunicorn with the site's uvicorn workers), "
+                             "gthread (gunicorn's threads on project.wsgi, the layout before) or granian")
+
+
+def web_command(server: str, *, port: int, workers: int, threads: int, timeout: int = 60,
+                keep_alive: int = 75, backlog: int = 2048) -> tuple[list[str], dict]:
+    """The web server's command line and the environment it needs on top (see the module's docstring)."""
+    if server == "gthread":
+        return [str(BIN / "gunicorn"), "project.wsgi:application", "--bind", f"127.0.0.1:{port}",
+                "--workers", str(workers), "--threads", str(threads), "--timeout", str(timeout),
+                "--keep-alive", str(keep_alive), "--backlog", str(backlog)], {}
+    if server == "uvicorn":
+        return [str(BIN / "gunicorn"), "project.asgi:application", "--worker-class", "project.server.Worker",
+                "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--timeout", str(timeout),
+                "--keep-alive", str(keep_alive), "--backlog", str(backlog)], {"WEB_THREADS": str(threads)}
+    if server == "granian":
+        return [str(BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+                "--workers", str(workers), "--backlog", str(backlog), "--no-ws", "--loop", "uvloop",
+                "project.asgi:application"], {"WEB_THREADS": str(threads)}
+    raise ValueError(f"--server is one of {', '.join(WEB_SERVERS)}, not {server!r}")
 
 
 def free_port() -> int:
@@ -183,10 +219,12 @@ def _terminate(signum, frame):
 
 
 class Stack:
-    def __init__(self, database: str, *, redis_db: int | None = None, broker: str | None = None):
+    def __init__(self, database: str, *, redis_db: int | None = None, broker: str | None = None,
+                 server: str = "uvicorn"):
         """The Celery broker: db `redis_db` of the machine's Redis (flushed
         before and after), or with `broker` ("redis", "rabbitmq") one of the
-        benchmark's own, started on entering and stopped on leaving."""
+        benchmark's own, started on entering and stopped on leaving. `server`:
+        the web server (WEB_SERVERS)."""
         if (redis_db is None) == (broker is None):
             raise ValueError("give either redis_db or broker")
         self.database = database
@@ -205,6 +243,7 @@ class Stack:
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }
+        self.server = server
         self.processes: list[tuple[str, subprocess.Popen]] = []
         self.keep_logs = False  # set when a benchmark finds a broken invariant without raising
         self.port: int | None = None
@@ -294,11 +333,11 @@ class Stack:
 
     # --- processes --------------------------------------------------------------------
 
-    def _start(self, name: str, command: list[str]) -> subprocess.Popen:
+    def _start(self, name: str, command: list[str], env: dict | None = None) -> subprocess.Popen:
         # A session of its own: Ctrl-C reaches only the benchmark, which stops the group itself.
         with open(self.logs / f"{name}.log", "ab") as log:
-            process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+            process = subprocess.Popen(command, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
         self.processes.append((name, process))
         return process
 
@@ -318,12 +357,11 @@ class Stack:
         process.wait()
 
     def start_gunicorn(self, *, workers: int, threads: int, timeout: float = 60.0) -> int:
+        """The web server (`self.server`, named `gunicorn` whichever it is) with `workers` processes of
+        `threads` threads; its port once /healthz answers."""
         self.port = free_port()
-        process = self._start("gunicorn", [
-            str(BIN / "gunicorn"), "project.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
-            "--workers", str(workers), "--threads", str(threads), "--timeout", "60",
-            "--keep-alive", "75", "--backlog", "2048",
-        ])
+        command, env = web_command(self.server, port=self.port, workers=workers, threads=threads)
+        process = self._start("gunicorn", command, env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:

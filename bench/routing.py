@@ -3,11 +3,12 @@
     .venv/bin/python -m bench.routing [--seconds 60] [--agents 200] [--rate 50] [--chaos]
 
 A fresh PostgreSQL database and Redis db 10 (bench/processes.py), production settings, an SMS webhook
-channel routed to a `workspace` queue of `--agents` agents (ready for SMS, capacity `--capacity`), gunicorn,
-the dispatcher (it expires offers) and the event server (uvicorn). Every agent holds an event stream
-(`GET /api/agents/me/events/`) open from the start.
+channel routed to a `workspace` queue of `--agents` agents (ready for SMS, capacity `--capacity`), the web
+server as scripts/serve.sh starts it (`--server`, bench/processes.py: the API and the event stream on one port)
+and the dispatcher (it expires offers). Every agent holds an event stream (`GET /api/agents/me/events/`) open
+from the start, on the web server's port.
 
-1. Idle: the streams stay open for `--idle-seconds` with nothing happening; the event server's CPU is
+1. Idle: the streams stay open for `--idle-seconds` with nothing happening; the web server's CPU is
    reported (`idle_event_server_cpu_percent_of_one_core`; goal: 200 idle streams under 2 % of a core).
 2. Load: customers write `--rate` messages a second for `--seconds` (signed /nexus requests; each customer
    writes `--messages-per-customer` messages about `--gap` seconds apart, the first opens an interaction that
@@ -24,7 +25,7 @@ the dispatcher (it expires offers) and the event server (uvicorn). Every agent h
      request's own time included; the figure reported before the offers moved to the dispatcher);
    * `message_p99_ms`: from a customer's message being sent to the `message` event on its agent's stream
      (goal 500 ms p99).
-3. With `--chaos`: during the load, gunicorn, the event server and the dispatcher are killed with SIGKILL
+3. With `--chaos`: during the load, the web server and the dispatcher are killed with SIGKILL
    (every `--chaos-every` seconds one of them, in turn) and started again on the same port; agents reconnect
    with `Last-Event-ID`; messages refused while gunicorn is down are sent again.
 4. Then `--drain` seconds without load, and the invariants, read from the database: interactions assigned
@@ -46,7 +47,7 @@ import time
 
 from bench.clients import AsyncConnection
 from bench.measure import percentile, print_figures
-from bench.processes import BIN, Stack, free_port
+from bench.processes import WEB_SERVERS, Stack, free_port, web_command
 
 DATABASE = "dms_bench_routing"
 REDIS_DB = 10
@@ -97,8 +98,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--idle-seconds", type=float, default=60.0,
                         help="idle phase (default 60: more than two keep-alive periods of the streams)")
     parser.add_argument("--drain", type=float, default=15.0, help="seconds after the load (default 15)")
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
+    parser.add_argument("--workers", type=int, default=3, help="web server processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per process for the API (WEB_THREADS)")
+    parser.add_argument("--server", choices=[name for name in WEB_SERVERS if name != "gthread"], default="uvicorn",
+                        help="the web server (bench/processes.py; gthread does not serve the event stream)")
     parser.add_argument("--chaos", action="store_true", help="SIGKILL the servers and the dispatcher in turn")
     parser.add_argument("--chaos-every", type=float, default=10.0, help="seconds between kills (default 10)")
     return parser.parse_args()
@@ -116,27 +119,20 @@ def _wait_port(port: int, timeout: float = 30.0) -> None:
 
 
 class Servers:
-    """gunicorn, the event server and the dispatcher, each started again on the same port after a kill."""
+    """The web server (named gunicorn, whichever --server) and the dispatcher, each started again (the web
+    server on the same port) after a kill."""
 
     def __init__(self, stack: Stack, args: argparse.Namespace):
         self.stack, self.args = stack, args
-        self.web_port, self.events_port = free_port(), free_port()
+        self.web_port = free_port()
         stack.port = self.web_port
-        stack.env["EVENTS_PORT"] = str(self.events_port)
 
     def start(self, name: str) -> None:
         if name == "gunicorn":
-            self.stack._start("gunicorn", [
-                str(BIN / "gunicorn"), "project.wsgi:application", "--bind", f"127.0.0.1:{self.web_port}",
-                "--workers", str(self.args.workers), "--threads", str(self.args.threads), "--timeout", "60",
-                "--keep-alive", "75", "--backlog", "2048"])
+            command, env = web_command(self.args.server, port=self.web_port, workers=self.args.workers,
+                                       threads=self.args.threads)
+            self.stack._start("gunicorn", command, env)
             _wait_port(self.web_port)
-        elif name == "uvicorn":
-            self.stack._start("uvicorn", [
-                str(BIN / "uvicorn"), "project.asgi:application", "--host", "127.0.0.1", "--port",
-                str(self.events_port), "--no-access-log", "--lifespan", "off", "--timeout-graceful-shutdown", "2",
-                "--backlog", "2048"])
-            _wait_port(self.events_port)
         else:
             self.stack.start_dispatcher(wait=True)
 
@@ -167,7 +163,7 @@ class Agent:
                 await asyncio.sleep(0.2 + random.random() * 0.3)
 
     async def _read(self) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.bench.servers.events_port, limit=2**20)
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.bench.servers.web_port, limit=2**20)
         self.bench.writers.add(writer)
         try:
             resume = f"Last-Event-ID: {self.last_id}\r\n" if self.last_id is not None else ""
@@ -299,7 +295,7 @@ class Bench:
         load = [asyncio.create_task(self.customer(n, began + n * every)) for n in range(customers)]
         kills = []
         if self.args.chaos:
-            order = ["gunicorn", "uvicorn", "dispatcher"]
+            order = ["gunicorn", "dispatcher"]
             at = began + self.args.chaos_every
             while at < began + self.args.seconds:
                 await asyncio.sleep(max(0.0, at - time.perf_counter()))
@@ -364,7 +360,7 @@ def main() -> None:
             "channel": CHANNEL_ID, "secret": SECRET, "queue": QUEUE, "agents": args.agents,
             "capacity": args.capacity, "timeout": args.timeout})["AGENTS"])
         servers = Servers(stack, args)
-        for name in ("gunicorn", "uvicorn", "dispatcher"):
+        for name in ("gunicorn", "dispatcher"):
             servers.start(name)
         bench = Bench(servers, args, agents)
         outcome = asyncio.run(bench.run(stack))
@@ -381,7 +377,8 @@ def main() -> None:
             ("seconds", args.seconds),
             ("customers", outcome["customers"]),
             ("kills", ",".join(outcome["kills"]) or "none"),
-            ("idle_event_server_cpu_percent_of_one_core", idle.get("uvicorn", 0.0) / idle["seconds"] * 100),
+            ("server", args.server),
+            ("idle_event_server_cpu_percent_of_one_core", idle.get("gunicorn", 0.0) / idle["seconds"] * 100),
             ("idle_other_cpu_cores", idle["other"] / idle["seconds"]),
             ("first_messages", len(bench.first)),
             ("first_offers_seen", len(bench.offer_latency)),

@@ -41,7 +41,7 @@ import time
 
 from bench.clients import AsyncConnection
 from bench.measure import percentile, print_figures
-from bench.processes import Stack
+from bench.processes import Stack, add_server_argument
 from tests.third_party import Receiver
 
 DATABASE = "dms_bench_webhook"
@@ -76,6 +76,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--celery-workers", type=int, default=CELERY_WORKERS)
     parser.add_argument("--celery-concurrency", type=int, default=CELERY_CONCURRENCY)
     parser.add_argument("--celery-pool", default="prefork", choices=["prefork", "threads", "solo"])
+    add_server_argument(parser)
     return parser.parse_args()
 
 
@@ -157,7 +158,7 @@ def main() -> None:
     # Arrivals on the monotonic clock of the 202s.
     receiver = Receiver(SECRET, clock=time.monotonic)
     try:
-        with Stack(DATABASE, redis_db=REDIS_DB) as stack:
+        with Stack(DATABASE, redis_db=REDIS_DB, server=args.server) as stack:
             # Production settings, minus the HTTPS redirect (the benchmark speaks plain HTTP).
             stack.env.update(DEBUG="false", SECRET_KEY="bench-webhook-" + "x" * 50,
                              ALLOWED_HOSTS="127.0.0.1,localhost", SECURE_SSL_REDIRECT="false")
@@ -192,6 +193,7 @@ def main() -> None:
                 print(f"error sample: {sample}")
             print_figures([
                 ("rate_per_second", args.rate),
+                ("server", args.server),
                 ("interactions", args.interactions),
                 ("seconds", args.seconds),
                 ("celery", f"{args.celery_workers} workers x {args.celery_concurrency} {args.celery_pool}"),

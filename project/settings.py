@@ -398,13 +398,6 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-# --- Live events (GET /api/agents/me/events/, channels_app/api/events.py) ------------------------
-# Served by the ASGI server (uvicorn, scripts/serve.sh) on EVENTS_PORT; the WSGI server answers the path with
-# a 307 to EVENTS_URL (default: this host on EVENTS_PORT). Production: a reverse proxy sends the path to the
-# ASGI server (README, "Live events").
-EVENTS_PORT = env.int("EVENTS_PORT", default=8001)
-EVENTS_URL = env("EVENTS_URL", default="")
-
 # --- Security (production) ------------------------------------------------------
 # https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/
 # The HTTPS-only settings follow HTTPS_ONLY, not DEBUG: `make run` serves plain http://127.0.0.1:8000 with

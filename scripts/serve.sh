@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The supervisor of `make run`: the web server (gunicorn), the event stream's server (uvicorn), the
-# dispatcher that sends single messages, a Celery worker per lane (people, bulk, media) and one
-# Celery beat, each a process of its own, and when any one of them ends (Ctrl-C, a crash, kill -9)
+# The supervisor of `make run`: the web server (gunicorn with uvicorn's workers: the API, the admin and
+# the agents' event stream on one port), the dispatcher that sends single messages, a Celery worker per
+# lane (people, bulk, media) and one Celery beat, each a process of its own, and when any one of them ends (Ctrl-C, a crash, kill -9)
 # all of them stop.
 #
 # Each runs in its own process group (set -m) and is stopped as a group: a
@@ -117,14 +117,14 @@ start .venv/bin/celery -A project "${CELERY_QUIET[@]}" beat --loglevel "${CELERY
 # Agent replies, invitations and retries: claimed from the database as they come due and sent in batches
 # (channels_app/dispatcher.py); woken by PostgreSQL's NOTIFY, polling on SQLite.
 start .venv/bin/python manage.py dispatch
-# Agents' live events (GET /api/agents/me/events/, channels_app/api/events.py): the ASGI server, where an open
-# stream costs memory, not one of gunicorn's threads; gunicorn answers that path with a 307 to it.
-export EVENTS_PORT="${EVENTS_PORT:-$((PORT + 1))}"
-start .venv/bin/uvicorn project.asgi:application --host "${HOST}" --port "${EVENTS_PORT}" --no-access-log \
-  --lifespan off --timeout-graceful-shutdown 2
-start .venv/bin/gunicorn project.wsgi:application --bind "${HOST}:${PORT}" \
-  --workers "${WEB_CONCURRENCY:-2}" --threads 4 --timeout 30 --access-logfile -
+# The web server: every request on PORT (project/asgi.py). gunicorn's master holds the port and supervises
+# WEB_CONCURRENCY processes (project/server.py: uvicorn's event loop in each); the agents' event stream
+# (GET /api/agents/me/events/) is served on the loop, where an open stream costs memory, not a thread, and every
+# other request by Django's WSGI application in a pool of WEB_THREADS threads per process.
+export WEB_THREADS="${WEB_THREADS:-4}"
+start .venv/bin/gunicorn project.asgi:application --worker-class project.server.Worker --bind "${HOST}:${PORT}" \
+  --workers "${WEB_CONCURRENCY:-2}" --timeout 30 --access-logfile -
 echo "Digital Messaging Server: http://${HOST}:${PORT}/admin/  (API docs: /api/docs/, health: /healthz," \
-  "agents' events: http://${HOST}:${EVENTS_PORT}/api/agents/me/events/)" >&2
+  "agents' events: /api/agents/me/events/)" >&2
 # Stay in the foreground; when any process ends, stop the others (the EXIT trap).
 wait -n "${pids[@]}"

@@ -25,8 +25,8 @@ def pytest_configure(config):
 # fuzz: `make test-fast` leaves them out (`-m "not slow"`); `make test` and CI run everything.
 SLOW_MODULES = {
     "test_browser", "test_chaos", "test_crash", "test_deployment", "test_first_run", "test_fuzz", "test_json_logs",
-    "test_outbox_crash", "test_receipts", "test_retry_schedule", "test_rolling_restart", "test_routing_browser",
-    "test_run", "test_several_nodes", "test_worker",
+    "test_one_port", "test_outbox_crash", "test_receipts", "test_retry_schedule", "test_rolling_restart",
+    "test_routing_browser", "test_run", "test_several_nodes", "test_worker",
 }
 
 

@@ -43,12 +43,10 @@ class Node:
     def __init__(self, name: str, var_dir: Path, env: dict | None = None):
         var_dir.mkdir(parents=True, exist_ok=True)
         self.name, self.var_dir, self.port = name, var_dir, free_port()
-        self.events_port = free_port()  # serve.sh's default, PORT + 1, may be taken
         self.stdout_path, self.stderr_path = var_dir / "stdout.log", var_dir / "stderr.log"
         self.env = {
             **{key: value for key, value in os.environ.items() if key not in UNSET},
             "DATABASE_URL": test_database_url(), "VAR_DIR": str(var_dir), "PORT": str(self.port),
-            "EVENTS_PORT": str(self.events_port),
             "NODE_NAME": name, "WEBHOOK_ALLOWED_NETWORKS": ",".join(LOCAL_RECEIVERS), "STOP_SECONDS": "5",
             "SECRET_KEY": "the-same-secret-key-on-every-node-of-the-suite", "WEB_CONCURRENCY": "1",
             "CELERY_CONCURRENCY": "1", "BEAT_LOCK_RETRY_SECONDS": "0.5", **(env or {}),
@@ -77,14 +75,6 @@ class Node:
             return (text.count("ready.") >= 2 and "Dispatcher ready" in text and self.answers())
 
         poll_until(ready, timeout, f"node {self.name} to start")
-
-    def events_answer(self) -> bool:
-        """The event server (uvicorn) accepts connections."""
-        try:
-            socket.create_connection(("127.0.0.1", self.events_port), timeout=5).close()
-            return True
-        except OSError:
-            return False
 
     def answers(self) -> bool:
         return healthz_answers(self.port)

@@ -1,7 +1,7 @@
-"""The agents' live events (API.md `GET /api/agents/me/events/`): a real ASGI server process (uvicorn, as
-scripts/serve.sh starts it) streams an agent's offers, assignments and messages as Server-Sent Events from
-what the database commits; `Last-Event-ID` resumes without losing or repeating an event, also across a
-SIGKILL of the server; events are numbered in the order their transactions committed."""
+"""The agents' live events (API.md `GET /api/agents/me/events/`): a real ASGI server process (uvicorn on the site's
+application, project/asgi.py, which scripts/serve.sh's web server serves) streams an agent's offers, assignments and
+messages as Server-Sent Events from what the database commits; `Last-Event-ID` resumes without losing or repeating
+an event, also across a SIGKILL of the server; events are numbered in the order their transactions committed."""
 
 import http.client
 import json
@@ -27,7 +27,8 @@ committed = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 class EventServer(ProjectProcess):
-    """`uvicorn project.asgi:application`, as scripts/serve.sh starts it, on the test database."""
+    """`uvicorn project.asgi:application` (the application scripts/serve.sh's web server serves), on the test
+    database."""
 
     def __init__(self, log_path: Path, port: int | None = None):
         if port is None:
@@ -210,9 +211,7 @@ def test_events_are_numbered_in_the_order_their_transactions_committed():
 
 
 @pytest.mark.django_db
-def test_the_wsgi_server_sends_the_stream_to_the_event_server(tenant, settings):
-    settings.EVENTS_URL = ""
-    settings.EVENTS_PORT = 8123
+def test_a_bare_wsgi_server_does_not_hold_a_thread_for_the_stream(tenant):
     agent = member("ann", "WhatsApp agent", tenants=[tenant])
     strategy = member("strategy", "ESP client", tenants=[tenant])
 
@@ -222,12 +221,12 @@ def test_the_wsgi_server_sends_the_stream_to_the_event_server(tenant, settings):
             client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
         return client.get("/api/agents/me/events/?last_event_id=5", **headers)
 
-    moved = get(agent)
-    assert moved.status_code == 307
-    assert moved["Location"] == "http://testserver:8123/api/agents/me/events/?last_event_id=5"
+    # the stream is served by the ASGI application only (project/asgi.py, on the event loop): 501 here
+    refused = get(agent)
+    assert refused.status_code == 501 and "ASGI" in refused.json()["detail"]
     assert get(strategy).status_code == 403
     assert get(None).status_code == 401
-    # an id that is not one is 400 naming it, before any redirect (found by the fuzzer)
+    # an id that is not one is 400 naming it, before anything else (found by the fuzzer)
     bad = get(agent, HTTP_LAST_EVENT_ID="-1.5")
     assert bad.status_code == 400 and "Last-Event-ID" in bad.json()
 

@@ -67,7 +67,7 @@ def _command_line(pid: int) -> str:
 
 # The processes of make run (scripts/serve.sh) by what their command lines say.
 ROLES = {"people": "-Q people,celery", "bulk": "-Q bulk", "media": "-Q media", "beat": "project beat",
-         "dispatcher": "manage.py dispatch", "events": "uvicorn project.asgi", "web": "gunicorn project.wsgi"}
+         "dispatcher": "manage.py dispatch", "web": "gunicorn project.asgi"}
 
 
 def _children(pid: int) -> dict[str, int]:
@@ -148,7 +148,7 @@ class Supervisor:
         self._log.close()
 
 
-@pytest.mark.parametrize("victim", ["people", "beat", "events", "web"])
+@pytest.mark.parametrize("victim", ["people", "beat", "web"])
 def test_when_any_process_is_killed_all_of_them_stop(installation, tmp_path, victim):
     # given make run's processes, each in its own process group with its children
     supervisor = Supervisor(installation, tmp_path / "serve.log")

@@ -2,17 +2,16 @@
 each, with a VAR_DIR, a port and a node name of its own) on one PostgreSQL database, one Redis broker and one
 S3-compatible store (moto's server, as in tests/test_media_worker_s3.py).
 
-Shown: a message accepted by either node is delivered once; a file a node's worker fetched is on the shared store;
-a campaign's batches are shared by the workers of both; only one beat schedules (the other stands by on the beat
-lock, channels_app/beat_lock.py); killing one node (SIGKILL to all its processes) loses nothing, and the other
-carries on, its beat taking over.
+Shown: a message accepted by either node is delivered once; a file a node's worker fetched is on the shared store; a
+campaign's batches are shared by the workers of both; only one beat schedules (the other stands by on the beat lock,
+channels_app/beat_lock.py); killing one node (SIGKILL to all its processes) loses nothing, and the other carries on,
+its beat taking over.
 
 Also the agents' live events across nodes (API.md, "Routing to agents"): an agent of the channel's queue (routed by
-the server), ready, listens on one node's event server while the customer writes to the other; the offer of that
-interaction and, once accepted through the other node, the customer's next message reach the agent (the event rows
-are woken by PostgreSQL's NOTIFY, which every node hears). When the agent's node dies, the agent resumes on the
-other's event server with Last-Event-ID: every reply's event arrives, also those written while no stream was open,
-none twice."""
+the server), ready, listens on one node (its web server's port) while the customer writes to the other; the offer of
+that interaction and, once accepted through the other node, the customer's next message reach the agent (the event
+rows are woken by PostgreSQL's NOTIFY, which every node hears). When the agent's node dies, the agent resumes on the
+other node with Last-Event-ID: every reply's event arrives, also those written while no stream was open, none twice."""
 
 import hashlib
 import hmac
@@ -138,13 +137,12 @@ def test_two_nodes_share_the_work_and_one_survives_the_other(receiver, files, s3
         holder, other = sorted(nodes, key=lambda node: HOLDS not in node.output())
         poll_until(lambda: "Sending due task" in holder.output(), 30, "the holder's beat to schedule")
 
-        # The agent, ready, listens on the event server of the beat's node (it dies below); customers write to the
+        # The agent, ready, listens on the beat's node (it dies below); customers write to the
         # other node.
         ready = requests.patch(f"{other.url}/api/agents/me/", json={"ready": {"whatsapp": True}},
                                headers={"Authorization": agent_token}, timeout=10)
         assert ready.status_code == 200, ready.text
-        poll_until(holder.events_answer, 30, "the event server to listen")
-        streams.append(_Stream(holder.events_port, agent_token.removeprefix("Token ")))
+        streams.append(_Stream(holder.port, agent_token.removeprefix("Token ")))
         assert (streams[0].status, streams[0].content_type) == (200, "text/event-stream")
         on_a: list[dict] = []
 
@@ -206,12 +204,11 @@ def test_two_nodes_share_the_work_and_one_survives_the_other(receiver, files, s3
         # those the dead node had accepted.
         assert receiver.duplicate_posts() <= len(doomed)
 
-        # The agent's stream ended with the beat's node; resumed on the other's event server with the id of the last
+        # The agent's stream ended with the beat's node; resumed on the other node with the id of the last
         # event it read (Last-Event-ID, as a browser reconnects), it gets every reply's event, none twice.
         poll_until(lambda: streams[0].ended, 10, "the stream of the killed node to end")
         streams[0].received(on_a)
-        poll_until(other.events_answer, 10, "the other's event server")
-        streams.append(_Stream(other.events_port, agent_token.removeprefix("Token "),
+        streams.append(_Stream(other.port, agent_token.removeprefix("Token "),
                                last_event_id=int(on_a[-1]["id"])))
         on_b: list[dict] = []
         replies = {str(reply_id) for reply_id in first + doomed + after}

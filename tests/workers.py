@@ -1,6 +1,7 @@
 """Real `celery worker` processes for tests about workers: started on the test
-database and the suite's broker, stopped, or killed with SIGKILL; and a real
-gunicorn for tests of the deployment (tests/test_deployment.py)."""
+database and the suite's broker, stopped, or killed with SIGKILL; and the real
+web server (gunicorn with the site's uvicorn workers, as scripts/serve.sh starts
+it) for tests of the deployment (tests/test_deployment.py)."""
 
 import os
 import signal
@@ -161,17 +162,18 @@ def poll_until(condition, timeout: float, what: str):
 
 
 class GunicornProcess(ProjectProcess):
-    """The web server as production runs it (`gunicorn project.wsgi`), on the test database, with
-    `env` on top (DEBUG=false and the like); its output (access log included) goes to `log_path`."""
+    """The web server as production runs it (scripts/serve.sh: `gunicorn project.asgi:application` with the
+    site's uvicorn workers, project/server.py; one process, WEB_THREADS=4), on the test database, with `env` on
+    top (DEBUG=false and the like); its output (access log included) goes to `log_path`."""
 
     def __init__(self, log_path: Path, env: dict | None = None):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         super().__init__([
-            "gunicorn", "project.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
-            "--workers", "1", "--threads", "4", "--access-logfile", "-",
-        ], log_path, env)
+            "gunicorn", "project.asgi:application", "--worker-class", "project.server.Worker",
+            "--bind", f"127.0.0.1:{self.port}", "--workers", "1", "--access-logfile", "-",
+        ], log_path, {"WEB_THREADS": "4", **(env or {})})
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         def healthy():

@@ -1,12 +1,12 @@
 """`GET /api/agents/me/events/`: the agent's live events as Server-Sent Events (API.md, "Routing to
 agents"; services.agent_events says how events are written and numbered).
 
-Served by the ASGI server (`uvicorn project.asgi:application`, started beside gunicorn by
-scripts/serve.sh): an open stream is a coroutine waiting on an asyncio.Event, which costs memory, not a
-thread, so hundreds of idle agents take none of the threads that serve the API. One task per process
-LISTENs to `agent_events` on PostgreSQL on one connection (polls on SQLite), numbers what committed and
-wakes the streams of the users concerned; each stream then reads its user's events after the last id it
-sent.
+Served on the web server's event loop (project/asgi.py routes this path to Django's ASGI handler, every
+other one to the WSGI application's threads; one port, scripts/serve.sh): an open stream is a coroutine
+waiting on an asyncio.Event, which costs memory, not a thread, so hundreds of idle agents take none of the
+threads that serve the API. One task per process LISTENs to `agent_events` on PostgreSQL on one connection
+(polls on SQLite), numbers what committed and wakes the streams of the users concerned; each stream then
+reads its user's events after the last id it sent.
 
 What an idle stream costs: nothing but a comment line every KEEPALIVE_SECONDS (so that proxies keep the
 connection and a dead client is found). A stream reads the database only when it is woken (its user has
@@ -17,9 +17,8 @@ streams: docs/PERFORMANCE.md, "Routing to agents". `Last-Event-ID`
 (which browsers send when they reconnect) resumes after that id, across reconnects and server restarts; a
 stream opened without it starts with what happens from then on.
 
-Asked of the WSGI server (gunicorn, which must not hold a thread per open stream), the door answers 307
-to the event server (`EVENTS_URL`, else this host on `EVENTS_PORT`) once the caller is known: a reverse
-proxy in production sends the path straight to the ASGI server instead (README, "Live events").
+Asked of a bare WSGI server (`gunicorn project.wsgi`, which would hold a thread per open stream), the door
+answers 501 once the caller is known: the stream is served by the ASGI application only.
 """
 
 import asyncio
@@ -28,10 +27,9 @@ import logging
 from collections import defaultdict
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.db import close_old_connections, connection
-from django.http import HttpResponseRedirect, JsonResponse, StreamingHttpResponse
+from django.http import JsonResponse, StreamingHttpResponse
 from rest_framework.exceptions import AuthenticationFailed
 
 from channels_app import rights
@@ -221,13 +219,6 @@ def _last_event_id(request) -> int | None:
     return None
 
 
-def _event_server_url(request) -> str:
-    base = settings.EVENTS_URL.rstrip("/") if settings.EVENTS_URL else \
-        f"{request.scheme}://{request.get_host().rsplit(':', 1)[0]}:{settings.EVENTS_PORT}"
-    query = request.META.get("QUERY_STRING", "")
-    return f"{base}{request.path}" + (f"?{query}" if query else "")
-
-
 async def agent_events(request):
     """The caller's events (`offer`, `offer_withdrawn`, `message`, `receipt`, `interaction`) as
     `text/event-stream`, each with its id; needs Workspace - Can use."""
@@ -240,10 +231,9 @@ async def agent_events(request):
         after = _last_event_id(request)
     except BadLastEventId as bad:
         return JsonResponse({str(bad): ["Expected the id of an event: a whole number."]}, status=400)
-    if not isinstance(request, ASGIRequest):
-        redirect = HttpResponseRedirect(_event_server_url(request))
-        redirect.status_code = 307  # the client repeats the same GET, with its headers, at the event server
-        return redirect
+    if not isinstance(request, ASGIRequest):  # a thread per open stream: not served (project/asgi.py serves it)
+        return JsonResponse({"detail": "The event stream is served by the ASGI application (project.asgi)."},
+                            status=501)
     if after is None:
         after = await sync_to_async(agent_events_last, thread_sensitive=False)(user_id=user.pk)
     response = StreamingHttpResponse(_stream(user.pk, after), content_type="text/event-stream")

@@ -147,8 +147,8 @@ def describe_event_stream(result, generator, request, public):
             "(`change`: assigned, transferred, conference, ended). Each event has an `id`; `data` is the JSON "
             "object of the same name in this API. `Last-Event-ID` (sent by browsers when they reconnect, or "
             "`?last_event_id=`) resumes after that id without losing or repeating an event, also after a "
-            "server restart; without it the stream starts with what happens from then on. Served by the ASGI "
-            "server: the WSGI server answers 307 to it. Needs Workspace - Can use."),
+            "server restart; without it the stream starts with what happens from then on. Served on the same port "
+            "as the rest of the API. Needs Workspace - Can use."),
         "parameters": [
             {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "integer", "minimum": 0},
              "description": "The id of the last event received."},
@@ -161,10 +161,10 @@ def describe_event_stream(result, generator, request, public):
                                '"queue": "1:session-chat", "contact": 3, "preview": "Hello", '
                                '"expires_at": "2024-03-07T10:00:30Z", "kind": "route", "subtype": "", '
                                '"from_agent": null}\n\n'}}},
-            "307": {"description": "Asked of the WSGI server: the event server's URL (`Location`)."},
             "400": {"description": "A `Last-Event-ID` or `last_event_id` that is not an event id (named)."},
             "401": {"description": "No or wrong credentials."},
             "403": {"description": "The caller lacks channels_app.use_workspace."},
+            "501": {"description": "Asked of a bare WSGI server (`project.wsgi`), which does not serve the stream."},
         },
         "security": [{"tokenAuth": []}, {"cookieAuth": []}],
     }}

@@ -1,0 +1,124 @@
+"""The web server's one application (project/asgi.py), in-process: the event stream's path goes to the ASGI side and
+every other one to WSGI in the thread pool; gunicorn's limits on the request line and the header fields; the
+response's header names as the application wrote them; gunicorn's access line; and a server's stop ends an open
+stream with a complete response. tests/test_one_port.py shows the same through `make run`'s real server."""
+
+import asyncio
+import logging
+
+import pytest
+
+from project.asgi import EVENT_STREAM_PATH, Site
+
+
+def _scope(path: str, *, query: bytes = b"", headers=()) -> dict:
+    return {"type": "http", "http_version": "1.1", "method": "GET", "path": path, "raw_path": path.encode(),
+            "query_string": query, "headers": list(headers), "client": ("127.0.0.1", 5000), "scheme": "http",
+            "server": ("127.0.0.1", 8000), "root_path": ""}
+
+
+def _wsgi(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-B3-TraceId", "a" * 32)])
+    return [b"wsgi ", environ["PATH_INFO"].encode()]
+
+
+async def _stream_like_django(scope, receive, send):
+    """What Django's ASGI handler does with the event stream: the body read, the response started, events sent
+    until the client goes (a disconnect read from `receive`), then it returns with the response unfinished."""
+    assert (await receive())["type"] == "http.request"
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"Content-Type", b"text/event-stream")]})
+    await send({"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True})
+    assert (await receive())["type"] == "http.disconnect"
+
+
+def _call(site: Site, scope: dict, *, while_open=None) -> list[dict]:
+    """The messages the application sends for one request (a client that never goes away)."""
+    sent: list[dict] = []
+
+    async def run():
+        requests = [{"type": "http.request", "body": b"", "more_body": False}]
+        forever = asyncio.Event()
+
+        async def receive():
+            if requests:
+                return requests.pop()
+            await forever.wait()
+
+        async def send(message):
+            sent.append(message)
+
+        call = asyncio.ensure_future(site(scope, receive, send))
+        if while_open is not None:
+            while not sent:
+                await asyncio.sleep(0.01)
+            while_open(site)
+        await asyncio.wait_for(call, 10)
+
+    asyncio.run(run())
+    return sent
+
+
+@pytest.fixture
+def site() -> Site:
+    return Site(events=_stream_like_django, wsgi=_wsgi, threads=2)
+
+
+def test_every_path_but_the_event_stream_goes_to_wsgi_with_its_header_names_as_written(site, caplog):
+    with caplog.at_level(logging.INFO, logger="gunicorn.access"):
+        sent = _call(site, _scope("/api/channels/", query=b"page=2", headers=[(b"user-agent", b"curl/8")]))
+
+    assert sent[0]["status"] == 200
+    assert (b"X-B3-TraceId", b"a" * 32) in sent[0]["headers"]  # not lowercased (gunicorn sent them as written)
+    assert b"".join(message.get("body", b"") for message in sent[1:]) == b"wsgi /api/channels/"
+    # gunicorn's access line, with the atoms project/logs.py turns into JSON fields
+    record = next(record for record in caplog.records if record.name == "gunicorn.access")
+    assert '"GET /api/channels/?page=2 HTTP/1.1" 200 19 "-" "curl/8"' in record.getMessage()
+    assert (record.args["m"], record.args["U"], record.args["s"], record.args["{x-b3-traceid}o"]) == (
+        "GET", "/api/channels/", "200", "a" * 32)
+
+
+@pytest.mark.parametrize(("scope", "status"), [
+    pytest.param(_scope("/api/channels/", query=b"q=x&" * 1100), 414, id="request-line-over-4094-bytes"),
+    pytest.param(_scope("/api/" + "a" * 4100), 414, id="path-over-4094-bytes"),
+    pytest.param(_scope("/api/channels/", headers=[(f"x-padding-{n}".encode(), b"x") for n in range(101)]), 431,
+                 id="over-100-header-fields"),
+    pytest.param(_scope("/api/channels/", headers=[(b"x-padding", b"x" * 8200)]), 431, id="a-field-over-8190-bytes"),
+    pytest.param(_scope(EVENT_STREAM_PATH, query=b"q=x&" * 1100), 414, id="the-stream-too"),
+])
+def test_gunicorns_limits_hold_before_any_application(site, scope, status):
+    sent = _call(site, scope)
+
+    assert sent[0]["status"] == status
+    assert sent[-1].get("more_body", False) is False
+
+
+def test_within_the_limits_a_request_is_served(site):
+    headers = [(f"x-padding-{n}".encode(), b"x") for n in range(99)] + [(b"x-big", b"x" * 8000)]  # 100 fields
+
+    assert _call(site, _scope("/api/" + "a" * 3900, headers=headers))[0]["status"] == 200
+
+
+def test_a_servers_stop_ends_an_open_stream_with_a_complete_response(site):
+    # given an open stream; when the server stops (project/server.py calls end_all)
+    sent = _call(site, _scope(EVENT_STREAM_PATH), while_open=lambda running: running.streams.end_all())
+
+    # then the stream's handler was told the client went, and the response was finished for it
+    assert [message["type"] for message in sent] == ["http.response.start", "http.response.body",
+                                                     "http.response.body"]
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    assert site.streams.endings == set()
+
+
+def test_the_lifespan_is_answered_for_servers_that_ask():
+    site = Site(events=_stream_like_django, wsgi=_wsgi, threads=1)
+    messages = [{"type": "lifespan.shutdown"}, {"type": "lifespan.startup"}]
+    sent = []
+
+    async def receive():
+        return messages.pop()
+
+    async def send(message):
+        sent.append(message["type"])
+
+    asyncio.run(site({"type": "lifespan"}, receive, send))
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
