@@ -9,12 +9,14 @@ from django.views.decorators.cache import never_cache
 
 from channels_app import rights, selectors
 from channels_app.api.routing_serializers import AgentStateSerializer
+from channels_app.choices import MediaType
 from channels_app.option_values import all_option_values, option_definition_get, option_value
 from channels_app.options_catalog import IW
 from channels_app.services.routing import agent_state_get
 from channels_app.workspace.options import SHELL_OPTIONS, WINDOW_OPTIONS
 
 RIGHTS_KEY = "workspace.get"
+SHORT_MEDIA_NAMES = {MediaType.ABC: "Apple Messages"}  # the top bar's toggles
 
 
 def workspace_option_names() -> list[str]:
@@ -66,8 +68,11 @@ def workspace(request):
     rule = rights.rule(RIGHTS_KEY)
     if not rule.allows(request.user):
         return render(request, "workspace/forbidden.html", {"missing": rule.missing(request.user)}, status=403)
+    me = workspace_me(request.user)
     return render(request, "workspace/index.html", {
         "options": workspace_options(request.user),
         "channel_options": workspace_channel_options(request.user),
-        "me": workspace_me(request.user),
+        "me": me,
+        "media": [(value, SHORT_MEDIA_NAMES.get(value, label), me["ready"].get(value, False))
+                  for value, label in MediaType.choices],
     })
