@@ -505,7 +505,7 @@
     if (kind === "offer") {
       showOffer(data);
     } else if (kind === "offer_withdrawn") {
-      removeOffer(data.id !== undefined ? data.id : data.offer, "withdrawn");
+      removeOffer(data.id, data.state === "expired" ? "expired" : "withdrawn");
     } else if (kind === "message" || kind === "receipt") {
       const interactionId = data.interaction;
       if (interactionId === state.openId) {
