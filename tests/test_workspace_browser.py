@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -132,7 +133,8 @@ def customer_writes(server: AsgiServer, channel, text: str, message_id: str, cli
 
 def sign_in(browser, server: AsgiServer, username: str, connected: bool = True) -> WebDriverWait:
     """/workspace/ sends to the admin's login and back (and the page connects to its event stream)."""
-    wait = WebDriverWait(browser, 20)
+    # The list of conversations is drawn again on every event: an element found may be gone a moment later.
+    wait = WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,))
     browser.get(f"{server.url}/workspace/")
     wait.until(expected_conditions.url_contains("/admin/login/"))
     browser.find_element(By.NAME, "username").send_keys(username)
