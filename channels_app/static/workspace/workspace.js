@@ -35,6 +35,9 @@
     if (text) {
       try { parsed = JSON.parse(text); } catch (_) { parsed = text; }
     }
+    if (response.status === 401) {  // signed out meanwhile (another tab, the session expired): sign in again
+      window.location.assign(`/admin/login/?next=${encodeURIComponent("/workspace/" + location.hash)}`);
+    }
     if (!response.ok) {
       const error = new Error(describeError(parsed) || `${response.status} ${response.statusText}`);
       error.status = response.status;
@@ -455,7 +458,7 @@
   }
 
   /* ---- the event stream ---------------------------------------------------------------------------- */
-  const connection = { source: null, lost: false, opened: false };
+  const connection = { source: null, lost: false, opened: false, lastId: "" };
 
   let connectionTimer = null;
   function showConnection(stateName, text) {
@@ -466,8 +469,11 @@
     if (stateName === "restored") connectionTimer = setTimeout(() => showConnection("connected", "Connected"), 8000);
   }
 
+  /* The browser reconnects by itself with Last-Event-ID; when the server refused the stream (CLOSED), a new
+     EventSource resumes after the last event seen (?last_event_id=): nothing is lost either way. */
   function connect() {
-    const source = new EventSource("/api/agents/me/events/");
+    const resume = connection.lastId ? `?last_event_id=${encodeURIComponent(connection.lastId)}` : "";
+    const source = new EventSource(`/api/agents/me/events/${resume}`);
     connection.source = source;
     source.addEventListener("open", () => {
       if (connection.lost) {
@@ -493,6 +499,7 @@
     });
     for (const kind of ["offer", "offer_withdrawn", "message", "receipt", "interaction"]) {
       source.addEventListener(kind, (event) => {
+        if (event.lastEventId) connection.lastId = event.lastEventId;
         let data;
         try { data = JSON.parse(event.data); } catch (_) { return; }
         handleEvent(kind, data);
