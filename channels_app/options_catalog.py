@@ -43,11 +43,13 @@ class TakesEffect(StrEnum):
 
 
 class ReadBy(StrEnum):
-    """Who reads an option: this server (it changes what the server does), the agent desktop (Workspace;
+    """Who reads an option: this server (it changes what the server does), this server's agents' page
+    (`/workspace/`, channels_app/workspace/options.py names them), the agent desktop (Genesys Workspace;
     kept and exported here so that one place holds the configuration), or another component of the
     platform (Chat Server, routing)."""
 
     SERVER = "server"
+    WORKSPACE = "workspace"
     DESKTOP = "desktop"
     PLATFORM = "platform"
 
@@ -295,6 +297,7 @@ OPTIONS: tuple[OptionDefinition, ...] = (
         IW, "whatsappsession.two-step-attachment-upload", OptionType.BOOLEAN, "false",
         "When true, an attached file can be previewed before it is sent; when false, the attachment is sent "
         "immediately after the file is selected.",
+        read_by=ReadBy.WORKSPACE,
     ),
     OptionDefinition(
         IW, "whatsappsession.show-cross-channel-messages", OptionType.BOOLEAN, "false",
@@ -311,32 +314,38 @@ OPTIONS: tuple[OptionDefinition, ...] = (
     OptionDefinition(
         IW, "whatsappsession.new-message-blinking", OptionType.BOOLEAN, "true",
         "Enables or disables the incoming message blinking feature.",
+        read_by=ReadBy.WORKSPACE,
     ),
     OptionDefinition(
         IW, "whatsappsession.new-message-blinking-duration", OptionType.INTEGER, "3",
         "The duration of blinking for a new message, in seconds, when blinking is enabled.",
         minimum=1, maximum=60,
+        read_by=ReadBy.WORKSPACE,
     ),
     OptionDefinition(
         IW, "whatsappsession.focus-on-new-messages", OptionType.BOOLEAN, "true",
         "Whether the chat transcript scrolls down automatically whenever there is a new message.",
+        read_by=ReadBy.WORKSPACE,
     ),
     OptionDefinition(
         IW, "whatsappsession.pending-response-to-customer", OptionType.INTEGER_PAIR, "30,50",
         "The two intervals, in seconds, of the pending response indicator: it turns from green to yellow "
         "after the first and to flashing red after the second.",
+        read_by=ReadBy.WORKSPACE,
     ),
     OptionDefinition(
         IW, "whatsappsession.on-hold-queue", OptionType.STRING, "",
         "The queue where interactions are placed on hold (async-chat-return-queue in the sample business "
         "process).",
         valid_values_text="The name of a valid Interaction Queue script object",
+        read_by=ReadBy.WORKSPACE,
     ),
     OptionDefinition(
         IW, "workbin.whatsappsession.in-progress", OptionType.STRING, "",
         "The workbin for WhatsApp interactions in progress (async-chat-main-workbin in the sample business "
         "process).",
         valid_values_text="The name of a valid workbin",
+        read_by=ReadBy.WORKSPACE,
     ),
     # --- interaction-workspace: Workspace settings the guide recommends ----------
     OptionDefinition(
@@ -344,6 +353,7 @@ OPTIONS: tuple[OptionDefinition, ...] = (
         "LastName,FirstName,PhoneNumber,EmailAddress,_msg_ProfileNickname",
         "The contact attributes shown as columns of the contact directory.",
         valid_values_text="A comma-separated list of contact attribute names",
+        read_by=ReadBy.WORKSPACE,
     ),
     OptionDefinition(
         IW, "contact.directory-search-attributes", OptionType.STRING,
@@ -357,18 +367,21 @@ OPTIONS: tuple[OptionDefinition, ...] = (
         "Title,FirstName,LastName,PhoneNumber,EmailAddress,_msg_ProfileNickname",
         "The contact attributes displayed for a contact.",
         valid_values_text="A comma-separated list of contact attribute names",
+        read_by=ReadBy.WORKSPACE,
     ),
     OptionDefinition(
         IW, "display-format.case-name-format", OptionType.STRING,
         "$Contact._msg_ProfileNickname$|$Contact.FirstName$ $Contact.LastName$|$Interaction.MainParty$",
         "How the case name is displayed: alternatives separated by |, the first with a value wins.",
         takes_effect=TakesEffect.IMMEDIATELY, valid_values_text="A display format of field codes",
+        read_by=ReadBy.WORKSPACE,
     ),
     OptionDefinition(
         IW, "display-format.customer-name-format", OptionType.STRING,
         "$Contact._msg_ProfileNickname$|$Contact.FirstName$ $Contact.LastName$|$Party.DisplayName$",
         "How the customer name is displayed: alternatives separated by |, the first with a value wins.",
         takes_effect=TakesEffect.IMMEDIATELY, valid_values_text="A display format of field codes",
+        read_by=ReadBy.WORKSPACE,
     ),
     OptionDefinition(
         IW, "interaction.window-title", OptionType.STRING,
@@ -376,6 +389,7 @@ OPTIONS: tuple[OptionDefinition, ...] = (
         "$Interaction.Type$ $Window.Title$",
         "The title of the interaction window.",
         takes_effect=TakesEffect.IMMEDIATELY, valid_values_text="A display format of field codes",
+        read_by=ReadBy.WORKSPACE,
     ),
     OptionDefinition(
         IW, "toast.window-title", OptionType.STRING,
@@ -383,6 +397,7 @@ OPTIONS: tuple[OptionDefinition, ...] = (
         "$Window.Title$",
         "The title of the interaction notice (toast) window.",
         takes_effect=TakesEffect.IMMEDIATELY, valid_values_text="A display format of field codes",
+        read_by=ReadBy.WORKSPACE,
     ),
     # --- chat-server ----------------------------------------------------------
     OptionDefinition(

@@ -137,6 +137,7 @@ RIGHTS: dict[str, Rule] = {
     "interaction-conference.post": needs("use_workspace", "view_interaction"),
     "interaction-notes.get": needs("view_interaction"),
     "interaction-notes.post": needs("view_interaction", "change_interaction"),  # the agents' groups hold both
+    "workspace.get": needs("use_workspace"),  # the agents' page (channels_app/workspace); 403 page otherwise
     "contact-erase.post": needs("erase_contact"),  # the right to erasure (API.md "Data lifecycle")
     "contact-export.get": needs("view_contact"),  # the right of access
     # --- Campaigns ---------------------------------------------------------------------------

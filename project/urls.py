@@ -14,6 +14,8 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
+    # The agents' page (channels_app/workspace), built on the API below.
+    path("workspace/", include("channels_app.workspace.urls")),
     # Single sign-on and the second factor of a sign-in (channels_app/sign_in), for every login page.
     path("sign-in/", include("channels_app.sign_in.urls")),
     path("esp", EspView.as_view(), name="esp"),

@@ -104,7 +104,8 @@ def _server_code_mentions(name: str) -> list[str]:
 
     package = Path(__file__).resolve().parent.parent / "channels_app"
     return [str(path) for path in package.rglob("*.py")
-            if "migrations" not in path.parts and path.name != "options_catalog.py" and name in path.read_text()]
+            if "migrations" not in path.parts and "workspace" not in path.parts  # the page's reads: below
+            and path.name != "options_catalog.py" and name in path.read_text()]
 
 
 def test_every_server_option_is_read_by_the_server_and_every_option_read_is_marked_so():
@@ -115,3 +116,14 @@ def test_every_server_option_is_read_by_the_server_and_every_option_read_is_mark
 
     assert unread == [], "marked server but read by nothing"
     assert read_but_not_marked == [], "read by the server but marked otherwise"
+
+
+def test_every_option_the_workspace_reads_is_marked_so_and_no_other():
+    from channels_app.options_catalog import OPTIONS, ReadBy
+    from channels_app.workspace.options import SHELL_OPTIONS, WINDOW_OPTIONS
+
+    page = set(SHELL_OPTIONS) | set(WINDOW_OPTIONS)
+    marked = {o.name for o in OPTIONS if o.read_by == ReadBy.WORKSPACE}
+
+    assert marked - page == set(), "marked workspace but the page does not read it"
+    assert {o.name for o in OPTIONS if o.name in page and o.read_by not in (ReadBy.WORKSPACE, ReadBy.SERVER)} == set()

@@ -238,7 +238,8 @@ class OptionSerializer(Serializer):
     valid_values = serializers.CharField(source="definition.valid_values")
     takes_effect = serializers.CharField(source="definition.takes_effect")
     read_by = serializers.CharField(
-        source="definition.read_by", help_text="server: it changes what this server does; desktop: the agent "
+        source="definition.read_by", help_text="server: it changes what this server does; workspace: this "
+        "server's agents' page (/workspace/) reads it; desktop: the agent "
         "desktop reads it (kept here so one place holds the configuration); platform: another component does.",
     )
     type = serializers.CharField(source="definition.type")

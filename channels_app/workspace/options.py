@@ -1,17 +1,14 @@
-"""The catalog options the workspace page reads (API.md, "The workspace"), by the module that reads them.
+"""The options of the catalog (section `interaction-workspace`) the workspace's page reads, by name.
 
-`workspace_options(user)` (views.py) renders the values of SHELL_OPTIONS + WINDOW_OPTIONS into the page as
-`DMS.options`, keyed by option name. The options the server keeps with each session (services/options.py,
-SESSION_OPTIONS: `max-text-message-size`, `transcript-interactions-count`, `show-cross-channel-messages`,
-`message-delay-timespan`) are read by the window from the interaction's own `session_options` first, and from
-here only for an interaction that has none.
-"""
+`workspace_options(user)` (views.py) renders each one's global value into the page as `DMS.options`
+(`{"<name>": value}`), and the channels' own values as `DMS.optionsFor(channel_id)`. Every option named here
+has `read_by=ReadBy.WORKSPACE` or `ReadBy.SERVER` in channels_app/options_catalog.py (tests check it).
 
-# The shell (workspace.js): sign-in, offers, the list, the actions bar and the desktop options of item 6.
-SHELL_OPTIONS: list[str] = []
-
-# The interaction window (transcript.js), the reply area (reply.js) and the contact panel (contact.js).
-WINDOW_OPTIONS: list[str] = [
+SHELL_OPTIONS: read by workspace.js (the shell: offers, list, actions, desktop options of item 6).
+# The options the server keeps with each session (services/options.py SESSION_OPTIONS: max-text-message-size,
+# transcript-interactions-count, show-cross-channel-messages, message-delay-timespan, the free-message window's)
+# are read from the interaction's own `session_options` first; these values serve an interaction without them.
+WINDOW_OPTIONS = [
     # transcript.js
     "whatsappsession.message-delay-timespan",
     "whatsappsession.transcript-interactions-count",
@@ -20,15 +17,15 @@ WINDOW_OPTIONS: list[str] = [
     "whatsappsession.location-map.preview.query",
     "whatsappsession.location-map.preview.height",
     "whatsappsession.location-map.preview.width",
-    "display-format.customer-name-format",
     # reply.js
     "whatsappsession.max-text-message-size",
     "whatsappsession.two-step-attachment-upload",
     "whatsappsession.enable-free-msg-timespan-monitoring",
+    "whatsappsession.free-msg-timespan",
     "whatsappsession.default-notification-text",
+    "whatsappsession.emojis-business-attribute",
     # contact.js
     "contact.displayed-attributes",
     "contact.directory-displayed-columns",
     "contact.directory-search-attributes",
-    "display-format.case-name-format",
 ]
