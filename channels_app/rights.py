@@ -137,6 +137,10 @@ RIGHTS: dict[str, Rule] = {
     "interaction-conference.post": needs("use_workspace", "view_interaction"),
     "interaction-notes.get": needs("view_interaction"),
     "interaction-notes.post": needs("view_interaction", "change_interaction"),  # the agents' groups hold both
+    # What the workspace's page reads (api/workspace.py), open to any API client with the same rights.
+    "agents.get": needs("use_workspace"),  # the agents of the caller's tenants: whom to transfer to, invite
+    "agent-interactions.get": needs("use_workspace", "view_interaction"),  # the caller's own conversations
+    "interaction-session-channels.get": needs("view_interaction"),  # where POST .../sessions/ may go
     "workspace.get": needs("use_workspace"),  # the agents' page (channels_app/workspace); 403 page otherwise
     "contact-erase.post": needs("erase_contact"),  # the right to erasure (API.md "Data lifecycle")
     "contact-export.get": needs("view_contact"),  # the right of access

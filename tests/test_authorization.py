@@ -257,6 +257,10 @@ REQUESTS: dict[str, tuple[str, str, object]] = {
     "agent-me.patch": ("patch", "/api/agents/me/", {"ready": {"whatsapp": True}, "capacity": 2}),
     "agent-offers.get": ("get", "/api/agents/me/offers/", None),
     "agent-events.get": ("get", "/api/agents/me/events/", None),  # the WSGI server: 307 to the event server
+    "agents.get": ("get", "/api/agents/", None),
+    "agent-interactions.get": ("get", "/api/agents/me/interactions/", None),
+    "interaction-session-channels.get": ("get", "/api/interactions/{interaction}/session-channels/", None),
+    "workspace.get": ("page", "/workspace/", None),  # the agents' page: signed in with a session, not a token
     "offer.accept": ("post", "/api/offers/{offer}/accept/", None),  # someone else's: 404 when allowed
     "offer.reject": ("post", "/api/offers/{offer}/reject/", None),
     "contact.list": ("get", "/api/contacts/", None),
@@ -320,6 +324,9 @@ def call(client: APIClient, key: str, world: dict):
         upload = io.BytesIO(PNG)
         upload.name = "pixel.png"
         return client.post(path, {"file": upload}, format="multipart")
+    if method == "page":  # a page of the browser: the same user, signed in with a session
+        client.force_login(Token.objects.get(key=client._credentials["HTTP_AUTHORIZATION"].split()[1]).user)
+        return client.get(path)
     return getattr(client, method)(path, _fill(body, world), format="json")
 
 

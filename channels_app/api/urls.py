@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from channels_app.api import events, lifecycle, routing, views
+from channels_app.api import events, lifecycle, routing, views, workspace
 
 
 class ApiRootView(DefaultRouter.APIRootView):
@@ -41,6 +41,10 @@ urlpatterns = [
     path("agents/me/", routing.AgentMeView.as_view(), name="agent-me"),
     path("agents/me/events/", events.agent_events, name="agent-events"),
     path("agents/me/offers/", routing.AgentOffersView.as_view(), name="agent-offers"),
+    path("agents/me/interactions/", workspace.AgentConversationsView.as_view(), name="agent-interactions"),
+    path("agents/", workspace.AgentListView.as_view(), name="agents"),
+    path("interactions/<str:pk>/session-channels/", workspace.InteractionSessionChannelsView.as_view(),
+         name="interaction-session-channels"),
     path("interactions/<str:pk>/transfer/", routing.InteractionTransferView.as_view(), name="interaction-transfer"),
     path("interactions/<str:pk>/conference/", routing.InteractionConferenceView.as_view(),
          name="interaction-conference"),

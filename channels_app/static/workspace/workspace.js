@@ -119,7 +119,7 @@
     offers: new Map(),         // offer id -> {offer, node, timer}
     contacts: new Map(),       // contact id -> GET /api/contacts/{id}/ (offers' previews)
     openId: null,
-    agents: null, queues: null, dispositions: null,
+    dispositions: null,
   };
 
   /* ---- names and titles ---------------------------------------------------------------------------- */
@@ -526,9 +526,11 @@
 
   /* ---- the actions bar ----------------------------------------------------------------------------- */
   async function agentsForPicking() {
-    if (!state.agents) state.agents = await api("/api/agents/");
-    return state.agents.filter((agent) => agent.id !== DMS.me.id);
+    const agents = await api(`/api/agents/?interaction=${encodeURIComponent(state.openId)}`);
+    return agents.filter((agent) => agent.id !== DMS.me.id);
   }
+
+  const rows = (page) => (Array.isArray(page) ? page : (page && page.results) || []);  // a list, or a page of one
 
   function fillSelect(select, entries) {
     select.replaceChildren(...entries.map(([value, text]) => el("option", { value, text })));
@@ -563,7 +565,7 @@
 
   async function actionTransfer() {
     const dialog = $("#dialog-transfer");
-    const [agents, queues] = await Promise.all([agentsForPicking(), api("/api/queues/").catch(() => [])]);
+    const [agents, queues] = await Promise.all([agentsForPicking(), api("/api/queues/").then(rows).catch(() => [])]);
     const tenant = DMS.open && DMS.open.queue ? DMS.open.queue.split(":")[0] : null;
     fillSelect(dialog.querySelector('[name="agent"]'), agents.map((agent) => [agent.id, agentLabel(agent)]));
     fillSelect(dialog.querySelector('[name="queue"]'),
@@ -606,12 +608,13 @@
     });
   }
 
+  /* The values of the Disposition Code business attribute (POST .../end/ takes their names). */
   async function dispositionValues() {
     if (!state.dispositions) {
-      const attributes = await api("/api/business-attributes/?name=" + encodeURIComponent("Disposition Code")).catch(() => []);
-      const list = Array.isArray(attributes) ? attributes : attributes.results || [];
-      const attribute = list.find((item) => item.name === "Disposition Code");
-      state.dispositions = attribute ? (attribute.values || []).map((value) => [value.name, value.display_name || value.name]) : [];
+      const attributes = rows(await api("/api/business-attributes/?type=disposition_code"));
+      state.dispositions = attributes.flatMap((attribute) => (attribute.values || [])
+        .slice().sort((a, b) => a.order - b.order)
+        .map((value) => [value.name, value.display_name || value.name]));
     }
     return state.dispositions;
   }
@@ -632,7 +635,7 @@
 
   async function actionSession() {
     const dialog = $("#dialog-session");
-    const channels = await api(`/api/agents/me/session-channels/?interaction=${encodeURIComponent(state.openId)}`);
+    const channels = await api(`/api/interactions/${state.openId}/session-channels/`);
     fillSelect(dialog.querySelector('[name="channel"]'),
       channels.map((channel) => [channel.channel_id, `${channel.name} (${channel.media_type})`]));
     dialog.querySelector("textarea").value = "";
