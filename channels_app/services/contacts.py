@@ -152,7 +152,7 @@ def contact_validate_phone(*, channel: Channel, raw_id: str) -> str:
 
 
 # --- the workspace's contact panel (API.md "The workspace": see and edit the contact's details) -------------------
-# Contact attribute names as Workspace's options name them (contact.displayed-attributes,
+# Contact attribute names as the options of Workspace name them (the displayed attributes,
 # contact.directory-*), and the model field each is; any other name is one of the contact's `attributes`.
 DIRECTORY_FIELDS = {
     "FirstName": "first_name",

@@ -5,6 +5,23 @@
 has `read_by=ReadBy.WORKSPACE` or `ReadBy.SERVER` in channels_app/options_catalog.py (tests check it).
 
 SHELL_OPTIONS: read by workspace.js (the shell: offers, list, actions, desktop options of item 6).
+WINDOW_OPTIONS: read by transcript.js, reply.js and contact.js (the interaction window, reply area, contact).
+"""
+
+SHELL_OPTIONS = [
+    "whatsappsession.new-message-blinking",
+    "whatsappsession.new-message-blinking-duration",
+    "whatsappsession.focus-on-new-messages",
+    "whatsappsession.pending-response-to-customer",
+    "whatsappsession.on-hold-queue",
+    "workbin.whatsappsession.in-progress",
+    "interaction.window-title",
+    "toast.window-title",
+    "whatsappsession.outbound-session-config",
+    "display-format.case-name-format",
+    "display-format.customer-name-format",
+]
+
 # The options the server keeps with each session (services/options.py SESSION_OPTIONS: max-text-message-size,
 # transcript-interactions-count, show-cross-channel-messages, message-delay-timespan, the free-message window's)
 # are read from the interaction's own `session_options` first; these values serve an interaction without them.
@@ -13,10 +30,7 @@ WINDOW_OPTIONS = [
     "whatsappsession.message-delay-timespan",
     "whatsappsession.transcript-interactions-count",
     "whatsappsession.show-cross-channel-messages",
-    "whatsappsession.location-map.browse.query",
-    "whatsappsession.location-map.preview.query",
-    "whatsappsession.location-map.preview.height",
-    "whatsappsession.location-map.preview.width",
+    # (locations: the server fills each one's mapUrl and previewUrl from the location-map options)
     # reply.js
     "whatsappsession.max-text-message-size",
     "whatsappsession.two-step-attachment-upload",
