@@ -109,13 +109,20 @@
     if (state.response && state.response.content_type !== "text") {
       body.standard_response_id = state.response.id;
       body.fields = fieldsForSending();
-    } else {
-      body.text = text;
+    } else if (text.trim() || !state.file) {
+      body.text = text;  // a file alone goes without text
     }
     if (state.file) body.attachments = [state.file.id];
     parts.send.disabled = true;
     try {
       const sent = await DMS.api(`/api/interactions/${state.interaction.id}/messages/`, { method: "POST", body });
+      if (DMS.Transcript) {
+        // Shown at once; the stream's event of the same message replaces it (with its receipts after it).
+        const payload = sent.payload || {};
+        DMS.Transcript.onEvent("message", { ...sent, interaction: state.interaction.id,
+          attachments: (payload.attachments || []).map((file) => ({ ...file, status: "stored" })),
+          location: payload.location || null });
+      }
       parts.text.value = "";
       clearResponse();
       clearFile();
@@ -315,6 +322,7 @@
       return;
     }
     state.file = { id: uploaded.id, name: uploaded.name, size: uploaded.size, mime: uploaded.mime_type, url: uploaded.url };
+    updateSize();
     if (!DMS.optionsFor(state.interaction.channel)["whatsappsession.two-step-attachment-upload"]) {
       await send();  // one step: the file goes as soon as it is chosen (with the text typed so far)
       return;
