@@ -247,12 +247,13 @@
     }
     state.response = response;
     parts.preview.hidden = false;
-    parts.preview.replaceChildren(
+    parts.preview.replaceChildren(...[
       el("div", { class: "preview-head" },
         el("strong", { text: `${response.name} (${response.content_type})` }),
         el("button", { type: "button", class: "linklike", text: "Remove", onclick: () => { clearResponse(); updateSize(); } })),
       structuredPreview(rendered.payload),
-      missing.length ? el("p", { class: "preview-missing", role: "alert", text: `Field codes without a value: ${missing.join(", ")}` }) : null);
+      missing.length ? el("p", { class: "preview-missing", role: "alert", text: `Field codes without a value: ${missing.join(", ")}` }) : null,
+    ].filter(Boolean));
     setStatus("The standard response is shown as the customer will see it; Send sends it.");
     updateSize();
   }
@@ -328,11 +329,12 @@
       return;
     }
     parts.file.hidden = false;
-    parts.file.replaceChildren(
+    parts.file.replaceChildren(...[
       String(uploaded.mime_type || "").startsWith("image/")
         ? el("img", { src: URL.createObjectURL(chosen), alt: uploaded.name, class: "file-thumbnail" }) : null,
       el("span", { text: `${uploaded.name} (${Math.max(1, Math.round(uploaded.size / 1024))} KB): Send sends it.` }),
-      el("button", { type: "button", class: "linklike", text: "Remove", onclick: () => { clearFile(); updateSize(); } }));
+      el("button", { type: "button", class: "linklike", text: "Remove", onclick: () => { clearFile(); updateSize(); } }),
+    ].filter(Boolean));
     setStatus("The file is ready: check it, then Send.");
     updateSize();
   }

@@ -121,7 +121,7 @@
       box.append(el("img", { src: location.previewUrl, alt: `Map of ${label}`, loading: "lazy",
                              width: location.previewWidth || null, height: location.previewHeight || null }));
     }
-    const caption = el("figcaption", {}, el("span", { class: "location-pin", "aria-hidden": "true", text: "📍 " }));
+    const caption = el("figcaption", {}, el("span", { class: "location-pin", text: "Location: " }));
     if (location.mapUrl) {
       caption.append(el("a", { href: location.mapUrl, target: "_blank", rel: "noopener noreferrer", text: label,
                                class: "location-link" }));
