@@ -3,9 +3,9 @@ requests the page makes.
 
     .venv/bin/python -m bench.workspace [--agents 50] [--seconds 60] [--rate 20] [--openings 400]
 
-The stack of bench/routing.py (a fresh PostgreSQL database, Redis db 12 (`--redis-db`), production settings, gunicorn, the
-event server, the dispatcher; an SMS webhook channel routed to a `workspace` queue of `--agents` agents), and
-for `--conversations` of the agents a conversation of `--messages` messages (200) with `--earlier` earlier
+The stack of bench/routing.py (a fresh PostgreSQL database, Redis db 12 (`--redis-db`), production settings,
+gunicorn, the event server, the dispatcher; an SMS webhook channel routed to a `workspace` queue of `--agents`
+agents), and for `--conversations` of the agents a conversation of `--messages` messages (200) with `--earlier` earlier
 interactions of the same contact (5, `--earlier-messages` messages each), assigned to that agent.
 
 1. Messages: every agent holds its page's event stream; customers write `--rate` messages a second for
