@@ -271,6 +271,8 @@ def test_an_agent_works_a_whatsapp_conversation_in_the_interaction_window(
     browser.find_element(By.CSS_SELECTOR, "#contact-form button[type=submit]").click()
     _wait_for(browser, '#contact dd[data-attribute="FirstName"]', "John")
     assert Contact.objects.get(pk=interaction.contact_id).first_name == "John"
+    WebDriverWait(browser, 10).until(lambda driver: {node.text for node in driver.find_elements(
+        By.CSS_SELECTOR, "#transcript .transcript-messages .msg-in .msg-who")} == {"John"})  # the new name
     _wait_for(browser, "#contact .history-item", "this conversation")
     browser.find_element(By.ID, "directory-search").send_keys("lopez", Keys.ENTER)
     _wait_for(browser, "#directory-results td a", "Lopez").click()

@@ -94,7 +94,7 @@
         const saved = await DMS.api(`/api/contacts/${contact.id}/`, { method: "PATCH", body });
         DMS.contacts = DMS.contacts || new Map();
         DMS.contacts.set(saved.id, Promise.resolve(saved));
-        if (DMS.Reply && DMS.Reply.setContact) DMS.Reply.setContact(saved);
+        for (const module of [DMS.Reply, DMS.Transcript]) if (module && module.setContact) module.setContact(saved);
         show(saved);
         DMS.flash("The contact is saved.");
       } catch (failure) {

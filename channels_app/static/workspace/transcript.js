@@ -28,6 +28,8 @@
     return node;
   };
 
+  /* Links and pictures only to http(s) (the server checks them as well): never a javascript: or data: URL. */
+  const safeUrl = (url) => (typeof url === "string" && /^https?:\/\//i.test(url) ? url : null);
   const clock = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
   const stamp = (iso) => new Date(iso).toLocaleString([], { dateStyle: "medium", timeStyle: "medium" });
   const sessionOption = (interaction, name) => {
@@ -117,13 +119,13 @@
     const label = [location.name, location.address].filter(Boolean).join(", ")
       || `${location.latitude}, ${location.longitude}`;
     const box = el("figure", { class: "msg-location" });
-    if (location.previewUrl) {
-      box.append(el("img", { src: location.previewUrl, alt: `Map of ${label}`, loading: "lazy",
+    if (safeUrl(location.previewUrl)) {
+      box.append(el("img", { src: safeUrl(location.previewUrl), alt: `Map of ${label}`, loading: "lazy",
                              width: location.previewWidth || null, height: location.previewHeight || null }));
     }
     const caption = el("figcaption", {}, el("span", { class: "location-pin", text: "Location: " }));
-    if (location.mapUrl) {
-      caption.append(el("a", { href: location.mapUrl, target: "_blank", rel: "noopener noreferrer", text: label,
+    if (safeUrl(location.mapUrl)) {
+      caption.append(el("a", { href: safeUrl(location.mapUrl), target: "_blank", rel: "noopener noreferrer", text: label,
                                class: "location-link" }));
     } else {
       caption.append(el("span", { text: label }));
@@ -142,9 +144,9 @@
         item.append(el("span", { text: `${name}${size}: receiving…` }));
       } else if (file.status === "failed") {
         item.append(el("span", { class: "file-failed", text: `${name}: not received (${file.reason || "failed"})` }));
-      } else if (file.url) {
-        const link = el("a", { href: file.url, target: "_blank", rel: "noopener noreferrer", class: "file-link" });
-        const thumbnail = file.thumbnailUrl || (String(file.contentType || "").startsWith("image/") ? file.url : null);
+      } else if (safeUrl(file.url)) {
+        const link = el("a", { href: safeUrl(file.url), target: "_blank", rel: "noopener noreferrer", class: "file-link" });
+        const thumbnail = safeUrl(file.thumbnailUrl) || (String(file.contentType || "").startsWith("image/") ? safeUrl(file.url) : null);
         if (thumbnail) link.append(el("img", { src: thumbnail, alt: name, class: "file-thumbnail", loading: "lazy" }));
         link.append(el("span", { text: `${name}${size}` }));
         item.append(link);
@@ -260,6 +262,14 @@
     }
   }
 
+  /* The contact was edited (contact.js): its new name on the customer's messages. */
+  function setContact(contact) {
+    if (!state.interaction || !contact || contact.id !== state.interaction.contact) return;
+    state.name = customerName(contact);
+    state.list.setAttribute("aria-label", `Messages with ${state.name}`);
+    for (const who of state.container.querySelectorAll(".msg-in .msg-who")) who.textContent = state.name;
+  }
+
   function close() {
     if (state.container) {
       state.container.replaceChildren();
@@ -271,5 +281,5 @@
   }
 
   window.DMS = window.DMS || {};
-  DMS.Transcript = { open, onEvent, close };
+  DMS.Transcript = { open, onEvent, close, setContact };
 })();
