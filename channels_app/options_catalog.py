@@ -360,7 +360,7 @@ OPTIONS: tuple[OptionDefinition, ...] = (
         "LastName,FirstName,PhoneNumber,EmailAddress,_msg_ProfileNickname",
         "The contact attributes used to search the contact directory.",
         valid_values_text="A comma-separated list of contact attribute names",
-        read_by=ReadBy.WORKSPACE,
+        read_by=ReadBy.SERVER,  # GET /api/contacts/?directory= searches these (the workspace's directory)
     ),
     OptionDefinition(
         IW, "contact.displayed-attributes", OptionType.STRING,

@@ -2,6 +2,7 @@ from collections.abc import Mapping
 
 from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django.http import QueryDict
 from drf_spectacular.utils import extend_schema_field
@@ -557,11 +558,34 @@ class ContactSerializer(ModelSerializer):
             "id", "tenant", "phone_number", "client_id", "first_name", "last_name", "email", "nickname", "attributes",
             "created_at", "updated_at", "interactions", "opted_out",
         ]
-        read_only_fields = ["id", "tenant", "phone_number", "client_id", "first_name", "last_name", "email",
-                            "nickname", "attributes", "created_at", "updated_at"]
+        read_only_fields = ["id", "tenant", "phone_number", "client_id", "created_at", "updated_at"]
+        extra_kwargs = {"email": {"help_text": "An e-mail address, or empty."}}
 
     def get_interactions(self, contact) -> list[str]:
         return [interaction.pk for interaction in contact.interactions.all()]
+
+    def validate_email(self, value):
+        from django.core.validators import validate_email
+
+        if value:
+            try:
+                validate_email(value)
+            except DjangoValidationError as error:
+                raise serializers.ValidationError("Enter a valid e-mail address.") from error
+        return value
+
+    def validate_attributes(self, value):
+        # The contact's other attributes (the workspace's panel edits them): names and values are short texts.
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Expected an object of attribute names and values.")
+        if len(value) > 100:
+            raise serializers.ValidationError("At most 100 attributes.")
+        for key, item in value.items():
+            if not key or len(key) > 100:
+                raise serializers.ValidationError(f"Attribute name {key[:100]!r}: 1 to 100 characters.")
+            if not isinstance(item, str) or len(item) > 1000:
+                raise serializers.ValidationError(f"Attribute {key!r}: a text of at most 1000 characters.")
+        return value
 
 
 class AgentMessageSerializer(Serializer):

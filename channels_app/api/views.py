@@ -59,13 +59,14 @@ from channels_app.services.channels import (
     channel_rotate_verify_token,
     channel_save,
 )
+from channels_app.services.contacts import contact_directory_search, contact_update
 from channels_app.services.interactions import interaction_close
 from channels_app.services.lifecycle import tenant_retention_set
-from channels_app.services.opt_out import contact_opt_outs_set
 from channels_app.services.options import (
     option_definition_get,
     option_reset,
     option_set,
+    option_value,
     options_list,
     session_option,
 )
@@ -657,10 +658,13 @@ class InteractionViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
 class ContactFilter(StrictFilterSet):
     phone = filters.CharFilter(field_name="phone_number")
     search = filters.CharFilter(method="filter_search", help_text="Name, nickname, phone, e-mail or client id.")
+    directory = filters.CharFilter(
+        method="filter_directory", help_text="The contact directory's search (the workspace): every word in one of "
+        "the attributes named by the option contact.directory-search-attributes.")
 
     class Meta:
         model = Contact
-        fields = ["phone", "client_id", "search"]
+        fields = ["phone", "client_id", "search", "directory"]
 
     def filter_search(self, queryset, name, value):
         return queryset.filter(
@@ -668,10 +672,16 @@ class ContactFilter(StrictFilterSet):
             | Q(phone_number__icontains=value) | Q(email__icontains=value) | Q(client_id__icontains=value)
         )
 
+    def filter_directory(self, queryset, name, value):
+        attribute_names = option_value(section=IW, name="contact.directory-search-attributes").split(",")
+        return contact_directory_search(queryset, words=value, attribute_names=attribute_names)
+
 
 class ContactViewSet(ScopedQuerysetMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Contacts with the ids of their interactions (their history) and the channels they opted out of;
-    PATCH `{"opted_out": [<channel id>, ...]}` changes those."""
+    PATCH `{"opted_out": [<channel id>, ...]}` changes those, and `first_name`, `last_name`, `email`,
+    `nickname` and `attributes` (an object of texts, replaced whole) the contact's details (the workspace's
+    contact panel)."""
 
     queryset = Contact.objects.prefetch_related("interactions", "opt_outs__channel")
     serializer_class = serializers.ContactSerializer
@@ -679,9 +689,8 @@ class ContactViewSet(ScopedQuerysetMixin, mixins.UpdateModelMixin, viewsets.Read
     http_method_names = ["get", "patch", "head", "options"]
 
     def perform_update(self, serializer):
-        contact = serializer.instance
-        if "opted_out" in serializer.validated_data:
-            contact_opt_outs_set(contact=contact, channel_ids=serializer.validated_data["opted_out"])
+        data = dict(serializer.validated_data)
+        contact = contact_update(contact=serializer.instance, changes=data, opted_out=data.get("opted_out"))
         serializer.instance = self.get_queryset().get(pk=contact.pk)
 
 

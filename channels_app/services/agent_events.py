@@ -104,10 +104,16 @@ def offer_data(offer: Offer) -> dict:
     }
 
 
-def message_data(message: Message) -> dict:
-    return {"id": message.pk, "interaction": message.interaction_id, "direction": message.direction,
+def message_data(message: Message, *, media: dict | None = None) -> dict:
+    """A message as the transcript of `GET /api/interactions/{id}/` shows it: with `origin_time` (the
+    workspace shows a delayed message's origination time) and, for a location or files, its `location` and
+    `attachments` (`media`: services/media.py's view of the message, signed links)."""
+    data = {"id": message.pk, "interaction": message.interaction_id, "direction": message.direction,
             "text": message.text, "status": message.status, "reasons": message.reasons,
-            "created_at": _iso(message.created_at)}
+            "origin_time": _iso(message.origin_time), "created_at": _iso(message.created_at)}
+    if media:
+        data.update(media)
+    return data
 
 
 def interaction_data(interaction: Interaction, change: str) -> dict:
@@ -134,10 +140,10 @@ def interaction_watchers(interaction: Interaction) -> list[int]:
             *ConferenceMember.objects.filter(interaction_id=interaction.pk).values_list("agent_id", flat=True)]
 
 
-def message_event(*, message: Message, interaction: Interaction) -> None:
-    """A message in or out of an interaction someone holds."""
+def message_event(*, message: Message, interaction: Interaction, media: dict | None = None) -> None:
+    """A message in or out of an interaction someone holds (`media`: its files and location, if any)."""
     if interaction.assigned_to_id is not None:
-        events_add(user_ids=interaction_watchers(interaction), kind=MESSAGE, data=message_data(message))
+        events_add(user_ids=interaction_watchers(interaction), kind=MESSAGE, data=message_data(message, media=media))
 
 
 def receipt_event(*, message: Message) -> None:

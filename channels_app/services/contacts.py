@@ -149,3 +149,60 @@ def contact_validate_phone(*, channel: Channel, raw_id: str) -> str:
     result = normalized if valid else ""
     cache.set(key, result, CONTACT_CHECK_CACHE_SECONDS)
     return result
+
+
+# --- the workspace's contact panel (API.md "The workspace": see and edit the contact's details) -------------------
+# Contact attribute names as the options of Workspace name them (the displayed attributes,
+# contact.directory-*), and the model field each is; any other name is one of the contact's `attributes`.
+DIRECTORY_FIELDS = {
+    "FirstName": "first_name",
+    "LastName": "last_name",
+    "PhoneNumber": "phone_number",
+    "PrimaryPhoneNumber": "phone_number",
+    "EmailAddress": "email",
+    "PrimaryEmailAddress": "email",
+    "_msg_ProfileNickname": "nickname",
+    "ClientId": "client_id",
+}
+EDITABLE_FIELDS = ("first_name", "last_name", "email", "nickname", "attributes")
+
+
+def contact_directory_search(queryset, *, words: str, attribute_names: list[str]):
+    """Contacts of `queryset` whose attributes named by `contact.directory-search-attributes` hold `words`
+    (case-insensitive, each word in one of them)."""
+    from django.db.models import Q
+
+    lookups = []
+    for name in attribute_names:
+        name = name.strip()
+        if not name:
+            continue
+        model_field = DIRECTORY_FIELDS.get(name)
+        lookups.append(f"{model_field}__icontains" if model_field else f"attributes__{name}__icontains")
+    if not lookups:
+        return queryset.none()
+    for word in words.split():
+        condition = Q()
+        for lookup in lookups:
+            condition |= Q(**{lookup: word})
+        queryset = queryset.filter(condition)
+    return queryset
+
+
+def contact_update(*, contact: Contact, changes: dict, opted_out: list[str] | None = None) -> Contact:
+    """Change the contact's details (`EDITABLE_FIELDS`; `attributes` replaces the custom attributes) and,
+    when given, its opt-outs, in one transaction. The caller has validated the values."""
+    from django.db import transaction
+
+    from channels_app.services.opt_out import contact_opt_outs_set
+
+    with transaction.atomic():
+        fields = [name for name in EDITABLE_FIELDS if name in changes]
+        for name in fields:
+            setattr(contact, name, changes[name])
+        if fields:
+            contact.updated_at = timezone.now()
+            contact.save(update_fields=[*fields, "updated_at"])
+        if opted_out is not None:
+            contact_opt_outs_set(contact=contact, channel_ids=opted_out)
+    return contact

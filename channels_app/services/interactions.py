@@ -26,7 +26,7 @@ from channels_app.models import (
 from channels_app.models.conversations import generate_interaction_id
 from channels_app.services.agent_events import agent_events_prune, message_event
 from channels_app.services.deliveries import deliveries_create
-from channels_app.services.media import follower_deliveries_create, outbound_followers
+from channels_app.services.media import follower_deliveries_create, message_media, outbound_followers
 from channels_app.services.opt_out import OPTED_OUT, opt_out_confirmation, opt_out_keywords_apply
 from channels_app.services.options import option_value, session_options_snapshot
 from channels_app.services.routing import interaction_enter_queue, interaction_release
@@ -140,7 +140,8 @@ def message_queue_outbound(*, interaction: Interaction, payload: dict, trace_id:
     """One outgoing message of an ongoing interaction (an agent's), published after commit."""
     message = message_new_outbound(interaction=interaction, payload=payload, trace_id=trace_id)
     messages_queue_outbound(messages=[message])
-    message_event(message=message, interaction=interaction)  # to the agent who holds it, and its conference
+    # to the agent who holds it, and its conference (with its files or location, if any)
+    message_event(message=message, interaction=interaction, media=message_media(message))
     if message.created_at - interaction.last_activity_at > timedelta(seconds=1):
         Interaction.objects.filter(pk=interaction.pk).update(last_activity_at=message.created_at)
     return message
@@ -282,7 +283,8 @@ def customer_message_receive(
         trace_id=trace_id,
         origin_time=origin_time,
     )
-    message_event(message=message, interaction=interaction)  # to the agent who holds it, and its conference
+    # to the agent who holds it, and its conference (a location with its map link; files follow: media.py)
+    message_event(message=message, interaction=interaction, media=message_media(message))
     # STOP / START (API.md "Opt-out"): a stop keyword is answered with the confirmation text.
     if opt_out_keywords_apply(message=message, interaction=interaction) == OPTED_OUT:
         if confirmation := opt_out_confirmation(channel=channel):

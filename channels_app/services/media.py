@@ -42,6 +42,7 @@ from channels_app.models import (
     MessageAttachmentStatus,
 )
 from channels_app.publishing import FETCH_ATTACHMENT, publish
+from channels_app.services.agent_events import message_event
 from channels_app.services.options import option_value
 from channels_app.signed_links import file_url
 
@@ -186,6 +187,7 @@ def message_attachments_create(*, message: Message, attachments: list[InboundAtt
         for position, item in enumerate(attachments)
     )
     ids = [row.pk for row in rows]
+    message_media_event(message_id=message.pk)  # the agent's transcript shows the files coming
     transaction.on_commit(lambda: [message_attachment_enqueue(i) for i in ids])
 
 
@@ -256,12 +258,14 @@ def _store(attachment: MessageAttachment, stream, size: int) -> None:
         status=MessageAttachmentStatus.STORED, file=attachment.file.name, thumbnail=attachment.thumbnail.name or "",
         file_name=name[:255], content_type=found.mime_type, size=size, reason="", stored_at=now, updated_at=now,
     )
+    message_media_event(message_id=attachment.message_id)  # the file and its thumbnail, in the agent's transcript
 
 
 def _failed(attachment: MessageAttachment, reason: str) -> None:
     MessageAttachment.objects.filter(pk=attachment.pk).update(
         status=MessageAttachmentStatus.FAILED, reason=reason[:500], updated_at=timezone.now()
     )
+    message_media_event(message_id=attachment.message_id)
 
 
 def thumbnail_make(stream) -> bytes | None:
@@ -389,3 +393,23 @@ def messages_media(*, messages: list[Message], channel: Channel | None) -> dict[
         if view:
             views[message.pk] = view
     return views
+
+
+def message_media(message: Message) -> dict | None:
+    """The files and location of one message as the transcript shows them (no query for a plain text)."""
+    payload = message.payload or {}
+    if not (payload.get("attachments") or isinstance(payload.get("location"), dict)):
+        return None
+    return messages_media(messages=[message], channel=message.channel).get(message.pk)
+
+
+def message_media_event(*, message_id: str) -> None:
+    """A customer's files changed (received, stored with a thumbnail, failed): the message again, with its
+    `attachments`, to whoever holds its interaction (the workspace's transcript replaces the message of the
+    same id)."""
+    message = (Message.objects.select_related("channel", "interaction").prefetch_related("attachments")
+               .filter(pk=message_id).first())
+    if message is None or message.interaction.assigned_to_id is None:
+        return
+    media = messages_media(messages=[message], channel=message.channel).get(message.pk) or {}
+    message_event(message=message, interaction=message.interaction, media=media)

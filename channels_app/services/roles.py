@@ -29,7 +29,8 @@ AGENT = [
     # change: end an interaction with a disposition (Done); add: start a new outbound session.
     *_model_permissions("interaction", "view", "add", "change"),
     *_model_permissions("message", "view", "add"),
-    *_model_permissions("contact", "view"),
+    # change: the workspace's contact panel edits the contact's details (API.md "The workspace").
+    *_model_permissions("contact", "view", "change"),
     *_model_permissions("attachment", "add"),
     *_model_permissions("businessattribute", "view"),
     *_model_permissions("businessattributevalue", "view"),

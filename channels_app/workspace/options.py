@@ -22,19 +22,23 @@ SHELL_OPTIONS = [
     "display-format.customer-name-format",
 ]
 
+# The options the server keeps with each session (services/options.py SESSION_OPTIONS: max-text-message-size,
+# transcript-interactions-count, show-cross-channel-messages, message-delay-timespan, the free-message window's)
+# are read from the interaction's own `session_options` first; these values serve an interaction without them.
 WINDOW_OPTIONS = [
-    "whatsappsession.max-text-message-size",
+    # transcript.js
+    "whatsappsession.message-delay-timespan",
     "whatsappsession.transcript-interactions-count",
     "whatsappsession.show-cross-channel-messages",
-    "whatsappsession.message-delay-timespan",
+    # (locations: the server fills each one's mapUrl and previewUrl from the location-map options)
+    # reply.js
+    "whatsappsession.max-text-message-size",
+    "whatsappsession.two-step-attachment-upload",
     "whatsappsession.enable-free-msg-timespan-monitoring",
     "whatsappsession.free-msg-timespan",
-    "whatsappsession.location-map.browse.query",
-    "whatsappsession.location-map.preview.query",
-    "whatsappsession.location-map.preview.height",
-    "whatsappsession.location-map.preview.width",
-    "whatsappsession.two-step-attachment-upload",
+    "whatsappsession.default-notification-text",
     "whatsappsession.emojis-business-attribute",
+    # contact.js
     "contact.displayed-attributes",
     "contact.directory-displayed-columns",
     "contact.directory-search-attributes",

@@ -1,0 +1,214 @@
+"""The workspace's interaction window, reply area and contact panel (issue 24, items 3 to 5): the API they read
+and change. The contact's details edited (PATCH /api/contacts/{id}/, tenant-scoped, Contact - change), the directory
+searched by `contact.directory-search-attributes`, the message events the transcript shows (origination time,
+location, files, and again when a customer's file is stored), and opening a conversation of 200 messages and 5
+earlier interactions in a fixed number of SQL statements (bench/workspace.py measures its time).
+The browser journey is tests/test_workspace_window_browser.py."""
+
+import io
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from PIL import Image
+
+from channels_app.models import AgentEvent, Contact, Interaction, Message, MessageAttachment
+from channels_app.options_catalog import IW
+from channels_app.services.media import message_attachment_fetch
+from channels_app.services.options import option_set
+from tests.conftest import member
+from tests.factories import TenantFactory
+from tests.file_server import Served, start_file_server
+from tests.test_routing_api import (  # noqa: F401 (fixtures)
+    Client,
+    accepted,
+    admin_api,
+    agents,
+    customer_writes,
+    whatsapp,
+    workspace_queue,
+)
+
+# --- the contact panel ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_agent_edits_the_contacts_details(agents, accepted):  # noqa: F811
+    ann = agents[0]
+    contact = accepted.contact
+
+    response = ann.patch(f"/api/contacts/{contact.pk}/", {
+        "first_name": "Johnny", "last_name": "Walker", "email": "johnny@example.com", "nickname": "JW",
+        "attributes": {"Title": "Mr", "MyFC_BillAmount": "$129.99"}})
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["first_name"], body["last_name"], body["email"], body["nickname"]) == (
+        "Johnny", "Walker", "johnny@example.com", "JW")
+    assert body["attributes"] == {"Title": "Mr", "MyFC_BillAmount": "$129.99"}
+    contact.refresh_from_db()
+    assert contact.first_name == "Johnny" and contact.attributes["Title"] == "Mr"
+    assert contact.phone_number == body["phone_number"]  # the identity is not the panel's to change
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("body", "field"), [
+    ({"email": "not an address"}, "email"),
+    ({"first_name": "x" * 201}, "first_name"),
+    ({"first_name": "Jo\u0000hn"}, "first_name"),
+    ({"attributes": ["Title"]}, "attributes"),
+    ({"attributes": {"Title": 5}}, "attributes"),
+    ({"attributes": {"Title": "x" * 1001}}, "attributes"),
+    ({"first_name": "Johnny", "opted_out": ["no-such-channel"]}, "opted_out"),
+])
+def test_bad_contact_details_are_400_naming_the_field_and_nothing_is_written(agents, accepted, body, field):  # noqa: F811
+    ann = agents[0]
+    before = Contact.objects.values().get(pk=accepted.contact_id)
+
+    response = ann.patch(f"/api/contacts/{accepted.contact_id}/", body)
+
+    assert response.status_code == 400
+    assert field in str(response.json())
+    assert Contact.objects.values().get(pk=accepted.contact_id) == before
+
+
+@pytest.mark.django_db
+def test_another_tenants_contact_is_not_found_and_editing_needs_the_permission(agents, accepted, tenant):  # noqa: F811
+    other = Contact.objects.create(tenant=TenantFactory(id=2, name="Other"), phone_number="+15550001111",
+                                   first_name="Eve")
+    planner = Client(member("planner", "Campaign manager", tenants=[tenant]))
+
+    assert agents[0].patch(f"/api/contacts/{other.pk}/", {"first_name": "Mallory"}).status_code == 404
+    assert planner.patch(f"/api/contacts/{accepted.contact_id}/", {"first_name": "Mallory"}).status_code == 403
+    assert Contact.objects.get(pk=other.pk).first_name == "Eve"
+    assert Contact.objects.get(pk=accepted.contact_id).first_name != "Mallory"
+
+
+@pytest.mark.django_db
+def test_the_directory_searches_the_attributes_the_option_names(agents, accepted, tenant):  # noqa: F811
+    ann = agents[0]
+    Contact.objects.create(tenant=tenant, phone_number="+15550002222", first_name="Maria", last_name="Lopez",
+                           attributes={"City": "Madrid"})
+    Contact.objects.create(tenant=tenant, phone_number="+15550003333", first_name="Mario", last_name="Rossi",
+                           email="lopez@example.com")
+    Contact.objects.create(tenant=TenantFactory(id=2, name="Other"), phone_number="+15550004444",
+                           first_name="Maria", last_name="Lopez")
+
+    def found(words):
+        response = ann.get(f"/api/contacts/?directory={words}")
+        assert response.status_code == 200
+        return sorted(row["first_name"] for row in response.json()["results"])
+
+    # the default: LastName, FirstName, PhoneNumber, EmailAddress, _msg_ProfileNickname; every word must match
+    assert found("lopez") == ["Maria", "Mario"]
+    assert found("maria lopez") == ["Maria"]
+    assert found("madrid") == []
+    option_set(section=IW, name="contact.directory-search-attributes", value="LastName,City")
+    assert found("lopez") == ["Maria"]  # not Mario: the e-mail address is no longer searched
+    assert found("madrid") == ["Maria"]
+
+
+# --- the transcript's events ---------------------------------------------------------------------------------------
+
+
+def _events(user, kind="message"):
+    return [event.data for event in AgentEvent.objects.filter(user=user, kind=kind).order_by("pk")]
+
+
+@pytest.mark.django_db
+def test_a_message_event_carries_the_origination_time_and_a_location_with_its_map_link(agents, accepted, whatsapp):  # noqa: F811
+    from channels_app.services.interactions import customer_message_receive
+
+    ann = agents[0]
+    option_set(section=IW, name="whatsappsession.location-map.browse.query",
+               value="https://maps.example/?q={LATITUDE},{LONGITUDE}")
+    written = timezone.now() - timedelta(minutes=10)
+    location = {"latitude": 52.37, "longitude": 4.89, "name": "Dam Square"}
+
+    customer_message_receive(channel=whatsapp, client_id=accepted.client_id, text="Here I am",
+                             channel_message_id="loc-1", origin_time=written,
+                             extra_payload={"type": "Location", "location": location})
+
+    event = _events(ann.user)[-1]
+    assert event["origin_time"].startswith(written.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert event["location"] == {**location, "mapUrl": "https://maps.example/?q=52.37,4.89"}
+    customer_message_receive(channel=whatsapp, client_id=accepted.client_id, text="Hi", channel_message_id="t-2")
+    plain = _events(ann.user)[-1]
+    assert "location" not in plain and "attachments" not in plain and plain["origin_time"] is None
+
+
+@pytest.mark.django_db
+def test_a_customers_file_reaches_the_transcript_again_once_stored_with_its_thumbnail(
+        agents, accepted, whatsapp, django_capture_on_commit_callbacks):  # noqa: F811
+    from channels_app.parsing import InboundText
+    from channels_app.services.inbound import _accept
+
+    ann = agents[0]
+    picture = io.BytesIO()
+    Image.new("RGB", (640, 480), (200, 30, 30)).save(picture, format="PNG")
+    server = start_file_server()
+    server.files["/photo.png"] = Served(picture.getvalue(), headers={"Content-Type": "image/png"})
+    try:
+        with django_capture_on_commit_callbacks(execute=False):
+            _accept(whatsapp, [InboundText(
+                channel_message_id="f-1", client_id=accepted.client_id, nickname="", business_id="", time=None,
+                text="", extra={}, attachments=((server.url("/photo.png"), "image/png", "photo.png",
+                                                 len(picture.getvalue())),))], "", look_for_duplicates=False)
+        attachment = MessageAttachment.objects.get()
+        message_attachment_fetch(attachment_id=attachment.pk)
+    finally:
+        server.stop()
+
+    first, pending, stored = _events(ann.user)[-3:]
+    assert first["id"] == pending["id"] == stored["id"] == attachment.message_id
+    assert [item["status"] for item in pending["attachments"]] == ["pending"]
+    [shown] = stored["attachments"]
+    assert shown["status"] == "stored" and shown["fileName"] == "photo.png"
+    assert shown["url"] and shown["thumbnailUrl"]
+
+
+# --- opening a conversation: a fixed number of statements ----------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_opening_a_conversation_of_200_messages_and_5_earlier_ones_takes_a_fixed_number_of_statements(
+        agents, accepted, whatsapp):  # noqa: F811
+    ann = agents[0]
+    option_set(section=IW, name="whatsappsession.transcript-interactions-count", value="5")
+    now = timezone.now()
+
+    def fill(interaction, count):
+        Message.objects.bulk_create([
+            Message(interaction=interaction, channel=whatsapp, direction="inbound" if n % 2 else "outbound",
+                    text=f"message {n}", status="received" if n % 2 else "delivered")
+            for n in range(count)])
+
+    for days in range(1, 6):
+        earlier = Interaction.objects.create(channel=whatsapp, contact=accepted.contact, client_id=accepted.client_id,
+                                             type="Inbound", subtype="InboundNew", state="ended", queue=accepted.queue,
+                                             session_options=accepted.session_options)
+        Interaction.objects.filter(pk=earlier.pk).update(created_at=now - timedelta(days=days))
+        fill(earlier, 20)
+    Interaction.objects.filter(pk=accepted.pk).update(
+        session_options={**accepted.session_options, "whatsappsession.transcript-interactions-count": 5})
+
+    def opening():
+        """The requests the page makes when the agent opens the conversation."""
+        with CaptureQueriesContext(connection) as queries:
+            for path in (f"/api/interactions/{accepted.pk}/", f"/api/contacts/{accepted.contact_id}/",
+                         f"/api/interactions/{accepted.pk}/history/",
+                         f"/api/interactions/?contact={accepted.contact_id}"):
+                response = ann.get(path)
+                assert response.status_code == 200, (path, response.content)
+        return len(queries), response
+
+    small, _ = opening()
+    fill(accepted, 199)
+    large, _ = opening()
+
+    assert ann.get(f"/api/interactions/{accepted.pk}/").json()["messages"].__len__() == 200
+    assert len(ann.get(f"/api/interactions/{accepted.pk}/history/").json()["interactions"]) == 5
+    assert large == small, "a statement per message or per interaction (N+1)"
+    assert large <= 40
