@@ -145,6 +145,7 @@ RIGHTS: dict[str, Rule] = {
     "campaign.add_recipients": needs("change_campaign"),
     "campaign.results_csv": needs("view_campaign"),
     **{f"campaign.{action}": needs("change_campaign") for action in CAMPAIGN_ACTIONS},
+    "report-campaign.get": needs("view_reports"),  # the campaign report (API.md "Reports"), of the caller's tenants
     # --- Agent actions that depend on what is sent (the spec's WhatsApp role permissions) --------
     "agent.whatsapp": needs("whatsapp_can_use"),
     "agent.send_files": needs("whatsapp_can_send_files"),
