@@ -157,6 +157,7 @@ RIGHTS: dict[str, Rule] = {
     "admin:channels_app_campaign_sample": needs("view_campaign"),
     "admin:channels_app_campaign_results": needs("view_campaign"),
     "admin:channels_app_campaign_transition": needs("change_campaign"),
+    "admin:channels_app_campaign_recipients": needs("view_campaign"),  # the report's drill-down, as the API's
     "admin:channels_app_optionvalue_import": needs("change_optionvalue", "add_optionvalue"),
     "admin:channels_app_optionvalue_export": needs("view_optionvalue"),
     "admin:channels_app_standardresponse_preview": needs("view_standardresponse"),

@@ -530,6 +530,7 @@ ADMIN_EXTRA = {
     "admin:channels_app_campaign_progress": ("get", "/admin/channels_app/campaign/{campaign}/progress.json"),
     "admin:channels_app_campaign_results": ("get", "/admin/channels_app/campaign/{campaign}/results.csv"),
     "admin:channels_app_campaign_transition": ("post", "/admin/channels_app/campaign/{campaign}/transition/cancel/"),
+    "admin:channels_app_campaign_recipients": ("get", "/admin/channels_app/campaign/{campaign}/recipients/?outcome=sent"),
     "admin:channels_app_optionvalue_import": ("get", "/admin/channels_app/optionvalue/import/"),
     "admin:channels_app_optionvalue_export": ("get", "/admin/channels_app/optionvalue/export/?channel={channel}"),
     "admin:channels_app_standardresponse_preview": ("post", "/admin/channels_app/standardresponse/preview/"),

@@ -360,3 +360,79 @@ def test_a_redelivered_failure_leaves_the_failed_figures(lead, staff_api, simula
     assert (failed["failed"], failed["sent"], failed["failed_by_reason"]) == (1, 0, {"310 Rate limit reached.": 1})
     assert (again["failed"], again["sent"], again["failed_by_reason"]) == (0, 0, {})
     assert not CampaignReportDelta.objects.exists()  # every change folded, none left behind
+
+
+# --- the admin ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def lead_in_admin(client, tenant):
+    user = member("lead", "Campaign manager", tenants=[tenant])
+    user.user_permissions.add(Permission.objects.get(codename="view_reports"))
+    client.force_login(user)
+    return client
+
+
+def _inline(variants: list[tuple[str, int]], *, initial: int = 0) -> dict:
+    data = {"variants-TOTAL_FORMS": str(len(variants)), "variants-INITIAL_FORMS": str(initial),
+            "variants-MIN_NUM_FORMS": "0", "variants-MAX_NUM_FORMS": "5"}
+    for index, (response, share) in enumerate(variants):
+        data[f"variants-{index}-standard_response"] = response
+        data[f"variants-{index}-share"] = str(share)
+    return data
+
+
+@pytest.mark.django_db
+def test_the_admin_sets_variants_through_their_rules_and_shows_the_report_with_links(
+        lead_in_admin, staff_api, simulator, responses):  # noqa: F811
+    # given a draft campaign of four recipients
+    campaign_id = create(staff_api, audience([1, 2, 3, 4]), standard_response="VARIANTA").json()["id"]
+    url = f"/admin/channels_app/campaign/{campaign_id}/change/"
+    form = {"name": "Spring sale", "channel": str(simulator.pk), "standard_response": "VARIANTA",
+            "chat_queue_key": "", "terminate_sessions": "on", "rate_per_second": "", "start_at_0": "",
+            "start_at_1": ""}
+
+    # when variants whose shares add up to 90 are saved, then 40/60
+    refused = lead_in_admin.post(url, {**form, **_inline([("VARIANTA", 40), ("VARIANTB", 50)])})
+    saved = lead_in_admin.post(url, {**form, **_inline([("VARIANTA", 40), ("VARIANTB", 60)])})
+
+    # then the first is refused with the rule's words and the second stored through the service
+    assert refused.status_code == 200 and "add up to 90, not 100" in refused.content.decode()
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    from channels_app.models import Campaign
+
+    assert [(v.position, v.standard_response_id, v.share) for v in Campaign.objects.get(pk=campaign_id)
+            .variants.all()] == [(0, "VARIANTA", 40), (1, "VARIANTB", 60)]
+
+    # when it runs, one message fails, and the fold runs
+    run(campaign_id)
+    message = recipient(campaign_id, 2).message
+    receipt_apply(channel=simulator, external_id=message.external_id, status="Failed", reasons=[{"code": 530}])
+    campaign_reports_fold()
+    page = lead_in_admin.get(url).content.decode()
+
+    # then the page shows the variants (read-only now) and the report, each figure a link to its recipients
+    assert 'id="campaign-report"' in page and "VARIANTB" in page and "60 %" in page
+    assert f'/admin/channels_app/campaign/{campaign_id}/recipients/?outcome=sent"' in page
+    assert f"/admin/channels_app/campaign/{campaign_id}/recipients/?outcome=failed&amp;reason=530+Invalid+destination." \
+        in page
+    assert 'name="variants-0-share"' not in page  # no longer editable
+    listed = lead_in_admin.get(f"/admin/channels_app/campaign/{campaign_id}/recipients/",
+                               {"outcome": "failed", "reason": "530 Invalid destination."})
+    assert listed.status_code == 200
+    assert listed.content.decode().count('class="campaign-recipient"') == 1 and phone(2) in listed.content.decode()
+    everyone = lead_in_admin.get(f"/admin/channels_app/campaign/{campaign_id}/recipients/", {"outcome": "sent"})
+    assert everyone.content.decode().count('class="campaign-recipient"') == 3
+    assert lead_in_admin.get(f"/admin/channels_app/campaign/{campaign_id}/recipients/",
+                             {"outcome": "clicked"}).status_code == 400
+
+
+@pytest.mark.django_db
+def test_the_admin_page_shows_no_report_to_whom_may_not_read_reports(client, tenant, staff_api, simulator,  # noqa: F811
+                                                                      responses):
+    campaign_id = create(staff_api, audience([1]), standard_response="VARIANTA").json()["id"]
+    client.force_login(member("manager", "Campaign manager", tenants=[tenant]))
+
+    page = client.get(f"/admin/channels_app/campaign/{campaign_id}/change/").content.decode()
+
+    assert 'id="campaign-report"' not in page and "Spring sale" in page
