@@ -25,6 +25,12 @@ from channels_app.validators import validate_queue_key
 
 TRANSITIONS = ("start", "pause", "resume", "cancel")
 RECIPIENTS_PER_PAGE = 50
+OUTCOME_WORDS = {"total": "reached", "refused": "refused", "sent": "sent", "delivered": "delivered", "read": "who read",
+                 "replied": "who replied", "opted_out": "who opted out", "failed": "failed", "pending": "pending"}
+
+
+def _position(variant: str) -> int:
+    return campaign_reports._variant_position(variant)
 REFUSED_REASONS_SHOWN = 10
 REFUSED_ROWS_SHOWN = 20
 
@@ -413,7 +419,11 @@ class CampaignAdmin(ScopedModelAdmin):
         page = Paginator(recipients.select_related("message").order_by("row_number"), RECIPIENTS_PER_PAGE).get_page(
             request.GET.get("page"))
         labels = {v.position: v.label for v in campaign.variants.all()}
-        described = " · ".join(f"{name} {value}" for name, value in query.items() if value) or "all recipients"
+        words = OUTCOME_WORDS.get(query["outcome"] or "", "")
+        described = " · ".join([f"recipients {words}".strip(),
+                                *([f"variant {labels.get(_position(query['variant']), query['variant'])}"]
+                                  if query["variant"] else []),  # (a valid one: checked above)
+                                *([f"reason {query['reason']}"] if query["reason"] else [])])
         context = {
             **self.admin_site.each_context(request), "opts": self.model._meta, "original": campaign,
             "title": f"{campaign.name}: {described}", "page": page, "labels": labels,
@@ -425,8 +435,8 @@ class CampaignAdmin(ScopedModelAdmin):
     def _report(self, request, campaign):
         """The campaign report's figures over the campaign's whole life (for users who may read reports), each
         with the link to its recipients."""
-        if not request.user.has_perm("channels_app.view_reports"):
-            return None
+        if not request.user.has_perm("channels_app.view_reports") or campaign.started_at is None:
+            return None  # (a campaign not started has reached nobody: no figures yet)
         from django.utils import timezone
 
         now = timezone.now()
@@ -445,10 +455,15 @@ class CampaignAdmin(ScopedModelAdmin):
 
         rows = [{"label": "All", "response": "", "share": "", "cells": cells(report),
                  "reasons": reasons(report)}]
-        rows += [{"label": v["label"], "response": v["standard_response"], "share": f"{v['share']} %",
+        names = dict(campaign.variants.values_list("standard_response_id", "standard_response__name"))
+        rows += [{"label": v["label"], "response": f"{names.get(v['standard_response'], '')} "
+                  f"({v['standard_response']})", "share": f"{v['share']} %",
                   "cells": cells(v, v["variant"]), "reasons": reasons(v, v["variant"])}
                  for v in report["variants"]]
-        return {"figures": campaign_reports.FIGURES, "rows": rows, "as_of": report["as_of"]}
+        from django.utils.dateparse import parse_datetime
+
+        as_of = parse_datetime(report["as_of"]) if report["as_of"] else None
+        return {"figures": campaign_reports.FIGURES, "rows": rows, "as_of": as_of}
 
     def transition_view(self, request, pk, action):
         if request.method != "POST":

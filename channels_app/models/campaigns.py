@@ -182,7 +182,7 @@ class CampaignVariant(models.Model):
         constraints = [models.UniqueConstraint(fields=["campaign", "position"], name="campaign_variant_position")]
 
     def __str__(self):
-        return f"variant {self.label} of campaign {self.campaign_id}"
+        return f"variant {self.label}"
 
     @property
     def label(self) -> str:
