@@ -233,6 +233,13 @@ def test_a_recipients_variant_is_the_same_in_another_process():
     ("A and B", "must be a list"),
     ([{"standard_response": "VARIANTA", "share": 50}, {"standard_response": "VARIANTB", "share": 50, "x": 1}],
      "standard_response and share only"),
+    ([{"standard_response": "VARIANTA", "share": 50}, {"standard_response": ["VARIANTB"], "share": 50}],
+     "must be a standard response's id"),
+    ([{"standard_response": "VARIANTA", "share": 50}, {"standard_response": "VARIANTB", "share": 10**30}],
+     "from 1 to 99"),
+    ([{"standard_response": "VARIANTA", "share": 50}] * 100_000, "2 to 5 variants"),
+    ([{"standard_response": "VARIANTA", "share": 50}, {"standard_response": "VARIANT\x00B", "share": 50}],
+     "which is not accepted"),
 ])
 def test_bad_variants_are_refused_naming_the_field_and_nothing_is_stored(staff_api, simulator, responses,  # noqa: F811
                                                                          variants, words):
@@ -288,7 +295,8 @@ def test_a_bad_period_is_refused_naming_the_field(lead, staff_api, simulator, re
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("query, field", [({"outcome": "clicked"}, "outcome"), ({"variant": "7"}, "variant"),
-                                          ({"variant": "Z"}, "variant"),
+                                          ({"variant": "Z"}, "variant"), ({"variant": "²"}, "variant"),
+                                          ({"variant": "01"}, "variant"), ({"variant": "-1"}, "variant"),
                                           ({"outcome": "sent", "reason": "500"}, "reason"),
                                           ({"from": "2026-03-01", "to": "2026-02-01"}, "from")])
 def test_a_bad_drill_down_is_refused_naming_the_parameter(lead, staff_api, simulator, responses, query, field):  # noqa: F811

@@ -416,7 +416,7 @@ def campaign_recipients_behind(*, campaign: Campaign, outcome: str | None = None
 def _variant_position(text: str) -> int:
     text = text.strip()
     letters = "ABCDE"[:VARIANTS_MAX]
-    if text.isdigit() and int(text) < VARIANTS_MAX:
+    if len(text) == 1 and text in "0123456789"[:VARIANTS_MAX]:  # (not str.isdigit: "²" is a digit to it)
         return int(text)
     if len(text) == 1 and text.upper() in letters:
         return letters.index(text.upper())
