@@ -150,6 +150,7 @@ RIGHTS: dict[str, Rule] = {
     "campaign.add_recipients": needs("change_campaign"),
     "campaign.results_csv": needs("view_campaign"),
     **{f"campaign.{action}": needs("change_campaign") for action in CAMPAIGN_ACTIONS},
+    "report-campaign.get": needs("view_reports"),  # the campaign report (API.md "Reports"), of the caller's tenants
     # --- Agent actions that depend on what is sent (the spec's WhatsApp role permissions) --------
     "agent.whatsapp": needs("whatsapp_can_use"),
     "agent.send_files": needs("whatsapp_can_send_files"),
@@ -161,6 +162,7 @@ RIGHTS: dict[str, Rule] = {
     "admin:channels_app_campaign_sample": needs("view_campaign"),
     "admin:channels_app_campaign_results": needs("view_campaign"),
     "admin:channels_app_campaign_transition": needs("change_campaign"),
+    "admin:channels_app_campaign_recipients": needs("view_campaign"),  # the report's drill-down, as the API's
     "admin:channels_app_optionvalue_import": needs("change_optionvalue", "add_optionvalue"),
     "admin:channels_app_optionvalue_export": needs("view_optionvalue"),
     "admin:channels_app_standardresponse_preview": needs("view_standardresponse"),

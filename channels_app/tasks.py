@@ -74,6 +74,14 @@ def campaigns_tick() -> int:
     return campaigns.campaigns_tick()
 
 
+@shared_task(name="channels_app.campaign_reports_fold")
+def campaign_reports_fold() -> int:
+    """The campaign reports' figures brought up to date (services/campaign_reports.py)."""
+    from channels_app.services.campaign_reports import campaign_reports_fold as fold
+
+    return fold().changes
+
+
 @shared_task(name=FETCH_ATTACHMENT, acks_late=True, reject_on_worker_lost=True)
 def fetch_attachment(attachment_id: int) -> None:
     """One attempt at fetching a customer's attachment; the next one, with backoff, when it may pass."""

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.admin.sites import site as admin_site
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
@@ -282,6 +282,7 @@ REQUESTS: dict[str, tuple[str, str, object]] = {
     "campaign.pause": ("post", "/api/campaigns/{campaign}/pause/", None),
     "campaign.resume": ("post", "/api/campaigns/{campaign}/resume/", None),
     "campaign.cancel": ("post", "/api/campaigns/{campaign}/cancel/", None),
+    "report-campaign.get": ("get", "/api/reports/campaigns/{campaign}/", None),
     "esp.post": ("post", "/esp", {"AppName": "suite", "Service": "Messaging", "Method": "ValidateContact",
                                   "Parameters": {"_umsChannel": "{channel}", "Id": "+1 631 555 1002"}}),
     "nexus-messages.post": ("post", "/nexus/v3/channels/{channel}/messages", {"messages": []}),
@@ -384,6 +385,7 @@ DETAIL_KEYS = [key for key, (_, path, _) in REQUESTS.items()
 def test_another_tenants_objects_do_not_exist_for_a_member_with_every_permission(home, away, key):
     everything = [name for name in DEFAULT_GROUPS]
     user = member("caller", *everything, tenants=[Tenant.objects.get(pk=home["tenant"])])
+    user.user_permissions.add(Permission.objects.get(codename="view_reports"))  # every permission: reports too
     before = _snapshot(away)
 
     response = call(client_of(user), key, away)
@@ -535,6 +537,8 @@ ADMIN_EXTRA = {
     "admin:channels_app_campaign_progress": ("get", "/admin/channels_app/campaign/{campaign}/progress.json"),
     "admin:channels_app_campaign_results": ("get", "/admin/channels_app/campaign/{campaign}/results.csv"),
     "admin:channels_app_campaign_transition": ("post", "/admin/channels_app/campaign/{campaign}/transition/cancel/"),
+    "admin:channels_app_campaign_recipients": ("get",
+                                               "/admin/channels_app/campaign/{campaign}/recipients/?outcome=sent"),
     "admin:channels_app_optionvalue_import": ("get", "/admin/channels_app/optionvalue/import/"),
     "admin:channels_app_optionvalue_export": ("get", "/admin/channels_app/optionvalue/export/?channel={channel}"),
     "admin:channels_app_standardresponse_preview": ("post", "/admin/channels_app/standardresponse/preview/"),

@@ -2,6 +2,8 @@
 progress bar and chart, the state buttons and the results export. Every
 change goes through the campaign services."""
 
+from urllib.parse import urlencode
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import display_for_value
@@ -12,13 +14,23 @@ from django.urls import path, reverse
 from django.utils.html import escape, format_html
 
 from channels_app.admin.forms import TextRulesModelForm
-from channels_app.admin.scoping import ScopedModelAdmin
+from channels_app.admin.scoping import ScopedModelAdmin, ScopedTabularInline
 from channels_app.errors import ApplicationError
-from channels_app.models import Campaign
+from channels_app.models import Campaign, CampaignVariant
+from channels_app.models.campaigns import VARIANTS_MAX
+from channels_app.services import campaign_reports
 from channels_app.services import campaigns as campaign_services
+from channels_app.services.variants import campaign_variants_set, variants_parse
 from channels_app.validators import validate_queue_key
 
 TRANSITIONS = ("start", "pause", "resume", "cancel")
+RECIPIENTS_PER_PAGE = 50
+OUTCOME_WORDS = {"total": "reached", "refused": "refused", "sent": "sent", "delivered": "delivered", "read": "who read",
+                 "replied": "who replied", "opted_out": "who opted out", "failed": "failed", "pending": "pending"}
+
+
+def _position(variant: str) -> int:
+    return campaign_reports._variant_position(variant)
 REFUSED_REASONS_SHOWN = 10
 REFUSED_ROWS_SHOWN = 20
 
@@ -73,6 +85,64 @@ class CampaignForm(TextRulesModelForm):
             return campaign_services.audience_csv_open(binary=upload)
         except ApplicationError as error:
             raise forms.ValidationError(error.message) from error
+
+
+class VariantFormSet(forms.BaseInlineFormSet):
+    """The variants as the API takes them (services/variants.variants_parse): none, or two to five whose shares
+    add up to 100, responses of the channel's tenant that its media can send."""
+
+    def entries(self) -> list[dict]:
+        return [{"standard_response": form.cleaned_data["standard_response"].pk, "share": form.cleaned_data["share"]}
+                for form in self.forms
+                if form.cleaned_data and not form.cleaned_data.get("DELETE") and form.cleaned_data.get(
+                    "standard_response") is not None]
+
+    def clean(self):
+        super().clean()
+        if any(form.errors for form in self.forms):
+            return
+        entries = self.entries()
+        if entries and self.instance.channel_id:
+            try:
+                variants_parse(channel=self.instance.channel, entries=entries)
+            except ApplicationError as error:
+                raise forms.ValidationError(error.message) from error
+
+
+class CampaignVariantInline(ScopedTabularInline):
+    """The campaign's variants: changed with the campaign while it is a draft (or scheduled), shown after."""
+
+    model = CampaignVariant
+    formset = VariantFormSet
+    fields = ["label", "standard_response", "share"]
+    readonly_fields = ["label"]
+    extra = 0
+    max_num = VARIANTS_MAX
+    verbose_name = "variant"
+    verbose_name_plural = ("variants: 2 to 5 standard responses with shares adding up to 100, each recipient sent "
+                           "one (none: every recipient gets the standard response above)")
+
+    @admin.display(description="variant")
+    def label(self, variant):
+        return variant.label if variant.pk else "-"
+
+    # The variants are part of the campaign: who may add or change the campaign may set them.
+    def _editable(self, request, obj) -> bool:
+        if obj is None:
+            return request.user.has_perm("channels_app.add_campaign")
+        return obj.state in EDITABLE_STATES and request.user.has_perm("channels_app.change_campaign")
+
+    def has_add_permission(self, request, obj=None):
+        return self._editable(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self._editable(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._editable(request, obj)
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("channels_app.view_campaign")
 
 
 def chart_svg(timeline: dict, width: int = 720, height: int = 220) -> str:
@@ -166,6 +236,7 @@ class CampaignAdmin(ScopedModelAdmin):
     list_select_related = ["channel"]
     change_form_template = "admin/channels_app/campaign/change_form.html"
     readonly_fields = ["state", "started_at", "finished_at"]
+    inlines = [CampaignVariantInline]
 
     def get_fields(self, request, obj=None):
         fields = ["name", "channel", "standard_response", "chat_queue_key", "terminate_sessions", "rate_per_second",
@@ -231,6 +302,29 @@ class CampaignAdmin(ScopedModelAdmin):
                 return
             self._report(request, obj, form, report)
 
+    def save_related(self, request, form, formsets, change):
+        """The variants go through their service (services/variants.py), never straight into their table."""
+        others = []
+        for formset in formsets:
+            if isinstance(formset, VariantFormSet):
+                # (the change message reads what a formset saved: here the service saves them)
+                formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+                if getattr(request, "_campaign_refused", False) or form.instance.state not in EDITABLE_STATES:
+                    continue
+                wanted = formset.entries()
+                kept = [{"standard_response": v.standard_response_id, "share": v.share}
+                        for v in form.instance.variants.all()]
+                if wanted != kept:
+                    try:
+                        campaign_variants_set(campaign=form.instance, entries=wanted)
+                    except ApplicationError as error:
+                        self._refuse(request, error.message)
+            else:
+                others.append(formset)
+        form.save_m2m()
+        for formset in others:
+            self.save_formset(request, form, formset, change=change)
+
     def _refuse(self, request, message: str) -> None:
         # Only the error: response_change then leaves out "changed successfully".
         self.message_user(request, message, messages.ERROR)
@@ -261,6 +355,8 @@ class CampaignAdmin(ScopedModelAdmin):
                  name="channels_app_campaign_progress"),
             path("<int:pk>/results.csv", self.guarded(self.results_view, "admin:channels_app_campaign_results"),
                  name="channels_app_campaign_results"),
+            path("<int:pk>/recipients/", self.guarded(self.recipients_view, "admin:channels_app_campaign_recipients"),
+                 name="channels_app_campaign_recipients"),
             path(
                 "<int:pk>/transition/<str:action>/",
                 self.guarded(self.transition_view, "admin:channels_app_campaign_transition"),
@@ -308,6 +404,67 @@ class CampaignAdmin(ScopedModelAdmin):
         campaign_services.campaign_results_csv(campaign=campaign, out=response)
         return response
 
+    def recipients_view(self, request, pk):
+        """The recipients behind a figure of the campaign's report (`outcome`, `reason`, `variant`), paged: the
+        admin's face of `GET /api/campaigns/{id}/recipients/?outcome=...`."""
+        from django.core.paginator import Paginator
+        from django.template.response import TemplateResponse
+
+        campaign = get_object_or_404(self.get_queryset(request), pk=pk)
+        query = {name: request.GET.get(name) or None for name in ("outcome", "reason", "variant")}
+        try:
+            recipients = campaign_reports.campaign_recipients_behind(campaign=campaign, **query)
+        except ApplicationError as error:
+            return HttpResponse(error.message, status=400, content_type="text/plain; charset=utf-8")
+        page = Paginator(recipients.select_related("message").order_by("row_number"), RECIPIENTS_PER_PAGE).get_page(
+            request.GET.get("page"))
+        labels = {v.position: v.label for v in campaign.variants.all()}
+        words = OUTCOME_WORDS.get(query["outcome"] or "", "")
+        described = " · ".join([f"recipients {words}".strip(),
+                                *([f"variant {labels.get(_position(query['variant']), query['variant'])}"]
+                                  if query["variant"] else []),  # (a valid one: checked above)
+                                *([f"reason {query['reason']}"] if query["reason"] else [])])
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "original": campaign,
+            "title": f"{campaign.name}: {described}", "page": page, "labels": labels,
+            "campaign_url": reverse("admin:channels_app_campaign_change", args=[campaign.pk]),
+            "query": urlencode({name: value for name, value in query.items() if value}),
+        }
+        return TemplateResponse(request, "admin/channels_app/campaign/recipients.html", context)
+
+    def _report(self, request, campaign):
+        """The campaign report's figures over the campaign's whole life (for users who may read reports), each
+        with the link to its recipients."""
+        if not request.user.has_perm("channels_app.view_reports") or campaign.started_at is None:
+            return None  # (a campaign not started has reached nobody: no figures yet)
+        from django.utils import timezone
+
+        now = timezone.now()
+        start = max(campaign.created_at, now - campaign_reports.LONGEST_PERIOD)
+        report = campaign_reports.campaign_report(campaign=campaign, period=campaign_reports.Period(start, now))
+        base = reverse("admin:channels_app_campaign_recipients", args=[campaign.pk])
+
+        def cells(figures, variant=None):
+            suffix = "" if variant is None else f"&variant={variant}"
+            return [(figures[name], f"{base}?outcome={name}{suffix}") for name in campaign_reports.FIGURES]
+
+        def reasons(figures, variant=None):
+            suffix = "" if variant is None else f"&variant={variant}"
+            return [(reason, n, f"{base}?{urlencode({'outcome': 'failed', 'reason': reason})}{suffix}")
+                    for reason, n in figures["failed_by_reason"].items()]
+
+        rows = [{"label": "All", "response": "", "share": "", "cells": cells(report),
+                 "reasons": reasons(report)}]
+        names = dict(campaign.variants.values_list("standard_response_id", "standard_response__name"))
+        rows += [{"label": v["label"], "response": f"{names.get(v['standard_response'], '')} "
+                  f"({v['standard_response']})", "share": f"{v['share']} %",
+                  "cells": cells(v, v["variant"]), "reasons": reasons(v, v["variant"])}
+                 for v in report["variants"]]
+        from django.utils.dateparse import parse_datetime
+
+        as_of = parse_datetime(report["as_of"]) if report["as_of"] else None
+        return {"figures": campaign_reports.FIGURES, "rows": rows, "as_of": as_of}
+
     def transition_view(self, request, pk, action):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
@@ -340,4 +497,5 @@ class CampaignAdmin(ScopedModelAdmin):
                 for name in TRANSITIONS
             ]
             context["refusals"] = self._refusals(obj)
+            context["campaign_report"] = self._report(request, obj)
         return super().render_change_form(request, context, add, change, form_url, obj)

@@ -639,9 +639,20 @@ def _terminate_sessions_field() -> serializers.BooleanField:
     return serializers.BooleanField(required=False, default=model_field.default, help_text=model_field.help_text)
 
 
+class CampaignVariantSerializer(Serializer):
+    standard_response = serializers.CharField(help_text="A standard response of the channel's tenant.")
+    share = serializers.IntegerField(help_text="Percent of the audience; the shares add up to 100.")
+
+
 class CampaignSerializer(ModelSerializer):
     channel = serializers.SlugRelatedField(slug_field="channel_id", queryset=Channel.objects.all())
-    standard_response = serializers.PrimaryKeyRelatedField(queryset=StandardResponse.objects.all())
+    standard_response = serializers.PrimaryKeyRelatedField(
+        queryset=StandardResponse.objects.all(), required=False,
+        help_text="Required without variants; with them, the first variant's when left out.")
+    variants = serializers.JSONField(
+        required=False, write_only=True,
+        help_text='2 to 5 [{"standard_response": "<id>", "share": 50}, ...] whose shares add up '
+        "to 100: each recipient is sent one, the same on every run (services/variants.py).")
     recipients = serializers.ListField(
         child=serializers.DictField(), required=False, write_only=True,
         help_text='[{"client_id": "15556667777", "Contact": {...}, "CustomProperties": {...}}]',
@@ -661,8 +672,8 @@ class CampaignSerializer(ModelSerializer):
         model = Campaign
         fields = [
             "id", "name", "channel", "standard_response", "chat_queue_key", "terminate_sessions", "rate_per_second",
-            "start_at", "state", "recipients", "audience_upload", "total", "refused", "pending", "sent", "delivered",
-            "failed", "created_at", "started_at", "finished_at",
+            "start_at", "state", "recipients", "variants", "audience_upload", "total", "refused", "pending", "sent",
+            "delivered", "failed", "created_at", "started_at", "finished_at",
         ]
         read_only_fields = ["state", "created_at", "started_at", "finished_at"]
 
@@ -681,6 +692,8 @@ class CampaignSerializer(ModelSerializer):
 
         data = super().to_representation(campaign)
         data.update(campaign_counts(campaign=campaign))
+        data["variants"] = [{"standard_response": variant.standard_response_id, "share": variant.share}
+                            for variant in campaign.variants.all()]
         return data
 
 
@@ -690,11 +703,12 @@ class CampaignUploadSerializer(ModelSerializer):
     channel = serializers.SlugRelatedField(slug_field="channel_id", queryset=Channel.objects.all())
     file = serializers.FileField(required=False, help_text="CSV: client_id, Contact.<name>, CustomProperties.<name>")
     terminate_sessions = _terminate_sessions_field()
+    variants = serializers.JSONField(required=False, help_text="As in JSON, as a JSON text.")
 
     class Meta:
         model = Campaign
         fields = ["name", "channel", "standard_response", "chat_queue_key", "terminate_sessions", "rate_per_second",
-                  "start_at", "file"]
+                  "start_at", "file", "variants"]
 
 
 class RecipientsRequestSerializer(Serializer):
@@ -728,7 +742,8 @@ class RecipientSerializer(ModelSerializer):
 
     class Meta:
         model = CampaignRecipient
-        fields = ["row_number", "client_id", "status", "message", "reasons", "error"]
+        fields = ["row_number", "client_id", "status", "message", "reasons", "error", "variant", "reached_at",
+                  "replied_at", "opted_out_at"]
 
     def get_reasons(self, recipient) -> list:
         return recipient.message.reasons if recipient.message else []

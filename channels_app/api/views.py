@@ -50,6 +50,7 @@ from channels_app.selectors import (
     tenant_ids_for,
     user_list,
 )
+from channels_app.services import campaign_reports
 from channels_app.services import campaigns as campaign_services
 from channels_app.services.agent_messages import agent_message_send, session_start
 from channels_app.services.business_attributes import business_attribute_delete, business_attribute_save
@@ -720,11 +721,11 @@ class CampaignViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
         upload = request.FILES.get("file")
         audience = campaign_services.audience_csv_open(binary=upload) if upload is not None else None
         campaign, report = campaign_services.campaign_create(
-            name=data["name"], channel=data["channel"], standard_response=data["standard_response"],
+            name=data["name"], channel=data["channel"], standard_response=data.get("standard_response"),
             rows=rows, audience=audience,
             rate_per_second=data.get("rate_per_second"), start_at=data.get("start_at"),
             terminate_sessions=data.get("terminate_sessions", True), chat_queue_key=data.get("chat_queue_key", ""),
-            created_by=request.user,
+            created_by=request.user, variants=data.get("variants"),
         )
         body = {**serializers.CampaignSerializer(campaign).data, "audience_report": report.as_dict()}
         return Response(body, status=status.HTTP_201_CREATED)
@@ -733,14 +734,30 @@ class CampaignViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
         campaign_services.campaign_delete(campaign=campaign)
 
     @extend_schema(
-        parameters=[OpenApiParameter("page", int, description="A page number within the paginated result set.")],
+        parameters=[
+            OpenApiParameter("page", int, description="A page number within the paginated result set."),
+            OpenApiParameter("outcome", str, enum=list(campaign_reports.OUTCOMES),
+                             description="The recipients behind a figure of the campaign report."),
+            OpenApiParameter("reason", str, description="A key of the report's failed_by_reason."),
+            OpenApiParameter("variant", str, description="A variant's position (0 to 4) or letter (A to E)."),
+            OpenApiParameter("from", OpenApiTypes.DATETIME, description="Reached from (as the report's period)."),
+            OpenApiParameter("to", OpenApiTypes.DATETIME, description="Reached before (as the report's period)."),
+        ],
         responses=serializers.PaginatedRecipientListSerializer,
     )
     @action(detail=True, methods=["get"], url_path="recipients")
     def recipients(self, request, pk=None):
-        """The campaign's recipients with their status."""
+        """The campaign's recipients with their status; with `outcome`, `reason`, `variant` (and `from`/`to`),
+        those behind a figure of the campaign report (`GET /api/reports/campaigns/{id}/`)."""
         campaign = self.get_object()
-        page = self.paginate_queryset(campaign.recipients.select_related("message").order_by("row_number"))
+        params = request.query_params
+        period = None
+        if params.get("from") or params.get("to"):
+            period = campaign_reports.period_parse(start=params.get("from"), end=params.get("to"))
+        recipients = campaign_reports.campaign_recipients_behind(
+            campaign=campaign, outcome=params.get("outcome"), reason=params.get("reason"),
+            variant=params.get("variant"), period=period)
+        page = self.paginate_queryset(recipients.select_related("message").order_by("row_number"))
         return self.get_paginated_response(serializers.RecipientSerializer(page, many=True).data)
 
     @extend_schema(

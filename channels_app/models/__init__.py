@@ -1,5 +1,14 @@
 from channels_app.models.audit import AuditAction, AuditEntry
-from channels_app.models.campaigns import Campaign, CampaignCounter, CampaignRecipient, CampaignState
+from channels_app.models.campaigns import (
+    Campaign,
+    CampaignCounter,
+    CampaignRecipient,
+    CampaignReportCount,
+    CampaignReportDelta,
+    CampaignReportFold,
+    CampaignState,
+    CampaignVariant,
+)
 from channels_app.models.configuration import (
     BusinessAttribute,
     BusinessAttributeValue,
@@ -53,7 +62,11 @@ __all__ = [
     "Campaign",
     "CampaignCounter",
     "CampaignRecipient",
+    "CampaignReportCount",
+    "CampaignReportDelta",
+    "CampaignReportFold",
     "CampaignState",
+    "CampaignVariant",
     "Delivery",
     "DeliveryAttempt",
     "DeliveryState",

@@ -57,6 +57,7 @@ class Campaign(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = (("view_reports", "Reports - Can view"),)
 
     def __str__(self):
         return f"{self.name} ({self.state})"
@@ -84,6 +85,15 @@ class CampaignRecipient(models.Model):
     )
     error = models.CharField(max_length=500, blank=True, help_text="Why the row was refused: no message for it.")
     claimed_until = models.DateTimeField(null=True, blank=True)
+    # The campaign report (services/campaign_reports.py): written once, when the campaign reaches the row.
+    variant = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Position of the campaign's variant sent to it (none without variants).")
+    reached_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the campaign reached it: its message made, or the row refused.")
+    replied_at = models.DateTimeField(
+        null=True, blank=True, help_text="The customer's first message within 72 hours of the campaign's.")
+    opted_out_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the customer opted out of the channel within 72 hours of the message.")
 
     class Meta:
         ordering = ["campaign", "row_number"]
@@ -148,3 +158,94 @@ class CampaignCounter(models.Model):
 
     def __str__(self):
         return f"counts of campaign {self.campaign_id} ({self.shard})"
+
+
+VARIANTS_MIN, VARIANTS_MAX = 2, 5
+
+
+class CampaignVariant(models.Model):
+    """One of the two to five standard responses a campaign splits its audience between (API.md "Audiences,
+    send windows and variants"): each recipient gets the variant its hash falls in (services/variants.py),
+    `share` percent of the audience."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="variants")
+    position = models.PositiveSmallIntegerField(validators=[MaxValueValidator(VARIANTS_MAX - 1)],
+                                                help_text="0 for the first variant, up to 4.")
+    standard_response = models.ForeignKey(StandardResponse, on_delete=models.PROTECT,
+                                          related_name="campaign_variants")
+    share = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(99)],
+        help_text="Percent of the audience (the shares of a campaign add up to 100).")
+
+    class Meta:
+        ordering = ["campaign", "position"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "position"], name="campaign_variant_position")]
+
+    def __str__(self):
+        return f"variant {self.label}"
+
+    @property
+    def label(self) -> str:
+        return "ABCDE"[self.position]
+
+
+NO_VARIANT = -1  # the variant of report rows of recipients without one (no variants, or refused at upload)
+
+
+class CampaignReportCount(models.Model):
+    """The campaign report's figures for the recipients a campaign reached in one hour, of one variant: kept
+    by services/campaign_reports.py (`campaign_reports_fold`, periodic), never by the requests that make the
+    messages. `reason` empty: the figures; otherwise `failed` counts the failed messages of that reason."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="report_counts", db_index=False)
+    variant = models.SmallIntegerField(default=NO_VARIANT)
+    hour = models.DateTimeField(help_text="The hour (UTC) the campaign reached the recipients.")
+    reason = models.CharField(max_length=200, blank=True, default="")
+    total = models.BigIntegerField(default=0)
+    refused = models.BigIntegerField(default=0)
+    sent = models.BigIntegerField(default=0)
+    delivered = models.BigIntegerField(default=0)
+    read = models.BigIntegerField(default=0)
+    replied = models.BigIntegerField(default=0)
+    opted_out = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign", "hour", "variant", "reason"],
+                                               name="campaign_report_count_unique")]
+
+    def __str__(self):
+        return f"report of campaign {self.campaign_id} at {self.hour} ({self.variant})"
+
+
+class CampaignReportDelta(models.Model):
+    """A change to the figures of CampaignReportCount, appended as it happens (a message's status changed by a
+    receipt or a delivery: the trigger of migration 0027; a recipient reached: the campaign batch) and folded
+    into the counts by `campaign_reports_fold`, which deletes it. Only ever inserted by the hot paths: no row
+    of it is updated by two requests, so none waits for another."""
+
+    campaign_id = models.BigIntegerField()  # no foreign key: an insert checks nothing; the fold skips the gone
+    variant = models.SmallIntegerField(default=NO_VARIANT)
+    hour = models.DateTimeField()
+    reason = models.CharField(max_length=200, blank=True, default="")
+    total = models.IntegerField(default=0)
+    refused = models.IntegerField(default=0)
+    sent = models.IntegerField(default=0)
+    delivered = models.IntegerField(default=0)
+    read = models.IntegerField(default=0)
+    failed = models.IntegerField(default=0)
+
+    def __str__(self):
+        return f"report change of campaign {self.campaign_id}"
+
+
+class CampaignReportFold(models.Model):
+    """The one row that says how far `campaign_reports_fold` has read customer messages and opt-outs (it is
+    locked while a fold runs, so two never run side by side)."""
+
+    inbound_until = models.DateTimeField(null=True, blank=True)
+    opt_out_after_id = models.BigIntegerField(default=0)
+    folded_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"campaign report fold ({self.folded_at})"

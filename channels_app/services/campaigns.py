@@ -35,8 +35,10 @@ from channels_app.models import (
 )
 from channels_app.phones import normalize_client_phone
 from channels_app.publishing import CAMPAIGN_AUDIENCE_LOAD, CAMPAIGN_BATCH, publish
+from channels_app.services.campaign_reports import report_recipients_reached
 from channels_app.services.deliveries import deliveries_send
 from channels_app.services.invitations import Invitee, invitation_plan, invitations_create
+from channels_app.services.variants import campaign_variants, variant_for, variants_parse, variants_store
 from channels_app.text_rules import escaped, text_rule_broken_at, text_rule_message
 from channels_app.validators import validate_queue_key
 
@@ -231,13 +233,16 @@ def _refuse_unfillable_at_start(campaign: Campaign) -> None:
     def has_values(code, section, name):
         return to_send.filter(**{f"{json_field[section]}__has_key": name}).exists()
 
-    response = campaign.standard_response
-    if unfillable := _unfillable_codes(response, has_values, "no recipient has a value for it"):
-        raise InvalidParameter(
-            f"The standard response {response.pk} has field codes no recipient can fill: {', '.join(unfillable)}. "
-            "Choose another standard response, or a new audience.",
-            field="standard_response",
-        )
+    variants = campaign_variants(campaign_id=campaign.pk)
+    responses = [(v.standard_response, "variants") for v in variants] or [(campaign.standard_response,
+                                                                          "standard_response")]
+    for response, field_name in responses:
+        if unfillable := _unfillable_codes(response, has_values, "no recipient has a value for it"):
+            raise InvalidParameter(
+                f"The standard response {response.pk} has field codes no recipient can fill: "
+                f"{', '.join(unfillable)}. Choose another standard response, or a new audience.",
+                field=field_name,
+            )
 
 
 def _required_codes(response: StandardResponse) -> list[tuple[str, str]]:
@@ -344,7 +349,13 @@ def _store_chunk(campaign: Campaign, rows: list, first_row: int, report: Audienc
                            "errors": [recipient.error]})
         recipient.campaign = campaign
     report.accepted += sum(1 for recipient in recipients if not recipient.error)
+    now = timezone.now()
+    for recipient in recipients:
+        if recipient.error:  # refused at upload: the campaign reached it now (its report counts it)
+            recipient.reached_at = now
     bulk_insert_rows(CampaignRecipient, recipients)  # COPY on PostgreSQL
+    report_recipients_reached(campaign_id=campaign.pk, reached=[(None, bool(r.error)) for r in recipients
+                                                                if r.error], at=now)
 
 
 def _next_row_number(campaign: Campaign) -> int:
@@ -515,7 +526,19 @@ def campaign_create(
     terminate_sessions: bool = True,
     chat_queue_key: str = "",
     created_by=None,
+    variants: list | None = None,
 ) -> tuple[Campaign, AudienceReport]:
+    """A campaign with its audience (and its variants: services/variants.py), all checked before anything is
+    stored. With variants, `standard_response` may be None: the first variant's is the campaign's own."""
+    specs = variants_parse(channel=channel, entries=variants) if variants else []
+    if standard_response is None:
+        if not specs:
+            raise InvalidParameter("A standard response, or variants, is required.", field="standard_response")
+        standard_response = specs[0].standard_response
+    if specs and (rows or audience is not None):
+        columns = audience.columns if audience is not None else _columns_of_rows(rows or [])
+        for spec in specs:
+            _refuse_unfillable(spec.standard_response, columns, "variants")
     if chat_queue_key:
         try:
             validate_queue_key(chat_queue_key, tenant_id=channel.tenant_id)
@@ -531,6 +554,8 @@ def campaign_create(
     except ValidationError as error:
         raise InvalidFields.from_django(error) from error
     campaign.save()
+    if specs:
+        variants_store(campaign=campaign, specs=specs)
     report = campaign_add_recipients(campaign=campaign, rows=rows or [], audience=audience)
     campaign.upload_report = Campaign.objects.values_list("upload_report", flat=True).get(pk=campaign.pk)
     return campaign, report
@@ -739,37 +764,61 @@ def _invite_batch(campaign: Campaign, recipient_ids: list[int]) -> list[Delivery
     )
     if not recipients:
         return []
-    try:
-        plan = invitation_plan(
-            channel=campaign.channel,
-            standard_response_id=campaign.standard_response_id,
-            chat_queue_key=campaign.chat_queue_key or None,
-            terminate_session=campaign.terminate_sessions,
-        )
-        outcomes = invitations_create(
-            plan=plan,
-            invitees=[
-                Invitee(
-                    client_id=recipient.client_id,
-                    contact_fields=recipient.contact_fields,
-                    custom_properties=recipient.custom_properties,
-                    user_data={"GCTI_Chat_SubmitAsOutbound": "true", "CampaignId": str(campaign.pk),
-                               "PhoneNumber": recipient.client_id},
-                )
-                for recipient in recipients
-            ],
-            publish=False,
-        )
-    except ApplicationError as error:  # the channel is disabled, the response is gone...: no one can be invited
-        outcomes = [error] * len(recipients)
+    # Each recipient's variant (services/variants.py) decides the standard response it is sent: one
+    # invitation plan a variant, the same variant for a recipient however often its batch runs.
+    variants = campaign_variants(campaign_id=campaign.pk)
+    shares = [variant.share for variant in variants]
+    position = {recipient.pk: variant_for(campaign_id=campaign.pk, recipient_id=recipient.pk, shares=shares)
+                if variants else None for recipient in recipients}
+    responses = {variant.position: variant.standard_response_id for variant in variants}
+    outcome_of = {}
+    for variant in sorted(set(position.values()), key=lambda p: -1 if p is None else p):
+        group = [recipient for recipient in recipients if position[recipient.pk] == variant]
+        try:
+            plan = invitation_plan(
+                channel=campaign.channel,
+                standard_response_id=campaign.standard_response_id if variant is None else responses[variant],
+                chat_queue_key=campaign.chat_queue_key or None,
+                terminate_session=campaign.terminate_sessions,
+            )
+            outcomes = invitations_create(
+                plan=plan,
+                invitees=[
+                    Invitee(
+                        client_id=recipient.client_id,
+                        contact_fields=recipient.contact_fields,
+                        custom_properties=recipient.custom_properties,
+                        user_data={"GCTI_Chat_SubmitAsOutbound": "true", "CampaignId": str(campaign.pk),
+                                   "PhoneNumber": recipient.client_id},
+                    )
+                    for recipient in group
+                ],
+                publish=False,
+            )
+        except ApplicationError as error:  # the channel is disabled, the response is gone...: no one is invited
+            outcomes = [error] * len(group)
+        outcome_of.update(zip((recipient.pk for recipient in group), outcomes, strict=True))
     deliveries, rows = [], []
-    for recipient, outcome in zip(recipients, outcomes, strict=True):
+    for recipient in recipients:
+        outcome = outcome_of[recipient.pk]
         if isinstance(outcome, ApplicationError):
-            rows.append({"pk": recipient.pk, "message": None, "error": outcome.message[:500]})
+            rows.append({"pk": recipient.pk, "message": None, "error": outcome.message[:500],
+                         "variant": position[recipient.pk]})
         else:
-            rows.append({"pk": recipient.pk, "message": outcome.message_id, "error": ""})
+            rows.append({"pk": recipient.pk, "message": outcome.message_id, "error": "",
+                         "variant": position[recipient.pk]})
             deliveries.append(outcome.delivery)
-    bulk_update_rows(CampaignRecipient, rows, ["message", "error"], constants={"claimed_until": None})
+    if len({delivery.lease_token for delivery in deliveries}) > 1:
+        # One lease a variant's invitations: deliveries_send sends those of one lease, so all take the first's.
+        token = deliveries[0].lease_token
+        Delivery.objects.filter(pk__in=[delivery.pk for delivery in deliveries]).update(lease_token=token)
+        for delivery in deliveries:
+            delivery.lease_token = token
+    now = timezone.now()
+    bulk_update_rows(CampaignRecipient, rows, ["message", "error", "variant"],
+                     constants={"claimed_until": None, "reached_at": now})
+    report_recipients_reached(campaign_id=campaign.pk, reached=[(row["variant"], bool(row["error"]))
+                                                                for row in rows], at=now)
     return deliveries
 
 

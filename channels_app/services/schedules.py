@@ -7,6 +7,7 @@ PERIODIC_TASKS = {
     "Expire idle chat sessions": ("channels_app.expire_sessions", 60),
     "Relay due webhook deliveries": ("channels_app.relay_due_deliveries", 5),
     "Start and watch campaigns": ("channels_app.campaigns_tick", 5),
+    "Fold campaign report figures": ("channels_app.campaign_reports_fold", 15),  # campaign_reports.REPORT_FOLD_SECONDS
     "Process WhatsApp webhooks left unprocessed": ("channels_app.whatsapp_inbox_pending", 60),
     "Purge what tenants keep no longer (retention)": ("channels_app.purge", 24 * 60 * 60),
 }
