@@ -166,8 +166,21 @@ class DmsAdminSite(admin.AdminSite):
                                   template_name=self.login_template)(request)
 
     def index(self, request, extra_context=None):
-        context = {"dashboard_tiles": dashboard_tiles(request.user), **(extra_context or {})}
+        context = {"dashboard_tiles": dashboard_tiles(request.user), **(extra_context or {}),
+                   "reports_url": reverse("admin:channels_app_reports", current_app=self.name)
+                   if request.user.has_perm("channels_app.view_reports") else None}
         return super().index(request, extra_context=context)
+
+    def get_urls(self):
+        from django.urls import path
+
+        from channels_app.admin.reports import reports_view
+
+        return [
+            path("reports/", self.admin_view(lambda request: reports_view(request, site=self)),
+                 name="channels_app_reports"),
+            *super().get_urls(),
+        ]
 
     def get_app_list(self, request, app_label=None):
         app_list = super().get_app_list(request, app_label)

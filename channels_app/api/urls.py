@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from channels_app.api import events, lifecycle, routing, views
+from channels_app.api import events, lifecycle, reports, routing, views
 
 
 class ApiRootView(DefaultRouter.APIRootView):
@@ -47,5 +47,7 @@ urlpatterns = [
     path("interactions/<str:pk>/notes/", routing.InteractionNotesView.as_view(), name="interaction-notes"),
     path("contacts/<int:pk>/erase/", lifecycle.ContactEraseView.as_view(), name="contact-erase"),
     path("contacts/<int:pk>/export/", lifecycle.ContactExportView.as_view(), name="contact-export"),
+    path("reports/conversations/", reports.ConversationsReportView.as_view(), name="report-conversations"),
+    path("reports/deliveries/", reports.DeliveriesReportView.as_view(), name="report-deliveries"),
     *router.urls,
 ]

@@ -57,6 +57,7 @@ class Campaign(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = (("view_reports", "Reports - Can view"),)
 
     def __str__(self):
         return f"{self.name} ({self.state})"

@@ -96,7 +96,8 @@ def _messages(erasure: Erasure) -> None:
 
 def _interactions(erasure: Erasure) -> None:
     # Whatever else hangs on an interaction (notes, offers...) goes with it (on_delete=CASCADE).
-    deleted, _ = Interaction.objects.filter(pk__in=erasure.interaction_ids).delete()
+    # The interactions alone (not what went with them by CASCADE: notes, offers, report summaries).
+    deleted = Interaction.objects.filter(pk__in=erasure.interaction_ids).delete()[1].get("channels_app.Interaction", 0)
     erasure.count("interactions", deleted)
 
 
@@ -195,6 +196,10 @@ NO_PERSONAL_DATA: dict[str, str] = {
     "channels_app.Queue": "configuration: a chat queue key, its routing and agents",
     "channels_app.AgentState": "an agent's readiness and capacity (users of the server, not customers)",
     "channels_app.ConferenceMember": "which agent joined which interaction; goes with the interaction",
+    "channels_app.ConversationSummary": "an interaction's counts and times for the reports; goes with it (CASCADE)",
+    "channels_app.ReportRollup": "counts and times per queue, channel, agent or disposition and hour",
+    "channels_app.ChannelOutage": "when a channel's circuit was open",
+    "channels_app.ReportWatermark": "up to when the reports' fold has read",
 }
 
 
