@@ -26,9 +26,11 @@ from channels_app.services.reports import (
     deliveries_report,
     period_parse,
 )
+from channels_app.services.rollups import reports_folded_until
 
 QUICK_PERIODS = [("24 hours", timedelta(hours=24)), ("7 days", timedelta(days=7)), ("30 days", timedelta(days=30))]
-CHART_WIDTH, BAR_HEIGHT, LABEL_WIDTH = 640, 22, 190
+CHART_WIDTH, BAR_HEIGHT, LABEL_WIDTH = 600, 20, 190
+LABEL_CHARACTERS = 28  # what fits in LABEL_WIDTH at the chart's font size
 CAMPAIGNS_SHOWN = 20
 # What the message list lets the drill-down filter on beyond its own filters (admin/conversations.py).
 REPORT_MESSAGE_LOOKUPS = frozenset({
@@ -43,14 +45,15 @@ def bar_chart(*, title: str, rows: list[tuple[str, list[float | None]]], series:
     values = [value for _, figures in rows for value in figures if value]
     top = max(values, default=1) or 1
     plot = CHART_WIDTH - LABEL_WIDTH - 60
-    height = 40 + len(rows) * BAR_HEIGHT * len(series) + len(rows) * 6 + 40
+    height = 50 + len(rows) * BAR_HEIGHT * len(series) + len(rows) * 6 + 40
     parts = [f'<svg class="dms-chart" role="img" aria-label="{escape(title)}" width="{CHART_WIDTH}" '
              f'height="{height}" viewBox="0 0 {CHART_WIDTH} {height}" xmlns="http://www.w3.org/2000/svg">',
              f'<title>{escape(title)}</title>']
-    y = 30
+    y = 44
     for label, figures in rows:
+        short = label if len(label) <= LABEL_CHARACTERS else label[: LABEL_CHARACTERS - 1] + "\u2026"
         parts.append(f'<text x="{LABEL_WIDTH - 8}" y="{y + BAR_HEIGHT * len(series) / 2 + 4}" text-anchor="end" '
-                     f'class="dms-chart-label">{escape(label[:30])}</text>')
+                     f'class="dms-chart-label">{escape(short)}<title>{escape(label)}</title></text>')
         for index, value in enumerate(figures):
             width = 0 if not value else max(plot * value / top, 1)
             parts.append(f'<rect x="{LABEL_WIDTH}" y="{y}" width="{width:.1f}" height="{BAR_HEIGHT - 4}" '
@@ -60,7 +63,7 @@ def bar_chart(*, title: str, rows: list[tuple[str, list[float | None]]], series:
             y += BAR_HEIGHT
         y += 6
     axis_y = y + 4
-    parts.append(f'<line x1="{LABEL_WIDTH}" y1="24" x2="{LABEL_WIDTH}" y2="{axis_y}" class="dms-axis"/>')
+    parts.append(f'<line x1="{LABEL_WIDTH}" y1="38" x2="{LABEL_WIDTH}" y2="{axis_y}" class="dms-axis"/>')
     parts.append(f'<line x1="{LABEL_WIDTH}" y1="{axis_y}" x2="{LABEL_WIDTH + plot}" y2="{axis_y}" class="dms-axis"/>')
     for step in range(5):
         x = LABEL_WIDTH + plot * step / 4
@@ -69,10 +72,9 @@ def bar_chart(*, title: str, rows: list[tuple[str, list[float | None]]], series:
     parts.append(f'<text x="{LABEL_WIDTH + plot / 2}" y="{axis_y + 32}" text-anchor="middle" '
                  f'class="dms-chart-axis-title">{escape(unit)}</text>')
     parts.append(f'<text x="8" y="16" class="dms-chart-axis-title">{escape(title)}</text>')
-    legend_x = LABEL_WIDTH + plot - 150 * len(series)
-    for index, name in enumerate(series):
-        parts.append(f'<rect x="{legend_x + 150 * index}" y="6" width="12" height="12" class="dms-bar '
-                     f'dms-bar-{index}"/><text x="{legend_x + 150 * index + 16}" y="16" '
+    for index, name in enumerate(series):  # the legend, under the title
+        parts.append(f'<rect x="{LABEL_WIDTH + 110 * index}" y="22" width="12" height="12" class="dms-bar '
+                     f'dms-bar-{index}"/><text x="{LABEL_WIDTH + 110 * index + 16}" y="32" '
                      f'class="dms-chart-tick">{escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
@@ -83,10 +85,13 @@ def _changelist(model: str, **filters) -> str:
 
 
 def _period_filters(prefix: str, period: Period) -> dict:
-    # As the rollups count: the conversations begun from the start of `from`'s hour to `to`.
+    # As the rollups count: the conversations of the hours that begin inside the period (services/reports.py).
     start = period.start.replace(minute=0, second=0, microsecond=0)
-    return {f"{prefix}created_at__gte": start.strftime("%Y-%m-%d %H:%M:%S"),
-            f"{prefix}created_at__lt": period.end.strftime("%Y-%m-%d %H:%M:%S")}
+    end = period.end.replace(minute=0, second=0, microsecond=0)
+    if end < period.end:
+        end += timedelta(hours=1)
+    return {f"{prefix}created_at__gte": start.strftime("%Y-%m-%d %H:%M:%S+00:00"),
+            f"{prefix}created_at__lt": end.strftime("%Y-%m-%d %H:%M:%S+00:00")}
 
 
 def _group_filter(dimension: str, key) -> dict:
@@ -188,6 +193,7 @@ def reports_view(request, *, site):
         row["links"] = _delivery_links(row, period)
         row["failed"] = [(reason, count, row["links"]["failed"][reason])
                          for reason, count in row["failed_by_reason"].items()]
+        row["circuit_open"] = timedelta(seconds=row["circuit_open_seconds"])
     now = timezone.now()
     context = {
         **site.each_context(request),
@@ -199,6 +205,7 @@ def reports_view(request, *, site):
         "quick": [(label, urlencode({"from": (now - length).strftime("%Y-%m-%dT%H:%M"), "group_by": group_by}))
                   for label, length in QUICK_PERIODS],
         "conversations": conversations,
+        "as_of": reports_folded_until(),
         "deliveries": deliveries,
         "campaigns": _campaigns(request.user, period),
         "conversation_chart": bar_chart(

@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Min
+from django.db.models import Count, Min, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from channels_app.models import (
@@ -136,11 +136,21 @@ def summaries_compute(interaction_ids: list[str]) -> dict[str, tuple[int, dateti
         "ended_at"))
     if not rows:
         return {}
-    messages: dict[str, list[tuple]] = defaultdict(list)
-    for interaction_id, direction, status, created_at in (
-            Message.objects.filter(interaction_id__in=interaction_ids).order_by()
-            .values_list("interaction_id", "direction", "status", "created_at")):
-        messages[interaction_id].append((created_at, direction, status))
+    # Counted by the database, a row per interaction (not a row per message: a conversation may hold thousands).
+    inbound, outbound = Q(direction=MessageDirection.INBOUND), Q(direction=MessageDirection.OUTBOUND)
+    counts = {row["interaction_id"]: row for row in (
+        Message.objects.filter(interaction_id__in=interaction_ids).order_by().values("interaction_id").annotate(
+            messages_in=Count("pk", filter=inbound), messages_out=Count("pk", filter=outbound),
+            delivered=Count("pk", filter=outbound & Q(status__in=DELIVERED)),
+            read=Count("pk", filter=outbound & Q(status=MessageStatus.READ)),
+            failed=Count("pk", filter=outbound & Q(status__in=FAILED)),
+            first_in=Min("created_at", filter=inbound)))}
+    first_inbound = Message.objects.filter(interaction_id=OuterRef("interaction_id"),
+                                           direction=MessageDirection.INBOUND).order_by("created_at").values(
+                                               "created_at")[:1]
+    replies = dict(Message.objects.filter(interaction_id__in=interaction_ids, direction=MessageDirection.OUTBOUND,
+                                          created_at__gte=Subquery(first_inbound)).order_by()
+                   .values("interaction_id").annotate(first=Min("created_at")).values_list("interaction_id", "first"))
     reasons: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for interaction_id, status, message_reasons in (
             Message.objects.filter(interaction_id__in=interaction_ids, direction=MessageDirection.OUTBOUND,
@@ -157,20 +167,17 @@ def summaries_compute(interaction_ids: list[str]) -> dict[str, tuple[int, dateti
 
     computed = {}
     for pk, channel_id, tenant_id, queue, agent_id, disposition, state, created_at, ended_at in rows:
-        own = sorted(messages.get(pk, ()), key=lambda m: m[0])
-        inbound = [m for m in own if m[1] == MessageDirection.INBOUND]
-        outbound = [m for m in own if m[1] == MessageDirection.OUTBOUND]
-        first_in = inbound[0][0] if inbound else None
-        reply = next((m[0] for m in outbound if first_in is not None and m[0] >= first_in), None)
+        count = counts.get(pk, {})
+        first_in, reply = count.get("first_in"), replies.get(pk)
         ended = state == InteractionState.ENDED and ended_at is not None
         figures = {
             "interactions": 1,
-            "messages_in": len(inbound),
-            "messages_out": len(outbound),
+            "messages_in": count.get("messages_in", 0),
+            "messages_out": count.get("messages_out", 0),
             "ended_without_reply": int(ended and first_in is not None and reply is None),
-            "delivered": sum(1 for m in outbound if m[2] in DELIVERED),
-            "read": sum(1 for m in outbound if m[2] == MessageStatus.READ),
-            "failed": sum(1 for m in outbound if m[2] in FAILED),
+            "delivered": count.get("delivered", 0),
+            "read": count.get("read", 0),
+            "failed": count.get("failed", 0),
             "failed_by_reason": dict(reasons.get(pk, {})),
             "first_response": {str(bucket_of((reply - first_in).total_seconds())): 1} if reply else {},
             "handle": {},
