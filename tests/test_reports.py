@@ -173,6 +173,18 @@ def test_a_change_is_folded_once_however_often_the_fold_runs(world, tenant):
 
 
 @pytest.mark.django_db
+def test_an_end_with_no_new_message_is_folded_too(world, tenant):
+    # given I3, open, ends now (an expiry or Done: no message, only ended_at)
+    Interaction.objects.filter(pk=world["three"].pk).update(state="ended", ended_at=timezone.now())
+
+    reports_fold()
+
+    other = _groups(_reader(tenant).get("/api/reports/conversations/?group_by=queue"))["1:other"]
+    exact = (timezone.now() - T0).total_seconds()
+    assert other["handle_seconds"]["p50"] is not None and _near(other["handle_seconds"]["p50"], exact)
+
+
+@pytest.mark.django_db
 def test_a_purged_conversation_still_counts(world, tenant):
     Interaction.objects.filter(pk=world["two"].pk).delete()
     reports_fold()

@@ -3,7 +3,7 @@ rollups that `services.rollups` keeps current: a few hundred rows per
 request, whatever the number of messages.
 
 A conversation's figures count in the hour it began (UTC); a period takes the
-hours that begin inside it (`from` is taken from the start of its hour). The
+hours that begin inside it (from the start of `from`'s hour to the end of `to`'s). The
 circuit's open time is the part of each outage (`ChannelOutage`) inside the
 period, to the second.
 """
