@@ -10,7 +10,7 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Subquery
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import escape
 
@@ -223,3 +223,11 @@ def reports_view(request, *, site):
             rows=[(row["label"], [row["messages"], row["delivered"], row["read"]]) for row in deliveries["groups"]]),
     }
     return TemplateResponse(request, "admin/channels_app/reports.html", context)
+
+
+def _urls(site) -> list:
+    return [path("reports/", site.admin_view(lambda request: reports_view(request, site=site)),
+                 name="channels_app_reports")]
+
+
+admin.site.extra_urls.append(_urls)
