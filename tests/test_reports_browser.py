@@ -14,7 +14,7 @@ from channels_app.models import Channel
 from channels_app.services.rollups import reports_fold
 from tests.conftest import member
 from tests.factories import ChannelFactory, TenantFactory
-from tests.test_browser import admin_sign_in, browser  # noqa: F401 - the fixture
+from tests.test_browser import SCREENSHOTS, admin_sign_in, browser  # noqa: F401 - the fixture
 from tests.test_reports import T0, _interaction, _message
 
 pytestmark = pytest.mark.browser
@@ -50,7 +50,9 @@ def test_a_lead_reads_the_reports_and_follows_a_figure(browser, live_server):  #
 
     # when the lead opens Reports from the home page and picks the 30 days, by agent
     admin_sign_in(browser, live_server, wait, "lead")
-    browser.find_element(By.LINK_TEXT, "Reports").click()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / "27-home-with-reports.png"))
+    browser.find_element(By.CSS_SELECTOR, ".dms-home-reports a").click()
     wait.until(expected_conditions.url_matches(r"/admin/reports/"))
     browser.find_element(By.LINK_TEXT, "30 days").click()
     wait.until(expected_conditions.url_contains("from="))
