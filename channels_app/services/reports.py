@@ -57,7 +57,10 @@ def period_parse(*, start: str | None, end: str | None, now: datetime | None = N
     days, is refused naming `from`."""
     now = now or timezone.now()
     to = _moment("to", end) if end else now
-    since = _moment("from", start) if start else to - DEFAULT_PERIOD
+    try:
+        since = _moment("from", start) if start else to - DEFAULT_PERIOD
+    except OverflowError as error:  # 7 days before the first day there is
+        raise InvalidParameter(f"{end!r} is out of range.", field="to") from error
     if since > to:
         raise InvalidParameter("from is after to.", field="from")
     if to - since > LONGEST_PERIOD:
