@@ -55,7 +55,7 @@ from channels_app.models import (
 logger = logging.getLogger(__name__)
 
 WATERMARK = "reports"
-FOLD_OVERLAP = timedelta(minutes=2)  # a transaction that commits this long after its rows' times is still folded
+FOLD_OVERLAP = timedelta(minutes=1)  # a transaction that commits this long after its rows' times is still folded
 FOLD_CHUNK = 1000  # interactions re-read per transaction
 # pg_try_advisory_lock's key: "DMSFOLD!" as a 64-bit integer: one fold at a time, whatever the number of workers.
 FOLD_LOCK_KEY = int.from_bytes(b"DMSFOLD!", "big") - (1 << 63)
