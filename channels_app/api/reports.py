@@ -9,7 +9,7 @@ from rest_framework import renderers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from channels_app.api.schema import ErrorSerializer
+from channels_app.api.schema import VALIDATION_ERROR
 from channels_app.services.reports import (
     CONVERSATION_GROUPS,
     DELIVERY_GROUPS,
@@ -64,9 +64,9 @@ class ConversationsReportView(_ReportView):
     rights_name = "report-conversations"
     groups = CONVERSATION_GROUPS
 
-    @extend_schema(tags=["reports"], summary="Conversation report", parameters=[
+    @extend_schema(tags=["Reports"], summary="Conversation report", parameters=[
         OpenApiParameter("group_by", str, enum=list(CONVERSATION_GROUPS), description="Default: queue."),
-        *PERIOD_PARAMETERS], responses={200: OpenApiTypes.OBJECT, 400: ErrorSerializer})
+        *PERIOD_PARAMETERS], responses={200: OpenApiTypes.OBJECT, 400: VALIDATION_ERROR})
     def get(self, request):
         return super().get(request)
 
@@ -79,8 +79,8 @@ class DeliveriesReportView(_ReportView):
     groups = DELIVERY_GROUPS
     report = staticmethod(deliveries_report)
 
-    @extend_schema(tags=["reports"], summary="Delivery report", parameters=[
+    @extend_schema(tags=["Reports"], summary="Delivery report", parameters=[
         OpenApiParameter("group_by", str, enum=list(DELIVERY_GROUPS), description="Default: channel."),
-        *PERIOD_PARAMETERS], responses={200: OpenApiTypes.OBJECT, 400: ErrorSerializer})
+        *PERIOD_PARAMETERS], responses={200: OpenApiTypes.OBJECT, 400: VALIDATION_ERROR})
     def get(self, request):
         return super().get(request)
