@@ -95,8 +95,8 @@ def _messages(erasure: Erasure) -> None:
 
 
 def _interactions(erasure: Erasure) -> None:
-    # Whatever else hangs on an interaction (notes, offers...) goes with it (on_delete=CASCADE).
-    # The interactions alone (not what went with them by CASCADE: notes, offers, report summaries).
+    # Whatever else hangs on an interaction (notes, offers, report summaries) goes with it (on_delete=CASCADE);
+    # the count is of the interactions alone.
     deleted = Interaction.objects.filter(pk__in=erasure.interaction_ids).delete()[1].get("channels_app.Interaction", 0)
     erasure.count("interactions", deleted)
 
