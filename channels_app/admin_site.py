@@ -166,8 +166,17 @@ class DmsAdminSite(admin.AdminSite):
                                   template_name=self.login_template)(request)
 
     def index(self, request, extra_context=None):
-        context = {"dashboard_tiles": dashboard_tiles(request.user), **(extra_context or {})}
+        context = {"dashboard_tiles": dashboard_tiles(request.user), **(extra_context or {}),
+                   "reports_url": reverse("admin:channels_app_reports", current_app=self.name)
+                   if request.user.has_perm("channels_app.view_reports") else None}
         return super().index(request, extra_context=context)
+
+    # Pages of the site beyond the models' (the Reports page): callables (site) -> url patterns, added by the
+    # admin modules that own them (admin/reports.py), so this module imports none of them.
+    extra_urls: list = []
+
+    def get_urls(self):
+        return [*(pattern for urls in self.extra_urls for pattern in urls(self)), *super().get_urls()]
 
     def get_app_list(self, request, app_label=None):
         app_list = super().get_app_list(request, app_label)

@@ -151,6 +151,9 @@ RIGHTS: dict[str, Rule] = {
     "campaign.results_csv": needs("view_campaign"),
     **{f"campaign.{action}": needs("change_campaign") for action in CAMPAIGN_ACTIONS},
     "report-campaign.get": needs("view_reports"),  # the campaign report (API.md "Reports"), of the caller's tenants
+    # --- Reports (API.md, third part): figures of the caller's tenants ---------------------------------------
+    "report-conversations.get": needs("view_reports"),
+    "report-deliveries.get": needs("view_reports"),
     # --- Agent actions that depend on what is sent (the spec's WhatsApp role permissions) --------
     "agent.whatsapp": needs("whatsapp_can_use"),
     "agent.send_files": needs("whatsapp_can_send_files"),
@@ -172,6 +175,7 @@ RIGHTS: dict[str, Rule] = {
     "admin:channels_app_contact_erase": needs("view_contact", "erase_contact"),  # as the API's, and the page
     "admin:channels_app_contact_export": needs("view_contact"),
     "admin:channels_app_whatsapptemplate_sync": needs("view_channel", "change_standardresponse"),  # as the API's
+    "admin:channels_app_reports": needs("view_reports"),  # the Reports page (admin/reports.py)
 }
 
 # Replacing the file of a standard response's header, by the response's content type (WhatsApp guide,

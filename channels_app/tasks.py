@@ -16,7 +16,7 @@ from channels_app.publishing import (
     WHATSAPP_TEMPLATES_SYNC,
     publish,
 )
-from channels_app.services import campaigns, deliveries, interactions, lifecycle, media, simulator
+from channels_app.services import campaigns, deliveries, interactions, lifecycle, media, rollups, simulator
 
 
 @shared_task(name=DELIVER, acks_late=True, reject_on_worker_lost=True)
@@ -141,3 +141,9 @@ def whatsapp_templates_sync(channel_pk: int) -> int:
     from channels_app.services.templates import templates_sync
 
     return templates_sync(channel_pk=channel_pk)
+
+
+@shared_task(name="channels_app.reports_fold")
+def reports_fold() -> int | None:
+    """What changed since the last fold, into the reports' rollups (None: another fold is running)."""
+    return rollups.reports_fold()

@@ -199,6 +199,8 @@ CELERY_TASK_ROUTES = {
     "channels_app.campaign_audience_load": {"queue": "bulk"},
     # The daily retention purge may run for long after a first retention is set: never in a person's lane.
     "channels_app.purge": {"queue": "bulk"},
+    # The reports' fold (its first run reads every conversation): never in a person's lane either.
+    "channels_app.reports_fold": {"queue": "bulk"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Celery's Django fix-up closes the database connection around every task

@@ -268,6 +268,8 @@ REQUESTS: dict[str, tuple[str, str, object]] = {
     "contact.partial_update": ("patch", "/api/contacts/{contact}/", {"opted_out": ["{channel}"]}),
     "contact-erase.post": ("post", "/api/contacts/{contact}/erase/", None),
     "contact-export.get": ("get", "/api/contacts/{contact}/export/", None),
+    "report-conversations.get": ("get", "/api/reports/conversations/?group_by=agent", None),
+    "report-deliveries.get": ("get", "/api/reports/deliveries/", None),
     "campaign.list": ("get", "/api/campaigns/", None),
     "campaign.retrieve": ("get", "/api/campaigns/{campaign}/", None),
     "campaign.create": ("post", "/api/campaigns/", {
@@ -550,6 +552,7 @@ ADMIN_EXTRA = {
         "get", "/admin/channels_app/channel/{channel_pk}/rotate-verify-token/"),
     "admin:channels_app_contact_erase": ("get", "/admin/channels_app/contact/{contact}/erase/"),
     "admin:channels_app_contact_export": ("get", "/admin/channels_app/contact/{contact}/export/"),
+    "admin:channels_app_reports": ("get", "/admin/reports/"),
 }
 
 

@@ -6,6 +6,7 @@ from channels_app.admin import (  # noqa: F401  (registers the model admins)
     conversations,
     deliveries,
     media,
+    reports,
     routing,
     standard_responses,
     whatsapp,

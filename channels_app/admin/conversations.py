@@ -17,6 +17,7 @@ from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
 from channels_app import rights
+from channels_app.admin.reports import REPORT_MESSAGE_LOOKUPS, ReplyFilter
 from channels_app.admin.scoping import ScopedModelAdmin, ScopedTabularInline
 from channels_app.models import (
     Campaign,
@@ -192,7 +193,7 @@ class InteractionAdmin(HistoryAdminMixin, ScopedModelAdmin):
         "id", "contact_name", "channel", "last_message", "state", "campaign", "type", "queue", "last_activity_at",
     ]
     list_display_links = ["id", "contact_name"]
-    list_filter = ["state", CampaignFilter, "channel", "type", "queue", "created_at"]
+    list_filter = ["state", CampaignFilter, "channel", "type", "queue", ReplyFilter, "created_at"]
     date_hierarchy = "created_at"
     search_fields = ["id", "client_id", "contact__first_name", "contact__last_name", "contact__nickname"]
     list_select_related = ["channel", "contact"]
@@ -311,6 +312,10 @@ class MessageAdmin(HistoryAdminMixin, ScopedModelAdmin):
     search_fields = ["id", "external_id", "channel_message_id", "text", "interaction__id"]
     list_select_related = ["channel"]
     readonly_fields = [f.name for f in Message._meta.fields]
+
+    def lookup_allowed(self, lookup, value, request=None):
+        # The Reports page's drill-down: the messages of the conversations behind a figure (still scoped).
+        return lookup in REPORT_MESSAGE_LOOKUPS or super().lookup_allowed(lookup, value, request)
 
     @admin.display(description="text")
     def short_text(self, message):

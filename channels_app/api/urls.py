@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from channels_app.api import campaign_reports, events, lifecycle, routing, views, workspace
+from channels_app.api import campaign_reports, events, lifecycle, reports, routing, views, workspace
 
 
 class ApiRootView(DefaultRouter.APIRootView):
@@ -52,5 +52,7 @@ urlpatterns = [
     path("contacts/<int:pk>/erase/", lifecycle.ContactEraseView.as_view(), name="contact-erase"),
     path("contacts/<int:pk>/export/", lifecycle.ContactExportView.as_view(), name="contact-export"),
     path("reports/campaigns/<int:pk>/", campaign_reports.CampaignReportView.as_view(), name="report-campaign"),
+    path("reports/conversations/", reports.ConversationsReportView.as_view(), name="report-conversations"),
+    path("reports/deliveries/", reports.DeliveriesReportView.as_view(), name="report-deliveries"),
     *router.urls,
 ]

@@ -33,6 +33,13 @@ from channels_app.models.conversations import (
 )
 from channels_app.models.deliveries import Delivery, DeliveryAttempt, DeliveryState
 from channels_app.models.media import MessageAttachment, MessageAttachmentStatus
+from channels_app.models.reports import (
+    ChannelOutage,
+    ConversationSummary,
+    ReportDimension,
+    ReportRollup,
+    ReportWatermark,
+)
 from channels_app.models.routing import (
     USE_WORKSPACE_PERMISSION,
     AgentEvent,
@@ -91,6 +98,11 @@ __all__ = [
     "Queue",
     "QueueRouting",
     "USE_WORKSPACE_PERMISSION",
+    "ChannelOutage",
+    "ConversationSummary",
+    "ReportDimension",
+    "ReportRollup",
+    "ReportWatermark",
     "Attachment",
     "StandardResponse",
     "StandardResponseCategory",

@@ -206,7 +206,11 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["status", "created_at"], name="message_status_age")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="message_status_age"),
+            # The reports' fold reads what changed since it last looked (services/rollups.py).
+            models.Index(fields=["updated_at"], name="message_changed"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["channel", "channel_message_id"],

@@ -95,8 +95,9 @@ def _messages(erasure: Erasure) -> None:
 
 
 def _interactions(erasure: Erasure) -> None:
-    # Whatever else hangs on an interaction (notes, offers...) goes with it (on_delete=CASCADE).
-    deleted, _ = Interaction.objects.filter(pk__in=erasure.interaction_ids).delete()
+    # Whatever else hangs on an interaction (notes, offers, report summaries) goes with it (on_delete=CASCADE);
+    # the count is of the interactions alone.
+    deleted = Interaction.objects.filter(pk__in=erasure.interaction_ids).delete()[1].get("channels_app.Interaction", 0)
     erasure.count("interactions", deleted)
 
 
@@ -199,6 +200,10 @@ NO_PERSONAL_DATA: dict[str, str] = {
     "channels_app.Queue": "configuration: a chat queue key, its routing and agents",
     "channels_app.AgentState": "an agent's readiness and capacity (users of the server, not customers)",
     "channels_app.ConferenceMember": "which agent joined which interaction; goes with the interaction",
+    "channels_app.ConversationSummary": "an interaction's counts and times for the reports; goes with it (CASCADE)",
+    "channels_app.ReportRollup": "counts and times per queue, channel, agent or disposition and hour",
+    "channels_app.ChannelOutage": "when a channel's circuit was open",
+    "channels_app.ReportWatermark": "up to when the reports' fold has read",
 }
 
 

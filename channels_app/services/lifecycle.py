@@ -231,7 +231,9 @@ def _conversations_delete(batch: QuerySet, batch_size: int) -> dict:
             _add(removed, messages_delete(chunk))
     with transaction.atomic():
         # Whatever else hangs on an interaction (notes, offers...) goes with it (on_delete=CASCADE).
-        interactions, _ = Interaction.objects.filter(pk__in=list(batch.values_list("pk", flat=True))).delete()
+        # Counted alone (not what went with them: notes, offers, report summaries).
+        interactions = Interaction.objects.filter(pk__in=list(batch.values_list("pk", flat=True))).delete()[1].get(
+            "channels_app.Interaction", 0)
     return {"interactions": interactions, **removed}
 
 

@@ -58,14 +58,17 @@ DEFAULT_GROUPS: dict[str, list[str]] = {
         *_model_permissions("auditentry", "view"),
         *_model_permissions("user", app="auth"),
         *_model_permissions("group", "view", app="auth"),
+        "channels_app.view_reports",  # the Reports page and /api/reports/ (API.md, "Reports")
     ],
     "Campaign manager": [
         *READ_LIBRARY,
         *_model_permissions("campaign"),
         *_model_permissions("campaignrecipient", "view"),
+        "channels_app.view_reports",  # their campaigns' reports
     ],
     "WhatsApp agent": AGENT,
-    "WhatsApp senior agent": [*AGENT, *ALL_WHATSAPP_PERMISSIONS],
+    # The supervisors of the default groups: they read how fast their agents answer.
+    "WhatsApp senior agent": [*AGENT, *ALL_WHATSAPP_PERMISSIONS, "channels_app.view_reports"],
     "ESP client": ["channels_app.use_esp"],
 }
 

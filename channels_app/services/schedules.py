@@ -10,6 +10,8 @@ PERIODIC_TASKS = {
     "Fold campaign report figures": ("channels_app.campaign_reports_fold", 15),  # campaign_reports.REPORT_FOLD_SECONDS
     "Process WhatsApp webhooks left unprocessed": ("channels_app.whatsapp_inbox_pending", 60),
     "Purge what tenants keep no longer (retention)": ("channels_app.purge", 24 * 60 * 60),
+    # The reports' figures (services/rollups.py): at most this far behind the messages.
+    "Fold the reports' figures": ("channels_app.reports_fold", 30),
 }
 
 
