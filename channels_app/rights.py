@@ -145,6 +145,10 @@ RIGHTS: dict[str, Rule] = {
     "campaign.add_recipients": needs("change_campaign"),
     "campaign.results_csv": needs("view_campaign"),
     **{f"campaign.{action}": needs("change_campaign") for action in CAMPAIGN_ACTIONS},
+    # --- Segments (API.md, "Audiences, send windows and variants") -----------------------------------------
+    **crud("segment", "segment"),
+    # The count, and a sample with the fields a campaign's recipients carry (what view_campaign shows of them).
+    "segment.preview": needs("view_segment"),
     # --- Agent actions that depend on what is sent (the spec's WhatsApp role permissions) --------
     "agent.whatsapp": needs("whatsapp_can_use"),
     "agent.send_files": needs("whatsapp_can_send_files"),

@@ -715,7 +715,7 @@ class CampaignViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
             rows=rows, audience=audience,
             rate_per_second=data.get("rate_per_second"), start_at=data.get("start_at"),
             terminate_sessions=data.get("terminate_sessions", True), chat_queue_key=data.get("chat_queue_key", ""),
-            created_by=request.user,
+            created_by=request.user, segment=data.get("segment"), send_window=data.get("send_window"),
         )
         body = {**serializers.CampaignSerializer(campaign).data, "audience_report": report.as_dict()}
         return Response(body, status=status.HTTP_201_CREATED)

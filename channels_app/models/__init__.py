@@ -36,6 +36,7 @@ from channels_app.models.routing import (
     Queue,
     QueueRouting,
 )
+from channels_app.models.segments import Segment
 from channels_app.models.standard_responses import Attachment, StandardResponse, StandardResponseCategory
 from channels_app.models.whatsapp import (
     ChannelThrottle,
@@ -78,6 +79,7 @@ __all__ = [
     "Queue",
     "QueueRouting",
     "USE_WORKSPACE_PERMISSION",
+    "Segment",
     "Attachment",
     "StandardResponse",
     "StandardResponseCategory",
