@@ -150,14 +150,16 @@ class TenantViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
     @transaction.atomic
     def perform_create(self, serializer):
         data = serializer.validated_data
-        serializer.instance = tenant_create(tenant_id=data.get("id"), name=data["name"], created_by=self.request.user)
+        serializer.instance = tenant_create(tenant_id=data.get("id"), name=data["name"], created_by=self.request.user,
+                                            timezone=data.get("timezone"))
         if data.get("retention_days"):
             tenant_retention_set(tenant=serializer.instance, retention_days=data["retention_days"])
 
     @transaction.atomic
     def perform_update(self, serializer):
         name = serializer.validated_data.get("name", serializer.instance.name)
-        serializer.instance = tenant_update(tenant=serializer.instance, name=name)
+        serializer.instance = tenant_update(tenant=serializer.instance, name=name,
+                                            timezone=serializer.validated_data.get("timezone"))
         if "retention_days" in serializer.validated_data:
             tenant_retention_set(tenant=serializer.instance, retention_days=serializer.validated_data["retention_days"])
 

@@ -545,6 +545,8 @@ def campaign_create(
     except ValidationError as error:
         raise InvalidFields.from_django(error) from error
     campaign.save()
+    if segment is not None:  # its audience is taken when it starts
+        return campaign, AudienceReport()
     report = campaign_add_recipients(campaign=campaign, rows=rows or [], audience=audience)
     campaign.upload_report = Campaign.objects.values_list("upload_report", flat=True).get(pk=campaign.pk)
     return campaign, report
@@ -679,7 +681,9 @@ def campaigns_tick(*, now: datetime | None = None) -> int:
     audiences_resume(now=now)
     # A scheduled campaign whose audience is still being read waits for it.
     due_rows = list(Campaign.objects.filter(state=CampaignState.SCHEDULED, start_at__lte=now)
-                    .exclude(upload_report__state=LOADING)
+                    # (has_key: a campaign without an upload report, one built from a segment, is not loading;
+                    # `state = loading` alone is NULL for it, and NOT NULL excluded it)
+                    .exclude(Q(upload_report__has_key="state") & Q(upload_report__state=LOADING))
                     .values_list("pk", "name", "channel__tenant_id"))
     due = [pk for pk, _, _ in due_rows]
     # Campaigns built from a segment take its contacts now, as they start for the first time.

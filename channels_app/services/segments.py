@@ -260,13 +260,13 @@ def segment_audience_check(*, campaign: Campaign) -> None:
     contacts cannot fill is 400 naming `standard_response`; a segment without contacts is 409."""
     from channels_app.errors import CampaignStateConflict
 
+    if not segment_contacts(segment=campaign.segment).exists():
+        raise CampaignStateConflict(f"Segment {campaign.segment_id} holds no contact to send to.", field="segment")
     if unfillable := segment_unfillable_codes(campaign=campaign):
         raise InvalidParameter(
             f"The standard response {campaign.standard_response_id} has field codes no contact of segment "
             f"{campaign.segment_id} can fill: {', '.join(unfillable)}. Choose another standard response.",
             field="standard_response")
-    if not segment_contacts(segment=campaign.segment).exists():
-        raise CampaignStateConflict(f"Segment {campaign.segment_id} holds no contact to send to.", field="segment")
 
 
 def segment_audience_take(*, campaign: Campaign) -> int:
