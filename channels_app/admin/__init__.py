@@ -7,6 +7,7 @@ from channels_app.admin import (  # noqa: F401  (registers the model admins)
     deliveries,
     media,
     routing,
+    segments,
     standard_responses,
     whatsapp,
 )
