@@ -262,3 +262,16 @@ def test_the_inbound_path_keeps_the_country_and_the_last_message_to_the_hour(pho
     # an older message (a late origin time) never moves it back
     customer_message_receive(channel=phones, client_id="+33612345678", text="late", origin_time=base)
     assert Contact.objects.get(pk=contact.pk).last_message_at == base + timedelta(hours=2)
+
+
+@pytest.mark.django_db
+def test_segment_changes_are_audited(staff_api, people):
+    from channels_app.models import AuditEntry
+
+    created = segment(staff_api, {"countries": ["US"]}).json()["id"]
+    staff_api.patch(f"/api/segments/{created}/", {"filter": {"countries": ["FR"]}}, format="json")
+
+    entries = AuditEntry.objects.filter(object_type="segment", object_id=str(created)).order_by("at")
+    assert [entry.action for entry in entries] == ["create", "update"]
+    assert entries[1].changes["filter"] == [{"countries": ["US"]}, {"countries": ["FR"]}]
+    assert entries[1].username == "operator" and entries[1].tenant_id == 1
