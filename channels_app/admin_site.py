@@ -28,7 +28,8 @@ GROUPS = [
     ("Routing", "Queues routed by an outside system or by this server, to its agents.", [
         ("channels_app", "Queue"),
     ]),
-    ("Campaigns", "One standard response sent to many customers.", [("channels_app", "Campaign")]),
+    ("Campaigns", "One standard response sent to many customers; segments choose them among the contacts.", [
+        ("channels_app", "Campaign"), ("channels_app", "Segment")]),
     ("Conversations", "Customers, their sessions and every message, with its webhook delivery.", [
         ("channels_app", "Interaction"), ("channels_app", "Contact"), ("channels_app", "Message"),
         ("channels_app", "Delivery"), ("channels_app", "MessageAttachment"),

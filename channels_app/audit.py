@@ -51,6 +51,7 @@ from channels_app.models import (
     Membership,
     OptionValue,
     Queue,
+    Segment,
     StandardResponse,
     StandardResponseCategory,
     Tenant,
@@ -211,6 +212,7 @@ def audit_register() -> None:
         Attachment: Audited("attachment", _own_tenant),
         Campaign: Audited("campaign", _via_channel),
         Queue: Audited("queue", _own_tenant, object_id=lambda queue: queue.key),
+        Segment: Audited("segment", _own_tenant),
     }
     for model, spec in specs.items():
         fields = tuple(

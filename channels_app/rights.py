@@ -154,6 +154,10 @@ RIGHTS: dict[str, Rule] = {
     # --- Reports (API.md, third part): figures of the caller's tenants ---------------------------------------
     "report-conversations.get": needs("view_reports"),
     "report-deliveries.get": needs("view_reports"),
+    # --- Segments (API.md, "Audiences, send windows and variants") -----------------------------------------
+    **crud("segment", "segment"),
+    # The count, and a sample with the fields a campaign's recipients carry (what view_campaign shows of them).
+    "segment.preview": needs("view_segment"),
     # --- Agent actions that depend on what is sent (the spec's WhatsApp role permissions) --------
     "agent.whatsapp": needs("whatsapp_can_use"),
     "agent.send_files": needs("whatsapp_can_send_files"),

@@ -32,6 +32,7 @@ from channels_app.models import (
     Offer,
     OptionValue,
     Queue,
+    Segment,
     StandardResponse,
     StandardResponseCategory,
     Tenant,
@@ -64,6 +65,7 @@ TENANT_PATHS: dict[type[Model], str] = {
     WhatsAppInbox: "channel__tenant",
     WhatsAppMedia: "message__channel__tenant",
     Queue: "tenant",
+    Segment: "tenant",
     Offer: "interaction__channel__tenant",
     InteractionNote: "interaction__channel__tenant",
 }
@@ -180,6 +182,10 @@ def standard_response_list(*, user) -> QuerySet:
 
 def standard_response_get(*, user, response_id: str) -> StandardResponse:
     return visible_get(StandardResponse.objects.all(), user=user, what="standard response", pk=response_id)
+
+
+def segment_list(*, user) -> QuerySet:
+    return restrict(Segment.objects.all(), user)
 
 
 def campaign_list(*, user) -> QuerySet:

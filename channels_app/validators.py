@@ -37,3 +37,11 @@ def validate_queue_key(value: str, *, tenant_id: int | None = None) -> None:
     key_tenant = int(QUEUE_KEY_PATTERN.match(value)["tenant"])
     if tenant_id is not None and key_tenant != tenant_id:
         raise ValidationError(f"Queue key {value!r} is not of the channel's tenant ({tenant_id}).")
+
+
+def validate_time_zone(value: str) -> None:
+    """An IANA time zone name the server knows (Europe/Amsterdam, UTC)."""
+    from channels_app.send_windows import is_time_zone
+
+    if not is_time_zone(value):
+        raise ValidationError(f"{value!r} is not a known IANA time zone name (such as Europe/Amsterdam or UTC).")

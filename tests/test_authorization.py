@@ -29,6 +29,7 @@ from channels_app.models import (
     Offer,
     Queue,
     QueueRouting,
+    Segment,
     StandardResponse,
     Tenant,
 )
@@ -147,11 +148,13 @@ def _world(tenant_id: int, suffix: str) -> dict:
     queue.agents.add(someone)
     offer = Offer.objects.create(interaction=interaction, queue=queue, agent=someone,
                                  expires_at=timezone.now() + timedelta(minutes=5))
+    segment = Segment.objects.create(tenant=tenant, name=f"Segment {suffix}", filter={"countries": ["US"]})
     return {
         "tenant": tenant.pk, "channel": channel.channel_id, "category": category.pk, "response": response.pk,
         "attachment": attachment.pk, "contact": contact.pk, "interaction": interaction.pk,
         "campaign": campaign.pk, "user": someone.pk, "delivery": reply.delivery.pk,
         "answered": answered.pk, "channel_pk": channel.pk, "queue": queue.key, "offer": offer.pk,
+        "segment": segment.pk,
     }
 
 
@@ -285,6 +288,14 @@ REQUESTS: dict[str, tuple[str, str, object]] = {
     "campaign.resume": ("post", "/api/campaigns/{campaign}/resume/", None),
     "campaign.cancel": ("post", "/api/campaigns/{campaign}/cancel/", None),
     "report-campaign.get": ("get", "/api/reports/campaigns/{campaign}/", None),
+    "segment.list": ("get", "/api/segments/", None),
+    "segment.retrieve": ("get", "/api/segments/{segment}/", None),
+    "segment.create": ("post", "/api/segments/", {"name": "New", "tenant": "{tenant}",
+                                                  "filter": {"channels": ["{channel}"]}}),
+    "segment.update": ("put", "/api/segments/{segment}/", {"name": "Renamed", "filter": {}}),
+    "segment.partial_update": ("patch", "/api/segments/{segment}/", {"filter": {"countries": ["NL"]}}),
+    "segment.destroy": ("delete", "/api/segments/{segment}/", None),
+    "segment.preview": ("get", "/api/segments/{segment}/preview/", None),
     "esp.post": ("post", "/esp", {"AppName": "suite", "Service": "Messaging", "Method": "ValidateContact",
                                   "Parameters": {"_umsChannel": "{channel}", "Id": "+1 631 555 1002"}}),
     "nexus-messages.post": ("post", "/nexus/v3/channels/{channel}/messages", {"messages": []}),
@@ -377,7 +388,7 @@ def test_each_default_group_is_held_to_the_table(home, role, key):
 DETAIL_KEYS = [key for key, (_, path, _) in REQUESTS.items()
                if any(name in path for name in ("{tenant}/", "{channel}", "{response}", "{category}", "{attachment}",
                                                 "{interaction}", "{contact}", "{campaign}", "{user}", "{queue}",
-                                                "{offer}"))
+                                                "{offer}", "{segment}"))
                and key not in ("esp.post", "nexus-messages.post", "whatsapp-webhook.get", "whatsapp-webhook.post")]
 
 
@@ -395,7 +406,7 @@ def test_another_tenants_objects_do_not_exist_for_a_member_with_every_permission
     if key.startswith("option.") or key == "emojis.get":  # a channel named in a field: an unknown channel
         assert response.status_code == 400, response.content[:300]
         assert "Unknown channel" in response.content.decode()
-    elif key == "channel.create" or key == "campaign.create" or key == "standard-response.create":
+    elif key in ("channel.create", "campaign.create", "standard-response.create", "segment.create"):
         assert response.status_code == 400, response.content[:300]  # the other tenant's ids "do not exist"
     else:
         assert response.status_code == 404, (response.status_code, response.content[:300])
@@ -412,12 +423,13 @@ def _snapshot(world: dict) -> tuple:
         Interaction.objects.get(pk=world["interaction"]).notes.count(),
         Queue.objects.filter(key=world["queue"]).values_list("routing", "offer_timeout_seconds").first(),
         Offer.objects.get(pk=world["offer"]).state,
+        Segment.objects.filter(pk=world["segment"]).values_list("name", "filter").first(),
     )
 
 
 LIST_PATHS = ["/api/tenants/", "/api/channels/", "/api/standard-responses/", "/api/standard-response-categories/",
               "/api/attachments/", "/api/interactions/", "/api/contacts/", "/api/campaigns/", "/api/queues/",
-              "/api/users/"]
+              "/api/users/", "/api/segments/"]
 
 
 @pytest.mark.django_db

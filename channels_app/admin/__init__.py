@@ -8,6 +8,7 @@ from channels_app.admin import (  # noqa: F401  (registers the model admins)
     media,
     reports,
     routing,
+    segments,
     standard_responses,
     whatsapp,
 )

@@ -11,15 +11,18 @@ from django.http import HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import escape, format_html
 
 from channels_app.admin.forms import TextRulesModelForm
 from channels_app.admin.scoping import ScopedModelAdmin, ScopedTabularInline
-from channels_app.errors import ApplicationError
+from channels_app.errors import ApplicationError, InvalidFields
 from channels_app.models import Campaign, CampaignVariant
 from channels_app.models.campaigns import VARIANTS_MAX
+from channels_app.send_windows import send_window_parse
 from channels_app.services import campaign_reports
 from channels_app.services import campaigns as campaign_services
+from channels_app.services.send_windows import waiting_recipients
 from channels_app.services.variants import campaign_variants_set, variants_parse
 from channels_app.validators import validate_queue_key
 
@@ -57,10 +60,29 @@ class CampaignForm(TextRulesModelForm):
     class Meta:
         model = Campaign
         fields = ["name", "channel", "standard_response", "chat_queue_key", "terminate_sessions", "rate_per_second",
-                  "start_at"]
+                  "start_at", "segment", "send_window"]
+        help_texts = {"send_window": escape(
+            'A JSON object, e.g. {"from": "09:00", "to": "20:00", "days": ["mon", "tue", "wed", "thu", "fri"], '
+            '"timezone": "recipient"} (or an IANA zone such as Europe/Amsterdam): each recipient is sent to only '
+            "inside it, in its own zone (its contact's timezone attribute, else its phone number's, else the "
+            "tenant's). A window whose to is earlier than its from runs across midnight. Empty: any time.")}
+
+    def clean_send_window(self):
+        value = self.cleaned_data.get("send_window")
+        try:
+            window = send_window_parse(value or None)
+        except InvalidFields as error:
+            raise forms.ValidationError([f"{name}: {' '.join(messages)}" for name, messages in error.errors.items()]
+                                        ) from error
+        return window.as_dict() if window else None
 
     def clean(self):
         cleaned = super().clean()
+        segment, channel = cleaned.get("segment"), cleaned.get("channel")
+        if segment is not None and channel is not None and segment.tenant_id != channel.tenant_id:
+            self.add_error("segment", "The segment is not of the channel's tenant.")
+        if segment is not None and cleaned.get("audience") is not None:
+            self.add_error("audience", "A campaign takes its audience from a segment or from a file, not both.")
         state = self.instance.state if self.instance.pk else "draft"
         if cleaned.get("audience") is not None and state not in EDITABLE_STATES:
             self.add_error("audience", f"Recipients cannot be added to a {state} campaign: create a new campaign.")
@@ -240,15 +262,15 @@ class CampaignAdmin(ScopedModelAdmin):
 
     def get_fields(self, request, obj=None):
         fields = ["name", "channel", "standard_response", "chat_queue_key", "terminate_sessions", "rate_per_second",
-                  "start_at", "audience"]
-        if obj and obj.state not in EDITABLE_STATES:
-            fields.remove("audience")  # nothing can be added any more
+                  "start_at", "segment", "send_window", "audience"]
+        if obj and (obj.state not in EDITABLE_STATES or obj.segment_id):
+            fields.remove("audience")  # nothing can be added any more, or the audience is the segment's
         return fields + (["state", "started_at", "finished_at"] if obj else [])
 
     def get_readonly_fields(self, request, obj=None):
         if obj and obj.state not in ("draft", "scheduled"):
             return ["name", "channel", "standard_response", "chat_queue_key", "terminate_sessions", "rate_per_second",
-                    "start_at", "state", "started_at", "finished_at"]
+                    "start_at", "segment", "send_window", "state", "started_at", "finished_at"]
         return self.readonly_fields
 
     @admin.display(description="progress")
@@ -256,9 +278,11 @@ class CampaignAdmin(ScopedModelAdmin):
         counts = campaign_services.campaign_counts(campaign=campaign)
         done = counts["total"] - counts["pending"]
         percent = round(100 * done / counts["total"]) if counts["total"] else 0
+        waiting = waiting_recipients(campaign=campaign, now=timezone.now())
         return format_html(
-            '<progress max="100" value="{}"></progress> {} / {} ({} delivered, {} failed, {} refused)',
+            '<progress max="100" value="{}"></progress> {} / {} ({} delivered, {} failed, {} refused{})',
             percent, done, counts["total"], counts["delivered"], counts["failed"], counts["refused"],
+            f", {waiting} waiting for their send window" if waiting else "",
         )
 
     delete_service = campaign_services.campaign_delete
@@ -276,7 +300,7 @@ class CampaignAdmin(ScopedModelAdmin):
                 name=obj.name, channel=obj.channel, standard_response=obj.standard_response, audience=audience,
                 rate_per_second=obj.rate_per_second, start_at=obj.start_at,
                 terminate_sessions=obj.terminate_sessions, chat_queue_key=obj.chat_queue_key,
-                created_by=request.user,
+                created_by=request.user, segment=obj.segment, send_window=obj.send_window,
             )
             obj.pk = created.pk
             obj.__dict__.update({k: v for k, v in created.__dict__.items() if not k.startswith("_")})
@@ -290,6 +314,7 @@ class CampaignAdmin(ScopedModelAdmin):
                 campaign=obj, name=obj.name, standard_response=obj.standard_response, channel=obj.channel,
                 rate_per_second=obj.rate_per_second, start_at=obj.start_at,
                 terminate_sessions=obj.terminate_sessions, chat_queue_key=obj.chat_queue_key,
+                segment=obj.segment, send_window=obj.send_window,
             )
         except ApplicationError as error:
             self._refuse(request, error.message)
@@ -379,6 +404,7 @@ class CampaignAdmin(ScopedModelAdmin):
             "state": campaign.state,
             "title": str(campaign),
             **campaign_services.campaign_counts(campaign=campaign),
+            "waiting": waiting_recipients(campaign=campaign, now=timezone.now()),
             "timeline": timeline,
             "chart": chart_svg(timeline),
             "actions": [name for name in TRANSITIONS if campaign.state in campaign_services.ALLOWED[name][0]],

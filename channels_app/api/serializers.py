@@ -21,6 +21,7 @@ from channels_app.models import (
     Interaction,
     Message,
     MessageAttachmentStatus,
+    Segment,
     StandardResponse,
     StandardResponseCategory,
     Tenant,
@@ -156,7 +157,7 @@ class TenantSerializer(ChosenIdMixin, ModelSerializer):
 
     class Meta:
         model = Tenant
-        fields = ["id", "name", "retention_days", "last_purge", "created_at"]
+        fields = ["id", "name", "retention_days", "timezone", "last_purge", "created_at"]
         read_only_fields = ["created_at"]
 
 
@@ -658,6 +659,15 @@ class CampaignSerializer(ModelSerializer):
         help_text='[{"client_id": "15556667777", "Contact": {...}, "CustomProperties": {...}}]',
     )
     terminate_sessions = _terminate_sessions_field()
+    segment = serializers.PrimaryKeyRelatedField(
+        queryset=Segment.objects.all(), required=False, allow_null=True,
+        help_text="Instead of recipients: a segment of the channel's tenant, whose contacts the campaign takes "
+        "when it starts.")
+    send_window = serializers.JSONField(
+        required=False, allow_null=True,
+        help_text='{"from": "09:00", "to": "20:00", "days": ["mon", "tue", "wed", "thu", "fri"], "timezone": '
+        '"recipient"} (or an IANA zone name): each recipient is sent to only inside it, in its zone; null: any '
+        "time.")
     audience_upload = serializers.SerializerMethodField(
         help_text='The last audience upload: {"state": "done"|"loading"|"stopped", "file", "lines", "rows_read", '
         '"accepted", "rejected", "duplicates", "at", "updated_at"} (counts of rows), or null.')
@@ -667,13 +677,15 @@ class CampaignSerializer(ModelSerializer):
     sent = serializers.IntegerField(read_only=True)
     delivered = serializers.IntegerField(read_only=True)
     failed = serializers.IntegerField(read_only=True)
+    waiting = serializers.IntegerField(
+        read_only=True, help_text="Of the pending: recipients outside the send window, waiting for it to open.")
 
     class Meta:
         model = Campaign
         fields = [
             "id", "name", "channel", "standard_response", "chat_queue_key", "terminate_sessions", "rate_per_second",
-            "start_at", "state", "recipients", "variants", "audience_upload", "total", "refused", "pending", "sent",
-            "delivered", "failed", "created_at", "started_at", "finished_at",
+            "start_at", "segment", "send_window", "state", "recipients", "variants", "audience_upload", "total",
+            "refused", "pending", "sent", "delivered", "failed", "waiting", "created_at", "started_at", "finished_at",
         ]
         read_only_fields = ["state", "created_at", "started_at", "finished_at"]
 
@@ -688,12 +700,16 @@ class CampaignSerializer(ModelSerializer):
                 "updated_at": report.get("updated_at", report.get("at"))}
 
     def to_representation(self, campaign):
+        from django.utils import timezone
+
         from channels_app.services.campaigns import campaign_counts
+        from channels_app.services.send_windows import waiting_recipients
 
         data = super().to_representation(campaign)
         data.update(campaign_counts(campaign=campaign))
         data["variants"] = [{"standard_response": variant.standard_response_id, "share": variant.share}
                             for variant in campaign.variants.all()]
+        data["waiting"] = waiting_recipients(campaign=campaign, now=timezone.now())
         return data
 
 

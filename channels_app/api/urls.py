@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from channels_app.api import campaign_reports, events, lifecycle, reports, routing, views, workspace
+from channels_app.api import campaign_reports, events, lifecycle, reports, routing, segments, views, workspace
 
 
 class ApiRootView(DefaultRouter.APIRootView):
@@ -27,6 +27,7 @@ router.register("users", views.UserViewSet, basename="user")
 router.register("audit-log", views.AuditLogViewSet, basename="audit-log")
 router.register("queues", routing.QueueViewSet, basename="queue")
 router.register("offers", routing.OfferViewSet, basename="offer")
+router.register("segments", segments.SegmentViewSet, basename="segment")
 
 option_list = views.OptionViewSet.as_view({"get": "list"})
 option_detail = views.OptionViewSet.as_view(

@@ -152,14 +152,16 @@ class TenantViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
     @transaction.atomic
     def perform_create(self, serializer):
         data = serializer.validated_data
-        serializer.instance = tenant_create(tenant_id=data.get("id"), name=data["name"], created_by=self.request.user)
+        serializer.instance = tenant_create(tenant_id=data.get("id"), name=data["name"], created_by=self.request.user,
+                                            timezone=data.get("timezone"))
         if data.get("retention_days"):
             tenant_retention_set(tenant=serializer.instance, retention_days=data["retention_days"])
 
     @transaction.atomic
     def perform_update(self, serializer):
         name = serializer.validated_data.get("name", serializer.instance.name)
-        serializer.instance = tenant_update(tenant=serializer.instance, name=name)
+        serializer.instance = tenant_update(tenant=serializer.instance, name=name,
+                                            timezone=serializer.validated_data.get("timezone"))
         if "retention_days" in serializer.validated_data:
             tenant_retention_set(tenant=serializer.instance, retention_days=serializer.validated_data["retention_days"])
 
@@ -725,7 +727,8 @@ class CampaignViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
             rows=rows, audience=audience,
             rate_per_second=data.get("rate_per_second"), start_at=data.get("start_at"),
             terminate_sessions=data.get("terminate_sessions", True), chat_queue_key=data.get("chat_queue_key", ""),
-            created_by=request.user, variants=data.get("variants"),
+            created_by=request.user, variants=data.get("variants"), segment=data.get("segment"),
+            send_window=data.get("send_window"),
         )
         body = {**serializers.CampaignSerializer(campaign).data, "audience_report": report.as_dict()}
         return Response(body, status=status.HTTP_201_CREATED)

@@ -52,6 +52,7 @@ from channels_app.models.routing import (
     Queue,
     QueueRouting,
 )
+from channels_app.models.segments import Segment
 from channels_app.models.standard_responses import Attachment, StandardResponse, StandardResponseCategory
 from channels_app.models.whatsapp import (
     ChannelThrottle,
@@ -103,6 +104,7 @@ __all__ = [
     "ReportDimension",
     "ReportRollup",
     "ReportWatermark",
+    "Segment",
     "Attachment",
     "StandardResponse",
     "StandardResponseCategory",

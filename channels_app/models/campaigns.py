@@ -45,6 +45,15 @@ class Campaign(models.Model):
     throttle_next_slot = models.DateTimeField(null=True, blank=True, editable=False)
     heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False, help_text="Last batch started.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    segment = models.ForeignKey(
+        "channels_app.Segment", on_delete=models.PROTECT, null=True, blank=True, related_name="campaigns",
+        help_text="Instead of an uploaded audience: the segment's contacts, taken when the campaign starts.",
+    )
+    send_window = models.JSONField(
+        null=True, blank=True,
+        help_text='{"from": "09:00", "to": "20:00", "days": ["mon", ...], "timezone": "recipient" or an IANA name}: '
+        "each recipient is sent to only inside it, in its zone; empty: at any time.",
+    )
     upload_report = models.JSONField(
         default=dict,
         blank=True,
@@ -94,6 +103,11 @@ class CampaignRecipient(models.Model):
         null=True, blank=True, help_text="The customer's first message within 72 hours of the campaign's.")
     opted_out_at = models.DateTimeField(
         null=True, blank=True, help_text="When the customer opted out of the channel within 72 hours of the message.")
+    next_window_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Outside the campaign's send window in its zone: pending until then (empty: not yet looked at, "
+        "or no window).",
+    )
 
     class Meta:
         ordering = ["campaign", "row_number"]
@@ -104,9 +118,16 @@ class CampaignRecipient(models.Model):
             ),
         ]
         indexes = [
-            # The next batch, in row order, without sorting every recipient still to send.
+            # The next batch, in row order, without sorting every recipient still to send. Recipients waiting for
+            # their send window leave it (next_window_at is set), so they never slow the batches down...
             models.Index(
-                fields=["campaign", "row_number"], condition=Q(message__isnull=True, error=""), name="recipient_to_send"
+                fields=["campaign", "row_number"], condition=Q(message__isnull=True, error="", next_window_at=None),
+                name="recipient_to_send",
+            ),
+            # ...and come back through this one once their window opens (services/send_windows.py).
+            models.Index(
+                fields=["campaign", "next_window_at"],
+                condition=Q(message__isnull=True, error="", next_window_at__isnull=False), name="recipient_waiting",
             ),
         ]
 

@@ -24,6 +24,7 @@ from channels_app.validators import (
     validate_http_url,
     validate_queue_key,
     validate_queue_key_format,
+    validate_time_zone,
 )
 
 # What opens and closes a channel's circuit (services.deliveries records it), in one wording: the help text of
@@ -53,6 +54,11 @@ class Tenant(models.Model):
     last_purge = models.JSONField(
         null=True, blank=True, editable=False,
         help_text='The last purge of this tenant: {"at": ..., "removed": {"interactions": n, ...}}.',
+    )
+    timezone = models.CharField(
+        max_length=64, default="UTC", validators=[validate_time_zone],
+        help_text="IANA time zone name, e.g. Europe/Amsterdam: a campaign's send window uses it for a recipient "
+        "whose zone neither its contact nor its phone number tells.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

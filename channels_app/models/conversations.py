@@ -49,12 +49,27 @@ class Contact(models.Model):
         "profile nickname", max_length=200, blank=True, help_text="_msg_ProfileNickname, as the messaging app shows it."
     )
     attributes = models.JSONField(default=dict, blank=True, help_text="Other contact attributes, e.g. MyFC_BillAmount.")
+    country = models.CharField(
+        max_length=2, blank=True, editable=False,
+        help_text="ISO 3166 region of the phone number (US, NL), kept with the number; empty without one.",
+    )
+    last_message_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="When the customer last wrote, to the hour: moved only when it moves by more than an hour "
+        "(LAST_MESSAGE_STEP), so that a conversation writes it once, not once a message.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-updated_at"]
         permissions = (("erase_contact", "Can erase a contact and their personal data (the right to erasure)"),)
+        indexes = [
+            # Segments (services/segments.py): by country and by the time of the last message, within a tenant.
+            # Their attributes are searched through a GIN index made in migration 0027 (PostgreSQL only).
+            models.Index(fields=["tenant", "country"], name="contact_country"),
+            models.Index(fields=["tenant", "last_message_at"], name="contact_last_message"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["tenant", "phone_number"], condition=~Q(phone_number=""), name="contact_unique_phone"
@@ -70,6 +85,17 @@ class Contact(models.Model):
         name = f"{self.first_name} {self.last_name}".strip() or self.nickname
         identity = self.phone_number or self.client_id
         return f"{name} ({identity})" if name else identity
+
+    def save(self, *args, **kwargs):
+        # Contacts made in bulk set it themselves (services/contacts.py); this covers the admin and the API.
+        from channels_app.send_windows import country_of_phone
+
+        country = country_of_phone(self.phone_number)
+        if country != self.country:
+            self.country = country
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "country"}
+        super().save(*args, **kwargs)
 
     def field_code_values(self) -> dict:
         """The Contact object of field codes (standard properties, then custom attributes)."""

@@ -31,13 +31,17 @@ from channels_app.models import (
     Channel,
     Delivery,
     MessageStatus,
+    Segment,
     StandardResponse,
 )
 from channels_app.phones import normalize_client_phone
 from channels_app.publishing import CAMPAIGN_AUDIENCE_LOAD, CAMPAIGN_BATCH, publish
+from channels_app.send_windows import send_window_parse
 from channels_app.services.campaign_reports import report_recipients_reached
 from channels_app.services.deliveries import deliveries_send
 from channels_app.services.invitations import Invitee, invitation_plan, invitations_create
+from channels_app.services.segments import segment_audience_check, segment_audience_take
+from channels_app.services.send_windows import due_recipients_filter, send_window_hold
 from channels_app.services.variants import campaign_variants, variant_for, variants_parse, variants_store
 from channels_app.text_rules import escaped, text_rule_broken_at, text_rule_message
 from channels_app.validators import validate_queue_key
@@ -367,6 +371,9 @@ def _lock_for_upload(campaign: Campaign) -> Campaign:
         pk=campaign.pk)
     if campaign.state not in (CampaignState.DRAFT, CampaignState.SCHEDULED):
         raise InvalidParameter(f"Recipients cannot be added to a {campaign.state} campaign.", field="recipients")
+    if campaign.segment_id is not None:
+        raise InvalidParameter(f"The campaign takes its audience from segment {campaign.segment_id} when it "
+                               "starts: recipients cannot be added.", field="recipients")
     if loading := _loading(campaign):
         raise CampaignStateConflict(f"The audience {loading} is still being read: add more once it is stored.",
                                     field="recipients")
@@ -527,9 +534,15 @@ def campaign_create(
     chat_queue_key: str = "",
     created_by=None,
     variants: list | None = None,
+    segment: Segment | None = None,
+    send_window: dict | None = None,
 ) -> tuple[Campaign, AudienceReport]:
-    """A campaign with its audience (and its variants: services/variants.py), all checked before anything is
-    stored. With variants, `standard_response` may be None: the first variant's is the campaign's own."""
+    """A campaign with its audience: uploaded rows (`rows` or an `audience` CSV), or a `segment` of the
+    channel's tenant whose contacts it takes when it starts; an optional `send_window` (send_windows.py) and
+    its variants (services/variants.py), all checked before anything is stored. With variants,
+    `standard_response` may be None: the first variant's is the campaign's own."""
+    window = _audience_and_window_check(channel=channel, segment=segment, send_window=send_window,
+                                        uploaded=bool(rows) or audience is not None)
     specs = variants_parse(channel=channel, entries=variants) if variants else []
     if standard_response is None:
         if not specs:
@@ -548,6 +561,7 @@ def campaign_create(
     campaign = Campaign(
         name=name, channel=channel, standard_response=standard_response, rate_per_second=rate_per_second,
         start_at=start_at, terminate_sessions=terminate_sessions, chat_queue_key=chat_queue_key, created_by=created_by,
+        segment=segment, send_window=window.as_dict() if window else None,
     )
     try:
         campaign.full_clean()
@@ -556,9 +570,25 @@ def campaign_create(
     campaign.save()
     if specs:
         variants_store(campaign=campaign, specs=specs)
+    if segment is not None:  # its audience is taken when it starts
+        return campaign, AudienceReport()
     report = campaign_add_recipients(campaign=campaign, rows=rows or [], audience=audience)
     campaign.upload_report = Campaign.objects.values_list("upload_report", flat=True).get(pk=campaign.pk)
     return campaign, report
+
+
+def _audience_and_window_check(*, channel: Channel, segment, send_window, uploaded: bool):
+    """A segment is of the channel's tenant and replaces an uploaded audience; the send window is checked whole
+    (send_windows.send_window_parse). Returns the window (or None)."""
+    if segment is not None and segment.tenant_id != channel.tenant_id:
+        raise InvalidParameter(f"Segment {segment.pk} is not of the channel's tenant.", field="segment")
+    if segment is not None and uploaded:
+        raise InvalidParameter("A campaign takes its audience from a segment or from recipients, not both.",
+                               field="segment")
+    return send_window_parse(send_window)
+
+
+UNCHANGED = object()
 
 
 @transaction.atomic
@@ -572,11 +602,19 @@ def campaign_update(
     start_at: datetime | None,
     terminate_sessions: bool,
     chat_queue_key: str,
+    segment=UNCHANGED,
+    send_window=UNCHANGED,
 ) -> Campaign:
     """Change a draft or scheduled campaign's settings (its audience is added with campaign_add_recipients)."""
     locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
     if locked.state not in (CampaignState.DRAFT, CampaignState.SCHEDULED):
         raise CampaignStateConflict(f"A {locked.state} campaign cannot be changed.", field="state")
+    segment = locked.segment if segment is UNCHANGED else segment
+    window = _audience_and_window_check(
+        channel=channel, segment=segment, send_window=locked.send_window if send_window is UNCHANGED else send_window,
+        uploaded=segment is not None and segment.pk != locked.segment_id and locked.recipients.exists())
+    campaign.segment = segment
+    campaign.send_window = window.as_dict() if window else None
     if chat_queue_key:
         try:
             validate_queue_key(chat_queue_key, tenant_id=channel.tenant_id)
@@ -592,7 +630,7 @@ def campaign_update(
         raise InvalidFields.from_django(error) from error
     # Only the settings: the state may have moved on since the caller read the campaign.
     campaign.save(update_fields=["name", "channel", "standard_response", "rate_per_second", "start_at",
-                                 "terminate_sessions", "chat_queue_key"])
+                                 "terminate_sessions", "chat_queue_key", "segment", "send_window"])
     return campaign
 
 
@@ -629,7 +667,13 @@ def campaign_transition(*, campaign_id: int, action: str) -> Campaign:
     if campaign.state not in allowed_from:
         raise CampaignStateConflict(f"A {campaign.state} campaign cannot {action}.", field="state")
     now = timezone.now()
-    if action in ("start", "resume"):
+    if action in ("start", "resume") and campaign.segment_id is not None:
+        if campaign.started_at is None:  # its audience is not taken yet
+            segment_audience_check(campaign=campaign)
+        target = CampaignState.SCHEDULED if campaign.start_at and campaign.start_at > now else CampaignState.RUNNING
+        if target == CampaignState.RUNNING and campaign.started_at is None:
+            segment_audience_take(campaign=campaign)  # "its audience is the segment's contacts when it starts"
+    elif action in ("start", "resume"):
         if action == "start" and (loading := _loading(campaign)):
             raise CampaignStateConflict(f"The audience {loading} is still being read: start the campaign once "
                                         "it is stored.", field="recipients")
@@ -662,9 +706,14 @@ def campaigns_tick(*, now: datetime | None = None) -> int:
     audiences_resume(now=now)
     # A scheduled campaign whose audience is still being read waits for it.
     due_rows = list(Campaign.objects.filter(state=CampaignState.SCHEDULED, start_at__lte=now)
-                    .exclude(upload_report__state=LOADING)
+                    # (has_key: a campaign without an upload report, one built from a segment, is not loading;
+                    # `state = loading` alone is NULL for it, and NOT NULL excluded it)
+                    .exclude(Q(upload_report__has_key="state") & Q(upload_report__state=LOADING))
                     .values_list("pk", "name", "channel__tenant_id"))
     due = [pk for pk, _, _ in due_rows]
+    # Campaigns built from a segment take its contacts now, as they start for the first time.
+    from_segment = set(Campaign.objects.filter(pk__in=due, segment__isnull=False, started_at__isnull=True)
+                       .values_list("pk", flat=True))
     with transaction.atomic():
         # Only those still scheduled: one paused (or cancelled) since they were read stays as it is.
         started = set(
@@ -673,6 +722,8 @@ def campaigns_tick(*, now: datetime | None = None) -> int:
             .values_list("pk", flat=True)
         )
         Campaign.objects.filter(pk__in=started).update(state=CampaignState.RUNNING, started_at=now)
+        for campaign in Campaign.objects.filter(pk__in=started & from_segment).select_related("channel", "segment"):
+            segment_audience_take(campaign=campaign)
         for pk, name, tenant_id in due_rows:
             if pk in started:
                 _audit_system_state_change(pk, name, tenant_id, CampaignState.SCHEDULED, CampaignState.RUNNING)
@@ -697,15 +748,26 @@ def campaigns_tick(*, now: datetime | None = None) -> int:
 # --- execution ----------------------------------------------------------------
 
 
-def _claim_batch(campaign_id: int, now: datetime, size: int) -> list[int]:
+def _claim_batch(campaign_id: int, now: datetime, size: int, windowed: bool = False) -> list[int]:
+    """Recipients to send, in row order, that no live batch holds; with a send window, first those whose window
+    has opened since they were held back (each from its own index: recipients still waiting are never read)."""
+    free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
     with transaction.atomic():
-        ids = list(
+        ids = []
+        if windowed:
+            ids = list(
+                CampaignRecipient.objects.select_for_update(skip_locked=True)
+                .filter(due_recipients_filter(now), free, campaign_id=campaign_id)
+                .order_by("next_window_at")
+                .values_list("pk", flat=True)[:size]
+            )
+        ids += list(
             CampaignRecipient.objects.select_for_update(skip_locked=True)
-            .filter(campaign_id=campaign_id, message__isnull=True, error="")
-            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+            .filter(campaign_id=campaign_id, message__isnull=True, error="", next_window_at__isnull=True)
+            .filter(free)
             .order_by("row_number")
-            .values_list("pk", flat=True)[:size]
-        )
+            .values_list("pk", flat=True)[:size - len(ids)]
+        ) if len(ids) < size else []
         lease = timedelta(seconds=settings.CAMPAIGN_CLAIM_LEASE_SECONDS)
         CampaignRecipient.objects.filter(pk__in=ids).update(claimed_until=now + lease)
     return ids
@@ -740,17 +802,22 @@ def campaign_run_batch(*, campaign_id: int) -> int:
         if timezone.now() - down_since < CIRCUIT_PROBE_INTERVAL:
             return 0  # campaigns_tick kicks the campaign again once it has been quiet for a while
         size = 1
-    ids = _claim_batch(campaign_id, timezone.now(), size)
+    now = timezone.now()
+    ids = _claim_batch(campaign_id, now, size, windowed=bool(campaign.send_window))
     if not ids:
         _complete_if_done(campaign_id)
         return 0
+    claimed = len(ids)
+    ids = send_window_hold(campaign=campaign, recipient_ids=ids, now=now)  # the others wait for their window
+    if not ids:
+        return claimed if down_since is None else 0
     # The send times are reserved before the invitations are written, so that
     # writing them does not open a gap in the campaign's rate.
     send_times = _reserve_send_times(campaign_id, len(ids), rate) if rate else None
     deliveries = _invite_batch(campaign, ids)
     if deliveries:
         deliveries_send(claimed=deliveries, send_times=send_times[: len(deliveries)] if rate else None)
-    return len(ids) if down_since is None else 0  # after a probe the chain stops: the tick kicks it again
+    return claimed if down_since is None else 0  # after a probe the chain stops: the tick kicks it again
 
 
 @transaction.atomic
@@ -830,7 +897,10 @@ def _complete_if_done(campaign_id: int) -> str:
     refused, or its message sent, delivered or failed after its last attempt. Returns where it stands:
     TO_INVITE (recipients without a message yet), IN_FLIGHT (messages still being delivered) or DONE."""
     recipients = CampaignRecipient.objects.filter(campaign_id=campaign_id)
-    if recipients.filter(message__isnull=True, error="").exists():  # the recipient_to_send index
+    to_send = Q(message__isnull=True, error="")
+    # One question an index: recipient_to_send, then recipient_waiting (those held back by the send window).
+    if recipients.filter(to_send, next_window_at__isnull=True).exists() or \
+            recipients.filter(to_send, next_window_at__isnull=False).exists():
         return TO_INVITE
     if recipients.filter(message__status=MessageStatus.QUEUED).exists():
         return IN_FLIGHT

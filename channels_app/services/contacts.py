@@ -6,11 +6,13 @@ from datetime import timedelta
 
 from django.core.cache import cache
 from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
 from channels_app.bulk import bulk_insert_new
 from channels_app.models import Channel, Contact
 from channels_app.phones import normalize_client_phone, normalize_for_business
+from channels_app.send_windows import country_of_phone
 
 # "the results of the call are cached ... for 7 days" (WhatsApp guide, "Sending outbound messages").
 CONTACT_CHECK_CACHE_SECONDS = int(timedelta(days=7).total_seconds())
@@ -82,7 +84,7 @@ def _contact_key(channel: Channel, claim: ContactClaim) -> tuple[str, str]:
 def _new_contact(tenant_id: int, key: tuple[str, str], client_id: str) -> Contact:
     kind, value = key
     if kind == "phone":
-        return Contact(tenant_id=tenant_id, phone_number=value, client_id=client_id)
+        return Contact(tenant_id=tenant_id, phone_number=value, client_id=client_id, country=country_of_phone(value))
     return Contact(tenant_id=tenant_id, client_id=value)
 
 
@@ -134,6 +136,22 @@ def _apply_properties(contact: Contact, properties: dict) -> bool:
     if changed:
         contact.updated_at = timezone.now()
     return changed
+
+
+# A contact's last_message_at moves only when it moves by more than this: one write in a conversation, not one
+# a message (the inbound path reads the contact anyway: a comparison costs nothing, a statement would).
+LAST_MESSAGE_STEP = timedelta(hours=1)
+
+
+def contact_last_message_moved(*, contact: Contact, at) -> None:
+    """Keep the time of the customer's last message on the contact (segments filter by it), to the hour: written
+    when it is more than LAST_MESSAGE_STEP later than the one kept, and never moved back (a message with an
+    earlier origin time, or a concurrent one, leaves a later time in place)."""
+    if contact.last_message_at is not None and at - contact.last_message_at <= LAST_MESSAGE_STEP:
+        return
+    Contact.objects.filter(pk=contact.pk).filter(
+        Q(last_message_at__isnull=True) | Q(last_message_at__lt=at)).update(last_message_at=at)
+    contact.last_message_at = at
 
 
 def contact_validate_phone(*, channel: Channel, raw_id: str) -> str:

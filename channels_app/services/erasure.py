@@ -189,6 +189,7 @@ NO_PERSONAL_DATA: dict[str, str] = {
     "channels_app.StandardResponseCategory": "the library",
     "channels_app.Attachment": "the library's files (what agents send), not customers' files",
     "channels_app.Campaign": "a campaign's settings; its audience is CampaignRecipient",
+    "channels_app.Segment": "a filter over contacts (attribute values, channels, countries): no customer's data",
     "channels_app.CampaignCounter": "counts only",
     "channels_app.CampaignVariant": "a campaign's settings: which standard response, which share",
     "channels_app.CampaignReportCount": "counts only",

@@ -219,7 +219,7 @@ def customer_message_receive(
     Without `look_for_duplicate` a duplicate is left to the unique constraint
     (IntegrityError), for callers that then try again with it."""
     from channels_app.services.channels import channel_inbound_route
-    from channels_app.services.contacts import contact_identify
+    from channels_app.services.contacts import contact_identify, contact_last_message_moved
 
     if channel_message_id and look_for_duplicate:
         existing = Message.objects.filter(channel=channel, channel_message_id=channel_message_id).first()
@@ -265,6 +265,7 @@ def customer_message_receive(
     interaction.last_customer_message_at = max(
         filter(None, [interaction.last_customer_message_at, min(sent_at, now)])
     )
+    contact_last_message_moved(contact=contact, at=min(sent_at, now))
     interaction.last_activity_at = now
     if interaction.state == InteractionState.QUEUED and interaction.type == InteractionType.OUTBOUND:
         interaction.state = InteractionState.ACTIVE

@@ -15,7 +15,7 @@ def _model_permissions(model: str, *actions: str, app: str = "channels_app") -> 
 
 CONFIGURATION_MODELS = (
     "tenant", "membership", "channel", "endpoint", "optionvalue", "businessattribute", "businessattributevalue",
-    "standardresponse", "standardresponsecategory", "attachment", "campaign", "queue",
+    "standardresponse", "standardresponsecategory", "attachment", "campaign", "queue", "segment",
 )
 READ_LIBRARY = [
     *_model_permissions("channel", "view"),
@@ -65,6 +65,7 @@ DEFAULT_GROUPS: dict[str, list[str]] = {
         *_model_permissions("campaign"),
         *_model_permissions("campaignrecipient", "view"),
         "channels_app.view_reports",  # their campaigns' reports
+        *_model_permissions("segment"),  # audiences built from the contacts (services/segments.py)
     ],
     "WhatsApp agent": AGENT,
     # The supervisors of the default groups: they read how fast their agents answer.

@@ -23,7 +23,7 @@ def _free_tenant_id() -> int:
 
 
 @transaction.atomic
-def tenant_create(*, name: str, tenant_id: int | None = None, created_by=None) -> Tenant:
+def tenant_create(*, name: str, tenant_id: int | None = None, created_by=None, timezone: str | None = None) -> Tenant:
     """Create a tenant; the user who creates it becomes its member (a
     superuser sees every tenant already). A superuser (or a command, with no
     `created_by`) may choose its id; anyone else gets one assigned, as
@@ -31,6 +31,8 @@ def tenant_create(*, name: str, tenant_id: int | None = None, created_by=None) -
     if tenant_id is not None and created_by is not None and not created_by.is_superuser:
         raise InvalidFields({"id": [ID_CHOSEN_BY_SUPERUSERS]})
     tenant = Tenant(id=_free_tenant_id() if tenant_id is None else tenant_id, name=name)
+    if timezone is not None:
+        tenant.timezone = timezone
     try:
         tenant.full_clean()
     except ValidationError as error:
@@ -42,8 +44,10 @@ def tenant_create(*, name: str, tenant_id: int | None = None, created_by=None) -
 
 
 @transaction.atomic
-def tenant_update(*, tenant: Tenant, name: str) -> Tenant:
+def tenant_update(*, tenant: Tenant, name: str, timezone: str | None = None) -> Tenant:
     tenant.name = name
+    if timezone is not None:  # the zone of recipients a send window cannot place otherwise (services.send_windows)
+        tenant.timezone = timezone
     try:
         tenant.full_clean()
     except ValidationError as error:

@@ -1,0 +1,101 @@
+"""A campaign's send window at work (API.md, "Audiences, send windows and variants"; the rules of a window are
+channels_app/send_windows.py): which zone each recipient is in, and holding back the recipients of a batch
+that are outside their window.
+
+A recipient's zone, for a window in "recipient" time: the `timezone` attribute of its contact (the audience
+row's Contact.timezone, else the stored contact's attribute; the name compared regardless of case), else the
+zone of its phone number (send_windows.zone_of_phone: the first of phonenumbers' zones for the number, which
+are sorted by name), else its channel's tenant's zone (Tenant.timezone). A zone name that is not a known IANA
+name is passed over for the next source.
+
+A recipient outside its window stays pending with `next_window_at` (the next opening in its zone), released
+from the batch that claimed it: it then leaves the index of the recipients to send (recipient_to_send) and
+waits in recipient_waiting, which the batches read only for those whose time has come; so recipients that wait
+cost the others nothing. Once running campaigns go quiet, campaigns_tick kicks them, and the first batch
+after an opening takes the recipients whose time has come (they are sent within CAMPAIGN_STALLED_SECONDS plus
+a tick of the opening)."""
+
+from datetime import datetime
+
+from django.db.models import Q
+
+from channels_app.bulk import bulk_update_rows
+from channels_app.models import Campaign, CampaignRecipient, Contact
+from channels_app.phones import normalize_client_phone
+from channels_app.send_windows import RECIPIENT, SendWindow, is_time_zone, next_opening, send_window_from_stored
+from channels_app.send_windows import zone_of_phone as phone_zone
+
+ZONE_ATTRIBUTE = "timezone"
+
+
+def _zone_attribute(values: dict | None) -> str | None:
+    for key, value in (values or {}).items():
+        if isinstance(key, str) and key.casefold() == ZONE_ATTRIBUTE and is_time_zone(value):
+            return value
+    return None
+
+
+def recipient_zones(*, campaign: Campaign, recipients: list[CampaignRecipient]) -> list[str]:
+    """The zone of each recipient (in order) for the campaign's window: the window's own zone, or each
+    recipient's (the contact's attribute, the phone number's, the tenant's). One query for the batch's
+    contacts."""
+    window = send_window_from_stored(campaign.send_window)
+    if window is not None and window.zone != RECIPIENT:
+        return [window.zone] * len(recipients)
+    channel = campaign.channel
+    phones = {recipient.pk: normalize_client_phone(recipient.client_id, channel.business_id)
+              for recipient in recipients} if channel.media_type in ("whatsapp", "sms") else {}
+    contacts = Contact.objects.filter(tenant_id=channel.tenant_id)
+    known_phones = [phone for phone in phones.values() if phone]
+    stored: dict[str, dict] = {}
+    if known_phones:
+        stored.update(contacts.filter(phone_number__in=known_phones).exclude(phone_number="")
+                      .values_list("phone_number", "attributes"))
+    client_ids = [recipient.client_id for recipient in recipients if not phones.get(recipient.pk)]
+    if client_ids:
+        stored.update(contacts.filter(phone_number="", client_id__in=client_ids).exclude(client_id="")
+                      .values_list("client_id", "attributes"))
+    tenant_zone = channel.tenant.timezone if is_time_zone(channel.tenant.timezone) else "UTC"
+    zones = []
+    for recipient in recipients:
+        phone = phones.get(recipient.pk)
+        zones.append(
+            _zone_attribute(recipient.contact_fields)
+            or _zone_attribute(stored.get(phone or recipient.client_id))
+            or (phone_zone(phone) if phone else None)
+            or tenant_zone
+        )
+    return zones
+
+
+def send_window_hold(*, campaign: Campaign, recipient_ids: list[int], now: datetime) -> list[int]:
+    """Of the recipients a batch claimed, those inside the campaign's window now (all of them without a
+    window); the others are released, pending, with the next opening of their window in `next_window_at`."""
+    window: SendWindow | None = send_window_from_stored(campaign.send_window)
+    if window is None or not recipient_ids:
+        return recipient_ids
+    recipients = list(CampaignRecipient.objects.filter(pk__in=recipient_ids)
+                      .only("pk", "client_id", "contact_fields", "next_window_at").order_by("row_number"))
+    inside, held = [], []
+    for recipient, zone in zip(recipients, recipient_zones(campaign=campaign, recipients=recipients), strict=True):
+        opening = next_opening(window, zone, now)
+        if opening <= now:
+            inside.append(recipient.pk)
+        else:
+            held.append({"pk": recipient.pk, "next_window_at": opening})
+    bulk_update_rows(CampaignRecipient, held, ["next_window_at"], constants={"claimed_until": None})
+    return inside
+
+
+def waiting_recipients(*, campaign: Campaign, now: datetime) -> int:
+    """How many recipients wait for their window to open (pending, with a next_window_at still ahead)."""
+    if not campaign.send_window:
+        return 0
+    return CampaignRecipient.objects.filter(
+        campaign=campaign, message__isnull=True, error="", next_window_at__isnull=False, next_window_at__gt=now
+    ).count()
+
+
+def due_recipients_filter(now: datetime) -> Q:
+    """Recipients waiting for their window whose time has come (read through recipient_waiting)."""
+    return Q(message__isnull=True, error="", next_window_at__isnull=False, next_window_at__lte=now)
