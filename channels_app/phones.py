@@ -66,6 +66,11 @@ def normalize_for_business(raw: str, business_number: str) -> tuple[str, bool]:
 # [0-9], not \\d: other scripts' digits take phonenumbers' full parse.
 _E164_DIGITS = re.compile(r"\+?[1-9][0-9]{7,14}")
 _COUNTRY_CODES = frozenset(str(code) for code in COUNTRY_CODE_TO_REGION_CODE)
+# The country calling code each three first digits begin with (phonenumbers takes the shortest that is one).
+_CODE_OF_PREFIX = {
+    prefix: next((prefix[:size] for size in (1, 2, 3) if prefix[:size] in _COUNTRY_CODES), None)
+    for prefix in (str(number) for number in range(100, 1000))
+}
 _COUNTRY_RULES: dict[str, tuple[frozenset[int], re.Pattern | None] | None] = {}
 
 
@@ -94,14 +99,11 @@ def possible_international_digits(digits: str) -> bool | None:
     prefix that is one (phonenumbers' own rule) and the rest has a possible length for it. None when only the
     full parse can tell: the rest starts with 0 (a leading zero is kept apart) or with what the country's
     parse would strip as a national prefix."""
-    for size in (1, 2, 3):
-        code = digits[:size]
-        if code in _COUNTRY_CODES:
-            break
-    else:
+    code = _CODE_OF_PREFIX[digits[:3]]
+    if code is None:
         return False  # no country calling code: phonenumbers' parse refuses it too
     rules = _country_rules(code)
-    national = digits[size:]
+    national = digits[len(code):]
     if rules is None or national.startswith("0"):
         return None
     lengths, national_prefix = rules
