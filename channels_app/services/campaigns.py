@@ -508,7 +508,7 @@ def campaign_add_recipients(*, campaign: Campaign, rows=None, audience: Audience
     next_row = _next_row_number(campaign)
     for chunk in _chunks(rows or [], AUDIENCE_CHUNK):
         _store_chunk(campaign, chunk, next_row, report, header)
-        next_row += len(chunk)
+        next_row += chunk.read
     if audience is not None or rows:  # an upload, not a campaign created without an audience
         campaign_keep_upload_report(campaign=campaign, report=report, file_name=audience.name if audience else "")
     return report
@@ -582,7 +582,7 @@ def campaign_audience_load(*, campaign_id: int, path: str) -> int:
                     break
                 report = AudienceReport(limit=REJECTED_ROWS_KEPT)
                 _store_chunk(campaign, chunk, kept["first_row"] + done, report, header)
-                done += len(chunk)
+                done += chunk.read
                 _keep_progress(campaign, kept, report=report, rows_read=done)
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().filter(pk=campaign_id).first()
@@ -621,9 +621,31 @@ def audiences_resume(*, now: datetime | None = None) -> int:
 
 
 def _chunks(rows, size: int):
+    """`rows` by chunks of up to `size`, each read as it is iterated (so PostgreSQL stores the first rows of a
+    chunk while the file's next ones are read); after it, `chunk.read` says how many rows it had."""
     iterator = iter(rows)
-    while chunk := list(itertools.islice(iterator, size)):
+    end = object()
+    while (first := next(iterator, end)) is not end:
+        chunk = _Chunk(first, iterator, size)
         yield chunk
+        for _ in chunk:  # the rest of a chunk its reader left (none does: a safeguard for the count)
+            pass
+
+
+class _Chunk:
+    def __init__(self, first, rows, size: int):
+        self.read = 0
+        self._rows = self._read(first, rows, size)
+
+    def __iter__(self):
+        return self._rows  # one pass: iterating again goes on where the last one stopped
+
+    def _read(self, first, rows, size: int):
+        self.read = 1
+        yield first
+        for row in itertools.islice(rows, size - 1):
+            self.read += 1
+            yield row
 
 
 @transaction.atomic
