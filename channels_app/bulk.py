@@ -100,3 +100,26 @@ def bulk_insert_rows(model: type[Model], objects: list[Model]) -> None:
             for index in json_fields:
                 values[index] = json.dumps(values[index], ensure_ascii=False)
             copy.write_row(values)
+
+
+def copy_rows(model: type[Model], fields: list[str], rows) -> None:
+    """PostgreSQL: stream `rows` (tuples of the `fields`' database values in that order, JSON as its text)
+    into the model's table with one `COPY ... FROM STDIN`, written as they come (the server stores while the
+    caller makes the next ones); the model's other fields take their defaults, the same for every row."""
+    meta = model._meta
+    given = [meta.get_field(name) for name in fields]
+    others = [field for field in meta.concrete_fields if not field.primary_key and field.name not in fields]
+    tail = tuple(json.dumps(field.get_default(), ensure_ascii=False) if isinstance(field, JSONField)
+                 else field.get_db_prep_save(field.get_default(), connection) for field in others)
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in [*given, *others])
+    with connection.cursor() as cursor, cursor.cursor.copy(
+        f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN"
+    ) as copy:
+        write = copy.write_row
+        if tail:
+            for row in rows:
+                write(row + tail)
+        else:
+            for row in rows:
+                write(row)

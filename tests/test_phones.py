@@ -4,6 +4,7 @@ WhatsApp" table, as `channels_app.phones` translates it and as
 
 import re
 
+import phonenumbers
 import pytest
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
@@ -110,6 +111,74 @@ def test_normalize_client_phone_never_raises_on_arbitrary_text(raw, business):
     result = phones.normalize_client_phone(raw, business)
 
     assert result is None or result.startswith("+")
+
+
+# --- the fast path for numbers already written as E.164 digits (audiences of a million rows) ----------------------
+
+COUNTRY_CODES = sorted(str(code) for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+BUSINESSES = ["19251112222", INDIAN_BUSINESS, ""]
+
+
+def full_parse(raw: str, business: str) -> str | None:
+    """normalize_client_phone as it was: phonenumbers' full parse for every number."""
+    return phones._normalize_client_phone_parsed((raw or "").strip(), business)
+
+
+# Digits as an audience carries them: a country calling code (or a few digits that are none), then a national
+# number of any length, often starting with what a national prefix or a leading zero looks like.
+DIGITS = "0123456789"
+e164_like = st.builds(
+    lambda plus, code, national: ("+" if plus else "") + code + national,
+    st.booleans(),
+    st.one_of(st.sampled_from(COUNTRY_CODES), st.integers(1, 999).map(str)),
+    st.one_of(st.text(DIGITS, max_size=14),
+              st.builds(str.__add__, st.sampled_from(["0", "1", "8", "9", "011", "11", "180020"]),
+                        st.text(DIGITS, min_size=4, max_size=12))),
+)
+
+
+@hypothesis_settings(max_examples=1500, deadline=None)
+@given(raw=e164_like, business=st.sampled_from(BUSINESSES))
+def test_the_fast_path_answers_as_the_full_parse(raw, business):
+    assert phones.normalize_client_phone(raw, business) == full_parse(raw, business)
+
+
+@hypothesis_settings(max_examples=1500, deadline=None)
+@given(digits=st.builds(str.__add__, st.sampled_from("123456789"), st.text(DIGITS, min_size=7, max_size=14))
+       | e164_like.map(lambda raw: raw.lstrip("+")).filter(phones._E164_DIGITS.fullmatch))
+def test_where_the_fast_path_decides_it_agrees_with_phonenumbers(digits):
+    decided = phones.possible_international_digits(digits)
+    parsed = phones.parse_international("+" + digits)
+
+    if decided is not None:
+        assert decided == (parsed is not None)
+    if decided:  # and the number it keeps is phonenumbers' E.164, digit for digit
+        assert phones.to_e164(parsed) == "+" + digits
+
+
+def test_the_fast_path_takes_every_regions_example_numbers():
+    # valid numbers of every region and type phonenumbers has an example of, as E.164 digits with and without `+`
+    kinds = (phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.MOBILE,
+             phonenumbers.PhoneNumberType.TOLL_FREE, phonenumbers.PhoneNumberType.VOIP)
+    examples = [phonenumbers.example_number_for_type(region, kind)
+                for region in sorted(phonenumbers.SUPPORTED_REGIONS) for kind in kinds]
+    numbers = {phones.to_e164(example) for example in examples if example is not None}
+    assert len(numbers) > 500
+    for e164 in sorted(numbers):
+        for raw in (e164, e164[1:]):
+            assert phones.normalize_client_phone(raw, "19251112222") == full_parse(raw, "19251112222") == e164, raw
+
+
+def test_the_fast_path_decides_the_common_numbers_without_the_full_parse(monkeypatch):
+    def no_full_parse(*args):
+        raise AssertionError("the full parse was used")
+
+    monkeypatch.setattr(phones, "_normalize_client_phone_parsed", no_full_parse)
+    # a US, an Indian, a British mobile and a German number, with and without `+`; impossible ones with `+`
+    for raw in ("15551234567", "+15551234567", "+919876543210", "447400123456", "+4930123456"):
+        assert phones.normalize_client_phone(raw, "19251112222") == "+" + raw.lstrip("+")
+    for raw in ("+1555123456", "+99912345678", "+4474001234567890"[:16]):
+        assert phones.normalize_client_phone(raw, "19251112222") is None
 
 
 # --- Messaging.ValidateContact through POST /esp -----------------------------------------------------------------

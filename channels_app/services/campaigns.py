@@ -6,6 +6,7 @@ import codecs
 import csv
 import io
 import itertools
+import json
 import re
 import uuid
 from contextlib import closing
@@ -14,12 +15,13 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
+from psycopg.errors import UniqueViolation
 
 from channels_app.audit import audit_record
-from channels_app.bulk import bulk_insert_rows, bulk_update_rows
+from channels_app.bulk import bulk_insert_rows, bulk_update_rows, copy_rows
 from channels_app.csv_exports import SafeCSVWriter
 from channels_app.errors import ApplicationError, CampaignStateConflict, InvalidFields, InvalidParameter
 from channels_app.models import (
@@ -37,6 +39,7 @@ from channels_app.models import (
 from channels_app.phones import normalize_client_phone
 from channels_app.publishing import CAMPAIGN_AUDIENCE_LOAD, CAMPAIGN_BATCH, publish
 from channels_app.send_windows import send_window_parse
+from channels_app.services.audience_rows import csv_fast_row
 from channels_app.services.campaign_reports import report_recipients_reached
 from channels_app.services.deliveries import deliveries_send
 from channels_app.services.invitations import Invitee, invitation_plan, invitations_create
@@ -57,7 +60,9 @@ DERIVED_CONTACT_PROPERTIES = {"Id", "PrimaryPhoneNumber", "FullName"}
 
 # --- audience -----------------------------------------------------------------
 
-AUDIENCE_CHUNK = 5000  # rows validated and stored at a time: memory stays flat however large the audience
+# Rows validated and stored at a time (a transaction each in the background): memory stays flat however large the
+# audience (a chunk is tens of MB at most), and a chunk's fixed costs (its transaction, its progress) are spread over many rows.
+AUDIENCE_CHUNK = 50_000
 AUDIENCE_STALLED = timedelta(minutes=2)  # an audience read in the background without progress this long is resumed
 # Field codes a campaign's recipients can fill, besides those their rows carry: the interaction's own
 # (services/interactions.py, interaction_field_values); a campaign has no agent.
@@ -116,12 +121,14 @@ class AudienceCsv:
     name: str = ""
 
     def rows(self):
-        """Each row as {"client_id", "Contact": {...}, "CustomProperties": {...}}, or an UnreadableRow."""
+        """First the header (a CsvHeader), then each row: its values as read (a list of str; `_audience_row`
+        makes the general path's dictionary of them), or an UnreadableRow."""
+        holds_nul = self._holds_nul()
         self.binary.seek(0)
         text = io.TextIOWrapper(self.binary, encoding="utf-8-sig", newline="")
         try:
             reader = csv.reader(text)
-            header = [name.strip() for name in next(reader)]
+            yield CsvHeader(columns=[name.strip() for name in next(reader, [])], check_text=holds_nul)
             while True:
                 try:
                     values = next(reader)
@@ -132,10 +139,28 @@ class AudienceCsv:
                     continue
                 if not values:
                     continue  # a blank line is no row
-                yield _audience_row(header, values)
+                yield values
         finally:
             if not self.binary.closed:
                 text.detach()  # the upload stays open for its owner
+
+    def _holds_nul(self) -> bool:
+        """Whether the file holds a NUL byte (in UTF-8, a NUL character and nothing else): the only text rule a
+        file read as strict UTF-8 can break (it holds no lone surrogate), so without one no row's values need
+        the rules' search (one pass over the file in blocks, at memory speed)."""
+        self.binary.seek(0)
+        while block := self.binary.read(1 << 20):
+            if b"\0" in block:
+                return True
+        return False
+
+
+@dataclass(frozen=True)
+class CsvHeader:
+    """An audience CSV's column names (stripped), and whether its rows' values need the text rules' search."""
+
+    columns: list
+    check_text: bool = True
 
 
 def _unreadable_reason(error: csv.Error) -> str:
@@ -275,45 +300,16 @@ def audience_validate(*, channel: Channel, response: StandardResponse, rows: lis
     reasons in `error` (API.md "Campaign outcomes"), and so is a client id
     seen before in `rows` (sent once, with the first row)."""
     required = _required_codes(response)
-    phone_channel = channel.media_type in ("whatsapp", "sms")
+    business_number = _business_number_to_check(channel)
     report = report if report is not None else AudienceReport()
     recipients, seen = [], {}
 
-    def refuse(number: int, client_id: str, reasons: list[str]) -> None:
-        report.refuse({"row": number, "client_id": escaped(client_id), "errors": reasons})
-        recipients.append(_refused_row(number, client_id, reasons))
-
     for offset, row in enumerate(rows):
         number = first_row + offset
-        errors = []
-        if isinstance(row, UnreadableRow):
-            refuse(number, "", [row.reason])
-            continue
-        if not isinstance(row, dict):
-            refuse(number, "", ["A recipient must be an object."])
-            continue
-        client_id = str(row.get("client_id") or "").strip()
-        if found := text_rule_broken_at(row):  # PostgreSQL cannot store it: it was a 500
-            where, broken = found
-            refuse(number, client_id, [text_rule_message(where, broken)])
-            continue
-        contact = row.get("Contact") or {}
-        custom = row.get("CustomProperties") or {}
-        if not isinstance(contact, dict) or not isinstance(custom, dict):
-            errors.append("Contact and CustomProperties must be objects.")
-            contact, custom = {}, {}
-        if not client_id:
-            errors.append("client_id is missing.")
-        elif len(client_id) > 200:
-            errors.append("client_id is longer than 200 characters.")
-        elif phone_channel and normalize_client_phone(client_id, channel.business_id) is None:
-            errors.append("client_id is not a phone number.")
-        values = {"Contact": contact, "CustomProperties": custom}
-        for section, name in required:
-            if str(values[section].get(name, "")).strip() == "":
-                errors.append(f"No value for field code {section}.{name}.")
+        client_id, errors, contact, custom = _check_row(row, required, business_number)
         if errors:
-            refuse(number, client_id, errors)
+            report.refuse({"row": number, "client_id": escaped(client_id), "errors": errors})
+            recipients.append(_refused_row(number, client_id, errors))
             continue
         if client_id in seen:
             reason = _duplicate_reason(seen[client_id])
@@ -327,6 +323,40 @@ def audience_validate(*, channel: Channel, response: StandardResponse, rows: lis
     return recipients, report
 
 
+def _business_number_to_check(channel: Channel) -> str | None:
+    """The business number client ids are read with when they must be phone numbers (None: any client id)."""
+    return channel.business_id if channel.media_type in ("whatsapp", "sms") else None
+
+
+def _check_row(row, required: list[tuple[str, str]], business_number: str | None):
+    """One audience row by every rule: (client_id, errors, Contact, CustomProperties); errors empty when taken."""
+    if isinstance(row, UnreadableRow):
+        return "", [row.reason], None, None
+    if not isinstance(row, dict):
+        return "", ["A recipient must be an object."], None, None
+    client_id = str(row.get("client_id") or "").strip()
+    if found := text_rule_broken_at(row):  # PostgreSQL cannot store it: it was a 500
+        where, broken = found
+        return client_id, [text_rule_message(where, broken)], None, None
+    errors = []
+    contact = row.get("Contact") or {}
+    custom = row.get("CustomProperties") or {}
+    if not isinstance(contact, dict) or not isinstance(custom, dict):
+        errors.append("Contact and CustomProperties must be objects.")
+        contact, custom = {}, {}
+    if not client_id:
+        errors.append("client_id is missing.")
+    elif len(client_id) > 200:
+        errors.append("client_id is longer than 200 characters.")
+    elif business_number is not None and normalize_client_phone(client_id, business_number) is None:
+        errors.append("client_id is not a phone number.")
+    values = {"Contact": contact, "CustomProperties": custom}
+    for section, name in required:
+        if str(values[section].get(name, "")).strip() == "":
+            errors.append(f"No value for field code {section}.{name}.")
+    return client_id, errors, contact, custom
+
+
 DUPLICATE_REASON_START = "Sent once:"
 
 
@@ -335,9 +365,16 @@ def _duplicate_reason(first_row: int | None) -> str:
     return f"{DUPLICATE_REASON_START} the client_id is already on {where}."
 
 
-def _store_chunk(campaign: Campaign, rows: list, first_row: int, report: AudienceReport) -> None:
-    """Validate and store one chunk of an audience: a client id already stored for the campaign (an earlier
-    upload, an earlier chunk) makes the row a repeat of that row."""
+def _store_chunk(campaign: Campaign, rows: list, first_row: int, report: AudienceReport,
+                 header: CsvHeader | None = None) -> None:
+    """Validate and store one chunk of an audience (`rows`: JSON recipients, or a CSV's rows under `header`): a
+    client id already stored for the campaign (an earlier upload, an earlier chunk) makes the row a repeat of
+    that row. PostgreSQL: `_copy_chunk`; elsewhere model objects in bulk."""
+    if connection.vendor == "postgresql":
+        _copy_chunk(campaign, rows, first_row, report, header)
+        return
+    if header is not None:
+        rows = [row if isinstance(row, UnreadableRow) else _audience_row(header.columns, row) for row in rows]
     recipients, report = audience_validate(
         channel=campaign.channel, response=campaign.standard_response, rows=rows, first_row=first_row,
         report=report,
@@ -360,6 +397,89 @@ def _store_chunk(campaign: Campaign, rows: list, first_row: int, report: Audienc
     bulk_insert_rows(CampaignRecipient, recipients)  # COPY on PostgreSQL
     report_recipients_reached(campaign_id=campaign.pk, reached=[(None, bool(r.error)) for r in recipients
                                                                 if r.error], at=now)
+
+
+# A refused row is reached by the campaign when it is stored (the campaign report counts it then).
+RECIPIENT_COPY_FIELDS = ["campaign", "row_number", "client_id", "contact_fields", "custom_properties", "error",
+                         "reached_at"]
+
+
+def _copy_chunk(campaign: Campaign, rows: list, first_row: int, report: AudienceReport,
+                header: CsvHeader | None) -> None:
+    """_store_chunk on PostgreSQL: every row checked (a CSV row the fast path takes whole without the general
+    path's dictionaries, services/audience_rows.py) and written as a tuple into one COPY while the next rows are
+    checked. A repeat within the chunk is found here; a repeat of a row stored before (an earlier chunk or
+    upload) is found by the unique index: the COPY fails, its savepoint is rolled back, and the chunk is written
+    again with those rows marked (one query for them), so that the common audience pays no look-up."""
+    required = _required_codes(campaign.standard_response)
+    business_number = _business_number_to_check(campaign.channel)
+    columns = header.columns if header is not None else None
+    fast_row = csv_fast_row(columns, required, business_number=business_number,
+                            check_text=header.check_text) if header is not None else None
+    campaign_id, stored, seen, now = campaign.pk, [], {}, timezone.now()
+
+    def checked():
+        """Each row as it is stored: (campaign, row number, client id, Contact JSON, CustomProperties JSON, error,
+        reached at)."""
+        for offset, row in enumerate(rows):
+            number = first_row + offset
+            taken = fast_row(row) if fast_row is not None and type(row) is list else None
+            if taken is None:  # the general path: it says why a row is refused
+                if columns is not None and type(row) is list:
+                    row = _audience_row(columns, row)
+                client_id, errors, contact, custom = _check_row(row, required, business_number)
+                if errors:
+                    report.refuse({"row": number, "client_id": escaped(client_id), "errors": errors})
+                    entry = (campaign_id, number, escaped(client_id)[:200], "{}", "{}", " ".join(errors)[:500], now)
+                    stored.append(entry)
+                    yield entry
+                    continue
+                taken = (client_id, json.dumps(contact, ensure_ascii=False), json.dumps(custom, ensure_ascii=False))
+            client_id = taken[0]
+            first = seen.get(client_id)
+            if first is None:
+                seen[client_id] = number
+                entry = (campaign_id, number, *taken, "", None)
+            else:
+                reason = _duplicate_reason(first)
+                report.repeat({"row": number, "client_id": client_id, "errors": [reason]})
+                entry = (campaign_id, number, escaped(client_id)[:200], "{}", "{}", reason, now)
+            stored.append(entry)
+            yield entry
+
+    rows_checked = checked()
+    try:
+        with transaction.atomic():  # a savepoint: only this COPY is undone when a client id was stored before
+            copy_rows(CampaignRecipient, RECIPIENT_COPY_FIELDS, rows_checked)
+    except UniqueViolation as error:
+        if error.diag.constraint_name != "recipient_unique_client_per_campaign":
+            raise
+        for _ in rows_checked:  # the rows after the one that failed (when it failed before the end)
+            pass
+        stored = _mark_stored_before(campaign_id, stored, report, now)
+        copy_rows(CampaignRecipient, RECIPIENT_COPY_FIELDS, stored)
+    refused = sum(1 for entry in stored if entry[5])
+    report.accepted += len(stored) - refused
+    report_recipients_reached(campaign_id=campaign_id, reached=[(None, True)] * refused, at=now)
+
+
+def _mark_stored_before(campaign_id: int, stored: list[tuple], report: AudienceReport, now) -> list[tuple]:
+    """The chunk's rows with those whose client id the campaign already has (taken, from an earlier chunk or
+    upload) refused as repeats of that row."""
+    taken = [entry[2] for entry in stored if not entry[5]]
+    table = connection.ops.quote_name(CampaignRecipient._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT client_id, row_number FROM {table} "
+                       "WHERE campaign_id = %s AND error = '' AND client_id = ANY(%s)", [campaign_id, taken])
+        earlier = dict(cursor.fetchall())
+    marked = []
+    for entry in stored:
+        if not entry[5] and entry[2] in earlier:
+            reason = _duplicate_reason(earlier[entry[2]])
+            report.repeat({"row": entry[1], "client_id": entry[2], "errors": [reason]})
+            entry = (*entry[:5], reason, now)
+        marked.append(entry)
+    return marked
 
 
 def _next_row_number(campaign: Campaign) -> int:
@@ -402,13 +522,16 @@ def campaign_add_recipients(*, campaign: Campaign, rows=None, audience: Audience
         if audience.lines > settings.AUDIENCE_INLINE_ROWS:
             return _load_later(campaign, audience)
         rows = audience.rows()
-    elif rows:
-        _refuse_unfillable(campaign.standard_response, _columns_of_rows(rows), "recipients")
+        header = next(rows)
+    else:
+        header = None
+        if rows:
+            _refuse_unfillable(campaign.standard_response, _columns_of_rows(rows), "recipients")
     report = AudienceReport()
     next_row = _next_row_number(campaign)
     for chunk in _chunks(rows or [], AUDIENCE_CHUNK):
-        _store_chunk(campaign, chunk, next_row, report)
-        next_row += len(chunk)
+        _store_chunk(campaign, chunk, next_row, report, header)
+        next_row += chunk.read
     if audience is not None or rows:  # an upload, not a campaign created without an audience
         campaign_keep_upload_report(campaign=campaign, report=report, file_name=audience.name if audience else "")
     return report
@@ -460,9 +583,15 @@ def campaign_audience_load(*, campaign_id: int, path: str) -> int:
                                f"from {done + 1} on were not stored. Upload it again.")
         return 0
     with opened as binary, closing(AudienceCsv(binary=binary, columns=[], lines=0).rows()) as every_row:
+        header = next(every_row)
         rows = itertools.islice(every_row, done, None)
         for chunk in _chunks(rows, AUDIENCE_CHUNK):
             with transaction.atomic():
+                if connection.vendor == "postgresql":
+                    # The chunk's rows and its progress commit together: a commit lost with the server is the
+                    # chunk read again by the run that resumes, so the commit need not wait for the disk.
+                    with connection.cursor() as cursor:
+                        cursor.execute("SET LOCAL synchronous_commit TO OFF")
                 campaign = (Campaign.objects.select_for_update().select_related("channel", "standard_response")
                             .filter(pk=campaign_id).first())
                 if campaign is None:  # deleted meanwhile
@@ -475,8 +604,8 @@ def campaign_audience_load(*, campaign_id: int, path: str) -> int:
                                    f"before its audience was read: rows from {done + 1} on were not stored.")
                     break
                 report = AudienceReport(limit=REJECTED_ROWS_KEPT)
-                _store_chunk(campaign, chunk, kept["first_row"] + done, report)
-                done += len(chunk)
+                _store_chunk(campaign, chunk, kept["first_row"] + done, report, header)
+                done += chunk.read
                 _keep_progress(campaign, kept, report=report, rows_read=done)
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().filter(pk=campaign_id).first()
@@ -515,9 +644,31 @@ def audiences_resume(*, now: datetime | None = None) -> int:
 
 
 def _chunks(rows, size: int):
+    """`rows` by chunks of up to `size`, each read as it is iterated (so PostgreSQL stores the first rows of a
+    chunk while the file's next ones are read); after it, `chunk.read` says how many rows it had."""
     iterator = iter(rows)
-    while chunk := list(itertools.islice(iterator, size)):
+    end = object()
+    while (first := next(iterator, end)) is not end:
+        chunk = _Chunk(first, iterator, size)
         yield chunk
+        for _ in chunk:  # the rest of a chunk its reader left (none does: a safeguard for the count)
+            pass
+
+
+class _Chunk:
+    def __init__(self, first, rows, size: int):
+        self.read = 0
+        self._rows = self._read(first, rows, size)
+
+    def __iter__(self):
+        return self._rows  # one pass: iterating again goes on where the last one stopped
+
+    def _read(self, first, rows, size: int):
+        self.read = 1
+        yield first
+        for row in itertools.islice(rows, size - 1):
+            self.read += 1
+            yield row
 
 
 @transaction.atomic
