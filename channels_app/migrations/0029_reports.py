@@ -92,7 +92,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
         ('contenttypes', '0002_remove_content_type_name'),
-        ('channels_app', '0026_data_lifecycle'),
+        ('channels_app', '0028_campaign_report_trigger'),
     ]
 
     operations = [

@@ -74,7 +74,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('contenttypes', '0002_remove_content_type_name'),
-        ('channels_app', '0026_data_lifecycle'),
+        ('channels_app', '0029_reports'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
