@@ -327,6 +327,14 @@ class CampaignAdmin(ScopedModelAdmin):
                 return
             self._report(request, obj, form, report)
 
+    def get_inline_instances(self, request, obj=None):
+        inlines = super().get_inline_instances(request, obj)
+        if request.method == "POST" and "variants-TOTAL_FORMS" not in request.POST:
+            # A form posted without the variants' rows (a script's, a page from before variants): they stay as
+            # they are, instead of the whole form refused for a missing management form.
+            inlines = [inline for inline in inlines if not isinstance(inline, CampaignVariantInline)]
+        return inlines
+
     def save_related(self, request, form, formsets, change):
         """The variants go through their service (services/variants.py), never straight into their table."""
         others = []
@@ -458,7 +466,7 @@ class CampaignAdmin(ScopedModelAdmin):
         }
         return TemplateResponse(request, "admin/channels_app/campaign/recipients.html", context)
 
-    def _report(self, request, campaign):
+    def _campaign_report(self, request, campaign):
         """The campaign report's figures over the campaign's whole life (for users who may read reports), each
         with the link to its recipients."""
         if not request.user.has_perm("channels_app.view_reports") or campaign.started_at is None:
@@ -523,5 +531,5 @@ class CampaignAdmin(ScopedModelAdmin):
                 for name in TRANSITIONS
             ]
             context["refusals"] = self._refusals(obj)
-            context["campaign_report"] = self._report(request, obj)
+            context["campaign_report"] = self._campaign_report(request, obj)
         return super().render_change_form(request, context, add, change, form_url, obj)

@@ -211,16 +211,27 @@ def _fold_answers(state: CampaignReportFold, now: datetime) -> tuple[int, int]:
     opt-out, a start keyword neither), and the opt-outs made any way (keyword, API, admin). A recipient
     replied (opted out) when the first of them came within REPLY_WINDOW after the campaign reached it."""
     since = (state.inbound_until or now - REPLY_WINDOW) - INBOUND_SLACK
-    inbound = list(
-        Message.objects.filter(direction=MessageDirection.INBOUND, created_at__gt=since, created_at__lte=now)
-        .order_by("created_at").values_list("interaction__contact_id", "channel_id", "created_at", "text")
-        [:INBOUND_PER_FOLD]
-    )
-    state.inbound_until = inbound[-1][2] if len(inbound) == INBOUND_PER_FOLD else now
-    opt_outs = list(ContactOptOut.objects.filter(pk__gt=state.opt_out_after_id - OPT_OUT_SLACK)
+    opt_outs = list(ContactOptOut.objects.filter(pk__gt=state.opt_out_after_id - OPT_OUT_SLACK, created_at__gt=since)
                     .values_list("pk", "contact_id", "channel_id", "created_at"))
     if opt_outs:
         state.opt_out_after_id = max(state.opt_out_after_id, max(row[0] for row in opt_outs))
+    found = (0, 0)
+    while True:  # a chunk of customer messages at a time, until the fold has caught up with them
+        inbound = list(
+            Message.objects.filter(direction=MessageDirection.INBOUND, created_at__gt=since, created_at__lte=now)
+            .order_by("created_at").values_list("interaction__contact_id", "channel_id", "created_at", "text")
+            [:INBOUND_PER_FOLD]
+        )
+        chunk = _answers_match(inbound, opt_outs)
+        found, opt_outs = (found[0] + chunk[0], found[1] + chunk[1]), []
+        if len(inbound) < INBOUND_PER_FOLD:
+            state.inbound_until = now
+            return found
+        since = inbound[-1][2]  # (a message of the same microsecond beyond the chunk: read the next time)
+
+
+def _answers_match(inbound: list, opt_outs: list) -> tuple[int, int]:
+    """Mark the recipients these customer messages and opt-outs answer; (replies, opt-outs) found."""
     keywords: dict[int, tuple[set, set]] = {}
     channels = {channel.pk: channel for channel in
                 Channel.objects.filter(pk__in={row[1] for row in inbound})}
