@@ -61,7 +61,8 @@ DERIVED_CONTACT_PROPERTIES = {"Id", "PrimaryPhoneNumber", "FullName"}
 # --- audience -----------------------------------------------------------------
 
 # Rows validated and stored at a time (a transaction each in the background): memory stays flat however large the
-# audience (a chunk is tens of MB at most), and a chunk's fixed costs (its transaction, its progress) are spread over many rows.
+# audience (a chunk is tens of MB at most), and a chunk's fixed costs (its transaction, its progress) are spread
+# over many rows.
 AUDIENCE_CHUNK = 50_000
 AUDIENCE_STALLED = timedelta(minutes=2)  # an audience read in the background without progress this long is resumed
 # Field codes a campaign's recipients can fill, besides those their rows carry: the interaction's own
