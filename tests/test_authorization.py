@@ -418,7 +418,7 @@ def _snapshot(world: dict) -> tuple:
 
 LIST_PATHS = ["/api/tenants/", "/api/channels/", "/api/standard-responses/", "/api/standard-response-categories/",
               "/api/attachments/", "/api/interactions/", "/api/contacts/", "/api/campaigns/", "/api/queues/",
-              "/api/users/", "/api/segments/"]
+              "/api/segments/", "/api/users/"]
 
 
 @pytest.mark.django_db
