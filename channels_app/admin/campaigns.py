@@ -16,9 +16,8 @@ from channels_app.admin.forms import TextRulesModelForm
 from channels_app.admin.scoping import ScopedModelAdmin
 from channels_app.errors import ApplicationError, InvalidFields
 from channels_app.models import Campaign
-from channels_app.send_windows import send_window_parse
 from channels_app.services import campaigns as campaign_services
-from channels_app.services.send_windows import waiting_recipients
+from channels_app.services.send_windows import send_window_parse, waiting_recipients
 from channels_app.validators import validate_queue_key
 
 TRANSITIONS = ("start", "pause", "resume", "cancel")
