@@ -249,7 +249,7 @@ def test_a_new_tenant_over_the_api_is_recorded(admin_user):
     assert response.status_code == 201, response.content
     [entry] = _entries(object_type="tenant")
     assert (entry.action, entry.object_id, entry.tenant_id, entry.username) == ("create", "7", 7, "root")
-    assert entry.changes == {"name": [None, "Seven"]}
+    assert entry.changes == {"name": [None, "Seven"], "timezone": [None, "UTC"]}  # the default zone, recorded
 
 
 @pytest.mark.django_db

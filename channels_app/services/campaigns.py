@@ -43,7 +43,7 @@ from channels_app.services.audience_rows import csv_fast_row
 from channels_app.services.campaign_reports import report_recipients_reached
 from channels_app.services.deliveries import deliveries_send
 from channels_app.services.invitations import Invitee, invitation_plan, invitations_create
-from channels_app.services.segments import segment_audience_check, segment_audience_take
+from channels_app.services.segments import segment_audience_take, segment_contacts
 from channels_app.services.send_windows import due_recipients_filter, send_window_hold
 from channels_app.services.variants import campaign_variants, variant_for, variants_parse, variants_store
 from channels_app.text_rules import escaped, text_rule_broken_at, text_rule_message
@@ -740,6 +740,36 @@ def _audience_and_window_check(*, channel: Channel, segment, send_window, upload
     return send_window_parse(send_window)
 
 
+def _segment_unfillable_codes(*, campaign: Campaign) -> list[str]:
+    """The campaign response's field codes no contact of its segment can fill, each with why: Contact codes are
+    filled from the contact (one query a code: does any contact of the segment have it?); a segment carries
+    no CustomProperties."""
+    from channels_app.services.contacts import STANDARD_PROPERTIES
+
+    contacts = segment_contacts(segment=campaign.segment)
+
+    def has_values(code, section, name):
+        if section != "Contact":
+            return False
+        if column := STANDARD_PROPERTIES.get(name):
+            return contacts.exclude(**{column: ""}).exists()
+        return contacts.filter(attributes__has_key=name).exists()
+
+    return _unfillable_codes(campaign.standard_response, has_values, "no contact of the segment has a value for it")
+
+
+def _segment_audience_check(*, campaign: Campaign) -> None:
+    """Before a campaign built from a segment starts (or is scheduled): a response whose field codes its
+    contacts cannot fill is 400 naming `standard_response`; a segment without contacts is 409."""
+    if not segment_contacts(segment=campaign.segment).exists():
+        raise CampaignStateConflict(f"Segment {campaign.segment_id} holds no contact to send to.", field="segment")
+    if unfillable := _segment_unfillable_codes(campaign=campaign):
+        raise InvalidParameter(
+            f"The standard response {campaign.standard_response_id} has field codes no contact of segment "
+            f"{campaign.segment_id} can fill: {', '.join(unfillable)}. Choose another standard response.",
+            field="standard_response")
+
+
 UNCHANGED = object()
 
 
@@ -821,7 +851,7 @@ def campaign_transition(*, campaign_id: int, action: str) -> Campaign:
     now = timezone.now()
     if action in ("start", "resume") and campaign.segment_id is not None:
         if campaign.started_at is None:  # its audience is not taken yet
-            segment_audience_check(campaign=campaign)
+            _segment_audience_check(campaign=campaign)
         target = CampaignState.SCHEDULED if campaign.start_at and campaign.start_at > now else CampaignState.RUNNING
         if target == CampaignState.RUNNING and campaign.started_at is None:
             segment_audience_take(campaign=campaign)  # "its audience is the segment's contacts when it starts"

@@ -22,7 +22,14 @@ from django.db.models import Q
 from channels_app.bulk import bulk_update_rows
 from channels_app.models import Campaign, CampaignRecipient, Contact
 from channels_app.phones import normalize_client_phone
-from channels_app.send_windows import RECIPIENT, SendWindow, is_time_zone, next_opening, send_window_from_stored
+from channels_app.send_windows import (  # noqa: F401  (send_window_parse: the interfaces' way to it)
+    RECIPIENT,
+    SendWindow,
+    is_time_zone,
+    next_opening,
+    send_window_from_stored,
+    send_window_parse,
+)
 from channels_app.send_windows import zone_of_phone as phone_zone
 
 ZONE_ATTRIBUTE = "timezone"
