@@ -256,7 +256,7 @@ REQUESTS: dict[str, tuple[str, str, object]] = {
     "agent-me.get": ("get", "/api/agents/me/", None),
     "agent-me.patch": ("patch", "/api/agents/me/", {"ready": {"whatsapp": True}, "capacity": 2}),
     "agent-offers.get": ("get", "/api/agents/me/offers/", None),
-    "agent-events.get": ("get", "/api/agents/me/events/", None),  # the test client is WSGI: 501 once allowed
+    "agent-events.get": ("get", "/api/agents/me/events/", None),  # the test client is WSGI: 421 once allowed
     "offer.accept": ("post", "/api/offers/{offer}/accept/", None),  # someone else's: 404 when allowed
     "offer.reject": ("post", "/api/offers/{offer}/reject/", None),
     "contact.list": ("get", "/api/contacts/", None),
