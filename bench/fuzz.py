@@ -216,7 +216,7 @@ def main() -> int:
     out = Path(tempfile.mkdtemp(prefix="dms-fuzz-"))
     failed = True
     # gunicorn's threads on project.wsgi (bench/processes.py, "gthread"): its limits can be lifted for the fuzzer
-    # (GUNICORN_CMD_ARGS below) and the event stream answers 501 there instead of streaming to a fuzzer forever;
+    # (GUNICORN_CMD_ARGS below) and the event stream answers 421 there instead of streaming to a fuzzer forever;
     # the application under test, Django's, is the same as behind scripts/serve.sh's server.
     with Stack(DATABASE, redis_db=REDIS_DB, server="gthread") as stack:
         stack.env.update({

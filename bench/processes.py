@@ -30,7 +30,7 @@ The web server is scripts/serve.sh's unless a benchmark's `--server` (add_server
 
     uvicorn   gunicorn's master with the site's uvicorn workers (project/server.py) serving project/asgi.py: the
               event stream on the event loop, every other request through WSGI in `threads` threads a process
-    gthread   the layout before it: gunicorn's threads on project/wsgi.py (the event stream not served)
+    gthread   the layout before it: gunicorn's threads on project/wsgi.py (the event stream not served: 421)
     granian   granian's ASGI interface on project/asgi.py (the same application as uvicorn's, another server)
 
 Its processes are named `gunicorn` in the CPU figures whichever it is (the benchmarks' keys stay comparable).

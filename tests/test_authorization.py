@@ -259,7 +259,7 @@ REQUESTS: dict[str, tuple[str, str, object]] = {
     "agent-me.get": ("get", "/api/agents/me/", None),
     "agent-me.patch": ("patch", "/api/agents/me/", {"ready": {"whatsapp": True}, "capacity": 2}),
     "agent-offers.get": ("get", "/api/agents/me/offers/", None),
-    "agent-events.get": ("get", "/api/agents/me/events/", None),  # the test client is WSGI: 501 once allowed
+    "agent-events.get": ("get", "/api/agents/me/events/", None),  # the test client is WSGI: 421 once allowed
     "agents.get": ("get", "/api/agents/", None),
     "agent-interactions.get": ("get", "/api/agents/me/interactions/", None),
     "interaction-session-channels.get": ("get", "/api/interactions/{interaction}/session-channels/", None),

@@ -221,9 +221,9 @@ def test_a_bare_wsgi_server_does_not_hold_a_thread_for_the_stream(tenant):
             client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
         return client.get("/api/agents/me/events/?last_event_id=5", **headers)
 
-    # the stream is served by the ASGI application only (project/asgi.py, on the event loop): 501 here
+    # the stream is served by the ASGI application only (project/asgi.py, on the event loop): 421 here
     refused = get(agent)
-    assert refused.status_code == 501 and "ASGI" in refused.json()["detail"]
+    assert refused.status_code == 421 and "ASGI" in refused.json()["detail"]
     assert get(strategy).status_code == 403
     assert get(None).status_code == 401
     # an id that is not one is 400 naming it, before anything else (found by the fuzzer)

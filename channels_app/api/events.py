@@ -18,7 +18,8 @@ streams: docs/PERFORMANCE.md, "Routing to agents". `Last-Event-ID`
 stream opened without it starts with what happens from then on.
 
 Asked of a bare WSGI server (`gunicorn project.wsgi`, which would hold a thread per open stream), the door
-answers 501 once the caller is known: the stream is served by the ASGI application only.
+answers 421 (Misdirected Request) once the caller is known: the stream is served by the ASGI application
+only.
 """
 
 import asyncio
@@ -233,7 +234,7 @@ async def agent_events(request):
         return JsonResponse({str(bad): ["Expected the id of an event: a whole number."]}, status=400)
     if not isinstance(request, ASGIRequest):  # a thread per open stream: not served (project/asgi.py serves it)
         return JsonResponse({"detail": "The event stream is served by the ASGI application (project.asgi)."},
-                            status=501)
+                            status=421)
     if after is None:
         after = await sync_to_async(agent_events_last, thread_sensitive=False)(user_id=user.pk)
     response = StreamingHttpResponse(_stream(user.pk, after), content_type="text/event-stream")

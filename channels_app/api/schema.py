@@ -164,7 +164,7 @@ def describe_event_stream(result, generator, request, public):
             "400": {"description": "A `Last-Event-ID` or `last_event_id` that is not an event id (named)."},
             "401": {"description": "No or wrong credentials."},
             "403": {"description": "The caller lacks channels_app.use_workspace."},
-            "501": {"description": "Asked of a bare WSGI server (`project.wsgi`), which does not serve the stream."},
+            "421": {"description": "Asked of a bare WSGI server (`project.wsgi`), which does not serve the stream."},
         },
         "security": [{"tokenAuth": []}, {"cookieAuth": []}],
     }}
