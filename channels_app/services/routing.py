@@ -336,7 +336,7 @@ class _Pass:
     tried: set[tuple[str, int]] = field(default_factory=set)  # (interaction, agent) refused by the database
 
 
-BUSY, NOBODY, WAITS_NO_MORE, RACED = "busy", "nobody", "waits no more", "raced"
+BUSY, NOBODY, RACED = "busy", "nobody", "raced"
 
 
 def _offer_first_waiting(run: _Pass):
@@ -397,7 +397,8 @@ def _offer_first_waiting(run: _Pass):
 @dataclass(frozen=True)
 class OffersMade:
     made: int  # offers made
-    busy: frozenset[int]  # queues another process was working on: to look at again in a moment
+    busy: frozenset[int]  # queues to look at again in a moment (another process was working on them, or
+    # their pass reached its limit)
 
 
 def offers_make(*, queue_ids: Iterable[int] | None = None, limit: int = DISPATCH_BATCH) -> OffersMade:
@@ -405,12 +406,13 @@ def offers_make(*, queue_ids: Iterable[int] | None = None, limit: int = DISPATCH
     the queues `queue_ids` (None: every queue with something waiting unoffered) is offered, first come first
     served, each interaction to one ready agent with free capacity (the one idle longest first), at most
     `limit` offers per queue. What finds no agent keeps waiting, and so does what came after it on the same
-    media. A queue another process is working on is left to it (`busy`)."""
+    media. A queue another process is working on is left to it, and one with more than `limit` to offer
+    waits for the next pass (both in `busy`)."""
     if queue_ids is None:
         queue_ids = _waiting().order_by().values_list("routing_queue_id", flat=True).distinct()
     made, busy = 0, set()
     for queue_id in sorted(set(queue_ids)):
-        run = _Pass(queue_id=queue_id)
+        run, offered = _Pass(queue_id=queue_id), 0
         for _ in range(2 * limit):  # an attempt either offers or rules something out: this bound is not met
             outcome = _offer_first_waiting(run)
             if outcome is None:
@@ -419,9 +421,11 @@ def offers_make(*, queue_ids: Iterable[int] | None = None, limit: int = DISPATCH
                 busy.add(queue_id)
                 break
             if isinstance(outcome, Offer):
-                made += 1
-                if made >= limit:
+                offered += 1
+                if offered >= limit:  # more may wait: looked at again in a moment, after the other queues
+                    busy.add(queue_id)
                     break
+        made += offered
     return OffersMade(made=made, busy=frozenset(busy))
 
 
