@@ -11,7 +11,8 @@ PACKAGE = ROOT / "channels_app"
 # The doors: each may import the services, the selectors, the models and the shared modules below, never
 # another door.
 INTERFACES = ("channels_app.api", "channels_app.esp", "channels_app.messaging", "channels_app.admin",
-              "channels_app.tasks", "channels_app.health", "channels_app.media_access", "channels_app.whatsapp")
+              "channels_app.tasks", "channels_app.health", "channels_app.media_access", "channels_app.whatsapp",
+              "channels_app.workspace")
 SHARED = ("channels_app.services", "channels_app.selectors", "channels_app.models", "channels_app.parsing",
           "channels_app.authentication", "channels_app.errors", "channels_app.rights", "channels_app.choices",
           "channels_app.options_catalog", "channels_app.text_rules", "channels_app.validators",

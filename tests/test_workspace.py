@@ -117,6 +117,9 @@ def test_the_agents_list_refuses_what_it_cannot_read(agents, tenant):  # noqa: F
 
     response = ann.get(f"/api/agents/?interaction={elsewhere.pk}")
     assert response.status_code == 400 and "interaction" in response.json()
+    assert ann.get("/api/agents/", {"interaction": "a\x00b"}).status_code == 400  # no URL holds a NUL
+    response = ann.get("/api/agents/", {"interaction": "x" * 10_000})
+    assert response.status_code == 400 and "interaction" in response.json()
     response = ann.get("/api/agents/?who=all")
     assert response.status_code == 400 and "who" in response.json()
     planner = RoutingClient(member("planner", "Campaign manager", tenants=[tenant]))
@@ -188,3 +191,13 @@ def test_a_new_session_may_use_the_channels_of_the_outbound_session_config(agent
     assert listed[1] == {"channel_id": "channel-sms", "name": "SMS", "media_type": "sms",
                          "business_id": "19251113333", "own": False}
     assert ann.get("/api/interactions/nosuchinteraction/session-channels/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_admin_links_to_the_workspace_for_those_who_may_use_it(client, tenant):
+    client.force_login(member("ann", "WhatsApp agent", tenants=[tenant]))
+    home = client.get("/admin/").content.decode()
+    assert 'href="/workspace/"' in home and "Open the workspace" in home
+
+    client.force_login(member("planner", "Campaign manager", tenants=[tenant]))
+    assert 'href="/workspace/"' not in client.get("/admin/").content.decode()

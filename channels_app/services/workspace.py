@@ -3,6 +3,7 @@ conversation may be transferred to or shared with, the caller's own conversation
 and the channels a new session may use. Reads only; every write the page makes goes through the routing and
 agent-message services."""
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,9 +17,12 @@ from channels_app.choices import MediaType
 from channels_app.errors import InvalidParameter
 from channels_app.models import AgentState, Channel, Interaction, Message
 from channels_app.models.conversations import InteractionState, MessageDirection
+from channels_app.option_values import all_option_values, option_definition_get, option_value
+from channels_app.options_catalog import IW
 from channels_app.services.agent_messages import outbound_session_channels
 
 EPOCH = datetime(1970, 1, 1).astimezone()
+INTERACTION_ID = re.compile(r"[A-Za-z0-9]{1,64}")  # as the interactions' URLs take them
 
 
 def _use_workspace() -> Permission | None:
@@ -40,8 +44,10 @@ def workspace_agents(*, user, interaction_id: str | None = None) -> list[Workspa
     `interaction` when the caller can't see it) who may use the workspace, by name, with their state."""
     users = selectors.user_list(user=user).filter(is_active=True)
     if interaction_id is not None:
-        interaction = (selectors.interaction_list(user=user).select_related("channel")
-                       .filter(pk=interaction_id).first())
+        interaction = None
+        if INTERACTION_ID.fullmatch(interaction_id):  # not text for the database otherwise (NUL, a megabyte)
+            interaction = (selectors.interaction_list(user=user).select_related("channel")
+                           .filter(pk=interaction_id).first())
         if interaction is None:
             raise InvalidParameter(f"Unknown interaction {interaction_id!r}.", field="interaction")
         users = users.filter(Q(memberships__tenant_id=interaction.channel.tenant_id) | Q(is_superuser=True))
@@ -104,3 +110,31 @@ def session_channels(*, user, interaction: Interaction) -> list[Channel]:
         tenant_id=interaction.channel.tenant_id)}
     ordered = [interaction.channel.channel_id, *listed]
     return [visible[channel_id] for channel_id in dict.fromkeys(ordered) if channel_id in visible]
+
+
+# --- the options the page reads (channels_app/workspace/options.py names them) -----------------------------------
+
+
+def _json_value(value):
+    return list(value) if isinstance(value, tuple) else value  # an integer pair, as a JSON array
+
+
+def workspace_option_values(*, names: list[str]) -> dict:
+    """`{"<name>": value}`: the global value of each option named (section interaction-workspace), typed as
+    the catalog parses it (booleans, integers, [a, b] pairs, JSON objects, text)."""
+    return {name: _json_value(option_value(section=IW, name=name)) for name in names}
+
+
+def workspace_channel_option_values(*, user, names: list[str]) -> dict:
+    """`{"<channel id>": {"<name>": value}}`: the values the channels of the user's tenants set for
+    themselves among the options named (a channel without its own values is left out)."""
+    wanted = set(names)
+    own: dict[int, dict] = {}
+    for (section, name, channel_id), stored in all_option_values().items():
+        if section == IW and name in wanted and channel_id is not None:
+            own.setdefault(channel_id, {})[name] = _json_value(
+                option_definition_get(section=IW, name=name).parse(stored))
+    if not own:
+        return {}
+    channels = selectors.channel_list(user=user).filter(pk__in=own).values_list("pk", "channel_id")
+    return {channel_id: own[pk] for pk, channel_id in channels}

@@ -35,6 +35,9 @@
     if (text) {
       try { parsed = JSON.parse(text); } catch (_) { parsed = text; }
     }
+    if (response.status === 401) {  // signed out meanwhile (another tab, the session expired): sign in again
+      window.location.assign(`/admin/login/?next=${encodeURIComponent("/workspace/" + location.hash)}`);
+    }
     if (!response.ok) {
       const error = new Error(describeError(parsed) || `${response.status} ${response.statusText}`);
       error.status = response.status;
@@ -57,24 +60,31 @@
   const options = readJson("workspace-options");
   const channelOptions = readJson("workspace-channel-options");
 
-  /* A display format of the catalog: alternatives separated by | (the first whose field codes all have a
-     value wins), in parentheses or for the whole text; $Object.Field$ codes filled from `values`
+  /* A display format of the catalog (display-format.*, interaction.window-title, toast.window-title):
+     alternatives separated by | — the first in which some field code has a value wins, its codes without a
+     value left out — for the whole text or inside parentheses; $Object.Field$ codes are filled from `values`
      ({"Contact.FirstName": "Ann", ...}). */
   function format(pattern, values) {
+    const CODE = /\$([A-Za-z_]+\.[A-Za-z0-9_.]+)\$/g;
+    const has = (code) => values[code] !== undefined && values[code] !== null && String(values[code]).trim() !== "";
     const fill = (alternatives) => {
       for (const alternative of alternatives.split("|")) {
-        let complete = true;
-        const text = alternative.replace(/\$([A-Za-z_]+\.[A-Za-z0-9_.]+)\$/g, (_, code) => {
-          const value = values[code];
-          if (value === undefined || value === null || String(value).trim() === "") { complete = false; return ""; }
-          return String(value);
-        });
-        if (complete && text.trim()) return text.trim();
+        const codes = [...alternative.matchAll(CODE)].map((match) => match[1]);
+        if (codes.length && !codes.some(has)) continue;
+        const text = alternative.replace(CODE, (_, code) => (has(code) ? String(values[code]).trim() : ""))
+          .replace(/\s+/g, " ").trim();
+        if (text) return text;
       }
       return "";
     };
-    const grouped = String(pattern || "").replace(/\(([^()]*)\)/g, (_, inner) => fill(inner));
-    return grouped.includes("|") ? fill(grouped) : fill(grouped) || grouped.replace(/\$[^$]*\$/g, "").trim();
+    values = Object.assign({}, values);
+    let groups = 0;
+    const grouped = String(pattern || "").replace(/\(([^()]*)\)/g, (_, inner) => {
+      const code = `__group.${groups++}`;  // a group counts as a code, with its text as value
+      values[code] = fill(inner);
+      return `$${code}$`;
+    });
+    return fill(grouped);
   }
 
   window.DMS = {
@@ -139,15 +149,34 @@
         if (typeof value !== "object") values[`Interaction.${name}`] = value;
       }
       values["Interaction.MainParty"] = (contact && (contact.phone_number || contact.email)) || interaction.client_id;
-      values["Interaction.Type"] = mediaOf(interaction);
+      values["Interaction.Type"] = mediaName(mediaOf(interaction));
       values["Interaction.Queue"] = interaction.queue;
       values["Party.DisplayName"] = userData.FirstName ? `${userData.FirstName} ${userData.LastName || ""}` : interaction.client_id;
     }
     return values;
   }
 
+  const MEDIA_NAMES = { whatsapp: "WhatsApp", sms: "SMS", email: "E-mail", abc: "Apple Messages" };
+
   function mediaOf(interaction) {
-    return interaction.media || (interaction.user_data && interaction.user_data.MediaType) || "chat";
+    return interaction.media || "";
+  }
+
+  function mediaName(media) {
+    return MEDIA_NAMES[media] || media || "";
+  }
+
+  const channels = new Map();  // channel id -> GET /api/channels/{id}/ (its media)
+
+  async function withMedia(interaction) {
+    if (interaction && !interaction.media) {
+      if (!channels.has(interaction.channel)) {
+        channels.set(interaction.channel, api(`/api/channels/${encodeURIComponent(interaction.channel)}/`).catch(() => null));
+      }
+      const channel = await channels.get(interaction.channel);
+      interaction.media = channel ? channel.media_type : "";
+    }
+    return interaction;
   }
 
   function customerName(contact, interaction) {
@@ -155,9 +184,11 @@
       || (interaction && interaction.client_id) || "Customer";
   }
 
-  function windowTitle(optionName, contact, interaction) {
+  /* interaction.window-title or toast.window-title; $Window.Title$ is the application's title ("Workspace")
+     in the browser's title, nothing on the page itself. */
+  function windowTitle(optionName, contact, interaction, application = "") {
     const values = contactValues(contact, interaction);
-    values["Window.Title"] = optionName === "toast.window-title" ? "Offer" : "Workspace";
+    values["Window.Title"] = application;
     return format(options[optionName], values) || customerName(contact, interaction);
   }
 
@@ -174,8 +205,10 @@
     Object.assign(DMS.me, { ready: agent.ready, capacity: agent.capacity, assigned: agent.assigned });
     for (const box of document.querySelectorAll('#ready input[name="ready"]')) {
       box.checked = Boolean(agent.ready[box.value]);
-      box.closest("label").dataset.ready = box.checked ? "yes" : "no";
-      box.closest("label").title = box.checked ? `Ready for ${box.value}` : `Not ready for ${box.value}`;
+      const label = box.closest("label");
+      label.dataset.ready = box.checked ? "yes" : "no";
+      label.querySelector(".ready-state").textContent = box.checked ? " ready" : " not ready";
+      label.title = `${box.checked ? "Ready" : "Not ready"} for ${mediaName(box.value)}: click to change`;
     }
     $("#capacity").value = agent.capacity;
     $("#assigned-count").textContent = agent.assigned;
@@ -210,7 +243,7 @@
     const entry = { offer, node: null, timer: null };
     state.offers.set(offer.id, entry);
     const [contact, interaction] = await Promise.all([
-      contactOf(offer.contact), api(`/api/interactions/${offer.interaction}/`).catch(() => null),
+      contactOf(offer.contact), api(`/api/interactions/${offer.interaction}/`).then(withMedia).catch(() => null),
     ]);
     if (!state.offers.has(offer.id)) return;  // withdrawn meanwhile
     const title = windowTitle("toast.window-title", contact, interaction);
@@ -222,7 +255,7 @@
                                  "aria-describedby": `offer-${offer.id}-preview`, "data-offer": offer.id, tabindex: "-1" },
       el("header", {},
         el("strong", { id: `offer-${offer.id}-title`, text: `${kind}: ${title}` }), countdown),
-      el("p", { class: "offer-meta", text: [interaction ? mediaOf(interaction) : "", offer.queue ? `queue ${offer.queue}` : ""].filter(Boolean).join(" · ") }),
+      el("p", { class: "offer-meta", text: [interaction ? mediaName(mediaOf(interaction)) : "", offer.queue ? `queue ${offer.queue}` : ""].filter(Boolean).join(" · ") }),
       el("p", { class: "offer-preview", id: `offer-${offer.id}-preview`, text: offer.preview || "(no text)" }),
       caseData.length ? el("dl", { class: "offer-case" }, ...caseData.flatMap(([name, value]) => [el("dt", { text: name }), el("dd", { text: value })])) : null,
       el("div", { class: "offer-buttons" },
@@ -240,7 +273,7 @@
     };
     tick();
     entry.timer = setInterval(tick, 1000);
-    document.title = `${title} — Workspace`;
+    document.title = windowTitle("toast.window-title", contact, interaction, "— Workspace");
   }
 
   function caseDataOf(interaction) {
@@ -294,12 +327,12 @@
     list.replaceChildren();
     for (const item of state.conversations.values()) {
       const name = customerName(item.contact_details, item);
-      const unread = item.unread || 0;
+      const unread = item.id === state.openId ? 0 : item.unread || 0;  // the open one is being read
       const link = el("a", { href: `#${item.id}`, "data-interaction": item.id,
                              "aria-current": item.id === state.openId ? "true" : null,
                              onclick: (event) => { event.preventDefault(); openConversation(item.id); } },
         el("span", { class: "conversation-name", text: name }),
-        el("span", { class: "conversation-media", text: item.media }),
+        el("span", { class: "conversation-media", text: mediaName(item.media) }),
         unread ? el("span", { class: "unread", "aria-label": `${unread} unread`, text: String(unread) }) : null,
         el("span", { class: "waiting", "data-waiting-since": item.waiting_since || "" }),
         el("span", { class: "conversation-last muted", text: item.last_message ? item.last_message.text.slice(0, 80) : "" }));
@@ -359,7 +392,8 @@
     state.openId = interaction.id;
     DMS.open = interaction;
     const item = state.conversations.get(interaction.id);
-    interaction.media = item ? item.media : mediaOf(interaction);
+    if (item) interaction.media = item.media;
+    await withMedia(interaction);
     const contact = item ? item.contact_details : await contactOf(interaction.contact);
     $("#nothing-open").hidden = true;
     const section = $("#conversation");
@@ -367,13 +401,12 @@
     section.dataset.interaction = interaction.id;
     section.dataset.state = interaction.state;
     $("#conversation-title").textContent = windowTitle("interaction.window-title", contact, interaction);
-    $("#conversation-meta").textContent = [interaction.media, interaction.channel, interaction.queue ? `queue ${interaction.queue}` : "",
+    $("#conversation-meta").textContent = [mediaName(interaction.media), interaction.channel, interaction.queue ? `queue ${interaction.queue}` : "",
       item && item.conference ? "conference" : "", interaction.state === "ended" ? "ended" : ""].filter(Boolean).join(" · ");
-    document.title = `${$("#conversation-title").textContent} — Workspace`;
+    document.title = windowTitle("interaction.window-title", contact, interaction, "— Workspace");
     if (DMS.Transcript) DMS.Transcript.open($("#transcript"), interaction);
     if (DMS.Reply) DMS.Reply.open($("#reply"), interaction);
     if (DMS.Contact) DMS.Contact.open($("#contact"), interaction);
-    if (item) { item.unread = 0; }
     renderConversations();
     updateActions(interaction);
     if (location.hash !== `#${interaction.id}`) history.replaceState(null, "", `#${interaction.id}`);
@@ -396,7 +429,7 @@
     for (const button of document.querySelectorAll("#actions button")) {
       const action = button.dataset.action;
       button.disabled = (ended && action !== "note" && action !== "session")
-        || ((action === "transfer" || action === "conference") && !holder)
+        || ((action === "transfer" || action === "conference" || action === "hold") && !holder)
         || (action === "done" && !holder && !(item && !item.conference));
     }
   }
@@ -425,16 +458,22 @@
   }
 
   /* ---- the event stream ---------------------------------------------------------------------------- */
-  const connection = { source: null, lost: false, opened: false };
+  const connection = { source: null, lost: false, opened: false, lastId: "" };
 
+  let connectionTimer = null;
   function showConnection(stateName, text) {
     const box = $("#connection");
     box.dataset.state = stateName;
     box.textContent = text;
+    clearTimeout(connectionTimer);
+    if (stateName === "restored") connectionTimer = setTimeout(() => showConnection("connected", "Connected"), 8000);
   }
 
+  /* The browser reconnects by itself with Last-Event-ID; when the server refused the stream (CLOSED), a new
+     EventSource resumes after the last event seen (?last_event_id=): nothing is lost either way. */
   function connect() {
-    const source = new EventSource("/api/agents/me/events/");
+    const resume = connection.lastId ? `?last_event_id=${encodeURIComponent(connection.lastId)}` : "";
+    const source = new EventSource(`/api/agents/me/events/${resume}`);
     connection.source = source;
     source.addEventListener("open", () => {
       if (connection.lost) {
@@ -460,6 +499,7 @@
     });
     for (const kind of ["offer", "offer_withdrawn", "message", "receipt", "interaction"]) {
       source.addEventListener(kind, (event) => {
+        if (event.lastEventId) connection.lastId = event.lastEventId;
         let data;
         try { data = JSON.parse(event.data); } catch (_) { return; }
         handleEvent(kind, data);
@@ -472,7 +512,7 @@
     if (kind === "offer") {
       showOffer(data);
     } else if (kind === "offer_withdrawn") {
-      removeOffer(data.id !== undefined ? data.id : data.offer, "withdrawn");
+      removeOffer(data.id, data.state === "expired" ? "expired" : "withdrawn");
     } else if (kind === "message" || kind === "receipt") {
       const interactionId = data.interaction;
       if (interactionId === state.openId) {
@@ -483,9 +523,10 @@
         if (item) {
           item.last_message = { text: data.text || "", direction: data.direction, created_at: data.created_at };
           if (data.direction === "inbound") {
-            if (interactionId !== state.openId) item.unread = (item.unread || 0) + 1;
+            item.unread = (item.unread || 0) + 1;  // as the API counts: since the last answer
             if (!item.waiting_since) item.waiting_since = data.created_at;
           } else {
+            item.unread = 0;
             item.waiting_since = null;
           }
           renderConversations();
@@ -648,8 +689,32 @@
     });
   }
 
+  /* whatsappsession.on-hold-queue: Hold moves the conversation to that queue (a transfer to it: it stays
+     with the agent until someone there accepts it). */
+  async function actionHold() {
+    const queue = options["whatsappsession.on-hold-queue"];
+    await api(`/api/interactions/${state.openId}/transfer/`, { method: "POST", body: { queue } });
+    flash(`Placed in the on-hold queue ${queue}: it stays with you until it is accepted there.`);
+  }
+
+  /* workbin.whatsappsession.in-progress: the list of the agent's conversations is that workbin. */
+  function setUpWorkbin() {
+    const workbin = options["workbin.whatsappsession.in-progress"];
+    if (workbin) {
+      const label = $("#workbin");
+      label.textContent = `Workbin: ${workbin}`;
+      label.hidden = false;
+    }
+    const holdQueue = options["whatsappsession.on-hold-queue"];
+    const hold = $('#actions button[data-action="hold"]');
+    hold.hidden = !holdQueue;
+    hold.title = holdQueue ? `Place the conversation in the queue ${holdQueue}` : "";
+  }
+
   function setUpActions() {
-    const actions = { transfer: actionTransfer, conference: actionConference, note: actionNote, done: actionDone, session: actionSession };
+    setUpWorkbin();
+    const actions = { transfer: actionTransfer, conference: actionConference, note: actionNote, done: actionDone,
+                      session: actionSession, hold: actionHold };
     for (const button of document.querySelectorAll("#actions button")) {
       button.addEventListener("click", () => {
         if (!state.openId) return;
