@@ -124,7 +124,8 @@ RIGHTS: dict[str, Rule] = {
     "interaction.sessions": needs("view_interaction", "add_interaction", "add_message"),
     "contact.list": needs("view_contact"),
     "contact.retrieve": needs("view_contact"),
-    "contact.partial_update": needs("change_contact"),  # its opt-outs (API.md "Opt-out")
+    # Its details (the workspace's contact panel); its opt-outs add agent.change_opt_outs (checked in the view).
+    "contact.partial_update": needs("change_contact"),
     # --- Routing to agents (API.md, third part) ------------------------------------------------------
     **crud("queue", "queue"),
     "agent-me.get": needs("use_workspace"),
@@ -164,6 +165,8 @@ RIGHTS: dict[str, Rule] = {
     "agent.change_attachments_in_notification": needs("whatsapp_can_change_attachments_in_notification"),
     "agent.change_attachments_in_reply_button": needs("whatsapp_can_change_attachments_in_reply_button"),
     "agent.new_session_from_other_media": needs("whatsapp_can_create_new_session_from_other_media"),
+    # A contact's opt-outs (API.md "Opt-out"): the administrators', not the agents' who edit its details.
+    "agent.change_opt_outs": needs("change_contact", "change_contactoptout"),
     # --- Admin pages beyond the standard ones (those check the model's own permissions) ----------
     "admin:channels_app_campaign_progress": needs("view_campaign"),
     "admin:channels_app_campaign_sample": needs("view_campaign"),

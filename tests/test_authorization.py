@@ -354,6 +354,8 @@ def expected_rule(key: str) -> tuple[Rule, ...]:
     rules = (RIGHTS[key],)
     if key in ("interaction.messages", "interaction.sessions"):  # the home channel is a WhatsApp channel
         rules += (RIGHTS["agent.whatsapp"],)
+    if key == "contact.partial_update":  # the request changes the contact's opt-outs
+        rules += (RIGHTS["agent.change_opt_outs"],)
     return rules
 
 

@@ -693,6 +693,8 @@ class ContactViewSet(ScopedQuerysetMixin, mixins.UpdateModelMixin, viewsets.Read
 
     def perform_update(self, serializer):
         data = dict(serializer.validated_data)
+        if "opted_out" in data:
+            require(self.request.user, "agent.change_opt_outs")
         contact = contact_update(contact=serializer.instance, changes=data, opted_out=data.get("opted_out"))
         serializer.instance = self.get_queryset().get(pk=contact.pk)
 

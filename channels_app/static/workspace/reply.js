@@ -199,7 +199,7 @@
 
   async function loadCategories() {
     if (parts.category.options.length > 1) return;
-    const categories = listOf(await DMS.api("/api/standard-response-categories/?page_size=500").catch(() => []));
+    const categories = listOf(await DMS.api("/api/standard-response-categories/").catch(() => []));
     for (const category of categories) parts.category.append(el("option", { value: category.id, text: category.path || category.name }));
   }
 
