@@ -91,7 +91,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=4, help="openings at once (default 4)")
     parser.add_argument("--redis-db", type=int, default=REDIS_DB, help=f"Redis database (default {REDIS_DB})")
     parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
+    parser.add_argument("--threads", type=int, default=4, help="threads per web server process")
+    parser.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn",
+                        help="the web server (bench/processes.py), as bench.routing")
     args = parser.parse_args()
     args.chaos, args.chaos_every = False, 0.0  # bench/routing.py's load, without its kills
     return args
