@@ -103,7 +103,7 @@ INTERACTION_COLUMNS = ["id", "channel_id", "contact_id", "client_id", "type", "s
                        "user_data", "terminate_after_send", "last_activity_at", "created_at", "ended_at",
                        "end_reason", "disposition", "session_options"]
 CONTACT_COLUMNS = ["tenant_id", "phone_number", "client_id", "first_name", "last_name", "email", "nickname",
-                   "attributes", "created_at", "updated_at"]
+                   "attributes", "created_at", "updated_at", "country"]
 DELIVERY_COLUMNS = ["message_id", "channel_id", "state", "attempts", "next_attempt_at", "last_error", "lease_token",
                     "has_followers", "created_at", "updated_at"]
 
@@ -116,10 +116,10 @@ def generate(stack: Stack, channel_pk: int, messages: int, per_interaction: int)
     contacts = max(conversations // 10, 1)
     with psycopg.connect(stack.dsn) as conn:
         _copy(conn, "channels_app_contact", CONTACT_COLUMNS, (
-            (1, f"+1777{n:07d}", f"1777{n:07d}", "Bench", f"Customer {n}", "", "", "{}", now, now)
+            (1, f"+1777{n:07d}", f"1777{n:07d}", "Bench", f"Customer {n}", "", "", "{}", now, now, "US")
             for n in range(contacts)))
         _copy(conn, "channels_app_contact", CONTACT_COLUMNS, [
-            (1, "+19990000000", "19990000000", "Big", "Contact", "", "", "{}", now, now)])
+            (1, "+19990000000", "19990000000", "Big", "Contact", "", "", "{}", now, now, "US")])
         first_contact, big_contact = conn.execute(
             "SELECT min(id), max(id) FROM channels_app_contact WHERE first_name IN ('Bench', 'Big')").fetchone()
 
