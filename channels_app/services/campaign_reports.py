@@ -31,7 +31,7 @@ from django.db.models import Q, TextField, Value
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Coalesce, Concat, NullIf, Substr, Trim
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.dateparse import parse_datetime
 
 from channels_app import options_catalog
 from channels_app.csv_exports import SafeCSVWriter
@@ -48,6 +48,7 @@ from channels_app.models import (
     MessageDirection,
 )
 from channels_app.models.campaigns import NO_VARIANT, VARIANTS_MAX, CampaignVariant
+from channels_app.services.reports import LONGEST_PERIOD, Period, period_parse  # noqa: F401  (one period rule)
 
 REPLY_WINDOW = timedelta(hours=72)  # API.md: replied / opted out "within 72 hours of their message"
 REPORT_FOLD_SECONDS = 15  # the periodic task's interval (services/schedules.py): how far behind figures are
@@ -63,8 +64,6 @@ OUTCOMES = (*FIGURES, "pending")
 SENT_STATUSES = ("sent", "delivered", "read")
 DELIVERED_STATUSES = ("delivered", "read")
 FAILED_STATUSES = ("failed", "removed")
-DEFAULT_PERIOD = timedelta(days=7)
-LONGEST_PERIOD = timedelta(days=400)
 
 
 def _hour(moment: datetime) -> datetime:
@@ -295,44 +294,6 @@ def _first_within(times, reached_at: datetime) -> datetime | None:
 
 
 # --- reading ----------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Period:
-    start: datetime
-    end: datetime
-
-
-def _moment(name: str, text: str) -> datetime:
-    """An ISO 8601 time (a date alone is its midnight, UTC; a time without offset is UTC)."""
-    try:
-        value = parse_datetime(text)
-        if value is None and (day := parse_date(text)) is not None:
-            value = datetime(day.year, day.month, day.day)
-    except ValueError:
-        value = None
-    if value is None:
-        raise InvalidParameter(f"{text!r} is not an ISO 8601 date or time.", field=name)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    try:
-        return value.astimezone(UTC)
-    except OverflowError as error:
-        raise InvalidParameter(f"{text!r} is out of range.", field=name) from error
-
-
-def period_parse(*, start: str | None, end: str | None, now: datetime | None = None) -> Period:
-    """`from` and `to` of a report (API.md "Reports"): default the last 7 days; `from` after `to`, or a period
-    longer than 400 days, is refused naming `from`. The figures are by hour: a period takes the hours that
-    begin inside it, `from` taken from the start of its hour."""
-    now = now or timezone.now()
-    to = _moment("to", end) if end else now
-    since = _moment("from", start) if start else to - DEFAULT_PERIOD
-    if since > to:
-        raise InvalidParameter("from is after to.", field="from")
-    if to - since > LONGEST_PERIOD:
-        raise InvalidParameter("The period is longer than 400 days.", field="from")
-    return Period(since, to)
 
 
 def _empty() -> dict:
