@@ -8,19 +8,8 @@
 "use strict";
 
 (function () {
-  const el = (tag, attributes = {}, ...children) => {
-    const node = document.createElement(tag);
-    for (const [name, value] of Object.entries(attributes)) {
-      if (value === undefined || value === null || value === false) continue;
-      if (name === "class") node.className = value;
-      else if (name === "text") node.textContent = value;
-      else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-      else node.setAttribute(name, value === true ? "" : value);
-    }
-    for (const child of children) if (child !== null && child !== undefined && child !== false) node.append(child);
-    return node;
-  };
-  const listOf = (body) => (Array.isArray(body) ? body : (body && body.results) || []);
+  const el = DMS.el;
+  const listOf = DMS.listOf;
   const names = (option) => String(DMS.options[option] || "").split(",").map((name) => name.trim()).filter(Boolean);
   const can = (permission) => (DMS.me.permissions || []).includes(`channels_app.${permission}`);
 

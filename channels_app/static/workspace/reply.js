@@ -11,21 +11,10 @@
 "use strict";
 
 (function () {
-  const el = (tag, attributes = {}, ...children) => {
-    const node = document.createElement(tag);
-    for (const [name, value] of Object.entries(attributes)) {
-      if (value === undefined || value === null || value === false) continue;
-      if (name === "class") node.className = value;
-      else if (name === "text") node.textContent = value;
-      else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-      else node.setAttribute(name, value === true ? "" : value);
-    }
-    for (const child of children) if (child !== null && child !== undefined && child !== false) node.append(child);
-    return node;
-  };
+  const el = DMS.el;
   const encoder = new TextEncoder();
   const utf8Bytes = (text) => encoder.encode(text).length;
-  const listOf = (body) => (Array.isArray(body) ? body : (body && body.results) || []);
+  const listOf = DMS.listOf;
   const can = (permission) => (DMS.me.permissions || []).includes(`channels_app.${permission}`);
 
   const state = { container: null, interaction: null, timer: null, response: null, file: null, emojis: null,

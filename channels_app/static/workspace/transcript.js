@@ -15,18 +15,7 @@
   const DEFAULT_NICKNAME = "Customer";
   const RECEIPT_WORDS = { queued: "Sending…", sent: "Sent", delivered: "Delivered", read: "Read", failed: "Failed", removed: "Removed" };
 
-  const el = (tag, attributes = {}, ...children) => {
-    const node = document.createElement(tag);
-    for (const [name, value] of Object.entries(attributes)) {
-      if (value === undefined || value === null || value === false) continue;
-      if (name === "class") node.className = value;
-      else if (name === "text") node.textContent = value;
-      else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-      else node.setAttribute(name, value === true ? "" : value);
-    }
-    for (const child of children) if (child !== null && child !== undefined && child !== false) node.append(child);
-    return node;
-  };
+  const el = DMS.el;
 
   /* Links and pictures only to http(s) (the server checks them as well): never a javascript: or data: URL. */
   const safeUrl = (url) => (typeof url === "string" && /^https?:\/\//i.test(url) ? url : null);

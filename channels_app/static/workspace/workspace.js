@@ -87,7 +87,24 @@
     return fill(grouped);
   }
 
+  /* The modules' one way to build an element: attributes (`class`, `text`, `on<event>`; false/null left out) and
+     children (false/null left out). */
+  const el = (tag, attributes = {}, ...children) => {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attributes)) {
+      if (value === undefined || value === null || value === false) continue;
+      if (name === "class") node.className = value;
+      else if (name === "text") node.textContent = value;
+      else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+      else node.setAttribute(name, value === true ? "" : value);
+    }
+    for (const child of children) if (child !== null && child !== undefined && child !== false) node.append(child);
+    return node;
+  };
+
   window.DMS = {
+    el,
+    listOf: (body) => (Array.isArray(body) ? body : (body && body.results) || []),
     api,
     describeError,
     options,
@@ -101,18 +118,6 @@
 
   /* --------------------------------------------------------------------------------------------------- */
   const $ = (selector, root = document) => root.querySelector(selector);
-  const el = (tag, attributes = {}, ...children) => {
-    const node = document.createElement(tag);
-    for (const [name, value] of Object.entries(attributes)) {
-      if (value === undefined || value === null || value === false) continue;
-      if (name === "class") node.className = value;
-      else if (name === "text") node.textContent = value;
-      else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-      else node.setAttribute(name, value === true ? "" : value);
-    }
-    for (const child of children) if (child !== null && child !== undefined) node.append(child);
-    return node;
-  };
 
   let flashTimer = null;
   function flash(text, tone = "info") {
