@@ -82,19 +82,25 @@ def test_a_campaign_manager_builds_a_campaign_from_a_segment_with_a_send_window(
     browser.find_element(By.CSS_SELECTOR, "select[name=channel] option:nth-child(2)").click()
     browser.find_element(By.CSS_SELECTOR, "select[name=standard_response] option:nth-child(2)").click()
     browser.find_element(By.CSS_SELECTOR, f"select[name=segment] option[value='{segment.pk}']").click()
-    fill(browser, "send_window", json.dumps({"from": "09:00", "to": "09:00"}))
+    fill(browser, "send_window_0", "09:00")
+    fill(browser, "send_window_1", "09:00")
     browser.find_element(By.NAME, "_continue").click()
     wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".errorlist")))
     assert "send_window.to" in browser.page_source  # from equal to to: named
+    browser.execute_script("document.querySelector('.field-send_window').scrollIntoView()")
+    browser.save_screenshot(str(DOCS / "27s-send-window-error.png"))
     # a window open now in Paris only (two hours around Paris's time), on every day
     paris_now = timezone.now().astimezone(__import__("zoneinfo").ZoneInfo("Europe/Paris"))
     window = {"from": (paris_now - timedelta(hours=1)).strftime("%H:%M"),
               "to": (paris_now + timedelta(hours=1)).strftime("%H:%M"), "timezone": "recipient"}
-    fill(browser, "send_window", json.dumps(window))
+    fill(browser, "send_window_0", window["from"])
+    fill(browser, "send_window_1", window["to"])
+    assert browser.find_element(By.NAME, "send_window_3").get_attribute("value") == "recipient"
     browser.find_element(By.NAME, "_continue").click()
     wait.until(expected_conditions.url_matches(r"/admin/channels_app/campaign/\d+/change/$"))
     campaign = Campaign.objects.get()
-    assert campaign.segment_id == segment.pk and campaign.send_window["from"] == window["from"]
+    assert campaign.segment_id == segment.pk and campaign.send_window == {
+        **window, "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}
 
     # and start it: the contacts are taken, Blaise (Paris) is sent to, Ada and Chiyo wait for their window
     browser.find_element(By.CSS_SELECTOR, "#campaign-actions button[value=start]").click()
@@ -106,3 +112,6 @@ def test_a_campaign_manager_builds_a_campaign_from_a_segment_with_a_send_window(
     assert not campaign.recipients.exclude(error="").exists(), list(campaign.recipients.values("client_id", "error"))
     assert "pending 2 (2 waiting for their send window)" in progress and "sent 1" in progress, progress
     browser.save_screenshot(str(DOCS / "27s-campaign-window.png"))
+    # a running campaign's window is shown in words, no longer editable
+    assert f"{window['from']} to {window['to']}, every day, in each recipient's own zone" in browser.find_element(
+        By.CSS_SELECTOR, ".field-send_window_text").text

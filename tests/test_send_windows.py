@@ -204,3 +204,17 @@ def test_a_tenant_zone_must_be_a_known_name(staff_api, tenant):
 
     assert refused.status_code == 400 and "timezone" in refused.json()
     assert kept.status_code == 200 and kept.json()["timezone"] == "America/Chicago"
+
+
+def test_the_admin_form_takes_the_window_from_its_parts_and_names_a_fault():
+    from channels_app.admin.forms import SendWindowField
+
+    field = SendWindowField(required=False)
+    assert field.clean(["", "", ["mon"], "recipient"]) is None  # no times: any time
+    assert field.clean(["09:00", "17:00", ["mon", "fri"], "Europe/Paris"]) == {
+        "from": "09:00", "to": "17:00", "days": ["mon", "fri"], "timezone": "Europe/Paris"}
+    assert field.clean(["22:00", "06:00", [], ""]) == {"from": "22:00", "to": "06:00", "days": [],
+                                                        "timezone": "recipient"}
+    with pytest.raises(InvalidFields) as error:  # what the form's clean_send_window hands to the API's rules
+        send_window_parse(field.clean(["22:00", "06:00", [], ""]))
+    assert "send_window.days" in error.value.errors

@@ -14,13 +14,14 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import escape, format_html
 
-from channels_app.admin.forms import TextRulesModelForm
+from channels_app.admin.forms import SendWindowField, TextRulesModelForm
 from channels_app.admin.scoping import ScopedModelAdmin, ScopedTabularInline
 from channels_app.errors import ApplicationError, InvalidFields
 from channels_app.models import Campaign, CampaignVariant
 from channels_app.models.campaigns import VARIANTS_MAX
 from channels_app.services import campaign_reports
 from channels_app.services import campaigns as campaign_services
+from channels_app.send_windows import RECIPIENT, send_window_from_stored
 from channels_app.services.send_windows import send_window_parse, waiting_recipients
 from channels_app.services.variants import campaign_variants_set, variants_parse
 from channels_app.validators import validate_queue_key
@@ -60,11 +61,12 @@ class CampaignForm(TextRulesModelForm):
         model = Campaign
         fields = ["name", "channel", "standard_response", "chat_queue_key", "terminate_sessions", "rate_per_second",
                   "start_at", "segment", "send_window"]
-        help_texts = {"send_window": escape(
-            'A JSON object, e.g. {"from": "09:00", "to": "20:00", "days": ["mon", "tue", "wed", "thu", "fri"], '
-            '"timezone": "recipient"} (or an IANA zone such as Europe/Amsterdam): each recipient is sent to only '
-            "inside it, in its own zone (its contact's timezone attribute, else its phone number's, else the "
-            "tenant's). A window whose to is earlier than its from runs across midnight. Empty: any time.")}
+        help_texts = {"send_window": (
+            "Each recipient is sent to only inside this window, in its own zone (\"recipient\": its contact's "
+            "timezone attribute, else its phone number's, else the tenant's) or in the zone named (an IANA name "
+            "such as Europe/Amsterdam). A window whose end is earlier than its start runs across midnight. "
+            "Leave both times empty to send at any time.")}
+        field_classes = {"send_window": SendWindowField}
 
     def clean_send_window(self):
         value = self.cleaned_data.get("send_window")
@@ -264,13 +266,25 @@ class CampaignAdmin(ScopedModelAdmin):
                   "start_at", "segment", "send_window", "audience"]
         if obj and (obj.state not in EDITABLE_STATES or obj.segment_id):
             fields.remove("audience")  # nothing can be added any more, or the audience is the segment's
+        if obj and obj.state not in EDITABLE_STATES:
+            fields[fields.index("send_window")] = "send_window_text"
         return fields + (["state", "started_at", "finished_at"] if obj else [])
 
     def get_readonly_fields(self, request, obj=None):
         if obj and obj.state not in ("draft", "scheduled"):
             return ["name", "channel", "standard_response", "chat_queue_key", "terminate_sessions", "rate_per_second",
-                    "start_at", "segment", "send_window", "state", "started_at", "finished_at"]
+                    "start_at", "segment", "send_window_text", "state", "started_at", "finished_at"]
         return self.readonly_fields
+
+    @admin.display(description="send window")
+    def send_window_text(self, campaign):
+        window = send_window_from_stored(campaign.send_window)
+        if window is None:
+            return "Any time"
+        days = window.as_dict()["days"]
+        days = "every day" if len(days) == 7 else "on " + ", ".join(day.capitalize() for day in days)
+        zone = "each recipient's own zone" if window.zone == RECIPIENT else window.zone
+        return f"{window.start:%H:%M} to {window.end:%H:%M}, {days}, in {zone}"
 
     @admin.display(description="progress")
     def progress(self, campaign):
