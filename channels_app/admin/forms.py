@@ -45,7 +45,8 @@ class SendWindowWidget(forms.MultiWidget):
     def __init__(self, attrs=None):
         from channels_app.send_windows import DAYS
 
-        clock = {"placeholder": "HH:MM", "size": 5, "maxlength": 5, "inputmode": "numeric", "pattern": "[0-2][0-9]:[0-5][0-9]"}
+        clock = {"placeholder": "HH:MM", "size": 5, "maxlength": 5, "inputmode": "numeric",
+                 "pattern": "[0-2][0-9]:[0-5][0-9]"}
         super().__init__([
             forms.TextInput(attrs={**clock, "aria-label": "Send from (HH:MM)"}),
             forms.TextInput(attrs={**clock, "aria-label": "Send until (HH:MM)"}),
