@@ -68,6 +68,8 @@ def test_contacts_with_their_history(agent_api, conversation):
     assert len(rows) == 1
     assert rows[0]["phone_number"] == "+15556667777"
     assert rows[0]["interactions"] == [conversation.pk]
+    assert rows[0]["country"] == "US"  # what segments filter on, shown and not writable
+    assert "last_message_at" in rows[0]
     assert agent_api.get("/api/contacts/?phone=%2B15556667777").json()["count"] == 1
     assert agent_api.post("/api/contacts/", {}).status_code in (403, 405)
 

@@ -557,9 +557,11 @@ class ContactSerializer(ModelSerializer):
         model = Contact
         fields = [
             "id", "tenant", "phone_number", "client_id", "first_name", "last_name", "email", "nickname", "attributes",
-            "created_at", "updated_at", "interactions", "opted_out",
+            "country", "last_message_at", "created_at", "updated_at", "interactions", "opted_out",
         ]
-        read_only_fields = ["id", "tenant", "phone_number", "client_id", "created_at", "updated_at"]
+        # country (from the phone number) and last_message_at (kept by inbound messages) are what segments filter on
+        read_only_fields = ["id", "tenant", "phone_number", "client_id", "country", "last_message_at", "created_at",
+                            "updated_at"]
         extra_kwargs = {"email": {"help_text": "An e-mail address, or empty."}}
 
     def get_interactions(self, contact) -> list[str]:
