@@ -127,6 +127,10 @@ class InteractionState(models.TextChoices):
     ENDED = "ended"
 
 
+# Named rather than "not ended" in the agents' load counts: interaction_assigned (assigned_to, state) then reads an
+# agent's open interactions alone, not every conversation they ever ended.
+OPEN_INTERACTION_STATES = (InteractionState.QUEUED, InteractionState.ACTIVE)
+
 class Interaction(models.Model):
     """A chat session on a channel with a contact, placed in a queue."""
 
@@ -156,13 +160,17 @@ class Interaction(models.Model):
         max_length=128, blank=True,
         help_text="The Disposition Code the agent set when ending the session (a value of the business attribute).",
     )
+    # db_index=False here and on routing_queue: their partial indexes below (interaction_assigned,
+    # interaction_waiting) serve every lookup by them, and a full index would hold a NULL for every interaction of
+    # an external queue, written on the customer-message path for nothing.
     assigned_to = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, db_index=False,
         related_name="assigned_interactions",
         help_text="The agent who accepted it (queues routed by the server: API.md, \"Routing to agents\").",
     )
     routing_queue = models.ForeignKey(
         "channels_app.Queue", on_delete=models.SET_NULL, null=True, blank=True, related_name="waiting",
+        db_index=False,
         help_text="The queue routed by the server it waits in for an agent (none once accepted).",
     )
     queued_at = models.DateTimeField(
@@ -217,8 +225,8 @@ class Message(models.Model):
     payload = models.JSONField(default=dict, blank=True, help_text="The content as the channel carries it.")
     status = models.CharField(max_length=16, choices=MessageStatus.choices)
     reasons = models.JSONField(default=list, blank=True, help_text='Receipt reasons: [{"code": 350, "message": ...}].')
-    external_id = models.CharField(
-        max_length=200, blank=True, db_index=True, help_text="The third party's id (its webhook answer's messageId)."
+    external_id = models.CharField(  # indexed in message_external_id: only the messages that have one
+        max_length=200, blank=True, help_text="The third party's id (its webhook answer's messageId)."
     )
     channel_message_id = models.CharField(
         max_length=200, blank=True, help_text="channel.messageId of an inbound message (duplicates are refused)."
@@ -236,6 +244,9 @@ class Message(models.Model):
             models.Index(fields=["status", "created_at"], name="message_status_age"),
             # The reports' fold reads what changed since it last looked (services/rollups.py).
             models.Index(fields=["updated_at"], name="message_changed"),
+            # Receipts find their message by the third party's id; customer messages have none (an empty string
+            # each, which a full index would write on every customer message).
+            models.Index(fields=["external_id"], name="message_external_id", condition=~Q(external_id="")),
         ]
         constraints = [
             models.UniqueConstraint(

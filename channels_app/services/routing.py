@@ -57,6 +57,7 @@ from channels_app.models import (
     Queue,
     QueueRouting,
 )
+from channels_app.models.conversations import OPEN_INTERACTION_STATES
 from channels_app.models.routing import CAPACITY_MAX, CAPACITY_MIN
 from channels_app.options_catalog import IW
 from channels_app.selectors import queues_by_key
@@ -245,7 +246,7 @@ def _capacity_freed(user_ids: Iterable[int | None]) -> None:
 def _load_of(user) -> Coalesce:
     """An agent's load (`user`: an id or OuterRef): interactions assigned to them and not ended, plus offers
     pending to them."""
-    assigned = (Interaction.objects.filter(assigned_to=user).exclude(state=InteractionState.ENDED)
+    assigned = (Interaction.objects.filter(assigned_to=user, state__in=OPEN_INTERACTION_STATES)
                 .order_by().values("assigned_to").annotate(n=Count("pk")).values("n"))
     pending = (Offer.objects.filter(agent=user, state=OfferState.PENDING)
                .order_by().values("agent").annotate(n=Count("pk")).values("n"))
@@ -569,7 +570,7 @@ def agent_state_get(*, user) -> AgentView:
     """The caller's state (`GET /api/agents/me/`): ready per media (every media named), capacity, how many
     interactions are assigned to them."""
     state = AgentState.objects.filter(pk=user.pk).first() or AgentState(user=user)
-    assigned = Interaction.objects.filter(assigned_to=user).exclude(state=InteractionState.ENDED).count()
+    assigned = Interaction.objects.filter(assigned_to=user, state__in=OPEN_INTERACTION_STATES).count()
     ready = {media: bool((state.ready or {}).get(media, False)) for media in MediaType.values}
     return AgentView(ready=ready, capacity=state.capacity, assigned=assigned, idle_since=state.idle_since)
 

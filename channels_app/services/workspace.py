@@ -16,7 +16,7 @@ from channels_app import selectors
 from channels_app.choices import MediaType
 from channels_app.errors import InvalidParameter
 from channels_app.models import AgentState, Channel, Interaction, Message
-from channels_app.models.conversations import InteractionState, MessageDirection
+from channels_app.models.conversations import OPEN_INTERACTION_STATES, InteractionState, MessageDirection
 from channels_app.option_values import all_option_values, option_definition_get, option_value
 from channels_app.options_catalog import IW
 from channels_app.services.agent_messages import outbound_session_channels
@@ -59,7 +59,7 @@ def workspace_agents(*, user, interaction_id: str | None = None) -> list[Workspa
                  .order_by("first_name", "last_name", "username"))
     ids = [agent.pk for agent in found]
     states = {state.user_id: state for state in AgentState.objects.filter(user_id__in=ids)}
-    assigned = dict(Interaction.objects.filter(assigned_to_id__in=ids).exclude(state=InteractionState.ENDED)
+    assigned = dict(Interaction.objects.filter(assigned_to_id__in=ids, state__in=OPEN_INTERACTION_STATES)
                     .order_by().values("assigned_to_id").annotate(n=Count("pk")).values_list("assigned_to_id", "n"))
     agents = []
     for agent in found:
