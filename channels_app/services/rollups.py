@@ -59,6 +59,9 @@ logger = logging.getLogger(__name__)
 
 WATERMARK = "reports"
 FOLD_OVERLAP = timedelta(minutes=1)  # a transaction that commits this long after its rows' times is still folded
+# A row's time is taken in Python, a moment before its transaction's first statement (xact_start) and by another
+# machine's clock: each fold reads this much of the last one's window again.
+STAMP_MARGIN = timedelta(seconds=5)
 FOLD_CHUNK = 1000  # interactions re-read per transaction
 FOLD_SQL_CHUNK = 5000  # per statement on PostgreSQL: its planning (~15 ms) shared by more interactions
 # pg_try_advisory_lock's key: "DMSFOLD!" as a 64-bit integer: one fold at a time, whatever the number of workers.
@@ -488,18 +491,47 @@ class _FoldLock:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [FOLD_LOCK_KEY])
 
 
+def _oldest_open_transaction() -> tuple[bool, datetime | None]:
+    """(whether every other session of this database can be seen, when the oldest of their open transactions
+    began). A session of another role is hidden (its times are NULL) without pg_read_all_stats."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # inside a transaction, a read would be kept for its length
+        cursor.execute("SELECT bool_and(state IS NOT NULL), min(xact_start) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                       "AND backend_type = 'client backend'")
+        seen, oldest = cursor.fetchone()
+    return seen is not False, oldest
+
+
+def _window(folded_until: datetime | None, now: datetime) -> tuple[datetime | None, datetime]:
+    """[since, until) of the changes this fold reads (since None: everything), so that each change is read
+    about once. A change is read when its row's time is in the window; a row whose transaction has not
+    committed is invisible, so `until` stops at the start of the oldest transaction still open: what it writes
+    is timed after that (give or take STAMP_MARGIN, read again by the next fold) and read once committed. A
+    transaction open longer than FOLD_OVERLAP holds the figures back no further; where the other sessions
+    cannot be seen (or on SQLite), each fold reads the last FOLD_OVERLAP again instead."""
+    if connection.vendor == "postgresql":
+        seen, oldest = _oldest_open_transaction()
+        if seen:
+            until = max(min(now, oldest or now), now - FOLD_OVERLAP)
+            if folded_until is None:
+                return None, until
+            return folded_until - STAMP_MARGIN, max(until, folded_until)
+    return (folded_until - FOLD_OVERLAP if folded_until is not None else None), now
+
+
 def reports_fold(*, now: datetime | None = None) -> int | None:
     """Fold what changed since the last fold into the reports' rollups (the first fold reads everything).
     The interactions whose figures changed; None when another fold is running."""
-    until = now or timezone.now()
     with _FoldLock() as held:
         if not held:
             return None
         mark = ReportWatermark.objects.filter(pk=WATERMARK).first()
+        since, until = _window(mark.folded_until if mark else None, now or timezone.now())
         if mark is None:
             changed = _fold_all(_every_interaction())
         else:
-            changed = _fold_all(sorted(_touched(mark.folded_until - FOLD_OVERLAP, until)))
+            changed = _fold_all(sorted(_touched(since, until)))
         ReportWatermark.objects.update_or_create(pk=WATERMARK, defaults={"folded_until": until,
                                                                           "folded_at": timezone.now()})
     if changed:
