@@ -8,7 +8,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connections, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from channels_app.models import (
@@ -191,6 +191,8 @@ def _messages_out(client, queue="1:session-chat"):
     return _groups(client.get("/api/reports/conversations/?group_by=queue"))[queue]["messages_out"]
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="two sessions at once: PostgreSQL's (SQLite's fold "
+                    "reads the last FOLD_OVERLAP again each time instead)")
 @pytest.mark.django_db(transaction=True)
 def test_a_change_committed_after_a_fold_that_could_not_see_it_is_counted_once(world, tenant, channel, monkeypatch):
     # given another session writes a reply and has not committed when a fold runs (no margin for the moment
