@@ -332,27 +332,36 @@ saved AS (
         figures = EXCLUDED.figures, groups = EXCLUDED.groups
     RETURNING 1
 ),
-contribution AS (
-    SELECT tenant_id, dimension, groups ->> dimension AS key, hour, 1 AS sign, figures
-    FROM changed, unnest(%(dimensions)s::text[]) AS dimension
+-- Summed per set of group keys first (a campaign's conversations share theirs), then per dimension.
+signed AS (
+    SELECT tenant_id, groups, hour, 1 AS sign, figures FROM changed
     UNION ALL
-    SELECT old_tenant_id, dimension, coalesce(old_groups ->> dimension, ''), old_hour, -1, old_figures
-    FROM changed, unnest(%(dimensions)s::text[]) AS dimension WHERE existed
+    SELECT old_tenant_id, old_groups, old_hour, -1, old_figures FROM changed WHERE existed
+),
+counted AS (
+    SELECT tenant_id, groups, hour,
+           {", ".join(f"sum(sign * (figures ->> '{name}')::bigint) AS {name}" for name in COUNTERS)}
+    FROM signed GROUP BY 1, 2, 3
+),
+entries AS (
+    SELECT tenant_id, groups, hour, name, entry.bucket, sum(sign * entry.n::bigint) AS n
+    FROM signed, unnest(ARRAY[{", ".join(f"'{name}'" for name in _HISTOGRAM_FIGURES)}]) AS name,
+         jsonb_each_text(figures -> name) AS entry(bucket, n)
+    GROUP BY 1, 2, 3, 4, 5
 ),
 counter AS (
-    SELECT tenant_id, dimension, key, hour,
-           {", ".join(f"sum(sign * (figures ->> '{name}')::bigint) AS {name}" for name in COUNTERS)}
-    FROM contribution GROUP BY 1, 2, 3, 4
+    SELECT tenant_id, dimension, coalesce(groups ->> dimension, '') AS key, hour,
+           {", ".join(f"sum({name}) AS {name}" for name in COUNTERS)}
+    FROM counted, unnest(%(dimensions)s::text[]) AS dimension GROUP BY 1, 2, 3, 4
 ),
 histogram AS (
     SELECT tenant_id, dimension, key, hour,
            {", ".join(f"coalesce(jsonb_object_agg(bucket, n) FILTER (WHERE name = '{name}'), '{{}}') AS {name}"
                       for name in _HISTOGRAM_FIGURES)}
     FROM (
-        SELECT tenant_id, dimension, key, hour, name, entry.bucket, sum(sign * entry.n::bigint) AS n
-        FROM contribution, unnest(ARRAY[{", ".join(f"'{name}'" for name in _HISTOGRAM_FIGURES)}]) AS name,
-             jsonb_each_text(figures -> name) AS entry(bucket, n)
-        GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(sign * entry.n::bigint) <> 0) AS entries
+        SELECT tenant_id, dimension, coalesce(groups ->> dimension, '') AS key, hour, name, bucket, sum(n) AS n
+        FROM entries, unnest(%(dimensions)s::text[]) AS dimension
+        GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(n) <> 0) AS by_dimension
     GROUP BY 1, 2, 3, 4
 ),
 added AS (
