@@ -229,6 +229,22 @@ def test_a_change_committed_after_a_fold_that_could_not_see_it_is_counted_once(w
     assert (ours["messages"], ours["delivered"]) == (4, 3)
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite's fold reads the last FOLD_OVERLAP again")
+@pytest.mark.parametrize(("last", "open_since", "seen", "until"), [
+    (NOW - timedelta(minutes=5), None, True, NOW),  # nothing open: up to now
+    (NOW - timedelta(minutes=5), NOW - timedelta(seconds=2), True, NOW - timedelta(seconds=2)),  # to the oldest start
+    (NOW - timedelta(minutes=5), NOW - timedelta(hours=1), True, NOW - rollups.FOLD_OVERLAP),  # no further back
+    (NOW - timedelta(minutes=5), None, False, NOW - rollups.FOLD_OVERLAP),  # others hidden: each may be that old
+    (NOW - timedelta(seconds=30), NOW - timedelta(days=1), True, NOW - timedelta(seconds=30)),  # never backwards
+])
+def test_each_fold_reads_from_the_last_ones_end_to_what_is_surely_committed(monkeypatch, last, open_since, seen,
+                                                                             until):
+    monkeypatch.setattr(rollups, "_oldest_open_transaction", lambda: (seen, open_since))
+
+    assert rollups._window(last, NOW) == (last - rollups.STAMP_MARGIN, until)
+    assert rollups._window(None, NOW)[0] is None
+
+
 @pytest.mark.django_db
 def test_a_receipt_after_the_fold_is_counted_once(world, tenant, channel):
     # given I3's reply was folded as delivered; then its read receipt arrives

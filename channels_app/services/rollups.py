@@ -17,7 +17,8 @@ last folded are kept in `ConversationSummary`; what changed is added to the
 rollups as the difference, so folding an interaction twice changes nothing,
 and an interaction moved to another queue, agent or disposition moves its
 figures with it. The figures are at most a fold period behind the messages
-(plus, while a long transaction is open, its age: at most FOLD_OVERLAP).
+(plus, while a long transaction is open, its age: at most FOLD_OVERLAP; always
+that much when the fold's role cannot see the other sessions' transactions).
 
 Each change is read about once (`_window`): a fold reads the rows timed from
 where the last one stopped (less STAMP_MARGIN) up to the start of the oldest
@@ -535,16 +536,16 @@ def _window(folded_until: datetime | None, now: datetime) -> tuple[datetime | No
     about once. A change is read when its row's time is in the window; a row whose transaction has not
     committed is invisible, so `until` stops at the start of the oldest transaction still open: what it writes
     is timed after that (give or take STAMP_MARGIN, read again by the next fold) and read once committed. A
-    transaction open longer than FOLD_OVERLAP holds the figures back no further; where the other sessions
-    cannot be seen (or on SQLite), each fold reads the last FOLD_OVERLAP again instead."""
-    if connection.vendor == "postgresql":
-        seen, oldest = _oldest_open_transaction()
-        if seen:
-            until = max(min(now, oldest or now), now - FOLD_OVERLAP)
-            if folded_until is None:
-                return None, until
-            return folded_until - STAMP_MARGIN, max(until, folded_until)
-    return (folded_until - FOLD_OVERLAP if folded_until is not None else None), now
+    transaction open longer than FOLD_OVERLAP holds the figures back no further, and where the other sessions
+    cannot be seen every transaction is taken to be that old. SQLite (one writer at a time, the embedded
+    default) reads the last FOLD_OVERLAP again at each fold instead."""
+    if connection.vendor != "postgresql":
+        return (folded_until - FOLD_OVERLAP if folded_until is not None else None), now
+    seen, oldest = _oldest_open_transaction()
+    until = max(min(now, oldest or now), now - FOLD_OVERLAP) if seen else now - FOLD_OVERLAP
+    if folded_until is None:
+        return None, until
+    return folded_until - STAMP_MARGIN, max(until, folded_until)
 
 
 def reports_fold(*, now: datetime | None = None) -> int | None:
