@@ -4,14 +4,17 @@ Reports page in a browser."""
 
 import csv
 import io
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from channels_app.models import (
     Channel,
     ChannelOutage,
+    ConversationSummary,
     Delivery,
     DeliveryAttempt,
     Interaction,
@@ -20,7 +23,14 @@ from channels_app.models import (
     ReportRollup,
     Tenant,
 )
-from channels_app.services.rollups import bucket_bounds, bucket_of, percentile, reports_fold
+from channels_app.services import rollups
+from channels_app.services.rollups import (
+    HISTOGRAM_BOUNDS,
+    bucket_bounds,
+    bucket_of,
+    percentile,
+    reports_fold,
+)
 from tests.conftest import _client_for, member
 from tests.factories import ChannelFactory, InteractionFactory, TenantFactory
 
@@ -170,6 +180,119 @@ def test_a_change_is_folded_once_however_often_the_fold_runs(world, tenant):
     assert _near(chat["first_response_seconds"]["p90"], 120)
     agents = _groups(client.get("/api/reports/conversations/?group_by=agent"))
     assert (agents[world["alice"].pk]["interactions"], agents[None]["interactions"]) == (2, 1)
+
+
+def _rollup_rows():
+    return {(row.pop("tenant_id"), row.pop("dimension"), row.pop("key"), row.pop("hour")): row
+            for row in ReportRollup.objects.values(*(f.name for f in ReportRollup._meta.fields if f.name != "id"))}
+
+
+def _messages_out(client, queue="1:session-chat"):
+    return _groups(client.get("/api/reports/conversations/?group_by=queue"))[queue]["messages_out"]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="two sessions at once: PostgreSQL's (SQLite's fold "
+                    "reads the last FOLD_OVERLAP again each time instead)")
+@pytest.mark.django_db(transaction=True)
+def test_a_change_committed_after_a_fold_that_could_not_see_it_is_counted_once(world, tenant, channel, monkeypatch):
+    # given another session writes a reply and has not committed when a fold runs (no margin for the moment
+    # between a row's time and its transaction's start: the transaction has begun before it)
+    monkeypatch.setattr(rollups, "STAMP_MARGIN", timedelta(0))
+    written, commit = threading.Event(), threading.Event()
+
+    def agent_reply():
+        try:
+            with transaction.atomic():
+                Channel.objects.filter(pk=channel.pk).exists()
+                _message(world["one"], direction="outbound", after=timedelta(seconds=300), status="delivered")
+                written.set()
+                commit.wait(timeout=30)
+        finally:
+            connections.close_all()
+
+    other_session = threading.Thread(target=agent_reply)
+    other_session.start()
+    assert written.wait(timeout=30)
+    reports_fold()
+    client = _reader(tenant)
+    assert _messages_out(client) == 2  # not visible yet
+
+    # when it commits, and the folds run on
+    commit.set()
+    other_session.join(timeout=30)
+    reports_fold()
+    reports_fold()
+
+    # then it is counted, once
+    assert _messages_out(client) == 3
+    ours = _groups(client.get("/api/reports/deliveries/?group_by=channel"))[channel.pk]
+    assert (ours["messages"], ours["delivered"]) == (4, 3)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite's fold reads the last FOLD_OVERLAP again")
+@pytest.mark.parametrize(("last", "open_since", "seen", "until"), [
+    (NOW - timedelta(minutes=5), None, True, NOW),  # nothing open: up to now
+    (NOW - timedelta(minutes=5), NOW - timedelta(seconds=2), True, NOW - timedelta(seconds=2)),  # to the oldest start
+    (NOW - timedelta(minutes=5), NOW - timedelta(hours=1), True, NOW - rollups.FOLD_OVERLAP),  # no further back
+    (NOW - timedelta(minutes=5), None, False, NOW - rollups.FOLD_OVERLAP),  # others hidden: each may be that old
+    (NOW - timedelta(seconds=30), NOW - timedelta(days=1), True, NOW - timedelta(seconds=30)),  # never backwards
+])
+def test_each_fold_reads_from_the_last_ones_end_to_what_is_surely_committed(monkeypatch, last, open_since, seen,
+                                                                             until):
+    monkeypatch.setattr(rollups, "_oldest_open_transaction", lambda: (seen, open_since))
+
+    assert rollups._window(last, NOW) == (last - rollups.STAMP_MARGIN, until)
+    assert rollups._window(None, NOW)[0] is None
+
+
+@pytest.mark.django_db
+def test_a_receipt_after_the_fold_is_counted_once(world, tenant, channel):
+    # given I3's reply was folded as delivered; then its read receipt arrives
+    reply = Message.objects.get(interaction=world["three"], direction="outbound")
+    reply.status = "read"
+    reply.save(update_fields=["status", "updated_at"])
+
+    # when the fold runs, twice
+    reports_fold()
+    rows = _rollup_rows()
+    reports_fold()
+
+    # then it moved from delivered to read, and nothing else changed
+    assert _rollup_rows() == rows
+    client = _reader(tenant)
+    ours = _groups(client.get("/api/reports/deliveries/?group_by=channel"))[channel.pk]
+    assert (ours["messages"], ours["delivered"], ours["read"]) == (3, 2, 2)
+    assert _messages_out(client, queue="1:other") == 1
+
+
+@pytest.mark.django_db
+def test_the_set_based_fold_counts_exactly_as_the_python_one(world, tenant, channel):
+    # given the world's odd cases too: failures without words, with a code only, removed, reasons not a list of
+    # objects; latencies on a bucket's bound; an answer in the same instant; an end before the offer's answer
+    odd = _interaction(channel, client_id="15550000009", queue="1:odd", ended_after=timedelta(seconds=5))
+    _message(odd, direction="inbound", after=timedelta(0))
+    _message(odd, direction="outbound", after=timedelta(0), status="failed", reasons=[{"code": 470}],
+             latencies=[HISTOGRAM_BOUNDS[30], HISTOGRAM_BOUNDS[30] * 0.999999, 0.0])
+    _message(odd, direction="outbound", after=timedelta(seconds=1), status="failed", reasons=[{"message": ""}])
+    _message(odd, direction="outbound", after=timedelta(seconds=2), status="failed", reasons=["text"])
+    _message(odd, direction="outbound", after=timedelta(seconds=3), status="removed", reasons=[{"message": "x"}])
+    _message(odd, direction="outbound", after=timedelta(seconds=4), status="failed",
+             reasons=[{"message": "é" * 300, "code": 1}])
+    Offer.objects.create(interaction=odd, agent=world["alice"], state="accepted", expires_at=NOW,
+                         answered_at=T0 + timedelta(seconds=60))
+    reports_fold()
+    by_sql = (_rollup_rows(), {row["interaction_id"]: row for row in ConversationSummary.objects.values()})
+
+    # when everything is counted again one interaction at a time in Python
+    ReportRollup.objects.all().delete()
+    ConversationSummary.objects.all().delete()
+    rollups._fold_chunk_in_python(list(Interaction.objects.values_list("pk", flat=True)))
+
+    # then the rollups and the summaries are the same, row for row
+    by_python = (_rollup_rows(), {row["interaction_id"]: row for row in ConversationSummary.objects.values()})
+    assert by_sql == by_python
+    assert by_sql[1][odd.pk]["figures"]["failed_by_reason"] == {"470": 1, "General error.": 2, "Removed": 1,
+                                                                 "é" * 200: 1}
 
 
 @pytest.mark.django_db

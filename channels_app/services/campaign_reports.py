@@ -20,6 +20,8 @@ appended changes into CampaignReportCount rows and deletes them, so the
 requests that make messages only ever append a row, and a report reads a few
 rows per hour of the campaign (hundreds for a campaign of a million
 recipients) instead of its recipients. The figures are at most a fold behind.
+On PostgreSQL the appended changes never leave the database: each batch is
+deleted, summed and added to the counts by one statement.
 """
 
 from collections import defaultdict
@@ -138,10 +140,14 @@ def campaign_reports_fold(*, now: datetime | None = None) -> FoldResult:
 
 def _fold_changes() -> int:
     """Delete the appended changes and add them to the counts, a batch a statement (DELETE ... RETURNING: a
-    change committed meanwhile stays for the next fold, never lost nor counted twice)."""
+    change committed meanwhile stays for the next fold, never lost nor counted twice). On PostgreSQL the batch
+    is summed and added by the same statement, the rows never leaving the database."""
     table = connection.ops.quote_name(CampaignReportDelta._meta.db_table)
     columns = ["campaign_id", "variant", "hour", "reason", *DELTA_FIGURES]
-    sql = (f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id LIMIT %s) "
+    batch = f"SELECT id FROM {table} ORDER BY id LIMIT %s"
+    if connection.vendor == "postgresql":
+        return _fold_changes_in_sql(table, batch)
+    sql = (f"DELETE FROM {table} WHERE id IN ({batch}) "
            f"RETURNING {', '.join(connection.ops.quote_name(name) for name in columns)}")
     folded = 0
     while True:
@@ -158,6 +164,35 @@ def _fold_changes() -> int:
                 figures[name] += value
         _counts_add(sums)
         if len(rows) < DELTAS_PER_STATEMENT:
+            return folded
+
+
+def _fold_changes_in_sql(table: str, batch: str) -> int:
+    """_fold_changes's batches, each summed per (campaign, variant, hour, reason) and upserted into the counts
+    (their unique constraint) by the statement that deletes them; changes of a deleted campaign dropped."""
+    counts = connection.ops.quote_name(CampaignReportCount._meta.db_table)
+    campaigns = connection.ops.quote_name(Campaign._meta.db_table)
+    sums = ", ".join(f"sum({name}) AS {name}" for name in DELTA_FIGURES)
+    sql = f"""
+        WITH gone AS (DELETE FROM {table} WHERE id IN ({batch}) RETURNING campaign_id, variant, hour, reason,
+                      {", ".join(DELTA_FIGURES)}),
+        added AS (
+            INSERT INTO {counts} (campaign_id, variant, hour, reason, {", ".join(FIGURES)})
+            SELECT campaign_id, variant, hour, reason,
+                   {", ".join(name if name in DELTA_FIGURES else "0" for name in FIGURES)}
+            FROM (SELECT campaign_id, variant, date_trunc('hour', hour) AS hour, reason, {sums} FROM gone
+                  WHERE campaign_id IN (SELECT id FROM {campaigns}) GROUP BY 1, 2, 3, 4) AS summed
+            ON CONFLICT (campaign_id, hour, variant, reason) DO UPDATE SET
+                {", ".join(f"{name} = {counts}.{name} + EXCLUDED.{name}" for name in DELTA_FIGURES)}
+        )
+        SELECT count(*) FROM gone"""
+    folded = 0
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [DELTAS_PER_STATEMENT])
+            batch_size = cursor.fetchone()[0]
+        folded += batch_size
+        if batch_size < DELTAS_PER_STATEMENT:
             return folded
 
 

@@ -1,5 +1,5 @@
 """The reports' figures, kept current off the hot paths (API.md, "Reports";
-issue 27's cost rule).
+issue 27's cost rule: keeping them costs the hot paths at most 5% of their CPU).
 
 Nothing is added to the request that receives or sends a message. A periodic
 task (`channels_app.reports_fold`, every REPORTS_FOLD_SECONDS) looks at what
@@ -14,9 +14,28 @@ changed since it last looked, with indexed reads only:
 and re-reads the figures of those interactions only (their messages, their
 deliveries' attempts, their accepted offer). Each interaction's figures as
 last folded are kept in `ConversationSummary`; what changed is added to the
-rollups as the difference, so folding an interaction twice changes nothing
-(each window overlaps the last by FOLD_OVERLAP, for transactions that
-committed late). The figures are at most a fold period behind the messages.
+rollups as the difference, so folding an interaction twice changes nothing,
+and an interaction moved to another queue, agent or disposition moves its
+figures with it. The figures are at most a fold period behind the messages
+(plus, while a long transaction is open, its age: at most FOLD_OVERLAP; always
+that much when the fold's role cannot see the other sessions' transactions).
+
+Each change is read about once (`_window`): a fold reads the rows timed from
+where the last one stopped (less STAMP_MARGIN) up to the start of the oldest
+transaction still open, since a row not yet committed is invisible but timed
+after its transaction began; a transaction open for longer than FOLD_OVERLAP
+holds the figures back no further. (Re-reading the last minute at every fold,
+as before, read a campaign's conversation three times.)
+
+On PostgreSQL a fold is one statement per FOLD_SQL_CHUNK interactions
+(FOLD_SQL): their figures computed by the database (a look-up by index per
+interaction and kind of row, skipped where it cannot find anything),
+compared with their summaries, the changed summaries upserted and the
+differences summed per group and upserted into the rollups; no row passes
+through Python, which had cost a millisecond per conversation (a campaign
+makes one per recipient). `_fold_chunk_in_python` computes the same figures
+one interaction at a time: SQLite's fold, and the reference the tests hold
+the statement to, row for row.
 
 `ReportRollup` rows hold, per tenant, group and hour the interaction began,
 the sums and fixed-bucket histograms (HISTOGRAM_* below) of first response
@@ -27,6 +46,7 @@ over a week of summaries would read a row per conversation (millions); the
 buckets are 2^(1/4) apart, and a percentile is the middle of its bucket: within 9% of the exact one.
 """
 
+import bisect
 import logging
 import math
 from collections import defaultdict
@@ -38,7 +58,9 @@ from django.db.models import Count, Min, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from channels_app.models import (
+    Channel,
     ConversationSummary,
+    Delivery,
     DeliveryAttempt,
     Interaction,
     InteractionState,
@@ -56,7 +78,11 @@ logger = logging.getLogger(__name__)
 
 WATERMARK = "reports"
 FOLD_OVERLAP = timedelta(minutes=1)  # a transaction that commits this long after its rows' times is still folded
+# A row's time is taken in Python, a moment before its transaction's first statement (xact_start) and by another
+# machine's clock: each fold reads this much of the last one's window again.
+STAMP_MARGIN = timedelta(seconds=5)
 FOLD_CHUNK = 1000  # interactions re-read per transaction
+FOLD_SQL_CHUNK = 5000  # per statement on PostgreSQL: its planning (~15 ms) shared by more interactions
 # pg_try_advisory_lock's key: "DMSFOLD!" as a 64-bit integer: one fold at a time, whatever the number of workers.
 FOLD_LOCK_KEY = int.from_bytes(b"DMSFOLD!", "big") - (1 << 63)
 
@@ -74,11 +100,13 @@ FAILED = (MessageStatus.FAILED, MessageStatus.REMOVED)
 # --- histograms (pure) -------------------------------------------------------------------------------------------
 
 
+# The buckets' lower bounds (bucket b >= 1 begins at HISTOGRAM_BOUNDS[b - 1]): a value's bucket is the number of
+# bounds at or below it, the same comparisons in Python (bisect) and in SQL (width_bucket), so both agree exactly.
+HISTOGRAM_BOUNDS = tuple(HISTOGRAM_BASE * 2 ** (b / HISTOGRAM_STEPS_PER_DOUBLING) for b in range(HISTOGRAM_LAST))
+
+
 def bucket_of(value: float) -> int:
-    if value < HISTOGRAM_BASE:
-        return 0
-    bucket = math.floor(HISTOGRAM_STEPS_PER_DOUBLING * math.log2(value / HISTOGRAM_BASE)) + 1
-    return min(bucket, HISTOGRAM_LAST)
+    return bisect.bisect_right(HISTOGRAM_BOUNDS, value)
 
 
 def bucket_bounds(bucket: int) -> tuple[float, float]:
@@ -196,6 +224,162 @@ def summaries_compute(interaction_ids: list[str]) -> dict[str, tuple[int, dateti
     return computed
 
 
+# --- the same figures, set-based (PostgreSQL) ---------------------------------------------------------------------
+
+
+def _bucket_sql(value: str) -> str:
+    """bucket_of in SQL."""
+    return f"width_bucket(({value})::float8, %(bounds)s::float8[])"
+
+
+def _truthy_text_sql(value: str) -> str:
+    """A JSON value as text, NULL where Python finds it false (null, "", 0, false, [], {})."""
+    return (f"(CASE WHEN ({value}) IS NULL OR ({value}) IN ('null', '\"\"', '0', 'false', '[]', '{{}}') THEN NULL "
+            f"ELSE ({value}) #>> '{{}}' END)")
+
+
+# _failure_reason in SQL.
+_REASON_MESSAGE = _truthy_text_sql("m.reasons -> 0 -> 'message'")
+_REASON_CODE = _truthy_text_sql("m.reasons -> 0 -> 'code'")
+_REASON_SQL = (f"(CASE WHEN m.status = '{MessageStatus.REMOVED}' THEN 'Removed' "
+               f"WHEN jsonb_typeof(m.reasons -> 0) = 'object' THEN left(coalesce({_REASON_MESSAGE}, {_REASON_CODE}, "
+               f"'General error.'), 200) ELSE 'General error.' END)")
+
+
+def _histogram_merge_sql(name: str) -> str:
+    rollup = ReportRollup._meta.db_table
+    return (f"{name} = CASE WHEN EXCLUDED.{name} = '{{}}' THEN {rollup}.{name} ELSE (SELECT coalesce("
+            f"jsonb_object_agg(bucket, total), '{{}}') FROM (SELECT bucket, sum(n::bigint) AS total FROM ("
+            f"SELECT * FROM jsonb_each_text({rollup}.{name}) UNION ALL SELECT * FROM jsonb_each_text(EXCLUDED.{name})"
+            f") AS entry(bucket, n) GROUP BY bucket HAVING sum(n::bigint) <> 0) AS summed) END")
+
+
+_HISTOGRAM_FIGURES = ("failed_by_reason", *HISTOGRAMS)
+_INBOUND, _OUTBOUND = f"'{MessageDirection.INBOUND}'", f"'{MessageDirection.OUTBOUND}'"
+_DELIVERED = ", ".join(f"'{status}'" for status in DELIVERED)
+_FAILED = ", ".join(f"'{status}'" for status in FAILED)
+
+# One statement per chunk of interactions: their figures as summaries_compute computes them, compared with their
+# ConversationSummary; the changed summaries written, and the differences (new figures minus the old, in the old
+# groups and hour) summed per group and added to the rollups. %(ids)s: the interactions; %(dimensions)s:
+# ReportDimension.values; %(bounds)s: HISTOGRAM_BOUNDS. Answers the number of interactions whose figures
+# changed (a data-modifying WITH runs whether or not the answer reads it).
+FOLD_SQL = f"""
+WITH computed AS (
+    SELECT i.id, ch.tenant_id, date_trunc('hour', i.created_at) AS hour,
+           jsonb_build_object(
+               'interactions', 1,
+               'messages_in', c.messages_in,
+               'messages_out', c.messages_out,
+               'ended_without_reply', (e.ended_at IS NOT NULL AND c.first_in IS NOT NULL AND r.first_out IS NULL)::int,
+               'delivered', c.delivered,
+               'read', c.read,
+               'failed', c.failed,
+               'failed_by_reason', coalesce(x.failed_by_reason, '{{}}'),
+               'first_response', CASE WHEN r.first_out IS NULL THEN '{{}}'::jsonb ELSE jsonb_build_object(
+                   {_bucket_sql("extract(epoch FROM r.first_out - c.first_in)")}::text, 1) END,
+               'handle', CASE WHEN e.ended_at IS NULL THEN '{{}}'::jsonb ELSE jsonb_build_object({_bucket_sql(
+                   "greatest(extract(epoch FROM e.ended_at - coalesce(o.answered_at, i.created_at)), 0)")}::text, 1)
+                   END,
+               'latency', coalesce(l.latency, '{{}}')) AS figures,
+           jsonb_build_object('{ReportDimension.QUEUE}', i.queue, '{ReportDimension.CHANNEL}', i.channel_id::text,
+                              '{ReportDimension.AGENT}', coalesce(i.assigned_to_id::text, ''),
+                              '{ReportDimension.DISPOSITION}', i.disposition) AS groups
+    FROM {Interaction._meta.db_table} i
+    JOIN {Channel._meta.db_table} ch ON ch.id = i.channel_id
+    CROSS JOIN LATERAL (SELECT CASE WHEN i.state = '{InteractionState.ENDED}' THEN i.ended_at END AS ended_at) e
+    -- Each look-up below is by the interaction (an index scan whatever the tables' statistics say), and skipped
+    -- (a one-time filter) where it cannot find anything: no customer message, nothing failed, not ended.
+    CROSS JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE m.direction = {_INBOUND}) AS messages_in,
+               count(*) FILTER (WHERE m.direction = {_OUTBOUND}) AS messages_out,
+               count(*) FILTER (WHERE m.direction = {_OUTBOUND} AND m.status IN ({_DELIVERED})) AS delivered,
+               count(*) FILTER (WHERE m.direction = {_OUTBOUND} AND m.status = '{MessageStatus.READ}') AS read,
+               count(*) FILTER (WHERE m.direction = {_OUTBOUND} AND m.status IN ({_FAILED})) AS failed,
+               min(m.created_at) FILTER (WHERE m.direction = {_INBOUND}) AS first_in
+        FROM {Message._meta.db_table} m WHERE m.interaction_id = i.id) c
+    CROSS JOIN LATERAL (
+        SELECT min(m.created_at) AS first_out FROM {Message._meta.db_table} m
+        WHERE c.first_in IS NOT NULL AND m.interaction_id = i.id AND m.direction = {_OUTBOUND}
+          AND m.created_at >= c.first_in) r
+    CROSS JOIN LATERAL (
+        SELECT jsonb_object_agg(reason, n) AS failed_by_reason FROM (
+            SELECT {_REASON_SQL} AS reason, count(*) AS n FROM {Message._meta.db_table} m
+            WHERE c.failed > 0 AND m.interaction_id = i.id AND m.direction = {_OUTBOUND} AND m.status IN ({_FAILED})
+            GROUP BY 1) AS by_reason) x
+    CROSS JOIN LATERAL (
+        SELECT jsonb_object_agg(bucket, n) AS latency FROM (
+            SELECT {_bucket_sql("a.latency_ms")} AS bucket, count(*) AS n
+            FROM {Message._meta.db_table} m JOIN {Delivery._meta.db_table} d ON d.message_id = m.id
+            JOIN {DeliveryAttempt._meta.db_table} a ON a.delivery_id = d.id
+            WHERE c.messages_out > 0 AND m.interaction_id = i.id AND a.status_code IS NOT NULL
+            GROUP BY 1) AS by_bucket) l
+    CROSS JOIN LATERAL (
+        SELECT min(answered_at) AS answered_at FROM {Offer._meta.db_table}
+        WHERE e.ended_at IS NOT NULL AND interaction_id = i.id AND state = '{OfferState.ACCEPTED}') o
+    WHERE i.id = ANY(%(ids)s::varchar[])
+),
+changed AS (
+    SELECT n.*, s.interaction_id IS NOT NULL AS existed, s.tenant_id AS old_tenant_id, s.hour AS old_hour,
+           s.figures AS old_figures, s.groups AS old_groups
+    FROM computed n LEFT JOIN {ConversationSummary._meta.db_table} s ON s.interaction_id = n.id
+    WHERE s.interaction_id IS NULL
+       OR (s.tenant_id, s.hour, s.figures, s.groups) IS DISTINCT FROM (n.tenant_id, n.hour, n.figures, n.groups)
+),
+saved AS (
+    INSERT INTO {ConversationSummary._meta.db_table} (interaction_id, tenant_id, hour, figures, groups)
+    SELECT id, tenant_id, hour, figures, groups FROM changed
+    ON CONFLICT (interaction_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, hour = EXCLUDED.hour,
+        figures = EXCLUDED.figures, groups = EXCLUDED.groups
+    RETURNING 1
+),
+-- Summed per set of group keys first (a campaign's conversations share theirs), then per dimension.
+signed AS (
+    SELECT tenant_id, groups, hour, 1 AS sign, figures FROM changed
+    UNION ALL
+    SELECT old_tenant_id, old_groups, old_hour, -1, old_figures FROM changed WHERE existed
+),
+counted AS (
+    SELECT tenant_id, groups, hour,
+           {", ".join(f"sum(sign * (figures ->> '{name}')::bigint) AS {name}" for name in COUNTERS)}
+    FROM signed GROUP BY 1, 2, 3
+),
+entries AS (
+    SELECT tenant_id, groups, hour, name, entry.bucket, sum(sign * entry.n::bigint) AS n
+    FROM signed, unnest(ARRAY[{", ".join(f"'{name}'" for name in _HISTOGRAM_FIGURES)}]) AS name,
+         jsonb_each_text(figures -> name) AS entry(bucket, n)
+    GROUP BY 1, 2, 3, 4, 5
+),
+counter AS (
+    SELECT tenant_id, dimension, coalesce(groups ->> dimension, '') AS key, hour,
+           {", ".join(f"sum({name}) AS {name}" for name in COUNTERS)}
+    FROM counted, unnest(%(dimensions)s::text[]) AS dimension GROUP BY 1, 2, 3, 4
+),
+histogram AS (
+    SELECT tenant_id, dimension, key, hour,
+           {", ".join(f"coalesce(jsonb_object_agg(bucket, n) FILTER (WHERE name = '{name}'), '{{}}') AS {name}"
+                      for name in _HISTOGRAM_FIGURES)}
+    FROM (
+        SELECT tenant_id, dimension, coalesce(groups ->> dimension, '') AS key, hour, name, bucket, sum(n) AS n
+        FROM entries, unnest(%(dimensions)s::text[]) AS dimension
+        GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(n) <> 0) AS by_dimension
+    GROUP BY 1, 2, 3, 4
+),
+added AS (
+    INSERT INTO {ReportRollup._meta.db_table} (tenant_id, dimension, key, hour, {", ".join(COUNTERS)},
+                                               {", ".join(_HISTOGRAM_FIGURES)})
+    SELECT c.tenant_id, c.dimension, c.key, c.hour, {", ".join(f"c.{name}" for name in COUNTERS)},
+           {", ".join(f"coalesce(h.{name}, '{{}}')" for name in _HISTOGRAM_FIGURES)}
+    FROM counter c LEFT JOIN histogram h USING (tenant_id, dimension, key, hour)
+    WHERE h.tenant_id IS NOT NULL OR {" OR ".join(f"c.{name} <> 0" for name in COUNTERS)}
+    ON CONFLICT (tenant_id, dimension, key, hour) DO UPDATE SET
+        {", ".join(f"{name} = {ReportRollup._meta.db_table}.{name} + EXCLUDED.{name}" for name in COUNTERS)},
+        {", ".join(_histogram_merge_sql(name) for name in _HISTOGRAM_FIGURES)}
+)
+SELECT count(*) FROM saved
+"""
+
+
 # --- folding ----------------------------------------------------------------------------------------------------
 
 
@@ -211,10 +395,23 @@ def _is_zero(delta: dict) -> bool:
         delta.get(name) for name in ("failed_by_reason", *HISTOGRAMS))
 
 
-@transaction.atomic
 def _fold_chunk(interaction_ids: list[str]) -> int:
     """Re-read these interactions and add what changed to the rollups, in one transaction. The interactions
     whose figures changed."""
+    if connection.vendor == "postgresql":
+        with transaction.atomic(), connection.cursor() as cursor:
+            # The planner's cost of a statement this long passes jit_above_cost: compiling it would take seconds
+            # to save microseconds (the look-ups are by index, a few rows each).
+            cursor.execute("SET LOCAL jit = off")
+            cursor.execute(FOLD_SQL, {"ids": interaction_ids, "dimensions": list(ReportDimension.values),
+                                      "bounds": list(HISTOGRAM_BOUNDS)})
+            return cursor.fetchone()[0]
+    return _fold_chunk_in_python(interaction_ids)
+
+
+@transaction.atomic
+def _fold_chunk_in_python(interaction_ids: list[str]) -> int:
+    """_fold_chunk, one interaction at a time in Python (SQLite; and the reference the tests hold FOLD_SQL to)."""
     new = summaries_compute(interaction_ids)
     old = {s.pk: s for s in ConversationSummary.objects.select_for_update().filter(pk__in=list(new))}
     deltas: dict[tuple, dict] = defaultdict(dict)
@@ -280,11 +477,12 @@ def _touched(since: datetime, until: datetime) -> set[str]:
 
 
 def _fold_all(ids: Iterable[str]) -> int:
+    size = FOLD_SQL_CHUNK if connection.vendor == "postgresql" else FOLD_CHUNK
     changed = 0
     chunk: list[str] = []
     for pk in ids:
         chunk.append(pk)
-        if len(chunk) >= FOLD_CHUNK:
+        if len(chunk) >= size:
             changed += _fold_chunk(chunk)
             chunk = []
     if chunk:
@@ -321,18 +519,47 @@ class _FoldLock:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [FOLD_LOCK_KEY])
 
 
+def _oldest_open_transaction() -> tuple[bool, datetime | None]:
+    """(whether every other session of this database can be seen, when the oldest of their open transactions
+    began). A session of another role is hidden (its times are NULL) without pg_read_all_stats."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # inside a transaction, a read would be kept for its length
+        cursor.execute("SELECT bool_and(state IS NOT NULL), min(xact_start) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                       "AND backend_type = 'client backend'")
+        seen, oldest = cursor.fetchone()
+    return seen is not False, oldest
+
+
+def _window(folded_until: datetime | None, now: datetime) -> tuple[datetime | None, datetime]:
+    """[since, until) of the changes this fold reads (since None: everything), so that each change is read
+    about once. A change is read when its row's time is in the window; a row whose transaction has not
+    committed is invisible, so `until` stops at the start of the oldest transaction still open: what it writes
+    is timed after that (give or take STAMP_MARGIN, read again by the next fold) and read once committed. A
+    transaction open longer than FOLD_OVERLAP holds the figures back no further, and where the other sessions
+    cannot be seen every transaction is taken to be that old. SQLite (one writer at a time, the embedded
+    default) reads the last FOLD_OVERLAP again at each fold instead."""
+    if connection.vendor != "postgresql":
+        return (folded_until - FOLD_OVERLAP if folded_until is not None else None), now
+    seen, oldest = _oldest_open_transaction()
+    until = max(min(now, oldest or now), now - FOLD_OVERLAP) if seen else now - FOLD_OVERLAP
+    if folded_until is None:
+        return None, until
+    return folded_until - STAMP_MARGIN, max(until, folded_until)
+
+
 def reports_fold(*, now: datetime | None = None) -> int | None:
     """Fold what changed since the last fold into the reports' rollups (the first fold reads everything).
     The interactions whose figures changed; None when another fold is running."""
-    until = now or timezone.now()
     with _FoldLock() as held:
         if not held:
             return None
         mark = ReportWatermark.objects.filter(pk=WATERMARK).first()
+        since, until = _window(mark.folded_until if mark else None, now or timezone.now())
         if mark is None:
             changed = _fold_all(_every_interaction())
         else:
-            changed = _fold_all(sorted(_touched(mark.folded_until - FOLD_OVERLAP, until)))
+            changed = _fold_all(sorted(_touched(since, until)))
         ReportWatermark.objects.update_or_create(pk=WATERMARK, defaults={"folded_until": until,
                                                                           "folded_at": timezone.now()})
     if changed:
