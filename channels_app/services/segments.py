@@ -36,6 +36,7 @@ from channels_app.models import (
     Segment,
     Tenant,
 )
+from channels_app.services.recipients import recipient_next_row
 from channels_app.text_rules import text_rule_broken_at, text_rule_message
 
 FILTER_KEYS = ("attributes", "channels", "countries", "last_message_after", "last_message_before")
@@ -262,8 +263,7 @@ def segment_audience_take(*, campaign: Campaign) -> int:
     contacts = segment_contacts(segment=campaign.segment).values("id", "phone_number", "client_id")
     inner, params = contacts.query.sql_with_params()
     phone_channel = campaign.channel.media_type in ("whatsapp", "sms")
-    first = CampaignRecipient.objects.filter(campaign=campaign).order_by("-row_number").values_list(
-        "row_number", flat=True).first() or 0
+    first = recipient_next_row(campaign_id=campaign.pk) - 1
     table = CampaignRecipient._meta.db_table
     missing_phone = f"WHEN c.phone_number = '' THEN '{NOT_A_PHONE}'" if phone_channel else ""
     sql = (
