@@ -1,6 +1,7 @@
-"""What the database itself guarantees about campaign recipients (migrations 0031 and 0032): a recipient's
-campaign exists, checked once a statement instead of by a per-row foreign key, and stays while the recipient
-does, also against a delete running side by side; a message belongs to one recipient at most."""
+"""What the database itself guarantees about campaign recipients (migrations 0031 to 0033): a recipient's
+campaign and message exist, checked once a statement instead of by a per-row foreign key, and stay while the
+recipient points at them, also against a delete running side by side; a message belongs to one recipient at
+most."""
 
 import threading
 import time
@@ -10,6 +11,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from channels_app.models import Campaign, CampaignCounter, CampaignRecipient, Message
+from channels_app.services.lifecycle import messages_delete
 from tests.factories import CampaignFactory, InteractionFactory
 
 WAIT = 10  # seconds: the deadline of a wait that must end as soon as the other transaction does
@@ -71,6 +73,32 @@ def test_a_message_belongs_to_one_recipient_and_recipients_without_one_are_many(
         CampaignRecipient.objects.filter(pk=second.pk).update(message=message)
 
     assert constraint_of(twice.value) == "recipient_unique_message"
+    assert CampaignRecipient.objects.filter(message__isnull=True).count() == 2
+
+
+@pytest.mark.django_db
+def test_a_recipients_message_exists_and_stays_while_the_recipient_points_at_it():
+    campaign = CampaignFactory()
+    interaction = InteractionFactory(channel=campaign.channel)
+    message = Message.objects.create(interaction=interaction, channel=campaign.channel, direction="outbound",
+                                     status="queued", text="Hi")
+    first, second = CampaignRecipient.objects.bulk_create([recipient(campaign.pk, 1), recipient(campaign.pk, 2)])
+    CampaignRecipient.objects.filter(pk=first.pk).update(message=message)
+
+    with pytest.raises(IntegrityError) as given, transaction.atomic():
+        CampaignRecipient.objects.filter(pk=second.pk).update(message_id="no-such-message")
+    with pytest.raises(IntegrityError) as inserted, transaction.atomic():
+        CampaignRecipient.objects.bulk_create([recipient(campaign.pk, 3, message_id="no-such-message")])
+    with pytest.raises(IntegrityError) as deleted, transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM channels_app_message WHERE id = %s", [message.pk])
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+    assert {constraint_of(error.value) for error in (given, inserted, deleted)} == {"recipient_message_exists"}
+    # the way the server removes messages empties the recipient first (services/lifecycle.messages_delete)
+    messages_delete([message.pk])
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    assert not Message.objects.exists()
     assert CampaignRecipient.objects.filter(message__isnull=True).count() == 2
 
 
