@@ -198,6 +198,32 @@ def test_a_campaign_takes_the_segments_contacts_when_it_starts(staff_api, people
 
 
 @pytest.mark.django_db
+def test_two_contacts_of_one_client_id_make_one_recipient(staff_api, tenant, hello):
+    # given, on a channel whose client ids need not be phone numbers, a contact whose client id is another's
+    # phone number (each unique among the contacts), between two others
+    ChannelFactory(channel_id="channel-abc", tenant=tenant, media_type=MediaType.ABC, transport=Transport.SIMULATOR,
+                   business_id="abc-business", endpoints=["1:session-chat"], inbound_route_by_call="1:session-chat")
+    for name, phone, client_id in [("hal", "+12125550077", "hal-1"), ("ida", "", "+12125550077"),
+                                   ("jon", "", "jon-1"), ("kim", "+12125550078", "kim-1")]:
+        Contact.objects.create(tenant=tenant, phone_number=phone, client_id=client_id, first_name=name,
+                               attributes={"club": "yes"})
+    club = segment(staff_api, {"attributes": {"club": "yes"}}).json()["id"]
+    campaign_id = staff_api.post("/api/campaigns/", {"name": "Club", "channel": "channel-abc",
+                                                     "standard_response": hello.pk, "segment": club},
+                                 format="json").json()["id"]
+
+    started = staff_api.post(f"/api/campaigns/{campaign_id}/start/")
+
+    # then the first of the two is its recipient, the other is left out, and the counts say so
+    assert started.status_code == 200, started.json()
+    rows = list(Campaign.objects.get(pk=campaign_id).recipients.order_by("row_number")
+                .values_list("row_number", "client_id", "error"))
+    assert rows == [(1, "+12125550077", ""), (3, "jon-1", ""), (4, "+12125550078", "")]
+    detail = staff_api.get(f"/api/campaigns/{campaign_id}/").json()
+    assert (detail["total"], detail["refused"], detail["audience_upload"]["accepted"]) == (3, 0, 3)
+
+
+@pytest.mark.django_db
 def test_a_scheduled_campaign_takes_the_contacts_when_its_time_comes(staff_api, people, phones, hello):
     us = segment(staff_api, {"countries": ["US"]}).json()["id"]
     start_at = timezone.now() + timedelta(hours=1)

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Count, Max, Q, Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from psycopg.errors import UniqueViolation
 
@@ -43,6 +43,7 @@ from channels_app.services.audience_rows import csv_fast_row
 from channels_app.services.campaign_reports import report_recipients_reached
 from channels_app.services.deliveries import deliveries_send
 from channels_app.services.invitations import Invitee, invitation_plan, invitations_create
+from channels_app.services.recipients import recipient_next_row
 from channels_app.services.segments import segment_audience_take, segment_contacts
 from channels_app.services.send_windows import due_recipients_filter, send_window_hold
 from channels_app.services.variants import campaign_variants, variant_for, variants_parse, variants_store
@@ -483,10 +484,6 @@ def _mark_stored_before(campaign_id: int, stored: list[tuple], report: AudienceR
     return marked
 
 
-def _next_row_number(campaign: Campaign) -> int:
-    return (campaign.recipients.aggregate(last=Max("row_number"))["last"] or 0) + 1
-
-
 def _lock_for_upload(campaign: Campaign) -> Campaign:
     campaign = Campaign.objects.select_for_update().select_related("channel", "standard_response").get(
         pk=campaign.pk)
@@ -529,7 +526,7 @@ def campaign_add_recipients(*, campaign: Campaign, rows=None, audience: Audience
         if rows:
             _refuse_unfillable(campaign.standard_response, _columns_of_rows(rows), "recipients")
     report = AudienceReport()
-    next_row = _next_row_number(campaign)
+    next_row = recipient_next_row(campaign_id=campaign.pk)
     for chunk in _chunks(rows or [], AUDIENCE_CHUNK):
         _store_chunk(campaign, chunk, next_row, report, header)
         next_row += chunk.read
@@ -549,8 +546,9 @@ def _load_later(campaign: Campaign, audience: AudienceCsv) -> AudienceReport:
     path = default_storage.save(f"{AUDIENCE_DIR}/{campaign.pk}-{uuid.uuid4().hex}.csv", File(audience.binary))
     now = timezone.now().isoformat()
     kept = {"state": LOADING, "file": audience.name, "path": path, "lines": audience.lines, "rows_read": 0,
-            "first_row": _next_row_number(campaign), "accepted": 0, "rejected": [], "rejected_total": 0,
-            "duplicates": [], "duplicate_rows": [], "duplicates_total": 0, "at": now, "updated_at": now}
+            "first_row": recipient_next_row(campaign_id=campaign.pk), "accepted": 0, "rejected": [],
+            "rejected_total": 0, "duplicates": [], "duplicate_rows": [], "duplicates_total": 0, "at": now,
+            "updated_at": now}
     Campaign.objects.filter(pk=campaign.pk).update(upload_report=kept)
     campaign.upload_report = kept
     transaction.on_commit(lambda: publish(CAMPAIGN_AUDIENCE_LOAD, campaign.pk, path))
