@@ -6,18 +6,24 @@ earlier interactions in a fixed number of SQL statements (bench/workspace.py mea
 The browser journey is tests/test_workspace_window_browser.py."""
 
 import io
+import json
 from datetime import timedelta
+from unittest import mock
 
 import pytest
+from django.core.files.base import ContentFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from PIL import Image
+from rest_framework.renderers import JSONRenderer
 
-from channels_app.models import AgentEvent, Contact, Interaction, Message, MessageAttachment
+from channels_app.api.serializers import MessageSerializer, TranscriptMessageSerializer
+from channels_app.models import AgentEvent, Attachment, Contact, Interaction, Message, MessageAttachment
 from channels_app.options_catalog import IW
-from channels_app.services.media import message_attachment_fetch
+from channels_app.services.media import message_attachment_fetch, messages_media
 from channels_app.services.options import option_set
+from channels_app.services.transcripts import MESSAGE_FIELDS
 from tests.conftest import member
 from tests.factories import TenantFactory
 from tests.file_server import Served, start_file_server
@@ -212,3 +218,82 @@ def test_opening_a_conversation_of_200_messages_and_5_earlier_ones_takes_a_fixed
     assert len(ann.get(f"/api/interactions/{accepted.pk}/history/").json()["interactions"]) == 5
     assert large == small, "a statement per message or per interaction (N+1)"
     assert large <= 40
+
+
+# --- the transcript's JSON: written without a serializer per message, the serializers' JSON all the same ------------
+
+
+def test_the_transcript_writes_the_fields_its_serializers_document():
+    assert list(MESSAGE_FIELDS) == MessageSerializer.Meta.fields
+    assert TranscriptMessageSerializer.Meta.fields == [*MESSAGE_FIELDS, "attachments", "location"]
+
+
+@pytest.mark.django_db
+def test_the_transcript_and_the_history_are_the_serializers_json_of_each_message(agents, accepted, whatsapp):  # noqa: F811
+    # given, in the conversation and in an earlier one of the contact: a delayed message, a customer's files
+    # (stored with a thumbnail, failed, pending), a location, an agent's files (one since deleted) refused by
+    # the channel with a reason, and a message read
+    ann = agents[0]
+    option_set(section=IW, name="whatsappsession.location-map.browse.query",
+               value="https://maps.example/?q={LATITUDE},{LONGITUDE}")
+    now = timezone.now()
+    earlier = Interaction.objects.create(channel=whatsapp, contact=accepted.contact, client_id=accepted.client_id,
+                                         type="Inbound", subtype="InboundNew", state="ended", queue=accepted.queue,
+                                         session_options=accepted.session_options, disposition="Resolved")
+    Interaction.objects.filter(pk=earlier.pk).update(created_at=now - timedelta(days=1))
+    bill = Attachment(tenant=whatsapp.tenant, name="bill.pdf", kind="document", mime_type="application/pdf", size=4)
+    bill.file.save("bill.pdf", ContentFile(b"%PDF"), save=True)
+    for interaction in (earlier, accepted):
+        Message.objects.create(interaction=interaction, channel=whatsapp, direction="inbound", text="Hello é 😀",
+                               payload={"type": "Text", "text": "Hello é 😀"}, status="received",
+                               origin_time=now - timedelta(minutes=5))
+        files = Message.objects.create(interaction=interaction, channel=whatsapp, direction="inbound", text="",
+                                       payload={"type": "Text", "text": ""}, status="received")
+        MessageAttachment.objects.create(message=files, position=1, source_url="http://files.example/b.pdf",
+                                         file_name="b.pdf", status="failed", reason="too big",
+                                         declared_content_type="application/pdf", declared_size=9)
+        stored = MessageAttachment(message=files, position=0, source_url="http://files.example/a.png",
+                                   file_name="a.png", status="stored", content_type="image/png", size=3)
+        stored.file.save("a.png", ContentFile(b"png"), save=False)
+        stored.thumbnail.save("a-thumb.jpg", ContentFile(b"jpg"), save=True)
+        MessageAttachment.objects.create(message=files, position=2, source_url="http://files.example/c",
+                                         file_name="c", status="pending")
+        Message.objects.create(interaction=interaction, channel=whatsapp, direction="inbound", text="Here", payload={
+            "type": "Location", "text": "Here", "location": {"latitude": 1.5, "longitude": 2.25, "name": "Home"}},
+            status="received")
+        Message.objects.create(interaction=interaction, channel=whatsapp, direction="outbound", text="The bill",
+                               payload={"type": "Text", "text": "The bill", "attachments": [
+                                   {"attachment": bill.pk, "url": "https://old.example/link", "fileName": "bill.pdf"},
+                                   {"attachment": 999999, "fileName": "gone.pdf"}]},
+                               status="failed", reasons=[{"code": 350, "message": "Refused"}], external_id="ext-1",
+                               trace_id="trace-1", sent_at=now)
+        Message.objects.create(interaction=interaction, channel=whatsapp, direction="outbound", text="ok",
+                               payload={"type": "Text", "text": "ok"}, status="read", sent_at=now,
+                               delivered_at=now + timedelta(seconds=1, microseconds=7))
+
+    def serialized(interaction, *, media: bool) -> list:
+        """What a serializer per message writes: the model's JSON, with the media view of the admin."""
+        messages = list(interaction.messages.prefetch_related("attachments").order_by("created_at", "id"))
+        views = messages_media(messages=messages, channel=whatsapp) if media else {}
+        rows = [MessageSerializer(message).data for message in messages]
+        if media:
+            rows = [{**row, "attachments": views.get(row["id"], {}).get("attachments", []),
+                     "location": views.get(row["id"], {}).get("location")} for row in rows]
+        return json.loads(JSONRenderer().render(rows))
+
+    with mock.patch("time.time", return_value=1.8e9):  # the signed links of both, made at the same second
+        # when the agent opens the conversation and its older messages
+        opened = ann.get(f"/api/interactions/{accepted.pk}/")
+        older = ann.get(f"/api/interactions/{accepted.pk}/history/")
+
+        # then every message is as its serializer writes it, with the same files and location
+        assert opened.status_code == 200 and older.status_code == 200
+        assert opened.json()["messages"] == serialized(accepted, media=True)
+        [shown_earlier] = older.json()["interactions"]
+        assert shown_earlier["messages"] == serialized(earlier, media=False)
+    files = opened.json()["messages"][-4]["attachments"]
+    assert [(item["fileName"], item["status"]) for item in files] == [
+        ("a.png", "stored"), ("b.pdf", "failed"), ("c", "pending")]
+    assert files[0]["thumbnailUrl"] and files[1]["reason"] == "too big"
+    assert opened.json()["messages"][-3]["location"]["mapUrl"] == "https://maps.example/?q=1.5,2.25"
+    assert [item.get("status") for item in opened.json()["messages"][-2]["attachments"]] == ["stored", None]
