@@ -492,6 +492,11 @@ class InteractionViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
     def get_serializer_class(self):
         return serializers.InteractionSerializer if self.action == "retrieve" else serializers.InteractionListSerializer
 
+    def retrieve(self, request, *args, **kwargs):
+        # The serializer's fields built once per process (serializers.represent), not at every request:
+        # opening a conversation is the workspace's hot path (issue 24, "Speed").
+        return Response(serializers.represent(serializers.InteractionSerializer, self.get_object()))
+
     @extend_schema(
         summary="Send an agent message",
         request=serializers.AgentMessageSerializer,

@@ -125,12 +125,13 @@ def interaction_data(interaction: Interaction, change: str) -> dict:
             "assigned_to": interaction.assigned_to_id, "change": change}
 
 
-def json_time(moment) -> str | None:
+def json_time(moment, zone=None) -> str | None:
     """A time as the REST API writes it (DRF's ISO 8601 in the current time zone, "Z" for UTC), for the JSON
-    written without a serializer: the events, the transcript (services/transcripts.py)."""
+    written without a serializer: the events, the transcript (services/transcripts.py). `zone`: the current
+    time zone, read once by a caller that writes many times."""
     if moment is None:
         return None
-    text = timezone.localtime(moment).isoformat()
+    text = moment.astimezone(zone or timezone.get_current_timezone()).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 

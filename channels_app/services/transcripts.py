@@ -11,6 +11,8 @@ view, as the admin and the event stream show them. Nothing is kept between reque
 
 from collections.abc import Iterable
 
+from django.utils import timezone
+
 from channels_app.models import Channel, Interaction, Message, MessageAttachment
 from channels_app.services.agent_events import json_time
 from channels_app.services.media import transcript_media
@@ -24,9 +26,10 @@ TIMES = ("origin_time", "created_at", "sent_at", "delivered_at")
 def _rows(interaction_ids: Iterable[str]) -> list[dict]:
     rows = list(Message.objects.filter(interaction_id__in=interaction_ids).order_by("created_at", "id")
                 .values("interaction_id", *MESSAGE_FIELDS))
+    zone = timezone.get_current_timezone()
     for row in rows:
         for name in TIMES:
-            row[name] = json_time(row[name])
+            row[name] = json_time(row[name], zone)
     return rows
 
 
