@@ -25,7 +25,7 @@ from channels_app.services.media import message_attachment_fetch, messages_media
 from channels_app.services.options import option_set
 from channels_app.services.transcripts import MESSAGE_FIELDS
 from tests.conftest import member
-from tests.factories import TenantFactory
+from tests.factories import ChannelFactory, TenantFactory
 from tests.file_server import Served, start_file_server
 from tests.test_routing_api import (  # noqa: F401 (fixtures)
     Client,
@@ -143,6 +143,35 @@ def test_a_message_event_carries_the_origination_time_and_a_location_with_its_ma
     customer_message_receive(channel=whatsapp, client_id=accepted.client_id, text="Hi", channel_message_id="t-2")
     plain = _events(ann.user)[-1]
     assert "location" not in plain and "attachments" not in plain and plain["origin_time"] is None
+    assert "subject" not in plain
+
+
+@pytest.mark.django_db
+def test_a_message_event_carries_an_emails_subject_not_its_payload(agents, tenant):  # noqa: F811
+    from channels_app.services.interactions import customer_message_receive
+
+    # given ann holds a customer's e-mail
+    ann = agents[0]
+    email = ChannelFactory(channel_id="company.com", tenant=tenant, media_type="email", transport="webhook",
+                           business_id="support@company.com", webhook_url="http://127.0.0.1:9/hook")
+    first, _ = customer_message_receive(channel=email, client_id="maria@mail.example", text="The lamp is broken",
+                                        channel_message_id="mail-1", extra_payload={"subject": "Order 42", "content": [
+                                            {"type": "text", "text": "The lamp is broken"},
+                                            {"type": "html", "text": "<p>The lamp is broken</p>"}]})
+    Interaction.objects.filter(pk=first.interaction_id).update(assigned_to=ann.user, state="active")
+
+    # when the customer writes again, and ann answers
+    customer_message_receive(channel=email, client_id="maria@mail.example", text="Any news?",
+                             channel_message_id="mail-2", extra_payload={"subject": "Re: Order 42", "content": [
+                                 {"type": "text", "text": "Any news?"}]})
+    answer = ann.post(f"/api/interactions/{first.interaction_id}/messages/", {"text": "We send another"})
+
+    # then both events carry the subject the transcript shows above the text, and the text, not the payload
+    assert answer.status_code == 202, answer.content
+    received, sent = _events(ann.user)[-2:]
+    assert (received["subject"], received["text"]) == ("Re: Order 42", "Any news?")
+    assert (sent["subject"], sent["text"]) == ("Re: Order 42", "We send another")
+    assert "payload" not in received and "content" not in sent
 
 
 @pytest.mark.django_db

@@ -106,11 +106,15 @@ def offer_data(offer: Offer) -> dict:
 
 def message_data(message: Message, *, media: dict | None = None) -> dict:
     """A message as the transcript of `GET /api/interactions/{id}/` shows it: with `origin_time` (the
-    workspace shows a delayed message's origination time) and, for a location or files, its `location` and
-    `attachments` (`media`: services/media.py's view of the message, signed links)."""
+    workspace shows a delayed message's origination time), for a location or files, its `location` and
+    `attachments` (`media`: services/media.py's view of the message, signed links), and an e-mail's `subject`
+    (its payload's: the payload itself, an e-mail's HTML too, is not copied into every watcher's event)."""
     data = {"id": message.pk, "interaction": message.interaction_id, "direction": message.direction,
             "text": message.text, "status": message.status, "reasons": message.reasons,
             "origin_time": json_time(message.origin_time), "created_at": json_time(message.created_at)}
+    payload = message.payload or {}
+    if isinstance(payload.get("subject"), str):  # a customer's e-mail, or the e-mail an agent's text became
+        data["subject"] = payload["subject"]
     if media:
         data.update(media)
     return data
