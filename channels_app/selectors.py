@@ -222,14 +222,12 @@ def default_tenant(user, *, given=None, parent=None) -> Tenant | None:
 
 
 def interaction_history(*, user, interaction: Interaction) -> list[Interaction]:
-    """"See older messages..." (WhatsApp guide): the contact's earlier interactions, newest first, with their
-    messages; those of the interaction's channel, or of every channel of its media (WhatsApp: "messages from
-    multiple WhatsApp channels"; contacts are per tenant, so of the same tenant) when
+    """"See older messages..." (WhatsApp guide): the contact's earlier interactions, newest first (their
+    messages: services/transcripts.py); those of the interaction's channel, or of every channel of its media
+    (WhatsApp: "messages from multiple WhatsApp channels"; contacts are per tenant, so of the same tenant) when
     `whatsappsession.show-cross-channel-messages` is true; at most
     `whatsappsession.transcript-interactions-count`. Both options take effect at the next interaction: the
     values kept with this interaction apply."""
-    from django.db.models import Prefetch
-
     from channels_app.option_values import session_option
     from channels_app.options_catalog import IW
 
@@ -245,8 +243,7 @@ def interaction_history(*, user, interaction: Interaction) -> list[Interaction]:
         earlier = earlier.filter(channel__media_type=interaction.channel.media_type)
     else:
         earlier = earlier.filter(channel_id=interaction.channel_id)
-    messages = Prefetch("messages", queryset=Message.objects.order_by("created_at", "id"))
-    return list(earlier.order_by("-created_at", "-id").prefetch_related(messages)[:count])
+    return list(earlier.order_by("-created_at", "-id")[:count])
 
 
 # Queues by chat queue key (kept.py): every customer message of an interaction nobody holds asks whether its

@@ -467,8 +467,10 @@ def test_an_email_reply_carries_the_subject_of_the_first_email(client, staff_api
     interaction.refresh_from_db()
     assert interaction.user_data["Subject"] == "Order 42"
     assert answer.status_code == 202
-    payload = Message.objects.get(pk=answer.json()["id"]).payload
+    sent = Message.objects.get(pk=answer.json()["id"])
+    payload = sent.payload
     assert payload["type"] == "Email" and payload["subject"] == "Re: Order 42"
+    assert sent.text == long_text == answer.json()["text"]  # the transcript's text is what the agent wrote
     assert payload["content"][0] == {"type": "text", "text": long_text}
     assert payload["content"][1]["type"] == "html" and "&lt;Ann&gt; &amp; welcome.<br>" in payload["content"][1]["text"]
     assert payload["context"] == {"replyTo": {"id": "support@company.com", "name": "Support"}}

@@ -6,20 +6,26 @@ earlier interactions in a fixed number of SQL statements (bench/workspace.py mea
 The browser journey is tests/test_workspace_window_browser.py."""
 
 import io
+import json
 from datetime import timedelta
+from unittest import mock
 
 import pytest
+from django.core.files.base import ContentFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from PIL import Image
+from rest_framework.renderers import JSONRenderer
 
-from channels_app.models import AgentEvent, Contact, Interaction, Message, MessageAttachment
+from channels_app.api.serializers import MessageSerializer, TranscriptMessageSerializer
+from channels_app.models import AgentEvent, Attachment, Contact, Interaction, Message, MessageAttachment
 from channels_app.options_catalog import IW
-from channels_app.services.media import message_attachment_fetch
+from channels_app.services.media import message_attachment_fetch, messages_media
 from channels_app.services.options import option_set
+from channels_app.services.transcripts import MESSAGE_FIELDS
 from tests.conftest import member
-from tests.factories import TenantFactory
+from tests.factories import ChannelFactory, TenantFactory
 from tests.file_server import Served, start_file_server
 from tests.test_routing_api import (  # noqa: F401 (fixtures)
     Client,
@@ -137,6 +143,35 @@ def test_a_message_event_carries_the_origination_time_and_a_location_with_its_ma
     customer_message_receive(channel=whatsapp, client_id=accepted.client_id, text="Hi", channel_message_id="t-2")
     plain = _events(ann.user)[-1]
     assert "location" not in plain and "attachments" not in plain and plain["origin_time"] is None
+    assert "subject" not in plain
+
+
+@pytest.mark.django_db
+def test_a_message_event_carries_an_emails_subject_not_its_payload(agents, tenant):  # noqa: F811
+    from channels_app.services.interactions import customer_message_receive
+
+    # given ann holds a customer's e-mail
+    ann = agents[0]
+    email = ChannelFactory(channel_id="company.com", tenant=tenant, media_type="email", transport="webhook",
+                           business_id="support@company.com", webhook_url="http://127.0.0.1:9/hook")
+    first, _ = customer_message_receive(channel=email, client_id="maria@mail.example", text="The lamp is broken",
+                                        channel_message_id="mail-1", extra_payload={"subject": "Order 42", "content": [
+                                            {"type": "text", "text": "The lamp is broken"},
+                                            {"type": "html", "text": "<p>The lamp is broken</p>"}]})
+    Interaction.objects.filter(pk=first.interaction_id).update(assigned_to=ann.user, state="active")
+
+    # when the customer writes again, and ann answers
+    customer_message_receive(channel=email, client_id="maria@mail.example", text="Any news?",
+                             channel_message_id="mail-2", extra_payload={"subject": "Re: Order 42", "content": [
+                                 {"type": "text", "text": "Any news?"}]})
+    answer = ann.post(f"/api/interactions/{first.interaction_id}/messages/", {"text": "We send another"})
+
+    # then both events carry the subject the transcript shows above the text, and the text, not the payload
+    assert answer.status_code == 202, answer.content
+    received, sent = _events(ann.user)[-2:]
+    assert (received["subject"], received["text"]) == ("Re: Order 42", "Any news?")
+    assert (sent["subject"], sent["text"]) == ("Re: Order 42", "We send another")
+    assert "payload" not in received and "content" not in sent
 
 
 @pytest.mark.django_db
@@ -212,3 +247,82 @@ def test_opening_a_conversation_of_200_messages_and_5_earlier_ones_takes_a_fixed
     assert len(ann.get(f"/api/interactions/{accepted.pk}/history/").json()["interactions"]) == 5
     assert large == small, "a statement per message or per interaction (N+1)"
     assert large <= 40
+
+
+# --- the transcript's JSON: written without a serializer per message, the serializers' JSON all the same ------------
+
+
+def test_the_transcript_writes_the_fields_its_serializers_document():
+    assert list(MESSAGE_FIELDS) == MessageSerializer.Meta.fields
+    assert TranscriptMessageSerializer.Meta.fields == [*MESSAGE_FIELDS, "attachments", "location"]
+
+
+@pytest.mark.django_db
+def test_the_transcript_and_the_history_are_the_serializers_json_of_each_message(agents, accepted, whatsapp):  # noqa: F811
+    # given, in the conversation and in an earlier one of the contact: a delayed message, a customer's files
+    # (stored with a thumbnail, failed, pending), a location, an agent's files (one since deleted) refused by
+    # the channel with a reason, and a message read
+    ann = agents[0]
+    option_set(section=IW, name="whatsappsession.location-map.browse.query",
+               value="https://maps.example/?q={LATITUDE},{LONGITUDE}")
+    now = timezone.now()
+    earlier = Interaction.objects.create(channel=whatsapp, contact=accepted.contact, client_id=accepted.client_id,
+                                         type="Inbound", subtype="InboundNew", state="ended", queue=accepted.queue,
+                                         session_options=accepted.session_options, disposition="Resolved")
+    Interaction.objects.filter(pk=earlier.pk).update(created_at=now - timedelta(days=1))
+    bill = Attachment(tenant=whatsapp.tenant, name="bill.pdf", kind="document", mime_type="application/pdf", size=4)
+    bill.file.save("bill.pdf", ContentFile(b"%PDF"), save=True)
+    for interaction in (earlier, accepted):
+        Message.objects.create(interaction=interaction, channel=whatsapp, direction="inbound", text="Hello é 😀",
+                               payload={"type": "Text", "text": "Hello é 😀"}, status="received",
+                               origin_time=now - timedelta(minutes=5))
+        files = Message.objects.create(interaction=interaction, channel=whatsapp, direction="inbound", text="",
+                                       payload={"type": "Text", "text": ""}, status="received")
+        MessageAttachment.objects.create(message=files, position=1, source_url="http://files.example/b.pdf",
+                                         file_name="b.pdf", status="failed", reason="too big",
+                                         declared_content_type="application/pdf", declared_size=9)
+        stored = MessageAttachment(message=files, position=0, source_url="http://files.example/a.png",
+                                   file_name="a.png", status="stored", content_type="image/png", size=3)
+        stored.file.save("a.png", ContentFile(b"png"), save=False)
+        stored.thumbnail.save("a-thumb.jpg", ContentFile(b"jpg"), save=True)
+        MessageAttachment.objects.create(message=files, position=2, source_url="http://files.example/c",
+                                         file_name="c", status="pending")
+        Message.objects.create(interaction=interaction, channel=whatsapp, direction="inbound", text="Here", payload={
+            "type": "Location", "text": "Here", "location": {"latitude": 1.5, "longitude": 2.25, "name": "Home"}},
+            status="received")
+        Message.objects.create(interaction=interaction, channel=whatsapp, direction="outbound", text="The bill",
+                               payload={"type": "Text", "text": "The bill", "attachments": [
+                                   {"attachment": bill.pk, "url": "https://old.example/link", "fileName": "bill.pdf"},
+                                   {"attachment": 999999, "fileName": "gone.pdf"}]},
+                               status="failed", reasons=[{"code": 350, "message": "Refused"}], external_id="ext-1",
+                               trace_id="trace-1", sent_at=now)
+        Message.objects.create(interaction=interaction, channel=whatsapp, direction="outbound", text="ok",
+                               payload={"type": "Text", "text": "ok"}, status="read", sent_at=now,
+                               delivered_at=now + timedelta(seconds=1, microseconds=7))
+
+    def serialized(interaction, *, media: bool) -> list:
+        """What a serializer per message writes: the model's JSON, with the media view of the admin."""
+        messages = list(interaction.messages.prefetch_related("attachments").order_by("created_at", "id"))
+        views = messages_media(messages=messages, channel=whatsapp) if media else {}
+        rows = [MessageSerializer(message).data for message in messages]
+        if media:
+            rows = [{**row, "attachments": views.get(row["id"], {}).get("attachments", []),
+                     "location": views.get(row["id"], {}).get("location")} for row in rows]
+        return json.loads(JSONRenderer().render(rows))
+
+    with mock.patch("time.time", return_value=1.8e9):  # the signed links of both, made at the same second
+        # when the agent opens the conversation and its older messages
+        opened = ann.get(f"/api/interactions/{accepted.pk}/")
+        older = ann.get(f"/api/interactions/{accepted.pk}/history/")
+
+        # then every message is as its serializer writes it, with the same files and location
+        assert opened.status_code == 200 and older.status_code == 200
+        assert opened.json()["messages"] == serialized(accepted, media=True)
+        [shown_earlier] = older.json()["interactions"]
+        assert shown_earlier["messages"] == serialized(earlier, media=False)
+    files = opened.json()["messages"][-4]["attachments"]
+    assert [(item["fileName"], item["status"]) for item in files] == [
+        ("a.png", "stored"), ("b.pdf", "failed"), ("c", "pending")]
+    assert files[0]["thumbnailUrl"] and files[1]["reason"] == "too big"
+    assert opened.json()["messages"][-3]["location"]["mapUrl"] == "https://maps.example/?q=1.5,2.25"
+    assert [item.get("status") for item in opened.json()["messages"][-2]["attachments"]] == ["stored", None]

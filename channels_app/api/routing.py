@@ -19,7 +19,7 @@ TAGS = ["Routing"]
 
 
 def _interaction_detail(interaction_id: str) -> Interaction:
-    return Interaction.objects.select_related("channel").prefetch_related("messages").get(pk=interaction_id)
+    return Interaction.objects.select_related("channel").get(pk=interaction_id)
 
 
 @extend_schema_view(

@@ -28,6 +28,7 @@ from channels_app.models import (
 )
 from channels_app.selectors import is_scoped, restrict
 from channels_app.services.tenants import ID_CHOSEN_BY_SUPERUSERS
+from channels_app.services.transcripts import transcript
 
 
 def _json_type_error(field, value) -> str | None:
@@ -450,25 +451,18 @@ class MediaAttachmentSerializer(Serializer):
 
 
 class TranscriptMessageSerializer(MessageSerializer):
-    """A message of the transcript, with its files and, for a location, the location and its map link."""
+    """A message of the transcript, with its files and, for a location, the location and its map link. The
+    schema of what services/transcripts.py writes (it reads and writes the rows itself: issue 24, "Speed")."""
 
-    attachments = serializers.SerializerMethodField()
-    location = serializers.SerializerMethodField()
+    attachments = MediaAttachmentSerializer(many=True, read_only=True)
+    location = serializers.DictField(read_only=True, allow_null=True)
 
     class Meta(MessageSerializer.Meta):
         fields = [*MessageSerializer.Meta.fields, "attachments", "location"]
 
-    @extend_schema_field(MediaAttachmentSerializer(many=True))
-    def get_attachments(self, message) -> list:
-        return self.context.get("media", {}).get(message.pk, {}).get("attachments", [])
-
-    @extend_schema_field(serializers.DictField(allow_null=True))
-    def get_location(self, message) -> dict | None:
-        return self.context.get("media", {}).get(message.pk, {}).get("location")
-
 
 class InteractionSerializer(InteractionListSerializer):
-    messages = TranscriptMessageSerializer(many=True, read_only=True)
+    messages = serializers.SerializerMethodField()
     window_closes_at = serializers.SerializerMethodField(
         help_text="WhatsApp: when the customer's 24-hour window closes (null: closed since it never opened, or "
         "not a WhatsApp channel); after it only notifications can be sent.")
@@ -477,11 +471,9 @@ class InteractionSerializer(InteractionListSerializer):
         fields = [*InteractionListSerializer.Meta.fields, "user_data", "last_customer_message_at",
                   "window_closes_at", "session_options", "messages"]
 
-    def to_representation(self, interaction):
-        from channels_app.services.media import messages_media
-
-        self.context["media"] = messages_media(messages=list(interaction.messages.all()), channel=interaction.channel)
-        return super().to_representation(interaction)
+    @extend_schema_field(TranscriptMessageSerializer(many=True))
+    def get_messages(self, interaction) -> list[dict]:
+        return transcript(interaction=interaction)
 
     def get_window_closes_at(self, interaction) -> str | None:
         from channels_app.services.windows import customer_window_closes_at, window_applies
@@ -493,12 +485,17 @@ class InteractionSerializer(InteractionListSerializer):
 
 
 class HistoryInteractionSerializer(InteractionListSerializer):
-    """An earlier interaction of the contact with its messages."""
+    """An earlier interaction of the contact with its messages (`transcripts` in the context: all of them
+    read at once by services/transcripts.py)."""
 
-    messages = MessageSerializer(many=True, read_only=True)
+    messages = serializers.SerializerMethodField()
 
     class Meta(InteractionListSerializer.Meta):
         fields = [*InteractionListSerializer.Meta.fields, "messages"]
+
+    @extend_schema_field(MessageSerializer(many=True))
+    def get_messages(self, interaction) -> list[dict]:
+        return self.context["transcripts"][interaction.pk]
 
 
 class HistorySerializer(Serializer):
@@ -530,12 +527,6 @@ class NewSessionResultSerializer(InteractionSerializer):
 
     class Meta(InteractionSerializer.Meta):
         fields = [*InteractionSerializer.Meta.fields, "sent_as"]
-
-    def to_representation(self, interaction):
-        from channels_app.services.media import messages_media
-
-        self.context["media"] = messages_media(messages=list(interaction.messages.all()), channel=interaction.channel)
-        return super().to_representation(interaction)
 
 
 class OptedOutField(serializers.ListField):

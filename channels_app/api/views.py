@@ -84,6 +84,7 @@ from channels_app.services.standard_responses import (
 from channels_app.services.templates import template_submit, templates_sync_request
 from channels_app.services.tenants import tenant_create, tenant_delete, tenant_update
 from channels_app.services.tokens import token_obtain, token_revoke
+from channels_app.services.transcripts import transcripts
 from channels_app.services.users import user_create, user_delete, user_update
 
 
@@ -491,9 +492,10 @@ class InteractionViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
     def get_serializer_class(self):
         return serializers.InteractionSerializer if self.action == "retrieve" else serializers.InteractionListSerializer
 
-    def get_queryset(self):
-        queryset = super().get_queryset()
-        return queryset.prefetch_related("messages__attachments") if self.action == "retrieve" else queryset
+    def retrieve(self, request, *args, **kwargs):
+        # The serializer's fields built once per process (serializers.represent), not at every request:
+        # opening a conversation is the workspace's hot path (issue 24, "Speed").
+        return Response(serializers.represent(serializers.InteractionSerializer, self.get_object()))
 
     @extend_schema(
         summary="Send an agent message",
@@ -597,7 +599,8 @@ class InteractionViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
                 interaction=interaction, section=IW, name="whatsappsession.transcript-interactions-count"),
             "show_cross_channel_messages": session_option(
                 interaction=interaction, section=IW, name="whatsappsession.show-cross-channel-messages"),
-            "interactions": serializers.HistoryInteractionSerializer(earlier, many=True).data,
+            "interactions": serializers.HistoryInteractionSerializer(
+                earlier, many=True, context={"transcripts": transcripts(interactions=earlier)}).data,
         }
         return Response(body)
 
@@ -655,7 +658,7 @@ class InteractionViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
 
     @staticmethod
     def _detail(interaction_id: str) -> Interaction:
-        return Interaction.objects.select_related("channel").prefetch_related("messages").get(pk=interaction_id)
+        return Interaction.objects.select_related("channel").get(pk=interaction_id)
 
 
 class ContactFilter(StrictFilterSet):

@@ -99,18 +99,22 @@ def offer_data(offer: Offer) -> dict:
         "queue": offer.queue.key if offer.queue_id else (interaction.queue or None),
         "contact": interaction.contact_id,
         "preview": str((interaction.user_data or {}).get("_umsMsgPlainText", ""))[:200],
-        "expires_at": _iso(offer.expires_at), "kind": offer.kind, "subtype": offer.subtype,
+        "expires_at": json_time(offer.expires_at), "kind": offer.kind, "subtype": offer.subtype,
         "from_agent": offer.from_agent_id,
     }
 
 
 def message_data(message: Message, *, media: dict | None = None) -> dict:
     """A message as the transcript of `GET /api/interactions/{id}/` shows it: with `origin_time` (the
-    workspace shows a delayed message's origination time) and, for a location or files, its `location` and
-    `attachments` (`media`: services/media.py's view of the message, signed links)."""
+    workspace shows a delayed message's origination time), for a location or files, its `location` and
+    `attachments` (`media`: services/media.py's view of the message, signed links), and an e-mail's `subject`
+    (its payload's: the payload itself, an e-mail's HTML too, is not copied into every watcher's event)."""
     data = {"id": message.pk, "interaction": message.interaction_id, "direction": message.direction,
             "text": message.text, "status": message.status, "reasons": message.reasons,
-            "origin_time": _iso(message.origin_time), "created_at": _iso(message.created_at)}
+            "origin_time": json_time(message.origin_time), "created_at": json_time(message.created_at)}
+    payload = message.payload or {}
+    if isinstance(payload.get("subject"), str):  # a customer's e-mail, or the e-mail an agent's text became
+        data["subject"] = payload["subject"]
     if media:
         data.update(media)
     return data
@@ -125,10 +129,13 @@ def interaction_data(interaction: Interaction, change: str) -> dict:
             "assigned_to": interaction.assigned_to_id, "change": change}
 
 
-def _iso(moment) -> str | None:
+def json_time(moment, zone=None) -> str | None:
+    """A time as the REST API writes it (DRF's ISO 8601 in the current time zone, "Z" for UTC), for the JSON
+    written without a serializer: the events, the transcript (services/transcripts.py). `zone`: the current
+    time zone, read once by a caller that writes many times."""
     if moment is None:
         return None
-    text = moment.isoformat()
+    text = moment.astimezone(zone or timezone.get_current_timezone()).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
@@ -152,4 +159,4 @@ def receipt_event(*, message: Message) -> None:
     if interaction is not None and interaction.assigned_to_id is not None:
         events_add(user_ids=interaction_watchers(interaction), kind=RECEIPT, data={
             "message": message.pk, "interaction": message.interaction_id, "status": message.status,
-            "reasons": message.reasons, "delivered_at": _iso(message.delivered_at)})
+            "reasons": message.reasons, "delivered_at": json_time(message.delivered_at)})

@@ -148,6 +148,11 @@ def message_queue_outbound(*, interaction: Interaction, payload: dict, trace_id:
 
 
 def _text_of(payload: dict) -> str:
+    """The message's text as the transcript shows it. An e-mail (services/email.py) carries its text in its
+    parts: the plain one, else the HTML, as a customer's e-mail's text is read (parsing.py), not its subject."""
+    if payload.get("type") == "Email":
+        parts = {part.get("type"): part.get("text") for part in payload.get("content") or () if isinstance(part, dict)}
+        return str(parts.get("text") or parts.get("html") or payload.get("subject") or "")
     return str(payload.get("text") or payload.get("subject") or "")
 
 

@@ -12,7 +12,7 @@
   list; retried with backoff; failed with the reason otherwise, the message
   kept. An image gets a small thumbnail (Pillow).
 * Locations: the map link and preview of the `location-map.*` options.
-* The transcript's view of a message's media (`messages_media`), shared by the
+* The transcript's view of a message's media (`messages_media`, `transcript_media` for rows), shared by the
   admin and `GET /api/interactions/{id}/`."""
 
 import io
@@ -366,32 +366,44 @@ def _inbound_view(attachment: MessageAttachment) -> dict:
 
 def messages_media(*, messages: list[Message], channel: Channel | None) -> dict[str, dict]:
     """For each message with media: {"attachments": [...], "location": {...}}, with fresh signed links.
-    Inbound attachments come from their rows (prefetched as `attachments` when the caller did), outbound ones
-    from the payload (their links signed again when the attachment still exists)."""
+    Inbound attachments come from their rows (prefetched as `attachments` when the caller did)."""
+    return transcript_media(
+        messages=[{"id": m.pk, "direction": m.direction, "payload": m.payload} for m in messages],
+        inbound_files={m.pk: list(m.attachments.all()) for m in messages if m.direction == "inbound"},
+        channel=channel,
+    )
+
+
+def transcript_media(*, messages: list[dict], inbound_files: dict[str, list[MessageAttachment]],
+                     channel: Channel | None) -> dict[str, dict]:
+    """`messages_media` for messages read as rows (`id`, `direction`, `payload`; services/transcripts.py),
+    with the customers' files of each message given by its id. Outbound files come from the payload, their
+    links signed again when the attachment still exists (one query for all)."""
     views: dict[str, dict] = {}
     outbound_ids = {
         item.get("attachment")
         for message in messages
-        for item in (message.payload.get("attachments") or ())
+        for item in (message["payload"].get("attachments") or ())
         if isinstance(item, dict)
     } - {None}
     stored = {a.pk: a for a in Attachment.objects.filter(pk__in=outbound_ids)} if outbound_ids else {}
     for message in messages:
         view = {}
-        if message.direction == "inbound":
-            rows = list(message.attachments.all())
+        payload = message["payload"]
+        if message["direction"] == "inbound":
+            rows = inbound_files.get(message["id"])
             if rows:
                 view["attachments"] = [_inbound_view(row) for row in rows]
-        elif message.payload.get("attachments"):
+        elif payload.get("attachments"):
             items = []
-            for item in message.payload["attachments"]:
+            for item in payload["attachments"]:
                 attachment = stored.get(item.get("attachment")) if isinstance(item, dict) else None
                 items.append({**media_object(attachment), "status": "stored"} if attachment else dict(item))
             view["attachments"] = items
-        if isinstance(message.payload.get("location"), dict):
-            view["location"] = location_view(location=message.payload["location"], channel=channel)
+        if isinstance(payload.get("location"), dict):
+            view["location"] = location_view(location=payload["location"], channel=channel)
         if view:
-            views[message.pk] = view
+            views[message["id"]] = view
     return views
 
 

@@ -5,7 +5,7 @@
    order in red; the contact's name or the default nickname; earlier interactions behind "see older messages..."
    (GET /api/interactions/{id}/history/: `transcript-interactions-count`, `show-cross-channel-messages`);
    locations with their map link and preview (the `location-map` options, applied by the server); files with
-   thumbnails; receipts (sent, delivered, read, failed with the reason).
+   thumbnails; receipts (sent, delivered, read, failed with the reason); an e-mail's subject above its text.
 
    DMS.Transcript.open(container, interaction) / .onEvent(kind, data) / .close(); everything comes from the API
    and the event stream (workspace.js). */
@@ -70,6 +70,8 @@
     });
     const who = inbound ? state.name : "Agent";
     const body = el("div", { class: "msg-body" });
+    const subject = emailSubject(message);
+    if (subject) body.append(el("p", { class: "msg-subject", text: subject }));
     if (message.text) body.append(el("p", { class: "msg-text", text: message.text }));
     if (message.location) body.append(locationNode(message.location));
     if (message.attachments && message.attachments.length) body.append(filesNode(message.attachments));
@@ -84,6 +86,14 @@
       "data-status": message.status,
     }, body, meta);
     return node;
+  }
+
+  /* An e-mail's subject (a customer's e-mail, or the e-mail an agent's text became): in the transcript's
+     payload, or on the stream's event, which carries no payload. */
+  function emailSubject(message) {
+    if (typeof message.subject === "string") return message.subject;
+    const payload = message.payload || {};
+    return typeof payload.subject === "string" ? payload.subject : "";
   }
 
   function receiptNode(message) {

@@ -408,6 +408,10 @@
     $("#conversation-title").textContent = windowTitle("interaction.window-title", contact, interaction);
     $("#conversation-meta").textContent = [mediaName(interaction.media), interaction.channel, interaction.queue ? `queue ${interaction.queue}` : "",
       item && item.conference ? "conference" : "", interaction.state === "ended" ? "ended" : ""].filter(Boolean).join(" · ");
+    // An e-mail thread's subject (the customer's first e-mail's; the replies go as "Re: " and it).
+    const subject = interaction.media === "email" ? String((interaction.user_data || {}).Subject || "") : "";
+    $("#conversation-subject").hidden = !subject;
+    $("#conversation-subject").textContent = subject ? `Subject: ${subject}` : "";
     document.title = windowTitle("interaction.window-title", contact, interaction, "— Workspace");
     if (DMS.Transcript) DMS.Transcript.open($("#transcript"), interaction);
     if (DMS.Reply) DMS.Reply.open($("#reply"), interaction);
