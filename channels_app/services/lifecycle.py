@@ -26,11 +26,12 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from channels_app.audit import audit_record
 from channels_app.errors import InvalidFields
+from channels_app.lookups import AnyOf
 from channels_app.metrics import PURGED_ROWS
 from channels_app.models import (
     AuditAction,
@@ -190,24 +191,26 @@ def deliveries_delete(delivery_ids: list) -> dict:
     wait no more: `after` emptied, as on_delete=SET_NULL would)."""
     if not delivery_ids:
         return {"deliveries": 0, "delivery_attempts": 0}
-    attempts = _delete(DeliveryAttempt.objects.filter(delivery_id__in=delivery_ids), set())
-    Delivery.objects.filter(after_id__in=delivery_ids).update(after=None)
-    deliveries = _delete(Delivery.objects.filter(pk__in=delivery_ids), DELIVERY_RELATIONS)
+    attempts = _delete(DeliveryAttempt.objects.filter(AnyOf(F("delivery_id"), delivery_ids)), set())
+    Delivery.objects.filter(AnyOf(F("after_id"), delivery_ids)).update(after=None)
+    deliveries = _delete(Delivery.objects.filter(AnyOf(F("pk"), delivery_ids)), DELIVERY_RELATIONS)
     return {"deliveries": deliveries, "delivery_attempts": attempts}
 
 
 def _messages_chunk_delete(ids: list) -> dict:
     """One chunk of messages by id: each table that points at them in one statement by primary key, the
     ids read first (no statement joins back to the messages)."""
-    attachments = list(MessageAttachment.objects.filter(message_id__in=ids).values_list("pk", "file", "thumbnail"))
-    media = list(WhatsAppMedia.objects.filter(message_id__in=ids).values_list("pk", "file"))
-    removed = deliveries_delete(list(Delivery.objects.filter(message_id__in=ids).values_list("pk", flat=True)))
+    attachments = list(MessageAttachment.objects.filter(AnyOf(F("message_id"), ids)).order_by().values_list(
+        "pk", "file", "thumbnail"))
+    media = list(WhatsAppMedia.objects.filter(AnyOf(F("message_id"), ids)).order_by().values_list("pk", "file"))
+    removed = deliveries_delete(list(Delivery.objects.filter(AnyOf(F("message_id"), ids)).order_by().values_list(
+        "pk", flat=True)))
     if attachments:
-        _delete(MessageAttachment.objects.filter(pk__in=[row[0] for row in attachments]), set())
+        _delete(MessageAttachment.objects.filter(AnyOf(F("pk"), [row[0] for row in attachments])), set())
     if media:
-        _delete(WhatsAppMedia.objects.filter(pk__in=[row[0] for row in media]), set())
-    CampaignRecipient.objects.filter(message_id__in=ids).update(message=None)
-    removed["messages"] = _delete(Message.objects.filter(pk__in=ids), MESSAGE_RELATIONS)
+        _delete(WhatsAppMedia.objects.filter(AnyOf(F("pk"), [row[0] for row in media])), set())
+    CampaignRecipient.objects.filter(AnyOf(F("message_id"), ids)).update(message=None)
+    removed["messages"] = _delete(Message.objects.filter(AnyOf(F("pk"), ids)), MESSAGE_RELATIONS)
     names = [name for _, file, thumbnail in attachments for name in (file, thumbnail) if name]
     names += [file for _, file in media if file]
     files_remove_on_commit(names)
@@ -233,8 +236,8 @@ def interactions_delete(interaction_ids: list) -> int:
     summaries), one statement a table; their messages must be gone already (messages_delete). The
     interactions deleted (what went with them is not counted)."""
     for model in INTERACTION_CHILDREN:
-        _delete(model.objects.filter(interaction_id__in=interaction_ids), set())
-    return _delete(Interaction.objects.filter(pk__in=interaction_ids), INTERACTION_RELATIONS)
+        _delete(model.objects.filter(AnyOf(F("interaction_id"), interaction_ids)), set())
+    return _delete(Interaction.objects.filter(AnyOf(F("pk"), interaction_ids)), INTERACTION_RELATIONS)
 
 
 # --- what each class removes -------------------------------------------------------------------------------------
@@ -275,11 +278,11 @@ def _conversations_delete(ids: list, still: QuerySet) -> dict:
     removed: dict[str, int] = {}
     while ids:
         with transaction.atomic():
-            ids = list(still.filter(pk__in=ids).values_list("pk", flat=True))
+            ids = list(still.filter(AnyOf(F("pk"), ids)).values_list("pk", flat=True))
             if not ids:
                 break
-            chunk = list(Message.objects.filter(interaction_id__in=ids).values_list("pk", flat=True)
-                         [:PURGE_CHUNK_MESSAGES])
+            chunk = list(Message.objects.filter(AnyOf(F("interaction_id"), ids)).order_by().values_list(
+                "pk", flat=True)[:PURGE_CHUNK_MESSAGES])
             if chunk:
                 _add(removed, messages_delete(chunk))
             if len(chunk) < PURGE_CHUNK_MESSAGES:
@@ -290,13 +293,13 @@ def _conversations_delete(ids: list, still: QuerySet) -> dict:
 
 @transaction.atomic
 def _deliveries_delete(ids: list, still: QuerySet) -> dict:
-    return deliveries_delete(list(still.filter(pk__in=ids).values_list("pk", flat=True)))
+    return deliveries_delete(list(still.filter(AnyOf(F("pk"), ids)).values_list("pk", flat=True)))
 
 
 def _rows_delete(model, key: str):
     @transaction.atomic
     def delete(ids: list, still: QuerySet) -> dict:
-        return {key: _delete(still.filter(pk__in=ids), set())}
+        return {key: _delete(still.filter(AnyOf(F("pk"), ids)), set())}
     return delete
 
 
