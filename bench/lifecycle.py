@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.lifecycle [--messages 10000000] [--seconds 30] [--rate 100]
 
-A fresh PostgreSQL database and Redis db 10 (bench/processes.py), the SMS
+A fresh PostgreSQL database and Redis db 10 (bench/processes.py; `--database`,
+`--redis-db` to run beside another copy), the SMS
 webhook channel of `bench.inbound`, gunicorn. Tenant 1 keeps conversations 30
 days. `--messages` messages are written with `COPY` (in conversations of
 `--per-interaction` messages, each with an outbound delivery per ten
@@ -16,7 +17,8 @@ saturated; a closed loop of 32 clients saturates it and its p99 alone is
 about the purge), each latency counted from the moment the message was due.
 
 1. The load alone for `--seconds`: the baseline rate and p99.
-2. The same load while `manage.py purge --tenant 1` runs, from its start to
+2. The same load while `manage.py purge --tenant 1` runs (with
+   `PURGE_PAUSE_RATIO` set to `--pause-ratio` when given), from its start to
    its end: the rate and p99 beside it, and the rows the purge removed per
    second. The database's size before the purge, after it, and after a plain
    `VACUUM (ANALYZE)` (README, "Your customers' data").
@@ -106,6 +108,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=2000, help="distinct customer ids of the load")
     parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
+    parser.add_argument("--pause-ratio", type=float, default=None,
+                        help="the purge's PURGE_PAUSE_RATIO (default: the setting's own default)")
     parser.add_argument("--database", default=DATABASE, help=f"the stack's database (default {DATABASE})")
     parser.add_argument("--redis-db", type=int, default=REDIS_DB, help=f"the stack's Redis db (default {REDIS_DB})")
     return parser.parse_args()
@@ -312,6 +316,8 @@ def main() -> None:
         with Stack(args.database, redis_db=args.redis_db) as stack:
             stack.env.update(DEBUG="false", SECRET_KEY="bench-lifecycle-" + "x" * 50, MEDIA_ROOT=media,
                              ALLOWED_HOSTS="127.0.0.1,localhost", SECURE_SSL_REDIRECT="false", LOG_LEVEL="INFO")
+            if args.pause_ratio is not None:
+                stack.env["PURGE_PAUSE_RATIO"] = str(args.pause_ratio)
             stack.prepare()
             stack.shell(SETUP)
             channel_pk = int(stack.shell(RETENTION)["CHANNEL_PK"])
@@ -358,6 +364,7 @@ def main() -> None:
                 ("purge_seconds", beside["seconds"]),
                 ("purge_messages_removed", removed.get("messages", 0)),
                 ("purge_rows_removed", rows_removed),
+                ("purge_messages_removed_per_second", removed.get("messages", 0) / beside["seconds"]),
                 ("old_messages_left", old_left),
                 ("database_mb_before_purge", size_before / 2**20),
                 ("database_mb_after_purge", size_after / 2**20),
