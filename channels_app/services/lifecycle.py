@@ -14,9 +14,17 @@ A row is removed once it is older than N days: exactly N days old is kept.
 The purge never touches an interaction still open, a delivery still due (or
 an interaction with one), a campaign not finished (or an interaction whose
 message is one of its recipients'). It works in batches of `PURGE_BATCH`
-rows, each its own short transaction, so messages keep flowing while it
-runs; files leave the storage after the batch commits
+rows, each its own short transaction (conversations: at most
+`PURGE_CHUNK_MESSAGES` messages a transaction), so messages keep flowing
+while it runs; files leave the storage after the batch commits
 (`stored_files_remove`).
+
+Each batch is a handful of set-based statements, one a table, by primary key
+(`AnyOf`: the ids as one array parameter), never Django's collector, which
+fetches every row it deletes (`_delete` falls back to it for a relation added
+later that nobody handled). What remains of a batch's cost on PostgreSQL is
+its foreign keys' triggers at commit: each message deleted is looked up in
+the four tables that point at messages.
 """
 
 import logging
