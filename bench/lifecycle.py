@@ -175,7 +175,13 @@ def generate(stack: Stack, channel_pk: int, messages: int, per_interaction: int)
     """The conversations, with COPY: half ended 60 days ago, half ended yesterday or open; plus the contact
     to erase (+19990000000) with 10,000 messages."""
     now = datetime.now(UTC)
-    old_at, recent_at, now_at = ((now - timedelta(days=days)).isoformat() for days in (60, 1, 0))
+    old, recent, now_at = now - timedelta(days=60), now - timedelta(days=1), now.isoformat()
+
+    def at(n: int) -> str:
+        """Conversation n's time: 60 days ago (even n) or yesterday (odd n), a millisecond apart from the
+        next, as a real tenant's are (never the same instant for half of them)."""
+        return ((old if n % 2 == 0 else recent) + timedelta(milliseconds=n)).isoformat()
+
     conversations = max(messages // per_interaction, 2)
     contacts = max(conversations // 10, 1)
     with psycopg.connect(stack.dsn) as conn:
@@ -190,11 +196,10 @@ def generate(stack: Stack, channel_pk: int, messages: int, per_interaction: int)
 
         def interactions():
             for n in range(conversations):
-                old = n % 2 == 0
-                at = old_at if old else recent_at
-                state, ended_at = ("ended", at) if old or n % 4 == 1 else ("active", "\\N")
+                moment = at(n)
+                state, ended_at = ("ended", moment) if n % 2 == 0 or n % 4 == 1 else ("active", "\\N")
                 yield (f"b{n:015d}\t{channel_pk}\t{first_contact + n % contacts}\t1777{n % contacts:07d}\tInbound\t"
-                       f"InboundNew\t{state}\t1:session-chat\t{{}}\tf\t{at}\t{at}\t{ended_at}\t\t\t{{}}\n")
+                       f"InboundNew\t{state}\t1:session-chat\t{{}}\tf\t{moment}\t{moment}\t{ended_at}\t\t\t{{}}\n")
             for n in range(10_000 // per_interaction + 1):
                 yield (f"big{n:013d}\t{channel_pk}\t{big_contact}\t19990000000\tInbound\tInboundNew\tended\t"
                        f"1:session-chat\t{{}}\tf\t{now_at}\t{now_at}\t{now_at}\t\t\t{{}}\n")
@@ -203,12 +208,12 @@ def generate(stack: Stack, channel_pk: int, messages: int, per_interaction: int)
 
         def rows():
             for n in range(conversations):
-                at = old_at if n % 2 == 0 else recent_at
+                moment = at(n)
                 for m in range(per_interaction):
                     kind = "outbound\t" if m % 2 else "inbound\t"
                     status = "delivered" if m % 2 else "received"
                     yield (f"m{n:012d}{m:05d}\tb{n:015d}\t{channel_pk}\t{kind}Bench message {m} of conversation {n}"
-                           f"\t{{}}\t{status}\t[]\t\t\t\t{at}\t{at}\n")
+                           f"\t{{}}\t{status}\t[]\t\t\t\t{moment}\t{moment}\n")
             for m in range(10_000):
                 yield (f"big{m:015d}\tbig{m // per_interaction:013d}\t{channel_pk}\tinbound\tBig contact message {m}"
                        f"\t{{}}\treceived\t[]\t\t\t\t{now_at}\t{now_at}\n")
@@ -217,9 +222,9 @@ def generate(stack: Stack, channel_pk: int, messages: int, per_interaction: int)
 
         def deliveries():
             for n in range(conversations):
-                at = old_at if n % 2 == 0 else recent_at
+                moment = at(n)
                 for m in range(1, per_interaction, 10):
-                    yield f"m{n:012d}{m:05d}\t{channel_pk}\tdelivered\t1\t{at}\t\t\tf\t{at}\t{at}\n"
+                    yield f"m{n:012d}{m:05d}\t{channel_pk}\tdelivered\t1\t{moment}\t\t\tf\t{moment}\t{moment}\n"
 
         _copy(conn, "channels_app_delivery", DELIVERY_COLUMNS, deliveries())
         make_again()

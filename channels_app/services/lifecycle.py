@@ -339,10 +339,11 @@ CLASSES = {
 
 
 def _after(order: str, value, pk) -> Q:
-    """The rows after (value, pk) in the order (`order`, pk)."""
+    """The rows after (value, pk) in the order (`order`, pk). The `>=` alone is what the index on `order`
+    starts its range at; the rest settles ties."""
     if order == "pk":
         return Q(pk__gt=pk)
-    return Q(**{f"{order}__gt": value}) | Q(**{order: value, "pk__gt": pk})
+    return Q(**{f"{order}__gte": value}) & (Q(**{f"{order}__gt": value}) | Q(**{order: value, "pk__gt": pk}))
 
 
 def _add(total: dict, counts: dict) -> None:
