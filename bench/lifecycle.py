@@ -236,53 +236,53 @@ def generate(stack: Stack, channel_pk: int, messages: int, per_interaction: int)
 class SteadyLoad:
     """`bench.inbound`'s signed customer messages at a fixed rate (request i due at t0 + i / rate, never in
     bursts), on up to `concurrency` keep-alive connections. A request's latency counts from the moment it
-    was due, so time spent waiting for a free connection (the server falling behind) is in the p99."""
+    was due, so time spent waiting for a free connection (the server falling behind) is in the p99; the rate
+    is the 200 answers that came back inside the window, so a server falling behind shows there too."""
 
     def __init__(self, load: Load, rate: float, concurrency: int):
         self.load, self.rate = load, rate
         self.connections = asyncio.Queue()
         for _ in range(concurrency):
             self.connections.put_nowait(AsyncConnection(load.port))
-        self.latencies: list[float] = []
-        self.ok = self.errors = 0
+        self.answers: list[tuple[float, float, bool]] = []  # (due, finished, 200)
 
-    async def one(self, due: float, window: tuple[float, float]) -> None:
+    async def one(self, due: float) -> None:
         conn = await self.connections.get()
         body, headers = self.load.request()
         try:
             status, answer = await conn.request("POST", PATH, body, headers)
         except (OSError, asyncio.IncompleteReadError, ValueError) as error:
             status, answer = None, repr(error).encode()
-        finished = time.perf_counter()
+        self.answers.append((due, time.perf_counter(), status == 200))
         self.connections.put_nowait(conn)
-        if window[0] <= due < window[1]:
-            self.latencies.append(finished - due)
-            self.ok += status == 200
-            self.errors += status != 200
         if status != 200 and len(self.load.error_samples) < 3:
             self.load.error_samples.append(f"{status}: {answer[:300].decode(errors='replace')}")
 
-    async def run(self, until, warmup: float) -> tuple[float, float]:
-        """Send until `until()` says stop (after `warmup`); the window measured (first and last due time)."""
+    async def run(self, until, warmup: float) -> dict:
+        """Send until `until()` says stop (checked after `warmup`); the figures of the window between."""
         began = time.perf_counter()
-        window = [began + warmup, float("inf")]
+        start = began + warmup
         tasks, number = set(), 0
         while True:
             due = began + number / self.rate
             now = time.perf_counter()
-            if now >= window[0] and until():
-                window[1] = now
+            if now >= start and until():
+                end = now
                 break
             if due > now:
                 await asyncio.sleep(due - now)
-            task = asyncio.create_task(self.one(due, window))
+            task = asyncio.create_task(self.one(due))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             number += 1
         await asyncio.gather(*tasks)
         while not self.connections.empty():
             self.connections.get_nowait().close()
-        return window[0], window[1]
+        latencies = sorted(finished - due for due, finished, _ in self.answers if start <= due < end)
+        return {"seconds": end - start,
+                "rate": sum(ok and start <= finished <= end for _, finished, ok in self.answers) / (end - start),
+                "errors": sum(not ok for due, _, ok in self.answers if start <= due < end),
+                "p99_ms": percentile(latencies, 0.99) * 1000 if latencies else float("nan")}
 
 
 async def load_phase(load: Load, args, *, seconds: float | None = None, command: list[str] | None = None,
@@ -293,7 +293,7 @@ async def load_phase(load: Load, args, *, seconds: float | None = None, command:
     output, process = b"", None
     if command is None:
         ends = time.perf_counter() + args.warmup + seconds
-        window = await steady.run(lambda: time.perf_counter() >= ends, args.warmup)
+        figures = await steady.run(lambda: time.perf_counter() >= ends, args.warmup)
     else:
         async def purge():
             nonlocal process, output
@@ -303,15 +303,11 @@ async def load_phase(load: Load, args, *, seconds: float | None = None, command:
             output, _ = await process.communicate()
 
         running = asyncio.create_task(purge())
-        window = await steady.run(running.done, args.warmup)
+        figures = await steady.run(running.done, args.warmup)
         await running
         if process.returncode != 0:
             raise RuntimeError(f"{' '.join(command[1:3])} failed: {output.decode(errors='replace')[-2000:]}")
-    seconds = window[1] - window[0]
-    latencies = sorted(steady.latencies)
-    return {"seconds": seconds, "rate": steady.ok / seconds, "errors": steady.errors,
-            "p99_ms": percentile(latencies, 0.99) * 1000 if latencies else float("nan"),
-            "output": output.decode(errors="replace")}
+    return {**figures, "output": output.decode(errors="replace")}
 
 
 def main() -> None:
