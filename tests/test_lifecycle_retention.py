@@ -264,6 +264,29 @@ def test_a_purge_records_what_it_removed(channel, caplog):
 
 
 @pytest.mark.django_db
+def test_conversations_longer_than_a_chunk_go_in_several_transactions_and_all_go(
+        channel, monkeypatch, django_capture_on_commit_callbacks):
+    # given: chunks of 3 messages, batches of 2 interactions of 3 messages each (one with a file)
+    monkeypatch.setattr("channels_app.services.lifecycle.PURGE_CHUNK_MESSAGES", 3)
+    now = timezone.now()
+    tenant = _retain(channel.tenant, conversations=DAYS)
+    old = [conversation(channel, client_id=f"1555000000{number}", ended_at=now - timedelta(days=DAYS + number),
+                        with_file=number == 1) for number in range(1, 6)]
+    for interaction in old:
+        Message.objects.create(interaction=interaction, channel=channel, direction="inbound", text="Thanks")
+    kept = conversation(channel, client_id="15550000009", ended_at=now - timedelta(days=DAYS - 1))
+    files = stored_names(old)
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        removed = tenant_purge(tenant=tenant, now=now, batch_size=2)
+    # then
+    assert removed == {"interactions": 5, "messages": 15, "files": 2, "deliveries": 5, "delivery_attempts": 5}
+    assert list(Interaction.objects.values_list("pk", flat=True)) == [kept.pk]
+    assert Message.objects.filter(interaction=kept).count() == 2 and Delivery.objects.count() == 1
+    assert not any(default_storage.exists(name) for name in files)
+
+
+@pytest.mark.django_db
 def test_the_command_dry_run_counts_and_removes_nothing_and_tenant_narrows_it(channel):
     # given
     now = timezone.now()

@@ -35,7 +35,7 @@ from channels_app.models import (
     WhatsAppInbox,
 )
 from channels_app.models.campaigns import COUNTER_SHARDS
-from channels_app.services.lifecycle import message_files, messages_delete
+from channels_app.services.lifecycle import interactions_delete, message_files, messages_delete
 
 ERASED = "(erased)"
 ERASED_REASON = "erased: the contact exercised the right to erasure"
@@ -95,10 +95,9 @@ def _messages(erasure: Erasure) -> None:
 
 
 def _interactions(erasure: Erasure) -> None:
-    # Whatever else hangs on an interaction (notes, offers, report summaries) goes with it (on_delete=CASCADE);
-    # the count is of the interactions alone.
-    deleted = Interaction.objects.filter(pk__in=erasure.interaction_ids).delete()[1].get("channels_app.Interaction", 0)
-    erasure.count("interactions", deleted)
+    # Whatever else hangs on an interaction (notes, offers, report summaries) goes with it; the count is of
+    # the interactions alone.
+    erasure.count("interactions", interactions_delete(erasure.interaction_ids))
 
 
 def _agent_events(erasure: Erasure) -> None:

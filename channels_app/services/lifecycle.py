@@ -14,9 +14,17 @@ A row is removed once it is older than N days: exactly N days old is kept.
 The purge never touches an interaction still open, a delivery still due (or
 an interaction with one), a campaign not finished (or an interaction whose
 message is one of its recipients'). It works in batches of `PURGE_BATCH`
-rows, each its own short transaction, so messages keep flowing while it
-runs; files leave the storage after the batch commits
+rows, each its own short transaction (conversations: at most
+`PURGE_CHUNK_MESSAGES` messages a transaction), so messages keep flowing
+while it runs; files leave the storage after the batch commits
 (`stored_files_remove`).
+
+Each batch is a handful of set-based statements, one a table, by primary key
+(`AnyOf`: the ids as one array parameter), never Django's collector, which
+fetches every row it deletes (`_delete` falls back to it for a relation added
+later that nobody handled). What remains of a batch's cost on PostgreSQL is
+its foreign keys' triggers at commit: each message deleted is looked up in
+the four tables that point at messages.
 """
 
 import logging
@@ -26,11 +34,12 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from channels_app.audit import audit_record
 from channels_app.errors import InvalidFields
+from channels_app.lookups import AnyOf
 from channels_app.metrics import PURGED_ROWS
 from channels_app.models import (
     AuditAction,
@@ -38,13 +47,17 @@ from channels_app.models import (
     Campaign,
     CampaignRecipient,
     CampaignState,
+    ConferenceMember,
+    ConversationSummary,
     Delivery,
     DeliveryAttempt,
     DeliveryState,
     Interaction,
+    InteractionNote,
     InteractionState,
     Message,
     MessageAttachment,
+    Offer,
     Tenant,
     WhatsAppMedia,
 )
@@ -54,7 +67,10 @@ logger = logging.getLogger(__name__)
 
 RETENTION_CLASSES = ("conversations", "deliveries", "campaigns", "audit")
 MAX_RETENTION_DAYS = 36_500
-PURGE_BATCH = 500  # rows (interactions, deliveries, recipients, audit entries) per transaction
+PURGE_BATCH = 500  # rows (interactions, deliveries, recipients, audit entries) per batch
+# Messages per transaction (with their deliveries, attempts and files): a few statements each, short enough
+# beside live traffic; a batch of 500 interactions of 20 messages is one chunk.
+PURGE_CHUNK_MESSAGES = 10_000
 
 # The kinds of rows a purge counts, in the order it reports them.
 REMOVED_ORDER = ("interactions", "messages", "files", "deliveries", "delivery_attempts", "campaign_recipients",
@@ -161,31 +177,75 @@ def _delete(queryset: QuerySet, handled: set[tuple[type, str]]) -> int:
     which follows whatever else points at them (a model added later). The rows deleted."""
     model = queryset.model
     if all((relation.related_model, relation.field.name) in handled for relation in model._meta.related_objects):
-        return queryset._raw_delete(queryset.db)
+        return queryset._raw_delete(queryset.db) or 0  # None when the query is empty (pk__in=[])
     return queryset.delete()[1].get(model._meta.label, 0)
 
 
 MESSAGE_RELATIONS = {(Delivery, "message"), (MessageAttachment, "message"), (WhatsAppMedia, "message"),
                      (CampaignRecipient, "message")}
 DELIVERY_RELATIONS = {(DeliveryAttempt, "delivery"), (Delivery, "after")}
+# What hangs on an interaction besides its messages (on_delete=CASCADE), removed with it.
+INTERACTION_CHILDREN = (ConversationSummary, Offer, ConferenceMember, InteractionNote)
+INTERACTION_RELATIONS = {(Message, "interaction")} | {(model, "interaction") for model in INTERACTION_CHILDREN}
+
+
+def _slices(ids: list, size: int):
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
+
+
+def deliveries_delete(delivery_ids: list) -> dict:
+    """Delete deliveries by id with their attempts, in three statements (the deliveries that waited on them
+    wait no more: `after` emptied, as on_delete=SET_NULL would)."""
+    if not delivery_ids:
+        return {"deliveries": 0, "delivery_attempts": 0}
+    attempts = _delete(DeliveryAttempt.objects.filter(AnyOf(F("delivery_id"), delivery_ids)), set())
+    Delivery.objects.filter(AnyOf(F("after_id"), delivery_ids)).update(after=None)
+    deliveries = _delete(Delivery.objects.filter(AnyOf(F("pk"), delivery_ids)), DELIVERY_RELATIONS)
+    return {"deliveries": deliveries, "delivery_attempts": attempts}
+
+
+def _messages_chunk_delete(ids: list) -> dict:
+    """One chunk of messages by id: each table that points at them in one statement by primary key, the
+    ids read first (no statement joins back to the messages)."""
+    attachments = list(MessageAttachment.objects.filter(AnyOf(F("message_id"), ids)).order_by().values_list(
+        "pk", "file", "thumbnail"))
+    media = list(WhatsAppMedia.objects.filter(AnyOf(F("message_id"), ids)).order_by().values_list("pk", "file"))
+    removed = deliveries_delete(list(Delivery.objects.filter(AnyOf(F("message_id"), ids)).order_by().values_list(
+        "pk", flat=True)))
+    if attachments:
+        _delete(MessageAttachment.objects.filter(AnyOf(F("pk"), [row[0] for row in attachments])), set())
+    if media:
+        _delete(WhatsAppMedia.objects.filter(AnyOf(F("pk"), [row[0] for row in media])), set())
+    CampaignRecipient.objects.filter(AnyOf(F("message_id"), ids)).update(message=None)
+    removed["messages"] = _delete(Message.objects.filter(AnyOf(F("pk"), ids)), MESSAGE_RELATIONS)
+    names = [name for _, file, thumbnail in attachments for name in (file, thumbnail) if name]
+    names += [file for _, file in media if file]
+    files_remove_on_commit(names)
+    removed["files"] = len(names)
+    return removed
 
 
 def messages_delete(message_ids) -> dict:
     """Delete messages (a list of ids, or a query of them) with their deliveries, attempts and files (rows
     now, files after the commit); campaign recipients keep their row (its message becomes empty). A few
-    statements however many messages: a contact with 10,000 goes in seconds. The counts removed."""
+    statements per PURGE_CHUNK_MESSAGES messages, in the caller's transaction: a contact with 10,000 goes
+    in well under a second. The counts removed."""
     if isinstance(message_ids, QuerySet):
-        message_ids = message_ids.values("pk")
-    names = message_files(message_ids)
-    attempts, _ = DeliveryAttempt.objects.filter(delivery__message__in=message_ids).delete()
-    Delivery.objects.filter(after__message__in=message_ids).update(after=None)
-    deliveries = _delete(Delivery.objects.filter(message__in=message_ids), DELIVERY_RELATIONS)
-    MessageAttachment.objects.filter(message__in=message_ids).delete()
-    WhatsAppMedia.objects.filter(message__in=message_ids).delete()
-    CampaignRecipient.objects.filter(message__in=message_ids).update(message=None)
-    messages = _delete(Message.objects.filter(pk__in=message_ids), MESSAGE_RELATIONS)
-    files_remove_on_commit(names)
-    return {"messages": messages, "files": len(names), "deliveries": deliveries, "delivery_attempts": attempts}
+        message_ids = list(message_ids.values_list("pk", flat=True))
+    removed = {"messages": 0, "files": 0, "deliveries": 0, "delivery_attempts": 0}
+    for ids in _slices(list(message_ids), PURGE_CHUNK_MESSAGES):
+        _add(removed, _messages_chunk_delete(ids))
+    return removed
+
+
+def interactions_delete(interaction_ids: list) -> int:
+    """Delete interactions by id with what hangs on them (notes, offers, conference members, report
+    summaries), one statement a table; their messages must be gone already (messages_delete). The
+    interactions deleted (what went with them is not counted)."""
+    for model in INTERACTION_CHILDREN:
+        _delete(model.objects.filter(AnyOf(F("interaction_id"), interaction_ids)), set())
+    return _delete(Interaction.objects.filter(AnyOf(F("pk"), interaction_ids)), INTERACTION_RELATIONS)
 
 
 # --- what each class removes -------------------------------------------------------------------------------------
@@ -218,39 +278,36 @@ def purgeable_audit_entries(*, tenant_id: int, cutoff: datetime) -> QuerySet:
     return AuditEntry.objects.filter(tenant_id=tenant_id, at__lt=cutoff)
 
 
-def _conversations_delete(batch: QuerySet, batch_size: int) -> dict:
-    """A batch of purgeable interactions: their messages first, `batch_size` at a time, each chunk its own
-    transaction (no transaction holds a whole long conversation), then the interactions themselves. `batch`
-    is checked again by every statement: an interaction that stopped being purgeable meanwhile stays."""
+def _conversations_delete(ids: list, still: QuerySet) -> dict:
+    """A batch of interactions: in transactions of at most PURGE_CHUNK_MESSAGES messages (no transaction
+    holds a whole long conversation), their messages, then, with the last of them, the interactions. Each
+    transaction first checks the batch again against `still` (the class's query): an interaction that
+    stopped being purgeable meanwhile (a delivery retried) stays."""
     removed: dict[str, int] = {}
-    while True:
+    while ids:
         with transaction.atomic():
-            chunk = list(Message.objects.filter(interaction__in=batch).values_list("pk", flat=True)[:batch_size])
-            if not chunk:
+            ids = list(still.filter(AnyOf(F("pk"), ids)).values_list("pk", flat=True))
+            if not ids:
                 break
-            _add(removed, messages_delete(chunk))
-    with transaction.atomic():
-        # Whatever else hangs on an interaction (notes, offers...) goes with it (on_delete=CASCADE).
-        # Counted alone (not what went with them: notes, offers, report summaries).
-        interactions = Interaction.objects.filter(pk__in=list(batch.values_list("pk", flat=True))).delete()[1].get(
-            "channels_app.Interaction", 0)
-    return {"interactions": interactions, **removed}
+            chunk = list(Message.objects.filter(AnyOf(F("interaction_id"), ids)).order_by().values_list(
+                "pk", flat=True)[:PURGE_CHUNK_MESSAGES])
+            if chunk:
+                _add(removed, messages_delete(chunk))
+            if len(chunk) < PURGE_CHUNK_MESSAGES:
+                _add(removed, {"interactions": interactions_delete(ids)})
+                break
+    return removed
 
 
 @transaction.atomic
-def _deliveries_delete(batch: QuerySet, batch_size: int) -> dict:
-    ids = list(batch.values_list("pk", flat=True))
-    attempts, _ = DeliveryAttempt.objects.filter(delivery_id__in=ids).delete()
-    Delivery.objects.filter(after_id__in=ids).update(after=None)
-    deliveries = _delete(Delivery.objects.filter(pk__in=ids), DELIVERY_RELATIONS)
-    return {"deliveries": deliveries, "delivery_attempts": attempts}
+def _deliveries_delete(ids: list, still: QuerySet) -> dict:
+    return deliveries_delete(list(still.filter(AnyOf(F("pk"), ids)).values_list("pk", flat=True)))
 
 
 def _rows_delete(model, key: str):
     @transaction.atomic
-    def delete(batch: QuerySet, batch_size: int) -> dict:
-        deleted, _ = model.objects.filter(pk__in=list(batch.values_list("pk", flat=True))).delete()
-        return {key: deleted}
+    def delete(ids: list, still: QuerySet) -> dict:
+        return {key: _delete(still.filter(AnyOf(F("pk"), ids)), set())}
     return delete
 
 
@@ -272,12 +329,21 @@ def _dry_counts(kind: str, queryset: QuerySet) -> dict:
 
 
 CLASSES = {
-    # class: (what may go, how a batch of it goes: in transactions of its own)
-    "conversations": (purgeable_interactions, _conversations_delete),
-    "deliveries": (purgeable_deliveries, _deliveries_delete),
-    "campaigns": (purgeable_recipients, _rows_delete(CampaignRecipient, "campaign_recipients")),
-    "audit": (purgeable_audit_entries, _rows_delete(AuditEntry, "audit_entries")),
+    # class: (what may go, the field its batches follow (then the primary key), how a batch goes: in
+    # transactions of its own)
+    "conversations": (purgeable_interactions, "ended_at", _conversations_delete),
+    "deliveries": (purgeable_deliveries, "created_at", _deliveries_delete),
+    "campaigns": (purgeable_recipients, "pk", _rows_delete(CampaignRecipient, "campaign_recipients")),
+    "audit": (purgeable_audit_entries, "at", _rows_delete(AuditEntry, "audit_entries")),
 }
+
+
+def _after(order: str, value, pk) -> Q:
+    """The rows after (value, pk) in the order (`order`, pk). The `>=` alone is what the index on `order`
+    starts its range at; the rest settles ties."""
+    if order == "pk":
+        return Q(pk__gt=pk)
+    return Q(**{f"{order}__gte": value}) & (Q(**{f"{order}__gt": value}) | Q(**{order: value, "pk__gt": pk}))
 
 
 def _add(total: dict, counts: dict) -> None:
@@ -299,20 +365,25 @@ def tenant_purge(*, tenant: Tenant, now: datetime | None = None, dry_run: bool =
         if days is None:
             continue
         cutoff = now - timedelta(days=days)
-        select, delete = CLASSES[kind]
+        select, order, delete = CLASSES[kind]
         queryset = select(tenant_id=tenant.pk, cutoff=cutoff)
         if dry_run:
             _add(removed, _dry_counts(kind, queryset))
             continue
+        # Batches follow the class's index (ended_at, created_at, at) from where the last one stopped, so no
+        # query walks again over what earlier batches removed or kept.
+        ordered = queryset.order_by(order, "pk")
+        after = None
         while True:
             started = time.monotonic()
-            ids = list(queryset.order_by().values_list("pk", flat=True)[:batch_size])
-            if not ids:
+            following = ordered if after is None else ordered.filter(_after(order, *after))
+            rows = list(following.values_list(order, "pk")[:batch_size])
+            if not rows:
                 break
-            # The batch is checked again by the statements that remove it: a row that changed meanwhile (a
-            # delivery retried) stays.
-            _add(removed, delete(queryset.filter(pk__in=ids), batch_size))
-            # A pause as long as the batch (PURGE_PAUSE_RATIO): the messages beside the purge keep their pace.
+            after = rows[-1]
+            _add(removed, delete([pk for _, pk in rows], queryset))
+            # A pause in proportion to the batch (PURGE_PAUSE_RATIO): the messages beside the purge keep
+            # their pace.
             time.sleep((time.monotonic() - started) * settings.PURGE_PAUSE_RATIO)
     removed = {name: removed[name] for name in REMOVED_ORDER if name in removed}
     if dry_run:
