@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('channels_app', '0030_segments_send_windows'),
+        ('channels_app', '0033_recipient_message_checked_once'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
