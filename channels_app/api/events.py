@@ -11,12 +11,11 @@ asynchronous psycopg connections of its own: one LISTENs to `agent_events`, the 
 numbers what committed (the sequencer: one round trip, services.agent_events) and reads, in one query, the
 events of every stream woken since the last pass (its user named by a notification or numbered by the
 sequencer, or the stream just opened), after the last id each was handed; each stream sends what it was
-handed. No thread is involved: the loop shares the GIL with the API's threads, and every hop to a thread
-and back waited for it (with four busy API threads, a hop cost up to the interpreter's switch interval each
-way, and the sequencer's lock was held across those waits: 1.3 s p99 from a commit to the stream, measured
-in docs/PERFORMANCE.md). Passes follow one another: what is heard during a pass kicks the next, so a burst
-of commits costs a pass or two, not a read per stream. SQLite has no LISTEN: the hub polls, through the
-ORM in the loop's threads.
+handed. No thread is involved: the loop shares the GIL and the CPU with the API's threads, and the
+sequencer used to run in a thread of the loop's pool, holding its lock while that thread waited for them
+(docs/PERFORMANCE.md, "Routing to agents"). Passes follow one another: what is heard during a pass kicks
+the next, so a burst of commits costs a pass or two, not a read per stream. SQLite has no LISTEN: the hub
+polls, through the ORM in the loop's threads.
 
 What an idle stream costs: nothing but a comment line every KEEPALIVE_SECONDS (so that proxies keep the
 connection and a dead client is found). A stream is read for only when it is woken (its user has new
