@@ -280,34 +280,179 @@ def test_messages_out_and_receipts_of_a_held_interaction_are_events_of_its_agent
         assert kinds == [("message", "How can I help?"), ("receipt", "delivered")], agent
 
 
-def test_an_idle_stream_sends_only_keep_alives_and_reads_the_database_when_woken(monkeypatch):
+class CountingStore:
+    """The hub's database as a test sees it: what it was asked to read, and events it hands out once."""
+
+    def __init__(self):
+        self.reads: list[dict[int, int]] = []
+        self.numbered: set[int] = set()
+        self.held: dict[int, list] = {}
+
+    async def sequence(self) -> set[int]:
+        numbered, self.numbered = self.numbered, set()
+        return numbered
+
+    async def last(self, user_ids) -> dict[int, int]:
+        return {user_id: 0 for user_id in user_ids}
+
+    async def read(self, wanted: dict[int, int]) -> dict[int, list]:
+        self.reads.append(dict(wanted))
+        return {user_id: [event for event in self.held.get(user_id, ()) if event.seq > after]
+                for user_id, after in wanted.items()}
+
+
+async def _until(condition, what: str, timeout: float = 5.0) -> None:
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not {what} within {timeout} s")
+        await asyncio.sleep(0.005)
+
+
+def _hub_on(store):
+    """A hub whose passes read `store` (the LISTEN task's part is played by the test)."""
+    import asyncio
+
+    from channels_app.api import events
+
+    hub = events.EventHub()
+    hub.kick = asyncio.Event()
+    hub.task = asyncio.get_running_loop().create_task(hub._serve(store))
+    return hub
+
+
+def test_an_idle_stream_sends_only_keep_alives_and_is_read_for_only_when_woken(monkeypatch):
     """What an idle stream costs (docs/PERFORMANCE.md, "Routing to agents"): a comment now and then, no read
     of the database until its user has something new."""
     import asyncio
 
     from channels_app.api import events
 
-    reads = []
-    monkeypatch.setattr(events, "_read", lambda user_id, after: reads.append((user_id, after)) or [])
     monkeypatch.setattr(events, "KEEPALIVE_SECONDS", 0.02)
-    hub = events.EventHub()
-    monkeypatch.setattr(events, "hub", hub)
 
     async def run():
-        hub.task = asyncio.get_running_loop().create_future()  # no LISTEN task here: the test wakes the stream
+        store = CountingStore()
+        hub = _hub_on(store)
+        monkeypatch.setattr(events, "hub", hub)
         stream = events._stream(7, 41)
         assert await anext(stream) == f"retry: {events.RETRY_MILLISECONDS}\n\n"
         # idle: keep-alives, and one read (when the stream opened)
         assert [await anext(stream) for _ in range(3)] == [": keep-alive\n\n"] * 3
-        assert reads == [(7, 41)]
-        # woken (its user has new events; another user's wake-up is not its): it reads again
+        assert store.reads == [{7: 41}]
+        # woken (its user has new events; another user's wake-up is not its): it is read for again
         hub.wake([8])
         assert await anext(stream) == ": keep-alive\n\n"
-        assert reads == [(7, 41)]
         hub.wake([7])
-        assert await anext(stream) == ": keep-alive\n\n"
-        assert reads == [(7, 41)] * 2
+        await _until(lambda: len(store.reads) == 2, "read for again")
+        assert store.reads == [{7: 41}] * 2
         await stream.aclose()
-        assert hub.waiting == {}
+        assert hub.streams == {} and hub.due == set()
+        hub.task.cancel()
 
     asyncio.run(run())
+
+
+def test_one_pass_reads_for_every_woken_stream_at_once_and_hands_each_what_follows_its_id(monkeypatch):
+    import asyncio
+
+    from channels_app.api import events
+    from channels_app.services.agent_events import StreamEvent
+
+    monkeypatch.setattr(events, "KEEPALIVE_SECONDS", 0.02)
+
+    async def next_event(stream) -> str:
+        while (chunk := await anext(stream)).startswith((":", "retry")):
+            pass
+        return chunk
+
+    async def run():
+        store = CountingStore()
+        hub = _hub_on(store)
+        monkeypatch.setattr(events, "hub", hub)
+        # given two streams of user 7 (one resumed further on) and one of user 8, all sent what they had
+        early, late, other = events._stream(7, 0), events._stream(7, 10), events._stream(8, 0)
+        for stream in (early, late, other):
+            await anext(stream)
+        await _until(lambda: not hub.due, "the opening reads done")
+        store.reads.clear()
+
+        # when events of 7 are numbered (the sequencer names their user)
+        store.held[7] = [StreamEvent(10, "message", {"text": "ten"}), StreamEvent(11, "message", {"text": "eleven"})]
+        store.numbered = {7}
+        hub.wake([])
+
+        # then one read for user 7, from the lowest id of its streams; each stream gets what follows its own id
+        assert await next_event(early) == ('id: 10\nevent: message\ndata: {"text":"ten"}\n\n'
+                                           'id: 11\nevent: message\ndata: {"text":"eleven"}\n\n')
+        assert await next_event(late) == 'id: 11\nevent: message\ndata: {"text":"eleven"}\n\n'
+        assert store.reads == [{7: 0}]
+        for stream in (early, late, other):
+            await stream.aclose()
+        hub.task.cancel()
+
+    asyncio.run(run())
+
+
+@committed
+def test_sequencers_of_several_processes_at_once_number_every_event_once_in_order():
+    """The web processes each run the sequencer when a commit wakes them: under its lock they follow one
+    another, and the events come out numbered 1..n, each once, none left."""
+    require_shared_database()
+    _, agent, _ = _world()
+    AgentEvent.objects.all().delete()
+    errors = []
+
+    def process(n: int):
+        try:
+            for m in range(20):
+                agent_events.events_add(user_ids=[agent.pk], kind="message", data={"text": f"{n}-{m}"})
+                agent_events.agent_events_sequence()
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=process, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert errors == []
+    assert sorted(AgentEvent.objects.values_list("seq", flat=True)) == list(range(1, 81))
+
+
+@committed
+def test_the_streams_reads_on_an_asynchronous_connection_are_the_services_rules():
+    """The hub's SQL (services.agent_events, `*_async`) answers as the ORM functions do."""
+    import asyncio
+
+    import psycopg
+
+    from channels_app.api.events import _connection_params
+
+    require_shared_database()
+    _, ann, _ = _world()
+    bob = member("bob", "WhatsApp agent", tenants=[ann.memberships.first().tenant], is_staff=False)
+    AgentEvent.objects.all().delete()
+    for text in ("one", "two", "three"):
+        agent_events.events_add(user_ids=[ann.pk, bob.pk], kind="message", data={"text": text})
+
+    async def run():
+        async with await psycopg.AsyncConnection.connect(**_connection_params(), autocommit=True) as db:
+            numbered = await agent_events.agent_events_sequence_async(db)
+            found = await agent_events.agent_events_after_async(db, wanted={ann.pk: 0, bob.pk: 4}, limit=2)
+            lasts = await agent_events.agent_events_last_async(db, user_ids=[ann.pk, bob.pk, 0])
+            return numbered, found, lasts
+
+    numbered, found, lasts = asyncio.run(run())
+
+    assert numbered == {ann.pk, bob.pk}
+    for user, after in ((ann, 0), (bob, 4)):
+        expected = agent_events.agent_events_after(user_id=user.pk, after=after, limit=2)
+        assert found[user.pk] == [(event.seq, event.kind, event.data) for event in expected]
+    assert lasts == {ann.pk: agent_events.agent_events_last(user_id=ann.pk),
+                     bob.pk: agent_events.agent_events_last(user_id=bob.pk), 0: 0}

@@ -8,12 +8,19 @@ commit, in the order they became visible, by one sequencer at a time (`agent_eve
 PostgreSQL advisory lock; SQLite writes one transaction at a time anyway): `seq` is what the stream sends
 as the event id and resumes after (`Last-Event-ID`), across reconnects and restarts.
 
+On PostgreSQL the numbering is one round trip (SEQUENCE_SQL: the lock, then one UPDATE numbering the batch in
+a statement of its own, so that it sees what committed while it waited for the lock): the lock is held for as
+long as PostgreSQL takes to number, never while a client's thread waits for the CPU or the GIL, and the three
+sequencers of three web processes woken by one commit follow one another in a few milliseconds.
+
 On PostgreSQL the writing transaction also NOTIFYs `agent_events` with the users concerned, delivered at
 its commit; the stream's process LISTENs, sequences and wakes those users' streams. On SQLite the stream
-polls."""
+polls. The stream's process reads on its own asynchronous connection (`*_async` below, the same rules in
+SQL: api/events.py); the ORM functions serve SQLite and every other caller."""
 
 from collections.abc import Iterable
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.db import connection, transaction
 from django.db.models import Case, Max, Value, When
@@ -44,23 +51,54 @@ def events_add(*, user_ids: Iterable[int | None], kind: str, data: dict) -> None
             cursor.execute("SELECT pg_notify(%s, %s)", [EVENTS_CHANNEL, ",".join(map(str, users))])
 
 
+_TABLE = AgentEvent._meta.db_table
+# Two statements sent at once (no parameters: one simple query, one implicit transaction, and one round trip):
+# the sequencer's lock, held to the end of that transaction; then, in a statement whose snapshot is taken once
+# the lock is held (READ COMMITTED), up to SEQUENCE_BATCH committed events without a number numbered after the
+# highest one, in the order of their ids. Its rows: the users of the events numbered.
+SEQUENCE_SQL = f"""SELECT pg_advisory_xact_lock({SEQUENCER_LOCK:d});
+WITH pending AS (
+    SELECT id, row_number() OVER (ORDER BY id) AS n FROM {_TABLE} WHERE seq IS NULL ORDER BY id LIMIT {SEQUENCE_BATCH:d}
+), top AS (SELECT coalesce(max(seq), 0) AS seq FROM {_TABLE})
+UPDATE {_TABLE} AS event SET seq = top.seq + pending.n FROM pending, top WHERE event.id = pending.id
+RETURNING event.user_id"""
+# The events after `after` of each (user, after), READ_LIMIT of each at most, in order.
+READ_SQL = f"""SELECT wanted.user_id, event.seq, event.kind, event.data
+FROM unnest(%s::bigint[], %s::bigint[]) AS wanted(user_id, after)
+CROSS JOIN LATERAL (SELECT seq, kind, data FROM {_TABLE}
+                    WHERE user_id = wanted.user_id AND seq > wanted.after ORDER BY seq LIMIT %s) AS event
+ORDER BY wanted.user_id, event.seq"""
+LAST_SQL = f"""SELECT wanted.user_id, (SELECT coalesce(max(seq), 0) FROM {_TABLE} WHERE user_id = wanted.user_id)
+FROM unnest(%s::bigint[]) AS wanted(user_id)"""
+
+
+class StreamEvent(NamedTuple):
+    """An event as the stream sends it: its number, kind and data."""
+
+    seq: int
+    kind: str
+    data: dict
+
+
 def agent_events_sequence() -> list[int]:
     """Number the events committed since the last call, in the order they are seen now (after every event
     numbered before), SEQUENCE_BATCH to a transaction until none is left; the users who have new events."""
     users: set[int] = set()
     while True:
-        pending = _sequence_batch()
-        users.update(user_id for _, user_id in pending)
-        if len(pending) < SEQUENCE_BATCH:
+        numbered = _sequence_batch()
+        users.update(numbered)
+        if len(numbered) < SEQUENCE_BATCH:
             return sorted(users)
 
 
-def _sequence_batch() -> list[tuple[int, int]]:
-    """Number up to SEQUENCE_BATCH events committed and not yet numbered; their (id, user)."""
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SEQUENCER_LOCK])
+def _sequence_batch() -> list[int]:
+    """Number up to SEQUENCE_BATCH events committed and not yet numbered; the user of each."""
+    if connection.vendor == "postgresql":
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(SEQUENCE_SQL)
+            cursor.nextset()
+            return [user_id for (user_id,) in cursor.fetchall()]
+    with transaction.atomic():  # SQLite: one writer at a time is the lock
         pending = list(AgentEvent.objects.filter(seq__isnull=True).order_by("pk")
                        .values_list("pk", "user_id")[:SEQUENCE_BATCH])
         if not pending:
@@ -68,7 +106,7 @@ def _sequence_batch() -> list[tuple[int, int]]:
         base = AgentEvent.objects.aggregate(top=Max("seq"))["top"] or 0
         AgentEvent.objects.filter(pk__in=[pk for pk, _ in pending]).update(
             seq=Case(*[When(pk=pk, then=Value(base + n)) for n, (pk, _) in enumerate(pending, start=1)]))
-    return pending
+    return [user_id for _, user_id in pending]
 
 
 def agent_events_after(*, user_id: int, after: int, limit: int = 200) -> list[AgentEvent]:
@@ -79,6 +117,37 @@ def agent_events_after(*, user_id: int, after: int, limit: int = 200) -> list[Ag
 def agent_events_last(*, user_id: int) -> int:
     """Where a stream opened without `Last-Event-ID` starts: after the user's last numbered event."""
     return AgentEvent.objects.filter(user_id=user_id, seq__isnull=False).aggregate(top=Max("seq"))["top"] or 0
+
+
+# --- the same, on an asynchronous psycopg connection in autocommit (the event stream's, api/events.py) ---------
+
+
+async def agent_events_sequence_async(db) -> set[int]:
+    """`agent_events_sequence` on `db`: one round trip a batch."""
+    users: set[int] = set()
+    while True:
+        cursor = await db.execute(SEQUENCE_SQL)
+        cursor.nextset()
+        numbered = await cursor.fetchall()
+        users.update(user_id for (user_id,) in numbered)
+        if len(numbered) < SEQUENCE_BATCH:
+            return users
+
+
+async def agent_events_after_async(db, *, wanted: dict[int, int], limit: int) -> dict[int, list[StreamEvent]]:
+    """`agent_events_after` for each user of `wanted` (user -> after) in one query: user -> events."""
+    found: dict[int, list[StreamEvent]] = {}
+    if wanted:
+        cursor = await db.execute(READ_SQL, [list(wanted), list(wanted.values()), limit])
+        for user_id, seq, kind, data in await cursor.fetchall():
+            found.setdefault(user_id, []).append(StreamEvent(seq, kind, data))
+    return found
+
+
+async def agent_events_last_async(db, *, user_ids: Iterable[int]) -> dict[int, int]:
+    """`agent_events_last` for each of `user_ids` in one query: user -> the id to start after."""
+    cursor = await db.execute(LAST_SQL, [list(user_ids)])
+    return dict(await cursor.fetchall())
 
 
 def agent_events_prune(*, now=None) -> int:
