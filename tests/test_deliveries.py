@@ -431,3 +431,36 @@ def test_an_operator_opens_a_failed_delivery_from_the_list_and_reads_what_happen
     browser.find_element(By.CSS_SELECTOR, "#delivery-retry button").click()
     wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "ul.messagelist")))
     assert Delivery.objects.get(pk=delivery.pk).state == DeliveryState.PENDING
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("answer", [200, 404])
+def test_the_agent_holding_the_interaction_sees_the_delivery_s_outcome_live(queued, receiver, answer):
+    from channels_app.models import AgentEvent
+    from tests.conftest import member
+
+    # given the interaction is held by an agent of the workspace
+    ann = member("ann", "WhatsApp agent", tenants=[queued.channel.tenant])
+    queued.interaction.assigned_to = ann
+    queued.interaction.save(update_fields=["assigned_to"])
+    receiver.plan.extend([answer])
+
+    # when the webhook takes the message, or refuses it for good
+    delivery_attempt(delivery_id=queued.delivery.pk)
+
+    # then her page hears it (no longer "Sending..."): sent, or failed with the reason
+    (event,) = AgentEvent.objects.filter(user=ann, kind="receipt")
+    if answer == 200:
+        assert (event.data["message"], event.data["status"], event.data["reasons"]) == (queued.pk, "sent", [])
+    else:
+        assert event.data["status"] == "failed"
+        assert event.data["reasons"] == [{"code": 500, "message": "Webhook failed after 1 attempt(s): answered 404"}]
+
+
+@pytest.mark.django_db
+def test_an_interaction_nobody_holds_makes_no_event_when_its_message_is_delivered(queued, receiver):
+    from channels_app.models import AgentEvent
+
+    delivery_attempt(delivery_id=queued.delivery.pk)
+
+    assert not AgentEvent.objects.exists()

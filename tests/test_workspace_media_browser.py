@@ -169,6 +169,8 @@ def test_an_agent_handles_an_sms_and_an_email_conversation(browsers, server, dis
     assert Message.objects.get(interaction=texting, direction="outbound").payload["type"] == "Text"
     assert not browser.find_elements(By.CSS_SELECTOR, "#transcript .msg-subject")
     reply_area_shows_no_whatsapp_window(browser)
+    # and once the gateway took it, the page says so (no longer "Sending...")
+    wait.until(lambda driver: driver.find_element(By.CSS_SELECTOR, "#transcript .msg-out .receipt").text == "Sent")
     shot(browser, "sms")
 
     # and Done with a disposition ends it

@@ -222,9 +222,12 @@ def message_event(*, message: Message, interaction: Interaction, media: dict | N
         events_add(user_ids=interaction_watchers(interaction), kind=MESSAGE, data=message_data(message, media=media))
 
 
-def receipt_event(*, message: Message) -> None:
-    """A receipt changed an outbound message of an interaction someone holds."""
-    interaction = Interaction.objects.filter(pk=message.interaction_id).only("pk", "assigned_to_id").first()
+def receipt_event(*, message: Message, interaction: Interaction | None = None) -> None:
+    """A receipt, or the delivery's outcome (sent: the third party took it; failed: out of attempts), changed an
+    outbound message of an interaction someone holds. `interaction`: the message's, when the caller has it loaded
+    (the delivery path): then an interaction nobody holds costs no query."""
+    if interaction is None:
+        interaction = Interaction.objects.filter(pk=message.interaction_id).only("pk", "assigned_to_id").first()
     if interaction is not None and interaction.assigned_to_id is not None:
         events_add(user_ids=interaction_watchers(interaction), kind=RECEIPT, data={
             "message": message.pk, "interaction": message.interaction_id, "status": message.status,

@@ -41,6 +41,7 @@ from channels_app.outbound import failure_in_words
 from channels_app.publishing import DELIVER, DELIVER_BATCH, publish
 from channels_app.retries import retry_decision
 from channels_app.selectors import channels_by_id
+from channels_app.services.agent_events import receipt_event
 from channels_app.services.receipts import early_receipts_apply
 from channels_app.traces import message_fields, traffic
 from channels_app.transports import TRANSPORTS, OutgoingMessage, SendOutcome, SendResult
@@ -525,6 +526,8 @@ def _deliveries_delivered(accepted: list[Sent], now: datetime) -> list[Sent]:
         ["external_id", "sent_at"],
         constants={"status": MessageStatus.SENT, "updated_at": now},
     )
+    for message in messages:  # the agent's page turns "Sending..." into "Sent"
+        receipt_event(message=message, interaction=message.interaction)
     _early_receipts_apply([m for m in messages if m.external_id])
     if leading := [sent.delivery.pk for sent in accepted if sent.delivery.has_followers]:
         _followers_release(leading, now)
@@ -603,6 +606,8 @@ def _message_failed(message: Message, result: SendResult, attempts: int) -> None
     reason = {"code": 500, "message": f"Webhook failed after {attempts} attempt(s): {detail}"}
     now = timezone.now()
     Message.objects.filter(pk=message.pk).update(status=MessageStatus.FAILED, reasons=[reason], updated_at=now)
+    message.status, message.reasons = MessageStatus.FAILED, [reason]
+    receipt_event(message=message, interaction=message.interaction)  # the agent's page shows it failed, and why
     _end_terminating_sessions([message.interaction_id], now)
 
 
