@@ -172,6 +172,8 @@ def test_email_message(client, tenant):
     assert message.text == "Plain text email body"
     assert message.payload["subject"] == "Subject"
     assert message.payload["context"]["replyTo"]["id"] == "reply-to@company.com"
+    contact = message.interaction.contact  # the customer's address is their contact's e-mail
+    assert (contact.client_id, contact.email, contact.phone_number) == ("recipient-1@mail.com",) * 2 + ("",)
 
 
 @pytest.mark.django_db

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
@@ -57,7 +59,7 @@ def contacts_identify(*, channel: Channel, claims: list[ContactClaim]) -> list[C
     for key, claim in zip(keys, claims, strict=True):
         if key not in found:
             if key not in missing:
-                missing[key] = _new_contact(channel.tenant_id, key, claim.client_id)
+                missing[key] = _new_contact(channel, key, claim.client_id)
             _apply_properties(missing[key], claim.properties)  # so that a new contact needs no update
     if missing:
         found.update(_contacts_create(channel.tenant_id, missing))
@@ -81,11 +83,22 @@ def _contact_key(channel: Channel, claim: ContactClaim) -> tuple[str, str]:
     return ("phone", phone) if phone else ("client", claim.client_id)
 
 
-def _new_contact(tenant_id: int, key: tuple[str, str], client_id: str) -> Contact:
+def _new_contact(channel: Channel, key: tuple[str, str], client_id: str) -> Contact:
     kind, value = key
     if kind == "phone":
-        return Contact(tenant_id=tenant_id, phone_number=value, client_id=client_id, country=country_of_phone(value))
-    return Contact(tenant_id=tenant_id, client_id=value)
+        return Contact(tenant_id=channel.tenant_id, phone_number=value, client_id=client_id,
+                       country=country_of_phone(value))
+    # An e-mail customer's client id is their address: the contact's E-mail shows it (the workspace's panel).
+    return Contact(tenant_id=channel.tenant_id, client_id=value,
+                   email=value if channel.media_type == "email" and _is_email_address(value) else "")
+
+
+def _is_email_address(value: str) -> bool:
+    try:
+        validate_email(value)
+    except ValidationError:
+        return False
+    return len(value) <= Contact._meta.get_field("email").max_length
 
 
 def _contacts_create(tenant_id: int, missing: dict[tuple[str, str], Contact]) -> dict[tuple[str, str], Contact]:
