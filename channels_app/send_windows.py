@@ -30,6 +30,11 @@ def _known_zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
+def zone_names() -> list[str]:
+    """Every IANA zone name known here, sorted (what the admin offers beside "recipient")."""
+    return sorted(_known_zones())
+
+
 def is_time_zone(name) -> bool:
     """An IANA zone name of the system's (or tzdata's) database."""
     return isinstance(name, str) and name in _known_zones()

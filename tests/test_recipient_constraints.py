@@ -144,7 +144,7 @@ DELETE = ["DELETE FROM channels_app_campaign WHERE id = %s",
           "DELETE FROM channels_app_campaigncounter WHERE campaign_id = %s"]
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.parametrize("first", ["recipients", "delete"])
 def test_a_campaign_deleted_while_its_recipients_are_written_is_refused_one_way_or_the_other(first):
     campaign = CampaignFactory()

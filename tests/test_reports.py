@@ -193,7 +193,7 @@ def _messages_out(client, queue="1:session-chat"):
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="two sessions at once: PostgreSQL's (SQLite's fold "
                     "reads the last FOLD_OVERLAP again each time instead)")
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_change_committed_after_a_fold_that_could_not_see_it_is_counted_once(world, tenant, channel, monkeypatch):
     # given another session writes a reply and has not committed when a fold runs (no margin for the moment
     # between a row's time and its transaction's start: the transaction has begun before it)

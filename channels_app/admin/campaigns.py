@@ -19,10 +19,14 @@ from channels_app.admin.scoping import ScopedModelAdmin, ScopedTabularInline
 from channels_app.errors import ApplicationError, InvalidFields
 from channels_app.models import Campaign, CampaignVariant
 from channels_app.models.campaigns import VARIANTS_MAX
-from channels_app.send_windows import RECIPIENT, send_window_from_stored
 from channels_app.services import campaign_reports
 from channels_app.services import campaigns as campaign_services
-from channels_app.services.send_windows import send_window_parse, waiting_recipients
+from channels_app.services.send_windows import (
+    RECIPIENT,
+    send_window_from_stored,
+    send_window_parse,
+    waiting_recipients,
+)
 from channels_app.services.variants import campaign_variants_set, variants_parse
 from channels_app.validators import validate_queue_key
 

@@ -5,6 +5,7 @@ not in a JSON field, and a JSON field takes a lone surrogate from an escape ("\\
 from django import forms
 from django.utils.html import format_html, format_html_join
 
+from channels_app.services.send_windows import DAYS, RECIPIENT, zone_names
 from channels_app.text_rules import escaped, text_rule_broken_at, text_rule_message
 
 
@@ -43,8 +44,6 @@ class SendWindowWidget(forms.MultiWidget):
     """A campaign's send window as a person fills it in: from, to, the days, the zone."""
 
     def __init__(self, attrs=None):
-        from channels_app.send_windows import DAYS
-
         clock = {"placeholder": "HH:MM", "size": 5, "maxlength": 5, "inputmode": "numeric",
                  "pattern": "[0-2][0-9]:[0-5][0-9]"}
         super().__init__([
@@ -55,19 +54,15 @@ class SendWindowWidget(forms.MultiWidget):
         ], attrs)
 
     def decompress(self, value):
-        from channels_app.send_windows import DAYS, RECIPIENT
-
         if isinstance(value, dict) and value:
             return [value.get("from"), value.get("to"), value.get("days", list(DAYS)), value.get("timezone", RECIPIENT)]
         return [None, None, list(DAYS), RECIPIENT]
 
     def render(self, name, value, attrs=None, renderer=None):
-        from channels_app.send_windows import RECIPIENT, _known_zones
-
         values = value if isinstance(value, list) else self.decompress(value)
         start, end, days, zone = (widget.render(f"{name}_{n}", values[n], {"id": f"id_{name}_{n}"}, renderer)
                                   for n, widget in enumerate(self.widgets))
-        zones = format_html_join("", '<option value="{}">', ((z,) for z in [RECIPIENT, *sorted(_known_zones())]))
+        zones = format_html_join("", '<option value="{}">', ((z,) for z in [RECIPIENT, *zone_names()]))
         return format_html(
             '<div class="send-window">From {} to {}'
             '<fieldset class="send-window-days"><legend>On</legend>{}</fieldset>'
@@ -86,8 +81,6 @@ class SendWindowField(forms.MultiValueField):
     widget = SendWindowWidget
 
     def __init__(self, **kwargs):
-        from channels_app.send_windows import DAYS
-
         kwargs.pop("encoder", None), kwargs.pop("decoder", None)  # the model's JSONField offers them
         super().__init__(fields=(forms.CharField(), forms.CharField(),
                                  forms.MultipleChoiceField(choices=[(day, day) for day in DAYS]), forms.CharField()),
@@ -101,6 +94,4 @@ class SendWindowField(forms.MultiValueField):
         start, end, days, zone = (list(data_list) + [None] * 4)[:4]
         if not start and not end:
             return None
-        from channels_app.send_windows import RECIPIENT
-
         return {"from": start or "", "to": end or "", "days": list(days or []), "timezone": zone or RECIPIENT}

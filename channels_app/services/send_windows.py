@@ -22,13 +22,15 @@ from django.db.models import Q
 from channels_app.bulk import bulk_update_rows
 from channels_app.models import Campaign, CampaignRecipient, Contact
 from channels_app.phones import normalize_client_phone
-from channels_app.send_windows import (  # noqa: F401  (send_window_parse: the interfaces' way to it)
+from channels_app.send_windows import (  # noqa: F401  (DAYS, send_window_parse, zone_names: the interfaces' way)
+    DAYS,
     RECIPIENT,
     SendWindow,
     is_time_zone,
     next_opening,
     send_window_from_stored,
     send_window_parse,
+    zone_names,
 )
 from channels_app.send_windows import zone_of_phone as phone_zone
 
