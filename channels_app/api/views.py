@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Prefetch, Q
 from django.http import HttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
@@ -689,7 +689,11 @@ class ContactViewSet(ScopedQuerysetMixin, mixins.UpdateModelMixin, viewsets.Read
     `nickname` and `attributes` (an object of texts, replaced whole) the contact's details (the workspace's
     contact panel)."""
 
-    queryset = Contact.objects.prefetch_related("interactions", "opt_outs__channel")
+    # Their interactions' ids only (`interactions`), not every column of each: the workspace reads a contact whenever
+    # an agent opens a conversation (issue 24, "Speed").
+    queryset = Contact.objects.prefetch_related(
+        Prefetch("interactions", queryset=Interaction.objects.only("pk", "contact_id").order_by("-created_at")),
+        "opt_outs__channel")
     serializer_class = serializers.ContactSerializer
     filterset_class = ContactFilter
     http_method_names = ["get", "patch", "head", "options"]
