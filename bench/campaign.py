@@ -34,6 +34,15 @@ database's backends) and Redis included, and the machine's from /proc/stat:
 `cpu_cores_used_by_everything_else` high or `cpu_cores_idle` near 0 means the
 machine was shared and the figures are not comparable with a quiet run.
 
+`--outside-window M`: M more recipients whose zone (their `Contact.timezone`)
+puts them outside the campaign's send window, which is open now for the N
+others (two hours around the present time, in each recipient's zone; the N
+are in UTC, the M in Pacific/Kiritimati, 14 hours ahead; the rows alternate, so
+the batches meet waiting recipients all along). The run ends when
+the N are sent and the M still wait (`pending` M): the rate and the CPU are
+the N's, to compare with a run of N alone (issue 27: "a send window with half
+the audience outside it does not slow the other half").
+
 Output: `name=value` lines, the headline `recipients_per_second` last
 (N / seconds). With `--rate`: the measured rates (messages created, i.e.
 invited, per the throttle; `sent_at`; receiver arrivals) against the limit.
@@ -49,6 +58,7 @@ import os
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import redis
 
@@ -84,6 +94,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=CELERY_CONCURRENCY, help="children per worker (1)")
     parser.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
     parser.add_argument("--no-beat", action="store_true", help="no periodic tasks (campaigns_tick, relay)")
+    parser.add_argument("--outside-window", type=int, default=0,
+                        help="recipients more, waiting outside the send window (default 0: no window)")
     parser.add_argument("--gunicorn-workers", type=int, default=GUNICORN_WORKERS)
     parser.add_argument("--gunicorn-threads", type=int, default=GUNICORN_THREADS)
     parser.add_argument("--debug", action="store_true", help="run the server with DEBUG=true (default false)")
@@ -303,15 +315,37 @@ class Sampler:
 # --- the API --------------------------------------------------------------------------
 
 
-def recipient_rows(count: int) -> list[dict]:
-    return [
-        {"client_id": f"1555{1_000_000 + n:07d}", "Contact": {"FirstName": f"Customer{n}"},
+INSIDE_ZONE, OUTSIDE_ZONE = "UTC", "Pacific/Kiritimati"  # UTC+14: outside a window of two hours around UTC's now
+
+
+def recipient_rows(count: int, outside: int = 0) -> list[dict]:
+    """`count` recipients, then `outside` more in a zone the send window is closed in (with a window, the first
+    are in UTC)."""
+    contact = {"timezone": INSIDE_ZONE} if outside else {}
+    inside_rows = [
+        {"client_id": f"1555{1_000_000 + n:07d}", "Contact": {"FirstName": f"Customer{n}", **contact},
          "CustomProperties": {"Code": f"C{n:07d}"}}
         for n in range(count)
     ]
+    outside_rows = [
+        {"client_id": f"1556{1_000_000 + n:07d}", "Contact": {"FirstName": f"Later{n}", "timezone": OUTSIDE_ZONE},
+         "CustomProperties": {"Code": f"L{n:07d}"}}
+        for n in range(outside)
+    ]
+    # Interleaved, so that the campaign's batches meet the waiting ones all along, not only after the others.
+    rows = [row for pair in zip(inside_rows, outside_rows, strict=False) for row in pair]
+    shared = min(count, outside)
+    return rows + inside_rows[shared:] + outside_rows[shared:]
 
 
-def set_up(api: Api, receiver: Receiver, recipients: int, rate: int | None) -> tuple[int, float]:
+def send_window_now() -> dict:
+    """Open for two hours around the present time, in each recipient's zone."""
+    now = datetime.now(UTC)
+    return {"from": (now - timedelta(hours=1)).strftime("%H:%M"), "to": (now + timedelta(hours=1)).strftime("%H:%M"),
+            "timezone": "recipient"}
+
+
+def set_up(api: Api, receiver: Receiver, recipients: int, rate: int | None, outside: int = 0) -> tuple[int, float]:
     """Channel, standard response and campaign through the API; (campaign id, seconds to create it)."""
     api.call("POST", "/api/channels/", {
         "channel_id": CHANNEL_ID, "name": "Bench WhatsApp campaign", "tenant": 1, "media_type": "whatsapp",
@@ -327,19 +361,20 @@ def set_up(api: Api, receiver: Receiver, recipients: int, rate: int | None) -> t
             "parameters": {"1": "<$Contact.FirstName$>", "2": "<$CustomProperties.Code$>"},
         },
     }, expect=(201,))
-    rows = recipient_rows(recipients)
+    rows = recipient_rows(recipients, outside)
     started = time.monotonic()
     created = api.call("POST", "/api/campaigns/", {
         "name": f"Bench {recipients}", "channel": CHANNEL_ID, "standard_response": RESPONSE_ID,
         "rate_per_second": rate, "recipients": rows[:CHUNK],
+        **({"send_window": send_window_now()} if outside else {}),
     }, expect=(201,))
     accepted = created["audience_report"]["accepted"]
     for first in range(CHUNK, len(rows), CHUNK):
         chunk = {"recipients": rows[first:first + CHUNK]}
         report = api.call("POST", f"/api/campaigns/{created['id']}/recipients/", chunk)
         accepted += report["accepted"]
-    if accepted != recipients:
-        raise RuntimeError(f"{accepted} of {recipients} recipients accepted: {created['audience_report']}")
+    if accepted != recipients + outside:
+        raise RuntimeError(f"{accepted} of {recipients + outside} recipients accepted: {created['audience_report']}")
     return created["id"], time.monotonic() - started
 
 
@@ -376,7 +411,7 @@ def main() -> None:
                                beat=not args.no_beat)
             stack.start_dispatcher()  # retries and recovered deliveries, as under `make run`
             api = Api(stack)
-            campaign_id, create_seconds = set_up(api, receiver, args.recipients, args.rate)
+            campaign_id, create_seconds = set_up(api, receiver, args.recipients, args.rate, args.outside_window)
 
             sampler = Sampler(stack, beat_in=None if args.no_beat else "celery1")
             load_before = os.getloadavg()[0]
@@ -391,7 +426,8 @@ def main() -> None:
                 stack.check_alive()
                 counts = api.call("GET", f"/api/campaigns/{campaign_id}/")
                 done = counts["sent"] + counts["delivered"] + counts["failed"]
-                if (counts["pending"] == 0 and done == counts["total"] == args.recipients
+                if (counts["pending"] == args.outside_window and done == args.recipients
+                        and counts["total"] == args.recipients + args.outside_window
                         and receiver.distinct() >= args.recipients):
                     finished = time.monotonic()
                     break
@@ -420,6 +456,7 @@ def main() -> None:
 
             figures: list[tuple[str, object]] = [
                 ("recipients", args.recipients),
+                ("outside_window", args.outside_window),
                 ("rate_limit", args.rate if args.rate else "none"),
                 ("gunicorn", f"{args.gunicorn_workers} workers x {args.gunicorn_threads} threads"),
                 ("celery", f"{args.workers} workers x {args.concurrency} {args.pool}"
@@ -436,6 +473,7 @@ def main() -> None:
                 ("failed", counts.get("failed")),
                 ("received", len(arrivals)),
                 ("lost", args.recipients - len(arrivals)),
+                ("waiting", counts.get("waiting")),
                 ("duplicates", repeated),
                 ("duplicate_requests", extra),
                 ("bad_signatures", bad_signatures),
