@@ -175,6 +175,29 @@ def test_recipients_outside_their_window_wait_and_do_not_hold_up_the_others(what
 
 
 @pytest.mark.django_db
+def test_a_batch_claims_again_for_the_recipients_its_window_held_back(whatsapp, monkeypatch):
+    from channels_app.services import campaigns
+
+    # given batches of two, and an audience that alternates: outside its window, inside, outside, inside
+    monkeypatch.setattr(campaigns, "BATCH_SIZE", 2)
+    now = timezone.now()
+    around_now = {"from": (now - timedelta(hours=1)).strftime("%H:%M"),
+                  "to": (now + timedelta(hours=1)).strftime("%H:%M"), "timezone": "recipient"}
+    campaign = campaign_on(whatsapp, [
+        {"client_id": f"+1212555123{n}", "Contact": {"timezone": "Etc/GMT-12" if n % 2 == 0 else "UTC"}}
+        for n in range(4)], send_window=around_now)
+    campaign_transition(campaign_id=campaign.pk, action="start")
+
+    # when one batch runs
+    campaign_run_batch(campaign_id=campaign.pk)
+
+    # then it sent two (both inside), not one: the held-back ones left the batch and it claimed again
+    sent = campaign.recipients.filter(message__isnull=False).order_by("row_number")
+    assert [r.client_id for r in sent] == ["+12125551231", "+12125551233"]
+    assert campaign.recipients.filter(next_window_at__isnull=False).count() == 2
+
+
+@pytest.mark.django_db
 def test_the_api_refuses_a_bad_window_naming_the_field(whatsapp, staff_api):
     StandardResponseFactory(id="WINDOW0000000002", tenant=whatsapp.tenant, name="Hi", content_type="text", body="Hi")
     body = {"name": "W", "channel": "channel-window", "standard_response": "WINDOW0000000002",

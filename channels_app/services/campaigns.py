@@ -928,6 +928,9 @@ def campaigns_tick(*, now: datetime | None = None) -> int:
 # --- execution ----------------------------------------------------------------
 
 
+WINDOW_REFILL_ROUNDS = 4  # claims more a batch makes for the recipients its send window held back
+
+
 def _claim_batch(campaign_id: int, now: datetime, size: int, windowed: bool = False) -> list[int]:
     """Recipients to send, in row order, that no live batch holds; with a send window, first those whose window
     has opened since they were held back (each from its own index: recipients still waiting are never read)."""
@@ -989,6 +992,17 @@ def campaign_run_batch(*, campaign_id: int) -> int:
         return 0
     claimed = len(ids)
     ids = send_window_hold(campaign=campaign, recipient_ids=ids, now=now)  # the others wait for their window
+    # Those held back leave the batch: it claims again until it holds `size` recipients to send. Otherwise an
+    # audience half outside its window would halve every batch, and the half that sends would pay each batch's
+    # fixed costs twice (issue 27: the waiting half must not slow the other). Bounded: a batch stays short.
+    for _ in range(WINDOW_REFILL_ROUNDS if campaign.send_window and down_since is None else 0):
+        if len(ids) >= size:
+            break
+        more = _claim_batch(campaign_id, now, size - len(ids), windowed=True)
+        if not more:
+            break
+        claimed += len(more)
+        ids += send_window_hold(campaign=campaign, recipient_ids=more, now=now)
     if not ids:
         return claimed if down_since is None else 0
     # The send times are reserved before the invitations are written, so that
