@@ -118,11 +118,16 @@ def dispatcher():
 
 def customer_writes(server: AsgiServer, channel, text: str, message_id: str, client: str = "15556667777") -> None:
     """The customer's message, as the third-party messaging system posts it to /nexus (signed)."""
-    body = json.dumps({"messages": [{
+    nexus(server, channel, {
         "type": "Text", "text": text,
         "channel": {"messageId": message_id, "from": {"id": client, "nickname": "Maria"},
                     "to": {"id": channel.business_id}},
-    }]}).encode()
+    })
+
+
+def nexus(server: AsgiServer, channel, message: dict) -> None:
+    """One message of the channel's third-party system, posted to /nexus as it does it (signed)."""
+    body = json.dumps({"messages": [message]}).encode()
     signature = hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()
     request = urllib.request.Request(
         f"{server.url}/nexus/v3/channels/{channel.channel_id}/messages", data=body,

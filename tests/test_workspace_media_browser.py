@@ -10,8 +10,6 @@ docs/screenshots/workspace-sms.png and workspace-email.png."""
 
 import hashlib
 import hmac
-import json
-import urllib.request
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -31,6 +29,7 @@ from tests.test_workspace_browser import (  # noqa: F401 - fixtures
     browsers,
     dialog,
     dispatcher,
+    nexus,
     offers_of,
     server,
     shot,
@@ -52,17 +51,6 @@ def receivers():
     yield running
     for receiver in running.values():
         receiver.stop()
-
-
-def nexus(server: AsgiServer, channel: Channel, message: dict) -> None:  # noqa: F811
-    """One customer message, as the channel's third-party system posts it to /nexus (signed)."""
-    body = json.dumps({"messages": [message]}).encode()
-    signature = hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()
-    request = urllib.request.Request(
-        f"{server.url}/nexus/v3/channels/{channel.channel_id}/messages", data=body,
-        headers={"Content-Type": "application/json", "X-Hub-Signature": f"sha1={signature}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200
 
 
 def signed(received) -> bool:
