@@ -15,13 +15,28 @@ they accepted: docs/OPERATIONS.md, "Upgrades") and stops them on SIGTERM. What d
   are answered 503 at once.
 * On a stop, the open event streams end as soon as the process stops accepting connections (their clients
   reconnect to another process with `Last-Event-ID`); other requests have gunicorn's graceful timeout to finish.
+* On a stop, a connection with no request in progress (just accepted, or idle between two requests) gets
+  IDLE_CONNECTION_GRACE_SECONDS to send one before it is closed: uvicorn closes it at once, and a request already
+  on its way was lost (the client read a reset; a POST may not be sent twice), as a rolling restart under load
+  showed (tests/test_rolling_restart.py).
 """
 
+import asyncio
+import logging
 import sys
 
 from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
+
+IDLE_CONNECTION_GRACE_SECONDS = 1.0
+
+logger = logging.getLogger("uvicorn.error")  # gunicorn's error log (uvicorn_worker)
+
+
+def _between_requests(connection) -> bool:
+    """uvicorn's HTTP protocol holds no request, or has answered the last one (`cycle`: the request in progress)."""
+    return connection.cycle is None or connection.cycle.response_complete
 
 
 class SiteServer(Server):
@@ -31,8 +46,18 @@ class SiteServer(Server):
         streams = getattr(self.config.app, "streams", None)  # project.asgi.Site's
         if streams is not None:
             streams.end_all()
+        await self._let_idle_connections_send(IDLE_CONNECTION_GRACE_SECONDS)
         # closing its servers closed gunicorn's listening sockets too: closing them again only logs EBADF
         await super().shutdown(None)
+
+    async def _let_idle_connections_send(self, seconds: float) -> None:
+        """Wait until every connection holds a request (which then finishes as usual, its connection closed after
+        the answer) or `seconds` have passed; the connections still idle then are closed by uvicorn's shutdown."""
+        logger.info("Stopped accepting connections; idle connections have %.1f s to send a request", seconds)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while loop.time() < deadline and any(_between_requests(c) for c in self.server_state.connections):
+            await asyncio.sleep(0.02)
 
 
 class Worker(UvicornWorker):
