@@ -1,11 +1,32 @@
 """Measuring a benchmark: CPU seconds per process group (from /proc), percentiles, `name=value` figures.
 
-    meter = CpuMeter(lambda: {"gunicorn": [pid, ...], "postgres": [...]}).start()
+    meter = CpuMeter(lambda: {"gunicorn": [pid, ...]}, trees=lambda: {"postgres": postmaster_pid}).start()
     ...
     cpu = meter.stop()        # {"gunicorn": s, "postgres": s, "benchmark": s, "other": s, "seconds": s}
     print_figures([("p50_ms", percentile(sorted(latencies), 0.5)), ...])
 
-`bench.processes.Stack.cpu_meter()` gives a meter of every process it started and of the database's backends.
+`bench.processes.Stack.cpu_meter()` gives a meter of every process it started and of the PostgreSQL server.
+
+Two ways of counting a group, both from /proc/<pid>/stat:
+
+* sampled (`groups`): the pids of the group are listed every `interval` (1 s), and each one counts the CPU it
+  used between the first and the last time it was seen. A process that ends loses its last interval, one that
+  lives less than an interval is not seen at all. Used for the processes a benchmark starts (long-lived, and
+  some of them SIGKILLed on purpose, which the exact way below could not follow).
+* exact (`trees`): a process tree whose root lives through the measurement and waits for its children, as
+  PostgreSQL's postmaster does for every backend and background process. The kernel adds a child's CPU
+  (its own and that of its waited-for descendants) to its parent's cutime and cstime when the parent reaps it,
+  so at any instant
+
+      tree_cpu(root) = sum over the root and its live descendants of (utime + stime + cutime + cstime)
+
+  counts every process of the tree that ever ran, those that ended included (a zombie not yet reaped counts
+  with its own times, and not yet in its parent's). The group's CPU is tree_cpu at stop() minus tree_cpu at
+  start(): a backend that lived 3 ms between two samples counts its 3 ms, one that was alive at start() counts
+  only what it used after. Two readings suffice; the root's cutime is read before and after each scan of
+  /proc and the scan repeated when a child was reaped in between. For PostgreSQL it is the whole server:
+  the backends of every database (another benchmark's or test run's too: run alone) and the background
+  processes (WAL writer, checkpointer, autovacuum workers), whose work the benchmark's writes cause.
 """
 
 import os
@@ -28,23 +49,79 @@ def print_figures(figures: list[tuple[str, object]]) -> None:
         print(f"{name}={value:.1f}" if isinstance(value, float) else f"{name}={value}", flush=True)
 
 
-def proc_stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, CPU seconds used so far) of a live process, from /proc."""
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), None when the process is gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds used so far) of a live process, from /proc."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _process_table() -> dict[int, tuple[int, int, int]]:
+    """pid -> (parent pid, own CPU ticks, reaped children's CPU ticks) of every process."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat_fields(int(entry))) is not None:
+            table[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]),
+                                 int(fields[13]) + int(fields[14]))
+    return table
+
+
+def tree_ticks(table: dict[int, tuple[int, int, int]], root: int) -> int | None:
+    """CPU ticks used so far by `root` and all its descendants, the ended ones included (they are in their
+    parents' reaped children's ticks), from a process table; None when the root is not in it."""
+    if root not in table:
+        return None
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _own, _reaped) in table.items():
+        children.setdefault(parent, []).append(pid)
+    total, frontier = 0, [root]
+    while frontier:
+        pid = frontier.pop()
+        total += table[pid][1] + table[pid][2]
+        frontier += children.get(pid, [])
+    return total
+
+
+def tree_cpu(root: int, attempts: int = 5) -> float | None:
+    """CPU seconds used so far by the process tree of `root` (see the module's docstring); None when the root
+    is gone. The scan is repeated when the root reaped a child during it (that child would count twice or
+    not at all)."""
+    for _ in range(attempts):
+        before = _stat_fields(root)
+        table = _process_table()
+        after = _stat_fields(root)
+        if before is None or after is None:
+            return None
+        if before[13:15] == after[13:15]:
+            break
+    ticks = tree_ticks(table, root)
+    return None if ticks is None else ticks / CLOCK_TICKS
 
 
 class CpuMeter:
-    """CPU seconds used by groups of processes between start() and stop(),
-    sampled every `interval` (a process that ends loses at most its last
-    interval). `groups()` returns {group name: [pid, ...]}, evaluated at
-    every sample so that new processes (children, database backends) count."""
+    """CPU seconds used by groups of processes between start() and stop().
+    `groups()` returns {group name: [pid, ...]}, sampled every `interval` (a
+    process that ends loses at most its last interval), evaluated at every
+    sample so that new processes (children) count. `trees()` returns {group
+    name: root pid}, each counted exactly, ended processes included, from two
+    readings (the module's docstring); its roots must live until stop()."""
 
-    def __init__(self, groups, interval: float = 1.0):
-        self.groups, self.interval = groups, interval
+    def __init__(self, groups, interval: float = 1.0, trees=dict):
+        self.groups, self.interval, self.trees = groups, interval, trees
+        self.tree_roots: dict[str, int] = {}
+        self.tree_start: dict[str, float] = {}
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
         self.group_of: dict[int, str] = {}
@@ -68,21 +145,31 @@ class CpuMeter:
     def _machine_busy() -> float:
         """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
         ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+        return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLOCK_TICKS
 
     def start(self) -> "CpuMeter":
         self.began, self.busy, self.own = time.monotonic(), self._machine_busy(), time.process_time()
+        self.tree_roots = dict(self.trees())
+        for group, root in self.tree_roots.items():
+            if (used := tree_cpu(root)) is None:
+                raise RuntimeError(f"{group}: process {root} is not in /proc (another machine or pid namespace?)")
+            self.tree_start[group] = used
         self._sample()
         self.thread.start()
         return self
 
     def stop(self) -> dict[str, float]:
         """CPU seconds per group; also "benchmark" (this process) and "other": the
-        rest of the machine's busy time (other programs, short-lived processes)."""
+        rest of the machine's busy time (other programs, short-lived processes
+        outside the trees)."""
         self.stopping.set()
         self.thread.join()
         self._sample()
         used: dict[str, float] = {}
+        for group, root in self.tree_roots.items():
+            if (end := tree_cpu(root)) is None:
+                raise RuntimeError(f"{group}: process {root} ended during the measurement")
+            used[group] = end - self.tree_start[group]
         for pid, group in self.group_of.items():
             used[group] = used.get(group, 0.0) + self.last[pid] - self.first[pid]
         used["benchmark"] = time.process_time() - self.own

@@ -14,6 +14,10 @@
     # on leaving (normally, on an error, on Ctrl-C or SIGTERM): every process
     # started is stopped, the Redis db flushed and the database dropped.
 
+On entering, the stack prints the PostgreSQL settings the benchmark runs with (`print_postgres_settings()`,
+`pg_<name>=value` lines, before any figure); a benchmark without a Stack calls it itself. "postgres" in the
+CPU figures is the whole PostgreSQL server, every backend that came and went included (bench/measure.py).
+
 PostgreSQL is 127.0.0.1:5432 (trust auth, user postgres); Redis is
 127.0.0.1:6379. The server runs with DEBUG=true, the local-memory cache and
 Redis as the Celery broker. Logs go to a temporary directory, kept (and
@@ -50,7 +54,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from bench.measure import CpuMeter, proc_stat
+from bench.measure import CpuMeter, print_figures, proc_stat
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
@@ -90,6 +94,32 @@ def web_command(server: str, *, port: int, workers: int, threads: int, timeout: 
                 "--workers", str(workers), "--backlog", str(backlog), "--no-ws", "--loop", "uvloop",
                 "project.asgi:application"], {"WEB_THREADS": str(threads)}
     raise ValueError(f"--server is one of {', '.join(WEB_SERVERS)}, not {server!r}")
+
+
+POSTGRES_SETTINGS = ("shared_buffers", "synchronous_commit", "wal_level", "max_wal_size", "checkpoint_timeout",
+                     "work_mem", "fsync", "effective_io_concurrency", "max_connections")
+
+
+def postgres_settings(dsn: str = f"{PG} dbname=postgres") -> list[tuple[str, str]]:
+    """The server's version and the settings of POSTGRES_SETTINGS, as `pg_<name>` figures (with their units)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        values = dict(conn.execute("SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
+                                   (list(POSTGRES_SETTINGS),)).fetchall())
+        version = conn.execute("SELECT current_setting('server_version')").fetchone()[0]
+    return [("pg_server_version", version), *((f"pg_{name}", values[name]) for name in POSTGRES_SETTINGS)]
+
+
+def print_postgres_settings(dsn: str = f"{PG} dbname=postgres") -> None:
+    """Print the PostgreSQL settings a benchmark runs with, before its figures (the headline stays last)."""
+    print_figures(postgres_settings(dsn))
+
+
+def postmaster_pid(conn: psycopg.Connection) -> int | None:
+    """The pid of PostgreSQL's postmaster (the parent of this connection's backend), None when the server
+    is not a process of this machine's /proc (another host, a container's pid namespace)."""
+    backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    stat = proc_stat(backend)
+    return None if stat is None else stat[0]
 
 
 def free_port() -> int:
@@ -259,6 +289,7 @@ class Stack:
         with psycopg.connect(f"{PG} dbname=postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{self.database}"')
+        print_postgres_settings()
         if self.broker is not None:
             try:
                 self.broker.start()
@@ -481,9 +512,20 @@ class Stack:
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
 
     def cpu_meter(self) -> CpuMeter:
-        """CPU of each started process tree and of the database's backends ("postgres")."""
-        meter = CpuMeter(lambda: {**{name: self.tree(name) for name, _ in self.processes},
-                                  "postgres": self.backends()})
+        """CPU of each started process tree (sampled) and of the PostgreSQL server ("postgres": the
+        postmaster's tree, exactly, every backend that ended included; see bench/measure.py). When the
+        server's processes cannot be read here, "postgres" is the database's backends, sampled."""
+        if self._backends_conn is None:
+            self._backends_conn = psycopg.connect(self.dsn, autocommit=True)
+        postmaster = postmaster_pid(self._backends_conn)
+        if postmaster is None:
+            print("postgres: the server's processes are not on this machine; its CPU is sampled",
+                  file=sys.stderr)
+            meter = CpuMeter(lambda: {**{name: self.tree(name) for name, _ in self.processes},
+                                      "postgres": self.backends()})
+        else:
+            meter = CpuMeter(lambda: {name: self.tree(name) for name, _ in self.processes},
+                             trees=lambda: {"postgres": postmaster})
         self._meters.append(meter)
         return meter
 
