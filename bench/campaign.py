@@ -29,8 +29,9 @@ receiver has N distinct webhook-ids, or until the deadline (default
 While it runs, every 0.5 s: VmRSS of every process of each tree (gunicorn
 master and workers, each Celery worker's main process, pool children and
 beat) and the length of the Celery queue in Redis. CPU seconds (utime +
-stime from /proc) are taken per group over the campaign, PostgreSQL (this
-database's backends) and Redis included, and the machine's from /proc/stat:
+stime from /proc) are taken per group over the campaign, Redis included, and
+PostgreSQL's exactly (the whole server, every backend that came and went
+included: bench/measure.py), and the machine's from /proc/stat:
 `cpu_cores_used_by_everything_else` high or `cpu_cores_idle` near 0 means the
 machine was shared and the figures are not comparable with a quiet run.
 
@@ -63,7 +64,7 @@ from datetime import UTC, datetime, timedelta
 import redis
 
 from bench.clients import Api
-from bench.measure import print_figures
+from bench.measure import print_figures, tree_cpu
 from bench.processes import Stack
 from tests.third_party import Receiver
 
@@ -180,14 +181,6 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            return cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
-
-
 def process_table() -> dict[int, tuple[str, int, float]]:
     table = {}
     for entry in os.listdir("/proc"):
@@ -212,32 +205,33 @@ def trees(stack: Stack, table: dict) -> dict[int, str]:
     return owner
 
 
-def group_of(pid: int, table: dict, owner: dict, database: str) -> str:
+def group_of(pid: int, table: dict, owner: dict) -> str:
     if pid in owner:
         return owner[pid]
     if pid == os.getpid():
         return "bench"
     comm = table[pid][0]
     if comm.startswith("postgres") or comm.startswith("postmaster"):
-        # A backend of another database (another benchmark on this machine) is not ours.
-        cmdline = _cmdline(pid)
-        return "postgres" if database in cmdline or " dms_" not in cmdline else "other"
+        return "postgres"  # counted exactly apart (tree_cpu)
     if comm.startswith("redis"):
         return "redis"  # shared with other users of the server, if any
     return "other"
 
 
-def cpu_by_group(stack: Stack, before: dict, after: dict) -> tuple[dict[str, float], dict[str, float]]:
+def cpu_by_group(stack: Stack, before: dict, after: dict,
+                 postgres: float) -> tuple[dict[str, float], dict[str, float]]:
     """CPU seconds spent between two process tables, by group, and the `other` group by command
-    (processes that ended in between are missed)."""
+    (processes that ended in between are missed), "postgres" being `postgres` (its exact figure)."""
     owner = trees(stack, after)
-    spent: dict[str, float] = Counter()
+    spent: dict[str, float] = Counter({"postgres": postgres})
     other: dict[str, float] = Counter()
     for pid, (comm, _ppid, cpu) in after.items():
         previous = before.get(pid)
         if previous is not None and previous[0] != comm:
             previous = None  # pid reused
-        group = group_of(pid, after, owner, stack.database)
+        group = group_of(pid, after, owner)
+        if group == "postgres":
+            continue
         delta = cpu - (previous[2] if previous else 0.0)
         spent[group] += delta
         if group == "other":
@@ -417,7 +411,10 @@ def main() -> None:
             load_before = os.getloadavg()[0]
             sampler.sample()
             sampler.start()
-            cpu_before, machine_before = process_table(), machine_cpu()
+            postmaster = stack.postmaster()
+            if postmaster is None:
+                raise SystemExit("PostgreSQL's processes are not on this machine: its CPU cannot be counted")
+            cpu_before, machine_before, postgres_before = process_table(), machine_cpu(), tree_cpu(postmaster)
             started_wall, started = time.time(), time.monotonic()
             api.call("POST", f"/api/campaigns/{campaign_id}/start/")
             counts, finished = {}, None
@@ -432,7 +429,7 @@ def main() -> None:
                     finished = time.monotonic()
                     break
             elapsed = (finished or time.monotonic()) - started
-            cpu_after, machine_after = process_table(), machine_cpu()
+            cpu_after, machine_after, postgres_after = process_table(), machine_cpu(), tree_cpu(postmaster)
             sampler.stop()
 
             with receiver.lock:
@@ -450,7 +447,7 @@ def main() -> None:
                 "SELECT (SELECT count(*) FROM channels_app_deliveryattempt),"
                 " (SELECT count(*) FROM channels_app_delivery)")[0]
             state = stack.sql("SELECT state FROM channels_app_campaign WHERE id = %s", campaign_id)[0][0]
-            cpu, other = cpu_by_group(stack, cpu_before, cpu_after)
+            cpu, other = cpu_by_group(stack, cpu_before, cpu_after, postgres_after - postgres_before)
             load_after = os.getloadavg()[0]
             arrival_times = sorted(arrivals.values())
 

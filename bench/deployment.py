@@ -32,12 +32,13 @@ from pathlib import Path
 import redis
 
 from bench.measure import print_figures
-from bench.processes import BIN, ROOT
+from bench.processes import BIN, ROOT, print_postgres_settings
 
 DATABASE, REDIS_DB = "dms_deployment", 4
 
 
 def main() -> int:
+    print_postgres_settings()
     client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
     client.flushdb()
     with tempfile.TemporaryDirectory(prefix="dms-deployment-") as folder:

@@ -28,7 +28,9 @@ Run from the repository root:
 
 Output is `name=value` lines, the headline (`invite_to_chat_per_second`) last;
 the `cpu_*` lines say how the machine's CPU was shared during the measured
-window (other programs on the machine lower every figure). Only one run at a
+window (other programs on the machine lower every figure; `postgres` is the
+whole server, every backend that came and went included: bench/measure.py).
+The PostgreSQL settings it ran with come first (`pg_<name>=value`). Only one run at a
 time (a lock in the temporary directory). Server logs are kept in a temporary directory (printed on failure).
 """
 
@@ -51,7 +53,8 @@ from pathlib import Path
 import psycopg
 import redis
 
-from bench.processes import add_server_argument, web_command
+from bench.measure import tree_cpu
+from bench.processes import add_server_argument, postmaster_pid, print_postgres_settings, web_command
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -258,7 +261,7 @@ def process_ticks(pid: int) -> tuple[int, int] | None:
 
 
 class CpuSnapshot:
-    def __init__(self, groups: dict[str, int], postgres_pids: set[int]):
+    def __init__(self, groups: dict[str, int], postmaster: int):
         self.machine = machine_ticks()
         self.parts = dict.fromkeys([*groups, "postgres"], 0)
         by_group = {pgid: name for name, pgid in groups.items()}
@@ -270,17 +273,9 @@ class CpuSnapshot:
                 continue
             if ticks[0] in by_group:
                 self.parts[by_group[ticks[0]]] += ticks[1]
-            elif int(entry) in postgres_pids:
-                self.parts["postgres"] += ticks[1]
+        self.parts["postgres"] = round(tree_cpu(postmaster) * CLOCK_TICKS)  # exactly (bench/measure.py)
         times = os.times()
         self.parts["load_generator"] = round((times.user + times.system) * CLOCK_TICKS)
-
-
-def postgres_backends(conn) -> set[int]:
-    rows = conn.execute(
-        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (DB_NAME,)
-    ).fetchall()
-    return {row[0] for row in rows}
 
 
 def cpu_report(before: CpuSnapshot, after: CpuSnapshot, invitations: int) -> list[str]:
@@ -434,6 +429,7 @@ def main() -> None:
         broker_flush()
         database_create()
         database_made = True
+        print_postgres_settings()
         manage(env, "migrate", "--noinput")
         manage(env, "seed_demo")
         token = next(
@@ -481,9 +477,10 @@ def main() -> None:
 
         groups = {"gunicorn": gunicorn.pid, "celery_worker": worker.pid, "dispatcher": dispatcher.pid}
         with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={DB_NAME}", autocommit=True) as conn:
-            cpu_before, cpu_after = load.run(
-                args.warmup, args.seconds, lambda: CpuSnapshot(groups, postgres_backends(conn))
-            )
+            postmaster = postmaster_pid(conn)
+        if postmaster is None:
+            raise SystemExit("PostgreSQL's processes are not on this machine: its CPU cannot be counted")
+        cpu_before, cpu_after = load.run(args.warmup, args.seconds, lambda: CpuSnapshot(groups, postmaster))
         expected = load.ok_total + 1  # + the check above
 
         drain_started = time.monotonic()

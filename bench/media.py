@@ -29,11 +29,9 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from stack import Stack, print_figures  # noqa: E402
-
-from tests.file_server import Served, start_file_server  # noqa: E402
+from bench.measure import print_figures
+from bench.processes import Stack
+from tests.file_server import Served, start_file_server
 
 SECRET = "bench-media-secret"
 CHANNEL = "bench-media"

@@ -511,13 +511,17 @@ class Stack:
         return [row[0] for row in self._backends_conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
 
+    def postmaster(self) -> int | None:
+        """The PostgreSQL server's postmaster pid (postmaster_pid), None when it is not on this machine."""
+        if self._backends_conn is None:
+            self._backends_conn = psycopg.connect(self.dsn, autocommit=True)
+        return postmaster_pid(self._backends_conn)
+
     def cpu_meter(self) -> CpuMeter:
         """CPU of each started process tree (sampled) and of the PostgreSQL server ("postgres": the
         postmaster's tree, exactly, every backend that ended included; see bench/measure.py). When the
         server's processes cannot be read here, "postgres" is the database's backends, sampled."""
-        if self._backends_conn is None:
-            self._backends_conn = psycopg.connect(self.dsn, autocommit=True)
-        postmaster = postmaster_pid(self._backends_conn)
+        postmaster = self.postmaster()
         if postmaster is None:
             print("postgres: the server's processes are not on this machine; its CPU is sampled",
                   file=sys.stderr)

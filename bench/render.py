@@ -11,8 +11,8 @@ too. Run from the repository root:
 Output is `name=value` lines, the headline (`renders_per_second`) last.
 """
 
+import argparse
 import platform
-import sys
 import time
 from collections.abc import Callable
 
@@ -65,7 +65,10 @@ def run(render: Callable[[], object], seconds: float) -> tuple[int, float]:
 
 
 def main() -> None:
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
+    parser = argparse.ArgumentParser(description="Render a WhatsApp notification with six field codes, in-process "
+                                                 "(no database: no PostgreSQL settings to print).")
+    parser.add_argument("seconds", nargs="?", type=float, default=3.0, help="how long to render (default 3)")
+    seconds = parser.parse_args().seconds
     rendered = render_payload("notification", BODY, STRUCTURED, VALUES)
     # A benchmark of a wrong result measures nothing.
     if rendered.payload["text"] != EXPECTED or rendered.missing or render_template(TEXT, VALUES).text != EXPECTED:
