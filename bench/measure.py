@@ -24,7 +24,10 @@ Two ways of counting a group, both from /proc/<pid>/stat:
   with its own times, and not yet in its parent's). The group's CPU is tree_cpu at stop() minus tree_cpu at
   start(): a backend that lived 3 ms between two samples counts its 3 ms, one that was alive at start() counts
   only what it used after. Two readings suffice; the root's cutime is read before and after each scan of
-  /proc and the scan repeated when a child was reaped in between. For PostgreSQL it is the whole server:
+  /proc and the scan repeated when a child was reaped in between. The kernel adds a reaped child's times in
+  nanoseconds (shown in ticks, 10 ms, only as the sum), so a backend of 3 ms counts 3 ms, where reading the
+  backend itself shows 0 ticks; the live processes are read in whole ticks (less than one tick of error each).
+  For PostgreSQL it is the whole server:
   the backends of every database (another benchmark's or test run's too: run alone) and the background
   processes (WAL writer, checkpointer, autovacuum workers), whose work the benchmark's writes cause.
 """
