@@ -27,9 +27,9 @@ Two ways of counting a group, both from /proc/<pid>/stat:
   /proc and the scan repeated when a child was reaped in between. The kernel adds a reaped child's times in
   nanoseconds (shown in ticks, 10 ms, only as the sum), so a backend of 3 ms counts 3 ms, where reading the
   backend itself shows 0 ticks; the live processes are read in whole ticks (less than one tick of error each).
-  For PostgreSQL it is the whole server:
-  the backends of every database (another benchmark's or test run's too: run alone) and the background
-  processes (WAL writer, checkpointer, autovacuum workers), whose work the benchmark's writes cause.
+  For PostgreSQL it is the whole server: the backends of every database (another benchmark's or test run's
+  too: run alone) and the background processes (WAL writer, checkpointer, autovacuum workers), whose work the
+  benchmark's writes cause.
 """
 
 import os
