@@ -37,6 +37,7 @@ from channels_app.models import (
     Tenant,
 )
 from channels_app.services.recipients import recipient_next_row
+from channels_app.services.send_windows import send_window_shared_opening
 from channels_app.text_rules import text_rule_broken_at, text_rule_message
 
 FILTER_KEYS = ("attributes", "channels", "countries", "last_message_after", "last_message_before")
@@ -266,27 +267,36 @@ def segment_audience_take(*, campaign: Campaign) -> int:
     first = recipient_next_row(campaign_id=campaign.pk) - 1
     table = CampaignRecipient._meta.db_table
     missing_phone = f"WHEN c.phone_number = '' THEN '{NOT_A_PHONE}'" if phone_channel else ""
+    refused = "c.phone_number = ''" if phone_channel else "c.phone_number = '' AND c.client_id = ''"
+    # A window in one named zone opens at the same time for every recipient: those outside it are written
+    # waiting (send_window_openings), out of the index of those to send. In each recipient's zone the batches
+    # decide it as they claim them (send_window_hold): a zone a contact needs phonenumbers for, per row.
+    shared, opening = send_window_shared_opening(campaign=campaign, now=timezone.now())
     sql = (
-        f"INSERT INTO {table} (campaign_id, row_number, client_id, contact_fields, custom_properties, error) "
+        f"INSERT INTO {table} (campaign_id, row_number, client_id, contact_fields, custom_properties, error, "
+        f"next_window_at) "
         f"SELECT %s, %s + ROW_NUMBER() OVER (ORDER BY c.id), "
         f"CASE WHEN c.phone_number <> '' THEN c.phone_number ELSE c.client_id END, '{{}}', '{{}}', "
-        f"CASE WHEN c.phone_number = '' AND c.client_id = '' THEN '{NO_CLIENT_ID}' {missing_phone} ELSE '' END "
+        f"CASE WHEN c.phone_number = '' AND c.client_id = '' THEN '{NO_CLIENT_ID}' {missing_phone} ELSE '' END, "
+        f"{f'CASE WHEN {refused} THEN NULL ELSE %s END' if shared and opening else 'NULL'} "
         f"FROM ({inner}) AS c"
     )
+    waiting = [connection.ops.adapt_datetimefield_value(opening)] if shared and opening else []
+    values = [campaign.pk, first, *waiting, *params]
     skip_repeats = " ON CONFLICT (campaign_id, client_id) WHERE error = '' DO NOTHING"
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":  # the embedded mode: small audiences, one statement
-            cursor.execute(sql + skip_repeats, [campaign.pk, first, *params])
+            cursor.execute(sql + skip_repeats, values)
         else:
             try:
                 with transaction.atomic():
-                    cursor.execute(sql, [campaign.pk, first, *params])
+                    cursor.execute(sql, values)
             except IntegrityError as error:
                 repeated = error.__cause__
                 if not isinstance(repeated, UniqueViolation) or \
                         repeated.diag.constraint_name != "recipient_unique_client_per_campaign":
                     raise
-                cursor.execute(sql + skip_repeats, [campaign.pk, first, *params])
+                cursor.execute(sql + skip_repeats, values)
         written = cursor.rowcount
     # Kept by the database's triggers (CampaignCounter): no count of the rows here.
     refused = CampaignCounter.objects.filter(campaign=campaign).aggregate(refused=Sum("refused"))["refused"] or 0
