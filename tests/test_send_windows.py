@@ -369,3 +369,42 @@ def test_a_segment_in_a_closed_window_of_a_named_zone_is_written_waiting(whatsap
     assert [(bool(error), at is not None) for error, at in rows] == [(False, True), (False, True), (True, False)]
     assert rows[0][1] > timezone.now()
     assert campaign_run_batch(campaign_id=campaign.pk) == 0
+
+
+@pytest.mark.django_db
+def test_a_segment_in_each_recipients_zone_waits_by_its_numbers_first_digits(whatsapp):
+    from channels_app.models import Segment
+    from channels_app.services.campaigns import campaign_create
+    from channels_app.services.segments import segment_save
+
+    # given a window around now in UTC, in each recipient's zone, and a tenant's zone outside it
+    whatsapp.tenant.timezone = "Etc/GMT-12"
+    whatsapp.tenant.save()
+    send_window = around_now()
+    for phone, attributes in [
+        ("+64211234567", {}),  # New Zealand (+642...: its zones, the tenant's: all outside the window)
+        ("+64211234568", {"TimeZone": "UTC"}),  # its own zone: decided by the batch that claims it
+        ("+442079460000", {}),  # London (+442...: the window is open there): decided by the batch
+    ]:
+        Contact.objects.create(tenant=whatsapp.tenant, phone_number=phone, attributes={"tier": "gold", **attributes})
+    gold = segment_save(segment=Segment(tenant=whatsapp.tenant, name="Gold"),
+                        filter_value={"attributes": {"tier": "gold"}})
+    response = StandardResponseFactory(id="WINDOW0000000004", tenant=whatsapp.tenant, name="Hi", content_type="text",
+                                       body="Hello")
+    campaign, _ = campaign_create(name="Gold", channel=whatsapp, standard_response=response, segment=gold,
+                                  send_window=send_window)
+
+    # when it starts and a batch runs
+    campaign_transition(campaign_id=campaign.pk, action="start")
+    waiting = dict(campaign.recipients.values_list("client_id", "next_window_at"))
+    handled = campaign_run_batch(campaign_id=campaign.pk)
+
+    # then the New Zealand number was written waiting, no later than its window opens in Auckland; the batch
+    # claimed only the two others and sent them
+    now = timezone.now()
+    auckland = next_opening(send_window_parse(send_window), "Pacific/Auckland", now)
+    assert now < waiting["+64211234567"] <= auckland
+    assert waiting["+64211234568"] is None and waiting["+442079460000"] is None
+    assert handled == 2
+    assert set(campaign.recipients.filter(message__isnull=False).values_list("client_id", flat=True)) == {
+        "+64211234568", "+442079460000"}

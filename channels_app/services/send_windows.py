@@ -25,6 +25,7 @@ from channels_app.models import Campaign, CampaignRecipient, Contact
 from channels_app.phones import normalize_client_phone
 from channels_app.send_windows import (  # noqa: F401  (DAYS, send_window_parse, zone_names: the interfaces' way)
     DAYS,
+    PHONE_PREFIX_DIGITS,
     RECIPIENT,
     SendWindow,
     is_time_zone,
@@ -32,6 +33,7 @@ from channels_app.send_windows import (  # noqa: F401  (DAYS, send_window_parse,
     send_window_from_stored,
     send_window_parse,
     zone_names,
+    zones_of_phone_prefix,
 )
 from channels_app.send_windows import zone_of_phone as phone_zone
 
@@ -113,6 +115,37 @@ def send_window_shared_opening(*, campaign: Campaign, now: datetime) -> tuple[bo
         return False, None
     opening = next_opening(window, window.zone, now)
     return True, opening if opening > now else None
+
+
+def send_window_prefix_openings(*, campaign: Campaign, now: datetime) -> dict[str, datetime]:
+    """For a window in each recipient's zone, the recipients that only their phone number places (no zone in
+    their contact fields or their contact's attributes): per first digits of the number ("+331"), the earliest
+    opening of the window among every zone recipient_zones may give them, the tenant's included (each zone
+    phonenumbers keeps for such numbers: send_windows.zones_of_phone_prefix), where the window is closed in all
+    of them now. Whichever of those zones is a recipient's, its window is closed until then, so it can wait out
+    of the batches' way; the batch that claims it once it is due reads its own zone. Prefixes whose window is
+    open in one of their zones are left out: their recipients are decided by the batches (send_window_hold)."""
+    window: SendWindow | None = send_window_from_stored(campaign.send_window)
+    if window is None or window.zone != RECIPIENT or campaign.channel.media_type not in ("whatsapp", "sms"):
+        return {}
+    tenant = campaign.channel.tenant
+    tenant_zone = tenant.timezone if is_time_zone(tenant.timezone) else "UTC"
+    openings: dict[str, datetime] = {}
+
+    def opening(zone: str) -> datetime:
+        if zone not in openings:
+            openings[zone] = next_opening(window, zone, now)
+        return openings[zone]
+
+    if opening(tenant_zone) <= now:
+        return {}
+    result = {}
+    for number in range(10 ** PHONE_PREFIX_DIGITS):
+        prefix = f"{number:0{PHONE_PREFIX_DIGITS}d}"
+        earliest = min(opening(zone) for zone in zones_of_phone_prefix(prefix) | {tenant_zone})
+        if earliest > now:
+            result[f"+{prefix}"] = earliest
+    return result
 
 
 def send_window_changed(*, campaign: Campaign, now: datetime) -> int:
