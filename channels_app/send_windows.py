@@ -116,6 +116,29 @@ def zone_of_phone(phone_number: str) -> str | None:
     return None
 
 
+PHONE_PREFIX_DIGITS = 3  # digits after "+" that zones_of_phone_prefix groups numbers by
+
+
+@functools.cache
+def _zones_by_phone_prefix() -> dict[str, frozenset[str]]:
+    from phonenumbers.tzdata import TIMEZONE_DATA
+
+    grouped: dict[str, set[str]] = {f"{n:0{PHONE_PREFIX_DIGITS}d}": set() for n in range(10 ** PHONE_PREFIX_DIGITS)}
+    for key, zones in TIMEZONE_DATA.items():
+        known = {zone for zone in zones if zone != UNKNOWN_ZONE and is_time_zone(zone)}
+        for prefix in ([key[:PHONE_PREFIX_DIGITS]] if len(key) >= PHONE_PREFIX_DIGITS
+                       else [prefix for prefix in grouped if prefix.startswith(key)]):
+            grouped[prefix] |= known
+    return {prefix: frozenset(zones) for prefix, zones in grouped.items()}
+
+
+def zones_of_phone_prefix(prefix: str) -> frozenset[str]:
+    """Every zone zone_of_phone may give a number whose first PHONE_PREFIX_DIGITS digits (after "+") are
+    `prefix`: the zones phonenumbers keeps for any longer prefix of it, and for its country code (a number of
+    no geographical type). It gives None for the others (a number phonenumbers cannot place)."""
+    return _zones_by_phone_prefix().get(prefix, frozenset())
+
+
 def country_of_phone(phone_number: str) -> str:
     """The ISO 3166 region of an E.164 number ("US", "NL"), or "" when none: a valid number's own region, else
     the main region of its country calling code (+1: US, +7: RU, +44: GB)."""

@@ -241,3 +241,170 @@ def test_the_admin_form_takes_the_window_from_its_parts_and_names_a_fault():
     with pytest.raises(InvalidFields) as error:  # what the form's clean_send_window hands to the API's rules
         send_window_parse(field.clean(["22:00", "06:00", [], ""]))
     assert "send_window.days" in error.value.errors
+
+
+# --- decided when the audience is stored (issue 27: the waiting half costs the sending half nothing) -----------
+
+
+def around_now(zone="recipient") -> dict:
+    now = timezone.now()
+    return {"from": (now - timedelta(hours=1)).strftime("%H:%M"), "to": (now + timedelta(hours=1)).strftime("%H:%M"),
+            "timezone": zone}
+
+
+def alternating(count: int) -> list[dict]:
+    """Rows outside a window around now in UTC (twelve hours ahead), inside, outside, inside..."""
+    return [{"client_id": f"+1212555{n:04d}", "Contact": {"timezone": "Etc/GMT-12" if n % 2 == 0 else "UTC"}}
+            for n in range(count)]
+
+
+@pytest.mark.django_db
+def test_recipients_outside_their_window_are_stored_waiting_and_never_enter_a_batch(whatsapp, monkeypatch):
+    from channels_app.services import campaigns
+
+    # given batches of two that never claim again, and an audience alternating outside and inside its window
+    monkeypatch.setattr(campaigns, "BATCH_SIZE", 2)
+    monkeypatch.setattr(campaigns, "WINDOW_REFILL_ROUNDS", 0)
+    send_window = around_now()
+    campaign = campaign_on(whatsapp, alternating(8), send_window=send_window)
+
+    # then those outside are stored with the opening of their window (the window's `from`, twelve hours ahead)
+    stored = list(campaign.recipients.order_by("row_number"))
+    assert [r.next_window_at is not None for r in stored] == [True, False] * 4
+    opening = stored[0].next_window_at
+    assert opening > timezone.now()
+    assert opening.astimezone(timezone.get_fixed_timezone(12 * 60)).strftime("%H:%M") == send_window["from"]
+
+    # when the campaign starts and batches run until none is left
+    campaign_transition(campaign_id=campaign.pk, action="start")
+    handled = [campaign_run_batch(campaign_id=campaign.pk) for _ in range(3)]
+
+    # then each batch claimed two and sent both: no recipient outside its window was ever claimed
+    assert handled == [2, 2, 0]
+    sent = campaign.recipients.filter(message__isnull=False).order_by("row_number")
+    assert [r.client_id for r in sent] == ["+12125550001", "+12125550003", "+12125550005", "+12125550007"]
+    assert _complete_if_done(campaign.pk) == "to invite"
+
+    # when their window opens (their time has come, and they are inside it now)
+    CampaignRecipient.objects.filter(campaign=campaign, message__isnull=True).update(
+        next_window_at=timezone.now() - timedelta(minutes=1), contact_fields={"timezone": "UTC"})
+    handled = [campaign_run_batch(campaign_id=campaign.pk) for _ in range(3)]
+
+    # then they are sent too
+    assert handled == [2, 2, 0]
+    assert not campaign.recipients.filter(message__isnull=True).exists()
+
+
+@pytest.mark.django_db
+def test_a_csv_audience_is_stored_waiting_by_the_same_rule(whatsapp):
+    import io
+
+    from channels_app.services.campaigns import audience_csv_open, campaign_add_recipients
+
+    # given a draft with a window, the stored contact of one number in a zone twelve hours ahead
+    Contact.objects.create(tenant=whatsapp.tenant, phone_number="+12125550002", attributes={"timezone": "Etc/GMT-12"})
+    campaign = campaign_on(whatsapp, [], send_window=around_now())
+    audience = audience_csv_open(binary=io.BytesIO(
+        b"client_id,Contact.timezone\n+12125550000,Etc/GMT-12\n+12125550001,UTC\n+12125550002,\n"
+        b"+12125550001,Etc/GMT-12\n"))
+
+    # when the CSV is uploaded
+    report = campaign_add_recipients(campaign=campaign, audience=audience)
+
+    # then the row's zone and the stored contact's both put theirs outside; the repeat is refused, not waiting
+    assert report.accepted == 3
+    waiting = dict(campaign.recipients.order_by("row_number").values_list("row_number", "next_window_at"))
+    assert [waiting[row] is not None for row in (1, 2, 3, 4)] == [True, False, True, False]
+
+
+@pytest.mark.django_db
+def test_a_changed_window_decides_again_who_waits(whatsapp):
+    from channels_app.services.campaigns import campaign_update
+
+    campaign = campaign_on(whatsapp, alternating(4), send_window=around_now())
+
+    def update(send_window):
+        campaign_update(campaign=campaign, name=campaign.name, channel=whatsapp,
+                        standard_response=campaign.standard_response, rate_per_second=None, start_at=None,
+                        terminate_sessions=True, chat_queue_key="", send_window=send_window)
+        return list(campaign.recipients.order_by("row_number").values_list("next_window_at", flat=True))
+
+    # a window in a zone where it is open now: nobody waits; where it is closed: everybody, until it opens
+    assert update(around_now("UTC")) == [None] * 4
+    closed = update(around_now("Etc/GMT-12"))
+    assert len(set(closed)) == 1 and closed[0] > timezone.now()
+    # in each recipient's zone again: decided by the batches as they claim them; no window: nobody waits
+    assert update(around_now()) == [None] * 4
+    update(around_now("Etc/GMT-12"))
+    assert update(None) == [None] * 4
+
+    # and, without a window, every recipient is sent
+    campaign_transition(campaign_id=campaign.pk, action="start")
+    campaign_run_batch(campaign_id=campaign.pk)
+    assert not campaign.recipients.filter(message__isnull=True).exists()
+
+
+@pytest.mark.django_db
+def test_a_segment_in_a_closed_window_of_a_named_zone_is_written_waiting(whatsapp):
+    from channels_app.models import Segment
+    from channels_app.services.campaigns import campaign_create
+    from channels_app.services.segments import segment_save
+
+    # given two contacts and a campaign from their segment whose window, in one zone, is closed now
+    for n in range(2):
+        Contact.objects.create(tenant=whatsapp.tenant, phone_number=f"+1212555000{n}", attributes={"tier": "gold"})
+    Contact.objects.create(tenant=whatsapp.tenant, client_id="no-number", attributes={"tier": "gold"})
+    gold = segment_save(segment=Segment(tenant=whatsapp.tenant, name="Gold"),
+                        filter_value={"attributes": {"tier": "gold"}})
+    response = StandardResponseFactory(id="WINDOW0000000003", tenant=whatsapp.tenant, name="Hi", content_type="text",
+                                       body="Hello")
+    campaign, _ = campaign_create(name="Gold", channel=whatsapp, standard_response=response, segment=gold,
+                                  send_window=around_now("Etc/GMT-12"))
+
+    # when it starts
+    campaign_transition(campaign_id=campaign.pk, action="start")
+
+    # then its recipients are written waiting (the refused one not), and no batch claims them
+    rows = list(campaign.recipients.order_by("row_number").values_list("error", "next_window_at"))
+    assert [(bool(error), at is not None) for error, at in rows] == [(False, True), (False, True), (True, False)]
+    assert rows[0][1] > timezone.now()
+    assert campaign_run_batch(campaign_id=campaign.pk) == 0
+
+
+@pytest.mark.django_db
+def test_a_segment_in_each_recipients_zone_waits_by_its_numbers_first_digits(whatsapp):
+    from channels_app.models import Segment
+    from channels_app.services.campaigns import campaign_create
+    from channels_app.services.segments import segment_save
+
+    # given a window around now in UTC, in each recipient's zone, and a tenant's zone outside it
+    whatsapp.tenant.timezone = "Etc/GMT-12"
+    whatsapp.tenant.save()
+    send_window = around_now()
+    for phone, attributes in [
+        ("+64211234567", {}),  # New Zealand (+642...: its zones, the tenant's: all outside the window)
+        ("+64211234568", {"TimeZone": "UTC"}),  # its own zone: decided by the batch that claims it
+        ("+442079460000", {}),  # London (+442...: the window is open there): decided by the batch
+    ]:
+        Contact.objects.create(tenant=whatsapp.tenant, phone_number=phone, attributes={"tier": "gold", **attributes})
+    gold = segment_save(segment=Segment(tenant=whatsapp.tenant, name="Gold"),
+                        filter_value={"attributes": {"tier": "gold"}})
+    response = StandardResponseFactory(id="WINDOW0000000004", tenant=whatsapp.tenant, name="Hi", content_type="text",
+                                       body="Hello")
+    campaign, _ = campaign_create(name="Gold", channel=whatsapp, standard_response=response, segment=gold,
+                                  send_window=send_window)
+
+    # when it starts and a batch runs
+    campaign_transition(campaign_id=campaign.pk, action="start")
+    waiting = dict(campaign.recipients.values_list("client_id", "next_window_at"))
+    handled = campaign_run_batch(campaign_id=campaign.pk)
+
+    # then the New Zealand number was written waiting, no later than its window opens in Auckland; the batch
+    # claimed only the two others and sent them
+    now = timezone.now()
+    auckland = next_opening(send_window_parse(send_window), "Pacific/Auckland", now)
+    assert now < waiting["+64211234567"] <= auckland
+    assert waiting["+64211234568"] is None and waiting["+442079460000"] is None
+    assert handled == 2
+    assert set(campaign.recipients.filter(message__isnull=False).values_list("client_id", flat=True)) == {
+        "+64211234568", "+442079460000"}

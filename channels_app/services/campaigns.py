@@ -38,14 +38,20 @@ from channels_app.models import (
 )
 from channels_app.phones import normalize_client_phone
 from channels_app.publishing import CAMPAIGN_AUDIENCE_LOAD, CAMPAIGN_BATCH, publish
-from channels_app.send_windows import send_window_parse
+from channels_app.send_windows import RECIPIENT, send_window_parse
 from channels_app.services.audience_rows import csv_fast_row
 from channels_app.services.campaign_reports import report_recipients_reached
 from channels_app.services.deliveries import deliveries_send
 from channels_app.services.invitations import Invitee, invitation_plan, invitations_create
 from channels_app.services.recipients import recipient_next_row
 from channels_app.services.segments import segment_audience_take, segment_contacts
-from channels_app.services.send_windows import due_recipients_filter, send_window_hold
+from channels_app.services.send_windows import (
+    AudienceEntry,
+    due_recipients_filter,
+    send_window_changed,
+    send_window_hold,
+    send_window_openings,
+)
 from channels_app.services.variants import campaign_variants, variant_for, variants_parse, variants_store
 from channels_app.text_rules import escaped, text_rule_broken_at, text_rule_message
 from channels_app.validators import validate_queue_key
@@ -396,6 +402,11 @@ def _store_chunk(campaign: Campaign, rows: list, first_row: int, report: Audienc
     for recipient in recipients:
         if recipient.error:  # refused at upload: the campaign reached it now (its report counts it)
             recipient.reached_at = now
+    if campaign.send_window:  # outside its window now: it waits, out of the index of those to send
+        accepted = [recipient for recipient in recipients if not recipient.error]
+        for recipient, opening in zip(accepted, send_window_openings(campaign=campaign, recipients=accepted,
+                                                                     now=now), strict=True):
+            recipient.next_window_at = opening
     bulk_insert_rows(CampaignRecipient, recipients)  # COPY on PostgreSQL
     report_recipients_reached(campaign_id=campaign.pk, reached=[(None, bool(r.error)) for r in recipients
                                                                 if r.error], at=now)
@@ -404,6 +415,26 @@ def _store_chunk(campaign: Campaign, rows: list, first_row: int, report: Audienc
 # A refused row is reached by the campaign when it is stored (the campaign report counts it then).
 RECIPIENT_COPY_FIELDS = ["campaign", "row_number", "client_id", "contact_fields", "custom_properties", "error",
                          "reached_at"]
+# With a send window, each row also carries when its window opens (None: open now, or refused).
+WINDOWED_COPY_FIELDS = [*RECIPIENT_COPY_FIELDS, "next_window_at"]
+WINDOW_SLICE = 1000  # rows whose zones are found together (one query for their contacts)
+
+
+def _with_window_openings(campaign: Campaign, entries: list[tuple], now) -> list[tuple]:
+    """The COPY's tuples, each with the next opening of its recipient's window (send_window_openings) added:
+    a recipient outside its window is stored waiting, and never enters the index of those to send
+    (recipient_to_send) before its window opens, so the batches never look at it until then (issue 27). Decided
+    before the COPY (whose connection takes no other query while it runs), a slice of rows a query."""
+    per_recipient_zone = (campaign.send_window or {}).get("timezone") == RECIPIENT
+    accepted = [entry for entry in entries if not entry[5]]
+    openings = []
+    for start in range(0, len(accepted), WINDOW_SLICE):
+        openings += send_window_openings(
+            campaign=campaign, now=now,
+            recipients=[AudienceEntry(entry[2], json.loads(entry[3]) if per_recipient_zone else {})
+                        for entry in accepted[start:start + WINDOW_SLICE]])
+    waiting = iter(openings)
+    return [(*entry, None if entry[5] else next(waiting)) for entry in entries]
 
 
 def _copy_chunk(campaign: Campaign, rows: list, first_row: int, report: AudienceReport,
@@ -450,16 +481,21 @@ def _copy_chunk(campaign: Campaign, rows: list, first_row: int, report: Audience
             yield entry
 
     rows_checked = checked()
+    fields = RECIPIENT_COPY_FIELDS
+    if campaign.send_window:  # (the rows are then checked whole before the COPY, not while it writes)
+        rows_checked, fields = iter(_with_window_openings(campaign, list(rows_checked), now)), WINDOWED_COPY_FIELDS
     try:
         with transaction.atomic():  # a savepoint: only this COPY is undone when a client id was stored before
-            copy_rows(CampaignRecipient, RECIPIENT_COPY_FIELDS, rows_checked)
+            copy_rows(CampaignRecipient, fields, rows_checked)
     except UniqueViolation as error:
         if error.diag.constraint_name != "recipient_unique_client_per_campaign":
             raise
         for _ in rows_checked:  # the rows after the one that failed (when it failed before the end)
             pass
         stored = _mark_stored_before(campaign_id, stored, report, now)
-        copy_rows(CampaignRecipient, RECIPIENT_COPY_FIELDS, stored)
+        if campaign.send_window:
+            stored = _with_window_openings(campaign, stored, now)
+        copy_rows(CampaignRecipient, fields, stored)
     refused = sum(1 for entry in stored if entry[5])
     report.accepted += len(stored) - refused
     report_recipients_reached(campaign_id=campaign_id, reached=[(None, True)] * refused, at=now)
@@ -795,6 +831,8 @@ def campaign_update(
         uploaded=segment is not None and segment.pk != locked.segment_id and locked.recipients.exists())
     campaign.segment = segment
     campaign.send_window = window.as_dict() if window else None
+    # (the channel holds the tenant's zone and the numbers' reading: a recipient's zone may change with it)
+    window_changed = campaign.send_window != locked.send_window or channel.pk != locked.channel_id
     if chat_queue_key:
         try:
             validate_queue_key(chat_queue_key, tenant_id=channel.tenant_id)
@@ -811,6 +849,8 @@ def campaign_update(
     # Only the settings: the state may have moved on since the caller read the campaign.
     campaign.save(update_fields=["name", "channel", "standard_response", "rate_per_second", "start_at",
                                  "terminate_sessions", "chat_queue_key", "segment", "send_window"])
+    if window_changed:  # its stored audience waits for the old window: decided again for the new one
+        send_window_changed(campaign=campaign, now=timezone.now())
     return campaign
 
 

@@ -36,7 +36,13 @@ from channels_app.models import (
     Segment,
     Tenant,
 )
+from channels_app.send_windows import PHONE_PREFIX_DIGITS
 from channels_app.services.recipients import recipient_next_row
+from channels_app.services.send_windows import (
+    ZONE_ATTRIBUTE,
+    send_window_prefix_openings,
+    send_window_shared_opening,
+)
 from channels_app.text_rules import text_rule_broken_at, text_rule_message
 
 FILTER_KEYS = ("attributes", "channels", "countries", "last_message_after", "last_message_before")
@@ -260,33 +266,58 @@ def segment_audience_take(*, campaign: Campaign) -> int:
     (the unique index of a campaign's client ids). The insert is first made without ON CONFLICT, whose check
     before every row costs a third of the insert, in a savepoint; only when it meets a repeat is it made again
     with ON CONFLICT DO NOTHING."""
-    contacts = segment_contacts(segment=campaign.segment).values("id", "phone_number", "client_id")
+    contacts = segment_contacts(segment=campaign.segment).values("id", "phone_number", "client_id", "attributes")
     inner, params = contacts.query.sql_with_params()
     phone_channel = campaign.channel.media_type in ("whatsapp", "sms")
     first = recipient_next_row(campaign_id=campaign.pk) - 1
     table = CampaignRecipient._meta.db_table
     missing_phone = f"WHEN c.phone_number = '' THEN '{NOT_A_PHONE}'" if phone_channel else ""
+    refused = "c.phone_number = ''" if phone_channel else "c.phone_number = '' AND c.client_id = ''"
+    # Those outside the window are written waiting, out of the index of those to send (recipient_to_send), so
+    # that no batch reads them before it opens. A window in one named zone opens at the same time for all
+    # (send_window_openings); in each recipient's zone, a contact with no zone attribute waits until the
+    # earliest opening among the zones of its number's first digits (send_window_prefix_openings), a set-based
+    # bound instead of phonenumbers run for each contact; the others are decided by the batches that claim them.
+    now = timezone.now()
+    shared, opening = send_window_shared_opening(campaign=campaign, now=now)
+    by_prefix = send_window_prefix_openings(campaign=campaign, now=now) if connection.vendor == "postgresql" else {}
+    waiting, prefixes, join = [], [], ""
+    if shared and opening:
+        waits = f"CASE WHEN {refused} THEN NULL ELSE %s END"
+        waiting = [connection.ops.adapt_datetimefield_value(opening)]
+    elif by_prefix:
+        zone_attribute = ("EXISTS (SELECT 1 FROM jsonb_object_keys(CASE WHEN jsonb_typeof(c.attributes) = 'object' "
+                          f"THEN c.attributes ELSE '{{}}' END) AS k WHERE lower(k) = '{ZONE_ATTRIBUTE}')")
+        waits = f"CASE WHEN {refused} OR {zone_attribute} THEN NULL ELSE w.opening END"
+        join = (f"LEFT JOIN (VALUES {', '.join(['(%s, %s::timestamptz)'] * len(by_prefix))}) AS w(prefix, opening) "
+                f"ON w.prefix = left(c.phone_number, {PHONE_PREFIX_DIGITS + 1})")
+        prefixes = [value for pair in by_prefix.items() for value in pair]
+    else:
+        waits = "NULL"
     sql = (
-        f"INSERT INTO {table} (campaign_id, row_number, client_id, contact_fields, custom_properties, error) "
+        f"INSERT INTO {table} (campaign_id, row_number, client_id, contact_fields, custom_properties, error, "
+        f"next_window_at) "
         f"SELECT %s, %s + ROW_NUMBER() OVER (ORDER BY c.id), "
         f"CASE WHEN c.phone_number <> '' THEN c.phone_number ELSE c.client_id END, '{{}}', '{{}}', "
-        f"CASE WHEN c.phone_number = '' AND c.client_id = '' THEN '{NO_CLIENT_ID}' {missing_phone} ELSE '' END "
-        f"FROM ({inner}) AS c"
+        f"CASE WHEN c.phone_number = '' AND c.client_id = '' THEN '{NO_CLIENT_ID}' {missing_phone} ELSE '' END, "
+        f"{waits} "
+        f"FROM ({inner}) AS c {join}"
     )
+    values = [campaign.pk, first, *waiting, *params, *prefixes]
     skip_repeats = " ON CONFLICT (campaign_id, client_id) WHERE error = '' DO NOTHING"
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":  # the embedded mode: small audiences, one statement
-            cursor.execute(sql + skip_repeats, [campaign.pk, first, *params])
+            cursor.execute(sql + skip_repeats, values)
         else:
             try:
                 with transaction.atomic():
-                    cursor.execute(sql, [campaign.pk, first, *params])
+                    cursor.execute(sql, values)
             except IntegrityError as error:
                 repeated = error.__cause__
                 if not isinstance(repeated, UniqueViolation) or \
                         repeated.diag.constraint_name != "recipient_unique_client_per_campaign":
                     raise
-                cursor.execute(sql + skip_repeats, [campaign.pk, first, *params])
+                cursor.execute(sql + skip_repeats, values)
         written = cursor.rowcount
     # Kept by the database's triggers (CampaignCounter): no count of the rows here.
     refused = CampaignCounter.objects.filter(campaign=campaign).aggregate(refused=Sum("refused"))["refused"] or 0
