@@ -11,7 +11,7 @@ its own: migrated, the demo data, bench/routing.py's SMS channel, queue and agen
 transcript), `GET /api/contacts/{id}/` and `GET /api/interactions/?contact={id}` (the contact panel's list).
 Output: `name=value` lines of the CPU milliseconds per request (time.process_time: this process only;
 PostgreSQL's own time is not in it), the median of 5 rounds. `--cprofile NAME` prints that request's cProfile
-instead (cumulative, top 40; wall time, PostgreSQL's included), `--queries` each request's SQL statements.
+instead (CPU time, cumulative, top 40), `--queries` each request's SQL statements.
 """
 
 import argparse
@@ -104,12 +104,12 @@ def main() -> None:
                 print(query["sql"][:600])
         return
     if args.cprofile:
-        profile = cProfile.Profile()
+        profile = cProfile.Profile(time.process_time)
         profile.enable()
         for _ in range(args.requests):
             get(paths[args.cprofile])
         profile.disable()
-        pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
+        pstats.Stats(profile).sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(40)
         return
     rounds: dict[str, list[float]] = {name: [] for name in paths}
     for _ in range(ROUNDS):

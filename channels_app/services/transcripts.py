@@ -16,7 +16,6 @@ import json
 from collections.abc import Iterable
 
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from channels_app.models import Channel, Interaction, Message, MessageAttachment
@@ -84,6 +83,16 @@ _TRANSCRIPT_SQL = f"""
 """
 
 
+# The messages that may have files or a location (transcript_media decides): an agent's files are in the
+# payload, a customer's are MessageAttachment rows.
+_WITH_MEDIA_SQL = f"""
+    SELECT m.id, m.direction, m.payload::text FROM {Message._meta.db_table} m
+    WHERE m.interaction_id = %s AND (m.payload ? 'attachments' OR m.payload ? 'location' OR (
+        m.direction = 'inbound'
+        AND EXISTS (SELECT 1 FROM {MessageAttachment._meta.db_table} a WHERE a.message_id = m.id)))
+"""
+
+
 def _dumps(value) -> str:
     """JSON as DRF's JSONRenderer writes it (compact, UTF-8 kept)."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
@@ -104,16 +113,16 @@ def transcript_json(*, interaction: Interaction) -> str:
     `attachments`: the customer's files with their state, or the files an agent sent, with fresh signed links;
     and `location`, with its map link and preview), as one JSON text. Two statements for a conversation without
     files or locations, three or four with (however many messages)."""
-    if timezone.get_current_timezone_name() != "UTC":  # the statement writes UTC (settings.TIME_ZONE)
+    if connection.vendor != "postgresql" or timezone.get_current_timezone_name() != "UTC":
+        # The statement is PostgreSQL's and writes UTC (settings.TIME_ZONE); SQLite (the embedded default) and
+        # another current time zone get the same JSON from Python.
         return _dumps(_transcript_rows(interaction))
-    with_media = list(
-        Message.objects.filter(interaction_id=interaction.pk)
-        .filter(Q(payload__has_key="attachments") | Q(payload__has_key="location")
-                | Q(direction="inbound") & Exists(MessageAttachment.objects.filter(message=OuterRef("pk"))))
-        .values("id", "direction", "payload"))
-    views = _media(interaction, with_media) if with_media else {}
-    ids = list(views)
     with connection.cursor() as cursor:
+        cursor.execute(_WITH_MEDIA_SQL, [interaction.pk])
+        with_media = [{"id": id_, "direction": direction, "payload": json.loads(payload)}
+                      for id_, direction, payload in cursor.fetchall()]
+        views = _media(interaction, with_media) if with_media else {}
+        ids = list(views)
         cursor.execute(_TRANSCRIPT_SQL, [
             ids, [_dumps(views[i].get("attachments", [])) for i in ids],
             [_dumps(views[i].get("location")) for i in ids], interaction.pk])
