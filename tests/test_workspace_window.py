@@ -335,3 +335,24 @@ def test_the_transcript_and_the_history_are_the_serializers_json_of_each_message
     if zone == "UTC":
         assert f'"sent_at":"{now.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%S")}Z"'.encode() in opened.content
     assert "\u2028".encode() not in opened.content and b"a\\u2028b" in opened.content
+
+
+@pytest.mark.django_db
+def test_the_transcript_written_as_it_is_reads_the_same_indented_and_in_the_browsable_api(agents, accepted):  # noqa: F811
+    # given a conversation with messages
+    ann = agents[0]
+    Message.objects.bulk_create([
+        Message(interaction=accepted, channel=accepted.channel, direction="inbound", text=f"message {n}",
+                status="received") for n in range(3)])
+
+    # when the agent reads it compact, indented and as the browsable API's page
+    compact = ann.get(f"/api/interactions/{accepted.pk}/", HTTP_ACCEPT="application/json")
+    indented = ann.get(f"/api/interactions/{accepted.pk}/", HTTP_ACCEPT="application/json; indent=2")
+    page = ann.get(f"/api/interactions/{accepted.pk}/", HTTP_ACCEPT="text/html")
+
+    # then the same object, the messages last, as InteractionSerializer orders its fields
+    assert compact.status_code == indented.status_code == page.status_code == 200
+    assert json.loads(indented.content) == json.loads(compact.content)
+    assert b'\n  "messages": [\n' in indented.content
+    assert list(json.loads(compact.content))[-1] == "messages" and len(compact.json()["messages"]) >= 3
+    assert b"message 2" in page.content
