@@ -258,10 +258,11 @@ def test_the_transcript_writes_the_fields_its_serializers_document():
 
 
 @pytest.mark.django_db
-def test_the_transcript_and_the_history_are_the_serializers_json_of_each_message(agents, accepted, whatsapp):  # noqa: F811
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris"])  # PostgreSQL writes the transcript in UTC
+def test_the_transcript_and_the_history_are_the_serializers_json_of_each_message(agents, accepted, whatsapp, zone):  # noqa: F811
     # given, in the conversation and in an earlier one of the contact: a delayed message, a customer's files
     # (stored with a thumbnail, failed, pending), a location, an agent's files (one since deleted) refused by
-    # the channel with a reason, and a message read
+    # the channel with a reason, a message read, and one sent at a whole second with a line separator
     ann = agents[0]
     option_set(section=IW, name="whatsappsession.location-map.browse.query",
                value="https://maps.example/?q={LATITUDE},{LONGITUDE}")
@@ -299,6 +300,9 @@ def test_the_transcript_and_the_history_are_the_serializers_json_of_each_message
         Message.objects.create(interaction=interaction, channel=whatsapp, direction="outbound", text="ok",
                                payload={"type": "Text", "text": "ok"}, status="read", sent_at=now,
                                delivered_at=now + timedelta(seconds=1, microseconds=7))
+    whole = Message.objects.create(interaction=accepted, channel=whatsapp, direction="outbound",
+                                   text='a\u2028b "quoted" \\ \t\x01', payload={"type": "Text", "text": "a\u2028b"},
+                                   status="sent", sent_at=now.replace(microsecond=0))
 
     def serialized(interaction, *, media: bool) -> list:
         """What a serializer per message writes: the model's JSON, with the media view of the admin."""
@@ -310,7 +314,7 @@ def test_the_transcript_and_the_history_are_the_serializers_json_of_each_message
                      "location": views.get(row["id"], {}).get("location")} for row in rows]
         return json.loads(JSONRenderer().render(rows))
 
-    with mock.patch("time.time", return_value=1.8e9):  # the signed links of both, made at the same second
+    with mock.patch("time.time", return_value=1.8e9), timezone.override(zone):  # the links signed at one second
         # when the agent opens the conversation and its older messages
         opened = ann.get(f"/api/interactions/{accepted.pk}/")
         older = ann.get(f"/api/interactions/{accepted.pk}/history/")
@@ -320,9 +324,35 @@ def test_the_transcript_and_the_history_are_the_serializers_json_of_each_message
         assert opened.json()["messages"] == serialized(accepted, media=True)
         [shown_earlier] = older.json()["interactions"]
         assert shown_earlier["messages"] == serialized(earlier, media=False)
-    files = opened.json()["messages"][-4]["attachments"]
+    files = opened.json()["messages"][-5]["attachments"]
     assert [(item["fileName"], item["status"]) for item in files] == [
         ("a.png", "stored"), ("b.pdf", "failed"), ("c", "pending")]
     assert files[0]["thumbnailUrl"] and files[1]["reason"] == "too big"
-    assert opened.json()["messages"][-3]["location"]["mapUrl"] == "https://maps.example/?q=1.5,2.25"
-    assert [item.get("status") for item in opened.json()["messages"][-2]["attachments"]] == ["stored", None]
+    assert opened.json()["messages"][-4]["location"]["mapUrl"] == "https://maps.example/?q=1.5,2.25"
+    assert [item.get("status") for item in opened.json()["messages"][-3]["attachments"]] == ["stored", None]
+    # DRF's writing: a whole second without a fraction, U+2028 escaped (a strict JavaScript subset)
+    assert opened.json()["messages"][-1]["id"] == whole.pk
+    if zone == "UTC":
+        assert f'"sent_at":"{now.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%S")}Z"'.encode() in opened.content
+    assert "\u2028".encode() not in opened.content and b"a\\u2028b" in opened.content
+
+
+@pytest.mark.django_db
+def test_the_transcript_written_as_it_is_reads_the_same_indented_and_in_the_browsable_api(agents, accepted):  # noqa: F811
+    # given a conversation with messages
+    ann = agents[0]
+    Message.objects.bulk_create([
+        Message(interaction=accepted, channel=accepted.channel, direction="inbound", text=f"message {n}",
+                status="received") for n in range(3)])
+
+    # when the agent reads it compact, indented and as the browsable API's page
+    compact = ann.get(f"/api/interactions/{accepted.pk}/", HTTP_ACCEPT="application/json")
+    indented = ann.get(f"/api/interactions/{accepted.pk}/", HTTP_ACCEPT="application/json; indent=2")
+    page = ann.get(f"/api/interactions/{accepted.pk}/", HTTP_ACCEPT="text/html")
+
+    # then the same object, the messages last, as InteractionSerializer orders its fields
+    assert compact.status_code == indented.status_code == page.status_code == 200
+    assert json.loads(indented.content) == json.loads(compact.content)
+    assert b'\n  "messages": [\n' in indented.content
+    assert list(json.loads(compact.content))[-1] == "messages" and len(compact.json()["messages"]) >= 3
+    assert b"message 2" in page.content

@@ -461,19 +461,17 @@ class TranscriptMessageSerializer(MessageSerializer):
         fields = [*MessageSerializer.Meta.fields, "attachments", "location"]
 
 
-class InteractionSerializer(InteractionListSerializer):
-    messages = serializers.SerializerMethodField()
+class InteractionFieldsSerializer(InteractionListSerializer):
+    """An interaction's fields above its transcript: InteractionSerializer without `messages` (its retrieve
+    writes the transcript PostgreSQL wrote after them, api/renderers.py)."""
+
     window_closes_at = serializers.SerializerMethodField(
         help_text="WhatsApp: when the customer's 24-hour window closes (null: closed since it never opened, or "
         "not a WhatsApp channel); after it only notifications can be sent.")
 
     class Meta(InteractionListSerializer.Meta):
         fields = [*InteractionListSerializer.Meta.fields, "user_data", "last_customer_message_at",
-                  "window_closes_at", "session_options", "messages"]
-
-    @extend_schema_field(TranscriptMessageSerializer(many=True))
-    def get_messages(self, interaction) -> list[dict]:
-        return transcript(interaction=interaction)
+                  "window_closes_at", "session_options"]
 
     def get_window_closes_at(self, interaction) -> str | None:
         from channels_app.services.windows import customer_window_closes_at, window_applies
@@ -482,6 +480,17 @@ class InteractionSerializer(InteractionListSerializer):
             return None
         closes_at = customer_window_closes_at(interaction=interaction)
         return serializers.DateTimeField().to_representation(closes_at) if closes_at else None
+
+
+class InteractionSerializer(InteractionFieldsSerializer):
+    messages = serializers.SerializerMethodField()
+
+    class Meta(InteractionFieldsSerializer.Meta):
+        fields = [*InteractionFieldsSerializer.Meta.fields, "messages"]
+
+    @extend_schema_field(TranscriptMessageSerializer(many=True))
+    def get_messages(self, interaction) -> list[dict]:
+        return transcript(interaction=interaction)
 
 
 class HistoryInteractionSerializer(InteractionListSerializer):
