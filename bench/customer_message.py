@@ -12,7 +12,7 @@ counted), with bench.inbound's text and nickname, in two cases:
 * `new`: a customer never seen (a new contact and a new interaction each): `--messages` of them.
 
 Per case: `<case>_statements` (statements sent for one message, counted with CaptureQueriesContext over 100
-messages, the COMMIT counted), `<case>_cpu_ms_per_message` (this process, time.process_time) and
+messages; BEGIN and COMMIT not counted), `<case>_cpu_ms_per_message` (this process, time.process_time) and
 `<case>_postgres_cpu_ms_per_message` (its PostgreSQL backend, from /proc), over the `--messages` calls.
 Same machine, shared: the CPU figures are indicative (run twice, compare only figures of one run's conditions).
 """
@@ -93,7 +93,8 @@ def measure(args) -> list[tuple[str, object]]:
         n = next(sequence)
         with transaction.atomic():
             customer_message_receive(channel=channel, client_id=client_id, text=TEXT.format(n=n),
-                                     channel_message_id=f"in-{n}", nickname="Bench")
+                                     channel_message_id=f"in-{n}", nickname="Bench",
+                                     look_for_duplicate=False)  # as inbound_messages_accept calls it
 
     def open_case(i: int) -> None:
         receive(f"1650{2000000 + i % args.customers}")
@@ -113,9 +114,9 @@ def measure(args) -> list[tuple[str, object]]:
         with CaptureQueriesContext(connection) as captured:
             for i in range(COUNTED):
                 case(2 * 10**6 + i)
-        statements = len(captured.captured_queries)
+        statements = sum(1 for query in captured.captured_queries if query["sql"] not in ("BEGIN", "COMMIT"))
         if args.show:
-            last = captured.captured_queries[-round(statements / COUNTED):]
+            last = captured.captured_queries[-round(statements / COUNTED) - 1:]
             print(f"# {name}:", *(f"#   {query['sql'][:300]}" for query in last), sep="\n")
         started, backend_started = time.process_time(), proc_stat(backend)[1]
         for i in range(args.messages):
