@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from channels_app.choices import MediaType, Transport
-from channels_app.models import Contact, Interaction, Message
+from channels_app.models import Contact, Interaction, InteractionState, Message
 from channels_app.services.interactions import customer_message_receive
 from tests.conftest import require_or_skip
 from tests.factories import ChannelFactory
@@ -98,7 +98,7 @@ def _until_waiting_on_a_lock(pid: int) -> None:
     with connections["default"].cursor() as cursor:
         while True:
             cursor.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", [pid])
-            if cursor.fetchone()[0]:
+            if (row := cursor.fetchone()) and row[0]:
                 return
             assert time.monotonic() < deadline, "the second message never waited for the first"
 
@@ -169,3 +169,18 @@ def test_two_messages_at_once_to_an_open_interaction_are_written_one_after_the_o
     assert interaction.user_data["_umsMsgId"] == "m2"
     assert interaction.user_data["Subject"] == "Hi"
     assert outcome["first"].created_at < interaction.last_activity_at <= outcome["second"].created_at
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_two_messages_at_once_of_a_returning_customer_open_one_interaction(channel):
+    require_or_skip(connection.vendor == "postgresql", "two transactions at once need PostgreSQL")
+    # given: a customer whose last interaction ended
+    earlier = receive(channel, "Last week", "m0")
+    Interaction.objects.filter(pk=earlier.interaction_id).update(state=InteractionState.ENDED)
+    # when
+    outcome = _two_messages_at_once(channel)
+    # then
+    assert {"first", "second"} <= set(outcome)
+    assert outcome["first"].interaction_id == outcome["second"].interaction_id != earlier.interaction_id
+    assert Interaction.objects.exclude(state=InteractionState.ENDED).count() == 1
+    assert Interaction.objects.get(pk=outcome["first"].interaction_id).user_data["_umsMsgId"] == "m2"

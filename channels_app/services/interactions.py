@@ -373,8 +373,9 @@ def _customer_message_store(received: CustomerMessage) -> tuple[Interaction, Mes
 def _customer_message_store_postgresql(received: CustomerMessage) -> tuple[Interaction, Message]:
     """`_customer_message_store` in fewer statements: to an open interaction, one
     (CUSTOMER_MESSAGE_TO_OPEN_INTERACTION_SQL); for a new customer, their contact, then the interaction and the
-    message in one (`_rows_insert`). Two messages of one new customer at once make one contact and one
-    interaction: the second one's contact insert waits for the first's commit, then finds its interaction."""
+    message in one (`_rows_insert`). Two messages of one customer at once make one interaction: for a new customer
+    the second one's contact insert waits for the first's commit, for a returning one (no open interaction) the
+    lock on their contact; then it finds the first's interaction."""
     from channels_app.services.contacts import (
         contact_key,
         contact_last_message_moved,
@@ -389,6 +390,11 @@ def _customer_message_store_postgresql(received: CustomerMessage) -> tuple[Inter
                               properties=received.properties, last_message_at=received.window_from)
         if contact is None:  # created by a concurrent request, committed: it may have opened the interaction too
             contact, interaction, message = _customer_message_to_open_interaction(received, key)
+    elif message is None:
+        # A returning customer with no open interaction: their contact locked, then looked at again, so that two
+        # of their messages at once open one interaction (the second finds the first's, committed, and continues it).
+        list(Contact.objects.select_for_update().filter(pk=contact.pk).values_list("pk"))
+        contact, interaction, message = _customer_message_to_open_interaction(received, key)
     contact_properties_keep(contact=contact, properties=received.properties)
     if message is not None:
         routed = interaction_enter_queue(interaction=interaction, now=received.now)
