@@ -75,6 +75,35 @@ def contacts_identify(*, channel: Channel, claims: list[ContactClaim]) -> list[C
     return contacts
 
 
+def contact_key(*, channel: Channel, client_id: str) -> tuple[str, str]:
+    """What identifies the customer of `client_id` on the channel (`contact_identify`'s rule): ("phone", E.164)
+    or ("client", client id)."""
+    return _contact_key(channel, ContactClaim(client_id=client_id))
+
+
+def contact_new(*, channel: Channel, key: tuple[str, str], client_id: str, properties: dict, last_message_at) -> (
+        Contact | None):
+    """The contact of `key` that the caller looked for and did not find, created with `properties` and the time of
+    its first message in one statement; None when a concurrent request created it first (the caller reads it
+    then: it is committed, the insert waited for it)."""
+    contact = _new_contact(channel, key, client_id)
+    _apply_properties(contact, properties)
+    contact.last_message_at = last_message_at
+    created = bulk_insert_new(Contact, [contact], returning=[])
+    if not created:
+        return None
+    contact.pk, contact._state.adding, contact._state.db = created[0][0], False, connection.alias
+    return contact
+
+
+def contact_properties_keep(*, contact: Contact, properties: dict) -> None:
+    """Keep the names, nickname and custom attributes given on a contact the caller found (as `contact_identify`
+    does): written only when one changed."""
+    if _apply_properties(contact, properties):
+        Contact.objects.bulk_update([contact], ["first_name", "last_name", "email", "nickname", "attributes",
+                                                "updated_at"])
+
+
 def _contact_key(channel: Channel, claim: ContactClaim) -> tuple[str, str]:
     """("phone", E.164) when the customer has a phone number, else ("client", client id)."""
     phone = normalize_client_phone(claim.phone_number, channel.business_id) if claim.phone_number else None

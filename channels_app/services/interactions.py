@@ -2,10 +2,11 @@
 channel's transport, receipts, customer messages and the end of a session."""
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from channels_app import options_catalog
@@ -222,17 +223,133 @@ def customer_message_receive(
     the channel and records the hub driver attributes. Returns (message,
     created); a `channel_message_id` already received returns the stored one.
     Without `look_for_duplicate` a duplicate is left to the unique constraint
-    (IntegrityError), for callers that then try again with it."""
-    from channels_app.services.channels import channel_inbound_route
-    from channels_app.services.contacts import contact_identify, contact_last_message_moved
+    (IntegrityError), for callers that then try again with it.
 
+    On PostgreSQL a message to an open interaction (the common case) is one statement
+    (CUSTOMER_MESSAGE_TO_OPEN_INTERACTION_SQL: the same rules as `_customer_message_rules`, in SQL), and a
+    new customer's three (their contact, then their interaction with the message: `_rows_insert`)."""
     if channel_message_id and look_for_duplicate:
         existing = Message.objects.filter(channel=channel, channel_message_id=channel_message_id).first()
         if existing is not None:
             return existing, False
-    now = timezone.now()
-    properties = {"_msg_ProfileNickname": nickname} if nickname else {}
-    contact = contact_identify(channel=channel, client_id=client_id, properties=properties)
+    received = CustomerMessage(
+        channel=channel, client_id=client_id, text=text, channel_message_id=channel_message_id, nickname=nickname,
+        origin_time=origin_time, trace_id=trace_id, extra_payload=extra_payload or {}, now=timezone.now(),
+    )
+    if connection.vendor == "postgresql":
+        interaction, message = _customer_message_store_postgresql(received)
+    else:
+        interaction, message = _customer_message_store(received)
+    # to the agent who holds it, and its conference (a location with its map link; files follow: media.py)
+    message_event(message=message, interaction=interaction, media=message_media(message))
+    # STOP / START (API.md "Opt-out"): a stop keyword is answered with the confirmation text.
+    if opt_out_keywords_apply(message=message, interaction=interaction) == OPTED_OUT:
+        if confirmation := opt_out_confirmation(channel=channel):
+            message_queue_outbound(interaction=interaction, payload={"type": "Text", "text": confirmation})
+    return message, True
+
+
+@dataclass(frozen=True)
+class CustomerMessage:
+    """A customer message being stored (`customer_message_receive`'s arguments) and what follows from them alone."""
+
+    channel: Channel
+    client_id: str
+    text: str
+    channel_message_id: str
+    nickname: str
+    origin_time: datetime | None
+    trace_id: str
+    extra_payload: dict
+    now: datetime
+
+    @property
+    def properties(self) -> dict:
+        """The contact properties the message carries."""
+        return {"_msg_ProfileNickname": self.nickname} if self.nickname else {}
+
+    @property
+    def sent_at(self) -> datetime:
+        return self.origin_time or self.now
+
+    @property
+    def window_from(self) -> datetime:
+        """The 24-hour window counts from the customer's last message, but never from beyond its arrival: a
+        `channel.time` in the future (a wrong clock, or a forged one) would hold the window open past 24 hours.
+        Also the contact's last message time (`contact_last_message_moved`)."""
+        return min(self.sent_at, self.now)
+
+    def user_data(self) -> dict:
+        """The `_umsMsg*` attributes of the message, attached to its interaction."""
+        return {
+            "_umsMsgType": "text",
+            "_umsMsgId": self.channel_message_id,
+            "_umsMsgOriginTime": self.sent_at.isoformat(),
+            # The spec's "Text of message", for routing; the message holds the whole text, which is not
+            # copied here (a customer text may be up to MAX_INBOUND_TEXT_BYTES).
+            "_umsMsgPlainText": self.text[:USER_DATA_TEXT_CHARACTERS],
+        }
+
+    def subject(self) -> str:
+        return _subject_of(self.channel, self.text, self.extra_payload)
+
+    def message(self, interaction: Interaction | None) -> Message:
+        return Message(
+            interaction=interaction,
+            channel=self.channel,
+            direction=MessageDirection.INBOUND,
+            text=self.text,
+            payload={"type": "Text", "text": self.text, **self.extra_payload},
+            status=MessageStatus.RECEIVED,
+            channel_message_id=self.channel_message_id,
+            trace_id=self.trace_id,
+            origin_time=self.origin_time,
+        )
+
+
+def _customer_message_rules(interaction: Interaction, received: CustomerMessage) -> list[str]:
+    """What a customer message changes on its interaction (not saved): the `_umsMsg*` user data, the `Subject`
+    of the first message that has one, the 24-hour window, the last activity, an invitation's session made
+    active, and routing (a queue routed by the server: the customer's first message, or a reply to an invitation,
+    puts the interaction nobody holds in its queue, to be offered to an agent: services.routing). The fields
+    changed. CUSTOMER_MESSAGE_TO_OPEN_INTERACTION_SQL is the same, in SQL."""
+    interaction.user_data.update(received.user_data())
+    if "Subject" not in interaction.user_data and (subject := received.subject()):
+        interaction.user_data["Subject"] = subject
+    interaction.last_customer_message_at = max(filter(None, [interaction.last_customer_message_at,
+                                                             received.window_from]))
+    interaction.last_activity_at = received.now
+    if interaction.state == InteractionState.QUEUED and interaction.type == InteractionType.OUTBOUND:
+        interaction.state = InteractionState.ACTIVE
+    routed = interaction_enter_queue(interaction=interaction, now=received.now)
+    return ["user_data", "last_customer_message_at", "last_activity_at", "state", *routed]
+
+
+def _interaction_new_inbound(received: CustomerMessage, contact: Contact) -> Interaction:
+    """The interaction a customer message opens (not saved)."""
+    from channels_app.services.channels import channel_inbound_route
+
+    channel = received.channel
+    return interaction_new(
+        channel=channel,
+        contact=contact,
+        client_id=received.client_id,
+        queue=channel_inbound_route(channel=channel),
+        outbound=False,
+        user_data=hub_driver_attributes(
+            channel=channel, client_id=received.client_id, business_id=channel.business_id,
+            nickname=received.nickname,
+        ),
+        now=received.now,
+    )
+
+
+def _customer_message_store(received: CustomerMessage) -> tuple[Interaction, Message]:
+    """The interaction (opened or continued) and the message, with the ORM (SQLite, the embedded default)."""
+    from channels_app.services.contacts import contact_identify, contact_last_message_moved
+
+    channel = received.channel
+    contact = contact_identify(channel=channel, client_id=received.client_id, properties=received.properties)
     # By contact, not by the raw client id: "+15556667777" and "15556667777" are one customer.
     interaction = (
         Interaction.objects.select_for_update()
@@ -242,60 +359,183 @@ def customer_message_receive(
         .first()
     )
     if interaction is None:
-        interaction = interaction_create(
-            channel=channel,
-            contact=contact,
-            client_id=client_id,
-            queue=channel_inbound_route(channel=channel),
-            outbound=False,
-            user_data=hub_driver_attributes(
-                channel=channel, client_id=client_id, business_id=channel.business_id, nickname=nickname
-            ),
-        )
-    sent_at = origin_time or now
-    interaction.user_data.update(
-        {
-            "_umsMsgType": "text",
-            "_umsMsgId": channel_message_id,
-            "_umsMsgOriginTime": sent_at.isoformat(),
-            # The spec's "Text of message", for routing; the message holds the whole text, which is not
-            # copied here (a customer text may be up to MAX_INBOUND_TEXT_BYTES).
-            "_umsMsgPlainText": text[:USER_DATA_TEXT_CHARACTERS],
-        }
+        interaction = _interaction_new_inbound(received, contact)
+        _customer_message_rules(interaction, received)
+        interaction.save(force_insert=True)
+    else:
+        interaction.save(update_fields=_customer_message_rules(interaction, received))
+    contact_last_message_moved(contact=contact, at=received.window_from)
+    message = received.message(interaction)
+    message.save(force_insert=True)
+    return interaction, message
+
+
+def _customer_message_store_postgresql(received: CustomerMessage) -> tuple[Interaction, Message]:
+    """`_customer_message_store` in fewer statements: to an open interaction, one
+    (CUSTOMER_MESSAGE_TO_OPEN_INTERACTION_SQL); for a new customer, their contact, then the interaction and the
+    message in one (`_rows_insert`). Two messages of one customer at once make one interaction: for a new customer
+    the second one's contact insert waits for the first's commit, for a returning one (no open interaction) the
+    lock on their contact; then it finds the first's interaction."""
+    from channels_app.services.contacts import (
+        contact_key,
+        contact_last_message_moved,
+        contact_new,
+        contact_properties_keep,
     )
-    if "Subject" not in interaction.user_data and (subject := _subject_of(channel, text, extra_payload)):
-        interaction.user_data["Subject"] = subject
-    # The 24-hour window counts from the customer's last message, but never from beyond its arrival: a
-    # `channel.time` in the future (a wrong clock, or a forged one) would hold the window open past 24 hours.
-    interaction.last_customer_message_at = max(
-        filter(None, [interaction.last_customer_message_at, min(sent_at, now)])
+
+    key = contact_key(channel=received.channel, client_id=received.client_id)
+    contact, interaction, message = _customer_message_to_open_interaction(received, key)
+    if contact is None:
+        contact = contact_new(channel=received.channel, key=key, client_id=received.client_id,
+                              properties=received.properties, last_message_at=received.window_from)
+        if contact is None:  # created by a concurrent request, committed: it may have opened the interaction too
+            contact, interaction, message = _customer_message_to_open_interaction(received, key)
+    elif message is None:
+        # A returning customer with no open interaction: their contact locked, then looked at again, so that two
+        # of their messages at once open one interaction (the second finds the first's, committed, and continues it).
+        list(Contact.objects.select_for_update().filter(pk=contact.pk).values_list("pk"))
+        contact, interaction, message = _customer_message_to_open_interaction(received, key)
+    contact_properties_keep(contact=contact, properties=received.properties)
+    if message is not None:
+        routed = interaction_enter_queue(interaction=interaction, now=received.now)
+        if routed:  # rare: a reply to an invitation, on a queue routed by the server
+            Interaction.objects.filter(pk=interaction.pk).update(
+                routing_queue_id=interaction.routing_queue_id, queued_at=interaction.queued_at)
+        return interaction, message
+    interaction = _interaction_new_inbound(received, contact)
+    _customer_message_rules(interaction, received)
+    message = received.message(interaction)
+    _rows_insert([interaction, message])
+    contact_last_message_moved(contact=contact, at=received.window_from)
+    return interaction, message
+
+
+def _columns(alias: str, fields) -> str:
+    return ", ".join(f'{alias}."{field.column}"' for field in fields)
+
+
+_CONTACT_FIELDS = Contact._meta.concrete_fields
+_INTERACTION_FIELDS = Interaction._meta.concrete_fields
+_MESSAGE_FIELDS = Message._meta.concrete_fields
+
+# A customer message to their open interaction, in one statement (`_customer_message_store`'s rules, in SQL):
+# the contact by the key of `contact_identify` (each variant states its unique index's condition word for word,
+# as services/contacts.py does); their open interaction on the channel, the latest, locked; on it the `_umsMsg*`
+# user data, the `Subject` of the first message that has one, the 24-hour window (last_customer_message_at, never
+# moved back), the last activity and an invitation's session made active (queued Outbound -> active); the message;
+# the contact's last message time moved by `contact_last_message_moved`'s rule (LAST_MESSAGE_STEP). Its row: the
+# contact (none: a new customer), the contact's moved last_message_at, the interaction as changed (none: no open
+# interaction, and then nothing was written). Routing (`interaction_enter_queue`) is decided on the answer.
+CUSTOMER_MESSAGE_TO_OPEN_INTERACTION_SQL = f"""
+WITH contact AS (
+    SELECT {_columns("contact", _CONTACT_FIELDS)} FROM {Contact._meta.db_table} AS contact
+    WHERE contact.tenant_id = %(tenant)s AND {{contact_key}}
+), open_interaction AS (
+    SELECT interaction.id FROM {Interaction._meta.db_table} AS interaction JOIN contact
+    ON interaction.contact_id = contact.id
+    WHERE interaction.channel_id = %(channel)s AND NOT interaction.state = %(ended)s
+    ORDER BY interaction.created_at DESC LIMIT 1 FOR UPDATE OF interaction
+), continued AS (
+    UPDATE {Interaction._meta.db_table} AS interaction SET
+        user_data = interaction.user_data || %(user_data)s || CASE
+            WHEN interaction.user_data ? 'Subject' OR %(subject)s = '' THEN '{{{{}}}}'::jsonb
+            ELSE jsonb_build_object('Subject', %(subject)s::text) END,
+        last_customer_message_at = GREATEST(interaction.last_customer_message_at, %(window_from)s),
+        last_activity_at = %(now)s,
+        state = CASE WHEN interaction.state = %(queued)s AND interaction.type = %(outbound)s THEN %(active)s
+                     ELSE interaction.state END
+    FROM open_interaction WHERE interaction.id = open_interaction.id
+    RETURNING {_columns("interaction", _INTERACTION_FIELDS)}
+), message AS (
+    INSERT INTO {Message._meta.db_table} ({", ".join(f'"{field.column}"' for field in _MESSAGE_FIELDS)})
+    SELECT {", ".join("continued.id" if field.name == "interaction" else f"%(message_{field.attname})s"
+                      for field in _MESSAGE_FIELDS)} FROM continued
+), contact_moved AS (
+    UPDATE {Contact._meta.db_table} AS moved SET last_message_at = %(window_from)s FROM continued
+    WHERE moved.id = continued.contact_id
+      AND (moved.last_message_at IS NULL OR moved.last_message_at < %(last_message_before)s)
+    RETURNING moved.last_message_at
+)
+SELECT {_columns("contact", _CONTACT_FIELDS)}, (SELECT last_message_at FROM contact_moved),
+       {_columns("continued", _INTERACTION_FIELDS)}
+FROM contact LEFT JOIN continued ON true"""
+_CONTACT_KEY_SQL = {
+    "phone": "contact.phone_number = %(key)s AND NOT contact.phone_number = ''",
+    "client": "contact.phone_number = '' AND contact.client_id = %(key)s AND NOT contact.client_id = ''",
+}
+_CUSTOMER_MESSAGE_SQL_BY_KEY = {kind: CUSTOMER_MESSAGE_TO_OPEN_INTERACTION_SQL.format(contact_key=condition)
+                                for kind, condition in _CONTACT_KEY_SQL.items()}
+
+
+def _customer_message_to_open_interaction(
+    received: CustomerMessage, key: tuple[str, str]
+) -> tuple[Contact | None, Interaction | None, Message | None]:
+    """CUSTOMER_MESSAGE_TO_OPEN_INTERACTION_SQL: (contact, interaction, message), each None when not found (and
+    then not written)."""
+    from channels_app.services.contacts import LAST_MESSAGE_STEP
+
+    kind, value = key
+    message = received.message(None)
+    params = {
+        f"message_{field.attname}": field.get_db_prep_save(field.pre_save(message, True), connection)
+        for field in _MESSAGE_FIELDS if field.name != "interaction"
+    }
+    params.update(
+        tenant=received.channel.tenant_id, key=value, channel=received.channel.pk, ended=InteractionState.ENDED,
+        user_data=_USER_DATA.get_db_prep_save(received.user_data(), connection), subject=received.subject(),
+        window_from=received.window_from, now=received.now, queued=InteractionState.QUEUED,
+        outbound=InteractionType.OUTBOUND, active=InteractionState.ACTIVE,
+        last_message_before=received.window_from - LAST_MESSAGE_STEP,
     )
-    contact_last_message_moved(contact=contact, at=min(sent_at, now))
-    interaction.last_activity_at = now
-    if interaction.state == InteractionState.QUEUED and interaction.type == InteractionType.OUTBOUND:
-        interaction.state = InteractionState.ACTIVE
-    # A queue routed by the server: the customer's first message, or a reply to an invitation, puts the
-    # interaction nobody holds in its queue, to be offered to an agent (services.routing).
-    routed = interaction_enter_queue(interaction=interaction, now=now)
-    interaction.save(update_fields=["user_data", "last_customer_message_at", "last_activity_at", "state", *routed])
-    message = Message.objects.create(
-        interaction=interaction,
-        channel=channel,
-        direction=MessageDirection.INBOUND,
-        text=text,
-        payload={"type": "Text", "text": text, **(extra_payload or {})},
-        status=MessageStatus.RECEIVED,
-        channel_message_id=channel_message_id,
-        trace_id=trace_id,
-        origin_time=origin_time,
-    )
-    # to the agent who holds it, and its conference (a location with its map link; files follow: media.py)
-    message_event(message=message, interaction=interaction, media=message_media(message))
-    # STOP / START (API.md "Opt-out"): a stop keyword is answered with the confirmation text.
-    if opt_out_keywords_apply(message=message, interaction=interaction) == OPTED_OUT:
-        if confirmation := opt_out_confirmation(channel=channel):
-            message_queue_outbound(interaction=interaction, payload={"type": "Text", "text": confirmation})
-    return message, True
+    with connection.cursor() as cursor:
+        cursor.execute(_CUSTOMER_MESSAGE_SQL_BY_KEY[kind], params)
+        row = cursor.fetchone()
+    if row is None:
+        return None, None, None
+    contact = _from_row(Contact, _CONTACT_FIELDS, row[:len(_CONTACT_FIELDS)])
+    if (moved := row[len(_CONTACT_FIELDS)]) is not None:
+        contact.last_message_at = moved
+    values = row[len(_CONTACT_FIELDS) + 1:]
+    if values[0] is None:  # no open interaction
+        return contact, None, None
+    interaction = _from_row(Interaction, _INTERACTION_FIELDS, values)
+    interaction.channel, interaction.contact = received.channel, contact
+    message.interaction = interaction
+    message._state.adding, message._state.db = False, connection.alias
+    return contact, interaction, message
+
+
+_USER_DATA = Interaction._meta.get_field("user_data")
+
+
+def _from_row(model, fields, values):
+    """A model instance from the raw values of its columns, converted as the ORM converts them (JSON)."""
+    values = [
+        field.from_db_value(value, field.cached_col, connection) if value is not None and hasattr(
+            field, "from_db_value") else value
+        for field, value in zip(fields, values, strict=True)
+    ]
+    return model.from_db(connection.alias, [field.attname for field in fields], values)
+
+
+def _rows_insert(objects: list) -> None:
+    """New rows of several tables in one statement (an INSERT, each of the others in a WITH before it); the
+    objects' primary keys are made by Python (Interaction, Message). Foreign keys between them are checked at
+    commit (Django's are deferred)."""
+    quote = connection.ops.quote_name
+    inserts, params = [], []
+    for obj in objects:
+        fields = obj._meta.concrete_fields
+        inserts.append(f"INSERT INTO {quote(obj._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+                       f"VALUES ({', '.join(['%s'] * len(fields))})")
+        params += [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
+    *first, last = inserts
+    sql = (("WITH " + ", ".join(f"row{n} AS ({insert})" for n, insert in enumerate(first)) + " ")
+           if first else "") + last
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    for obj in objects:
+        obj._state.adding, obj._state.db = False, connection.alias
 
 
 def _subject_of(channel: Channel, text: str, extra_payload: dict | None) -> str:

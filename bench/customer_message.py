@@ -1,0 +1,132 @@
+"""Benchmark, in-process: the statements and the CPU of one customer message (issue 25, lever 3).
+
+    .venv/bin/python -m bench.customer_message [--messages 1000] [--customers 100] [--database NAME]
+
+A fresh PostgreSQL database (default `dms_bench_customer_message`, dropped at the end), migrated, with an SMS
+channel routed to `1:session-chat` (a queue routed outside, as bench.inbound's). Each message is one call of
+`customer_message_receive` in a transaction of its own, as `inbound_messages_accept` makes it (its commit
+counted), with bench.inbound's text and nickname, in two cases:
+
+* `open`: a customer with an open interaction (the common case): `--customers` customers, each opened by a
+  first message before the window, then `--messages` messages round-robin;
+* `new`: a customer never seen (a new contact and a new interaction each): `--messages` of them.
+
+Per case: `<case>_statements` (statements sent for one message, counted with CaptureQueriesContext over 100
+messages; BEGIN and COMMIT not counted), `<case>_cpu_ms_per_message` (this process, time.process_time) and
+`<case>_postgres_cpu_ms_per_message` (its PostgreSQL backend, from /proc), over the `--messages` calls.
+Same machine, shared: the CPU figures are indicative (run twice, compare only figures of one run's conditions).
+"""
+
+import argparse
+import os
+import time
+from contextlib import contextmanager
+
+import psycopg
+
+from bench.measure import print_figures, proc_stat
+
+PG = "postgres://postgres@127.0.0.1:5432"
+CHANNEL_ID = "bench-sms-customer"
+TEXT = "Hello, this is customer message {n}"  # bench.inbound's: longer than any opt-out keyword
+COUNTED = 100
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=1000, help="timed messages per case (default 1000)")
+    parser.add_argument("--customers", type=int, default=100, help="customers of the `open` case (default 100)")
+    parser.add_argument("--database", default="dms_bench_customer_message", help="created, then dropped")
+    parser.add_argument("--show", action="store_true", help="print the statements of one message of each case")
+    return parser.parse_args()
+
+
+@contextmanager
+def fresh_database(name: str):
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG}/{name}"
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> None:
+    args = parse_args()
+    with fresh_database(args.database) as url:
+        os.environ["DATABASE_URL"] = url
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+        os.environ.setdefault("CACHE_URL", "locmemcache://")
+        os.environ.setdefault("LOG_LEVEL", "WARNING")
+        os.environ.setdefault("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")  # the channel's (unused) webhook
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        print_figures(measure(args))
+
+
+def measure(args) -> list[tuple[str, object]]:
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from channels_app.models import Channel, Tenant
+    from channels_app.services.channels import channel_save
+    from channels_app.services.interactions import customer_message_receive
+
+    tenant, _ = Tenant.objects.get_or_create(pk=1, defaults={"name": "Bench"})
+    channel = channel_save(
+        channel=Channel(channel_id=CHANNEL_ID, name="Bench SMS", tenant=tenant, media_type="sms",
+                        transport="webhook", business_id="0123456789", webhook_url="http://127.0.0.1:9/hook"),
+        inbound_route_by_call="1:session-chat",
+    )
+    sequence = iter(range(10**9))
+
+    def receive(client_id: str) -> None:
+        n = next(sequence)
+        with transaction.atomic():
+            customer_message_receive(channel=channel, client_id=client_id, text=TEXT.format(n=n),
+                                     channel_message_id=f"in-{n}", nickname="Bench",
+                                     look_for_duplicate=False)  # as inbound_messages_accept calls it
+
+    def open_case(i: int) -> None:
+        receive(f"1650{2000000 + i % args.customers}")
+
+    def new_case(i: int) -> None:
+        receive(f"1651{3000000 + i}")
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (backend,) = cursor.fetchone()
+    for i in range(args.customers):  # the open interactions, and a warm process
+        open_case(i)
+    for i in range(COUNTED):
+        new_case(10**6 + i)
+    figures: list[tuple[str, object]] = []
+    for name, case in (("open", open_case), ("new", new_case)):
+        with CaptureQueriesContext(connection) as captured:
+            for i in range(COUNTED):
+                case(2 * 10**6 + i)
+        statements = sum(1 for query in captured.captured_queries if query["sql"] not in ("BEGIN", "COMMIT"))
+        if args.show:
+            last = captured.captured_queries[-round(statements / COUNTED) - 1:]
+            print(f"# {name}:", *(f"#   {query['sql'][:300]}" for query in last), sep="\n")
+        started, backend_started = time.process_time(), proc_stat(backend)[1]
+        for i in range(args.messages):
+            case(i)
+        cpu, backend_cpu = time.process_time() - started, proc_stat(backend)[1] - backend_started
+        figures += [(f"{name}_statements", f"{statements / COUNTED:g}"),
+                    (f"{name}_cpu_ms_per_message", f"{1000 * cpu / args.messages:.2f}"),
+                    (f"{name}_postgres_cpu_ms_per_message", f"{1000 * backend_cpu / args.messages:.2f}")]
+    return figures
+
+
+if __name__ == "__main__":
+    main()
