@@ -14,9 +14,9 @@ A work runs in a copy of its request's context (trace id, audit request: context
 work registers (events, Celery publishes) are taken out of the writer's transaction and run by the request's own
 thread once the batch has committed, in its context, exactly as Django runs them after a commit.
 
-A caller already inside a transaction (a test's, a service's) runs its work in that transaction instead, and
-`GROUP_COMMIT=off` (and SQLite, whose one writer gains nothing) runs each work in its own transaction, in the
-caller's thread.
+A caller already inside a transaction (a test's, a service's) runs its work in that transaction instead (in a
+savepoint, so that it may try again after an IntegrityError), and `GROUP_COMMIT=off` (and SQLite, whose one
+writer gains nothing) runs each work in its own transaction, in the caller's thread: as before group commit.
 """
 
 import contextvars
@@ -138,10 +138,8 @@ def enabled() -> bool:
 def commit(work: Callable[[], Any], *, order: str = "") -> Any:
     """The result of `work` (or its exception) once its writes are committed. `order`: the batch runs its works
     in this order (say which rows a work locks first)."""
-    if connection.in_atomic_block:  # the caller's transaction holds it
-        return work()
-    if not enabled():
-        with transaction.atomic(durable=True):
+    if connection.in_atomic_block or not enabled():  # its own transaction (a savepoint in the caller's)
+        with transaction.atomic():
             return work()
     submission = _Submission(work, order)
     _writer.submit(submission)
