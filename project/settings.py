@@ -146,6 +146,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+# Group commit (channels_app/group_commit.py): the customer messages of one process's concurrent requests share
+# one transaction, committed by a writer thread; each request is answered once its batch is committed. Off on
+# SQLite whatever this says.
+GROUP_COMMIT = env.bool("GROUP_COMMIT", default=False)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- The application's name -------------------------------------------------------

@@ -5,6 +5,7 @@ import logging
 
 from django.db import IntegrityError, transaction
 
+from channels_app import group_commit
 from channels_app.models import Channel, Message, MessageDirection
 from channels_app.parsing import InboundReceipt, InboundText
 from channels_app.services.interactions import customer_message_receive
@@ -19,11 +20,15 @@ def inbound_messages_accept(
     """Store a request's messages; our id for each, in order. A customer
     message already received (same channel.messageId) keeps its id and stores
     nothing new; a receipt answers with the id of the message it names, or ""
-    when no message has that id (it is ignored)."""
+    when no message has that id (it is ignored). The transaction may be shared
+    with the process's other requests (channels_app/group_commit.py); the ids
+    are answered once it is committed."""
     try:
         # Duplicates are rare: the unique constraint finds them, without a query for each message.
-        with transaction.atomic():
-            return _accept(channel, messages, trace_id, look_for_duplicates=False)
+        return group_commit.commit(
+            lambda: _accept(channel, messages, trace_id, look_for_duplicates=False),
+            order=f"{channel.pk}:{min((m.client_id for m in messages if isinstance(m, InboundText)), default='')}",
+        )
     except IntegrityError:
         # A channel.messageId already stored (or arriving twice at once): nothing was written; now it is found.
         with transaction.atomic():
