@@ -119,7 +119,8 @@ def prepare(call: Caller) -> dict:
         if status not in (201, 400):
             raise RuntimeError(f"standard response refused: {status} {body[:300]!r}")
     client = f"1650{time.time_ns() % 10_000_000:07d}"
-    status, body = call("POST", f"/nexus/v3/channels/{CHANNEL_ID}/messages", *nexus_request(client, f"open-{time.time_ns()}"))
+    opening = nexus_request(client, f"open-{time.time_ns()}")
+    status, body = call("POST", f"/nexus/v3/channels/{CHANNEL_ID}/messages", *opening)
     if status != 200:
         raise RuntimeError(f"inbound message refused: {status} {body[:300]!r}")
     from channels_app.models import Interaction

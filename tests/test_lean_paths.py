@@ -98,14 +98,18 @@ def _nexus_cases(client, sms_channel):
     yield "nexus too big", lambda: client.post(base, too_big, content_type="application/json", **TRACE)
     yield "nexus no trace id", lambda: client.post(base, good, content_type="application/json", **_signed(good),
                                                    HTTP_X_B3_TRACEID="05bb858a0f1e2d3c")
+    yield "nexus any accepted", lambda: client.post(base, good, content_type="application/json", **_signed(good),
+                                                    HTTP_ACCEPT="application/json, */*", **TRACE)
     yield "nexus get", lambda: client.get(base, **TRACE)
     yield "nexus put", lambda: client.put(base, good, content_type="application/json", **TRACE)
 
 
 def _esp_cases(client, user, no_right):
-    validate = json.dumps({"ReferenceId": 1, "AppName": "DMS 91", "Service": "Messaging", "Method": "ValidateContact",
+    validate = json.dumps({"ReferenceId": 1, "AppName": "DMS 91", "Service": "Messaging",
+                           "Method": "ValidateContact",
                            "Parameters": {"_umsChannel": "channel-whatsapp-REAL", "Id": "+1-631-555-1002"}}).encode()
-    unknown = json.dumps({"ReferenceId": 2, "AppName": "DMS 91", "Service": "Nope", "Method": "Nope", "Parameters": {}}).encode()
+    unknown = json.dumps({"ReferenceId": 2, "AppName": "DMS 91", "Service": "Nope", "Method": "Nope",
+                          "Parameters": {}}).encode()
     nul = b'{"ReferenceId": 3, "Service": "Messaging\\u0000", "Method": "ValidateContact", "Parameters": {}}'
     token = {"HTTP_AUTHORIZATION": f"Token {_token(user)}"}
     other = {"HTTP_AUTHORIZATION": f"Token {_token(no_right)}"}
@@ -125,6 +129,13 @@ def _esp_cases(client, user, no_right):
     yield "esp token with spaces", post(validate, HTTP_AUTHORIZATION="Token a b")
     yield "esp basic", post(validate, HTTP_AUTHORIZATION="Basic YTpi")
     yield "esp no right", post(validate, **other)
+    yield "esp big reference id", post(validate.replace(b'"ReferenceId": 1', b'"ReferenceId": 1180591620717411303424'),
+                                       **token)
+    yield "esp nan reference id", post(validate.replace(b'"ReferenceId": 1', b'"ReferenceId": NaN'), **token)
+    yield "esp lone surrogate", post(validate.replace(b'"Messaging"', b'"Messaging\\ud800"'), **token)
+    yield "esp utf-16", post(validate.decode().encode("utf-16"), **token)
+    yield "esp json indented", post(validate, HTTP_ACCEPT="application/json; indent=2", **token)
+    yield "esp plain text accepted", post(validate, HTTP_ACCEPT="text/plain", **token)
     yield "esp get", lambda: client.get("/esp", **token, **TRACE)
 
 
@@ -172,3 +183,20 @@ def test_hot_paths_answer_as_recorded(tenant, channel, sms_channel, settings):
     for name in recorded:
         assert answers[name] == recorded[name], name
     assert answers.keys() == recorded.keys()
+
+
+@pytest.mark.django_db
+def test_hot_paths_skip_the_middleware_they_do_not_use(sms_channel):
+    # when
+    body = json.dumps({"messages": [_text("m-1")]}).encode()
+    client = Client()
+    lean = client.post("/nexus/v3/channels/0123456789/messages", body, content_type="application/json",
+                       **_signed(body))
+    esp = client.post("/esp", b"{}", content_type="application/json")
+    negotiated = client.post("/esp", b"{}", content_type="application/json", HTTP_ACCEPT="text/html")
+
+    # then: no session was opened for them (SessionMiddleware sets request.session), the trace id is answered
+    assert (lean.status_code, esp.status_code) == (200, 401)
+    assert not hasattr(lean.wsgi_request, "session") and not hasattr(esp.wsgi_request, "session")
+    assert lean["X-B3-TraceId"] and esp["X-B3-TraceId"]
+    assert hasattr(negotiated.wsgi_request, "session")  # anything but JSON asked for: DRF's whole path
