@@ -33,19 +33,23 @@ from rest_framework.utils.encoders import JSONEncoder
 from channels_app.audit import AuditContextMiddleware
 
 # The doors with a lean POST: a cheap test before the URL is resolved a second time.
-LEAN_PREFIXES = ("/nexus/", "/esp")
+LEAN_PREFIXES = ("/nexus/", "/esp", "/api/interactions/")
 # Accept values for which DRF's content negotiation picks its JSON renderer with no parameter.
 JSON_ACCEPTED = frozenset({"", "*/*", "application/json", "application/*"})
 
 
 def _has_float(value) -> bool:
-    kind = type(value)
-    if kind is float:
-        return True
-    if kind is list:
-        return any(_has_float(item) for item in value)
-    if kind is dict:
-        return any(_has_float(item) for item in value.values())
+    """Whether a float is anywhere in a JSON value (walked without recursion: a body may nest deeply)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is float:
+            return True
+        if kind is list:
+            pending.extend(item)
+        elif kind is dict:
+            pending.extend(item.values())
     return False
 
 
@@ -59,15 +63,32 @@ def json_loads(body: bytes):
     return json.loads(body) if _has_float(value) else value
 
 
+def json_loads_strict(body: bytes):
+    """The body's JSON value where orjson reads it as json.loads(body.decode()) does, else None (the caller
+    reads it with the json module, for its value or its error: NaN, a lone surrogate, a byte order mark, an
+    integer past 64 bits, which orjson reads as a float)."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return None if _has_float(value) else value
+
+
 def _plain(value) -> bool:
-    kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return True
-    if kind is list:
-        return all(_plain(item) for item in value)
-    if kind is dict:
-        return all(type(key) is str and _plain(item) for key, item in value.items())
-    return False
+    """Whether a body holds only what orjson writes as DRF's renderer does (walked without recursion)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is list:
+            pending.extend(item)
+        elif kind is dict:
+            if not all(type(key) is str for key in item):
+                return False
+            pending.extend(item.values())
+        elif not (kind is str or kind is int or kind is bool or item is None):
+            return False
+    return True
 
 
 def json_bytes(data) -> bytes:
@@ -98,10 +119,11 @@ def json_response(data, *, status: int = 200, allow: str = "POST, OPTIONS", head
     return response
 
 
-def lean_post(view, handler):
+def lean_post(view, handler, takes=None):
     """`view` (a DRF view's as_view()), with `handler(request, **kwargs)` answering its POSTs past the
-    middleware (LeanPathsMiddleware)."""
+    middleware (LeanPathsMiddleware), those for which `takes(request)` is true when given."""
     view.lean_post = handler
+    view.lean_takes = takes
     return view
 
 
@@ -124,7 +146,8 @@ class LeanPathsMiddleware:
             except Resolver404:
                 match = None
             handler = getattr(match.func, "lean_post", None) if match is not None else None
-            if handler is not None:
+            takes = getattr(match.func, "lean_takes", None) if handler is not None else None
+            if handler is not None and (takes is None or takes(request)):
                 request.resolver_match = match
                 request.lean_handler = handler
                 return self.audit(request)

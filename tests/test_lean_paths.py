@@ -168,6 +168,14 @@ def test_hot_paths_answer_as_recorded(tenant, channel, sms_channel, settings):
         ("agent wrong token", agent(b'{"text": "x"}', HTTP_AUTHORIZATION="Token 0123456789abcdef")),
         ("agent no right", agent(b'{"text": "x"}', HTTP_AUTHORIZATION=f"Token {_token(no_right)}")),
         ("agent session without csrf", agent(b'{"text": "x"}', who=session_client)),
+        ("agent nan", agent(b'{"text": NaN}', **token)),
+        ("agent bom", agent(b'\xef\xbb\xbf{"text": "x"}', **token)),
+        ("agent nul", agent(b'{"text": "a\\u0000"}', **token)),
+        ("agent big number", agent(b'{"text": "x", "location": 123456789012345678901234567890}', **token)),
+        ("agent not utf-8", agent(b'{"text": "\xff"}', **token)),
+        ("agent list", agent(b"[" * 450 + b"]" * 450, **token)),
+        ("agent form", lambda: client.post(f"/api/interactions/{session.pk}/messages/", {"text": "x"}, **TRACE,
+                                           **token)),
     ]
 
     # when
@@ -186,10 +194,21 @@ def test_hot_paths_answer_as_recorded(tenant, channel, sms_channel, settings):
 
 
 @pytest.mark.django_db
-def test_hot_paths_skip_the_middleware_they_do_not_use(sms_channel):
+def test_hot_paths_skip_the_middleware_they_do_not_use(tenant, channel, sms_channel):
+    # given
+    user = member("agent", "WhatsApp agent", tenants=[tenant], is_staff=False)
+    message, _ = customer_message_receive(channel=channel, client_id="15556667777", text="Hi",
+                                          channel_message_id="c1")
+    token = {"HTTP_AUTHORIZATION": f"Token {_token(user)}"}
+    agent_url = f"/api/interactions/{message.interaction_id}/messages/"
+
     # when
     body = json.dumps({"messages": [_text("m-1")]}).encode()
     client = Client()
+    agent = client.post(agent_url, b'{"text": "Hello"}', content_type="application/json", **token)
+    browser = Client()
+    browser.force_login(user)
+    agent_in_browser = browser.post(agent_url, b'{"text": "Hello"}', content_type="application/json", **token)
     lean = client.post("/nexus/v3/channels/0123456789/messages", body, content_type="application/json",
                        **_signed(body))
     esp = client.post("/esp", b"{}", content_type="application/json")
@@ -200,3 +219,6 @@ def test_hot_paths_skip_the_middleware_they_do_not_use(sms_channel):
     assert not hasattr(lean.wsgi_request, "session") and not hasattr(esp.wsgi_request, "session")
     assert lean["X-B3-TraceId"] and esp["X-B3-TraceId"]
     assert hasattr(negotiated.wsgi_request, "session")  # anything but JSON asked for: DRF's whole path
+    assert (agent.status_code, agent_in_browser.status_code) == (202, 202)
+    assert not hasattr(agent.wsgi_request, "session")
+    assert hasattr(agent_in_browser.wsgi_request, "session")  # a cookie: the session's path, as before
