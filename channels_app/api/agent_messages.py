@@ -12,7 +12,7 @@ API's one exception handler."""
 import io
 
 from django.http import HttpRequest
-from rest_framework.exceptions import APIException, AuthenticationFailed, NotAuthenticated
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
 from rest_framework.exceptions import PermissionDenied as DRFPermissionDenied
 
 from channels_app import rights, selectors
@@ -116,8 +116,6 @@ def lean_agent_message_post(request: HttpRequest, pk: str):
             raise DRFPermissionDenied()
         data = agent_message_answer(user=user, interaction_id=pk, content=lambda: _content(request),
                                     trace_id=request.headers.get("X-B3-TraceId", ""))
-    except APIException as error:
-        return _error(error, request)
-    except Exception as error:  # the API's errors (ApplicationError, Django's ValidationError...) as DRF mapped them
+    except Exception as error:  # DRF's and the API's errors as the handler maps them; any other is raised again
         return _error(error, request)
     return json_response(data, status=202, allow=ALLOW)
