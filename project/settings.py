@@ -89,6 +89,8 @@ MIDDLEWARE = [
     "channels_app.traces.TraceMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "channels_app.request_limits.RequestLimitsMiddleware",
+    # POST /nexus/... and POST /esp answered here, past the rest of this list and DRF (channels_app/lean.py).
+    "channels_app.lean.LeanPathsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

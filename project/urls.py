@@ -3,10 +3,11 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from channels_app.esp.views import EspView
+from channels_app.esp.views import EspView, esp_post
 from channels_app.health import healthz, metrics_view
+from channels_app.lean import lean_post
 from channels_app.media_access import media_file, signed_media_file
-from channels_app.messaging.views import NexusMessagesView
+from channels_app.messaging.views import NexusMessagesView, nexus_messages_post
 from channels_app.whatsapp.views import WhatsAppWebhookView
 
 urlpatterns = [
@@ -18,8 +19,10 @@ urlpatterns = [
     path("workspace/", include("channels_app.workspace.urls")),
     # Single sign-on and the second factor of a sign-in (channels_app/sign_in), for every login page.
     path("sign-in/", include("channels_app.sign_in.urls")),
-    path("esp", EspView.as_view(), name="esp"),
-    path("nexus/v3/channels/<str:channel_id>/messages", NexusMessagesView.as_view(), name="nexus-messages"),
+    # POSTs to these two doors skip the middleware and DRF they do not use (channels_app/lean.py).
+    path("esp", lean_post(EspView.as_view(), esp_post), name="esp"),
+    path("nexus/v3/channels/<str:channel_id>/messages", lean_post(NexusMessagesView.as_view(), nexus_messages_post),
+         name="nexus-messages"),
     path("whatsapp/<str:channel_id>/webhook", WhatsAppWebhookView.as_view(), name="whatsapp-webhook"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -18,6 +18,8 @@ SHARED = ("channels_app.services", "channels_app.selectors", "channels_app.model
           "channels_app.options_catalog", "channels_app.text_rules", "channels_app.validators",
           "channels_app.attachments", "channels_app.outbound", "channels_app.metrics", "channels_app.publishing",
           "channels_app.rendering", "channels_app.signed_links",
+          # the hot paths' JSON and their dispatch past the middleware
+          "channels_app.lean",
           # signing in: the views every login page reuses (the admin's, the workspace's)
           "channels_app.sign_in")
 

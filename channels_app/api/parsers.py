@@ -17,6 +17,11 @@ class JSONParser(parsers.JSONParser):
             data = super().parse(stream, media_type, parser_context)
         except RecursionError as error:
             raise ParseError("JSON parse error - the body is nested too deeply.") from error
+        return self.check(data)
+
+    @staticmethod
+    def check(data):
+        """`data` as read, or the 400 of a text that breaks the text rules."""
         if found := text_rule_broken_at(data):
             where, broken = found
             field = where.split(".")[0].split("[")[0] if isinstance(data, dict) else "non_field_errors"

@@ -22,14 +22,15 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from channels_app import rights, selectors
+from channels_app import selectors
 from channels_app.api import serializers
+from channels_app.api.agent_messages import agent_message_answer, require, require_header_attachment_right
 from channels_app.api.parsers import JSONParser, MultiPartParser
 from channels_app.api.query_params import IntegerFilter, StrictFilterSet, integer_in_range
 from channels_app.api.renderers import RawJSON, WithRawJSONRenderer
 from channels_app.api.schema import VALIDATION_ERROR, ErrorSerializer
 from channels_app.authentication import ExpiringTokenAuthentication
-from channels_app.errors import InvalidParameter, NotFound, PermissionDenied
+from channels_app.errors import InvalidParameter, NotFound
 from channels_app.models import (
     Attachment,
     AuditEntry,
@@ -47,14 +48,13 @@ from channels_app.selectors import (
     channel_get,
     interaction_get,
     interaction_history,
-    interaction_list,
     restrict,
     tenant_ids_for,
     user_list,
 )
 from channels_app.services import campaign_reports
 from channels_app.services import campaigns as campaign_services
-from channels_app.services.agent_messages import agent_message_send, session_start
+from channels_app.services.agent_messages import session_start
 from channels_app.services.business_attributes import business_attribute_delete, business_attribute_save
 from channels_app.services.channels import (
     channel_delete,
@@ -541,24 +541,10 @@ class InteractionViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
         a code without a value is 400 naming `fields`). `sent_as` says how it goes: `notification` when the
         text was put inside the default notification template (outside the WhatsApp 24-hour window, with
         automatic notifications on)."""
-        def admit(interaction) -> dict:
-            """The checks that need the interaction, in the service's transaction (one read of it)."""
-            if interaction.channel.media_type == "whatsapp":
-                require(request.user, "agent.whatsapp")
-            serializer = serializers.AgentMessageSerializer(data=request.data)
-            serializer.is_valid(raise_exception=True)
-            if serializer.validated_data.get("attachments") and interaction.channel.media_type == "whatsapp":
-                require(request.user, "agent.send_files")
-            require_header_attachment_right(request.user, interaction.channel, serializer.validated_data)
-            return serializer.validated_data
-
-        sent = agent_message_send(
-            interactions=interaction_list(user=request.user), interaction_id=pk, admit=admit,
-            trace_id=request.headers.get("X-B3-TraceId", ""), sender=request.user,
-        )
-        sent.message.sent_as = sent.sent_as
-        return Response(serializers.represent(serializers.AgentMessageResultSerializer, sent.message),
-                        status=status.HTTP_202_ACCEPTED)
+        return Response(agent_message_answer(
+            user=request.user, interaction_id=pk, content=lambda: request.data,
+            trace_id=request.headers.get("X-B3-TraceId", ""),
+        ), status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         summary="End an interaction (Done), with a disposition code",
@@ -848,26 +834,6 @@ class CampaignViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         return self._transition(pk, "cancel")
-
-
-def require(user, action: str) -> None:
-    """The rights table's rule for an action decided by what is sent (403 when not allowed)."""
-    rule = rights.rule(action)
-    if rule is None or not rule.allows(user):
-        missing = ", ".join(rule.missing(user)) if rule else action
-        raise PermissionDenied(f"You need the permission {missing}.", field=action)
-
-
-def require_header_attachment_right(user, channel, content: dict) -> None:
-    """Replacing the file of a notification's or reply buttons' header needs its permission (rights.py,
-    HEADER_ATTACHMENT_RIGHTS); the response is read as it is sent (the kept one: no statement more). What
-    cannot be replaced is the service's 400."""
-    if content.get("header_attachment") is None:
-        return
-    response = selectors.standard_response_for_sending(standard_response_id=content["standard_response_id"],
-                                                       tenant_id=channel.tenant_id)
-    if response is not None and (action := rights.HEADER_ATTACHMENT_RIGHTS.get(response.content_type)):
-        require(user, action)
 
 
 class UserFilter(StrictFilterSet):

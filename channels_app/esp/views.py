@@ -1,9 +1,8 @@
 """`POST /esp`: the JSON form of an External Services Protocol request."""
 
-import json
-
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,7 +11,8 @@ from channels_app import rights
 from channels_app.authentication import ExpiringTokenAuthentication
 from channels_app.errors import PermissionDenied
 from channels_app.esp import handlers  # noqa: F401  (registers the ESP methods)
-from channels_app.esp.dispatcher import EspContext, esp_dispatch, esp_error
+from channels_app.esp.dispatcher import EspContext, EspReply, esp_dispatch, esp_error
+from channels_app.lean import json_loads, json_response
 from channels_app.models.configuration import CIRCUIT_RULE
 from channels_app.options_catalog import CHAT_SERVER
 from channels_app.parsing import RawJSONParser
@@ -78,27 +78,55 @@ class EspView(APIView):
         ),
     )
     def post(self, request):
-        use_esp = rights.rule("esp.post")
-        if not use_esp.allows(request.user):
-            missing = ", ".join(use_esp.missing(request.user))
-            reply = esp_error(None, PermissionDenied.esp_code, f"Permission incorrect: {missing} is needed.",
-                              PermissionDenied.http_status)
-            return Response(reply.body, status=reply.http_status)
-        body = request.data if isinstance(request.data, bytes) else b""
-        limit = option_value(section=CHAT_SERVER, name="xml-request-max-size")
-        if len(body) > limit:
-            reply = esp_error(None, 904, f"Request incorrect: {len(body)} bytes exceed xml-request-max-size ({limit}).",
-                              400)
-        else:
-            try:
-                payload = json.loads(body)
-            except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
-                reply = esp_error(None, 904, "Request incorrect: the body is not valid JSON.", 400)
-            else:
-                if found := text_rule_broken_at(payload):  # channels_app/text_rules.py: it was a 500
-                    where, broken = found
-                    reply = esp_error(None, 904, f"{where} incorrect: it holds {broken}.", 400)
-                else:
-                    reply = esp_dispatch(payload, EspContext(
-                        trace_id=request.headers.get("X-B3-TraceId", ""), user=request.user))
+        """Reached where LeanPathsMiddleware passes the request on (an Accept header other than JSON's, so that
+        DRF negotiates as before) or is not installed."""
+        reply = esp_answer(request._request, request.user)
         return Response(reply.body, status=reply.http_status)
+
+
+_token_authentication = ExpiringTokenAuthentication()
+
+
+def esp_post(request):
+    """The door's POST, a plain Django view: LeanPathsMiddleware (channels_app/lean.py) calls it past the
+    middleware and DRF. The caller is authenticated by its token exactly as EspView's DRF authentication did
+    (401 with DRF's words and `WWW-Authenticate: Token`), then needs use_esp (answered in ESP's words)."""
+    try:
+        authenticated = _token_authentication.authenticate(request)
+    except AuthenticationFailed as error:
+        authenticated, refusal = None, error
+    else:
+        refusal = NotAuthenticated() if authenticated is None else None
+    if refusal is not None:
+        return json_response({"detail": str(refusal.detail)}, status=refusal.status_code,
+                             headers={"WWW-Authenticate": _token_authentication.authenticate_header(request)})
+    request.user = authenticated[0]  # as DRF set it: the audit log's actor (channels_app/audit.py)
+    reply = esp_answer(request, request.user)
+    return json_response(reply.body, status=reply.http_status)
+
+
+def esp_answer(request, user) -> EspReply:
+    """The reply to an authenticated caller's request (a Django request)."""
+    use_esp = rights.rule("esp.post")
+    if not use_esp.allows(user):
+        missing = ", ".join(use_esp.missing(user))
+        return esp_error(None, PermissionDenied.esp_code, f"Permission incorrect: {missing} is needed.",
+                         PermissionDenied.http_status)
+    body = request.body
+    limit = option_value(section=CHAT_SERVER, name="xml-request-max-size")
+    if len(body) > limit:
+        reply = esp_error(None, 904, f"Request incorrect: {len(body)} bytes exceed xml-request-max-size ({limit}).",
+                          400)
+    else:
+        try:
+            payload = json_loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
+            reply = esp_error(None, 904, "Request incorrect: the body is not valid JSON.", 400)
+        else:
+            if found := text_rule_broken_at(payload):  # channels_app/text_rules.py: it was a 500
+                where, broken = found
+                reply = esp_error(None, 904, f"{where} incorrect: it holds {broken}.", 400)
+            else:
+                reply = esp_dispatch(payload, EspContext(
+                    trace_id=request.headers.get("X-B3-TraceId", ""), user=user))
+    return reply

@@ -1,13 +1,12 @@
 """`POST /nexus/v3/channels/{channel_id}/messages`: the Third-Party Messaging API."""
 
-import json
-
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from channels_app.lean import json_loads, json_response
 from channels_app.messaging.signatures import verify_hub_signature
 from channels_app.metrics import count_inbound
 from channels_app.parsing import (
@@ -107,8 +106,41 @@ NEXUS_REQUEST = {
 }
 
 
-def _status(code: int, message: str, http_status: int) -> Response:
-    return Response({"status": {"code": code, "message": message}}, status=http_status)
+def _status(code: int, message: str, http_status: int) -> tuple[dict, int]:
+    return {"status": {"code": code, "message": message}}, http_status
+
+
+def nexus_messages_post(request, channel_id: str):
+    """The door's POST, a plain Django view: LeanPathsMiddleware (channels_app/lean.py) calls it past the
+    middleware and DRF, which this door does not use (the HMAC signature of the body authenticates it)."""
+    data, http_status = nexus_messages_answer(request, channel_id)
+    return json_response(data, status=http_status)
+
+
+def nexus_messages_answer(request, channel_id: str) -> tuple[dict, int]:
+    """The answer's body and status to a POST (a Django request)."""
+    channel = channel_find(channel_id=channel_id)
+    if channel is None:
+        return _status(404, f"Unknown channel {channel_id!r}.", 404)
+    body = request.body
+    # The secret, and during a rotation's grace period the one it replaced (channel_rotate_secret).
+    if not any(verify_hub_signature(
+        secret=secret,
+        body=body,
+        sha1_header=request.headers.get("X-Hub-Signature"),
+        sha256_header=request.headers.get("X-Hub-Signature-256"),
+    ) for secret in channel_inbound_secrets(channel=channel)):
+        return _status(401, "Missing or wrong X-Hub-Signature.", 401)
+    try:
+        messages = parse_inbound(json_loads(body), max_text_bytes=settings.MAX_INBOUND_TEXT_BYTES)
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:  # RecursionError: nested too deeply
+        message = str(error) if isinstance(error, InvalidStructure) else "The body is not valid JSON."
+        return _status(INVALID_STRUCTURE, message, 400)
+    # A B3 trace id is 16 or 32 hex digits; longer values are cut to the column's 200 characters.
+    trace_id = request.headers.get("X-B3-TraceId", "")[:200]
+    ids = inbound_messages_accept(channel=channel, messages=messages, trace_id=trace_id)
+    count_inbound(channel_id=channel.channel_id, types=[message_type(message) for message in messages])
+    return {"status": {"code": 0}, "data": {"ids": ids}}, 200
 
 
 class NexusMessagesView(APIView):
@@ -131,25 +163,7 @@ class NexusMessagesView(APIView):
         "code 520, naming it) and nothing of it is stored.",
     )
     def post(self, request, channel_id: str):
-        channel = channel_find(channel_id=channel_id)
-        if channel is None:
-            return _status(404, f"Unknown channel {channel_id!r}.", 404)
-        body = request.data if isinstance(request.data, bytes) else b""
-        # The secret, and during a rotation's grace period the one it replaced (channel_rotate_secret).
-        if not any(verify_hub_signature(
-            secret=secret,
-            body=body,
-            sha1_header=request.headers.get("X-Hub-Signature"),
-            sha256_header=request.headers.get("X-Hub-Signature-256"),
-        ) for secret in channel_inbound_secrets(channel=channel)):
-            return _status(401, "Missing or wrong X-Hub-Signature.", 401)
-        try:
-            messages = parse_inbound(json.loads(body), max_text_bytes=settings.MAX_INBOUND_TEXT_BYTES)
-        except (ValueError, UnicodeDecodeError, RecursionError) as error:  # RecursionError: nested too deeply
-            message = str(error) if isinstance(error, InvalidStructure) else "The body is not valid JSON."
-            return _status(INVALID_STRUCTURE, message, 400)
-        # A B3 trace id is 16 or 32 hex digits; longer values are cut to the column's 200 characters.
-        trace_id = request.headers.get("X-B3-TraceId", "")[:200]
-        ids = inbound_messages_accept(channel=channel, messages=messages, trace_id=trace_id)
-        count_inbound(channel_id=channel.channel_id, types=[message_type(message) for message in messages])
-        return Response({"status": {"code": 0}, "data": {"ids": ids}})
+        """Reached where LeanPathsMiddleware passes the request on (an Accept header other than JSON's, so that
+        DRF negotiates as before) or is not installed."""
+        data, http_status = nexus_messages_answer(request._request, channel_id)
+        return Response(data, status=http_status)

@@ -1,0 +1,121 @@
+"""An agent's message, `POST /api/interactions/{id}/messages/`: what the viewset's action answers, and the same
+door served past the middleware and DRF (channels_app/lean.py) for the callers of the API that use a token.
+
+The lean door takes a request only when DRF would have taken the token and nothing else into account: a
+`Token` Authorization header, no cookie (a browser's session, its CSRF check and its `Vary: Cookie` stay on
+DRF's path), a body of `application/json` (DRF's JSON parser; anything else is DRF's 415) and an Accept header
+that DRF answers with its JSON renderer. Then it does what DRF did, in DRF's order: the token (401 in DRF's
+words), the rights table's rule for the action (403), the interaction and the checks of the service, the body
+read only when the service asks for it (a parse error after a 404, as before); errors become bodies through the
+API's one exception handler."""
+
+import io
+
+from django.http import HttpRequest
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
+from rest_framework.exceptions import PermissionDenied as DRFPermissionDenied
+
+from channels_app import rights, selectors
+from channels_app.api import serializers
+from channels_app.api.exceptions import api_exception_handler
+from channels_app.api.parsers import JSONParser
+from channels_app.authentication import ExpiringTokenAuthentication
+from channels_app.errors import PermissionDenied
+from channels_app.lean import json_loads_strict, json_response
+from channels_app.selectors import interaction_list
+from channels_app.services.agent_messages import agent_message_send
+
+ALLOW = "POST, OPTIONS"
+_token_authentication = ExpiringTokenAuthentication()
+_parser = JSONParser()
+
+
+def require(user, action: str) -> None:
+    """The rights table's rule for an action decided by what is sent (403 when not allowed)."""
+    rule = rights.rule(action)
+    if rule is None or not rule.allows(user):
+        missing = ", ".join(rule.missing(user)) if rule else action
+        raise PermissionDenied(f"You need the permission {missing}.", field=action)
+
+
+def require_header_attachment_right(user, channel, content: dict) -> None:
+    """Replacing the file of a notification's or reply buttons' header needs its permission (rights.py,
+    HEADER_ATTACHMENT_RIGHTS); the response is read as it is sent (the kept one: no statement more). What
+    cannot be replaced is the service's 400."""
+    if content.get("header_attachment") is None:
+        return
+    response = selectors.standard_response_for_sending(standard_response_id=content["standard_response_id"],
+                                                       tenant_id=channel.tenant_id)
+    if response is not None and (action := rights.HEADER_ATTACHMENT_RIGHTS.get(response.content_type)):
+        require(user, action)
+
+
+def agent_message_answer(*, user, interaction_id: str, content, trace_id: str) -> dict:
+    """Send an agent message (the service's rules); the 202's body. `content()` gives the request's body, read
+    once the interaction is found."""
+    def admit(interaction) -> dict:
+        """The checks that need the interaction, in the service's transaction (one read of it)."""
+        if interaction.channel.media_type == "whatsapp":
+            require(user, "agent.whatsapp")
+        serializer = serializers.AgentMessageSerializer(data=content())
+        serializer.is_valid(raise_exception=True)
+        if serializer.validated_data.get("attachments") and interaction.channel.media_type == "whatsapp":
+            require(user, "agent.send_files")
+        require_header_attachment_right(user, interaction.channel, serializer.validated_data)
+        return serializer.validated_data
+
+    sent = agent_message_send(
+        interactions=interaction_list(user=user), interaction_id=interaction_id, admit=admit,
+        trace_id=trace_id, sender=user,
+    )
+    sent.message.sent_as = sent.sent_as
+    return serializers.represent(serializers.AgentMessageResultSerializer, sent.message)
+
+
+def lean_agent_message_takes(request: HttpRequest) -> bool:
+    """Whether the lean door answers this request as DRF would (see above); else DRF's path does."""
+    meta = request.META
+    return (meta.get("HTTP_AUTHORIZATION", "").startswith("Token ") and not meta.get("HTTP_COOKIE")
+            and meta.get("CONTENT_TYPE") == "application/json")
+
+
+def _content(request: HttpRequest):
+    """The body as DRF's JSON parser (channels_app/api/parsers.py) read it: {} when empty, its errors."""
+    body = request.body
+    if not body:
+        return {}
+    data = json_loads_strict(body)
+    if data is None:  # orjson did not read it as json would: the parser itself reads it, errors and all
+        return _parser.parse(io.BytesIO(body), "application/json", {})
+    _parser.check(data)
+    return data
+
+
+def _error(exc: Exception, request: HttpRequest, headers: dict | None = None):
+    response = api_exception_handler(exc, {"view": None, "args": (), "kwargs": {}, "request": request})
+    if response is None:
+        raise exc
+    return json_response(response.data, status=response.status_code, allow=ALLOW,
+                         headers={**(headers or {}), **{k: v for k, v in response.items() if k != "Content-Type"}})
+
+
+def lean_agent_message_post(request: HttpRequest, pk: str):
+    """The door's POST past the middleware and DRF (LeanPathsMiddleware)."""
+    try:
+        authenticated = _token_authentication.authenticate(request)
+    except AuthenticationFailed as error:
+        authenticated, refusal = None, error
+    else:
+        refusal = NotAuthenticated() if authenticated is None else None
+    if refusal is not None:
+        return _error(refusal, request, {"WWW-Authenticate": _token_authentication.authenticate_header(request)})
+    user = request.user = authenticated[0]  # as DRF set it: the audit log's actor
+    rule = rights.rule("interaction.messages")
+    try:
+        if rule is None or not rule.allows(user):
+            raise DRFPermissionDenied()
+        data = agent_message_answer(user=user, interaction_id=pk, content=lambda: _content(request),
+                                    trace_id=request.headers.get("X-B3-TraceId", ""))
+    except Exception as error:  # DRF's and the API's errors as the handler maps them; any other is raised again
+        return _error(error, request)
+    return json_response(data, status=202, allow=ALLOW)
