@@ -291,10 +291,12 @@ class Chaos:
         for event, moment in self.scenario.schedule():
             poll_until(lambda m=moment: self.progress() >= m or self._stalled(), 600, f"{moment:.0%} of the campaign")
             progress = self.progress()
+            began = time.monotonic()
             detail = getattr(self, event)()
             self.done.append((event, progress, detail))
             self.last_event_at = time.monotonic()
-            print(f"event {event} at {progress:.1%} of {total}: {detail}", flush=True)
+            print(f"event {event} at {progress:.1%} of {total}: {detail} ({self.last_event_at - began:.1f} s,"
+                  f" {self.progress():.1%} after)", flush=True)
 
     def _stalled(self) -> bool:
         self.stack.check_alive()

@@ -21,9 +21,10 @@ def test_a_campaign_through_a_worker_kill_a_broker_restart_and_a_web_kill_loses_
     database_url = os.environ.get("DATABASE_URL", "")
     require_or_skip(database_url.startswith("postgres"), "the chaos suite runs on PostgreSQL: set DATABASE_URL")
     require_or_skip(shutil.which("redis-server") is not None, "the chaos suite starts a redis-server of its own")
+    # Inbound requests of 100 messages: long enough (~100 ms) for the web kill to find one in flight.
     scenario = chaos.Scenario(
         recipients=200, broker="redis", seed=11, worker_kills=1, rate=15, recovery=FAST_RECOVERY,
-        database=urlsplit(database_url).path.strip("/") + "_chaos_ci", inbound_batch=20, deadline=120,
+        database=urlsplit(database_url).path.strip("/") + "_chaos_ci", inbound_batch=100, deadline=120,
     )
 
     figures, problems = chaos.run(scenario)
