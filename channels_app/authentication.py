@@ -16,7 +16,7 @@ import time
 
 from django.conf import settings
 from rest_framework.authentication import TokenAuthentication
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import APIException, AuthenticationFailed, NotAuthenticated
 
 from channels_app.selectors import tenant_ids_for
 from channels_app.services.tokens import token_expired
@@ -72,6 +72,24 @@ class ExpiringTokenAuthentication(TokenAuthentication):
             raise AuthenticationFailed("Token has expired: ask for a new one (POST /api/auth/token/).")
         return user, token
 
+
+
+_token_authentication = ExpiringTokenAuthentication()
+
+
+def token_caller(request) -> tuple[object | None, APIException | None]:
+    """A plain Django view's caller by its token, as DRF's ExpiringTokenAuthentication decides: (user, None),
+    or (None, the refusal DRF answers: 401 with its words; its `WWW-Authenticate` is TOKEN_CHALLENGE)."""
+    try:
+        authenticated = _token_authentication.authenticate(request)
+    except AuthenticationFailed as error:
+        return None, error
+    if authenticated is None:
+        return None, NotAuthenticated()
+    return authenticated[0], None
+
+
+TOKEN_CHALLENGE = _token_authentication.authenticate_header(None)
 
 def credentials_cache_watch() -> None:
     """Connect the signals that empty the cache (AppConfig.ready)."""

@@ -53,16 +53,6 @@ def _has_float(value) -> bool:
     return False
 
 
-def json_loads(body: bytes):
-    """The body's JSON value, as json.loads(body) reads it (its errors too), orjson's speed where it can.
-    orjson reads an integer past 64 bits as a float: a body with a float in it is read again by json."""
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return json.loads(body)
-    return json.loads(body) if _has_float(value) else value
-
-
 def json_loads_strict(body: bytes):
     """The body's JSON value where orjson reads it as json.loads(body.decode()) does, else None (the caller
     reads it with the json module, for its value or its error: NaN, a lone surrogate, a byte order mark, an
@@ -72,6 +62,12 @@ def json_loads_strict(body: bytes):
     except orjson.JSONDecodeError:
         return None
     return None if _has_float(value) else value
+
+
+def json_loads(body: bytes):
+    """The body's JSON value, as json.loads(body) reads it (its errors too), orjson's speed where it can."""
+    value = json_loads_strict(body)
+    return json.loads(body) if value is None else value
 
 
 def _plain(value) -> bool:

@@ -12,21 +12,19 @@ API's one exception handler."""
 import io
 
 from django.http import HttpRequest
-from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
 from rest_framework.exceptions import PermissionDenied as DRFPermissionDenied
 
 from channels_app import rights, selectors
 from channels_app.api import serializers
 from channels_app.api.exceptions import api_exception_handler
 from channels_app.api.parsers import JSONParser
-from channels_app.authentication import ExpiringTokenAuthentication
+from channels_app.authentication import TOKEN_CHALLENGE, token_caller
 from channels_app.errors import PermissionDenied
 from channels_app.lean import json_loads_strict, json_response
 from channels_app.selectors import interaction_list
 from channels_app.services.agent_messages import agent_message_send
 
 ALLOW = "POST, OPTIONS"
-_token_authentication = ExpiringTokenAuthentication()
 _parser = JSONParser()
 
 
@@ -101,15 +99,10 @@ def _error(exc: Exception, request: HttpRequest, headers: dict | None = None):
 
 def lean_agent_message_post(request: HttpRequest, pk: str):
     """The door's POST past the middleware and DRF (LeanPathsMiddleware)."""
-    try:
-        authenticated = _token_authentication.authenticate(request)
-    except AuthenticationFailed as error:
-        authenticated, refusal = None, error
-    else:
-        refusal = NotAuthenticated() if authenticated is None else None
+    user, refusal = token_caller(request)
     if refusal is not None:
-        return _error(refusal, request, {"WWW-Authenticate": _token_authentication.authenticate_header(request)})
-    user = request.user = authenticated[0]  # as DRF set it: the audit log's actor
+        return _error(refusal, request, {"WWW-Authenticate": TOKEN_CHALLENGE})
+    request.user = user  # as DRF set it: the audit log's actor
     rule = rights.rule("interaction.messages")
     try:
         if rule is None or not rule.allows(user):

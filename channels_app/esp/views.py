@@ -2,13 +2,12 @@
 
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
-from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from channels_app import rights
-from channels_app.authentication import ExpiringTokenAuthentication
+from channels_app.authentication import TOKEN_CHALLENGE, ExpiringTokenAuthentication, token_caller
 from channels_app.errors import PermissionDenied
 from channels_app.esp import handlers  # noqa: F401  (registers the ESP methods)
 from channels_app.esp.dispatcher import EspContext, EspReply, esp_dispatch, esp_error
@@ -84,23 +83,15 @@ class EspView(APIView):
         return Response(reply.body, status=reply.http_status)
 
 
-_token_authentication = ExpiringTokenAuthentication()
-
-
 def esp_post(request):
     """The door's POST, a plain Django view: LeanPathsMiddleware (channels_app/lean.py) calls it past the
     middleware and DRF. The caller is authenticated by its token exactly as EspView's DRF authentication did
     (401 with DRF's words and `WWW-Authenticate: Token`), then needs use_esp (answered in ESP's words)."""
-    try:
-        authenticated = _token_authentication.authenticate(request)
-    except AuthenticationFailed as error:
-        authenticated, refusal = None, error
-    else:
-        refusal = NotAuthenticated() if authenticated is None else None
+    user, refusal = token_caller(request)
     if refusal is not None:
         return json_response({"detail": str(refusal.detail)}, status=refusal.status_code,
-                             headers={"WWW-Authenticate": _token_authentication.authenticate_header(request)})
-    request.user = authenticated[0]  # as DRF set it: the audit log's actor (channels_app/audit.py)
+                             headers={"WWW-Authenticate": TOKEN_CHALLENGE})
+    request.user = user  # as DRF set it: the audit log's actor (channels_app/audit.py)
     reply = esp_answer(request, request.user)
     return json_response(reply.body, status=reply.http_status)
 
