@@ -17,7 +17,7 @@ from rest_framework.authtoken.models import Token
 from channels_app.models import Interaction, Message
 from channels_app.services.interactions import customer_message_receive
 from tests.conftest import member
-from tests.factories import ChannelFactory
+from tests.factories import ChannelFactory, TenantFactory
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED = FIXTURES / "lean_paths_answers.json"
@@ -222,3 +222,25 @@ def test_hot_paths_skip_the_middleware_they_do_not_use(tenant, channel, sms_chan
     assert (agent.status_code, agent_in_browser.status_code) == (202, 202)
     assert not hasattr(agent.wsgi_request, "session")
     assert hasattr(agent_in_browser.wsgi_request, "session")  # a cookie: the session's path, as before
+
+
+def test_the_lean_agent_path_refuses_another_tenants_interaction_and_a_user_without_the_right(tenant, channel):
+    # given: an interaction of the tenant, an agent of another tenant, and a member of the tenant without the right
+    message, _ = customer_message_receive(channel=channel, client_id="15556667777", text="Hi",
+                                          channel_message_id="c1")
+    other_tenant = TenantFactory(id=2, name="Other")
+    outsider = member("outsider", "WhatsApp agent", tenants=[other_tenant], is_staff=False)
+    no_right = member("no-right", tenants=[tenant], is_staff=False)
+    url = f"/api/interactions/{message.interaction_id}/messages/"
+    client = Client()
+
+    # when
+    foreign = client.post(url, b'{"text": "x"}', content_type="application/json",
+                          HTTP_AUTHORIZATION=f"Token {_token(outsider)}")
+    refused = client.post(url, b'{"text": "x"}', content_type="application/json",
+                          HTTP_AUTHORIZATION=f"Token {_token(no_right)}")
+
+    # then: the lean path answered (no session), as the DRF view would, and nothing was stored
+    assert (foreign.status_code, refused.status_code) == (404, 403)
+    assert not hasattr(foreign.wsgi_request, "session") and not hasattr(refused.wsgi_request, "session")
+    assert not Message.objects.filter(interaction_id=message.interaction_id, direction="outbound").exists()
