@@ -246,6 +246,8 @@ class Sampler:
         self.stack, self.beat_in = stack, beat_in
         self.seen: dict[int, tuple[str, float]] = {}  # pid -> (tree, last cpu seconds)
         self.peaks: dict[int, float] = {}  # pid -> peak VmRSS (MB)
+        self.first: dict[int, float] = {}  # pid -> VmRSS (MB) when first seen after the start
+        self.last: dict[int, float] = {}
         self.group_peaks: dict[str, float] = {}
         self.queue_peak = 0
         self.redis = redis.Redis(host="127.0.0.1", port=6379, db=stack.redis_db)
@@ -262,6 +264,8 @@ class Sampler:
                 continue
             self.seen[pid] = (group, table[pid][2])
             self.peaks[pid] = max(self.peaks.get(pid, 0.0), rss)
+            self.first.setdefault(pid, rss)
+            self.last[pid] = rss
             totals[group] += rss
         for group, total in totals.items():
             self.group_peaks[group] = max(self.group_peaks.get(group, 0.0), total)
@@ -273,6 +277,16 @@ class Sampler:
     def labelled_peaks(self) -> dict[str, float]:
         """label -> peak MB: gunicorn_master, gunicorn_worker<n>, celery<n>_main, celery<n>_child<n>,
         celery1_beat (the embedded beat process: the child of the beat worker that used least CPU)."""
+        labels = self._labels()
+        return {labels[pid]: peak for pid, peak in self.peaks.items()}
+
+    def labelled_growth(self) -> dict[str, float]:
+        """label -> MB the process grew from its first sample (the campaign's start) to its last (the
+        issue's "each process flat")."""
+        labels = self._labels()
+        return {labels[pid]: self.last[pid] - self.first[pid] for pid in self.peaks}
+
+    def _labels(self) -> dict[int, str]:
         roots = {process.pid for _, process in self.stack.processes}
         labels: dict[int, str] = {}
         for group in sorted({group for group, _ in self.seen.values()}):
@@ -290,7 +304,7 @@ class Sampler:
                 else:
                     number += 1
                     labels[pid] = f"{group}_{'worker' if group == 'gunicorn' else 'child'}{number}"
-        return {labels[pid]: peak for pid, peak in self.peaks.items()}
+        return labels
 
     def _run(self) -> None:
         while not self.stopping.wait(0.5):
@@ -481,9 +495,10 @@ def main() -> None:
                 ("all_invited_seconds", (max(created_at) - started_wall) if created_at else float("nan")),
                 ("last_webhook_seconds", (arrival_times[-1] - started_wall) if arrival_times else float("nan")),
             ]
-            peaks = sampler.labelled_peaks()
+            peaks, growth = sampler.labelled_peaks(), sampler.labelled_growth()
             for label in sorted(peaks):
                 figures.append((f"peak_rss_mb_{label}", peaks[label]))
+                figures.append((f"rss_growth_mb_{label}", growth[label]))
             for group in sorted(sampler.group_peaks):
                 figures.append((f"peak_rss_mb_{group}_total", sampler.group_peaks[group]))
             for group in sorted(cpu, key=lambda g: -cpu[g]):

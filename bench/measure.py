@@ -179,3 +179,93 @@ class CpuMeter:
         used["other"] = max(0.0, self._machine_busy() - self.busy - sum(used.values()))
         used["seconds"] = time.monotonic() - self.began
         return used
+
+
+PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident set size of a process in MB (/proc/<pid>/statm, pages shared with a fork's parent included,
+    as `ps` and the issue's 200 MB count them), None when it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_MB
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def process_roles(roots: dict[str, int]) -> dict[str, list[int]]:
+    """{"<name>_main": [root], "<name>_children": [descendants]} for each started process `name` -> root pid, from
+    one scan of /proc: a web server's master and its workers, a Celery worker and its pool's children, are
+    told apart (the children are the ones that grow)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (stat := proc_stat(int(entry))) is not None:
+            children.setdefault(stat[0], []).append(int(entry))
+    roles: dict[str, list[int]] = {}
+    for name, root in roots.items():
+        descendants, frontier = [], list(children.get(root, []))
+        while frontier:
+            pid = frontier.pop()
+            descendants.append(pid)
+            frontier += children.get(pid, [])
+        roles[f"{name}_main"] = [root]
+        if descendants:
+            roles[f"{name}_children"] = descendants
+    return roles
+
+
+class MemoryMeter:
+    """Resident memory of each process a benchmark started, sampled every `interval` from start() (after the
+    warm-up) to stop(). `roles()` returns {role: [pid, ...]} (process_roles), evaluated at every sample so that
+    children started later count. Per role, figures() gives the largest single process (issue 25: "each
+    process flat, <= 200 MB", so a role of several children reports its worst one, not their sum):
+    `peak_rss_mb_<role>`, the highest RSS any of its processes reached, and `rss_growth_mb_<role>`, the
+    largest (last sample - first sample) of one of its processes: about 0 when memory is flat, a steady
+    climb over a long run when something accumulates."""
+
+    def __init__(self, roles, interval: float = 1.0):
+        self.roles, self.interval = roles, interval
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.peak: dict[int, float] = {}
+        self.role_of: dict[int, str] = {}
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> None:
+        for role, pids in self.roles().items():
+            for pid in pids:
+                if (rss := rss_mb(pid)) is not None:
+                    self.first.setdefault(pid, rss)
+                    self.last[pid] = rss
+                    self.peak[pid] = max(self.peak.get(pid, 0.0), rss)
+                    self.role_of[pid] = role
+
+    def _run(self) -> None:
+        while not self.stopping.wait(self.interval):
+            self.sample()
+
+    def start(self) -> "MemoryMeter":
+        self.sample()
+        self.thread.start()
+        return self
+
+    def stop(self) -> "MemoryMeter":
+        self.stopping.set()
+        if self.thread.is_alive():
+            self.thread.join()
+        self.sample()
+        return self
+
+    def figures(self) -> list[tuple[str, float]]:
+        """`peak_rss_mb_<role>` and `rss_growth_mb_<role>` of every role seen, sorted by role."""
+        peaks: dict[str, float] = {}
+        growths: dict[str, float] = {}
+        for pid, role in self.role_of.items():
+            peaks[role] = max(peaks.get(role, 0.0), self.peak[pid])
+            growth = self.last[pid] - self.first[pid]
+            growths[role] = max(growths.get(role, growth), growth)
+        figures: list[tuple[str, float]] = []
+        for role in sorted(peaks):
+            figures += [(f"peak_rss_mb_{role}", peaks[role]), (f"rss_growth_mb_{role}", growths[role])]
+        return figures

@@ -79,6 +79,7 @@ def main() -> None:
 
             sender = webhook_bench.Sender(stack.port, stack.token, [interaction], args)
             meter = stack.cpu_meter().start()
+            memory = stack.memory_meter().start()
             campaign_before = campaign_receiver.distinct()
             asyncio.run(sender.run())
             window = max(sender.finished - sender.began, 1e-9)
@@ -89,6 +90,7 @@ def main() -> None:
                    and time.monotonic() - drain_started < args.drain):
                 time.sleep(0.05)
             cpu = meter.stop()
+            memory.stop()
             stack.check_alive()
 
             with agent_receiver.lock:
@@ -118,6 +120,7 @@ def main() -> None:
                 ("dispatcher_cpu_seconds", cpu.get("dispatcher1", 0.0)),
                 ("bulk_worker_cpu_seconds", cpu.get("celery2", 0.0)),
                 ("other_cpu_cores", cpu["other"] / cpu["seconds"]),
+                *memory.figures(),
                 ("agent_webhook_max_ms", (latencies[-1] if latencies else float("nan")) * 1000),
                 ("agent_webhook_p50_ms", percentile(latencies, 0.50) * 1000),
                 ("agent_webhook_p99_ms", percentile(latencies, 0.99) * 1000),

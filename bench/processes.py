@@ -9,8 +9,10 @@
         stack.start_celery(count=2, concurrency=1)
         stack.start_dispatcher()                      # sends the single messages (channels_app/dispatcher.py)
         meter = stack.cpu_meter().start()             # CPU of each process tree and of PostgreSQL (bench/measure.py)
+        memory = stack.memory_meter().start()         # RSS of each started process, after the warm-up
         ...                                           # drive load at stack.port
         cpu = meter.stop()                            # {"gunicorn": s, "celery1": s, "postgres": s, ...}
+        memory.stop().figures()                       # [("peak_rss_mb_gunicorn_children", mb), ...]
     # on leaving (normally, on an error, on Ctrl-C or SIGTERM): every process
     # started is stopped, the Redis db flushed and the database dropped.
 
@@ -54,7 +56,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from bench.measure import CpuMeter, print_figures, proc_stat
+from bench.measure import CpuMeter, MemoryMeter, print_figures, proc_stat, process_roles
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
@@ -530,6 +532,15 @@ class Stack:
         else:
             meter = CpuMeter(lambda: {name: self.tree(name) for name, _ in self.processes},
                              trees=lambda: {"postgres": postmaster})
+        self._meters.append(meter)
+        return meter
+
+    def memory_meter(self) -> MemoryMeter:
+        """Resident memory of every started process (the web server's master and workers, each Celery worker
+        and its children, the dispatcher: process_roles), sampled every second from start() to stop();
+        PostgreSQL's backends aside (their RSS counts the shared buffers they touched, not a leak of ours).
+        Its figures() go before a benchmark's headline (bench/measure.py MemoryMeter)."""
+        meter = MemoryMeter(lambda: process_roles({name: process.pid for name, process in self.processes}))
         self._meters.append(meter)
         return meter
 

@@ -286,6 +286,7 @@ class Bench:
         await asyncio.to_thread(meter.start)
         await asyncio.sleep(self.args.idle_seconds)
         idle = await asyncio.to_thread(meter.stop)
+        memory = await asyncio.to_thread(stack.memory_meter().start)  # the load and its drain
 
         # A new customer every messages-per-customer / rate seconds, each writing messages-per-customer
         # messages: `rate` messages a second once the first customers write their later messages.
@@ -305,13 +306,14 @@ class Bench:
                 at += self.args.chaos_every
         await asyncio.gather(*load)
         await asyncio.sleep(self.args.drain)
+        await asyncio.to_thread(memory.stop)
         self.stopping = True
         for writer in list(self.writers):
             writer.close()
         for task in [*streams, *self.answering]:
             task.cancel()
         await asyncio.gather(*streams, *self.answering, return_exceptions=True)
-        return {"idle": idle, "kills": kills, "customers": customers}
+        return {"idle": idle, "kills": kills, "customers": customers, "memory": memory.figures()}
 
 
 def invariants(stack: Stack, bench: Bench) -> dict[str, int]:
@@ -392,6 +394,7 @@ def main() -> None:
             ("customer_requests_refused", bench.refused),
             ("stream_reconnects", sum(agent.reconnects for agent in bench.agents)),
             *checks.items(),
+            *outcome["memory"],
             ("message_p50_ms", percentile(messages, 0.50) * 1000),
             ("message_p99_ms", percentile(messages, 0.99) * 1000),
         ])
