@@ -24,12 +24,18 @@ counts outbound messages with status sent or delivered.
 
 Run from the repository root:
 
-    .venv/bin/python -m bench.esp [--seconds 30] [--concurrency 16]
+    .venv/bin/python -m bench.esp [--seconds 30] [--concurrency 16] [--history 10000000]
+
+With `--history N`, N messages of a tenant's past are stored on the channel before the server starts
+(bench/history.py); `--database` and `--redis-db` run it beside another copy.
 
 Output is `name=value` lines, the headline (`invite_to_chat_per_second`) last;
 the `cpu_*` lines say how the machine's CPU was shared during the measured
 window (other programs on the machine lower every figure; `postgres` is the
-whole server, every backend that came and went included: bench/measure.py).
+whole server, every backend that came and went included: bench/measure.py);
+`peak_rss_mb_<role>` and `rss_growth_mb_<role>` the resident memory of each
+started process from the window's start to the drain's end (bench/measure.py
+MemoryMeter).
 The PostgreSQL settings it ran with come first (`pg_<name>=value`). Only one run at a
 time (a lock in the temporary directory). Server logs are kept in a temporary directory (printed on failure).
 """
@@ -53,7 +59,8 @@ from pathlib import Path
 import psycopg
 import redis
 
-from bench.measure import tree_cpu
+from bench.history import add_history_argument, load_history
+from bench.measure import MemoryMeter, print_figures, process_roles, tree_cpu
 from bench.processes import add_server_argument, postmaster_pid, print_postgres_settings, web_command
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,8 +103,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="gunicorn threads per worker")
     parser.add_argument("--drain", type=float, default=60.0, help="max seconds to wait for the worker (default 60)")
     parser.add_argument("--debug", action="store_true", help="run the server with DEBUG=true (default false)")
+    parser.add_argument("--database", default=DB_NAME, help=f"the benchmark's database (default {DB_NAME})")
+    parser.add_argument("--redis-db", type=int, default=REDIS_DB, help=f"the broker's Redis db (default {REDIS_DB})")
     add_server_argument(parser)
+    add_history_argument(parser)
     return parser.parse_args()
+
+
+def use(database: str, redis_db: int) -> None:
+    """The database and Redis db every function below works on (`--database`, `--redis-db`)."""
+    global DB_NAME, DATABASE_URL, REDIS_DB, BROKER_URL
+    DB_NAME, REDIS_DB = database, redis_db
+    DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+    BROKER_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 
 
 # --- infrastructure ---------------------------------------------------------------
@@ -412,8 +430,9 @@ def interrupt(signum, frame):
 
 def main() -> None:
     args = parse_args()
+    use(args.database, args.redis_db)
     # Two runs would share (and drop) one database and Redis db.
-    lock = open(Path(tempfile.gettempdir()) / "bench-esp.lock", "w")  # noqa: SIM115  (held until exit)
+    lock = open(Path(tempfile.gettempdir()) / f"bench-esp-{DB_NAME}.lock", "w")  # noqa: SIM115  (held until exit)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -435,6 +454,8 @@ def main() -> None:
         token = next(
             line[6:] for line in manage(env, "shell", "-c", SETUP_SNIPPET).splitlines() if line.startswith("TOKEN=")
         )
+        history = load_history(f"host=127.0.0.1 port=5432 user=postgres dbname={DB_NAME}", channel_id=CHANNEL_ID,
+                               messages=args.history)
 
         port = free_port()
         gunicorn_log, worker_log = logs / "gunicorn.log", logs / "celery.log"
@@ -480,7 +501,14 @@ def main() -> None:
             postmaster = postmaster_pid(conn)
         if postmaster is None:
             raise SystemExit("PostgreSQL's processes are not on this machine: its CPU cannot be counted")
-        cpu_before, cpu_after = load.run(args.warmup, args.seconds, lambda: CpuSnapshot(groups, postmaster))
+        memory = MemoryMeter(lambda: process_roles(groups))
+
+        def snapshot() -> CpuSnapshot:
+            if not memory.thread.is_alive():  # the window opens: memory from here to the drain's end
+                memory.start()
+            return CpuSnapshot(groups, postmaster)
+
+        cpu_before, cpu_after = load.run(args.warmup, args.seconds, snapshot)
         expected = load.ok_total + 1  # + the check above
 
         drain_started = time.monotonic()
@@ -492,6 +520,7 @@ def main() -> None:
             time.sleep(0.5)
             sent = outbound_sent_count()
         drain_seconds = time.monotonic() - drain_started
+        memory.stop()
 
         latencies = sorted(load.latencies)
         requests = len(latencies)
@@ -501,6 +530,7 @@ def main() -> None:
         print(f"gunicorn=workers {args.workers} threads {args.threads}")
         print(f"concurrency={args.concurrency}")
         print(f"debug={str(args.debug).lower()}")
+        print_figures(history)
         print(f"requests={requests}")
         print(f"errors={load.errors}")
         print(f"seconds={args.seconds:.3f}")
@@ -518,6 +548,7 @@ def main() -> None:
         print(f"answer_to_sent_p50_ms={sent_p50 * 1000:.1f}")
         print(f"answer_to_sent_p99_ms={sent_p99 * 1000:.1f}")
         print(f"answer_to_sent_max_ms={sent_max * 1000:.1f}")
+        print_figures(memory.figures())
         print(f"invite_to_chat_per_second={(requests - load.errors) / args.seconds:.1f}")
         keep_logs = False
     except KeyboardInterrupt:

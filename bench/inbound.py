@@ -1,9 +1,10 @@
 """Benchmark: signed inbound customer messages (Third-Party Messaging API, in).
 
-    .venv/bin/python -m bench.inbound [--seconds 60] [--concurrency 32]
+    .venv/bin/python -m bench.inbound [--seconds 60] [--concurrency 32] [--history 10000000]
 
 A fresh PostgreSQL database and Redis db 6 (bench/processes.py), an SMS webhook
-channel with a known secret, gunicorn. `--concurrency` keep-alive clients each
+channel with a known secret, gunicorn; with `--history N`, N messages of a
+tenant's past stored first on that channel (bench/history.py). `--concurrency` keep-alive clients each
 POST `/nexus/v3/channels/<channel>/messages` with one Text message (a unique
 channel.messageId; client ids taken round-robin from `--clients` numbers, so
 the first message of each opens an interaction and later ones continue it),
@@ -16,7 +17,9 @@ concurrency, with `pgbench` when installed, else with psycopg threads.
 
 Output: `name=value` lines: requests (finished in the window), errors,
 seconds, p50_ms, p99_ms, what was stored, the CPU per message of gunicorn and
-of the database's PostgreSQL backends (2 cores / their sum is the ceiling of
+of the database's PostgreSQL backends, the resident memory of each started
+process in the window (`peak_rss_mb_<role>`, `rss_growth_mb_<role>`:
+bench/measure.py MemoryMeter) (2 cores / their sum is the ceiling of
 this code on this machine, whatever else runs), `other_cpu_cores` (CPU used
 by everything else during the window: above ~0.2 the machine was not quiet),
 `postgres_insert_tps_ceiling`, and the headline `inbound_messages_per_second`
@@ -39,7 +42,8 @@ import time
 import psycopg
 
 from bench.clients import AsyncConnection
-from bench.measure import CpuMeter, percentile, print_figures
+from bench.history import add_history_argument, load_history
+from bench.measure import CpuMeter, MemoryMeter, percentile, print_figures
 from bench.processes import Stack, add_server_argument
 
 DATABASE = "dms_bench_inbound"
@@ -85,7 +89,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="gunicorn threads per worker")
     parser.add_argument("--pgbench-seconds", type=int, default=10, help="duration of the ceiling (default 10)")
+    parser.add_argument("--database", default=DATABASE, help=f"the stack's database (default {DATABASE})")
+    parser.add_argument("--redis-db", type=int, default=REDIS_DB, help=f"the stack's Redis db (default {REDIS_DB})")
     add_server_argument(parser)
+    add_history_argument(parser)
     return parser.parse_args()
 
 
@@ -133,17 +140,19 @@ class Load:
                 break
         conn.close()
 
-    async def run(self, meter: CpuMeter) -> tuple[float, dict[str, float]]:
+    async def run(self, meter: CpuMeter, memory: MemoryMeter) -> tuple[float, dict[str, float]]:
         """Warm-up, then the window; the client's own CPU use (fraction of one core)
-        and the CPU seconds of the server's processes in the window."""
+        and the CPU seconds of the server's processes in the window (their memory sampled by `memory`)."""
         self.measure_from = time.perf_counter() + self.args.warmup
         self.measure_until = self.measure_from + self.args.seconds
         clients = [asyncio.create_task(self.client()) for _ in range(self.args.concurrency)]
         await asyncio.sleep(self.args.warmup)
         cpu = time.process_time()
         await asyncio.to_thread(meter.start)
+        await asyncio.to_thread(memory.start)
         await asyncio.sleep(self.measure_until - time.perf_counter())
         server_cpu = await asyncio.to_thread(meter.stop)
+        await asyncio.to_thread(memory.stop)
         cpu = time.process_time() - cpu
         await asyncio.gather(*clients)
         return cpu / self.args.seconds, server_cpu
@@ -195,12 +204,13 @@ def _insert_ceiling_psycopg(stack: Stack, concurrency: int, seconds: int) -> flo
 
 def main() -> None:
     args = parse_args()
-    with Stack(DATABASE, redis_db=REDIS_DB, server=args.server) as stack:
+    with Stack(args.database, redis_db=args.redis_db, server=args.server) as stack:
         # Production settings, minus the HTTPS redirect (the benchmark speaks plain HTTP).
         stack.env.update(DEBUG="false", SECRET_KEY="bench-inbound-" + "x" * 50,
                          ALLOWED_HOSTS="127.0.0.1,localhost", SECURE_SSL_REDIRECT="false")
         stack.prepare()
         stack.shell(SETUP)
+        history = load_history(stack.dsn, channel_id=CHANNEL_ID, messages=args.history)
         port = stack.start_gunicorn(workers=args.workers, threads=args.threads)
 
         load = Load(port, args)
@@ -209,7 +219,8 @@ def main() -> None:
         if status != 200 or not json.loads(answer)["data"]["ids"][0]:
             raise RuntimeError(f"inbound message refused: {status} {answer[:500]!r}")
 
-        client_cpu, server_cpu = asyncio.run(load.run(stack.cpu_meter()))
+        memory = stack.memory_meter()
+        client_cpu, server_cpu = asyncio.run(load.run(stack.cpu_meter(), memory))
         stack.check_alive()
         stored, interactions = stack.sql(
             "SELECT (SELECT count(*) FROM channels_app_message), (SELECT count(*) FROM channels_app_interaction)"
@@ -223,6 +234,7 @@ def main() -> None:
             ("server", args.server),
             ("gunicorn", f"workers {args.workers} threads {args.threads}"),
             ("concurrency", args.concurrency),
+            *history,
             ("requests", len(latencies)),
             ("errors", load.errors),
             ("seconds", args.seconds),
@@ -240,6 +252,7 @@ def main() -> None:
             ("other_cpu_cores", server_cpu["other"] / server_cpu["seconds"]),
             ("ceiling_tool", tool),
             ("postgres_insert_tps_ceiling", ceiling),
+            *memory.figures(),
             ("inbound_messages_per_second", load.ok_in_window / args.seconds),
         ])
 

@@ -47,6 +47,14 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from bench.clients import AsyncConnection
+from bench.history import (
+    CONTACT_COLUMNS,
+    DELIVERY_COLUMNS,
+    INTERACTION_COLUMNS,
+    MESSAGE_COLUMNS,
+    copy_lines,
+    without_secondary_indexes_and_foreign_keys,
+)
 from bench.inbound import PATH, SETUP, Load
 from bench.measure import percentile, print_figures
 from bench.processes import BIN, ROOT, Stack
@@ -115,62 +123,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _copy(conn: psycopg.Connection, table: str, columns: list[str], lines) -> None:
-    """COPY in PostgreSQL's text format, `lines` already formatted (tab-separated, newline-ended; the values
-    hold no tab, newline or backslash), sent in blocks of 10,000: row by row (`write_row`) the generator's
-    Python was most of the generation's time."""
-    with conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-        block = []
-        for line in lines:
-            block.append(line)
-            if len(block) == 10_000:
-                copy.write("".join(block))
-                block = []
-        copy.write("".join(block))
-
-
-MESSAGE_COLUMNS = ["id", "interaction_id", "channel_id", "direction", "text", "payload", "status", "reasons",
-                   "external_id", "channel_message_id", "trace_id", "created_at", "updated_at"]
-INTERACTION_COLUMNS = ["id", "channel_id", "contact_id", "client_id", "type", "subtype", "state", "queue",
-                       "user_data", "terminate_after_send", "last_activity_at", "created_at", "ended_at",
-                       "end_reason", "disposition", "session_options"]
-CONTACT_COLUMNS = ["tenant_id", "phone_number", "client_id", "first_name", "last_name", "email", "nickname",
-                   "attributes", "created_at", "updated_at", "country"]
-DELIVERY_COLUMNS = ["message_id", "channel_id", "state", "attempts", "next_attempt_at", "last_error", "lease_token",
-                    "has_followers", "created_at", "updated_at"]
-
-
-LOADED_TABLES = ("channels_app_contact", "channels_app_interaction", "channels_app_message", "channels_app_delivery")
-
-
-def _without_secondary_indexes_and_foreign_keys(conn: psycopg.Connection):
-    """PostgreSQL's advice for a bulk load ("Populating a Database"): the loaded tables' secondary indexes
-    and foreign keys are dropped for the COPY (primary keys and unique constraints stay) and made again
-    afterwards, each index by one sorted build and each foreign key by one validating join, instead of an
-    index insertion and a trigger's query per row. Returns the function that makes them again."""
-    indexes = conn.execute(
-        "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index i "
-        "WHERE indrelid::regclass::text = ANY(%s) "
-        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)",
-        [list(LOADED_TABLES)]).fetchall()
-    foreign_keys = conn.execute(
-        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
-        "WHERE contype = 'f' AND conrelid::regclass::text = ANY(%s)", [list(LOADED_TABLES)]).fetchall()
-    for table, name, _ in foreign_keys:
-        conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-    for name, _ in indexes:
-        conn.execute(f"DROP INDEX {name}")
-
-    def make_again() -> None:
-        conn.execute("SET maintenance_work_mem = '512MB'")
-        for _, definition in indexes:
-            conn.execute(definition)
-        for table, name, definition in foreign_keys:
-            conn.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
-
-    return make_again
-
-
 def generate(stack: Stack, channel_pk: int, messages: int, per_interaction: int) -> None:
     """The conversations, with COPY: half ended 60 days ago, half ended yesterday or open; plus the contact
     to erase (+19990000000) with 10,000 messages."""
@@ -185,11 +137,11 @@ def generate(stack: Stack, channel_pk: int, messages: int, per_interaction: int)
     conversations = max(messages // per_interaction, 2)
     contacts = max(conversations // 10, 1)
     with psycopg.connect(stack.dsn) as conn:
-        make_again = _without_secondary_indexes_and_foreign_keys(conn)
-        _copy(conn, "channels_app_contact", CONTACT_COLUMNS, (
+        make_again = without_secondary_indexes_and_foreign_keys(conn)
+        copy_lines(conn, "channels_app_contact", CONTACT_COLUMNS, (
             f"1\t+1777{n:07d}\t1777{n:07d}\tBench\tCustomer {n}\t\t\t{{}}\t{now_at}\t{now_at}\tUS\n"
             for n in range(contacts)))
-        _copy(conn, "channels_app_contact", CONTACT_COLUMNS, [
+        copy_lines(conn, "channels_app_contact", CONTACT_COLUMNS, [
             f"1\t+19990000000\t19990000000\tBig\tContact\t\t\t{{}}\t{now_at}\t{now_at}\tUS\n"])
         first_contact, big_contact = conn.execute(
             "SELECT min(id), max(id) FROM channels_app_contact WHERE first_name IN ('Bench', 'Big')").fetchone()
@@ -204,7 +156,7 @@ def generate(stack: Stack, channel_pk: int, messages: int, per_interaction: int)
                 yield (f"big{n:013d}\t{channel_pk}\t{big_contact}\t19990000000\tInbound\tInboundNew\tended\t"
                        f"1:session-chat\t{{}}\tf\t{now_at}\t{now_at}\t{now_at}\t\t\t{{}}\n")
 
-        _copy(conn, "channels_app_interaction", INTERACTION_COLUMNS, interactions())
+        copy_lines(conn, "channels_app_interaction", INTERACTION_COLUMNS, interactions())
 
         def rows():
             for n in range(conversations):
@@ -218,7 +170,7 @@ def generate(stack: Stack, channel_pk: int, messages: int, per_interaction: int)
                 yield (f"big{m:015d}\tbig{m // per_interaction:013d}\t{channel_pk}\tinbound\tBig contact message {m}"
                        f"\t{{}}\treceived\t[]\t\t\t\t{now_at}\t{now_at}\n")
 
-        _copy(conn, "channels_app_message", MESSAGE_COLUMNS, rows())
+        copy_lines(conn, "channels_app_message", MESSAGE_COLUMNS, rows())
 
         def deliveries():
             for n in range(conversations):
@@ -226,7 +178,7 @@ def generate(stack: Stack, channel_pk: int, messages: int, per_interaction: int)
                 for m in range(1, per_interaction, 10):
                     yield f"m{n:012d}{m:05d}\t{channel_pk}\tdelivered\t1\t{moment}\t\t\tf\t{moment}\t{moment}\n"
 
-        _copy(conn, "channels_app_delivery", DELIVERY_COLUMNS, deliveries())
+        copy_lines(conn, "channels_app_delivery", DELIVERY_COLUMNS, deliveries())
         make_again()
         conn.commit()
         conn.autocommit = True

@@ -1,6 +1,6 @@
 """Benchmark: agent message accepted by the API -> webhook at the third party.
 
-    .venv/bin/python -m bench.webhook [--seconds 30] [--rate 100]
+    .venv/bin/python -m bench.webhook [--seconds 30] [--rate 100] [--history 10000000]
 
 A fresh PostgreSQL database and Redis db 7 (bench/processes.py), gunicorn, the
 dispatcher that sends the messages (channels_app/dispatcher.py) and one Celery
@@ -8,7 +8,8 @@ worker (retries only). Inside this process a webhook receiver on 127.0.0.1 (asyn
 keep-alive, its own thread) answers every POST with 200 {"messageId": ...}
 and notes when each `webhook-id` (our message id) arrived. An SMS webhook
 channel points at it (SMS: no WhatsApp 24-hour rule); one signed inbound
-customer message opens the interaction. Then agent messages are POSTed to
+customer message opens the interaction (with `--history N`, after N messages of a
+tenant's past were stored on that channel: bench/history.py). Then agent messages are POSTed to
 `/api/interactions/{id}/messages/` with a token at a steady `--rate` per second
 (a scheduler loop: request i starts at t0 + i / rate, on a pool of
 keep-alive connections, never in bursts) for `--seconds`, noting when each
@@ -19,7 +20,9 @@ Latency is (webhook received - 202 received); both clocks are this process's
 monotonic clock. Output: `name=value` lines; sent (messages accepted with
 202), api_errors, the API's own latency and `api_accepted_per_second`,
 received, lost (accepted but not received by the drain deadline), duplicates
-(a webhook-id seen twice), the CPU each part used per message, the latency
+(a webhook-id seen twice), the CPU each part used per message, the resident
+memory of each started process over sending and drain (`peak_rss_mb_<role>`,
+`rss_growth_mb_<role>`: bench/measure.py MemoryMeter), the latency
 percentiles, `request_to_webhook_*` (from the start of the API request, what
 an agent waits end to end), and the headline `webhook_p50_ms` last
 (`webhook_p99_ms` just before it).
@@ -40,6 +43,7 @@ import json
 import time
 
 from bench.clients import AsyncConnection
+from bench.history import add_history_argument, load_history
 from bench.measure import percentile, print_figures
 from bench.processes import Stack, add_server_argument
 from tests.third_party import Receiver
@@ -76,7 +80,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--celery-workers", type=int, default=CELERY_WORKERS)
     parser.add_argument("--celery-concurrency", type=int, default=CELERY_CONCURRENCY)
     parser.add_argument("--celery-pool", default="prefork", choices=["prefork", "threads", "solo"])
+    parser.add_argument("--database", default=DATABASE, help=f"the stack's database (default {DATABASE})")
+    parser.add_argument("--redis-db", type=int, default=REDIS_DB, help=f"the stack's Redis db (default {REDIS_DB})")
     add_server_argument(parser)
+    add_history_argument(parser)
     return parser.parse_args()
 
 
@@ -158,12 +165,13 @@ def main() -> None:
     # Arrivals on the monotonic clock of the 202s.
     receiver = Receiver(SECRET, clock=time.monotonic)
     try:
-        with Stack(DATABASE, redis_db=REDIS_DB, server=args.server) as stack:
+        with Stack(args.database, redis_db=args.redis_db, server=args.server) as stack:
             # Production settings, minus the HTTPS redirect (the benchmark speaks plain HTTP).
             stack.env.update(DEBUG="false", SECRET_KEY="bench-webhook-" + "x" * 50,
                              ALLOWED_HOSTS="127.0.0.1,localhost", SECURE_SSL_REDIRECT="false")
             stack.prepare()
             stack.shell(CHANNEL_SNIPPET.format(channel_id=CHANNEL_ID, url=receiver.url, secret=SECRET))
+            history = load_history(stack.dsn, channel_id=CHANNEL_ID, messages=args.history)
             stack.start_gunicorn(workers=GUNICORN_WORKERS, threads=GUNICORN_THREADS)
             stack.start_celery(count=args.celery_workers, concurrency=args.celery_concurrency, pool=args.celery_pool)
             stack.start_dispatcher()
@@ -172,6 +180,7 @@ def main() -> None:
             sender = Sender(stack.port, stack.token, interactions, args)
             sessions_before = stack.sql("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
             meter = stack.cpu_meter().start()
+            memory = stack.memory_meter().start()
             asyncio.run(sender.run())
             drain_started = time.monotonic()
             while (receiver.arrived(sender.accepted) < len(sender.accepted)
@@ -179,6 +188,7 @@ def main() -> None:
                 time.sleep(0.1)
             drain = time.monotonic() - drain_started
             cpu = meter.stop()
+            memory.stop()
             sessions = stack.sql("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
             stack.check_alive()
             per_message = 1000 / max(len(sender.accepted), 1)
@@ -195,6 +205,7 @@ def main() -> None:
                 ("rate_per_second", args.rate),
                 ("server", args.server),
                 ("interactions", args.interactions),
+                *history,
                 ("seconds", args.seconds),
                 ("celery", f"{args.celery_workers} workers x {args.celery_concurrency} {args.celery_pool}"),
                 ("sent", len(sender.accepted)),
@@ -224,6 +235,7 @@ def main() -> None:
                 ("other_cpu_cores", cpu["other"] / cpu["seconds"]),
                 ("request_to_webhook_p50_ms", percentile(end_to_end, 0.50) * 1000),
                 ("request_to_webhook_p99_ms", percentile(end_to_end, 0.99) * 1000),
+                *memory.figures(),
                 ("max_ms", (latencies[-1] if latencies else float("nan")) * 1000),
                 ("p50_ms", percentile(latencies, 0.50) * 1000),
                 ("p99_ms", percentile(latencies, 0.99) * 1000),
