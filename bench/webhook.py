@@ -154,7 +154,8 @@ def open_interaction(stack: Stack, client_id: str) -> str:
         raise RuntimeError(f"inbound message refused: {status} {answer[:500]!r}")
     status, answer = stack.request("GET", f"/api/interactions/?channel={CHANNEL_ID}&client={client_id}",
                                    headers={"Authorization": f"Token {stack.token}"})
-    results = json.loads(answer)["results"] if status == 200 else []
+    # The newest first; with --history the customer's ended conversations follow it.
+    results = [found for found in (json.loads(answer)["results"] if status == 200 else []) if found["state"] != "ended"]
     if len(results) != 1:
         raise RuntimeError(f"expected one interaction: {status} {answer[:500]!r}")
     return results[0]["id"]
