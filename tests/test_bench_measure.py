@@ -1,12 +1,16 @@
 """bench/measure.py's exact accounting of a process tree (PostgreSQL's postmaster and its backends)."""
 
 import os
+import signal
+import subprocess
+import time
 from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 
-from bench.measure import CpuMeter, proc_stat, tree_cpu, tree_ticks
+from bench import measure
+from bench.measure import CpuMeter, MemoryMeter, proc_stat, process_roles, rss_mb, tree_cpu, tree_ticks
 from bench.processes import postgres_settings, postmaster_pid
 
 
@@ -64,3 +68,37 @@ def test_postgres_settings_are_the_version_and_the_listed_settings_in_order():
         "pg_server_version", "pg_shared_buffers", "pg_synchronous_commit", "pg_wal_level", "pg_max_wal_size",
         "pg_checkpoint_timeout", "pg_work_mem", "pg_fsync", "pg_effective_io_concurrency", "pg_max_connections"]
     assert all(value for _, value in settings)
+
+
+def test_process_roles_tell_a_root_from_its_descendants():
+    # sh, its subshell, and the subshell's sleep: the root is "_main", both below it "_children".
+    parent = subprocess.Popen(["sh", "-c", "(sleep 30; true); true"])
+    try:
+        deadline = time.monotonic() + 20
+        while len((roles := process_roles({"tree": parent.pid})).get("tree_children", [])) < 2:
+            assert time.monotonic() < deadline, roles
+            time.sleep(0.05)
+        assert roles["tree_main"] == [parent.pid]
+        assert parent.pid not in roles["tree_children"]
+    finally:
+        for pid in process_roles({"tree": parent.pid}).get("tree_children", []):
+            os.kill(pid, signal.SIGKILL)
+        parent.kill()
+        parent.wait()
+
+
+def test_memory_meter_reports_the_worst_process_of_a_role_and_its_growth(monkeypatch):
+    current: dict[int, float] = {}
+    monkeypatch.setattr(measure, "rss_mb", current.get)
+    meter = MemoryMeter(lambda: {"web_children": [1, 2]})
+    for reading in ({1: 100.0, 2: 50.0}, {1: 90.0, 2: 80.0}, {1: 95.0, 2: 70.0}):
+        current.clear()
+        current.update(reading)
+        meter.sample()
+    # The highest of any one process (100, not 100 + 80), and the worst process's last - first (2: +20).
+    assert meter.figures() == [("peak_rss_mb_web_children", 100.0), ("rss_growth_mb_web_children", 20.0)]
+
+
+def test_rss_of_a_live_process_and_of_a_gone_one():
+    assert 1 < rss_mb(os.getpid()) < 2000
+    assert rss_mb(2**22 + 7) is None
