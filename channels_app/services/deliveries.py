@@ -25,7 +25,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from channels_app.bulk import bulk_update_rows
+from channels_app.bulk import bulk_update_rows, copy_insert
 from channels_app.metrics import count_attempts
 from channels_app.models import (
     Channel,
@@ -87,7 +87,7 @@ def deliveries_create(*, messages: list[Message], publish: bool = True, claim: b
         for delivery in deliveries:
             delivery.lease_token, delivery.lease_until, delivery.attempts = token, lease_until, 1
             delivery.channel = delivery.message.channel  # the sender needs it, and the caller has it at hand
-    Delivery.objects.bulk_create(deliveries)
+    copy_insert(Delivery, deliveries)
     if publish:
         dispatcher_wake()
     return deliveries

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.utils import timezone
 
+from channels_app.bulk import copy_insert
 from channels_app.choices import ContentType, MediaType
 from channels_app.errors import ApplicationError, ExecutionFailed, InvalidParameter, NotFound, TransportUnreachable
 from channels_app.models import Channel, Contact, Delivery, Interaction, InteractionState, StandardResponse
@@ -300,7 +301,7 @@ def invitations_create(
         message = message_new_outbound(interaction=interaction, payload=payload, trace_id=plan.trace_id)
         message.channel = channel  # already at hand: its deliveries need it
         messages.append((index, message))
-    Interaction.objects.bulk_create(interactions)
+    copy_insert(Interaction, interactions)
     deliveries = messages_queue_outbound(messages=[message for _index, message in messages], publish=publish)
     for (index, message), delivery in zip(messages, deliveries, strict=True):
         outcomes[index] = Invitation(message.interaction, message.pk, delivery)
