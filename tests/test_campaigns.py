@@ -160,6 +160,25 @@ def test_a_recipient_given_back_behind_the_claims_is_still_sent_once(staff_api, 
 
 
 @pytest.mark.django_db
+def test_recipients_sharing_values_share_a_rendering_and_each_message_carries_its_own(staff_api, response):
+    # given recipients whose field values alternate between two sets (a batch renders each set once)
+    names = ["Ann", "Bob"]
+    rows = [recipient(n, Contact={**FIELDS["Contact"], "FirstName": names[n % 2]}) for n in range(1, 7)]
+    campaign_id = create(staff_api, rows, rate_per_second=None).json()["id"]
+    campaign_transition(campaign_id=campaign_id, action="start")
+
+    # when the campaign runs
+    while campaign_run_batch(campaign_id=campaign_id):
+        pass
+
+    # then each recipient's message reads its own values, and no two messages share a payload once stored
+    for row in CampaignRecipient.objects.filter(campaign_id=campaign_id).select_related("message"):
+        assert row.message.text.startswith(f"Dear {row.contact_fields['FirstName']} Smith"), row.message.text
+    payloads = [m.payload for m in Message.objects.filter(campaign_recipient__campaign_id=campaign_id)]
+    assert len(payloads) == 6 and len({json.dumps(p, sort_keys=True) for p in payloads}) == 2
+
+
+@pytest.mark.django_db
 def test_throttle_holds_the_rate(staff_api, response):
     # 10 per second leaves each send 100 ms, so the measure is the throttle's even on a loaded machine;
     # bench/campaign.py --rate 80 measures the 80 per second on a quiet one.
