@@ -8,7 +8,7 @@ every recipient, as a worker's batch task would. Measured over the batches (afte
 * this process's CPU (time.process_time: the batch's Python, the sending threads, and the receiver's thread,
   which a real worker does not pay: `receiver_cpu_ms` estimates it apart);
 * the CPU of this connection's PostgreSQL backend (/proc/<pid>/stat of pg_backend_pid(), in ticks);
-* the statements per batch (a cursor wrapper);
+* the statements per batch (a cursor wrapper: a COPY, which psycopg runs beside Django's cursor, is not counted);
 * with `--profile`, cProfile's top functions by cumulative and own time.
 
     DATABASE_URL=postgres://... CELERY_BROKER_URL=redis://... .venv/bin/python -m bench.campaign_profile [N]

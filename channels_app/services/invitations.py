@@ -341,6 +341,7 @@ def _render(plan: InvitationPlan, invitee: Invitee, contact: Contact, interactio
     interaction_fields = interaction_field_values(interaction=interaction, business_id=plan.channel.business_id)
     key = renders.key(contact_fields, invitee.custom_properties, interaction_fields) if renders else None
     if key is not None and (rendered := renders.payloads.get(key)) is not None:
+        renders.hits += 1
         return json.loads(rendered)  # a payload of its own: nothing after this shares it with another message
     try:
         payload = standard_response_render_for(
@@ -364,9 +365,11 @@ class _RenderCache:
     the contact's id) is rendered every time, as is an invitee whose values are not plain objects."""
 
     UNIQUE = {("Interaction", "id"), ("Contact", "id")}
+    TRIAL = 32  # renderings without a single shared one after which the keys, costing more than they save, stop
 
     def __init__(self, response: StandardResponse):
         self.payloads: dict[tuple, str] = {}
+        self.hits = 0
         self.used: dict[str, set[str]] = {}
         for code in response.field_codes():
             section, _, name = code.partition(".")
@@ -374,6 +377,8 @@ class _RenderCache:
         self.useful = not any(name in self.used.get(section, ()) for section, name in self.UNIQUE)
 
     def key(self, contact: dict, custom_properties, interaction: dict) -> tuple | None:
+        if self.useful and not self.hits and len(self.payloads) >= self.TRIAL:
+            self.useful = False  # every recipient's values differ (a code per customer): render each
         if not self.useful or not isinstance(custom_properties, dict) or "OtherProperty" in custom_properties:
             return None
         parts = []
