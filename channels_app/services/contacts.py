@@ -11,7 +11,7 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
-from channels_app.bulk import bulk_insert_new
+from channels_app.bulk import bulk_insert_new, bulk_update_rows
 from channels_app.models import Channel, Contact
 from channels_app.phones import normalize_client_phone, normalize_for_business
 from channels_app.send_windows import country_of_phone
@@ -69,9 +69,11 @@ def contacts_identify(*, channel: Channel, claims: list[ContactClaim]) -> list[C
         if _apply_properties(contact, claim.properties):
             changed[contact.pk] = contact
     if changed:
-        Contact.objects.bulk_update(
-            changed.values(), ["first_name", "last_name", "email", "nickname", "attributes", "updated_at"]
-        )
+        # One UPDATE joining a VALUES list: bulk_update's CASE expressions cost a campaign batch whose audience
+        # brings new values for known contacts more than a millisecond a recipient (issue 25, lever 6).
+        fields = ["first_name", "last_name", "email", "nickname", "attributes", "updated_at"]
+        bulk_update_rows(Contact, [{"pk": contact.pk, **{name: getattr(contact, name) for name in fields}}
+                                   for contact in changed.values()], fields)
     return contacts
 
 

@@ -10,6 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from channels_app import options_catalog
+from channels_app.bulk import copy_insert
 from channels_app.choices import MediaType
 from channels_app.models import (
     Channel,
@@ -127,7 +128,7 @@ def messages_queue_outbound(*, messages: list[Message], publish: bool = True) ->
     # The spec's order: a message's attachments leave after it, one message each (services/media.py).
     followers = outbound_followers(messages) if any("attachments" in m.payload for m in messages) else None
     following = [m for chain in followers.values() for m in chain] if followers else []
-    Message.objects.bulk_create(messages + following if following else messages)
+    copy_insert(Message, messages + following if following else messages)
     deliveries = deliveries_create(messages=messages, publish=publish, claim=not publish)
     if traffic.isEnabledFor(logging.INFO):
         for message in messages:

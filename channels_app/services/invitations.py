@@ -1,11 +1,13 @@
 """`ChatService.InviteToChat` (dms-invite-to-chat): start an outbound chat
 session from a strategy and send it a standard response."""
 
+import json
 from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.utils import timezone
 
+from channels_app.bulk import copy_insert
 from channels_app.choices import ContentType, MediaType
 from channels_app.errors import ApplicationError, ExecutionFailed, InvalidParameter, NotFound, TransportUnreachable
 from channels_app.models import Channel, Contact, Delivery, Interaction, InteractionState, StandardResponse
@@ -264,6 +266,7 @@ def invitations_create(
     opted_out = opted_out_contact_ids(channel=channel, contact_ids=[contact.pk for contact in contacts])
     now = timezone.now()
     windows = _interactive_windows(plan, contacts)
+    renders = _RenderCache(plan.response) if plan.response is not None else None
     interactions, messages = [], []
     for (index, invitee, outbound), contact in zip(accepted, contacts, strict=True):
         if contact.pk in opted_out:  # API.md "Opt-out": 920, and a refused campaign recipient
@@ -289,7 +292,7 @@ def invitations_create(
             outcomes[index] = Invitation(interaction, None)
             continue
         try:
-            payload = _render(plan, invitee, contact, interaction)
+            payload = _render(plan, invitee, contact, interaction, renders)
         except ApplicationError as error:
             outcomes[index] = error
             continue
@@ -300,7 +303,7 @@ def invitations_create(
         message = message_new_outbound(interaction=interaction, payload=payload, trace_id=plan.trace_id)
         message.channel = channel  # already at hand: its deliveries need it
         messages.append((index, message))
-    Interaction.objects.bulk_create(interactions)
+    copy_insert(Interaction, interactions)
     deliveries = messages_queue_outbound(messages=[message for _index, message in messages], publish=publish)
     for (index, message), delivery in zip(messages, deliveries, strict=True):
         outcomes[index] = Invitation(message.interaction, message.pk, delivery)
@@ -330,15 +333,61 @@ def _check_invitee(invitee: Invitee) -> bool:
     return parse_flag(invitee.user_data.get("GCTI_Chat_SubmitAsOutbound", "false"), "GCTI_Chat_SubmitAsOutbound")
 
 
-def _render(plan: InvitationPlan, invitee: Invitee, contact: Contact, interaction: Interaction) -> dict:
-    """The one rendering rule (`standard_response_render_for`); what it refuses is 920 here."""
+def _render(plan: InvitationPlan, invitee: Invitee, contact: Contact, interaction: Interaction,
+            renders: "_RenderCache | None" = None) -> dict:
+    """The one rendering rule (`standard_response_render_for`); what it refuses is 920 here. With `renders`,
+    invitees whose values for the response's field codes are the same share one rendering."""
+    contact_fields = {**contact.field_code_values(), **invitee.contact_fields}
+    interaction_fields = interaction_field_values(interaction=interaction, business_id=plan.channel.business_id)
+    key = renders.key(contact_fields, invitee.custom_properties, interaction_fields) if renders else None
+    if key is not None and (rendered := renders.payloads.get(key)) is not None:
+        renders.hits += 1
+        return json.loads(rendered)  # a payload of its own: nothing after this shares it with another message
     try:
-        return standard_response_render_for(
-            response=plan.response, contact=contact,
-            fields={"Contact": invitee.contact_fields, "Agent": plan.agent_fields,
+        payload = standard_response_render_for(
+            response=plan.response, contact=None,
+            fields={"Contact": contact_fields, "Agent": plan.agent_fields,
                     "CustomProperties": invitee.custom_properties},
-            interaction_fields=interaction_field_values(interaction=interaction, business_id=plan.channel.business_id),
+            interaction_fields=interaction_fields,
         )
     except InvalidParameter as error:
         raise ExecutionFailed(f"InviteToChat failed to execute request: {error.message}",
                               field="StandardResponseId") from error
+    if key is not None:
+        renders.payloads[key] = json.dumps(payload)
+    return payload
+
+
+class _RenderCache:
+    """Renderings of one response within one call, by the values its field codes read (names compared regardless
+    of case, as rendering does): a campaign's batch renders once per distinct set of values, not once per
+    recipient (issue 25, lever 6). A response that reads a value each invitee has its own (the interaction's or
+    the contact's id) is rendered every time, as is an invitee whose values are not plain objects."""
+
+    UNIQUE = {("Interaction", "id"), ("Contact", "id")}
+    TRIAL = 32  # renderings without a single shared one after which the keys, costing more than they save, stop
+
+    def __init__(self, response: StandardResponse):
+        self.payloads: dict[tuple, str] = {}
+        self.hits = 0
+        self.used: dict[str, set[str]] = {}
+        for code in response.field_codes():
+            section, _, name = code.partition(".")
+            self.used.setdefault(section, set()).add(name.casefold())
+        self.useful = not any(name in self.used.get(section, ()) for section, name in self.UNIQUE)
+
+    def key(self, contact: dict, custom_properties, interaction: dict) -> tuple | None:
+        if self.useful and not self.hits and len(self.payloads) >= self.TRIAL:
+            self.useful = False  # every recipient's values differ (a code per customer): render each
+        if not self.useful or not isinstance(custom_properties, dict) or "OtherProperty" in custom_properties:
+            return None
+        parts = []
+        for section, values in (("Contact", contact), ("CustomProperties", custom_properties),
+                                ("Interaction", interaction)):
+            used = self.used.get(section, ())
+            for name, value in values.items():
+                if isinstance(name, str) and name.casefold() in used:
+                    if not isinstance(value, str):
+                        return None
+                    parts.append((section, name, value))
+        return tuple(sorted(parts))
