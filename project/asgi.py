@@ -19,12 +19,14 @@ this application (`uvicorn project.asgi:application`, granian's ASGI interface: 
 """
 
 import asyncio
+import contextvars
+import io
 import logging
 import os
 import time
 from datetime import datetime
 
-from a2wsgi.wsgi import WSGIMiddleware, WSGIResponder
+from a2wsgi.wsgi import WSGIMiddleware, WSGIResponder, build_environ
 from django.core.asgi import get_asgi_application
 from django.core.wsgi import get_wsgi_application
 
@@ -83,11 +85,132 @@ class _Responder(WSGIResponder):
 
 
 class _WSGI(WSGIMiddleware):
+    """The WSGI application in the thread pool. A request whose whole body is small and at hand (most of them: a
+    webhook, an API call, a page) is read on the event loop first and then served in one hand-over: the thread
+    runs the application and, for a response already in memory (Django's, not a streaming one), returns it whole,
+    sent from the loop. a2wsgi crosses between the loop and the thread for the body's reads, the response's start
+    and each chunk, several wake-ups each (~0.6 ms of CPU a request, bench/server_overhead.py). Anything else (a
+    body over LEAN_BODY_MAX or announced by `Expect: 100-continue`, chunked, or a streaming response) keeps a2wsgi's
+    incremental path or its chunk-by-chunk equivalent, so a large upload or a download never sits whole in memory
+    and a refused upload is answered before its body is sent."""
+
     async def __call__(self, scope, receive, send):
+        if _lean(scope):
+            body = await _read_small_body(receive)
+            if body is None:  # the client went away before its body was complete: nobody to answer
+                return
+            await _serve_whole(self.app, self.executor, scope, body, send)
+            return
+
         async def receive_coroutine():  # a2wsgi's threads need a coroutine; granian's receive gives another awaitable
             return await receive()
 
         await _Responder(self.app, self.executor, self.send_queue_size)(scope, receive_coroutine, send)
+
+
+# The largest request body read on the event loop before the application runs: past it (uploads), the application
+# reads the body itself as it comes (a2wsgi), and may refuse it by its announced length first.
+LEAN_BODY_MAX = 64 * 1024
+
+
+def _lean(scope) -> bool:
+    length = None
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            length = value
+        elif name in (b"transfer-encoding", b"expect"):
+            return False
+    return length is None or (length.isdigit() and int(length) <= LEAN_BODY_MAX)
+
+
+async def _read_small_body(receive) -> bytes | None:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class _Started:
+    """What the application's start_response said; `sent` once the response's start has gone to the client."""
+
+    __slots__ = ("status", "headers", "sent", "written")
+
+    def __init__(self):
+        self.status = self.headers = None
+        self.sent = False
+        self.written: list[bytes] = []
+
+    def start_response(self, status, response_headers, exc_info=None):
+        if exc_info is not None and self.sent:  # PEP 3333: too late to change the answer, re-raise
+            raise exc_info[1].with_traceback(exc_info[2])
+        self.status = int(status.split(" ", 1)[0])
+        # names as the application wrote them (as _Responder, and gunicorn, send them)
+        self.headers = [(name.strip().encode("latin1"), value.strip().encode("latin1"))
+                        for name, value in response_headers]
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """WSGI's write() (Django never calls it): held until the response's start is sent, then sent."""
+        self.written.append(data)
+
+
+class _Written(list):
+    """`_Started.written` once the start is sent: what the application writes goes to the client at once."""
+
+    def __init__(self, send_now):
+        super().__init__()
+        self.send_now = send_now
+
+    def append(self, data: bytes) -> None:
+        self.send_now({"type": "http.response.body", "body": data, "more_body": True})
+
+
+def _run_application(app, environ, started: _Started, loop, send) -> bytes | None:
+    """In the pool's thread: the application's answer, whole, when it is in memory (Django's usual response);
+    else (a streaming response: a download, an export) None, the response sent from here chunk by chunk, each
+    waiting for the client as a2wsgi's do, and closed in this thread (Django closes the request's database
+    connection there, the thread's own)."""
+    iterable = app(environ, started.start_response)
+    try:
+        if getattr(iterable, "streaming", None) is False or isinstance(iterable, (list, tuple)):
+            return b"".join([*started.written, *iterable])
+
+        def send_now(message):
+            asyncio.run_coroutine_threadsafe(send(message), loop).result()
+
+        def send_start():
+            started.sent = True
+            send_now({"type": "http.response.start", "status": started.status, "headers": started.headers})
+            for written in started.written:
+                send_now({"type": "http.response.body", "body": written, "more_body": True})
+            started.written = _Written(send_now)
+
+        for chunk in iterable:
+            if not started.sent:  # a generator calls start_response on its first step
+                send_start()
+            send_now({"type": "http.response.body", "body": chunk, "more_body": True})
+        if not started.sent:
+            send_start()
+        send_now({"type": "http.response.body", "body": b""})
+        return None
+    finally:
+        getattr(iterable, "close", lambda: None)()
+
+
+async def _serve_whole(app, executor, scope, body: bytes, send) -> None:
+    loop = asyncio.get_running_loop()
+    environ = build_environ(scope, io.BytesIO(body))
+    started = _Started()
+    answer = await loop.run_in_executor(executor, contextvars.copy_context().run, _run_application, app, environ,
+                                        started, loop, send)
+    if answer is not None:
+        started.sent = True
+        await send({"type": "http.response.start", "status": started.status, "headers": started.headers})
+        await send({"type": "http.response.body", "body": answer})
 
 
 class Site:

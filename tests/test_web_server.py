@@ -5,6 +5,7 @@ stream with a complete response. tests/test_one_port.py shows the same through `
 
 import asyncio
 import logging
+import threading
 
 import pytest
 
@@ -122,3 +123,110 @@ def test_the_lifespan_is_answered_for_servers_that_ask():
 
     asyncio.run(site({"type": "lifespan"}, receive, send))
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+def _call_with_body(site: Site, scope: dict, chunks: list[bytes]) -> list[dict]:
+    """The messages sent for a request whose body comes in `chunks` (one http.request message each)."""
+    sent: list[dict] = []
+    messages = [{"type": "http.request", "body": chunk, "more_body": n < len(chunks) - 1}
+                for n, chunk in enumerate(chunks)]
+
+    async def run():
+        async def receive():
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        await asyncio.wait_for(site(scope, receive, send), 10)
+
+    asyncio.run(run())
+    return sent
+
+
+def _echo(environ, start_response):
+    """The body's length as the application reads it, the thread it ran in, a header written in capitals."""
+    body = environ["wsgi.input"].read()
+    start_response("201 Created", [("Content-Type", "text/plain"), ("X-Seen", str(len(body)))])
+    return [body[:5], b"|", threading.current_thread().name.encode()]
+
+
+def _body(sent: list[dict]) -> bytes:
+    return b"".join(message.get("body", b"") for message in sent[1:])
+
+
+@pytest.mark.parametrize("headers", [
+    pytest.param([(b"content-length", b"11")], id="small-body-in-memory"),
+    pytest.param([(b"content-length", str(70 * 1024).encode())], id="over-LEAN_BODY_MAX-read-as-it-comes"),
+    pytest.param([(b"transfer-encoding", b"chunked")], id="chunked"),
+    pytest.param([(b"content-length", b"11"), (b"expect", b"100-continue")], id="expect-100-continue"),
+])
+def test_a_request_body_reaches_the_application_whole_in_a_pool_thread(headers):
+    site = Site(events=_stream_like_django, wsgi=_echo, threads=2)
+    length = int(dict(headers).get(b"content-length", b"11"))
+    body = b"hello world" if length == 11 else b"x" * length
+    scope = {**_scope("/nexus/v3/"), "method": "POST", "headers": headers}
+
+    sent = _call_with_body(site, scope, [body[: length // 2], body[length // 2:]])
+
+    assert sent[0]["status"] == 201
+    assert (b"X-Seen", str(length).encode()) in sent[0]["headers"]  # as written, the body read whole
+    answer = _body(sent)
+    assert answer.startswith(body[:5] + b"|WSGI")  # a2wsgi's pool, whichever path: never the event loop
+    assert sent[-1].get("more_body", False) is False
+
+
+def test_a_client_gone_before_its_body_is_complete_gets_nothing_and_runs_nothing():
+    ran = []
+    site = Site(events=_stream_like_django, wsgi=lambda environ, start_response: ran.append(1) or [], threads=1)
+    messages = [{"type": "http.request", "body": b"abc", "more_body": True}, {"type": "http.disconnect"}]
+    sent = []
+
+    async def run():
+        async def receive():
+            return messages.pop(0)
+
+        async def send(message):
+            sent.append(message)
+
+        await site({**_scope("/nexus/v3/"), "method": "POST", "headers": [(b"content-length", b"9")]}, receive, send)
+
+    asyncio.run(run())
+
+    assert ran == []
+    assert sent == []
+
+
+def test_a_streaming_response_is_sent_chunk_by_chunk_from_its_thread_and_closed_there():
+    closed_in = []
+
+    class Stream:
+        streaming = True
+
+        def __iter__(self):
+            yield b"one "
+            yield b"two"
+
+        def close(self):
+            closed_in.append(threading.current_thread().name)
+
+    def application(environ, start_response):
+        write = start_response("200 OK", [("Content-Type", "text/csv")])
+        write(b"written ")  # WSGI's legacy write(): before the iterable's chunks
+        return Stream()
+
+    sent = _call(Site(events=_stream_like_django, wsgi=application, threads=1), _scope("/export/"))
+
+    assert sent[0]["status"] == 200
+    assert [message.get("body") for message in sent[1:]] == [b"written ", b"one ", b"two", b""]
+    assert closed_in and closed_in[0].startswith("WSGI")  # Django closes the request's connection in its thread
+
+
+def test_a_generator_application_starts_its_response_on_its_first_step():
+    def application(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"late"
+
+    sent = _call(Site(events=_stream_like_django, wsgi=application, threads=1), _scope("/gen/"))
+
+    assert (sent[0]["status"], _body(sent)) == (200, b"late")
