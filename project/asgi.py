@@ -85,53 +85,61 @@ class _Responder(WSGIResponder):
 
 
 class _WSGI(WSGIMiddleware):
-    """The WSGI application in the thread pool. A request whose whole body is small and at hand (most of them: a
-    webhook, an API call, a page) is read on the event loop first and then served in one hand-over: the thread
-    runs the application and, for a response already in memory (Django's, not a streaming one), returns it whole,
-    sent from the loop. a2wsgi crosses between the loop and the thread for the body's reads, the response's start
-    and each chunk, several wake-ups each (~0.6 ms of CPU a request, bench/server_overhead.py). Anything else (a
-    body over LEAN_BODY_MAX or announced by `Expect: 100-continue`, chunked, or a streaming response) keeps a2wsgi's
-    incremental path or its chunk-by-chunk equivalent, so a large upload or a download never sits whole in memory
-    and a refused upload is answered before its body is sent."""
+    """The WSGI application in the thread pool. A request whose body is small and came whole with its head (most
+    of them: a webhook, an API call, a page) is served in one hand-over: the thread runs the application and, for
+    a response already in memory (Django's, not a streaming one), returns it whole, sent from the loop. a2wsgi
+    crosses between the loop and the thread for the body's reads, the response's start and each chunk, several
+    wake-ups each (~0.6 ms of CPU a request: bench/server_overhead.py, docs/PERFORMANCE.md). Any other request (a
+    body not complete in the first read, longer than `lean_body_max`, chunked or announced by
+    `Expect: 100-continue`) takes a2wsgi's path, where the application reads the body as it comes: an upload never
+    sits whole in memory, and one over the site's limits is refused by its announced length without waiting for
+    it. A streaming response goes out chunk by chunk from its thread, as a2wsgi sends it."""
+
+    def __init__(self, app, *, workers: int, lean_body_max: int):
+        super().__init__(app, workers=workers)
+        self.lean_body_max = lean_body_max
 
     async def __call__(self, scope, receive, send):
-        if _lean(scope):
-            body = await _read_small_body(receive)
-            if body is None:  # the client went away before its body was complete: nobody to answer
+        first = None
+        if self._lean(scope):
+            first = await receive()
+            if first["type"] != "http.request":  # the client went away before sending its body: nobody to answer
                 return
-            await _serve_whole(self.app, self.executor, scope, body, send)
-            return
+            if not first.get("more_body", False):
+                await _serve_whole(self.app, self.executor, scope, first.get("body", b""), send)
+                return
 
         async def receive_coroutine():  # a2wsgi's threads need a coroutine; granian's receive gives another awaitable
+            nonlocal first
+            if first is not None:  # what was read above, given to the application first
+                message, first = first, None
+                return message
             return await receive()
 
         await _Responder(self.app, self.executor, self.send_queue_size)(scope, receive_coroutine, send)
 
+    def _lean(self, scope) -> bool:
+        length = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name in (b"transfer-encoding", b"expect"):
+                return False
+        return length is None or (length.isdigit() and int(length) <= self.lean_body_max)
 
-# The largest request body read on the event loop before the application runs: past it (uploads), the application
-# reads the body itself as it comes (a2wsgi), and may refuse it by its announced length first.
+
+# The largest request body read before the application runs (when it came whole with its head): past it (an
+# upload), the application reads the body as it comes (a2wsgi).
 LEAN_BODY_MAX = 64 * 1024
 
 
-def _lean(scope) -> bool:
-    length = None
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            length = value
-        elif name in (b"transfer-encoding", b"expect"):
-            return False
-    return length is None or (length.isdigit() and int(length) <= LEAN_BODY_MAX)
+def lean_body_max() -> int:
+    """LEAN_BODY_MAX, or less when the site refuses smaller bodies (channels_app/request_limits.py): a body it
+    refuses is never waited for."""
+    from django.conf import settings
 
-
-async def _read_small_body(receive) -> bytes | None:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    limits = [limit for limit in (settings.DATA_UPLOAD_MAX_MEMORY_SIZE, settings.UPLOAD_MAX_SIZE) if limit is not None]
+    return min([LEAN_BODY_MAX, *limits])
 
 
 class _Started:
@@ -218,7 +226,7 @@ class Site:
 
     def __init__(self, *, events, wsgi, threads: int):
         self.events = events
-        self.wsgi = _WSGI(wsgi, workers=threads)
+        self.wsgi = _WSGI(wsgi, workers=threads, lean_body_max=lean_body_max())
         self.streams = OpenStreams()
 
     async def __call__(self, scope, receive, send):
