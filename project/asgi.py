@@ -5,8 +5,9 @@
   handler, on the event loop: an open stream is a coroutine waiting for its next event, which costs memory, not a
   thread, so hundreds of open streams take none of the threads that serve the API.
 * Every other request goes, as before, to Django's WSGI application (project/wsgi.py) in a bounded pool of
-  `WEB_THREADS` threads (a2wsgi): the same middleware, errors, body limits and trace ids as under gunicorn's
-  threads. Requests beyond the pool wait for a thread, as they waited for one of gunicorn's.
+  `WEB_THREADS` threads (a2wsgi's pool; a small request in one hand-over, `_WSGI`): the same middleware, errors,
+  body limits and trace ids as under gunicorn's threads. Requests beyond the pool wait for a thread, as they
+  waited for one of gunicorn's.
 
 Around both, what gunicorn's own HTTP layer did: its limits on the request line (4094 bytes, else 414) and on the
 header fields (100 of them, 8190 bytes each, else 431); its access line (logger `gunicorn.access`, gunicorn's
@@ -33,8 +34,8 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 EVENT_STREAM_PATH = "/api/agents/me/events/"
-# gunicorn's defaults (limit_request_line, limit_request_fields, limit_request_field_size). The parser (h11)
-# refuses a request whose line and headers together pass 16 KiB before any of this is reached.
+# gunicorn's defaults (limit_request_line, limit_request_fields, limit_request_field_size). The server's protocol
+# (project/server.py) refuses a request whose head is still incomplete past 16 KiB before any of this is reached.
 MAX_REQUEST_LINE = 4094
 MAX_HEADER_FIELDS = 100
 MAX_HEADER_FIELD = 8190
