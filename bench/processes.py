@@ -34,10 +34,14 @@ starts one again.
 
 The web server is scripts/serve.sh's unless a benchmark's `--server` (add_server_argument) says otherwise:
 
-    uvicorn   gunicorn's master with the site's uvicorn workers (project/server.py) serving project/asgi.py: the
-              event stream on the event loop, every other request through WSGI in `threads` threads a process
-    gthread   the layout before it: gunicorn's threads on project/wsgi.py (the event stream not served: 421)
-    granian   granian's ASGI interface on project/asgi.py (the same application as uvicorn's, another server)
+    uvicorn       gunicorn's master with the site's uvicorn workers (project/server.py: httptools) serving
+                  project/asgi.py: the event stream on the event loop, every other request through WSGI in
+                  `threads` threads a process
+    uvicorn-h11   the same with h11 as the HTTP parser (project.server.H11Worker), as before httptools
+    gthread       the layout before it: gunicorn's threads on project/wsgi.py (the event stream not served: 421)
+    granian       granian's ASGI interface on project/asgi.py (the same application as uvicorn's, another server)
+    granian-wsgi  granian's WSGI interface on project/wsgi.py, `threads` blocking threads a process (the event
+                  stream not served, as gthread)
 
 Its processes are named `gunicorn` in the CPU figures whichever it is (the benchmarks' keys stay comparable).
 """
@@ -71,13 +75,14 @@ print("TOKEN=" + Token.objects.get_or_create(user=user)[0].key)
 """
 
 
-WEB_SERVERS = ("uvicorn", "gthread", "granian")
+WEB_SERVERS = ("uvicorn", "uvicorn-h11", "gthread", "granian", "granian-wsgi")
 
 
 def add_server_argument(parser) -> None:
     parser.add_argument("--server", choices=WEB_SERVERS, default="uvicorn",
-                        help="the web server: uvicorn (scripts/serve.sh's: gunicorn with the site's uvicorn workers), "
-                             "gthread (gunicorn's threads on project.wsgi, the layout before) or granian")
+                        help="the web server: uvicorn (scripts/serve.sh's: gunicorn with the site's uvicorn workers, "
+                             "httptools), uvicorn-h11 (the same with h11), gthread (gunicorn's threads on "
+                             "project.wsgi, the layout before), granian (ASGI) or granian-wsgi")
 
 
 def web_command(server: str, *, port: int, workers: int, threads: int, timeout: int = 60,
@@ -87,14 +92,19 @@ def web_command(server: str, *, port: int, workers: int, threads: int, timeout: 
         return [str(BIN / "gunicorn"), "project.wsgi:application", "--bind", f"127.0.0.1:{port}",
                 "--workers", str(workers), "--threads", str(threads), "--timeout", str(timeout),
                 "--keep-alive", str(keep_alive), "--backlog", str(backlog)], {}
-    if server == "uvicorn":
-        return [str(BIN / "gunicorn"), "project.asgi:application", "--worker-class", "project.server.Worker",
+    if server in ("uvicorn", "uvicorn-h11"):
+        worker = "project.server.Worker" if server == "uvicorn" else "project.server.H11Worker"
+        return [str(BIN / "gunicorn"), "project.asgi:application", "--worker-class", worker,
                 "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--timeout", str(timeout),
                 "--keep-alive", str(keep_alive), "--backlog", str(backlog)], {"WEB_THREADS": str(threads)}
     if server == "granian":
         return [str(BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
                 "--workers", str(workers), "--backlog", str(backlog), "--no-ws", "--loop", "uvloop",
                 "project.asgi:application"], {"WEB_THREADS": str(threads)}
+    if server == "granian-wsgi":
+        return [str(BIN / "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+                "--workers", str(workers), "--blocking-threads", str(threads), "--backlog", str(backlog),
+                "--no-ws", "--loop", "uvloop", "project.wsgi:application"], {}
     raise ValueError(f"--server is one of {', '.join(WEB_SERVERS)}, not {server!r}")
 
 

@@ -100,8 +100,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--drain", type=float, default=15.0, help="seconds after the load (default 15)")
     parser.add_argument("--workers", type=int, default=3, help="web server processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per process for the API (WEB_THREADS)")
-    parser.add_argument("--server", choices=[name for name in WEB_SERVERS if name != "gthread"], default="uvicorn",
-                        help="the web server (bench/processes.py; gthread does not serve the event stream)")
+    parser.add_argument("--server", choices=[name for name in WEB_SERVERS if name not in ("gthread", "granian-wsgi")],
+                        default="uvicorn",
+                        help="the web server (bench/processes.py; gthread and granian-wsgi do not serve the event "
+                             "stream)")
     parser.add_argument("--chaos", action="store_true", help="SIGKILL the servers and the dispatcher in turn")
     parser.add_argument("--chaos-every", type=float, default=10.0, help="seconds between kills (default 10)")
     return parser.parse_args()

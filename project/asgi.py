@@ -5,8 +5,9 @@
   handler, on the event loop: an open stream is a coroutine waiting for its next event, which costs memory, not a
   thread, so hundreds of open streams take none of the threads that serve the API.
 * Every other request goes, as before, to Django's WSGI application (project/wsgi.py) in a bounded pool of
-  `WEB_THREADS` threads (a2wsgi): the same middleware, errors, body limits and trace ids as under gunicorn's
-  threads. Requests beyond the pool wait for a thread, as they waited for one of gunicorn's.
+  `WEB_THREADS` threads (a2wsgi's pool; a small request in one hand-over, `_WSGI`): the same middleware, errors,
+  body limits and trace ids as under gunicorn's threads. Requests beyond the pool wait for a thread, as they
+  waited for one of gunicorn's.
 
 Around both, what gunicorn's own HTTP layer did: its limits on the request line (4094 bytes, else 414) and on the
 header fields (100 of them, 8190 bytes each, else 431); its access line (logger `gunicorn.access`, gunicorn's
@@ -19,20 +20,22 @@ this application (`uvicorn project.asgi:application`, granian's ASGI interface: 
 """
 
 import asyncio
+import contextvars
+import io
 import logging
 import os
 import time
 from datetime import datetime
 
-from a2wsgi.wsgi import WSGIMiddleware, WSGIResponder
+from a2wsgi.wsgi import WSGIMiddleware, WSGIResponder, build_environ
 from django.core.asgi import get_asgi_application
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 EVENT_STREAM_PATH = "/api/agents/me/events/"
-# gunicorn's defaults (limit_request_line, limit_request_fields, limit_request_field_size). The parser (h11)
-# refuses a request whose line and headers together pass 16 KiB before any of this is reached.
+# gunicorn's defaults (limit_request_line, limit_request_fields, limit_request_field_size). The server's protocol
+# (project/server.py) refuses a request whose head is still incomplete past 16 KiB before any of this is reached.
 MAX_REQUEST_LINE = 4094
 MAX_HEADER_FIELDS = 100
 MAX_HEADER_FIELD = 8190
@@ -83,11 +86,140 @@ class _Responder(WSGIResponder):
 
 
 class _WSGI(WSGIMiddleware):
+    """The WSGI application in the thread pool. A request whose body is small and came whole with its head (most
+    of them: a webhook, an API call, a page) is served in one hand-over: the thread runs the application and, for
+    a response already in memory (Django's, not a streaming one), returns it whole, sent from the loop. a2wsgi
+    crosses between the loop and the thread for the body's reads, the response's start and each chunk, several
+    wake-ups each (~0.6 ms of CPU a request: bench/server_overhead.py, docs/PERFORMANCE.md). Any other request (a
+    body not complete in the first read, longer than `lean_body_max`, chunked or announced by
+    `Expect: 100-continue`) takes a2wsgi's path, where the application reads the body as it comes: an upload never
+    sits whole in memory, and one over the site's limits is refused by its announced length without waiting for
+    it. A streaming response goes out chunk by chunk from its thread, as a2wsgi sends it."""
+
+    def __init__(self, app, *, workers: int, lean_body_max: int):
+        super().__init__(app, workers=workers)
+        self.lean_body_max = lean_body_max
+
     async def __call__(self, scope, receive, send):
+        first = None
+        if self._lean(scope):
+            first = await receive()
+            if first["type"] != "http.request":  # the client went away before sending its body: nobody to answer
+                return
+            if not first.get("more_body", False):
+                await _serve_whole(self.app, self.executor, scope, first.get("body", b""), send)
+                return
+
         async def receive_coroutine():  # a2wsgi's threads need a coroutine; granian's receive gives another awaitable
+            nonlocal first
+            if first is not None:  # what was read above, given to the application first
+                message, first = first, None
+                return message
             return await receive()
 
         await _Responder(self.app, self.executor, self.send_queue_size)(scope, receive_coroutine, send)
+
+    def _lean(self, scope) -> bool:
+        length = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name in (b"transfer-encoding", b"expect"):
+                return False
+        return length is None or (length.isdigit() and int(length) <= self.lean_body_max)
+
+
+# The largest request body read before the application runs (when it came whole with its head): past it (an
+# upload), the application reads the body as it comes (a2wsgi).
+LEAN_BODY_MAX = 64 * 1024
+
+
+def lean_body_max() -> int:
+    """LEAN_BODY_MAX, or less when the site refuses smaller bodies (channels_app/request_limits.py): a body it
+    refuses is never waited for."""
+    from django.conf import settings
+
+    limits = [limit for limit in (settings.DATA_UPLOAD_MAX_MEMORY_SIZE, settings.UPLOAD_MAX_SIZE) if limit is not None]
+    return min([LEAN_BODY_MAX, *limits])
+
+
+class _Started:
+    """What the application's start_response said; `sent` once the response's start has gone to the client."""
+
+    __slots__ = ("status", "headers", "sent", "written")
+
+    def __init__(self):
+        self.status = self.headers = None
+        self.sent = False
+        self.written: list[bytes] = []
+
+    def start_response(self, status, response_headers, exc_info=None):
+        if exc_info is not None and self.sent:  # PEP 3333: too late to change the answer, re-raise
+            raise exc_info[1].with_traceback(exc_info[2])
+        self.status = int(status.split(" ", 1)[0])
+        # names as the application wrote them (as _Responder, and gunicorn, send them)
+        self.headers = [(name.strip().encode("latin1"), value.strip().encode("latin1"))
+                        for name, value in response_headers]
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """WSGI's write() (Django never calls it): held until the response's start is sent, then sent."""
+        self.written.append(data)
+
+
+class _Written(list):
+    """`_Started.written` once the start is sent: what the application writes goes to the client at once."""
+
+    def __init__(self, send_now):
+        super().__init__()
+        self.send_now = send_now
+
+    def append(self, data: bytes) -> None:
+        self.send_now({"type": "http.response.body", "body": data, "more_body": True})
+
+
+def _run_application(app, environ, started: _Started, loop, send) -> bytes | None:
+    """In the pool's thread: the application's answer, whole, when it is in memory (Django's usual response);
+    else (a streaming response: a download, an export) None, the response sent from here chunk by chunk, each
+    waiting for the client as a2wsgi's do, and closed in this thread (Django closes the request's database
+    connection there, the thread's own)."""
+    iterable = app(environ, started.start_response)
+    try:
+        if getattr(iterable, "streaming", None) is False or isinstance(iterable, (list, tuple)):
+            return b"".join([*started.written, *iterable])
+
+        def send_now(message):
+            asyncio.run_coroutine_threadsafe(send(message), loop).result()
+
+        def send_start():
+            started.sent = True
+            send_now({"type": "http.response.start", "status": started.status, "headers": started.headers})
+            for written in started.written:
+                send_now({"type": "http.response.body", "body": written, "more_body": True})
+            started.written = _Written(send_now)
+
+        for chunk in iterable:
+            if not started.sent:  # a generator calls start_response on its first step
+                send_start()
+            send_now({"type": "http.response.body", "body": chunk, "more_body": True})
+        if not started.sent:
+            send_start()
+        send_now({"type": "http.response.body", "body": b""})
+        return None
+    finally:
+        getattr(iterable, "close", lambda: None)()
+
+
+async def _serve_whole(app, executor, scope, body: bytes, send) -> None:
+    loop = asyncio.get_running_loop()
+    environ = build_environ(scope, io.BytesIO(body))
+    started = _Started()
+    answer = await loop.run_in_executor(executor, contextvars.copy_context().run, _run_application, app, environ,
+                                        started, loop, send)
+    if answer is not None:
+        started.sent = True
+        await send({"type": "http.response.start", "status": started.status, "headers": started.headers})
+        await send({"type": "http.response.body", "body": answer})
 
 
 class Site:
@@ -95,7 +227,7 @@ class Site:
 
     def __init__(self, *, events, wsgi, threads: int):
         self.events = events
-        self.wsgi = _WSGI(wsgi, workers=threads)
+        self.wsgi = _WSGI(wsgi, workers=threads, lean_body_max=lean_body_max())
         self.streams = OpenStreams()
 
     async def __call__(self, scope, receive, send):

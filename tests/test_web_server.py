@@ -5,6 +5,7 @@ stream with a complete response. tests/test_one_port.py shows the same through `
 
 import asyncio
 import logging
+import threading
 
 import pytest
 
@@ -122,3 +123,135 @@ def test_the_lifespan_is_answered_for_servers_that_ask():
 
     asyncio.run(site({"type": "lifespan"}, receive, send))
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+def _call_with_body(site: Site, scope: dict, chunks: list[bytes]) -> list[dict]:
+    """The messages sent for a request whose body comes in `chunks` (one http.request message each)."""
+    sent: list[dict] = []
+    messages = [{"type": "http.request", "body": chunk, "more_body": n < len(chunks) - 1}
+                for n, chunk in enumerate(chunks)]
+
+    async def run():
+        async def receive():
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        await asyncio.wait_for(site(scope, receive, send), 10)
+
+    asyncio.run(run())
+    return sent
+
+
+def _echo(environ, start_response):
+    """The body's length as the application reads it, the thread it ran in, a header written in capitals."""
+    body = environ["wsgi.input"].read()
+    start_response("201 Created", [("Content-Type", "text/plain"), ("X-Seen", str(len(body)))])
+    return [body[:5], b"|", threading.current_thread().name.encode()]
+
+
+def _body(sent: list[dict]) -> bytes:
+    return b"".join(message.get("body", b"") for message in sent[1:])
+
+
+@pytest.mark.parametrize(("headers", "reads"), [
+    pytest.param([(b"content-length", b"11")], 1, id="small-body-whole-with-its-head"),
+    pytest.param([(b"content-length", b"11")], 2, id="small-body-in-two-reads"),
+    pytest.param([(b"content-length", str(70 * 1024).encode())], 1, id="over-LEAN_BODY_MAX"),
+    pytest.param([(b"transfer-encoding", b"chunked")], 2, id="chunked"),
+    pytest.param([(b"content-length", b"11"), (b"expect", b"100-continue")], 1, id="expect-100-continue"),
+])
+def test_a_request_body_reaches_the_application_whole_in_a_pool_thread(headers, reads):
+    site = Site(events=_stream_like_django, wsgi=_echo, threads=2)
+    length = int(dict(headers).get(b"content-length", b"11"))
+    body = b"hello world" if length == 11 else b"x" * length
+    scope = {**_scope("/nexus/v3/"), "method": "POST", "headers": headers}
+
+    sent = _call_with_body(site, scope, [body] if reads == 1 else [body[: length // 2], body[length // 2:]])
+
+    assert sent[0]["status"] == 201
+    assert (b"X-Seen", str(length).encode()) in sent[0]["headers"]  # as written, the body read whole
+    assert _body(sent).startswith(body[:5] + b"|WSGI")  # a2wsgi's pool, whichever path: never the event loop
+    assert sent[-1].get("more_body", False) is False
+
+
+def test_an_announced_body_over_the_limit_is_refused_without_waiting_for_it():
+    """The application answers from the announced length (channels_app/request_limits.py) while the client has
+    sent only the body's start: the rest is never waited for."""
+    def refuse(environ, start_response):
+        start_response("413 Request Entity Too Large", [("Content-Type", "text/plain")])
+        return [b"too large"]
+
+    site = Site(events=_stream_like_django, wsgi=refuse, threads=1)
+    scope = {**_scope("/nexus/v3/"), "method": "POST", "headers": [(b"content-length", b"5000")]}
+    messages = [{"type": "http.request", "body": b"x" * 1000, "more_body": True}]
+    forever = asyncio.Event()
+    sent = []
+
+    async def run():
+        async def receive():
+            if messages:
+                return messages.pop()
+            await forever.wait()  # the rest of the body never comes
+
+        async def send(message):
+            sent.append(message)
+
+        await asyncio.wait_for(site(scope, receive, send), 10)
+
+    asyncio.run(run())
+    assert (sent[0]["status"], _body(sent)) == (413, b"too large")
+
+
+def test_a_client_gone_before_sending_its_body_runs_nothing():
+    ran = []
+    site = Site(events=_stream_like_django, wsgi=lambda environ, start_response: ran.append(1) or [], threads=1)
+    sent = []
+
+    async def run():
+        async def receive():
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        await site({**_scope("/nexus/v3/"), "method": "POST", "headers": [(b"content-length", b"9")]}, receive, send)
+
+    asyncio.run(run())
+    assert (ran, sent) == ([], [])
+
+
+def test_a_streaming_response_is_sent_chunk_by_chunk_from_its_thread_and_closed_there():
+    closed_in = []
+
+    class Stream:
+        streaming = True
+
+        def __iter__(self):
+            yield b"one "
+            yield b"two"
+
+        def close(self):
+            closed_in.append(threading.current_thread().name)
+
+    def application(environ, start_response):
+        write = start_response("200 OK", [("Content-Type", "text/csv")])
+        write(b"written ")  # WSGI's legacy write(): before the iterable's chunks
+        return Stream()
+
+    sent = _call(Site(events=_stream_like_django, wsgi=application, threads=1), _scope("/export/"))
+
+    assert sent[0]["status"] == 200
+    assert [message.get("body") for message in sent[1:]] == [b"written ", b"one ", b"two", b""]
+    assert closed_in and closed_in[0].startswith("WSGI")  # Django closes the request's connection in its thread
+
+
+def test_a_generator_application_starts_its_response_on_its_first_step():
+    def application(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"late"
+
+    sent = _call(Site(events=_stream_like_django, wsgi=application, threads=1), _scope("/gen/"))
+
+    assert (sent[0]["status"], _body(sent)) == (200, b"late")
