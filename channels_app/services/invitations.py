@@ -2,8 +2,10 @@
 session from a strategy and send it a standard response."""
 
 import functools
+import json
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -396,16 +398,20 @@ def _names(fields) -> str:
 
 _CONTACT_FIELDS = Contact._meta.concrete_fields
 _NEW_CONTACT_FIELDS = [f for f in _CONTACT_FIELDS if not f.primary_key]
-_INTERACTION_FIELDS = Interaction._meta.concrete_fields
-_MESSAGE_FIELDS = Message._meta.concrete_fields
 _DELIVERY_FIELDS = [f for f in Delivery._meta.concrete_fields if not f.primary_key]
 _JSON = Contact._meta.get_field("attributes")
 
 
+def _record(table: str, param: str) -> str:
+    """A new row given as one JSON object of its columns (%(param)s): psycopg converts a statement of more than
+    50 parameters or 4 KiB anew each time, which cost more than PostgreSQL's reading of the JSON."""
+    return f"jsonb_populate_record(NULL::{table}, %({param})s::jsonb)"
+
+
 @functools.lru_cache(maxsize=256)
 def _contact_sql(kind: str, fields: tuple[str, ...], attributes: bool) -> str:
-    """The contact's CTEs: `found`, `new_contact`, `kept` (the given properties written), `contact` (its row
-    after them) and `opted_out`."""
+    """The contact's CTEs: `found`, `opted_out`, `new_contact`, `kept` (the given properties written) and `contact`
+    (its row after them)."""
     contact = Contact._meta.db_table
     changed = [f'kept."{Contact._meta.get_field(name).column}" IS DISTINCT FROM %(set_{name})s' for name in fields]
     sets = [f'"{Contact._meta.get_field(name).column}" = %(set_{name})s' for name in fields]
@@ -416,18 +422,17 @@ def _contact_sql(kind: str, fields: tuple[str, ...], attributes: bool) -> str:
     kept = f"""kept AS (
     UPDATE {contact} AS kept SET {", ".join(sets)}, updated_at = %(now)s FROM found
     WHERE kept.id = found.id AND NOT EXISTS (SELECT FROM opted_out) AND (%(certain)s OR {" OR ".join(changed)})
-    RETURNING {_columns("kept", _CONTACT_FIELDS)}
+    RETURNING kept.*
 ), """ if sets else ""
     return f"""found AS (
-    SELECT {_columns("contact", _CONTACT_FIELDS)} FROM {contact} AS contact
-    WHERE contact.tenant_id = %(tenant)s AND {_CONTACT_KEY_SQL[kind]}
+    SELECT contact.* FROM {contact} AS contact WHERE contact.tenant_id = %(tenant)s AND {_CONTACT_KEY_SQL[kind]}
 ), opted_out AS (
     SELECT FROM {ContactOptOut._meta.db_table} AS opt_out JOIN found ON opt_out.contact_id = found.id
     WHERE opt_out.channel_id = %(channel)s
 ), new_contact AS (
     INSERT INTO {contact} ({_names(_NEW_CONTACT_FIELDS)})
-    SELECT {", ".join(f"%(contact_{f.attname})s" for f in _NEW_CONTACT_FIELDS)} WHERE NOT EXISTS (SELECT FROM found)
-    ON CONFLICT DO NOTHING RETURNING {_columns(contact, _CONTACT_FIELDS)}
+    SELECT {_names(_NEW_CONTACT_FIELDS)} FROM {_record(contact, "contact")} WHERE NOT EXISTS (SELECT FROM found)
+    ON CONFLICT DO NOTHING RETURNING *
 ), {kept}contact AS (
     {"SELECT * FROM kept UNION ALL SELECT * FROM found WHERE NOT EXISTS (SELECT FROM kept)" if sets
      else "SELECT * FROM found"}
@@ -439,26 +444,25 @@ def _contact_sql(kind: str, fields: tuple[str, ...], attributes: bool) -> str:
 def _rows_sql(message: bool) -> str:
     """The interaction's CTE (its contact from `contact`, none when `opted_out`) and, with `message`, the message's
     and the delivery's; the last one wakes the dispatcher."""
-    interaction = f"""interaction AS (
-    INSERT INTO {Interaction._meta.db_table} ({_names(_INTERACTION_FIELDS)})
-    SELECT {", ".join("contact.id" if f.name == "contact" else f"%(interaction_{f.attname})s"
-                      for f in _INTERACTION_FIELDS)}
-    FROM contact WHERE NOT EXISTS (SELECT FROM opted_out) RETURNING id
+    interaction = Interaction._meta.db_table
+    rows = f"""interaction AS (
+    INSERT INTO {interaction} SELECT row.* FROM contact, jsonb_populate_record(
+        NULL::{interaction}, %(interaction)s::jsonb || jsonb_build_object('contact_id', contact.id)) AS row
+    WHERE NOT EXISTS (SELECT FROM opted_out) RETURNING id
 )"""
     if not message:
-        return interaction
-    return interaction + f""", message AS (
-    INSERT INTO {Message._meta.db_table} ({_names(_MESSAGE_FIELDS)})
-    SELECT {", ".join("interaction.id" if f.name == "interaction" else f"%(message_{f.attname})s"
-                      for f in _MESSAGE_FIELDS)}
-    FROM interaction RETURNING id
+        return rows
+    return rows + f""", message AS (
+    INSERT INTO {Message._meta.db_table} SELECT row.* FROM interaction, {_record(Message._meta.db_table, "message")}
+    AS row RETURNING id
 ), delivery AS (
     INSERT INTO {Delivery._meta.db_table} ({_names(_DELIVERY_FIELDS)})
-    SELECT {", ".join("message.id" if f.name == "message" else f"%(delivery_{f.attname})s" for f in _DELIVERY_FIELDS)}
-    FROM message RETURNING id, pg_notify('{DISPATCHER_CHANNEL}', '')
+    SELECT {_names(_DELIVERY_FIELDS)} FROM message, {_record(Delivery._meta.db_table, "delivery")}
+    RETURNING id, pg_notify('{DISPATCHER_CHANNEL}', '')
 )"""
 
 
+@functools.lru_cache(maxsize=512)
 def _statement(*, contact: tuple | None, message: bool) -> str:
     """`contact` ((kind, fields, attributes): the contact's CTEs) and the rows' CTEs; without `contact`, the rows
     of the contact %(contact_id)s. Its row: the contact's columns (with `contact`), whether the customer opted
@@ -474,13 +478,26 @@ def _statement(*, contact: tuple | None, message: bool) -> str:
             f"FROM contact")
 
 
+@functools.lru_cache(maxsize=256)
 def _contact_only_statement(kind: str, fields: tuple[str, ...], attributes: bool) -> str:
     return (f"WITH {_contact_sql(kind, fields, attributes)}\nSELECT {_columns('contact', _CONTACT_FIELDS)}, "
             f"EXISTS (SELECT FROM opted_out) FROM contact")
 
 
-def _prepared(obj, fields, prefix: str) -> dict:
-    return {f"{prefix}_{f.attname}": f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields}
+def _json_row(obj) -> str:
+    """The columns of a new row as a JSON object (`_record`): the values `Model.save` would write (its automatic
+    times set now), JSON columns nested."""
+    values = {}
+    for f in obj._meta.concrete_fields:
+        values[f.column] = f.pre_save(obj, True) if getattr(f, "auto_now", False) or getattr(
+            f, "auto_now_add", False) else getattr(obj, f.attname)
+    return json.dumps(values, default=_isoformat)
+
+
+def _isoformat(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _invitation_store_postgresql(plan: InvitationPlan, invitee: Invitee) -> Invitation | None:
@@ -506,7 +523,7 @@ def _invitation_store_postgresql(plan: InvitationPlan, invitee: Invitee) -> Invi
         user_data={**attributes, **invitee.user_data}, terminate_after_send=plan.terminate_session, now=now,
     )
     params = {"tenant": channel.tenant_id, "key": key[1], "channel": channel.pk, "now": now,
-              "certain": changes.certain, **_prepared(new_contact, _NEW_CONTACT_FIELDS, "contact"),
+              "certain": changes.certain, "contact": _json_row(new_contact),
               **{f"set_{name}": value for name, value in changes.fields.items()}}
     if changes.attributes:
         params["set_attributes"] = _JSON.get_db_prep_save(changes.attributes, connection)
@@ -570,12 +587,11 @@ def _message(plan: InvitationPlan, interaction: Interaction, payload: dict) -> M
 
 
 def _rows_params(interaction: Interaction, message: Message | None) -> dict:
-    params = _prepared(interaction, [f for f in _INTERACTION_FIELDS if f.name != "contact"], "interaction")
+    params = {"interaction": _json_row(interaction)}
     if message is not None:
-        params.update(_prepared(message, [f for f in _MESSAGE_FIELDS if f.name != "interaction"], "message"))
         now = timezone.now()
         delivery = Delivery(message=message, channel_id=message.channel_id, next_attempt_at=now, published_at=now)
-        params.update(_prepared(delivery, [f for f in _DELIVERY_FIELDS if f.name != "message"], "delivery"))
+        params.update(message=_json_row(message), delivery=_json_row(delivery))
         message._delivery = delivery
     return params
 
