@@ -282,3 +282,29 @@ def test_a_contact_created_by_a_concurrent_request_is_found_and_used(channel, sp
     assert Interaction.objects.get().contact_id == contact.pk
     assert (contact.first_name, contact.last_name) == ("John", "Smith")
     assert Delivery.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_simulators_task_answers_every_message_of_a_batch_each_on_its_own(spec_response):
+    # given: three invitations sent together on the demo simulator channel (its receipt and automatic reply on)
+    from django.core.management import call_command
+
+    from channels_app.models import Channel
+    from channels_app.services.deliveries import deliveries_attempt
+    from channels_app.tasks import simulator_emit
+
+    call_command("seed_demo", verbosity=0)
+    simulator = Channel.objects.get(channel_id="channel-ghub-simulator")
+    invitations = [invite(simulator, client_id=f"1555000{n:04d}") for n in range(3)]
+    deliveries_attempt(delivery_ids=[invitation.delivery.pk for invitation in invitations])
+    sent = [Message.objects.get(pk=invitation.message_id) for invitation in invitations]
+    assert all(message.external_id for message in sent)
+    # when: the task gets them all, one of them gone meanwhile
+    Message.objects.filter(pk=sent[1].pk).update(external_id="")
+    simulator_emit.run(*(message.pk for message in sent), "no-such-message")
+    # then: each answered as a task of its own answered it
+    for message, answered in zip(sent, (True, False, True), strict=True):
+        message.refresh_from_db()
+        assert (message.status == "delivered") is answered
+        replies = Message.objects.filter(interaction_id=message.interaction_id, direction="inbound")
+        assert replies.count() == (1 if answered else 0)
