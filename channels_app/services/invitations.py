@@ -540,15 +540,15 @@ def _invitation_store_postgresql(plan: InvitationPlan, invitee: Invitee) -> Invi
             message = _message(plan, interaction, payload)
         elif plan.terminate_session:
             _ended_at_once(interaction, now)
-        params.update(_rows_params(interaction, message))
+        rows, delivery = _rows_params(interaction, message)
         with connection.cursor() as cursor:
-            cursor.execute(_statement(contact=contact_part, message=message is not None), params)
+            cursor.execute(_statement(contact=contact_part, message=message is not None), {**params, **rows})
             row = cursor.fetchone()
         if row is None:
             return None
         if row[-2]:
             raise _opted_out(plan, invitee)
-        return _invitation(interaction, _contact_from(row), message, row[-1])
+        return _invitation(interaction, _contact_from(row), message, delivery, row[-1])
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(_contact_only_statement(*contact_part), params)
@@ -565,11 +565,11 @@ def _invitation_store_postgresql(plan: InvitationPlan, invitee: Invitee) -> Invi
             Interaction.objects.bulk_create([interaction])
             (delivery,) = messages_queue_outbound(messages=[message])
             return Invitation(interaction, message.pk, delivery)
+        rows, delivery = _rows_params(interaction, message)
         with connection.cursor() as cursor:
-            cursor.execute(_statement(contact=None, message=True),
-                           {"contact_id": contact.pk, **_rows_params(interaction, message)})
+            cursor.execute(_statement(contact=None, message=True), {"contact_id": contact.pk, **rows})
             (_nobody_opted_out, delivery_id) = cursor.fetchone()
-    return _invitation(interaction, contact, message, delivery_id)
+    return _invitation(interaction, contact, message, delivery, delivery_id)
 
 
 def _renders_without_contact(response: StandardResponse, given: dict) -> bool:
@@ -586,14 +586,14 @@ def _message(plan: InvitationPlan, interaction: Interaction, payload: dict) -> M
     return message
 
 
-def _rows_params(interaction: Interaction, message: Message | None) -> dict:
-    params = {"interaction": _json_row(interaction)}
-    if message is not None:
-        now = timezone.now()
-        delivery = Delivery(message=message, channel_id=message.channel_id, next_attempt_at=now, published_at=now)
-        params.update(message=_json_row(message), delivery=_json_row(delivery))
-        message._delivery = delivery
-    return params
+def _rows_params(interaction: Interaction, message: Message | None) -> tuple[dict, Delivery | None]:
+    """The rows' parameters, and the message's delivery (as `deliveries_create` makes it: due now)."""
+    if message is None:
+        return {"interaction": _json_row(interaction)}, None
+    now = timezone.now()
+    delivery = Delivery(message=message, channel_id=message.channel_id, next_attempt_at=now, published_at=now)
+    return {"interaction": _json_row(interaction), "message": _json_row(message),
+            "delivery": _json_row(delivery)}, delivery
 
 
 def _contact_from(row: tuple) -> Contact:
@@ -607,13 +607,13 @@ def _opted_out(plan: InvitationPlan, invitee: Invitee) -> ExecutionFailed:
         field="_umsClientId")
 
 
-def _invitation(interaction: Interaction, contact: Contact, message: Message | None, delivery_id) -> Invitation:
+def _invitation(interaction: Interaction, contact: Contact, message: Message | None, delivery: Delivery | None,
+                delivery_id) -> Invitation:
     interaction.contact = contact
     interaction._state.adding, interaction._state.db = False, connection.alias
     if message is None:
         return Invitation(interaction, None)
     message._state.adding, message._state.db = False, connection.alias
-    delivery = message.__dict__.pop("_delivery")
     delivery.pk, delivery._state.adding, delivery._state.db = delivery_id, False, connection.alias
     if traffic.isEnabledFor(logging.INFO):
         traffic.info("Message %s queued.", message.pk, extra=message_fields(message))
