@@ -17,7 +17,8 @@ is `CELERY_BROKER_URL` (tasks are published, no worker needs to run).
 
     DATABASE_URL=postgres://... CELERY_BROKER_URL=redis://... .venv/bin/python -m bench.hot_paths_profile [-n 2000]
 
-Prints `name=value` lines: `<path>_cpu_ms_per_request` (mean) and `<path>_cpu_ms_p50`; and, to see the web
+Prints `name=value` lines: `<path>_cpu_ms_per_request` (mean), `<path>_cpu_ms_p50`, `<path>_statements` (sent to
+PostgreSQL a request, BEGIN and COMMIT apart: `<path>_transaction_statements`); and, to see the web
 machinery alone (middleware, DRF or not) without the database's share and its noise, `<path>_refused_cpu_ms_p50`
 of requests refused before any write (/esp without a token, /nexus with a wrong signature: one cached read).
 """
@@ -39,6 +40,7 @@ FIXTURES = ROOT / "tests" / "fixtures"
 CHANNEL_ID = "channel-bench-hot-paths"
 SECRET = "bench-hot-paths-secret"
 DEMO_CHANNEL_ID = "channel-ghub-simulator"
+STATEMENTS_COUNTED = 50  # requests per path whose statements are counted (CaptureQueriesContext), after the timed ones
 
 
 def parse_args() -> argparse.Namespace:
@@ -177,11 +179,20 @@ def main() -> None:
         body = json.dumps({"text": f"Agent answer {stamp}-{index}"}).encode()
         return call("POST", f"/api/interactions/{ids['interaction']}/messages/", body, ids["auth"])
 
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
     figures = {}
     for name, one in (("nexus", nexus), ("esp", esp), ("agent_message", agent_message)):
         cpu = measure(name, args.n, args.warmup, one)
         figures[f"{name}_cpu_ms_per_request"] = statistics.fmean(cpu)
         figures[f"{name}_cpu_ms_p50"] = statistics.median(cpu)
+        with CaptureQueriesContext(connection) as captured:
+            measure(name, STATEMENTS_COUNTED, 0, lambda index, one=one: one(args.n + args.warmup + index))
+        sql = [query["sql"] for query in captured.captured_queries]
+        control = sum(1 for text in sql if text in ("BEGIN", "COMMIT"))
+        figures[f"{name}_statements"] = (len(sql) - control) / STATEMENTS_COUNTED
+        figures[f"{name}_transaction_statements"] = control / STATEMENTS_COUNTED
     logging.getLogger("django.request").setLevel(logging.ERROR)  # the refusals' warning lines
     refused = (
         ("esp", lambda index: call("POST", "/esp", b"{}", {"Content-Type": "application/json"})),

@@ -50,8 +50,9 @@ def expire_sessions() -> int:
 
 
 @shared_task(name=SIMULATOR_EMIT)
-def simulator_emit(message_id: str) -> None:
-    simulator.simulator_emit(message_id=message_id)
+def simulator_emit(*message_ids: str) -> None:
+    """The simulated third party's side of the messages sent together (one id: a task published before batches)."""
+    simulator.simulator_emit_all(message_ids=list(message_ids))
 
 
 @shared_task(name=CAMPAIGN_BATCH, acks_late=True, reject_on_worker_lost=True)

@@ -77,10 +77,43 @@ def contacts_identify(*, channel: Channel, claims: list[ContactClaim]) -> list[C
     return contacts
 
 
-def contact_key(*, channel: Channel, client_id: str) -> tuple[str, str]:
-    """What identifies the customer of `client_id` on the channel (`contact_identify`'s rule): ("phone", E.164)
-    or ("client", client id)."""
-    return _contact_key(channel, ContactClaim(client_id=client_id))
+def contact_key(*, channel: Channel, client_id: str, phone_number: str = "") -> tuple[str, str]:
+    """What identifies the customer of `client_id` (and `phone_number`, when the request names one) on the channel
+    (`contact_identify`'s rule): ("phone", E.164) or ("client", client id)."""
+    return _contact_key(channel, ContactClaim(client_id=client_id, phone_number=phone_number))
+
+
+def contact_unsaved(*, channel: Channel, key: tuple[str, str], client_id: str, properties: dict) -> Contact:
+    """The contact `contacts_identify` would create for `key`, with `properties` (not saved)."""
+    contact = _new_contact(channel, key, client_id)
+    _apply_properties(contact, properties)
+    return contact
+
+
+@dataclass(frozen=True)
+class ContactChanges:
+    """What `_apply_properties` does to a contact that exists, for a statement that applies it without reading the
+    contact first: the model fields' final values, the custom attributes given, and whether a change is certain
+    whatever the stored values (one field given twice with different values: the first differs from the second)."""
+
+    fields: dict
+    attributes: dict
+    certain: bool
+
+
+def contact_changes(*, properties: dict) -> ContactChanges:
+    fields, attributes, certain = {}, {}, False
+    for key, value in properties.items():
+        if not isinstance(value, (str, int, float)) or key in NOT_STORED:
+            continue
+        value = str(value)
+        model_field = STANDARD_PROPERTIES.get(key)
+        if model_field:
+            certain = certain or fields.get(model_field, value) != value
+            fields[model_field] = value
+        else:
+            attributes[key] = value
+    return ContactChanges(fields=fields, attributes=attributes, certain=certain)
 
 
 def contact_new(*, channel: Channel, key: tuple[str, str], client_id: str, properties: dict, last_message_at) -> (

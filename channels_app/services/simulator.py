@@ -2,11 +2,25 @@
 `Delivered` receipt and, when configured, an automatic customer reply, through
 the same services a real third party's requests reach."""
 
+import logging
+
 from channels_app import options_catalog
 from channels_app.models import Message
 from channels_app.services.interactions import customer_message_receive
 from channels_app.services.options import option_value
 from channels_app.services.receipts import receipt_apply
+
+logger = logging.getLogger(__name__)
+
+
+def simulator_emit_all(*, message_ids: list[str]) -> None:
+    """`simulator_emit` for each message, each on its own: one that fails leaves the others' receipts and replies
+    as a task each left them."""
+    for message_id in message_ids:
+        try:
+            simulator_emit(message_id=message_id)
+        except Exception:
+            logger.exception("The simulator's receipt or reply for message %s failed", message_id)
 
 
 def simulator_emit(*, message_id: str) -> None:
