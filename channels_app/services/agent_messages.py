@@ -24,9 +24,11 @@ from channels_app.services.options import session_option
 from channels_app.services.routing import agent_send_check, interaction_hold_new
 from channels_app.services.standard_responses import standard_response_render_for
 from channels_app.services.windows import (
+    CUSTOMER_LAST_MESSAGE,
     INTERACTIVE_OUTSIDE_WINDOW,
     INTERACTIVE_TYPES,
     NOTIFICATION_TYPES,
+    customer_last_message,
     customer_window_closes_at,
     is_open,
     window_applies,
@@ -193,6 +195,7 @@ def agent_message_send(
         interaction = (
             interactions.select_for_update(of=("self",))
             .select_related("channel", "contact")
+            .annotate(**{CUSTOMER_LAST_MESSAGE: customer_last_message()})  # the window: no query of its own
             .filter(pk=interaction_id)
             .first()
         )
@@ -210,11 +213,9 @@ def agent_message_send(
             fields=content.get("fields"), attachment_ids=content.get("attachments"),
             location=content.get("location"), header_attachment=content.get("header_attachment"),
         )
-        if interaction.state == InteractionState.QUEUED:
-            interaction.state = InteractionState.ACTIVE
-            interaction.save(update_fields=["state"])
-        return AgentMessage(message_queue_outbound(interaction=interaction, payload=payload, trace_id=trace_id),
-                            sent_as)
+        message = message_queue_outbound(interaction=interaction, payload=payload, trace_id=trace_id,
+                                         activate=interaction.state == InteractionState.QUEUED)
+        return AgentMessage(message, sent_as)
 
 
 # --- new outbound sessions --------------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ from django.utils import timezone
 from channels_app import options_catalog
 from channels_app.choices import MediaType
 from channels_app.models import (
+    AgentEvent,
     Channel,
+    ConferenceMember,
     Contact,
     Delivery,
     EarlyReceipt,
@@ -25,8 +27,8 @@ from channels_app.models import (
     MessageStatus,
 )
 from channels_app.models.conversations import generate_interaction_id
-from channels_app.services.agent_events import agent_events_prune, message_event
-from channels_app.services.deliveries import deliveries_create
+from channels_app.services.agent_events import EVENTS_CHANNEL, MESSAGE, agent_events_prune, message_data, message_event
+from channels_app.services.deliveries import DISPATCHER_CHANNEL, deliveries_create
 from channels_app.services.media import follower_deliveries_create, message_media, outbound_followers
 from channels_app.services.opt_out import OPTED_OUT, opt_out_confirmation, opt_out_keywords_apply
 from channels_app.services.options import option_value, session_options_snapshot
@@ -137,9 +139,21 @@ def messages_queue_outbound(*, messages: list[Message], publish: bool = True) ->
     return deliveries
 
 
-def message_queue_outbound(*, interaction: Interaction, payload: dict, trace_id: str = "") -> Message:
-    """One outgoing message of an ongoing interaction (an agent's), published after commit."""
+def message_queue_outbound(*, interaction: Interaction, payload: dict, trace_id: str = "",
+                           activate: bool = False) -> Message:
+    """One outgoing message of an ongoing interaction (an agent's), published after commit. With `activate`
+    the interaction becomes active (an agent answered a queued one). On PostgreSQL a message without files is
+    one statement (OUTBOUND_MESSAGE_SQL)."""
     message = message_new_outbound(interaction=interaction, payload=payload, trace_id=trace_id)
+    if activate:
+        interaction.state = InteractionState.ACTIVE
+    # files wait on their message (followers), and a held interaction's event then carries them: the ORM's path
+    if connection.vendor == "postgresql" and "attachments" not in payload and (
+            interaction.assigned_to_id is None or message_media(message) is None):
+        _outbound_message_store(interaction, message, activate)
+        return message
+    if activate:
+        interaction.save(update_fields=["state"])
     messages_queue_outbound(messages=[message])
     # to the agent who holds it, and its conference (with its files or location, if any)
     message_event(message=message, interaction=interaction, media=message_media(message))
@@ -417,6 +431,63 @@ def _columns(alias: str, fields) -> str:
 _CONTACT_FIELDS = Contact._meta.concrete_fields
 _INTERACTION_FIELDS = Interaction._meta.concrete_fields
 _MESSAGE_FIELDS = Message._meta.concrete_fields
+_DELIVERY_FIELDS = [field for field in Delivery._meta.concrete_fields if not field.primary_key]
+_EVENT_DATA = AgentEvent._meta.get_field("data")
+_LAST_ACTIVITY_STEP = timedelta(seconds=1)  # last_activity_at is moved only when it is this much behind
+# An agent's message without files, in one statement (`messages_queue_outbound` and `message_event`'s rules, in
+# SQL): the message; its delivery, due now; the interaction made active and its last activity moved, when either
+# is due; for an interaction someone holds, the message event of its agent and conference (events_add's rows,
+# deduplicated and in the order of their users); the NOTIFYs of deliveries_due and of the events, sent at commit
+# as before. Foreign keys are checked at commit (Django's are deferred), so the delivery may name the message
+# inserted beside it.
+OUTBOUND_MESSAGE_SQL = f"""
+WITH message AS (
+    INSERT INTO {Message._meta.db_table} ({", ".join(f'"{field.column}"' for field in _MESSAGE_FIELDS)})
+    VALUES ({", ".join(f"%(message_{field.attname})s" for field in _MESSAGE_FIELDS)})
+), delivery AS (
+    INSERT INTO {Delivery._meta.db_table} ({", ".join(f'"{field.column}"' for field in _DELIVERY_FIELDS)})
+    VALUES ({", ".join(f"%(delivery_{field.attname})s" for field in _DELIVERY_FIELDS)})
+), touched AS (
+    UPDATE {Interaction._meta.db_table} SET
+        state = CASE WHEN %(activate)s THEN %(active)s ELSE state END,
+        last_activity_at = CASE WHEN %(touch)s THEN %(message_created_at)s ELSE last_activity_at END
+    WHERE id = %(interaction)s AND (%(activate)s OR %(touch)s)
+), events AS (
+    INSERT INTO {AgentEvent._meta.db_table} (user_id, kind, data, created_at, seq)
+    SELECT watcher.user_id, %(event_kind)s, %(event_data)s, %(event_created_at)s, NULL
+    FROM (SELECT %(assigned)s::bigint AS user_id
+          UNION SELECT agent_id FROM {ConferenceMember._meta.db_table} WHERE interaction_id = %(interaction)s
+         ) AS watcher
+    WHERE %(assigned)s::bigint IS NOT NULL AND watcher.user_id IS NOT NULL
+    ORDER BY watcher.user_id
+    RETURNING user_id
+)
+SELECT pg_notify(%(deliveries_channel)s, ''),
+       (SELECT pg_notify(%(events_channel)s, string_agg(user_id::text, ',' ORDER BY user_id)) FROM events
+        HAVING count(*) > 0)"""
+
+
+def _outbound_message_store(interaction: Interaction, message: Message, activate: bool) -> None:
+    """OUTBOUND_MESSAGE_SQL for `message` (new, without files) on `interaction` (locked by the caller)."""
+    params = {f"message_{field.attname}": field.get_db_prep_save(field.pre_save(message, True), connection)
+              for field in _MESSAGE_FIELDS}
+    now = timezone.now()
+    delivery = Delivery(message=message, channel_id=message.channel_id, next_attempt_at=now, published_at=now)
+    params.update({f"delivery_{field.attname}": field.get_db_prep_save(field.pre_save(delivery, True), connection)
+                   for field in _DELIVERY_FIELDS})
+    held = interaction.assigned_to_id is not None
+    params.update(
+        interaction=interaction.pk, activate=activate, active=InteractionState.ACTIVE,
+        touch=message.created_at - interaction.last_activity_at > _LAST_ACTIVITY_STEP,
+        assigned=interaction.assigned_to_id, event_kind=MESSAGE,
+        event_data=_EVENT_DATA.get_db_prep_save(message_data(message) if held else {}, connection),
+        event_created_at=now, deliveries_channel=DISPATCHER_CHANNEL, events_channel=EVENTS_CHANNEL,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(OUTBOUND_MESSAGE_SQL, params)
+    if traffic.isEnabledFor(logging.INFO):
+        traffic.info("Message %s queued.", message.pk, extra=message_fields(message))
+
 
 # A customer message to their open interaction, in one statement (`_customer_message_store`'s rules, in SQL):
 # the contact by the key of `contact_identify` (each variant states its unique index's condition word for word,
