@@ -68,6 +68,7 @@ def main() -> None:
             os.environ.setdefault("CACHE_URL", "locmemcache://")
             os.environ.setdefault("LOG_LEVEL", "WARNING")
             os.environ.setdefault("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
+            os.environ["CONN_MAX_AGE"] = "86400"  # one backend throughout: its CPU is read from /proc
             import django
 
             django.setup()

@@ -12,9 +12,7 @@ from django.utils import timezone
 from channels_app import options_catalog
 from channels_app.choices import MediaType
 from channels_app.models import (
-    AgentEvent,
     Channel,
-    ConferenceMember,
     Contact,
     Delivery,
     EarlyReceipt,
@@ -27,7 +25,15 @@ from channels_app.models import (
     MessageStatus,
 )
 from channels_app.models.conversations import generate_interaction_id
-from channels_app.services.agent_events import EVENTS_CHANNEL, MESSAGE, agent_events_prune, message_data, message_event
+from channels_app.services.agent_events import (
+    MESSAGE,
+    WATCHER_EVENTS_CTE,
+    WATCHER_EVENTS_NOTIFY,
+    agent_events_prune,
+    message_data,
+    message_event,
+    watcher_events_params,
+)
 from channels_app.services.deliveries import DISPATCHER_CHANNEL, deliveries_create
 from channels_app.services.media import follower_deliveries_create, message_media, outbound_followers
 from channels_app.services.opt_out import OPTED_OUT, opt_out_confirmation, opt_out_keywords_apply
@@ -432,7 +438,6 @@ _CONTACT_FIELDS = Contact._meta.concrete_fields
 _INTERACTION_FIELDS = Interaction._meta.concrete_fields
 _MESSAGE_FIELDS = Message._meta.concrete_fields
 _DELIVERY_FIELDS = [field for field in Delivery._meta.concrete_fields if not field.primary_key]
-_EVENT_DATA = AgentEvent._meta.get_field("data")
 _LAST_ACTIVITY_STEP = timedelta(seconds=1)  # last_activity_at is moved only when it is this much behind
 # An agent's message without files, in one statement (`messages_queue_outbound` and `message_event`'s rules, in
 # SQL): the message; its delivery, due now; the interaction made active and its last activity moved, when either
@@ -447,24 +452,14 @@ WITH message AS (
 ), delivery AS (
     INSERT INTO {Delivery._meta.db_table} ({", ".join(f'"{field.column}"' for field in _DELIVERY_FIELDS)})
     VALUES ({", ".join(f"%(delivery_{field.attname})s" for field in _DELIVERY_FIELDS)})
+    RETURNING id
 ), touched AS (
     UPDATE {Interaction._meta.db_table} SET
         state = CASE WHEN %(activate)s THEN %(active)s ELSE state END,
         last_activity_at = CASE WHEN %(touch)s THEN %(message_created_at)s ELSE last_activity_at END
     WHERE id = %(interaction)s AND (%(activate)s OR %(touch)s)
-), events AS (
-    INSERT INTO {AgentEvent._meta.db_table} (user_id, kind, data, created_at, seq)
-    SELECT watcher.user_id, %(event_kind)s, %(event_data)s, %(event_created_at)s, NULL
-    FROM (SELECT %(assigned)s::bigint AS user_id
-          UNION SELECT agent_id FROM {ConferenceMember._meta.db_table} WHERE interaction_id = %(interaction)s
-         ) AS watcher
-    WHERE %(assigned)s::bigint IS NOT NULL AND watcher.user_id IS NOT NULL
-    ORDER BY watcher.user_id
-    RETURNING user_id
-)
-SELECT pg_notify(%(deliveries_channel)s, ''),
-       (SELECT pg_notify(%(events_channel)s, string_agg(user_id::text, ',' ORDER BY user_id)) FROM events
-        HAVING count(*) > 0)"""
+), {WATCHER_EVENTS_CTE}
+SELECT (SELECT id FROM delivery), pg_notify(%(deliveries_channel)s, ''), {WATCHER_EVENTS_NOTIFY}"""
 
 
 def _outbound_message_store(interaction: Interaction, message: Message, activate: bool) -> None:
@@ -476,15 +471,14 @@ def _outbound_message_store(interaction: Interaction, message: Message, activate
     params.update({f"delivery_{field.attname}": field.get_db_prep_save(field.pre_save(delivery, True), connection)
                    for field in _DELIVERY_FIELDS})
     held = interaction.assigned_to_id is not None
-    params.update(
-        interaction=interaction.pk, activate=activate, active=InteractionState.ACTIVE,
-        touch=message.created_at - interaction.last_activity_at > _LAST_ACTIVITY_STEP,
-        assigned=interaction.assigned_to_id, event_kind=MESSAGE,
-        event_data=_EVENT_DATA.get_db_prep_save(message_data(message) if held else {}, connection),
-        event_created_at=now, deliveries_channel=DISPATCHER_CHANNEL, events_channel=EVENTS_CHANNEL,
-    )
+    params.update(watcher_events_params(interaction=interaction, kind=MESSAGE,
+                                        data=message_data(message) if held else {}))
+    params.update(activate=activate, active=InteractionState.ACTIVE, deliveries_channel=DISPATCHER_CHANNEL,
+                  touch=message.created_at - interaction.last_activity_at > _LAST_ACTIVITY_STEP)
     with connection.cursor() as cursor:
         cursor.execute(OUTBOUND_MESSAGE_SQL, params)
+        delivery.pk = cursor.fetchone()[0]  # message.delivery, as bulk_create leaves it
+    delivery._state.adding = False
     if traffic.isEnabledFor(logging.INFO):
         traffic.info("Message %s queued.", message.pk, extra=message_fields(message))
 
