@@ -24,11 +24,9 @@ from channels_app.services.options import session_option
 from channels_app.services.routing import agent_send_check, interaction_hold_new
 from channels_app.services.standard_responses import standard_response_render_for
 from channels_app.services.windows import (
-    CUSTOMER_LAST_MESSAGE,
     INTERACTIVE_OUTSIDE_WINDOW,
     INTERACTIVE_TYPES,
     NOTIFICATION_TYPES,
-    customer_last_message,
     customer_window_closes_at,
     is_open,
     window_applies,
@@ -192,13 +190,10 @@ def agent_message_send(
     (services.routing.agent_may_send; 403 otherwise)."""
     now = timezone.now()
     with transaction.atomic():
-        interaction = (
-            interactions.select_for_update(of=("self",))
-            .select_related("channel", "contact")
-            .annotate(**{CUSTOMER_LAST_MESSAGE: customer_last_message()})  # the window: no query of its own
-            .filter(pk=interaction_id)
-            .first()
-        )
+        # one row by its key: no ORDER BY to compile (first()'s), the same row
+        found = interactions.select_for_update(of=("self",)).select_related("channel", "contact").filter(
+            pk=interaction_id)[:1]
+        interaction = found[0] if found else None
         if interaction is None:
             raise NotFound("Unknown interaction.", field="pk")  # as selectors.interaction_get says it
         content = admit(interaction)

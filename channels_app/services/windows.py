@@ -9,8 +9,8 @@ is refused)."""
 
 from datetime import datetime, timedelta
 
-from django.db.models import Case, F, Max, OuterRef, Subquery, When
-from django.db.models.functions import Greatest
+from django.db import connection
+from django.db.models import Max
 
 from channels_app.choices import ContentType, MediaType
 from channels_app.models import Channel, Interaction
@@ -58,29 +58,19 @@ def customer_windows_close_at(*, channel: Channel, contact_ids: list[int], minut
     return {row["contact_id"]: row["last"] + timedelta(minutes=minutes) for row in rows}
 
 
-# The annotation `customer_last_message` (below) read with an interaction: its customer's last message.
-CUSTOMER_LAST_MESSAGE = "customer_last_message"
-
-
-def customer_last_message():
-    """For a queryset of interactions (`.annotate(**{CUSTOMER_LAST_MESSAGE: customer_last_message()})`): the
-    customer's last message on the interaction's channel, in any of their sessions, on WhatsApp only (NULL
-    elsewhere: no window applies, and no subquery runs). The interaction's own column is taken as well: read
-    with FOR UPDATE, the locked row is the newest version (a customer message committed while we waited for
-    the lock), where the subquery sees the statement's snapshot."""
-    last = Subquery(
-        Interaction.objects.filter(channel_id=OuterRef("channel_id"), contact_id=OuterRef("contact_id"))
-        .values("contact_id").annotate(last=Max("last_customer_message_at")).values("last")[:1]
-    )
-    return Case(When(channel__media_type=MediaType.WHATSAPP, then=Greatest(last, F("last_customer_message_at"))))
+CUSTOMER_LAST_MESSAGE_SQL = (f"SELECT max(last_customer_message_at) FROM {Interaction._meta.db_table} "
+                             "WHERE channel_id = %s AND contact_id = %s")
 
 
 def customer_window_closes_at(*, interaction: Interaction) -> datetime | None:
-    """End of the free-message window of the session's customer on its channel (None: never opened); with the
-    annotation CUSTOMER_LAST_MESSAGE, from it (no query)."""
+    """End of the free-message window of the session's customer on its channel (None: never opened). On
+    PostgreSQL `customer_windows_close_at`'s query for one contact, written out (CUSTOMER_LAST_MESSAGE_SQL):
+    on an agent's message the ORM's compile of it cost more than the query."""
     minutes = window_minutes_for_session(interaction=interaction)
-    if CUSTOMER_LAST_MESSAGE in interaction.__dict__:
-        last = interaction.__dict__[CUSTOMER_LAST_MESSAGE]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(CUSTOMER_LAST_MESSAGE_SQL, [interaction.channel_id, interaction.contact_id])
+            (last,) = cursor.fetchone()
         return None if last is None else last + timedelta(minutes=minutes)
     return customer_windows_close_at(
         channel=interaction.channel, contact_ids=[interaction.contact_id], minutes=minutes
