@@ -190,12 +190,10 @@ def agent_message_send(
     (services.routing.agent_may_send; 403 otherwise)."""
     now = timezone.now()
     with transaction.atomic():
-        interaction = (
-            interactions.select_for_update(of=("self",))
-            .select_related("channel", "contact")
-            .filter(pk=interaction_id)
-            .first()
-        )
+        # one row by its key: no ORDER BY to compile (first()'s), the same row
+        found = interactions.select_for_update(of=("self",)).select_related("channel", "contact").filter(
+            pk=interaction_id)[:1]
+        interaction = found[0] if found else None
         if interaction is None:
             raise NotFound("Unknown interaction.", field="pk")  # as selectors.interaction_get says it
         content = admit(interaction)
@@ -210,11 +208,9 @@ def agent_message_send(
             fields=content.get("fields"), attachment_ids=content.get("attachments"),
             location=content.get("location"), header_attachment=content.get("header_attachment"),
         )
-        if interaction.state == InteractionState.QUEUED:
-            interaction.state = InteractionState.ACTIVE
-            interaction.save(update_fields=["state"])
-        return AgentMessage(message_queue_outbound(interaction=interaction, payload=payload, trace_id=trace_id),
-                            sent_as)
+        message = message_queue_outbound(interaction=interaction, payload=payload, trace_id=trace_id,
+                                         activate=interaction.state == InteractionState.QUEUED)
+        return AgentMessage(message, sent_as)
 
 
 # --- new outbound sessions --------------------------------------------------------------------------------------

@@ -26,8 +26,16 @@ from channels_app.models import (
     MessageStatus,
 )
 from channels_app.models.conversations import generate_interaction_id
-from channels_app.services.agent_events import agent_events_prune, message_event
-from channels_app.services.deliveries import deliveries_create
+from channels_app.services.agent_events import (
+    MESSAGE,
+    WATCHER_EVENTS_CTE,
+    WATCHER_EVENTS_NOTIFY,
+    agent_events_prune,
+    message_data,
+    message_event,
+    watcher_events_params,
+)
+from channels_app.services.deliveries import DISPATCHER_CHANNEL, deliveries_create
 from channels_app.services.media import follower_deliveries_create, message_media, outbound_followers
 from channels_app.services.opt_out import OPTED_OUT, opt_out_confirmation, opt_out_keywords_apply
 from channels_app.services.options import option_value, session_options_snapshot
@@ -138,9 +146,21 @@ def messages_queue_outbound(*, messages: list[Message], publish: bool = True) ->
     return deliveries
 
 
-def message_queue_outbound(*, interaction: Interaction, payload: dict, trace_id: str = "") -> Message:
-    """One outgoing message of an ongoing interaction (an agent's), published after commit."""
+def message_queue_outbound(*, interaction: Interaction, payload: dict, trace_id: str = "",
+                           activate: bool = False) -> Message:
+    """One outgoing message of an ongoing interaction (an agent's), published after commit. With `activate`
+    the interaction becomes active (an agent answered a queued one). On PostgreSQL a message without files is
+    one statement (OUTBOUND_MESSAGE_SQL)."""
     message = message_new_outbound(interaction=interaction, payload=payload, trace_id=trace_id)
+    if activate:
+        interaction.state = InteractionState.ACTIVE
+    # files wait on their message (followers), and a held interaction's event then carries them: the ORM's path
+    if connection.vendor == "postgresql" and "attachments" not in payload and (
+            interaction.assigned_to_id is None or message_media(message) is None):
+        _outbound_message_store(interaction, message, activate)
+        return message
+    if activate:
+        interaction.save(update_fields=["state"])
     messages_queue_outbound(messages=[message])
     # to the agent who holds it, and its conference (with its files or location, if any)
     message_event(message=message, interaction=interaction, media=message_media(message))
@@ -418,6 +438,51 @@ def _columns(alias: str, fields) -> str:
 _CONTACT_FIELDS = Contact._meta.concrete_fields
 _INTERACTION_FIELDS = Interaction._meta.concrete_fields
 _MESSAGE_FIELDS = Message._meta.concrete_fields
+_DELIVERY_FIELDS = [field for field in Delivery._meta.concrete_fields if not field.primary_key]
+_LAST_ACTIVITY_STEP = timedelta(seconds=1)  # last_activity_at is moved only when it is this much behind
+# An agent's message without files, in one statement (`messages_queue_outbound` and `message_event`'s rules, in
+# SQL): the message; its delivery, due now; the interaction made active and its last activity moved, when either
+# is due; for an interaction someone holds, the message event of its agent and conference (events_add's rows,
+# deduplicated and in the order of their users); the NOTIFYs of deliveries_due and of the events, sent at commit
+# as before. Foreign keys are checked at commit (Django's are deferred), so the delivery may name the message
+# inserted beside it.
+OUTBOUND_MESSAGE_SQL = f"""
+WITH message AS (
+    INSERT INTO {Message._meta.db_table} ({", ".join(f'"{field.column}"' for field in _MESSAGE_FIELDS)})
+    VALUES ({", ".join(f"%(message_{field.attname})s" for field in _MESSAGE_FIELDS)})
+), delivery AS (
+    INSERT INTO {Delivery._meta.db_table} ({", ".join(f'"{field.column}"' for field in _DELIVERY_FIELDS)})
+    VALUES ({", ".join(f"%(delivery_{field.attname})s" for field in _DELIVERY_FIELDS)})
+    RETURNING id
+), touched AS (
+    UPDATE {Interaction._meta.db_table} SET
+        state = CASE WHEN %(activate)s THEN %(active)s ELSE state END,
+        last_activity_at = CASE WHEN %(touch)s THEN %(message_created_at)s ELSE last_activity_at END
+    WHERE id = %(interaction)s AND (%(activate)s OR %(touch)s)
+), {WATCHER_EVENTS_CTE}
+SELECT (SELECT id FROM delivery), pg_notify(%(deliveries_channel)s, ''), {WATCHER_EVENTS_NOTIFY}"""
+
+
+def _outbound_message_store(interaction: Interaction, message: Message, activate: bool) -> None:
+    """OUTBOUND_MESSAGE_SQL for `message` (new, without files) on `interaction` (locked by the caller)."""
+    params = {f"message_{field.attname}": field.get_db_prep_save(field.pre_save(message, True), connection)
+              for field in _MESSAGE_FIELDS}
+    now = timezone.now()
+    delivery = Delivery(message=message, channel_id=message.channel_id, next_attempt_at=now, published_at=now)
+    params.update({f"delivery_{field.attname}": field.get_db_prep_save(field.pre_save(delivery, True), connection)
+                   for field in _DELIVERY_FIELDS})
+    held = interaction.assigned_to_id is not None
+    params.update(watcher_events_params(interaction=interaction, kind=MESSAGE,
+                                        data=message_data(message) if held else {}))
+    params.update(activate=activate, active=InteractionState.ACTIVE, deliveries_channel=DISPATCHER_CHANNEL,
+                  touch=message.created_at - interaction.last_activity_at > _LAST_ACTIVITY_STEP)
+    with connection.cursor() as cursor:
+        cursor.execute(OUTBOUND_MESSAGE_SQL, params)
+        delivery.pk = cursor.fetchone()[0]  # message.delivery, as bulk_create leaves it
+    delivery._state.adding = False
+    if traffic.isEnabledFor(logging.INFO):
+        traffic.info("Message %s queued.", message.pk, extra=message_fields(message))
+
 
 # A customer message to their open interaction, in one statement (`_customer_message_store`'s rules, in SQL):
 # the contact by the key of `contact_identify` (each variant states its unique index's condition word for word,
