@@ -16,7 +16,7 @@ run: $(STAMP)
 # a browser), so two workers halve it even on two cores; each worker gets its own test database, VAR_DIR and
 # Redis database (tests/conftest.py, pytest_xdist_setupnodes). TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
-XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist load)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest $(XDIST)

@@ -64,21 +64,16 @@ SLOW_MODULES = {
 }
 
 
-# Modules whose tests share a process started once for the module (a worker, a server, a migrated installation) or
-# figures written at its end: under xdist (`make test`) each runs whole on one worker, so that the process is
-# started once and the figures are complete.
-ONE_WORKER_MODULES = {"test_deployment", "test_retry_schedule", "test_run", "test_worker"}
-
-
-# First, so that xdist (--dist loadgroup) sees the groups given here when it names the tests after them.
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1]
         if module in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
-        if module in ONE_WORKER_MODULES:
-            item.add_marker(pytest.mark.xdist_group(module))
+    # The slow modules first, so that xdist's workers end together on short tests instead of one waiting out a long
+    # test handed out last. A stable sort, before pytest-django's own (plain, then transactional tests), which keeps
+    # this order within each of its kinds.
+    items.sort(key=lambda item: item.module.__name__.rsplit(".", 1)[-1] not in SLOW_MODULES)
 
 
 def require_or_skip(condition: bool, reason: str) -> None:
