@@ -12,12 +12,18 @@ $(STAMP): requirements.txt
 run: $(STAMP)
 	scripts/run.sh
 
+# pytest-xdist: most of the suite's time is spent waiting on the processes its tests start (servers, workers,
+# a browser), so two workers halve it even on two cores; each worker gets its own test database, VAR_DIR and
+# Redis database (tests/conftest.py, pytest_xdist_setupnodes). TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist load)
+
 test: $(STAMP)
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(XDIST)
 
 # The inner loop: everything but the tests that start processes, wait out timeouts or fuzz.
 test-fast: $(STAMP)
-	$(VENV)/bin/pytest -m "not slow" -q
+	$(VENV)/bin/pytest $(XDIST) -m "not slow" -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,6 @@
 import os
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.core.cache import cache
@@ -21,6 +23,38 @@ def pytest_configure(config):
             raise pytest.UsageError(f"CI is set but {', '.join(missing)} is not: the suite needs the real services.")
 
 
+# Redis's default number of databases (`databases` in redis.conf).
+REDIS_DATABASES = 16
+
+
+def worker_broker_url(url: str, index: int, count: int) -> str:
+    """The broker of xdist worker `index` of `count`: another Redis database of the same server, spread over the
+    16 so that the workers never share one (a worker process of one xdist worker would take the tasks of the
+    other, which point at another test database). Worker 0 keeps the database named; other brokers are kept
+    as they are (the filesystem broker lives in the worker's own VAR_DIR)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"redis", "rediss"} or index == 0:
+        return url
+    if count > REDIS_DATABASES:
+        raise pytest.UsageError(f"at most {REDIS_DATABASES} xdist workers: each needs a Redis database of its own")
+    base = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{(base + index * (REDIS_DATABASES // count)) % REDIS_DATABASES}"))
+
+
+def pytest_xdist_setupnodes(config, specs):
+    """Give each xdist worker an installation of its own before Django reads its settings there: its own VAR_DIR
+    (the file cache that `_clear_cache` empties before every test, the secret key its worker processes share,
+    the filesystem broker) and its own broker. The test database is already its own (pytest-django adds
+    `_gw<n>` to the name); ports are free ones picked by each test."""
+    var_root = Path(os.environ.get("VAR_DIR") or Path(__file__).resolve().parent.parent / "var") / "xdist"
+    for index, spec in enumerate(specs):
+        var_dir = var_root / f"gw{index}"
+        var_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        spec.env["VAR_DIR"] = str(var_dir)
+        if broker := os.environ.get("CELERY_BROKER_URL"):
+            spec.env["CELERY_BROKER_URL"] = worker_broker_url(broker, index, len(specs))
+
+
 # Modules whose tests start processes (workers, gunicorn, `make run`, a browser), wait out timeouts on purpose or
 # fuzz: `make test-fast` leaves them out (`-m "not slow"`); `make test` and CI run everything.
 SLOW_MODULES = {
@@ -30,10 +64,16 @@ SLOW_MODULES = {
 }
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if module in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+    # The slow modules first, so that xdist's workers end together on short tests instead of one waiting out a long
+    # test handed out last. A stable sort, before pytest-django's own (plain, then transactional tests), which keeps
+    # this order within each of its kinds.
+    items.sort(key=lambda item: item.module.__name__.rsplit(".", 1)[-1] not in SLOW_MODULES)
 
 
 def require_or_skip(condition: bool, reason: str) -> None:

@@ -488,10 +488,12 @@ def test_our_content_types_map_to_the_cloud_apis():
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_throttle_spaces_sends_by_the_channels_rate(cloud):
-    slots = [throttle_slot(channel_pk=cloud.pk, per_second=20) for _ in range(40)]
+    # 2 a second: the 40 slots stay ahead of the clock as long as each takes under 500 ms to book (at 20 a second
+    # one call slower than 50 ms, on a loaded machine, let the clock overtake the slots and restart them from now).
+    slots = [throttle_slot(channel_pk=cloud.pk, per_second=2) for _ in range(40)]
 
     gaps = [later - earlier for earlier, later in zip(slots, slots[1:], strict=False)]
-    assert all(abs(gap - 0.05) < 0.001 for gap in gaps)
+    assert all(abs(gap - 0.5) < 0.001 for gap in gaps), gaps
 
 
 # --- templates --------------------------------------------------------------------------------------------------

@@ -237,7 +237,10 @@ def test_two_agents_handle_a_customer_in_the_workspace(browsers, server, dispatc
     assert interaction.assigned_to.username == other
     title = by_name[other].find_element(By.ID, "conversation-title").text
     assert "Maria" in title, title  # the customer's nickname (interaction.window-title)
-    item = by_name[other].find_element(By.CSS_SELECTOR, f'#conversations a[data-interaction="{interaction.pk}"]')
+    # a freshly drawn entry shows its waiting time at the next tick of the page's one-second timer (tickWaiting)
+    entry = f'#conversations a[data-interaction="{interaction.pk}"]'
+    waits[other].until(lambda driver: "waiting" in driver.find_element(By.CSS_SELECTOR, entry).text)
+    item = by_name[other].find_element(By.CSS_SELECTOR, entry)
     assert "Maria" in item.text and "waiting" in item.text
 
     # when the agent answers (the reply area's request: POST /api/interactions/{id}/messages/)

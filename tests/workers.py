@@ -61,6 +61,11 @@ class ProjectProcess:
         self._log.close()
 
 
+# How long a process of the suite may take to start: a deadline, not a wait (the polls return as soon as it is
+# ready). A worker or gunicorn starts in 2-5 s alone, but took over 30 s with two xdist workers beside other
+# loads on two cores, which failed tests that were not about start-up.
+START_SECONDS = 90.0
+
 # Every lane of project/settings.py (people, bulk, media) and the default queue: a test's worker does all the work.
 ALL_QUEUES = "people,bulk,media,celery"
 
@@ -71,7 +76,7 @@ class DispatcherProcess(ProjectProcess):
     def __init__(self, log_path: Path, env: dict | None = None):
         super().__init__(["django", "dispatch"], log_path, env)
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = START_SECONDS) -> None:
         def ready():
             if self.process.poll() is not None:
                 raise AssertionError(f"the dispatcher exited with {self.process.returncode}:\n{self.log()[-6000:]}")
@@ -105,7 +110,7 @@ class WorkerProcess(ProjectProcess):
         own = super().log()[-6000:]
         return own + (f"\n--- dispatcher ---\n{self.dispatcher.log()[-3000:]}" if self.dispatcher else "")
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = START_SECONDS) -> None:
         poll_until(lambda: "ready." in ProjectProcess.log(self), timeout, f"the worker to start:\n{self.log()}")
         if self.dispatcher:
             self.dispatcher.wait_ready(timeout)
@@ -175,7 +180,7 @@ class GunicornProcess(ProjectProcess):
             "--bind", f"127.0.0.1:{self.port}", "--workers", "1", "--access-logfile", "-",
         ], log_path, {"WEB_THREADS": "4", **(env or {})})
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = START_SECONDS) -> None:
         def healthy():
             if self.process.poll() is not None:
                 raise AssertionError(f"gunicorn exited with {self.process.returncode}:\n{self.log()[-6000:]}")
