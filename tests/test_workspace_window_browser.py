@@ -15,6 +15,7 @@ import pytest
 from django.db.models import Max
 from django.utils import timezone
 from PIL import Image
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -101,7 +102,9 @@ def _wait_for(browser, css, text=None, timeout=20):  # noqa: F811
             if text is None or text in node.text:
                 return node
         return False
-    return WebDriverWait(browser, timeout).until(found, f"{css} with {text!r}")
+    # The window re-renders its lists as events arrive: a node found may be replaced before its text is read.
+    wait = WebDriverWait(browser, timeout, ignored_exceptions=(StaleElementReferenceException,))
+    return wait.until(found, f"{css} with {text!r}")
 
 
 class Events:
