@@ -13,9 +13,10 @@ run: $(STAMP)
 	scripts/run.sh
 
 # pytest-xdist: most of the suite's time is spent waiting on the processes its tests start (servers, workers,
-# a browser), so two workers halve it even on two cores; each worker gets its own test database, VAR_DIR and
-# Redis database (tests/conftest.py, pytest_xdist_setupnodes). TEST_WORKERS=0 runs in one process.
-TEST_WORKERS ?= 2
+# a browser), so four workers overlap those waits even on two cores (15 min in one process, 12 on two workers,
+# 8.5 on four: docs/PERFORMANCE.md); each worker gets its own test database, VAR_DIR and Redis database
+# (tests/conftest.py, pytest_xdist_setupnodes). TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 4
 XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist load)
 
 test: $(STAMP)
