@@ -103,11 +103,7 @@ class ContactChanges:
 
 def contact_changes(*, properties: dict) -> ContactChanges:
     fields, attributes, certain = {}, {}, False
-    for key, value in properties.items():
-        if not isinstance(value, (str, int, float)) or key in NOT_STORED:
-            continue
-        value = str(value)
-        model_field = STANDARD_PROPERTIES.get(key)
+    for key, model_field, value in _stored_properties(properties):
         if model_field:
             certain = certain or fields.get(model_field, value) != value
             fields[model_field] = value
@@ -195,14 +191,18 @@ def _contacts_by_key(tenant_id: int, keys: set[tuple[str, str]]) -> dict[tuple[s
     return found
 
 
+def _stored_properties(properties: dict):
+    """The given properties a contact keeps, as (key, its model field or None for a custom attribute, the value
+    as text)."""
+    for key, value in properties.items():
+        if isinstance(value, (str, int, float)) and key not in NOT_STORED:
+            yield key, STANDARD_PROPERTIES.get(key), str(value)
+
+
 def _apply_properties(contact: Contact, properties: dict) -> bool:
     """Set the given properties on the contact (not saved); True when one changed."""
     changed = False
-    for key, value in properties.items():
-        if not isinstance(value, (str, int, float)) or key in NOT_STORED:
-            continue
-        value = str(value)
-        model_field = STANDARD_PROPERTIES.get(key)
+    for key, model_field, value in _stored_properties(properties):
         if model_field:
             if getattr(contact, model_field) != value:
                 setattr(contact, model_field, value)
