@@ -318,6 +318,14 @@ def _waiting() -> QuerySet:
             .exclude(Exists(Offer.objects.filter(TAKING, interaction=OuterRef("pk"), state=OfferState.PENDING))))
 
 
+def _queues_with_waiting() -> list[int]:
+    """The queues with something waiting unoffered, asked queue by queue (one probe of `interaction_waiting`
+    each). A DISTINCT over the interactions let the planner scan the whole table once its statistics lagged behind
+    a campaign's inserts: 0.5 s and 1 GB read every second at 440,000 interactions, none of them in a queue."""
+    return list(Queue.objects.filter(Exists(_waiting().filter(routing_queue=OuterRef("pk"))))
+                .values_list("pk", flat=True))
+
+
 @dataclass
 class _Candidate:
     agent_id: int
@@ -410,7 +418,7 @@ def offers_make(*, queue_ids: Iterable[int] | None = None, limit: int = DISPATCH
     media. A queue another process is working on is left to it, and one with more than `limit` to offer
     waits for the next pass (both in `busy`)."""
     if queue_ids is None:
-        queue_ids = _waiting().order_by().values_list("routing_queue_id", flat=True).distinct()
+        queue_ids = _queues_with_waiting()
     made, busy = 0, set()
     for queue_id in sorted(set(queue_ids)):
         run, offered = _Pass(queue_id=queue_id), 0
