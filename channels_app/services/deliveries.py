@@ -293,6 +293,14 @@ def deliveries_attempt(*, delivery_ids: list[int]) -> dict[int, SendResult]:
     return deliveries_send(claimed=_claim(delivery_ids, timezone.now()))
 
 
+def _message_sent(sent, now) -> Message:
+    """The accepted delivery's message as recorded: sent, with the receiver's id and when its POST started."""
+    message = sent.delivery.message
+    message.status, message.external_id, message.updated_at = MessageStatus.SENT, sent.result.external_id, now
+    message.sent_at = sent.started
+    return message
+
+
 def deliveries_send(*, claimed: list[Delivery], send_times: list[datetime] | None = None) -> dict[int, SendResult]:
     """Attempt deliveries whose lease is ours (one lease token); with
     `send_times` (a campaign's throttle), none is sent before its time.
@@ -520,12 +528,7 @@ def _deliveries_delivered(accepted: list[Sent], now: datetime) -> list[Sent]:
             )
         )
         accepted = [sent for sent in accepted if sent.delivery.pk in ours]
-    messages = []
-    for sent in accepted:
-        message = sent.delivery.message
-        message.status, message.external_id, message.updated_at = MessageStatus.SENT, sent.result.external_id, now
-        message.sent_at = sent.started
-        messages.append(message)
+    messages = [_message_sent(sent, now) for sent in accepted]
     bulk_update_rows(
         Message,
         [{"pk": m.pk, "external_id": m.external_id, "sent_at": m.sent_at} for m in messages],
@@ -600,9 +603,7 @@ def _deliveries_delivered_in_one_statement(accepted: list[Sent], now: datetime) 
     accepted = [sent for sent in accepted if sent.delivery.pk in ours]
     early = []
     for sent in accepted:
-        message = sent.delivery.message
-        message.status, message.external_id, message.updated_at = MessageStatus.SENT, sent.result.external_id, now
-        message.sent_at = sent.started
+        message = _message_sent(sent, now)
         receipt_event(message=message, interaction=message.interaction)  # the agent's page: "Sent"
         if ours[sent.delivery.pk]:
             early.append(message)
