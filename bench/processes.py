@@ -109,7 +109,7 @@ def web_command(server: str, *, port: int, workers: int, threads: int, timeout: 
 
 
 POSTGRES_SETTINGS = ("shared_buffers", "synchronous_commit", "wal_level", "max_wal_size", "checkpoint_timeout",
-                     "work_mem", "fsync", "effective_io_concurrency", "max_connections")
+                     "work_mem", "fsync", "effective_io_concurrency", "max_connections", "autovacuum")
 
 
 def postgres_settings(dsn: str = f"{PG} dbname=postgres") -> list[tuple[str, str]]:
