@@ -1,17 +1,24 @@
 """Interaction and message ids that grow with time (channels_app/ids.py): the same length and alphabet as
-before, random after their time prefix, sorted by time in the database as in Python."""
+before, random after their time prefix, sorted by time in the database as in Python; and a customer's open
+interaction found through the partial index of open interactions, not through their past conversations."""
 
 import time
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from channels_app.choices import MediaType, Transport
 from channels_app.ids import ALPHABET, TIME_CHARACTERS, random_characters, time_ordered_id, time_prefix
-from channels_app.models import Interaction, Message
+from channels_app.models import Interaction, InteractionState, Message
 from channels_app.models.conversations import generate_interaction_id, generate_message_id
+from channels_app.services.interactions import customer_message_receive
+from tests.conftest import require_or_skip
 from tests.factories import ChannelFactory, InteractionFactory
 
 DEADLINE = 5.0
+CLIENT = "15556667777"
 
 
 def _milliseconds() -> int:
@@ -97,3 +104,28 @@ def test_the_database_sorts_stored_ids_as_python_does(channel):
     by_id = list(Interaction.objects.filter(channel=channel).order_by("pk").values_list("pk", flat=True))
     assert by_id == [interaction.pk for interaction in interactions]
 
+
+@pytest.mark.django_db
+def test_a_customer_message_finds_the_open_interaction_through_the_open_ones_not_the_past(channel):
+    require_or_skip(connection.vendor == "postgresql", "query plans are PostgreSQL's")
+    # given: a customer with 30 ended conversations on the channel and an open one
+    for n in range(30):
+        customer_message_receive(channel=channel, client_id=CLIENT, text="Hi", channel_message_id=f"past-{n}")
+        Interaction.objects.filter(state__in=[InteractionState.QUEUED, InteractionState.ACTIVE]).update(
+            state=InteractionState.ENDED, ended_at=timezone.now())
+    opened, _ = customer_message_receive(channel=channel, client_id=CLIENT, text="Hello", channel_message_id="m1")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE channels_app_interaction")
+    # when
+    with CaptureQueriesContext(connection) as captured:
+        message, created = customer_message_receive(channel=channel, client_id=CLIENT, text="Still there?",
+                                                    channel_message_id="m2", look_for_duplicate=False)
+    lookup = next(query["sql"] for query in captured.captured_queries if "open_interaction AS" in query["sql"])
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # the plan a big table gets, on a small one
+        cursor.execute(f"EXPLAIN {lookup}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    # then
+    assert created and message.interaction_id == opened.interaction_id
+    assert "Index Scan using interaction_open_by_contact" in plan, plan
+    assert "interaction_contact_id" not in plan, plan

@@ -174,6 +174,11 @@ class Interaction(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["channel", "client_id", "state"], name="interaction_open_by_client"),
+            # A customer message's open interaction (services/interactions.py, CUSTOMER_MESSAGE_TO_OPEN_INTERACTION_SQL
+            # and _customer_message_store): the customer's open conversation read alone, not each of the ended
+            # ones through the contact's index (each on its own heap page, months apart).
+            models.Index(fields=["contact", "channel", "-created_at"], name="interaction_open_by_contact",
+                         condition=~Q(state=InteractionState.ENDED)),
             models.Index(fields=["state", "last_activity_at"], name="interaction_idle"),
             models.Index(fields=["routing_queue", "queued_at"], name="interaction_waiting",
                          condition=Q(routing_queue__isnull=False)),
