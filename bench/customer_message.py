@@ -1,6 +1,7 @@
 """Benchmark, in-process: the statements and the CPU of one customer message (issue 25, lever 3).
 
     .venv/bin/python -m bench.customer_message [--messages 1000] [--customers 100] [--database NAME]
+        [--history N]
 
 A fresh PostgreSQL database (default `dms_bench_customer_message`, dropped at the end), migrated, with an SMS
 channel routed to `1:session-chat` (a queue routed outside, as bench.inbound's). Each message is one call of
@@ -12,8 +13,15 @@ counted), with bench.inbound's text and nickname, in two cases:
 * `new`: a customer never seen (a new contact and a new interaction each): `--messages` of them.
 
 Per case: `<case>_statements` (statements sent for one message, counted with CaptureQueriesContext over 100
-messages; BEGIN and COMMIT not counted), `<case>_cpu_ms_per_message` (this process, time.process_time) and
-`<case>_postgres_cpu_ms_per_message` (its PostgreSQL backend, from /proc), over the `--messages` calls.
+messages; BEGIN and COMMIT not counted), `<case>_cpu_ms_per_message` (this process, time.process_time),
+`<case>_postgres_cpu_ms_per_message` (its PostgreSQL backend, from /proc), `<case>_pages_per_message` (the
+application tables' heap and index pages its statements touched, pg_statio_user_tables) and
+`<case>_pages_read_per_message` (of those, the ones not in shared buffers: read from the OS), over the
+`--messages` calls; `--show` adds the pages per relation.
+
+`--history N` loads N messages of the channel's past first (bench/history.py, as `bench.inbound --history N`): the
+`open` case's customers are among its contacts and come back with ten ended conversations each; the `new` case's
+are not. The figures keep their names, to compare with a run without history.
 Same machine, shared: the CPU figures are indicative (run twice, compare only figures of one run's conditions).
 """
 
@@ -24,6 +32,7 @@ from contextlib import contextmanager
 
 import psycopg
 
+from bench.history import add_history_argument, load_history
 from bench.measure import print_figures, proc_stat
 
 PG = "postgres://postgres@127.0.0.1:5432"
@@ -37,7 +46,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=1000, help="timed messages per case (default 1000)")
     parser.add_argument("--customers", type=int, default=100, help="customers of the `open` case (default 100)")
     parser.add_argument("--database", default="dms_bench_customer_message", help="created, then dropped")
-    parser.add_argument("--show", action="store_true", help="print the statements of one message of each case")
+    parser.add_argument("--show", action="store_true",
+                        help="print the statements of one message of each case, and its pages per relation")
+    add_history_argument(parser)
     return parser.parse_args()
 
 
@@ -70,10 +81,39 @@ def main() -> None:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
-        print_figures(measure(args))
+        print_figures(measure(args, url))
 
 
-def measure(args) -> list[tuple[str, object]]:
+# Pages of the application's tables and their indexes (heap, index, TOAST), hit in shared buffers and read.
+PAGES_SQL = """
+SELECT relname, coalesce(heap_blks_hit, 0) + coalesce(toast_blks_hit, 0) + coalesce(tidx_blks_hit, 0),
+       coalesce(heap_blks_read, 0) + coalesce(toast_blks_read, 0) + coalesce(tidx_blks_read, 0)
+FROM pg_statio_user_tables
+UNION ALL
+SELECT indexrelname, idx_blks_hit, idx_blks_read FROM pg_statio_user_indexes"""
+
+
+def pages(connection) -> dict[str, tuple[int, int]]:
+    """Relation -> (pages hit, pages read) so far, this backend's included: its pending statistics are flushed
+    first (pg_stat_force_next_flush: at its next idle moment, which ends the autocommitted statement)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+        cursor.execute(PAGES_SQL)
+        return {name: (hit, read) for name, hit, read in cursor.fetchall()}
+
+
+def pages_figures(name: str, before: dict, after: dict, messages: int, show: bool) -> list[tuple[str, object]]:
+    used = {relation: (hit - before.get(relation, (0, 0))[0], read - before.get(relation, (0, 0))[1])
+            for relation, (hit, read) in after.items()}
+    if show:
+        for relation, (hit, read) in sorted(used.items(), key=lambda item: -sum(item[1])):
+            if hit + read:
+                print(f"# {name} pages per message, {relation}: {hit / messages:.2f} hit, {read / messages:.2f} read")
+    return [(f"{name}_pages_per_message", f"{sum(hit + read for hit, read in used.values()) / messages:.1f}"),
+            (f"{name}_pages_read_per_message", f"{sum(read for _, read in used.values()) / messages:.2f}")]
+
+
+def measure(args, url: str) -> list[tuple[str, object]]:
     from django.db import connection, transaction
     from django.test.utils import CaptureQueriesContext
 
@@ -87,6 +127,7 @@ def measure(args) -> list[tuple[str, object]]:
                         transport="webhook", business_id="0123456789", webhook_url="http://127.0.0.1:9/hook"),
         inbound_route_by_call="1:session-chat",
     )
+    figures: list[tuple[str, object]] = load_history(url, channel_id=CHANNEL_ID, messages=args.history)
     sequence = iter(range(10**9))
 
     def receive(client_id: str) -> None:
@@ -109,7 +150,6 @@ def measure(args) -> list[tuple[str, object]]:
         open_case(i)
     for i in range(COUNTED):
         new_case(10**6 + i)
-    figures: list[tuple[str, object]] = []
     for name, case in (("open", open_case), ("new", new_case)):
         with CaptureQueriesContext(connection) as captured:
             for i in range(COUNTED):
@@ -118,13 +158,16 @@ def measure(args) -> list[tuple[str, object]]:
         if args.show:
             last = captured.captured_queries[-round(statements / COUNTED) - 1:]
             print(f"# {name}:", *(f"#   {query['sql'][:300]}" for query in last), sep="\n")
+        pages_before = pages(connection)
         started, backend_started = time.process_time(), proc_stat(backend)[1]
         for i in range(args.messages):
             case(i)
         cpu, backend_cpu = time.process_time() - started, proc_stat(backend)[1] - backend_started
+        pages_used = pages_figures(name, pages_before, pages(connection), args.messages, args.show)
         figures += [(f"{name}_statements", f"{statements / COUNTED:g}"),
                     (f"{name}_cpu_ms_per_message", f"{1000 * cpu / args.messages:.2f}"),
-                    (f"{name}_postgres_cpu_ms_per_message", f"{1000 * backend_cpu / args.messages:.2f}")]
+                    (f"{name}_postgres_cpu_ms_per_message", f"{1000 * backend_cpu / args.messages:.2f}"),
+                    *pages_used]
     return figures
 
 

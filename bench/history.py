@@ -13,8 +13,9 @@ What is loaded, on the benchmark's channel and its tenant: N messages in convers
 so N / 200 contacts, whose numbers are the ones the benchmarks' customers use (+1650 200 0000 and up: the
 benchmark's customers come back with a history of their own, as a tenant's do); one delivery per agent
 message (delivered). Times spread over the past year, growing with the conversation's number, as they grow
-in production; ids random, of the application's own alphabet and lengths (models.conversations._random_id),
-so the primary keys' indexes are as scattered as the application makes them. Sizes like the application's:
+in production; interaction and message ids as the application makes them (channels_app/ids.py: the time
+of the row, then random characters), so the primary keys' indexes are laid out as the application lays them
+out; the channels' and third parties' message ids random, as theirs are. Sizes like the application's:
 the customer's text in the message and again in its payload, a channel message id on each customer message,
 the third party's message id on each agent message.
 
@@ -32,6 +33,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+
+from channels_app.ids import TIME_CHARACTERS, time_prefix
 
 MESSAGE_COLUMNS = ["id", "interaction_id", "channel_id", "direction", "text", "payload", "status", "reasons",
                    "external_id", "channel_message_id", "trace_id", "created_at", "updated_at"]
@@ -82,8 +85,8 @@ def without_indexes_keys_and_foreign_keys(conn: psycopg.Connection, tables=LOADE
     """The same, the primary keys and unique constraints dropped too (and with them the foreign keys of
     other tables that point at the loaded ones): a random 20-character key inserted into a primary key's
     B-tree row by row was most of the COPY's time, where one sorted build afterwards takes seconds. For a
-    load that writes no duplicate (the history's random ids): a duplicate would fail the build at the end
-    instead of the row."""
+    load that writes no duplicate (the history's ids, random after their time): a duplicate would fail the
+    build at the end instead of the row."""
     return _without_indexes(conn, tables, keys=True)
 
 
@@ -127,10 +130,22 @@ _TO_ID_ALPHABET = bytes.maketrans(b"+/", b"Xy")
 
 
 def random_ids(count: int, length: int) -> list[str]:
-    """`count` random ids of `length` characters (a multiple of 4) of the application's alphabet, from one
-    call for the randomness: per id, `_random_id`'s divmod loop would be most of a 10M load's time."""
-    text = base64.b64encode(os.urandom(count * length * 3 // 4)).translate(_TO_ID_ALPHABET).decode()
-    return [text[i:i + length] for i in range(0, count * length, length)]
+    """`count` random ids of `length` characters of the application's alphabet, from one call for the
+    randomness: per id, a divmod loop over the characters would be most of a 10M load's time."""
+    width = -(-length // 4) * 4  # base64 makes 4 characters of 3 bytes
+    text = base64.b64encode(os.urandom(count * width * 3 // 4)).translate(_TO_ID_ALPHABET).decode()
+    return [text[i:i + length] for i in range(0, count * width, width)]
+
+
+def time_ordered_ids(milliseconds: list[int], length: int) -> list[str]:
+    """The application's ids (channels_app/ids.py) of rows made at `milliseconds` since 1970: each one's time
+    prefix, then random characters (random_ids)."""
+    randoms = random_ids(len(milliseconds), length - TIME_CHARACTERS)
+    return [time_prefix(at) + random for at, random in zip(milliseconds, randoms, strict=True)]
+
+
+def _milliseconds(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
 
 
 CUSTOMER_TEXTS = ["Hi, I ordered a pair of shoes last week and the tracking number does not work, can you check",
@@ -177,11 +192,12 @@ def load_history(dsn: str, *, channel_id: str, messages: int, per_conversation: 
             "SELECT id FROM channels_app_contact WHERE tenant_id = %s AND phone_number = ANY(%s) ORDER BY id",
             [tenant, [f"+{n}" for n in numbers]])]
         clients = dict(zip(contact_ids, numbers, strict=True))
-        interaction_ids = random_ids(conversations, 16)
 
         def moments(n: int) -> tuple[datetime, datetime]:
             started = first + step * n
             return started, started + timedelta(seconds=30 * per_conversation)
+
+        interaction_ids = time_ordered_ids([_milliseconds(moments(n)[0]) for n in range(conversations)], 16)
 
         def interactions():
             for n, interaction in enumerate(interaction_ids):
@@ -197,7 +213,9 @@ def load_history(dsn: str, *, channel_id: str, messages: int, per_conversation: 
         def rows():
             for start in range(0, conversations, BLOCK // per_conversation or 1):
                 chunk = interaction_ids[start:start + (BLOCK // per_conversation or 1)]
-                ids = random_ids(len(chunk) * per_conversation * 2, 20)
+                times = [_milliseconds(moments(start + offset)[0]) + 30_000 * m
+                         for offset in range(len(chunk)) for m in range(per_conversation)]
+                message_ids, their_ids = time_ordered_ids(times, 20), random_ids(len(times), 20)
                 for offset, interaction in enumerate(chunk):
                     started, _ = moments(start + offset)
                     for m in range(per_conversation):
@@ -205,13 +223,13 @@ def load_history(dsn: str, *, channel_id: str, messages: int, per_conversation: 
                         at = (started + timedelta(seconds=30 * m)).isoformat()
                         if m % 2:
                             text = AGENT_TEXTS[m % len(AGENT_TEXTS)]
-                            yield (f"{ids[2 * number]}\t{interaction}\t{channel}\toutbound\t{text}\t"
-                                   f'{{"type": "Text", "text": "{text}"}}\tdelivered\t[]\t{ids[2 * number + 1]}\t\t\t'
+                            yield (f"{message_ids[number]}\t{interaction}\t{channel}\toutbound\t{text}\t"
+                                   f'{{"type": "Text", "text": "{text}"}}\tdelivered\t[]\t{their_ids[number]}\t\t\t'
                                    f"{at}\t{at}\n")
                         else:
                             text = CUSTOMER_TEXTS[(start + offset + m) % len(CUSTOMER_TEXTS)]
-                            yield (f"{ids[2 * number]}\t{interaction}\t{channel}\tinbound\t{text}\t"
-                                   f'{{"type": "Text", "text": "{text}"}}\treceived\t[]\t\t{ids[2 * number + 1]}\t\t'
+                            yield (f"{message_ids[number]}\t{interaction}\t{channel}\tinbound\t{text}\t"
+                                   f'{{"type": "Text", "text": "{text}"}}\treceived\t[]\t\t{their_ids[number]}\t\t'
                                    f"{at}\t{at}\n")
 
         copy_lines(conn, "channels_app_message", MESSAGE_COLUMNS, rows())

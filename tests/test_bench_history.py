@@ -3,9 +3,10 @@
 import pytest
 from django.db import connection
 
-from bench.history import LOADED_TABLES, load_history, random_ids
+from bench.history import LOADED_TABLES, load_history, random_ids, time_ordered_ids
+from channels_app.ids import ALPHABET as ID_ALPHABET
+from channels_app.ids import TIME_CHARACTERS, time_prefix
 from channels_app.models import Contact, Delivery, Interaction, Message
-from channels_app.models.conversations import ID_ALPHABET
 
 SCHEMA_SQL = """
 SELECT 'index', pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid::regclass::text = ANY(%(tables)s)
@@ -27,10 +28,18 @@ def _dsn() -> str:
             f"dbname={settings['NAME']}")
 
 
-def test_random_ids_are_the_applications_alphabet_and_length():
-    ids = random_ids(1000, 20)
+@pytest.mark.parametrize("length", [9, 13, 20])
+def test_random_ids_are_the_applications_alphabet_and_length(length):
+    ids = random_ids(1000, length)
     assert len(ids) == len(set(ids)) == 1000
-    assert all(len(value) == 20 and set(value) <= set(ID_ALPHABET) for value in ids)
+    assert all(len(value) == length and set(value) <= set(ID_ALPHABET) for value in ids)
+
+
+def test_the_historys_ids_are_the_applications_of_their_time():
+    times = [1_700_000_000_000 + 30_000 * n for n in range(100)]
+    ids = time_ordered_ids(times, 20)
+    assert [value[:TIME_CHARACTERS] for value in ids] == [time_prefix(at) for at in times]
+    assert ids == sorted(ids) and all(len(value) == 20 and set(value) <= set(ID_ALPHABET) for value in ids)
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -48,3 +57,8 @@ def test_the_history_is_stored_with_every_key_index_and_foreign_key_as_the_migra
     assert set(Interaction.objects.filter(channel=channel).values_list("messages__direction", flat=True)) == {
         "inbound", "outbound"}
     assert all(len(pk) == 20 for pk in Message.objects.values_list("pk", flat=True))
+    # Ids that grow with time, as the application's: the primary keys in the order of the rows' times.
+    for model in (Interaction, Message):
+        rows = list(model.objects.order_by("created_at").values_list("pk", "created_at"))
+        assert [pk for pk, _ in rows] == sorted(pk for pk, _ in rows)
+        assert all(pk[:TIME_CHARACTERS] == time_prefix(int(at.timestamp() * 1000)) for pk, at in rows)

@@ -492,6 +492,8 @@ def _outbound_message_store(interaction: Interaction, message: Message, activate
 # the contact's last message time moved by `contact_last_message_moved`'s rule (LAST_MESSAGE_STEP). Its row: the
 # contact (none: a new customer), the contact's moved last_message_at, the interaction as changed (none: no open
 # interaction, and then nothing was written). Routing (`interaction_enter_queue`) is decided on the answer.
+# The open interaction is found through the partial index interaction_open_by_contact, whose condition the query
+# states with the same literal: a parameter there would keep a prepared statement's generic plan from using it.
 CUSTOMER_MESSAGE_TO_OPEN_INTERACTION_SQL = f"""
 WITH contact AS (
     SELECT {_columns("contact", _CONTACT_FIELDS)} FROM {Contact._meta.db_table} AS contact
@@ -499,7 +501,7 @@ WITH contact AS (
 ), open_interaction AS (
     SELECT interaction.id FROM {Interaction._meta.db_table} AS interaction JOIN contact
     ON interaction.contact_id = contact.id
-    WHERE interaction.channel_id = %(channel)s AND NOT interaction.state = %(ended)s
+    WHERE interaction.channel_id = %(channel)s AND NOT interaction.state = '{InteractionState.ENDED.value}'
     ORDER BY interaction.created_at DESC LIMIT 1 FOR UPDATE OF interaction
 ), continued AS (
     UPDATE {Interaction._meta.db_table} AS interaction SET
@@ -547,7 +549,7 @@ def _customer_message_to_open_interaction(
         for field in _MESSAGE_FIELDS if field.name != "interaction"
     }
     params.update(
-        tenant=received.channel.tenant_id, key=value, channel=received.channel.pk, ended=InteractionState.ENDED,
+        tenant=received.channel.tenant_id, key=value, channel=received.channel.pk,
         user_data=_USER_DATA.get_db_prep_save(received.user_data(), connection), subject=received.subject(),
         window_from=received.window_from, now=received.now, queued=InteractionState.QUEUED,
         outbound=InteractionType.OUTBOUND, active=InteractionState.ACTIVE,
