@@ -7,10 +7,12 @@ databases (SQLite, the embedded mode) keep `bulk_update`. `bulk_create` with
 `ignore_conflicts` does not say which rows it created, so whoever needs their
 ids reads them all again: `bulk_insert_new` says."""
 
+import functools
 import json
+import operator
 
 from django.db import connection
-from django.db.models import JSONField, Model
+from django.db.models import Field, JSONField, Model
 
 
 def bulk_update_rows(model: type[Model], rows: list[dict], fields: list[str], constants: dict | None = None) -> None:
@@ -125,6 +127,25 @@ def copy_rows(model: type[Model], fields: list[str], rows) -> None:
                 write(row)
 
 
+@functools.cache
+def _copy_layout(model: type[Model]) -> tuple[list[Field], list[Field], list[tuple[int, JSONField]]]:
+    """A model's columns for `copy_insert`: those whose value is the attribute as it is (read together, by one
+    attrgetter: the field-by-field `pre_save` of bulk_create cost more than the rest of writing a row), then those
+    whose field computes it on save (auto_now times...), and the JSON ones by their index in that order."""
+    fields = model._meta.concrete_fields
+    plain = [field for field in fields if type(field).pre_save is Field.pre_save]
+    computed = [field for field in fields if type(field).pre_save is not Field.pre_save]
+    json_fields = [(index, field) for index, field in enumerate([*plain, *computed]) if isinstance(field, JSONField)]
+    return plain, computed, json_fields
+
+
+def _attributes(names: list[str]):
+    """A function of an object giving the tuple of these attributes (attrgetter gives a lone one bare)."""
+    if len(names) > 1:
+        return operator.attrgetter(*names)
+    return (lambda obj: (getattr(obj, names[0]),)) if names else (lambda obj: ())
+
+
 def copy_insert(model: type[Model], objects: list[Model]) -> None:
     """Insert new objects as `bulk_create` does (their auto_now fields filled, an auto primary key given back,
     each then saved as far as Django knows), on PostgreSQL through one `COPY ... FROM STDIN`: Django's
@@ -145,14 +166,14 @@ def copy_insert(model: type[Model], objects: list[Model]) -> None:
                            [meta.db_table, meta.pk.column, len(objects)])
             for obj, (pk,) in zip(objects, cursor.fetchall(), strict=True):
                 obj.pk = pk
-        fields = meta.concrete_fields
-        json_fields = {index for index, field in enumerate(fields) if isinstance(field, JSONField)}
-        columns = ", ".join(quote(field.column) for field in fields)
+        plain, computed, json_fields = _copy_layout(model)
+        columns = ", ".join(quote(field.column) for field in [*plain, *computed])
+        read_plain = _attributes([field.attname for field in plain])
         with cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy:
             for obj in objects:
-                values = [field.pre_save(obj, True) for field in fields]
-                for index in json_fields:
-                    values[index] = json.dumps(values[index], ensure_ascii=False, cls=fields[index].encoder)
+                values = [*read_plain(obj), *(field.pre_save(obj, True) for field in computed)]
+                for index, field in json_fields:
+                    values[index] = json.dumps(values[index], ensure_ascii=False, cls=field.encoder)
                 copy.write_row(values)
     for obj in objects:
         obj._state.adding, obj._state.db = False, connection.alias

@@ -5,6 +5,7 @@ that each attempt's outcome can be asserted; workers are covered in
 tests/test_worker.py."""
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import re
@@ -282,6 +283,49 @@ def test_a_keep_alive_connection_the_third_party_closed_is_not_reused():
     assert (first.outcome, second.outcome) == (SendOutcome.ACCEPTED, SendOutcome.ACCEPTED)
     assert second.external_id == "ext-1"
     assert len(set(connections)) == 2  # the closed connection was not reused
+
+
+def test_a_chunked_answer_is_read_and_its_connection_kept_for_the_next_webhook():
+    """The transport writes the request itself and lets http.client read the answer: a chunked one is read whole,
+    and the connection serves the next webhook."""
+    connections = []
+
+    class Chunked(_AnswersWith):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            connections.append(self.client_address)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for part in (b'{"messageId": ', b'"ext-chunked"}'):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.write(b"0\r\n\r\n")
+
+    with _third_party(Chunked) as message:
+        results = [WebhookTransport().send(message) for _ in range(2)]
+
+    assert [(r.outcome, r.external_id) for r in results] == [(SendOutcome.ACCEPTED, "ext-chunked")] * 2
+    assert len(connections) == 2 and len(set(connections)) == 1  # one connection for both
+
+
+def test_a_trace_id_that_would_end_its_header_fails_at_once_and_nothing_is_sent():
+    posts = []
+
+    class Counts(_AnswersWith):
+        def do_POST(self):
+            posts.append(self.path)
+            super().do_POST()
+
+    with _third_party(Counts) as message:
+        forged = dataclasses.replace(message, trace_id="t1\r\nX-Injected: yes")
+        result = WebhookTransport().send(forged)
+        after = WebhookTransport().send(message)
+
+    assert (result.outcome, result.status_code) == (SendOutcome.FAILED, None)
+    assert result.error.startswith("Not sent: Invalid header value")
+    assert after.outcome == SendOutcome.ACCEPTED and posts == ["/hook"]  # only the second one arrived
 
 
 def test_a_2xx_answer_nested_too_deeply_counts_as_delivered_without_an_id():
