@@ -596,7 +596,8 @@ def _rows_insert(objects: list) -> None:
     *first, last = inserts
     sql = (("WITH " + ", ".join(f"row{n} AS ({insert})" for n, insert in enumerate(first)) + " ")
            if first else "") + last
-    execute_prepared(sql, params)
+    with connection.cursor() as cursor:  # not prepared: no gain measured (docs/PERFORMANCE.md, issue 25)
+        cursor.execute(sql, params)
     for obj in objects:
         obj._state.adding, obj._state.db = False, connection.alias
 
