@@ -148,6 +148,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+# The hot paths' statements are prepared once per connection (channels_app/prepared.py: PostgreSQL parses and plans
+# them once, not on every call). Off behind a pooler in transaction mode that does not carry prepared statements
+# from one server connection to the next: PgBouncer before 1.22 (psycopg sends DEALLOCATE ALL after a rollback), or
+# with `max_prepared_statements = 0`.
+# https://www.psycopg.org/psycopg3/docs/advanced/prepare.html
+PREPARED_STATEMENTS = env.bool("PREPARED_STATEMENTS", default=True)
 # Group commit (channels_app/group_commit.py): the customer messages of one process's concurrent requests share
 # one transaction, committed by a writer thread; each request is answered once its batch is committed. Off on
 # SQLite whatever this says.

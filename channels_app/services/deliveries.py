@@ -12,7 +12,6 @@ is never attempted again."""
 
 import functools
 import logging
-import re
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -39,6 +38,7 @@ from channels_app.models import (
     MessageStatus,
 )
 from channels_app.outbound import failure_in_words
+from channels_app.prepared import execute_prepared
 from channels_app.publishing import DELIVER, DELIVER_BATCH, publish
 from channels_app.retries import retry_decision
 from channels_app.selectors import channels_by_id
@@ -154,7 +154,7 @@ def _claim_statement() -> str:
                SET lease_until = %(lease_until)s, lease_token = %(token)s, attempts = attempts + 1,
                    published_at = %(now)s
              WHERE id IN (SELECT id FROM {delivery.db_table}
-                           WHERE state = %(pending)s AND next_attempt_at <= %(now)s
+                           WHERE state = '{DeliveryState.PENDING.value}' AND next_attempt_at <= %(now)s
                              AND (lease_until IS NULL OR lease_until < %(now)s)
                            ORDER BY next_attempt_at LIMIT %(limit)s
                            FOR UPDATE SKIP LOCKED)
@@ -169,10 +169,8 @@ def _claim_statement() -> str:
 
 
 def _claim_due_on_postgresql(now: datetime, token: str, limit: int) -> list[Delivery]:
-    with connection.cursor() as cursor:
-        cursor.execute(_claim_statement(), {"lease_until": now + _send_lease(), "token": token, "now": now,
-                                            "pending": DeliveryState.PENDING, "limit": limit})
-        rows = cursor.fetchall()
+    rows = execute_prepared(_claim_statement(), {"lease_until": now + _send_lease(), "token": token, "now": now,
+                                                 "limit": limit})
     claimed = []
     for row in rows:
         delivery, message, interaction, channel = _instances(row)
@@ -548,9 +546,14 @@ def _deliveries_delivered(accepted: list[Sent], now: datetime) -> list[Sent]:
 # their attempts inserted, the deliveries still under our lease delivered, their messages sent with the third
 # party's ids, the sessions that end once their message is handed over ended; it answers which deliveries were
 # ours and whether a receipt came before the message's id was known. Five statements' round trips and Django's
-# compile of each cost more than PostgreSQL's work for a dozen rows (issue 25, lever 6).
+# compile of each cost more than PostgreSQL's work for a dozen rows (issue 25, lever 6). The rows come as one array
+# per column, so that the text is the same for any number of them (one prepared statement: channels_app/prepared.py).
 _DELIVERED_SQL = """
-WITH v (delivery_id, number, started_at, status_code, latency_ms, excerpt, external_id) AS (VALUES {rows}),
+WITH v (delivery_id, number, started_at, status_code, latency_ms, excerpt, external_id) AS (
+    SELECT * FROM unnest(%(deliveries)s::bigint[], %(numbers)s::integer[], %(started)s::timestamptz[],
+        %(status_codes)s::integer[], %(latencies)s::double precision[], %(excerpts)s::text[],
+        %(external_ids)s::varchar[])
+),
 attempts AS (
     INSERT INTO channels_app_deliveryattempt
         (delivery_id, number, started_at, outcome, status_code, latency_ms, error, response_excerpt)
@@ -579,27 +582,24 @@ SELECT d.id, m.external_id <> '' AND EXISTS (
     SELECT 1 FROM channels_app_earlyreceipt e WHERE e.channel_id = m.channel_id AND e.external_id = m.external_id)
 FROM d JOIN m ON m.id = d.message_id
 """
-# psycopg takes one style of placeholder per statement: the named values follow the rows' in the text's order.
-_NAMED = re.compile(r"%\((\w+)\)s")
-_DELIVERED_NAMES = _NAMED.findall(_DELIVERED_SQL)
-_DELIVERED_TEMPLATE = _NAMED.sub("%s", _DELIVERED_SQL)
-_DELIVERED_ROW = "(%s::bigint, %s::integer, %s::timestamptz, %s::integer, %s::double precision, %s, %s::varchar)"
 
 
 def _deliveries_delivered_in_one_statement(accepted: list[Sent], now: datetime) -> list[Sent]:
     """`_deliveries_delivered` on PostgreSQL, its writes in one statement (attempts included); the same outcome."""
-    params = []
-    for sent in accepted:
-        result = sent.result
-        params += [sent.delivery.pk, sent.delivery.attempts, sent.started, result.status_code, result.latency_ms,
-                   result.response_excerpt, result.external_id]
-    named = {"accepted": SendOutcome.ACCEPTED, "delivered": DeliveryState.DELIVERED, "pending": DeliveryState.PENDING,
-             "sent": MessageStatus.SENT, "ended": InteractionState.ENDED, "now": now,
-             "first": min(sent.started for sent in accepted), "token": accepted[0].delivery.lease_token}
-    params += [named[name] for name in _DELIVERED_NAMES]
-    with connection.cursor() as cursor:
-        cursor.execute(_DELIVERED_TEMPLATE.replace("{rows}", ", ".join([_DELIVERED_ROW] * len(accepted))), params)
-        ours = dict(cursor.fetchall())
+    results = [sent.result for sent in accepted]
+    params = {
+        "deliveries": [sent.delivery.pk for sent in accepted],
+        "numbers": [sent.delivery.attempts for sent in accepted], "started": [sent.started for sent in accepted],
+        "status_codes": [result.status_code for result in results],
+        # one type per array: psycopg types a list by its elements, and an int among the floats would misread
+        "latencies": [float(result.latency_ms) for result in results],
+        "excerpts": [result.response_excerpt for result in results],
+        "external_ids": [result.external_id for result in results],
+        "accepted": SendOutcome.ACCEPTED, "delivered": DeliveryState.DELIVERED, "pending": DeliveryState.PENDING,
+        "sent": MessageStatus.SENT, "ended": InteractionState.ENDED, "now": now,
+        "first": min(sent.started for sent in accepted), "token": accepted[0].delivery.lease_token,
+    }
+    ours = dict(execute_prepared(_DELIVERED_SQL, params))
     accepted = [sent for sent in accepted if sent.delivery.pk in ours]
     early = []
     for sent in accepted:

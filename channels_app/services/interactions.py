@@ -26,6 +26,7 @@ from channels_app.models import (
     MessageStatus,
 )
 from channels_app.models.conversations import generate_interaction_id
+from channels_app.prepared import execute_prepared
 from channels_app.services.agent_events import (
     MESSAGE,
     WATCHER_EVENTS_CTE,
@@ -476,9 +477,7 @@ def _outbound_message_store(interaction: Interaction, message: Message, activate
                                         data=message_data(message) if held else {}))
     params.update(activate=activate, active=InteractionState.ACTIVE, deliveries_channel=DISPATCHER_CHANNEL,
                   touch=message.created_at - interaction.last_activity_at > _LAST_ACTIVITY_STEP)
-    with connection.cursor() as cursor:
-        cursor.execute(OUTBOUND_MESSAGE_SQL, params)
-        delivery.pk = cursor.fetchone()[0]  # message.delivery, as bulk_create leaves it
+    delivery.pk = execute_prepared(OUTBOUND_MESSAGE_SQL, params)[0][0]  # message.delivery, as bulk_create leaves it
     delivery._state.adding = False
     if traffic.isEnabledFor(logging.INFO):
         traffic.info("Message %s queued.", message.pk, extra=message_fields(message))
@@ -555,11 +554,10 @@ def _customer_message_to_open_interaction(
         outbound=InteractionType.OUTBOUND, active=InteractionState.ACTIVE,
         last_message_before=received.window_from - LAST_MESSAGE_STEP,
     )
-    with connection.cursor() as cursor:
-        cursor.execute(_CUSTOMER_MESSAGE_SQL_BY_KEY[kind], params)
-        row = cursor.fetchone()
-    if row is None:
+    rows = execute_prepared(_CUSTOMER_MESSAGE_SQL_BY_KEY[kind], params)
+    if not rows:
         return None, None, None
+    (row,) = rows
     contact = _from_row(Contact, _CONTACT_FIELDS, row[:len(_CONTACT_FIELDS)])
     if (moved := row[len(_CONTACT_FIELDS)]) is not None:
         contact.last_message_at = moved
@@ -600,7 +598,7 @@ def _rows_insert(objects: list) -> None:
     *first, last = inserts
     sql = (("WITH " + ", ".join(f"row{n} AS ({insert})" for n, insert in enumerate(first)) + " ")
            if first else "") + last
-    with connection.cursor() as cursor:
+    with connection.cursor() as cursor:  # not prepared: no gain measured (docs/PERFORMANCE.md, issue 25)
         cursor.execute(sql, params)
     for obj in objects:
         obj._state.adding, obj._state.db = False, connection.alias

@@ -25,6 +25,7 @@ from channels_app.models import (
 )
 from channels_app.models.configuration import CIRCUIT_FAILURE
 from channels_app.options_catalog import DMS
+from channels_app.prepared import execute_prepared
 from channels_app.selectors import channel_find, channel_list, standard_response_for_sending
 from channels_app.services.channels import channel_inbound_route
 from channels_app.services.contacts import (
@@ -591,20 +592,18 @@ def _invitation_store_postgresql(plan: InvitationPlan, invitee: Invitee) -> Invi
         elif plan.terminate_session:
             _ended_at_once(interaction, now)
         rows, delivery = _rows_params(interaction, message)
-        with connection.cursor() as cursor:
-            cursor.execute(_statement(contact=contact_part, message=message is not None), {**params, **rows})
-            row = cursor.fetchone()
-        if row is None:
+        found = execute_prepared(_statement(contact=contact_part, message=message is not None), {**params, **rows})
+        if not found:
             return None
+        (row,) = found
         if row[-2]:
             raise _opted_out(plan, invitee)
         return _invitation(interaction, _contact_from(row), message, delivery, row[-1])
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(_contact_only_statement(*contact_part), params)
-            row = cursor.fetchone()
-        if row is None:
+        found = execute_prepared(_contact_only_statement(*contact_part), params)
+        if not found:
             return None
+        (row,) = found
         if row[-1]:
             raise _opted_out(plan, invitee)
         contact = _contact_from(row)
@@ -616,9 +615,8 @@ def _invitation_store_postgresql(plan: InvitationPlan, invitee: Invitee) -> Invi
             (delivery,) = messages_queue_outbound(messages=[message])
             return Invitation(interaction, message.pk, delivery)
         rows, delivery = _rows_params(interaction, message)
-        with connection.cursor() as cursor:
-            cursor.execute(_statement(contact=None, message=True), {"contact_id": contact.pk, **rows})
-            (_nobody_opted_out, delivery_id) = cursor.fetchone()
+        ((_nobody_opted_out, delivery_id),) = execute_prepared(_statement(contact=None, message=True),
+                                                                {"contact_id": contact.pk, **rows})
     return _invitation(interaction, contact, message, delivery, delivery_id)
 
 
