@@ -29,7 +29,7 @@ def statements(captured: CaptureQueriesContext) -> list[str]:
 
 
 def send(interaction, text: str):
-    return agent_message_send(interactions=Interaction.objects.all(), interaction_id=interaction.pk,
+    return agent_message_send(tenant_ids=None, interaction_id=interaction.pk,
                               admit=lambda _: {"text": text}).message
 
 
