@@ -17,7 +17,9 @@ Figures: `<case>_statements` (statements per message, counted by an execute wrap
 counted), `<case>_cpu_ms_per_message` (this process, time.process_time), `<case>_postgres_cpu_ms_per_message`
 (the connection's backend, from /proc); `dispatcher_statements_per_delivery`, `dispatcher_cpu_ms_per_delivery`
 (this process: its send threads included) and `dispatcher_postgres_cpu_ms_per_delivery`. `--profile` prints
-cProfile's top functions of the dispatcher's half. Same machine, shared: the CPU figures are indicative.
+cProfile's top functions of each half: the web's over `--messages` more messages of each case, sent after the timed
+ones (the figures are not taken under the profiler), then the dispatcher's. Same machine, shared: the CPU figures
+are indicative.
 """
 
 import argparse
@@ -51,7 +53,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=1000, help="timed messages per case (default 1000)")
     parser.add_argument("--batch", type=int, default=8, help="the dispatcher's claim limit (default 8)")
     parser.add_argument("--database", default="dms_bench_agent_message", help="created, then dropped")
-    parser.add_argument("--profile", action="store_true", help="cProfile the dispatcher's half")
+    parser.add_argument("--profile", action="store_true", help="cProfile the web's half and the dispatcher's")
     parser.add_argument("--show", action="store_true", help="print the statements of one message of each case")
     return parser.parse_args()
 
@@ -135,6 +137,15 @@ def prepare(webhook_url: str) -> tuple[dict, dict]:
     return {"Authorization": f"Token {token.key}", "Content-Type": "application/json"}, ids
 
 
+def print_profile(profiler: cProfile.Profile, title: str) -> None:
+    """cProfile's top functions, by cumulative and by own time, as comments (the figures stay parseable)."""
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("cumulative").print_stats(45)
+    stats.sort_stats("tottime").print_stats(30)
+    print(f"# {title}", *(f"# {line}" for line in out.getvalue().splitlines()), sep="\n")
+
+
 def measure(args, webhook_url: str) -> list[tuple[str, object]]:
     from django.db import connection
 
@@ -170,6 +181,14 @@ def measure(args, webhook_url: str) -> list[tuple[str, object]]:
         figures += [(f"{case}_statements", f"{counted.count / COUNTED:g}"),
                     (f"{case}_cpu_ms_per_message", f"{1000 * cpu / args.messages:.2f}"),
                     (f"{case}_postgres_cpu_ms_per_message", f"{1000 * backend_cpu / args.messages:.2f}")]
+    if args.profile:
+        web = cProfile.Profile(time.process_time)
+        web.enable()
+        for case in ids:
+            for _ in range(args.messages):
+                send(case)
+        web.disable()
+        print_profile(web, f"web half: {args.messages} messages of each case")
 
     dispatcher = Dispatcher(threads=1, claim_limit=args.batch)
     pending = Delivery.objects.filter(state=DeliveryState.PENDING).count()
@@ -188,9 +207,7 @@ def measure(args, webhook_url: str) -> list[tuple[str, object]]:
     if sent != pending or delivered != pending:
         raise RuntimeError(f"{pending} deliveries pending, {sent} attempted, {delivered} delivered")
     if profiler:
-        out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(40)
-        print("\n".join(f"# {line}" for line in out.getvalue().splitlines()))
+        print_profile(profiler, f"dispatcher half: {sent} deliveries")
     figures += [("deliveries", sent), ("batch", args.batch),
                 ("dispatcher_statements_per_delivery", f"{counted.count / sent:.2f}"),
                 ("dispatcher_postgres_cpu_ms_per_delivery", f"{1000 * backend_cpu / sent:.2f}"),

@@ -74,7 +74,7 @@ def crash_after_commit(interaction_id: str, number: int) -> tuple[bool, list[str
     that hook, delivery ids it reported)."""
     from django.db import transaction
 
-    from channels_app.models import Delivery, Interaction
+    from channels_app.models import Delivery
     from channels_app.services.agent_messages import agent_message_send
 
     read_end, write_end = os.pipe()
@@ -89,7 +89,7 @@ def crash_after_commit(interaction_id: str, number: int) -> tuple[bool, list[str
 
         try:
             with transaction.atomic():
-                sent = agent_message_send(interactions=Interaction.objects.all(), interaction_id=interaction_id,
+                sent = agent_message_send(tenant_ids=None, interaction_id=interaction_id,
                                           admit=lambda _interaction: {"text": f"Outbox crash {number}"})
                 delivery_id = Delivery.objects.get(message_id=sent.message.pk).pk
                 transaction.on_commit(lambda: die_after_commit(delivery_id))

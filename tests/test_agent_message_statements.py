@@ -29,7 +29,7 @@ def statements(captured: CaptureQueriesContext) -> list[str]:
 
 
 def send(interaction, text: str):
-    return agent_message_send(interactions=Interaction.objects.all(), interaction_id=interaction.pk,
+    return agent_message_send(tenant_ids=None, interaction_id=interaction.pk,
                               admit=lambda _: {"text": text}).message
 
 
@@ -120,3 +120,30 @@ def test_the_notifications_reach_a_listener_at_commit_only(channel, tenant):
 
         poll_until(arrived, 10, "the notifications")
     assert sorted(heard) == [("agent_events", str(ann.pk)), ("deliveries_due", "")]
+
+
+@committed
+def test_the_interaction_is_read_locked_with_its_channel_and_contact_in_the_callers_tenants(channel, tenant):
+    from channels_app.services.interactions import interaction_locked
+
+    require_or_skip(connection.vendor == "postgresql", "the lock is looked at from another connection")
+    # given
+    interaction = opened(channel)
+    database = settings.DATABASES["default"]
+    with psycopg.connect(host=database["HOST"], port=database["PORT"] or 5432, user=database["USER"],
+                         password=database["PASSWORD"], dbname=database["NAME"], autocommit=True) as other:
+        with transaction.atomic():
+            # when
+            found = interaction_locked(interaction_id=interaction.pk, tenant_ids=frozenset({tenant.pk}))
+            # then: read whole, and held until the commit
+            assert (found.pk, found.channel, found.contact, found.user_data, found.session_options) == (
+                interaction.pk, channel, interaction.contact, interaction.user_data, interaction.session_options)
+            assert found.channel.tenant_id == tenant.pk and found.contact.tenant_id == tenant.pk
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                other.execute("SELECT id FROM channels_app_interaction WHERE id = %s FOR UPDATE NOWAIT",
+                              [interaction.pk])
+        other.execute("SELECT id FROM channels_app_interaction WHERE id = %s FOR UPDATE NOWAIT", [interaction.pk])
+    assert interaction_locked(interaction_id=interaction.pk, tenant_ids=None).pk == interaction.pk
+    assert interaction_locked(interaction_id=interaction.pk, tenant_ids=frozenset({tenant.pk + 1})) is None
+    assert interaction_locked(interaction_id=interaction.pk, tenant_ids=frozenset()) is None
+    assert interaction_locked(interaction_id="nope", tenant_ids=None) is None

@@ -450,7 +450,7 @@ def test_notes_are_history_never_sent(held):
 
 @pytest.mark.django_db
 def test_on_a_workspace_queue_only_the_assignee_or_a_supervisor_sends(tenant, held):
-    from channels_app.selectors import interaction_list
+    from channels_app.selectors import tenant_ids_for
     from channels_app.services.agent_messages import agent_message_send
 
     interaction, sender, colleague = held
@@ -461,7 +461,7 @@ def test_on_a_workspace_queue_only_the_assignee_or_a_supervisor_sends(tenant, he
         codename__in=["view_interaction", "change_interaction", "add_message"]))
 
     def send(user):
-        return agent_message_send(interactions=interaction_list(user=user), interaction_id=interaction.pk,
+        return agent_message_send(tenant_ids=tenant_ids_for(user), interaction_id=interaction.pk,
                                   admit=lambda _: {"text": "Hello"}, sender=user)
 
     with pytest.raises(PermissionDenied):
@@ -472,14 +472,14 @@ def test_on_a_workspace_queue_only_the_assignee_or_a_supervisor_sends(tenant, he
 
 @pytest.mark.django_db
 def test_on_an_external_queue_every_agent_sends_as_before(tenant, channel):
-    from channels_app.selectors import interaction_list
+    from channels_app.selectors import tenant_ids_for
     from channels_app.services.agent_messages import agent_message_send
 
     agent = _agent("agent-1", tenant)
     _queue(tenant, agent, routing=QueueRouting.EXTERNAL)
     interaction = _customer_writes(channel)
 
-    sent = agent_message_send(interactions=interaction_list(user=agent), interaction_id=interaction.pk,
+    sent = agent_message_send(tenant_ids=tenant_ids_for(agent), interaction_id=interaction.pk,
                               admit=lambda _: {"text": "Hello"}, sender=agent)
 
     assert sent.message.text == "Hello"

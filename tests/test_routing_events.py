@@ -253,7 +253,7 @@ def test_events_older_than_a_stream_may_resume_from_are_deleted_by_the_periodic_
 @pytest.mark.django_db
 def test_messages_out_and_receipts_of_a_held_interaction_are_events_of_its_agent_and_conference(tenant, channel):
     from channels_app.models import Message
-    from channels_app.selectors import interaction_list
+    from channels_app.selectors import tenant_ids_for
     from channels_app.services.agent_messages import agent_message_send
     from channels_app.services.receipts import receipt_apply
 
@@ -268,7 +268,7 @@ def test_messages_out_and_receipts_of_a_held_interaction_are_events_of_its_agent
     AgentEvent.objects.all().delete()
 
     # when ann answers and the answer is delivered
-    sent = agent_message_send(interactions=interaction_list(user=ann), interaction_id=interaction.pk,
+    sent = agent_message_send(tenant_ids=tenant_ids_for(ann), interaction_id=interaction.pk,
                               admit=lambda _: {"text": "How can I help?"}, sender=ann).message
     Message.objects.filter(pk=sent.pk).update(external_id="ext-1")
     receipt_apply(channel=channel, external_id="ext-1", status="Delivered")

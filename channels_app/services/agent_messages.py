@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from channels_app.choices import MediaType
@@ -18,7 +17,7 @@ from channels_app.models import Interaction, InteractionState, Message
 from channels_app.options_catalog import IW
 from channels_app.selectors import standard_response_for_sending
 from channels_app.services.email import email_payload, text_limit
-from channels_app.services.interactions import interaction_field_values, message_queue_outbound
+from channels_app.services.interactions import interaction_field_values, interaction_locked, message_queue_outbound
 from channels_app.services.media import attachments_for_sending, location_payload, media_object
 from channels_app.services.options import session_option
 from channels_app.services.routing import agent_send_check, interaction_hold_new
@@ -175,14 +174,15 @@ def session_window_open(*, interaction: Interaction, now: datetime) -> bool:
 
 def agent_message_send(
     *,
-    interactions: QuerySet,
+    tenant_ids: frozenset[int] | None,
     interaction_id: str,
     admit: Callable[[Interaction], dict],
     trace_id: str = "",
     sender=None,
 ) -> AgentMessage:
     """Queue an agent's message (plain text, a standard response or a location, with files of
-    `POST /api/attachments/` after it) on an open interaction of `interactions` (the caller's scope).
+    `POST /api/attachments/` after it) on an open interaction of the caller's tenants (`tenant_ids`, as
+    selectors.tenant_ids_for gives them: None for every tenant; one of another tenant is not found).
     `admit(interaction)` is the door's own checks (rights, the request's fields), made once the
     interaction is known and locked; it returns the content: `text`, `standard_response_id` with
     `fields`, `location`, `attachments`. With `sender`, an interaction of a queue routed by the server
@@ -190,10 +190,7 @@ def agent_message_send(
     (services.routing.agent_may_send; 403 otherwise)."""
     now = timezone.now()
     with transaction.atomic():
-        # one row by its key: no ORDER BY to compile (first()'s), the same row
-        found = interactions.select_for_update(of=("self",)).select_related("channel", "contact").filter(
-            pk=interaction_id)[:1]
-        interaction = found[0] if found else None
+        interaction = interaction_locked(interaction_id=interaction_id, tenant_ids=tenant_ids)
         if interaction is None:
             raise NotFound("Unknown interaction.", field="pk")  # as selectors.interaction_get says it
         content = admit(interaction)
