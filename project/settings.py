@@ -148,6 +148,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend, with a health check that needs no SELECT 1 on a quiet connection (project/postgresql).
+        DATABASES["default"]["ENGINE"] = "project.postgresql"
 # Group commit (channels_app/group_commit.py): the customer messages of one process's concurrent requests share
 # one transaction, committed by a writer thread; each request is answered once its batch is committed. Off on
 # SQLite whatever this says.
