@@ -239,7 +239,8 @@ def parse_inbound(
     (lean.json_loads_texts_kept), which are then not checked again."""
     if not isinstance(body, dict):
         raise InvalidStructure("The body must be a JSON object.")
-    if not texts_kept and (found := text_rule_broken_at(body)):  # channels_app/text_rules.py: a structure error, not a server error
+    # channels_app/text_rules.py: a structure error, not a server error
+    if not texts_kept and (found := text_rule_broken_at(body)):
         where, broken = found
         raise InvalidStructure(f"{where} holds {broken}.")
     messages = body.get("messages")
