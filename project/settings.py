@@ -148,6 +148,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend, with a health check that needs no SELECT 1 on a quiet connection (project/postgresql).
+        DATABASES["default"]["ENGINE"] = "project.postgresql"
 # The hot paths' statements are prepared once per connection (channels_app/prepared.py: PostgreSQL parses and plans
 # them once, not on every call). Off behind a pooler in transaction mode that does not carry prepared statements
 # from one server connection to the next: PgBouncer before 1.22 (psycopg sends DEALLOCATE ALL after a rollback), or

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from channels_app.lean import json_loads_texts_kept
 from channels_app.models import Contact, Interaction, Message, OptionValue, StandardResponse, Tenant
 from channels_app.text_rules import text_rule_broken, text_rule_broken_at
 from tests.factories import ContactFactory
@@ -28,6 +29,26 @@ def test_the_rules_refuse_nul_and_lone_surrogates_and_take_pairs():
     assert text_rule_broken(json.loads('"\\ud83d\\ude00"')) is None  # a pair is one character: 😀
     assert text_rule_broken("Grüße 😀 \t\n") is None
     assert text_rule_broken_at({"a": [{"b": "ok"}, {"c\ud800": 1}]})[0] == "a[1].c\\ud800"  # the key, escaped
+
+
+@pytest.mark.parametrize(("body", "kept"), [
+    (b'{"text": "Hello", "n": 1, "list": ["a", {"b": null}]}', True),
+    (b'{"text": "\\ud83d\\ude00 Gr\xc3\xbc\xc3\x9fe"}', True),  # a pair of escapes, and UTF-8: one character each
+    (b'{"text": "x\\u0000y"}', False),
+    (b'{"te\\u0000xt": "x"}', False),  # in a key
+    (b'{"text": "\\ud800"}', False),  # a lone surrogate: orjson refuses it, json reads it
+    (b'{"text": "\\udc00 after"}', False),
+    (b'{"text": "\\\\u0000"}', False),  # a backslash, then "u0000": no NUL, but not told apart without reading
+    ('{"text": "x"}'.encode("utf-16"), False),  # read by the json module
+    (b'{"n": 1.5}', False),  # a float: read by the json module
+])
+def test_a_body_said_to_keep_the_text_rules_keeps_them(body, kept):
+    value, texts_kept = json_loads_texts_kept(body)
+
+    assert value == json.loads(body)
+    assert texts_kept is kept
+    if texts_kept:
+        assert text_rule_broken_at(value) is None
 
 
 # --- API -------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from channels_app.lean import json_loads, json_response
+from channels_app.lean import json_loads_texts_kept, json_response
 from channels_app.messaging.signatures import verify_hub_signature
 from channels_app.metrics import count_inbound
 from channels_app.parsing import (
@@ -132,7 +132,8 @@ def nexus_messages_answer(request, channel_id: str) -> tuple[dict, int]:
     ) for secret in channel_inbound_secrets(channel=channel)):
         return _status(401, "Missing or wrong X-Hub-Signature.", 401)
     try:
-        messages = parse_inbound(json_loads(body), max_text_bytes=settings.MAX_INBOUND_TEXT_BYTES)
+        payload, texts_kept = json_loads_texts_kept(body)
+        messages = parse_inbound(payload, max_text_bytes=settings.MAX_INBOUND_TEXT_BYTES, texts_kept=texts_kept)
     except (ValueError, UnicodeDecodeError, RecursionError) as error:  # RecursionError: nested too deeply
         message = str(error) if isinstance(error, InvalidStructure) else "The body is not valid JSON."
         return _status(INVALID_STRUCTURE, message, 400)
