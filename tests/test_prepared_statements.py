@@ -3,7 +3,8 @@ rows they give back are those of Django's client-side cursor; they run in the ca
 logged and counted like any statement; and they survive what a long-lived connection meets: a rollback, a failed
 transaction, a migration that changes what they return, a connection lost and opened again."""
 
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import psycopg
 import pytest
@@ -52,7 +53,7 @@ def test_values_come_back_as_the_client_side_cursor_gives_them():
         (client_side,) = cursor.fetchall()
     # then: the same values, times in the connection's zone, jsonb as its text (Django decodes it)
     assert prepared == client_side
-    assert prepared[0] == datetime(2026, 12, 6, 23, 2, 3, 456789, tzinfo=dt_timezone.utc)
+    assert prepared[0] == datetime(2026, 12, 6, 23, 2, 3, 456789, tzinfo=UTC)
     assert prepared[0].tzinfo == client_side[0].tzinfo
     assert prepared[1:] == ('{"a": [1, "é", null], "b": {"c": true}}', None, [1, 40000, 2**40], ["x", "y'z", ""],
                             "O'Hara %s", 7, True, 1.5, [None, 3])
