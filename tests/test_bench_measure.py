@@ -66,7 +66,8 @@ def test_postgres_settings_are_the_version_and_the_listed_settings_in_order():
     settings = postgres_settings(_server_dsn())
     assert [name for name, _ in settings] == [
         "pg_server_version", "pg_shared_buffers", "pg_synchronous_commit", "pg_wal_level", "pg_max_wal_size",
-        "pg_checkpoint_timeout", "pg_work_mem", "pg_fsync", "pg_effective_io_concurrency", "pg_max_connections"]
+        "pg_checkpoint_timeout", "pg_work_mem", "pg_fsync", "pg_effective_io_concurrency", "pg_max_connections",
+        "pg_autovacuum"]
     assert all(value for _, value in settings)
 
 

@@ -106,8 +106,9 @@ def test_the_database_sorts_stored_ids_as_python_does(channel):
 
 
 @pytest.mark.django_db
-def test_a_customer_message_finds_the_open_interaction_through_the_open_ones_not_the_past(channel):
+def test_a_customer_message_finds_the_open_interaction_through_the_open_ones_not_the_past(channel, settings):
     require_or_skip(connection.vendor == "postgresql", "query plans are PostgreSQL's")
+    settings.PREPARED_STATEMENTS = False  # the statement logged with its values (a prepared one: its placeholders)
     # given: a customer with 30 ended conversations on the channel and an open one
     for n in range(30):
         customer_message_receive(channel=channel, client_id=CLIENT, text="Hi", channel_message_id=f"past-{n}")

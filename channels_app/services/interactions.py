@@ -517,15 +517,14 @@ def interaction_locked(*, interaction_id: str, tenant_ids: frozenset[int] | None
         if tenant_ids is not None:
             found = found.filter(channel__tenant__in=tenant_ids)
         return next(iter(found[:1]), None)
-    with connection.cursor() as cursor:
-        if tenant_ids is None:
-            cursor.execute(_INTERACTION_LOCKED_SQL_IN_EVERY_TENANT, {"interaction": interaction_id})
-        else:
-            cursor.execute(_INTERACTION_LOCKED_SQL_IN_TENANTS,
-                           {"interaction": interaction_id, "tenants": sorted(tenant_ids)})
-        row = cursor.fetchone()
-    if row is None:
+    if tenant_ids is None:
+        rows = execute_prepared(_INTERACTION_LOCKED_SQL_IN_EVERY_TENANT, {"interaction": interaction_id})
+    else:
+        rows = execute_prepared(_INTERACTION_LOCKED_SQL_IN_TENANTS,
+                                {"interaction": interaction_id, "tenants": sorted(tenant_ids)})
+    if not rows:
         return None
+    (row,) = rows
     interaction_end, channel_end = len(_INTERACTION_FIELDS), len(_INTERACTION_FIELDS) + len(_CHANNEL_FIELDS)
     interaction = _from_row(Interaction, _INTERACTION_FIELDS, row[:interaction_end])
     interaction.channel = _from_row(Channel, _CHANNEL_FIELDS, row[interaction_end:channel_end])
