@@ -15,21 +15,14 @@ from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from channels_app.models import (
-    Campaign,
     CampaignRecipient,
     CampaignReportDelta,
     ContactOptOut,
     Delivery,
     Message,
 )
-from channels_app.services.campaign_reports import (
-    DELIVERED_STATUSES,
-    FAILED_STATUSES,
-    SENT_STATUSES,
-    campaign_reports_fold,
-    reason_key,
-)
-from channels_app.services.campaigns import campaign_counts, campaign_run_batch, campaign_transition
+from channels_app.services.campaign_reports import campaign_reports_fold
+from channels_app.services.campaigns import campaign_run_batch, campaign_transition
 from channels_app.services.deliveries import delivery_redeliver
 from channels_app.services.interactions import customer_message_receive
 from channels_app.services.receipts import receipt_apply
@@ -375,74 +368,6 @@ def test_a_redelivered_failure_leaves_the_failed_figures(lead, staff_api, simula
     assert (failed["failed"], failed["sent"], failed["failed_by_reason"]) == (1, 0, {"310 Rate limit reached.": 1})
     assert (again["failed"], again["sent"], again["failed_by_reason"]) == (0, 0, {})
     assert not CampaignReportDelta.objects.exists()  # every change folded, none left behind
-
-
-@pytest.mark.django_db
-def test_changes_of_many_messages_in_one_statement_count_as_each_changed_alone(lead, staff_api, simulator,  # noqa: F811
-                                                                                 responses):
-    # given a campaign of 30 recipients in two variants, a third of them reached two hours earlier, and a customer's
-    # message (of no campaign)
-    campaign_id = create(staff_api, audience(range(1, 31)), variants=[
-        {"standard_response": "VARIANTA", "share": 50}, {"standard_response": "VARIANTB", "share": 50}]).json()["id"]
-    run(campaign_id)
-    recipients = list(CampaignRecipient.objects.filter(campaign_id=campaign_id).order_by("row_number"))
-    CampaignRecipient.objects.filter(pk__in=[r.pk for r in recipients[::3]]).update(
-        reached_at=timezone.now() - timedelta(hours=2))
-    campaign_reports_fold()
-    where = {r.message_id: (r.campaign_id, -1 if r.variant is None else r.variant,
-                            r.reached_at.replace(minute=0, second=0, microsecond=0))
-             for r in CampaignRecipient.objects.filter(campaign_id=campaign_id)}
-    ids = sorted(where)
-    customer = reply(simulator, 99, "hello", "of-no-campaign")
-    before = dict(Message.objects.filter(pk__in=ids).values_list("pk", "status"))
-    reasons_before = {pk: reason_key(status=status, reasons=reasons) for pk, status, reasons in
-                      Message.objects.filter(pk__in=ids).values_list("pk", "status", "reasons")}
-
-    # when statements change many messages at once (status, reasons alone, both, back to queued), beside a receipt
-    not_allowed, destination = [{"code": 350, "message": "Message not allowed."}], [{"code": 530}]
-    Message.objects.filter(pk__in=[*ids[:16], customer.pk]).update(status="delivered")
-    Message.objects.filter(pk__in=ids[16:26]).update(status="failed", reasons=not_allowed)
-    Message.objects.filter(pk__in=ids[16:20]).update(reasons=destination)
-    Message.objects.filter(pk__in=ids[:8]).update(status="read")
-    Message.objects.filter(pk__in=[*ids[8:11], *ids[20:22]]).update(status="removed")
-    Message.objects.filter(pk__in=ids[22:24]).update(status="queued", reasons=[])
-    message = Message.objects.get(pk=ids[26])
-    receipt_apply(channel=simulator, external_id=message.external_id, status="Failed", reasons=destination)
-
-    # then the changes appended are those of each message changed alone (migration 0028's rows), summed
-    after = {pk: (status, reason_key(status=status, reasons=reasons)) for pk, status, reasons in
-             Message.objects.filter(pk__in=ids).values_list("pk", "status", "reasons")}
-    expected = Counter()
-    for pk, (status, reason) in after.items():
-        key = where[pk]
-        for name, statuses in (("sent", SENT_STATUSES), ("delivered", DELIVERED_STATUSES), ("read", ("read",)),
-                               ("failed", FAILED_STATUSES)):
-            expected[(*key, "", name)] += (status in statuses) - (before[pk] in statuses)
-        if reason != reasons_before[pk]:
-            expected[(*key, reason, "failed")] += 1 if reason else 0
-            expected[(*key, reasons_before[pk], "failed")] -= 1 if reasons_before[pk] else 0
-    appended = Counter()
-    for row in CampaignReportDelta.objects.all():
-        for name in ("total", "refused", "sent", "delivered", "read", "failed"):
-            appended[(row.campaign_id, row.variant, row.hour, row.reason, name)] += getattr(row, name)
-    assert +appended == +expected and -appended == -expected
-
-    # and, folded, the report and the counts are those of a recount of the rows
-    campaign_reports_fold()
-    body = lead.get(f"/api/reports/campaigns/{campaign_id}/").json()
-    statuses = Counter(after[pk][0] for pk in ids)
-    assert {name: body[name] for name in ("total", "sent", "delivered", "read", "failed")} == {
-        "total": 30, "sent": sum(statuses[s] for s in SENT_STATUSES),
-        "delivered": sum(statuses[s] for s in DELIVERED_STATUSES), "read": statuses["read"],
-        "failed": sum(statuses[s] for s in FAILED_STATUSES)}
-    assert body["failed_by_reason"] == dict(Counter(reason for _status, reason in after.values() if reason))
-    for variant in body["variants"]:
-        mine = [pk for pk in ids if where[pk][1] == variant["variant"]]
-        assert (variant["total"], variant["failed"]) == (
-            len(mine), sum(after[pk][0] in FAILED_STATUSES for pk in mine))
-    assert campaign_counts(campaign=Campaign.objects.get(pk=campaign_id)) == {
-        "total": 30, "refused": 0, "pending": statuses["queued"], "sent": statuses["sent"],
-        "delivered": statuses["delivered"] + statuses["read"], "failed": statuses["failed"] + statuses["removed"]}
 
 
 # --- the admin ---------------------------------------------------------------------------------------------------
