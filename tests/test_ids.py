@@ -2,6 +2,7 @@
 before, random after their time prefix, sorted by time in the database as in Python; and a customer's open
 interaction found through the partial index of open interactions, not through their past conversations."""
 
+import re
 import time
 
 import pytest
@@ -128,5 +129,6 @@ def test_a_customer_message_finds_the_open_interaction_through_the_open_ones_not
         plan = "\n".join(row[0] for row in cursor.fetchall())
     # then
     assert created and message.interaction_id == opened.interaction_id
-    assert "Index Scan using interaction_open_by_contact" in plan, plan
+    # An index scan or a bitmap scan of it, as the planner likes: either way through the open interactions only
+    assert re.search(r"(Index Scan using|Bitmap Index Scan on) interaction_open_by_contact\b", plan), plan
     assert "interaction_contact_id" not in plan, plan
