@@ -65,7 +65,7 @@ def plain_text(data) -> dict | None:
 
 def agent_message_data(message, sent_as: str) -> dict:
     """The 202's body: AgentMessageResultSerializer's representation of the message, written out (its fields,
-    read through DRF, cost as much as the rest of the answer; tests/test_agent_message_answer.py holds the two
+    read through DRF, cost as much as the rest of the answer; tests/test_agent_message_answers.py holds the two
     equal)."""
     return {
         "id": str(message.pk), "direction": str(message.direction), "text": str(message.text),
