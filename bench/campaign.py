@@ -34,6 +34,11 @@ PostgreSQL's exactly (the whole server, every backend that came and went
 included: bench/measure.py), and the machine's from /proc/stat:
 `cpu_cores_used_by_everything_else` high or `cpu_cores_idle` near 0 means the
 machine was shared and the figures are not comparable with a quiet run.
+The pages PostgreSQL touched over the campaign (pg_statio, every relation of the
+application, heap, index and TOAST): `pages_per_recipient` and
+`pages_read_per_recipient` (those not in shared buffers, read from the OS), and
+`# pages per recipient` lines for the 15 relations that took the most: what
+grows from 100,000 to 1,000,000, whatever else runs on the machine.
 
 `--outside-window M`: M more recipients whose zone (their `Contact.timezone`)
 puts them outside the campaign's send window, which is open now for the N
@@ -64,6 +69,7 @@ from datetime import UTC, datetime, timedelta
 import redis
 
 from bench.clients import Api
+from bench.customer_message import PAGES_SQL
 from bench.measure import print_figures, tree_cpu
 from bench.processes import Stack
 from tests.third_party import Receiver
@@ -403,6 +409,18 @@ def busiest_second(times: list[float]) -> int:
     return best
 
 
+def relation_pages(stack: Stack) -> dict[str, tuple[int, int]]:
+    """The application's relations -> (pages hit in shared buffers, pages read from the OS), every backend's
+    flushed statistics (a backend flushes its own within seconds of its transactions: a campaign's minutes
+    dwarf what is still pending)."""
+    return {name: (hit, read) for name, hit, read in stack.sql(PAGES_SQL)}
+
+
+def pages_by_relation(before: dict, after: dict) -> dict[str, tuple[int, int]]:
+    return {relation: (hit - before.get(relation, (0, 0))[0], read - before.get(relation, (0, 0))[1])
+            for relation, (hit, read) in after.items()}
+
+
 def main() -> None:
     args = parse_args()
     receiver = Receiver(SECRET)
@@ -428,6 +446,7 @@ def main() -> None:
             postmaster = stack.postmaster()
             if postmaster is None:
                 raise SystemExit("PostgreSQL's processes are not on this machine: its CPU cannot be counted")
+            pages_before = relation_pages(stack)
             cpu_before, machine_before, postgres_before = process_table(), machine_cpu(), tree_cpu(postmaster)
             started_wall, started = time.time(), time.monotonic()
             api.call("POST", f"/api/campaigns/{campaign_id}/start/")
@@ -445,6 +464,7 @@ def main() -> None:
             elapsed = (finished or time.monotonic()) - started
             cpu_after, machine_after, postgres_after = process_table(), machine_cpu(), tree_cpu(postmaster)
             sampler.stop()
+            pages_used = pages_by_relation(pages_before, relation_pages(stack))
 
             with receiver.lock:
                 arrivals = dict(receiver.arrivals)
@@ -518,6 +538,11 @@ def main() -> None:
             figures.append(("cpu_cores_idle", idle / elapsed))
             figures.append(("cpu_cores_stolen", steal / elapsed))
             figures.append(("load_average_1min", f"{load_before:.1f} -> {load_after:.1f}"))
+            for relation, (hit, read) in sorted(pages_used.items(), key=lambda item: -sum(item[1]))[:15]:
+                print(f"# pages per recipient, {relation}: {hit / args.recipients:.2f} hit, "
+                      f"{read / args.recipients:.2f} read")
+            figures.append(("pages_per_recipient", sum(h + r for h, r in pages_used.values()) / args.recipients))
+            figures.append(("pages_read_per_recipient", sum(r for _, r in pages_used.values()) / args.recipients))
             if args.rate:
                 figures += [
                     ("measured_invited_per_second", rate_of(list(created_at))),

@@ -22,6 +22,11 @@ application tables' heap and index pages its statements touched, pg_statio_user_
 `--history N` loads N messages of the channel's past first (bench/history.py, as `bench.inbound --history N`): the
 `open` case's customers are among its contacts and come back with ten ended conversations each; the `new` case's
 are not. The figures keep their names, to compare with a run without history.
+
+`--plans` prints, after the timed calls of each case, the plan PostgreSQL ran for each statement of one more
+message, with its actual rows and pages (auto_explain in this session: ANALYZE, BUFFERS, nested statements), as
+`#` lines: the plans of the prepared statements are the ones their executions settled on (generic or custom,
+`plan_cache_mode` as configured; `--generic` forces the generic plans).
 Same machine, shared: the CPU figures are indicative (run twice, compare only figures of one run's conditions).
 """
 
@@ -48,6 +53,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--database", default="dms_bench_customer_message", help="created, then dropped")
     parser.add_argument("--show", action="store_true",
                         help="print the statements of one message of each case, and its pages per relation")
+    parser.add_argument("--plans", action="store_true",
+                        help="print the plan of each statement of one more message of each case (auto_explain)")
+    parser.add_argument("--generic", action="store_true",
+                        help="with --plans: plan_cache_mode = force_generic_plan for the whole run")
     add_history_argument(parser)
     return parser.parse_args()
 
@@ -113,6 +122,35 @@ def pages_figures(name: str, before: dict, after: dict, messages: int, show: boo
             (f"{name}_pages_read_per_message", f"{sum(read for _, read in used.values()) / messages:.2f}")]
 
 
+@contextmanager
+def plans_printed(connection, name: str):
+    """auto_explain on this session for the block: each statement's plan, with its actual rows and pages, printed
+    as `#` lines (auto_explain reports at NOTICE level, which the session sends to its client)."""
+    notices: list[str] = []
+    raw = connection.connection
+
+    def keep(diagnostic) -> None:
+        notices.append(diagnostic.message_primary or "")
+
+    raw.add_notice_handler(keep)
+    settings = {"auto_explain.log_min_duration": "0", "auto_explain.log_analyze": "on",
+                "auto_explain.log_buffers": "on", "auto_explain.log_nested_statements": "on",
+                "auto_explain.log_timing": "off", "auto_explain.log_level": "notice", "client_min_messages": "notice"}
+    with connection.cursor() as cursor:
+        cursor.execute("LOAD 'auto_explain'")
+        for setting, value in settings.items():
+            cursor.execute("SELECT set_config(%s, %s, false)", [setting, value])
+    notices.clear()
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('auto_explain.log_min_duration', '-1', false)")
+        for notice in notices:
+            print(f"# {name} plan:", *(f"#   {line}" for line in notice.splitlines()), sep="\n")
+        raw.remove_notice_handler(keep)
+
+
 def measure(args, url: str) -> list[tuple[str, object]]:
     from django.db import connection, transaction
     from django.test.utils import CaptureQueriesContext
@@ -146,6 +184,9 @@ def measure(args, url: str) -> list[tuple[str, object]]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         (backend,) = cursor.fetchone()
+        if args.generic:
+            cursor.execute("SET plan_cache_mode = force_generic_plan")
+            figures.append(("plan_cache_mode", "force_generic_plan"))
     for i in range(args.customers):  # the open interactions, and a warm process
         open_case(i)
     for i in range(COUNTED):
@@ -168,6 +209,9 @@ def measure(args, url: str) -> list[tuple[str, object]]:
                     (f"{name}_cpu_ms_per_message", f"{1000 * cpu / args.messages:.2f}"),
                     (f"{name}_postgres_cpu_ms_per_message", f"{1000 * backend_cpu / args.messages:.2f}"),
                     *pages_used]
+        if args.plans:
+            with plans_printed(connection, name):
+                case(3 * 10**6)
     return figures
 
 

@@ -236,6 +236,10 @@ def load_history(dsn: str, *, channel_id: str, messages: int, per_conversation: 
         # Statistics first: planned on an "empty" table, the deliveries' anti-join rescanned the deliveries
         # for every message (minutes for 200,000 messages).
         conn.execute("ANALYZE channels_app_message, channels_app_delivery")
+        # And no nested loop: with the deliveries (nearly) empty when planned, the planner probes them by a
+        # sequential scan per message, and that scan also passes over every row this same INSERT has added (not
+        # visible to it, but read): quadratic, a 10,000,000-message past never finished. Hashed, it is one pass.
+        conn.execute("SET LOCAL enable_nestloop = off")
         conn.execute(
             f"INSERT INTO channels_app_delivery ({', '.join(DELIVERY_COLUMNS)}, delivered_at) "
             "SELECT m.id, m.channel_id, 'delivered', 1, m.created_at, '', '', false, m.created_at, m.created_at, "
