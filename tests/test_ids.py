@@ -6,7 +6,7 @@ import re
 import time
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -132,3 +132,38 @@ def test_a_customer_message_finds_the_open_interaction_through_the_open_ones_not
     # An index scan or a bitmap scan of it, as the planner likes: either way through the open interactions only
     assert re.search(r"(Index Scan using|Bitmap Index Scan on) interaction_open_by_contact\b", plan), plan
     assert "interaction_contact_id" not in plan, plan
+
+
+@pytest.mark.django_db
+def test_a_customer_message_reads_its_own_open_conversation_not_the_channels_others_without_statistics(
+        channel, settings):
+    require_or_skip(connection.vendor == "postgresql", "query plans are PostgreSQL's")
+    settings.PREPARED_STATEMENTS = False  # the statement logged with its values (a prepared one: its placeholders)
+    # given: 20 other customers' open conversations on the channel, and tables never analyzed (a new database, or
+    # autovacuum not yet come by)
+    for n in range(20):
+        customer_message_receive(channel=channel, client_id=f"1555000{n:04d}", text="Hi", channel_message_id=f"o{n}")
+    opened, _ = customer_message_receive(channel=channel, client_id=CLIENT, text="Hello", channel_message_id="m1")
+    # when
+    with CaptureQueriesContext(connection) as captured:
+        message, created = customer_message_receive(channel=channel, client_id=CLIENT, text="Still there?",
+                                                    channel_message_id="m2", look_for_duplicate=False)
+    lookup = next(query["sql"] for query in captured.captured_queries if "open_interaction AS" in query["sql"])
+    with transaction.atomic(), connection.cursor() as cursor:  # run again (ANALYZE) in place of m2, undone
+        Message.objects.filter(pk=message.pk).delete()
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {lookup}")
+        (plan,) = cursor.fetchone()
+        transaction.set_rollback(True)
+    # then
+    assert message.interaction_id == opened.interaction_id
+
+    def nodes(node):
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+
+    scans = [node for node in nodes(plan[0]["Plan"]) if node.get("Relation Name") == "channels_app_interaction"
+             and node["Node Type"] in ("Index Scan", "Bitmap Heap Scan", "Seq Scan")]
+    # Found by its contact: one row read, whatever the number of the channel's open conversations.
+    assert scans and all(node["Actual Rows"] <= 1 for node in scans), scans
+    assert all(node.get("Index Name") != "interaction_open_by_client" for node in nodes(plan[0]["Plan"])), plan

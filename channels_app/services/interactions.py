@@ -542,14 +542,18 @@ def interaction_locked(*, interaction_id: str, tenant_ids: frozenset[int] | None
 # interaction, and then nothing was written). Routing (`interaction_enter_queue`) is decided on the answer.
 # The open interaction is found through the partial index interaction_open_by_contact, whose condition the query
 # states with the same literal: a parameter there would keep a prepared statement's generic plan from using it.
+# Its contact is a value (a sub-select), not a join: joined, a plan made without statistics (a new database, or
+# autovacuum not yet come by) walked every interaction of the channel through interaction_open_by_client and
+# matched the contact afterwards, which is every open conversation of the channel read for each message
+# (docs/PERFORMANCE.md, "the history row profiled").
 CUSTOMER_MESSAGE_TO_OPEN_INTERACTION_SQL = f"""
 WITH contact AS (
     SELECT {_columns("contact", _CONTACT_FIELDS)} FROM {Contact._meta.db_table} AS contact
     WHERE contact.tenant_id = %(tenant)s AND {{contact_key}}
 ), open_interaction AS (
-    SELECT interaction.id FROM {Interaction._meta.db_table} AS interaction JOIN contact
-    ON interaction.contact_id = contact.id
-    WHERE interaction.channel_id = %(channel)s AND NOT interaction.state = '{InteractionState.ENDED.value}'
+    SELECT interaction.id FROM {Interaction._meta.db_table} AS interaction
+    WHERE interaction.contact_id = (SELECT id FROM contact) AND interaction.channel_id = %(channel)s
+      AND NOT interaction.state = '{InteractionState.ENDED.value}'
     ORDER BY interaction.created_at DESC LIMIT 1 FOR UPDATE OF interaction
 ), continued AS (
     UPDATE {Interaction._meta.db_table} AS interaction SET
