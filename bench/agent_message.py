@@ -34,7 +34,7 @@ import time
 
 from bench.customer_message import fresh_database
 from bench.hot_paths_profile import Caller
-from bench.measure import print_figures, proc_stat
+from bench.measure import plans_printed, print_figures, proc_stat
 
 CHANNEL_ID = "bench-agent-message"
 SECRET = "bench-agent-message-secret"
@@ -55,6 +55,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--database", default="dms_bench_agent_message", help="created, then dropped")
     parser.add_argument("--profile", action="store_true", help="cProfile the web's half and the dispatcher's")
     parser.add_argument("--show", action="store_true", help="print the statements of one message of each case")
+    parser.add_argument("--plans", action="store_true", help="print the plan of each statement of one more "
+                        "message of each case, and of the dispatcher's (auto_explain)")
     return parser.parse_args()
 
 
@@ -181,6 +183,9 @@ def measure(args, webhook_url: str) -> list[tuple[str, object]]:
         figures += [(f"{case}_statements", f"{counted.count / COUNTED:g}"),
                     (f"{case}_cpu_ms_per_message", f"{1000 * cpu / args.messages:.2f}"),
                     (f"{case}_postgres_cpu_ms_per_message", f"{1000 * backend_cpu / args.messages:.2f}")]
+        if args.plans:
+            with plans_printed(connection, case):
+                send(case)
     if args.profile:
         web = cProfile.Profile(time.process_time)
         web.enable()
@@ -208,6 +213,11 @@ def measure(args, webhook_url: str) -> list[tuple[str, object]]:
         raise RuntimeError(f"{pending} deliveries pending, {sent} attempted, {delivered} delivered")
     if profiler:
         print_profile(profiler, f"dispatcher half: {sent} deliveries")
+    if args.plans:
+        for case in ids:
+            send(case)
+        with plans_printed(connection, "dispatcher"):
+            dispatcher.drain()
     figures += [("deliveries", sent), ("batch", args.batch),
                 ("dispatcher_statements_per_delivery", f"{counted.count / sent:.2f}"),
                 ("dispatcher_postgres_cpu_ms_per_delivery", f"{1000 * backend_cpu / sent:.2f}"),

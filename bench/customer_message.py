@@ -38,7 +38,7 @@ from contextlib import contextmanager
 import psycopg
 
 from bench.history import add_history_argument, load_history
-from bench.measure import print_figures, proc_stat
+from bench.measure import plans_printed, print_figures, proc_stat
 
 PG = "postgres://postgres@127.0.0.1:5432"
 CHANNEL_ID = "bench-sms-customer"
@@ -120,35 +120,6 @@ def pages_figures(name: str, before: dict, after: dict, messages: int, show: boo
                 print(f"# {name} pages per message, {relation}: {hit / messages:.2f} hit, {read / messages:.2f} read")
     return [(f"{name}_pages_per_message", f"{sum(hit + read for hit, read in used.values()) / messages:.1f}"),
             (f"{name}_pages_read_per_message", f"{sum(read for _, read in used.values()) / messages:.2f}")]
-
-
-@contextmanager
-def plans_printed(connection, name: str):
-    """auto_explain on this session for the block: each statement's plan, with its actual rows and pages, printed
-    as `#` lines (auto_explain reports at NOTICE level, which the session sends to its client)."""
-    notices: list[str] = []
-    raw = connection.connection
-
-    def keep(diagnostic) -> None:
-        notices.append(diagnostic.message_primary or "")
-
-    raw.add_notice_handler(keep)
-    settings = {"auto_explain.log_min_duration": "0", "auto_explain.log_analyze": "on",
-                "auto_explain.log_buffers": "on", "auto_explain.log_nested_statements": "on",
-                "auto_explain.log_timing": "off", "auto_explain.log_level": "notice", "client_min_messages": "notice"}
-    with connection.cursor() as cursor:
-        cursor.execute("LOAD 'auto_explain'")
-        for setting, value in settings.items():
-            cursor.execute("SELECT set_config(%s, %s, false)", [setting, value])
-    notices.clear()
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('auto_explain.log_min_duration', '-1', false)")
-        for notice in notices:
-            print(f"# {name} plan:", *(f"#   {line}" for line in notice.splitlines()), sep="\n")
-        raw.remove_notice_handler(keep)
 
 
 def measure(args, url: str) -> list[tuple[str, object]]:

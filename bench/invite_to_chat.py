@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from bench.customer_message import fresh_database
-from bench.measure import print_figures, proc_stat
+from bench.measure import plans_printed, print_figures, proc_stat
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -41,6 +41,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--invitations", type=int, default=1000, help="timed invitations per case (default 1000)")
     parser.add_argument("--database", default="dms_bench_invite_to_chat", help="created, then dropped")
     parser.add_argument("--show", action="store_true", help="print the statements of one invitation of each case")
+    parser.add_argument("--plans", action="store_true",
+                        help="print the plan of each statement of one more invitation of each case (auto_explain)")
     return parser.parse_args()
 
 
@@ -145,6 +147,9 @@ def measure(args) -> list[tuple[str, object]]:
                     (f"{name}_transaction_statements", f"{control / COUNTED:g}"),
                     (f"{name}_cpu_ms_per_invitation", f"{1000 * cpu / args.invitations:.2f}"),
                     (f"{name}_postgres_cpu_ms_per_invitation", f"{1000 * backend_cpu / args.invitations:.2f}")]
+        if args.plans:
+            with plans_printed(connection, name):
+                case()
         if name == "new":
             headline = f"{1000 * cpu / args.invitations:.2f}"
     return [*figures, ("cpu_ms_per_invitation", headline)]

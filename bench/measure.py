@@ -35,6 +35,7 @@ Two ways of counting a group, both from /proc/<pid>/stat:
 import os
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -269,3 +270,38 @@ class MemoryMeter:
         for role in sorted(peaks):
             figures += [(f"peak_rss_mb_{role}", peaks[role]), (f"rss_growth_mb_{role}", growths[role])]
         return figures
+
+
+@contextmanager
+def plans_printed(connection, name: str):
+    """auto_explain on Django's connection for the block: the plan of each distinct statement run in it (its
+    first execution), with its actual rows and pages, printed as `#` lines (auto_explain reports at NOTICE
+    level, which the session sends to its client)."""
+    notices: list[str] = []
+    raw = connection.connection
+
+    def keep(diagnostic) -> None:
+        notices.append(diagnostic.message_primary or "")
+
+    raw.add_notice_handler(keep)
+    settings = {"auto_explain.log_min_duration": "0", "auto_explain.log_analyze": "on",
+                "auto_explain.log_buffers": "on", "auto_explain.log_nested_statements": "on",
+                "auto_explain.log_timing": "off", "auto_explain.log_level": "notice", "client_min_messages": "notice"}
+    with connection.cursor() as cursor:
+        cursor.execute("LOAD 'auto_explain'")
+        for setting, value in settings.items():
+            cursor.execute("SELECT set_config(%s, %s, false)", [setting, value])
+    notices.clear()
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('auto_explain.log_min_duration', '-1', false)")
+        seen = set()
+        for notice in notices:
+            text = notice.split("Query Text:", 1)[-1].split("(cost=", 1)[0]  # the statement, without its figures
+            if text in seen:
+                continue
+            seen.add(text)
+            print(f"# {name} plan:", *(f"#   {line}" for line in notice.splitlines()), sep="\n")
+        raw.remove_notice_handler(keep)
