@@ -40,10 +40,13 @@ router.register("queues", routing.QueueViewSet, basename="queue")
 router.register("offers", routing.OfferViewSet, basename="offer")
 router.register("segments", segments.SegmentViewSet, basename="segment")
 
-# An agent's message with a token: past the middleware and DRF (channels_app/api/agent_messages.py).
-for route in router.urls:
-    if route.name == "interaction-messages":
-        lean_post(route.callback, agent_messages.lean_agent_message_post, agent_messages.lean_agent_message_takes)
+# An agent's message with a token: past the middleware and DRF (channels_app/api/agent_messages.py). Its routes
+# come first in the list below, so that resolving it does not try the API's other patterns first (issue 25).
+# That order answers every URL as before: none of the patterns they move ahead of matches a URL beginning
+# `interactions/<id>/messages` (tests/test_url_order.py).
+AGENT_MESSAGE_ROUTES = [route for route in router.urls if route.name == "interaction-messages"]
+for route in AGENT_MESSAGE_ROUTES:
+    lean_post(route.callback, agent_messages.lean_agent_message_post, agent_messages.lean_agent_message_takes)
 
 option_list = views.OptionViewSet.as_view({"get": "list"})
 option_detail = views.OptionViewSet.as_view(
@@ -51,6 +54,7 @@ option_detail = views.OptionViewSet.as_view(
 )
 
 urlpatterns = [
+    *AGENT_MESSAGE_ROUTES,
     path("auth/token/", views.TokenView.as_view(), name="auth-token"),
     path("options/", option_list, name="option-list"),
     path("options/<str:section>/<str:name>/", option_detail, name="option-detail"),
@@ -71,5 +75,5 @@ urlpatterns = [
     path("reports/campaigns/<int:pk>/", campaign_reports.CampaignReportView.as_view(), name="report-campaign"),
     path("reports/conversations/", reports.ConversationsReportView.as_view(), name="report-conversations"),
     path("reports/deliveries/", reports.DeliveriesReportView.as_view(), name="report-deliveries"),
-    *router.urls,
+    *(route for route in router.urls if route.name != "interaction-messages"),
 ]
