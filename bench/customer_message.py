@@ -17,7 +17,9 @@ messages; BEGIN and COMMIT not counted), `<case>_cpu_ms_per_message` (this proce
 `<case>_postgres_cpu_ms_per_message` (its PostgreSQL backend, from /proc), `<case>_pages_per_message` (the
 application tables' heap and index pages its statements touched, pg_statio_user_tables) and
 `<case>_pages_read_per_message` (of those, the ones not in shared buffers: read from the OS), over the
-`--messages` calls; `--show` adds the pages per relation.
+`--messages` calls; `<case>_interaction_updates` and `<case>_interaction_hot_updates` (pg_stat_user_tables'
+n_tup_upd and n_tup_hot_upd of the interactions over those calls: a HOT update adds no index entry); `--show` adds
+the pages per relation.
 
 `--history N` loads N messages of the channel's past first (bench/history.py, as `bench.inbound --history N`): the
 `open` case's customers are among its contacts and come back with ten ended conversations each; the `new` case's
@@ -111,6 +113,15 @@ def pages(connection) -> dict[str, tuple[int, int]]:
         return {name: (hit, read) for name, hit, read in cursor.fetchall()}
 
 
+def interaction_updates(connection) -> tuple[int, int]:
+    """The interactions' row updates so far, and how many were HOT (flushed first, as `pages` does)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+        cursor.execute("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = %s",
+                       ["channels_app_interaction"])
+        return cursor.fetchone()
+
+
 def pages_figures(name: str, before: dict, after: dict, messages: int, show: bool) -> list[tuple[str, object]]:
     used = {relation: (hit - before.get(relation, (0, 0))[0], read - before.get(relation, (0, 0))[1])
             for relation, (hit, read) in after.items()}
@@ -170,16 +181,18 @@ def measure(args, url: str) -> list[tuple[str, object]]:
         if args.show:
             last = captured.captured_queries[-round(statements / COUNTED) - 1:]
             print(f"# {name}:", *(f"#   {query['sql'][:300]}" for query in last), sep="\n")
-        pages_before = pages(connection)
+        pages_before, updates_before = pages(connection), interaction_updates(connection)
         started, backend_started = time.process_time(), proc_stat(backend)[1]
         for i in range(args.messages):
             case(i)
         cpu, backend_cpu = time.process_time() - started, proc_stat(backend)[1] - backend_started
         pages_used = pages_figures(name, pages_before, pages(connection), args.messages, args.show)
+        updated, hot = (after - before for after, before in zip(interaction_updates(connection), updates_before,
+                                                                strict=True))
         figures += [(f"{name}_statements", f"{statements / COUNTED:g}"),
                     (f"{name}_cpu_ms_per_message", f"{1000 * cpu / args.messages:.2f}"),
                     (f"{name}_postgres_cpu_ms_per_message", f"{1000 * backend_cpu / args.messages:.2f}"),
-                    *pages_used]
+                    *pages_used, (f"{name}_interaction_updates", updated), (f"{name}_interaction_hot_updates", hot)]
         if args.plans:
             with plans_printed(connection, name):
                 case(3 * 10**6)
