@@ -17,6 +17,7 @@ from channels_app.services.agent_messages import agent_message_send
 from channels_app.services.interactions import customer_message_receive
 from channels_app.services.windows import window_applies
 from tests.conftest import member, require_or_skip
+from tests.test_customer_message_statements import interaction_updates
 from tests.workers import poll_until
 
 committed = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -71,6 +72,21 @@ def test_a_recent_activity_is_not_moved_and_an_active_interaction_stays_as_it_is
     send(interaction, "Hello")
     after = Interaction.objects.get(pk=interaction.pk)
     assert (after.state, after.last_activity_at) == (before.state, before.last_activity_at)
+
+
+@pytest.mark.django_db
+def test_an_agent_message_moves_the_last_activity_in_a_hot_update(channel):
+    require_or_skip(connection.vendor == "postgresql", "HOT updates are PostgreSQL's")
+    # given: an active interaction, its last activity two seconds ago
+    interaction = opened(channel)
+    Interaction.objects.filter(pk=interaction.pk).update(
+        state="active", last_activity_at=timezone.now() - timedelta(seconds=2))
+    updated, hot = interaction_updates()
+    # when
+    message = send(interaction, "How can I help?")
+    # then: the last activity moved in place (no indexed column changed)
+    assert interaction_updates() == (updated + 1, hot + 1)
+    assert Interaction.objects.get(pk=interaction.pk).last_activity_at == Message.objects.get(pk=message.pk).created_at
 
 
 @pytest.mark.django_db

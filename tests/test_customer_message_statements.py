@@ -84,6 +84,43 @@ def test_the_one_statement_keeps_a_new_nickname_and_moves_the_last_message_time_
     assert first.created_at < interaction.last_customer_message_at  # the 24-hour window moved on
 
 
+# --- HOT updates -----------------------------------------------------------------------------------------------
+
+
+def interaction_updates() -> tuple[int, int]:
+    """The interactions' row updates in this transaction so far, and how many of them were HOT (read from the
+    transaction's own counters: pg_stat_user_tables gets them only once it ends, and later)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_get_xact_tuples_updated(%s::regclass), "
+                       "pg_stat_get_xact_tuples_hot_updated(%s::regclass)", [Interaction._meta.db_table] * 2)
+        return cursor.fetchone()
+
+
+@pytest.mark.django_db
+def test_a_message_to_an_open_interaction_updates_it_hot_without_index_entries(channel):
+    require_or_skip(connection.vendor == "postgresql", "HOT updates are PostgreSQL's")
+    # given: an open interaction
+    first = receive(channel, "Hello", "m1")
+    updated, hot = interaction_updates()
+    # when
+    second = receive(channel, "Still there?", "m2")
+    # then: its user data, window and last activity written in place (no indexed column changed)
+    assert interaction_updates() == (updated + 1, hot + 1)
+    interaction = Interaction.objects.get(pk=first.interaction_id)
+    assert second.interaction_id == interaction.pk
+    assert interaction.user_data["_umsMsgId"] == "m2"
+    assert first.created_at < interaction.last_activity_at <= second.created_at
+
+
+@pytest.mark.django_db
+def test_the_interactions_pages_keep_room_for_the_next_versions_of_their_rows():
+    require_or_skip(connection.vendor == "postgresql", "fillfactor is PostgreSQL's")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE oid = %s::regclass", [Interaction._meta.db_table])
+        (options,) = cursor.fetchone()
+    assert options == ["fillfactor=85"]
+
+
 # --- two messages at once -------------------------------------------------------------------------------------
 
 

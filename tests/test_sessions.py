@@ -3,9 +3,12 @@ TerminateSessionFlag chats), the periodic tasks that run it, delivery
 receipts, and customer messages (Third-Party Messaging API, WhatsApp hub
 driver attributes)."""
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
@@ -22,6 +25,7 @@ from channels_app.services.invitations import invite_to_chat
 from channels_app.services.options import option_set
 from channels_app.services.receipts import receipt_apply
 from channels_app.services.schedules import PERIODIC_TASKS
+from tests.conftest import require_or_skip
 from tests.factories import ChannelFactory, InteractionFactory
 
 
@@ -130,6 +134,48 @@ def test_an_ended_session_keeps_its_end(channel):
     interaction.refresh_from_db()
     assert ended == 0
     assert (interaction.end_reason, interaction.ended_at) == ("agent", datetime(2020, 3, 5, tzinfo=UTC))
+
+
+@pytest.mark.django_db
+def test_the_sweep_reads_the_open_interactions_alone_by_their_partial_index(channel, simulator_channel):
+    require_or_skip(connection.vendor == "postgresql", "query plans are PostgreSQL's")
+    # given: 200 ended conversations on each channel; on the webhook channel an idle and a fresh one (its timeout
+    # kept in each: the sweep's first query), on the simulator channel one idle by the default (the per-channel
+    # query)
+    option_set(section=DMS, name="session-shutdown-timeout", value="60", channel=channel)
+    past = make_interaction(channel, "15550000009")
+    Interaction.objects.bulk_create(
+        Interaction(channel=on, contact=past.contact, client_id=past.client_id, type=past.type,
+                    subtype=past.subtype, queue=past.queue, state="ended", ended_at=timezone.now())
+        for on in (channel, simulator_channel) for _ in range(200))
+    Interaction.objects.filter(pk=past.pk).update(state="ended", ended_at=timezone.now())
+    idle, fresh = make_interaction(channel, "15550000001"), make_interaction(channel, "15550000002")
+    idle_by_default = make_interaction(simulator_channel, "15550000003")
+    age(idle, idle=timedelta(seconds=61))
+    age(fresh, idle=timedelta(seconds=30))
+    age(idle_by_default, idle=timedelta(hours=1))
+    Interaction.objects.filter(pk=idle_by_default.pk).update(session_options={})  # made before values were kept
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Interaction._meta.db_table}")
+
+    # when
+    with CaptureQueriesContext(connection) as captured:
+        ended = sessions_expire()
+
+    # then
+    assert ended == 2
+    assert [Interaction.objects.get(pk=made.pk).state for made in (idle, fresh, idle_by_default)] == [
+        "ended", "queued", "ended"]
+    sweeps = [query["sql"] for query in captured.captured_queries if "last_activity_at" in query["sql"]]
+    assert len(sweeps) == 1 + Channel.objects.count(), sweeps
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # the plan a big table gets, on a small one
+        for sweep in sweeps:
+            cursor.execute(f"EXPLAIN {sweep}")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            # The open interactions only: no index of the ended ones, none of last_activity_at
+            assert re.findall(r"(?:Index Scan using|Index Only Scan using|Bitmap Index Scan on) (\w+)", plan) == [
+                "interaction_open_by_contact"], plan
 
 
 @pytest.mark.django_db

@@ -140,7 +140,10 @@ class Interaction(models.Model):
     last_customer_message_at = models.DateTimeField(
         null=True, blank=True, help_text="Start of the WhatsApp 24-hour window."
     )
-    last_activity_at = models.DateTimeField(default=timezone.now, editable=False)  # indexed in interaction_idle
+    # In no index: every customer message and most agent messages move it, and an update that changes no indexed
+    # column is HOT (a new version on the same page, no index entry). The idle sweep reads the open interactions
+    # through interaction_open_by_contact and compares it on their rows (services/interactions.py, sessions_expire).
+    last_activity_at = models.DateTimeField(default=timezone.now, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=200, blank=True)
@@ -176,10 +179,10 @@ class Interaction(models.Model):
             models.Index(fields=["channel", "client_id", "state"], name="interaction_open_by_client"),
             # A customer message's open interaction (services/interactions.py, CUSTOMER_MESSAGE_TO_OPEN_INTERACTION_SQL
             # and _customer_message_store): the customer's open conversation read alone, not each of the ended
-            # ones through the contact's index (each on its own heap page, months apart).
+            # ones through the contact's index (each on its own heap page, months apart). The idle sweep reads all
+            # the open ones through it too (sessions_expire). None of its columns moves with a message.
             models.Index(fields=["contact", "channel", "-created_at"], name="interaction_open_by_contact",
                          condition=~Q(state=InteractionState.ENDED)),
-            models.Index(fields=["state", "last_activity_at"], name="interaction_idle"),
             models.Index(fields=["routing_queue", "queued_at"], name="interaction_waiting",
                          condition=Q(routing_queue__isnull=False)),
             models.Index(fields=["assigned_to", "state"], name="interaction_assigned",

@@ -677,22 +677,22 @@ def sessions_expire(*, now: datetime | None = None) -> int:
     TerminateSessionFlag whose message never left."""
     now = now or timezone.now()
     ended = 0
-    open_states = [InteractionState.QUEUED, InteractionState.ACTIVE]
+    # The open interactions, in interaction_open_by_contact's words (NOT state = 'ended'): read through that partial
+    # index, not the ended ones, and last_activity_at compared on their rows (in no index, so that a message's
+    # update of it is HOT: models/conversations.py). Said as a list of the open states, the condition would also
+    # match interaction_open_by_client's state column, and the planner read that index of every interaction too.
+    open_ = Interaction.objects.exclude(state=InteractionState.ENDED)
     key = "session_options__session-shutdown-timeout"
     # A handful of distinct values (one per setting ever used), each ended with one UPDATE.
-    kept = {value for value in Interaction.objects.filter(state__in=open_states).exclude(**{f"{key}__isnull": True})
+    kept = {value for value in open_.exclude(**{f"{key}__isnull": True})
             .values_list(key, flat=True).distinct().order_by() if isinstance(value, int)}
     for timeout in kept:
-        idle = Interaction.objects.filter(  # state first: the interaction_idle index
-            state__in=open_states, last_activity_at__lt=now - timedelta(seconds=timeout), **{key: timeout},
-        )
+        idle = open_.filter(last_activity_at__lt=now - timedelta(seconds=timeout), **{key: timeout})
         ended += idle.update(state=InteractionState.ENDED, ended_at=now, end_reason="session-shutdown-timeout")
     for channel in Channel.objects.all():
         timeout = option_value(section=options_catalog.DMS, name="session-shutdown-timeout", channel=channel)
-        idle = Interaction.objects.filter(
-            state__in=open_states, last_activity_at__lt=now - timedelta(seconds=timeout), channel=channel,
-            **{f"{key}__isnull": True},
-        )
+        idle = open_.filter(last_activity_at__lt=now - timedelta(seconds=timeout), channel=channel,
+                            **{f"{key}__isnull": True})
         ended += idle.update(state=InteractionState.ENDED, ended_at=now, end_reason="session-shutdown-timeout")
     abandoned = Interaction.objects.filter(terminate_after_send=True, created_at__lt=now - ABANDONED_AFTER).exclude(
         state=InteractionState.ENDED
