@@ -4,7 +4,7 @@ one does, and two messages at once still meet on the same rows."""
 
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection, connections, transaction
@@ -13,11 +13,17 @@ from django.utils import timezone
 
 from channels_app.choices import MediaType, Transport
 from channels_app.models import Contact, Interaction, InteractionState, Message
-from channels_app.services.interactions import customer_message_receive
+from channels_app.services.interactions import (
+    CustomerMessage,
+    _customer_message_store,
+    _customer_message_store_postgresql,
+    customer_message_receive,
+)
 from tests.conftest import require_or_skip
 from tests.factories import ChannelFactory
 
 CLIENT = "15556667777"
+MESSAGE_COLUMNS = [field.attname for field in Message._meta.concrete_fields]
 WAIT = 10.0
 
 
@@ -119,6 +125,56 @@ def test_the_interactions_pages_keep_room_for_the_next_versions_of_their_rows():
         cursor.execute("SELECT reloptions FROM pg_class WHERE oid = %s::regclass", [Interaction._meta.db_table])
         (options,) = cursor.fetchone()
     assert options == ["fillfactor=85"]
+
+
+# --- the message's row ----------------------------------------------------------------------------------------
+
+
+def _received(channel, client_id: str, message_id: str) -> CustomerMessage:
+    """A customer message with every optional value set."""
+    return CustomerMessage(
+        channel=channel, client_id=client_id, text="Where is my parcel?\nIt was due Friday.",
+        channel_message_id=message_id, nickname="Ann",
+        origin_time=datetime(2026, 12, 6, 23, 59, 58, 123456, tzinfo=UTC),
+        trace_id="80f198ee56343ba864fe8b2a57d3eff7", extra_payload={"subject": "Parcel", "context": {"replyTo": {}}},
+        now=timezone.now(),
+    )
+
+
+def _stored_row(message: Message) -> dict:
+    """Every column of the message as the database holds it."""
+    return Message.objects.filter(pk=message.pk).values(*MESSAGE_COLUMNS).get()
+
+
+@pytest.mark.django_db
+def test_the_message_rows_written_without_a_model_object_are_the_orms_column_by_column(channel):
+    """The statements' message rows (`CustomerMessage.message_row`: no Message walked through its fields) hold what
+    the ORM writes for the same message, every column of Message, new ones included: its defaults, its JSON, its
+    times (auto_now_add, auto_now: when the message was received)."""
+    require_or_skip(connection.vendor == "postgresql", "the statements are PostgreSQL's")
+    # given: a conversation opened and continued by the ORM's path, the rows it wrote
+    before = timezone.now()
+    _, by_orm_opening = _customer_message_store(_received(channel, CLIENT, "orm-1"))
+    _, by_orm = _customer_message_store(_received(channel, CLIENT, "orm-2"))
+    # when: the same messages through the statements, to the open interaction and opening one for a new customer
+    _, by_statement = _customer_message_store_postgresql(_received(channel, CLIENT, "sql-1"))
+    _, by_statement_opening = _customer_message_store_postgresql(_received(channel, "15550001111", "sql-2"))
+    after = timezone.now()
+    # then
+    for orm, statement in ((by_orm, by_statement), (by_orm_opening, by_statement_opening)):
+        expected, written = _stored_row(orm), _stored_row(statement)
+        assert len(written["id"]) == len(expected["id"]) == 20 and written["id"] != expected["id"]
+        assert before <= written["created_at"] == written["updated_at"] <= after
+        assert before <= expected["created_at"] <= expected["updated_at"] <= after
+        different = {"id", "interaction_id", "channel_message_id", "created_at", "updated_at"}
+        assert {name: value for name, value in written.items() if name not in different} == {
+            name: value for name, value in expected.items() if name not in different}
+        assert written["channel_message_id"] == statement.channel_message_id != expected["channel_message_id"]
+        # the message handed to the callers is the row as stored
+        assert {name: getattr(statement, name) for name in MESSAGE_COLUMNS} == written
+        assert statement.interaction.pk == written["interaction_id"] and statement.channel == channel
+    assert by_statement.interaction_id == by_orm.interaction_id == by_orm_opening.interaction_id
+    assert Interaction.objects.get(pk=by_statement_opening.interaction_id).client_id == "15550001111"
 
 
 # --- two messages at once -------------------------------------------------------------------------------------
