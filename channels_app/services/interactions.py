@@ -669,12 +669,28 @@ def _message_stored(row: dict, interaction: Interaction) -> Message:
 
 def _from_row(model, fields, values):
     """A model instance from the raw values of its columns, converted as the ORM converts them (JSON)."""
-    values = [
-        field.from_db_value(value, field.cached_col, connection) if value is not None and hasattr(
-            field, "from_db_value") else value
-        for field, value in zip(fields, values, strict=True)
-    ]
-    return model.from_db(connection.alias, [field.attname for field in fields], values)
+    attnames, converted = _row_reading(fields)
+    values = list(values)
+    if len(values) != len(attnames):
+        raise ValueError(f"{len(values)} values for the {len(attnames)} columns of {model.__name__}")
+    for index, field in converted:
+        if values[index] is not None:
+            values[index] = field.from_db_value(values[index], field.cached_col, connection)
+    return model.from_db(connection.alias, attnames, values)
+
+
+# By the id of a sequence of fields (the callers' constants, kept alive here): (the fields, their attnames, the
+# positions and fields the ORM converts when it reads them: JSON), found once rather than for each row.
+_ROW_READINGS: dict[int, tuple] = {}
+
+
+def _row_reading(fields) -> tuple[list[str], list[tuple[int, object]]]:
+    reading = _ROW_READINGS.get(id(fields))
+    if reading is None or reading[0] is not fields:
+        reading = _ROW_READINGS[id(fields)] = (
+            fields, [field.attname for field in fields],
+            [(index, field) for index, field in enumerate(fields) if hasattr(field, "from_db_value")])
+    return reading[1], reading[2]
 
 
 def _field_values(obj) -> list:
