@@ -56,7 +56,7 @@ def execute_prepared(sql: str, params) -> list[tuple]:
             return _run(cursor, sql, params)
     try:
         with _prepared_cursor() as cursor:
-            return _run(cursor, sql, params)
+            return _run_prepared(cursor, sql, params)
     except NotSupportedError as error:
         if not (_plan_outdated(error) and connection.get_autocommit()):
             # In a transaction the statement cannot be run again: the transaction is rolled back, and psycopg
@@ -66,12 +66,20 @@ def execute_prepared(sql: str, params) -> list[tuple]:
     # prepared before the migration.
     connection.close()
     with _prepared_cursor() as cursor:
-        return _run(cursor, sql, params)
+        return _run_prepared(cursor, sql, params)
 
 
 def _run(cursor, sql: str, params) -> list[tuple]:
     cursor.execute(sql, params)
     return cursor.fetchall() if cursor.description is not None else []
+
+
+def _run_prepared(cursor, sql: str, params) -> list[tuple]:
+    """`_run` on a psycopg cursor: whether the statement returned rows read from its result's status (`rownumber`
+    is None without rows), not from `description`, which builds a Column object per column (34 for a customer
+    message's statement, ~7% of the /nexus request's profile)."""
+    cursor.execute(sql, params)
+    return cursor.fetchall() if cursor.rownumber is not None else []
 
 
 def _prepared_cursor():
