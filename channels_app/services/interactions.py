@@ -336,8 +336,9 @@ class CustomerMessage:
         would write `message()`: its defaults (a time-ordered id, no reasons, no external id, neither sent nor
         delivered), and auto_now_add and auto_now as the moment the message was received. Made once per message
         (one id however many times the statements are tried) and without a model object: a Message built, then
-        walked field by field through pre_save and get_db_prep_save, was a third of the Python around the
-        one statement. tests/test_customer_message_statements.py holds it to the ORM's row, column by column."""
+        walked field by field through pre_save and get_db_prep_save, was 14% of a /nexus request's profile
+        (docs/PERFORMANCE.md). tests/test_customer_message_statements.py holds it to the ORM's row, column by
+        column."""
         return {
             "id": generate_message_id(), "channel_id": self.channel.pk, "direction": MessageDirection.INBOUND,
             "text": self.text, "payload": {"type": "Text", "text": self.text, **self.extra_payload},
