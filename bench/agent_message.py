@@ -26,13 +26,12 @@ import argparse
 import cProfile
 import io
 import json
-import os
 import pstats
 import subprocess
 import sys
 import time
 
-from bench.customer_message import fresh_database
+from bench.customer_message import django_migrated
 from bench.hot_paths_profile import Caller
 from bench.measure import plans_printed, print_figures, proc_stat
 
@@ -66,19 +65,8 @@ def main() -> None:
                                 stdout=subprocess.PIPE, text=True)
     try:
         port = int(receiver.stdout.readline())
-        with fresh_database(args.database) as url:
-            os.environ["DATABASE_URL"] = url
-            os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-            os.environ.setdefault("CACHE_URL", "locmemcache://")
-            os.environ.setdefault("LOG_LEVEL", "WARNING")
-            os.environ.setdefault("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
-            os.environ["CONN_MAX_AGE"] = "86400"  # one backend throughout: its CPU is read from /proc
-            import django
-
-            django.setup()
-            from django.core.management import call_command
-
-            call_command("migrate", verbosity=0)
+        # CONN_MAX_AGE: one backend throughout, its CPU read from /proc.
+        with django_migrated(args.database, WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8", CONN_MAX_AGE="86400"):
             print_figures(measure(args, f"http://127.0.0.1:{port}/hook"))
     finally:
         receiver.stdin.close()

@@ -38,7 +38,9 @@ The pages PostgreSQL touched over the campaign (pg_statio, every relation of the
 application, heap, index and TOAST): `pages_per_recipient` and
 `pages_read_per_recipient` (those not in shared buffers, read from the OS), and
 `# pages per recipient` lines for the 15 relations that took the most: what
-grows from 100,000 to 1,000,000, whatever else runs on the machine.
+grows from 100,000 to 1,000,000, whatever else runs on the machine; and
+`# updates per recipient` lines: each table's rows updated, and of them HOT
+(no new index entry).
 
 `--outside-window M`: M more recipients whose zone (their `Contact.timezone`)
 puts them outside the campaign's send window, which is open now for the N
@@ -416,6 +418,14 @@ def relation_pages(stack: Stack) -> dict[str, tuple[int, int]]:
     return {name: (hit, read) for name, hit, read in stack.sql(PAGES_SQL)}
 
 
+UPDATES_SQL = "SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
+
+
+def relation_updates(stack: Stack) -> dict[str, tuple[int, int]]:
+    """Table -> (rows updated, of them HOT: no new index entry), every backend's flushed statistics."""
+    return {name: (updated, hot) for name, updated, hot in stack.sql(UPDATES_SQL)}
+
+
 def pages_by_relation(before: dict, after: dict) -> dict[str, tuple[int, int]]:
     return {relation: (hit - before.get(relation, (0, 0))[0], read - before.get(relation, (0, 0))[1])
             for relation, (hit, read) in after.items()}
@@ -446,7 +456,7 @@ def main() -> None:
             postmaster = stack.postmaster()
             if postmaster is None:
                 raise SystemExit("PostgreSQL's processes are not on this machine: its CPU cannot be counted")
-            pages_before = relation_pages(stack)
+            pages_before, updates_before = relation_pages(stack), relation_updates(stack)
             cpu_before, machine_before, postgres_before = process_table(), machine_cpu(), tree_cpu(postmaster)
             started_wall, started = time.time(), time.monotonic()
             api.call("POST", f"/api/campaigns/{campaign_id}/start/")
@@ -465,6 +475,7 @@ def main() -> None:
             cpu_after, machine_after, postgres_after = process_table(), machine_cpu(), tree_cpu(postmaster)
             sampler.stop()
             pages_used = pages_by_relation(pages_before, relation_pages(stack))
+            updates = pages_by_relation(updates_before, relation_updates(stack))
 
             with receiver.lock:
                 arrivals = dict(receiver.arrivals)
@@ -541,6 +552,10 @@ def main() -> None:
             for relation, (hit, read) in sorted(pages_used.items(), key=lambda item: -sum(item[1]))[:15]:
                 print(f"# pages per recipient, {relation}: {hit / args.recipients:.2f} hit, "
                       f"{read / args.recipients:.2f} read")
+            for table, (updated, hot) in sorted(updates.items(), key=lambda item: -item[1][0]):
+                if updated:
+                    print(f"# updates per recipient, {table}: {updated / args.recipients:.2f}, "
+                          f"of them HOT {hot / args.recipients:.2f}")
             figures.append(("pages_per_recipient", sum(h + r for h, r in pages_used.values()) / args.recipients))
             figures.append(("pages_read_per_recipient", sum(r for _, r in pages_used.values()) / args.recipients))
             if args.rate:

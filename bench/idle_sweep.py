@@ -16,10 +16,9 @@ buffers hit and read to find them), `sweep_<n>_pages` (the statement's, its writ
 
 import argparse
 import json
-import os
 from datetime import timedelta
 
-from bench.customer_message import CHANNEL_ID, fresh_database
+from bench.customer_message import CHANNEL_ID, bench_channel, django_migrated
 from bench.history import load_history
 from bench.measure import print_figures
 
@@ -34,18 +33,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    with fresh_database(args.database) as url:
-        os.environ["DATABASE_URL"] = url
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-        os.environ.setdefault("CACHE_URL", "locmemcache://")
-        os.environ.setdefault("LOG_LEVEL", "WARNING")
-        os.environ.setdefault("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
+    with django_migrated(args.database, WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8") as url:
         print_figures(measure(args, url))
 
 
@@ -67,16 +55,10 @@ def measure(args, url: str) -> list[tuple[str, object]]:
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from channels_app.models import Channel, Interaction, Tenant
-    from channels_app.services.channels import channel_save
+    from channels_app.models import Interaction
     from channels_app.services.interactions import customer_message_receive, sessions_expire
 
-    tenant, _ = Tenant.objects.get_or_create(pk=1, defaults={"name": "Bench"})
-    channel = channel_save(
-        channel=Channel(channel_id=CHANNEL_ID, name="Bench SMS", tenant=tenant, media_type="sms",
-                        transport="webhook", business_id="0123456789", webhook_url="http://127.0.0.1:9/hook"),
-        inbound_route_by_call="1:session-chat",
-    )
+    channel = bench_channel()
     figures = load_history(url, channel_id=CHANNEL_ID, messages=args.ended, per_conversation=1)
     for n in range(args.open):  # the history's customers start at +1650 200 0000; the odd ones are new
         client_id = f"1650{2000000 + n // 2}" if n % 2 == 0 else f"1652{4000000 + n}"

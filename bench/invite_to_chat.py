@@ -22,11 +22,10 @@ customers). Same machine, shared: the CPU figures are indicative (compare only f
 import argparse
 import copy
 import json
-import os
 import time
 from pathlib import Path
 
-from bench.customer_message import fresh_database
+from bench.customer_message import django_migrated
 from bench.measure import plans_printed, print_figures, proc_stat
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,17 +47,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    with fresh_database(args.database) as url:
-        os.environ["DATABASE_URL"] = url
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-        os.environ.setdefault("CACHE_URL", "locmemcache://")
-        os.environ.setdefault("LOG_LEVEL", "WARNING")
-        import django
-
-        django.setup()
+    with django_migrated(args.database):
         from django.core.management import call_command
 
-        call_command("migrate", verbosity=0)
         call_command("seed_demo", verbosity=0)
         print_figures(measure(args))
 
