@@ -4,7 +4,7 @@ channel's transport, receipts, customer messages and the end of a session."""
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cached_property
+from functools import cache, cached_property
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -547,9 +547,9 @@ def interaction_locked(*, interaction_id: str, tenant_ids: frozenset[int] | None
         return None
     (row,) = rows
     interaction_end, channel_end = len(_INTERACTION_FIELDS), len(_INTERACTION_FIELDS) + len(_CHANNEL_FIELDS)
-    interaction = _from_row(Interaction, _INTERACTION_FIELDS, row[:interaction_end])
-    interaction.channel = _from_row(Channel, _CHANNEL_FIELDS, row[interaction_end:channel_end])
-    interaction.contact = _from_row(Contact, _CONTACT_FIELDS, row[channel_end:])
+    interaction = _from_row(Interaction, row[:interaction_end])
+    interaction.channel = _from_row(Channel, row[interaction_end:channel_end])
+    interaction.contact = _from_row(Contact, row[channel_end:])
     return interaction
 
 
@@ -631,13 +631,13 @@ def _customer_message_to_open_interaction(
     if not rows:
         return None, None, None
     (returned,) = rows
-    contact = _from_row(Contact, _CONTACT_FIELDS, returned[:len(_CONTACT_FIELDS)])
+    contact = _from_row(Contact, returned[:len(_CONTACT_FIELDS)])
     if (moved := returned[len(_CONTACT_FIELDS)]) is not None:
         contact.last_message_at = moved
     values = returned[len(_CONTACT_FIELDS) + 1:]
     if values[0] is None:  # no open interaction
         return contact, None, None
-    interaction = _from_row(Interaction, _INTERACTION_FIELDS, values)
+    interaction = _from_row(Interaction, values)
     interaction.channel, interaction.contact = received.channel, contact
     return contact, interaction, _message_stored(row, interaction)
 
@@ -668,9 +668,10 @@ def _message_stored(row: dict, interaction: Interaction) -> Message:
     return message
 
 
-def _from_row(model, fields, values):
-    """A model instance from the raw values of its columns, converted as the ORM converts them (JSON)."""
-    attnames, converted = _row_reading(fields)
+def _from_row(model, values):
+    """A model instance from the raw values of its columns (its concrete fields' order), converted as the ORM
+    converts them (JSON)."""
+    attnames, converted = _row_reading(model)
     values = list(values)
     if len(values) != len(attnames):
         raise ValueError(f"{len(values)} values for the {len(attnames)} columns of {model.__name__}")
@@ -680,18 +681,13 @@ def _from_row(model, fields, values):
     return model.from_db(connection.alias, attnames, values)
 
 
-# By the id of a sequence of fields (the callers' constants, kept alive here): (the fields, their attnames, the
-# positions and fields the ORM converts when it reads them: JSON), found once rather than for each row.
-_ROW_READINGS: dict[int, tuple] = {}
-
-
-def _row_reading(fields) -> tuple[list[str], list[tuple[int, object]]]:
-    reading = _ROW_READINGS.get(id(fields))
-    if reading is None or reading[0] is not fields:
-        reading = _ROW_READINGS[id(fields)] = (
-            fields, [field.attname for field in fields],
+@cache
+def _row_reading(model) -> tuple[list[str], list[tuple[int, object]]]:
+    """A model's column attnames, and the positions and fields the ORM converts when it reads them (JSON): found
+    once per model rather than for each row."""
+    fields = model._meta.concrete_fields
+    return ([field.attname for field in fields],
             [(index, field) for index, field in enumerate(fields) if hasattr(field, "from_db_value")])
-    return reading[1], reading[2]
 
 
 def _field_values(obj) -> list:

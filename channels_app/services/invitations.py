@@ -645,7 +645,7 @@ def _rows_params(interaction: Interaction, message: Message | None) -> tuple[dic
 
 
 def _contact_from(row: tuple) -> Contact:
-    return _from_row(Contact, _CONTACT_FIELDS, row[:len(_CONTACT_FIELDS)])
+    return _from_row(Contact, row[:len(_CONTACT_FIELDS)])
 
 
 def _opted_out(plan: InvitationPlan, invitee: Invitee) -> ExecutionFailed:
