@@ -4,8 +4,6 @@ without AgentMessageResultSerializer (issue 25): status, headers and body, by th
 (a browser's session), against answers recorded before the change (tests/fixtures/agent_message_answers.json; with
 RECORD_AGENT_MESSAGE_ANSWERS=1 the test writes that file instead of comparing)."""
 
-import json
-import os
 from datetime import timedelta
 
 import pytest
@@ -21,7 +19,7 @@ from channels_app.services.interactions import customer_message_receive
 from channels_app.services.options import option_set
 from tests.conftest import member
 from tests.factories import ChannelFactory, TenantFactory
-from tests.test_lean_paths import FIXTURES, TRACE, _answer, _made, _token
+from tests.test_lean_paths import FIXTURES, TRACE, _answer, _made, _token, assert_answers_as_recorded
 
 RECORDED = FIXTURES / "agent_message_answers.json"
 IW = "interaction-workspace"
@@ -147,12 +145,7 @@ def test_agent_messages_answer_as_recorded(sessions):
     # when
     answers = {name: _answer(call(), _made()) for name, call in _cases(found, users)}
     # then
-    if os.environ.get("RECORD_AGENT_MESSAGE_ANSWERS"):
-        RECORDED.write_text(json.dumps(answers, indent=1, ensure_ascii=False) + "\n")
-    recorded = json.loads(RECORDED.read_text())
-    for name in recorded:
-        assert answers[name] == recorded[name], name
-    assert answers.keys() == recorded.keys()
+    assert_answers_as_recorded(answers, RECORDED, "RECORD_AGENT_MESSAGE_ANSWERS")
 
 
 @pytest.mark.django_db

@@ -63,6 +63,17 @@ def _token(user) -> str:
     return Token.objects.get_or_create(user=user)[0].key
 
 
+def assert_answers_as_recorded(answers: dict, recorded_file: Path, record_variable: str) -> None:
+    """Each answer equal to the one recorded in `recorded_file` under its name, and no name more or less; with
+    the environment variable `record_variable` set, the answers are written to the file instead (re-recorded)."""
+    if os.environ.get(record_variable):
+        recorded_file.write_text(json.dumps(answers, indent=1, ensure_ascii=False) + "\n")
+    recorded = json.loads(recorded_file.read_text())
+    for name in recorded:
+        assert answers[name] == recorded[name], name
+    assert answers.keys() == recorded.keys()
+
+
 def _made() -> set[str]:
     return set(Message.objects.values_list("pk", flat=True)) | set(Interaction.objects.values_list("pk", flat=True))
 
@@ -185,12 +196,7 @@ def test_hot_paths_answer_as_recorded(tenant, channel, sms_channel, settings):
         answers[name] = _answer(response, _made())
 
     # then
-    if os.environ.get("RECORD_LEAN_ANSWERS"):
-        RECORDED.write_text(json.dumps(answers, indent=1, ensure_ascii=False) + "\n")
-    recorded = json.loads(RECORDED.read_text())
-    for name in recorded:
-        assert answers[name] == recorded[name], name
-    assert answers.keys() == recorded.keys()
+    assert_answers_as_recorded(answers, RECORDED, "RECORD_LEAN_ANSWERS")
 
 
 @pytest.mark.django_db
