@@ -151,6 +151,16 @@ def other_connection():
                            password=database["PASSWORD"], dbname=database["NAME"], autocommit=True)
 
 
+def end_this_connection_on_the_server():
+    """The server ends this connection's backend and, before answering, waits until it has gone (the timeout
+    argument): without the wait, the next health check's SELECT 1 can reach the backend before it has read its
+    SIGTERM, pass, and leave the statement after it to meet the termination."""
+    with other_connection() as other:
+        (ended,) = other.execute("SELECT pg_terminate_backend(%s, 10000)",
+                                 [connection.connection.info.backend_pid]).fetchone()
+    assert ended
+
+
 @pytest.fixture
 def probe_table():
     """A table of its own, changed by another connection as a migration of another process would."""
@@ -201,8 +211,7 @@ def test_a_connection_lost_between_requests_is_opened_again_and_the_statement_pr
     postgresql_only()
     # given: a statement prepared on a connection that the server then ends
     assert execute_prepared("SELECT %s::integer", [1]) == [(1,)]
-    with other_connection() as other:
-        other.execute("SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+    end_this_connection_on_the_server()
     # when: the next request starts (Django's request_started: the health check is due again)
     connection.close_if_unusable_or_obsolete()
     # then: CONN_HEALTH_CHECKS finds it dead and connects again, where the statement is prepared anew
@@ -215,8 +224,7 @@ def test_a_connection_lost_between_requests_is_opened_again_and_the_statement_pr
 def test_a_connection_lost_mid_request_fails_that_statement_and_the_next_request_reconnects():
     postgresql_only()
     assert execute_prepared("SELECT %s::integer", [1]) == [(1,)]
-    with other_connection() as other:
-        other.execute("SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+    end_this_connection_on_the_server()
     with pytest.raises(DatabaseError):
         execute_prepared("SELECT %s::integer", [2])
     connection.close_if_unusable_or_obsolete()  # the request's end: the connection errored and is not usable
