@@ -1,11 +1,13 @@
 """Campaigns: audience validation, the state machine, batches, throttling, results."""
 
 import json
+import threading
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -157,6 +159,74 @@ def test_a_recipient_given_back_behind_the_claims_is_still_sent_once(staff_api, 
     sent = CampaignRecipient.objects.filter(campaign_id=campaign_id, message__isnull=False)
     assert sent.count() == 6 and Message.objects.filter(campaign_recipient__campaign_id=campaign_id).count() == 6
     assert Campaign.objects.get(pk=campaign_id).state == "completed"
+
+
+@pytest.mark.django_db
+def test_a_batch_without_window_or_rate_that_fails_gives_its_recipients_back_at_once(staff_api, response,
+                                                                                    monkeypatch):
+    # given a campaign without a send window or a rate (claimed and invited in one transaction), whose first
+    # batch fails after its invitations were written
+    campaign_id = create(staff_api, [recipient(n) for n in range(1, 4)], rate_per_second=None).json()["id"]
+    campaign_transition(campaign_id=campaign_id, action="start")
+
+    def broken(**kwargs):
+        raise RuntimeError("the worker's connection was lost")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("channels_app.services.campaigns.report_recipients_reached", broken)
+        with pytest.raises(RuntimeError):
+            campaign_run_batch(campaign_id=campaign_id)
+
+    # when the next batch runs, at once
+    handled = campaign_run_batch(campaign_id=campaign_id)
+
+    # then nothing of the failed batch stayed, and no lease held the recipients back: each is sent once
+    assert handled == 3
+    assert Message.objects.filter(campaign_recipient__campaign_id=campaign_id).count() == 3
+    assert not CampaignRecipient.objects.filter(campaign_id=campaign_id, claimed_until__isnull=False).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_batches_of_a_campaign_without_window_or_rate_at_once_take_different_recipients(
+        staff_api, response, monkeypatch):
+    # given a campaign of 4 recipients sent 2 a batch, and a first batch held inside its transaction
+    monkeypatch.setattr("channels_app.services.campaigns.BATCH_SIZE", 2)
+    campaign_id = create(staff_api, [recipient(n) for n in range(1, 5)], rate_per_second=None).json()["id"]
+    campaign_transition(campaign_id=campaign_id, action="start")
+    from channels_app.services import campaigns
+
+    inside, go_on = threading.Event(), threading.Event()
+    invite = campaigns._invite_recipients
+
+    def held_invite(campaign, recipients):
+        if threading.current_thread() is not threading.main_thread():
+            inside.set()
+            assert go_on.wait(30)
+        return invite(campaign, recipients)
+
+    monkeypatch.setattr(campaigns, "_invite_recipients", held_invite)
+    handled = {}
+
+    def first_batch():
+        try:
+            handled["first"] = campaign_run_batch(campaign_id=campaign_id)
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=first_batch)
+    first.start()
+    assert inside.wait(30)
+
+    # when a second batch runs while the first still holds its recipients
+    handled["second"] = campaign_run_batch(campaign_id=campaign_id)
+    go_on.set()
+    first.join(30)
+
+    # then each took two others (the first's rows were locked, not leased), and each recipient was sent once
+    assert handled == {"first": 2, "second": 2}
+    messages = Message.objects.filter(campaign_recipient__campaign_id=campaign_id)
+    assert messages.count() == 4
+    assert sorted(messages.values_list("campaign_recipient__row_number", flat=True)) == [1, 2, 3, 4]
 
 
 @pytest.mark.django_db

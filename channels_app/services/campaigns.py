@@ -985,7 +985,7 @@ def _claim_batch(campaign_id: int, now: datetime, size: int, windowed: bool = Fa
                 .values_list("pk", flat=True)[:size]
             )
         if len(ids) < size:
-            ids += _claim_in_row_order(campaign_id, free, size - len(ids))
+            ids += [recipient.pk for recipient in _claim_in_row_order(campaign_id, free, size - len(ids))]
         lease = timedelta(seconds=settings.CAMPAIGN_CLAIM_LEASE_SECONDS)
         CampaignRecipient.objects.filter(pk__in=ids).update(claimed_until=now + lease)
     return ids
@@ -1000,24 +1000,26 @@ def _claim_batch(campaign_id: int, now: datetime, size: int, windowed: bool = Fa
 _claim_floor: dict[int, int] = {}
 
 
-def _claim_in_row_order(campaign_id: int, free: Q, size: int) -> list[int]:
-    """Up to `size` free recipients to send, in row order, from this process's hint on; when none lie past
-    it (the end of the audience, or rows before it given back: a lease run out, a send window changed),
-    from the first row again, so that the hint can delay a recipient but never lose one."""
+def _claim_in_row_order(campaign_id: int, free: Q, size: int,
+                        fields: tuple[str, ...] = ("pk", "row_number")) -> list[CampaignRecipient]:
+    """Up to `size` free recipients to send, in row order, locked until the caller's transaction ends, from
+    this process's hint on; when none lie past it (the end of the audience, or rows before it given back: a
+    lease run out, a send window changed), from the first row again, so that the hint can delay a recipient but
+    never lose one. Only `fields` are read."""
     to_send = CampaignRecipient.objects.select_for_update(skip_locked=True).filter(
         campaign_id=campaign_id, message__isnull=True, error="", next_window_at__isnull=True).filter(free)
+    to_send = to_send.only(*fields, "row_number").order_by("row_number")
     floor = _claim_floor.get(campaign_id)
     rows = []
     if floor is not None:
-        rows = list(to_send.filter(row_number__gte=floor).order_by("row_number").values_list("pk", "row_number")
-                    [:size])
+        rows = list(to_send.filter(row_number__gte=floor)[:size])
     if not rows:
-        rows = list(to_send.order_by("row_number").values_list("pk", "row_number")[:size])
+        rows = list(to_send[:size])
     if rows:
-        _claim_floor[campaign_id] = rows[0][1]
+        _claim_floor[campaign_id] = rows[0].row_number
     else:
         _claim_floor.pop(campaign_id, None)
-    return [pk for pk, _row in rows]
+    return rows
 
 
 def _reserve_send_times(campaign_id: int, count: int, rate: int) -> list[datetime]:
@@ -1034,7 +1036,8 @@ def _reserve_send_times(campaign_id: int, count: int, rate: int) -> list[datetim
 def campaign_run_batch(*, campaign_id: int) -> int:
     """Send one batch of a running campaign; returns how many recipients it handled (0: nothing left).
 
-    The batch's invitations are written in one transaction, in bulk, then
+    The batch's invitations are written in one transaction, in bulk (its claim
+    too, when the campaign has neither a send window nor a rate), then
     their webhooks are sent side by side (at the throttle's pace when the
     campaign has a rate: a batch then holds at most a second of sends, so
     that pause and cancel take effect within a second)."""
@@ -1050,6 +1053,14 @@ def campaign_run_batch(*, campaign_id: int) -> int:
             return 0  # campaigns_tick kicks the campaign again once it has been quiet for a while
         size = 1
     now = timezone.now()
+    if not campaign.send_window and not rate:
+        handled, deliveries = _claim_and_invite_batch(campaign, now, size)
+        if not handled:
+            _complete_if_done(campaign_id)
+            return 0
+        if deliveries:
+            deliveries_send(claimed=deliveries)
+        return handled if down_since is None else 0
     ids = _claim_batch(campaign_id, now, size, windowed=bool(campaign.send_window))
     if not ids:
         _complete_if_done(campaign_id)
@@ -1078,6 +1089,22 @@ def campaign_run_batch(*, campaign_id: int) -> int:
     return claimed if down_since is None else 0  # after a probe the chain stops: the tick kicks it again
 
 
+INVITEE_FIELDS = ("pk", "client_id", "contact_fields", "custom_properties")
+
+
+@transaction.atomic
+def _claim_and_invite_batch(campaign: Campaign, now: datetime, size: int) -> tuple[int, list[Delivery]]:
+    """A batch of a campaign without a send window or a rate: its recipients claimed and invited in one
+    transaction, so no lease is written. The rows stay locked until the invitations commit (other batches skip
+    them), and a worker lost on the way gives them back with its rollback. A lease costs each recipient a second
+    update, which the full pages of an audience loaded by COPY make an entry in three of its indexes (docs/
+    PERFORMANCE.md, "the claim in the invitation's transaction"). Returns the recipients handled and their
+    deliveries."""
+    free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)  # none of a lease-taking batch still live
+    recipients = _claim_in_row_order(campaign.pk, free, size, INVITEE_FIELDS)
+    return len(recipients), _invite_recipients(campaign, recipients)
+
+
 @transaction.atomic
 def _invite_batch(campaign: Campaign, recipient_ids: list[int]) -> list[Delivery]:
     """InviteToChat for each claimed recipient still without a message, in
@@ -1085,8 +1112,15 @@ def _invite_batch(campaign: Campaign, recipient_ids: list[int]) -> list[Delivery
     recipients = list(
         CampaignRecipient.objects.select_for_update()
         .filter(pk__in=recipient_ids, message__isnull=True, error="")  # a lease may have run out meanwhile
+        .only(*INVITEE_FIELDS)
         .order_by("row_number")
     )
+    return _invite_recipients(campaign, recipients)
+
+
+def _invite_recipients(campaign: Campaign, recipients: list[CampaignRecipient]) -> list[Delivery]:
+    """InviteToChat for each of `recipients`, locked by the caller's transaction; returns their deliveries,
+    owned by this worker."""
     if not recipients:
         return []
     # Each recipient's variant (services/variants.py) decides the standard response it is sent: one
