@@ -186,7 +186,7 @@ def test_a_batch_without_window_or_rate_that_fails_gives_its_recipients_back_at_
     assert not CampaignRecipient.objects.filter(campaign_id=campaign_id, claimed_until__isnull=False).exists()
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the rows migrations wrote
 def test_two_batches_of_a_campaign_without_window_or_rate_at_once_take_different_recipients(
         staff_api, response, monkeypatch):
     # given a campaign of 4 recipients sent 2 a batch, and a first batch held inside its transaction
