@@ -37,6 +37,7 @@ from channels_app.services.agent_events import (
     message_event,
     watcher_events_params,
 )
+from channels_app.services.contacts import contact_key_sql
 from channels_app.services.deliveries import DISPATCHER_CHANNEL, deliveries_create
 from channels_app.services.media import follower_deliveries_create, message_media, outbound_followers
 from channels_app.services.opt_out import OPTED_OUT, opt_out_confirmation, opt_out_keywords_apply
@@ -600,10 +601,7 @@ WITH contact AS (
 SELECT {_columns("contact", _CONTACT_FIELDS)}, (SELECT last_message_at FROM contact_moved),
        {_columns("continued", _INTERACTION_FIELDS)}
 FROM contact LEFT JOIN continued ON true"""
-_CONTACT_KEY_SQL = {
-    "phone": "contact.phone_number = %(key)s AND NOT contact.phone_number = ''",
-    "client": "contact.phone_number = '' AND contact.client_id = %(key)s AND NOT contact.client_id = ''",
-}
+_CONTACT_KEY_SQL = {kind: contact_key_sql(kind, "%(key)s") for kind in ("phone", "client")}
 _CUSTOMER_MESSAGE_SQL_BY_KEY = {kind: CUSTOMER_MESSAGE_TO_OPEN_INTERACTION_SQL.format(contact_key=condition)
                                 for kind, condition in _CONTACT_KEY_SQL.items()}
 
