@@ -971,10 +971,15 @@ def campaigns_tick(*, now: datetime | None = None) -> int:
 WINDOW_REFILL_ROUNDS = 4  # claims more a batch makes for the recipients its send window held back
 
 
+def _unleased(now: datetime) -> Q:
+    """Recipients no live lease holds: never claimed with one, or their lease run out."""
+    return Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+
+
 def _claim_batch(campaign_id: int, now: datetime, size: int, windowed: bool = False) -> list[int]:
     """Recipients to send, in row order, that no live batch holds; with a send window, first those whose window
     has opened since they were held back (each from its own index: recipients still waiting are never read)."""
-    free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    free = _unleased(now)
     with transaction.atomic():
         ids = []
         if windowed:
@@ -1100,8 +1105,7 @@ def _claim_and_invite_batch(campaign: Campaign, now: datetime, size: int) -> tup
     update, which the full pages of an audience loaded by COPY make an entry in three of its indexes (docs/
     PERFORMANCE.md, "the claim in the invitation's transaction"). Returns the recipients handled and their
     deliveries."""
-    free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)  # none of a lease-taking batch still live
-    recipients = _claim_in_row_order(campaign.pk, free, size, INVITEE_FIELDS)
+    recipients = _claim_in_row_order(campaign.pk, _unleased(now), size, INVITEE_FIELDS)
     return len(recipients), _invite_recipients(campaign, recipients)
 
 
