@@ -426,7 +426,8 @@ def relation_updates(stack: Stack) -> dict[str, tuple[int, int]]:
     return {name: (updated, hot) for name, updated, hot in stack.sql(UPDATES_SQL)}
 
 
-def pages_by_relation(before: dict, after: dict) -> dict[str, tuple[int, int]]:
+def counts_since(before: dict, after: dict) -> dict[str, tuple[int, int]]:
+    """Relation -> its two counts in `after` less those in `before` (none there: from 0)."""
     return {relation: (hit - before.get(relation, (0, 0))[0], read - before.get(relation, (0, 0))[1])
             for relation, (hit, read) in after.items()}
 
@@ -474,8 +475,8 @@ def main() -> None:
             elapsed = (finished or time.monotonic()) - started
             cpu_after, machine_after, postgres_after = process_table(), machine_cpu(), tree_cpu(postmaster)
             sampler.stop()
-            pages_used = pages_by_relation(pages_before, relation_pages(stack))
-            updates = pages_by_relation(updates_before, relation_updates(stack))
+            pages_used = counts_since(pages_before, relation_pages(stack))
+            updates = counts_since(updates_before, relation_updates(stack))
 
             with receiver.lock:
                 arrivals = dict(receiver.arrivals)
