@@ -188,6 +188,10 @@ def test_two_nodes_share_the_work_and_one_survives_the_other(receiver, files, s3
         assert started.status_code == 200, started.text
         poll_until(lambda: Campaign.objects.get(pk=campaign["id"]).state == "completed", 60,
                    "the campaign to complete")
+        # Another node's batch can complete the campaign once the last messages are accepted, before the batch
+        # that sent them has returned and Celery has logged it: its line is waited for.
+        poll_until(lambda: sum(_batches_sent(nodes[0]) + _batches_sent(nodes[1])) >= CAMPAIGN_SIZE, 30,
+                   "every batch's line in the workers' logs")
         assert sum(_batches_sent(nodes[0]) + _batches_sent(nodes[1])) == CAMPAIGN_SIZE
         assert all(sum(_batches_sent(node)) > 0 for node in nodes), [_batches_sent(node) for node in nodes]
 
