@@ -7,6 +7,7 @@ import csv
 import io
 import itertools
 import json
+import logging
 import re
 import uuid
 from contextlib import closing
@@ -55,6 +56,8 @@ from channels_app.services.send_windows import (
 from channels_app.services.variants import campaign_variants, variant_for, variants_parse, variants_store
 from channels_app.text_rules import escaped, text_rule_broken_at, text_rule_message
 from channels_app.validators import validate_queue_key
+
+logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 200  # recipients written in one transaction and sent side by side
 PARALLEL_CHAINS = 4  # batch tasks started side by side, so that many workers share a campaign
@@ -1063,6 +1066,7 @@ def campaign_run_batch(*, campaign_id: int) -> int:
         if not handled:
             _complete_if_done(campaign_id)
             return 0
+        _log_batch_written(campaign_id, handled)
         if deliveries:
             deliveries_send(claimed=deliveries)
         return handled if down_since is None else 0
@@ -1089,9 +1093,16 @@ def campaign_run_batch(*, campaign_id: int) -> int:
     # writing them does not open a gap in the campaign's rate.
     send_times = _reserve_send_times(campaign_id, len(ids), rate) if rate else None
     deliveries = _invite_batch(campaign, ids)
+    _log_batch_written(campaign_id, len(ids))
     if deliveries:
         deliveries_send(claimed=deliveries, send_times=send_times[: len(deliveries)] if rate else None)
     return claimed if down_since is None else 0  # after a probe the chain stops: the tick kicks it again
+
+
+def _log_batch_written(campaign_id: int, recipients: int) -> None:
+    """Once a batch's invitations (and refusals) are committed, before its messages are sent: which worker wrote
+    which recipients, whatever becomes of the sends (their failures are the deliveries' to retry)."""
+    logger.info("Campaign %s: a batch wrote the outcome of %d recipients", campaign_id, recipients)
 
 
 INVITEE_FIELDS = ("pk", "client_id", "contact_fields", "custom_properties")
