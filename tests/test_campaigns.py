@@ -122,6 +122,24 @@ def test_a_campaign_runs_every_recipient_through_invite_to_chat(staff_api, respo
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("rate", [None, 2], ids=["claimed in the invitations' transaction", "claimed with a lease"])
+def test_a_batch_logs_the_recipients_it_wrote_once_they_are_committed(staff_api, response, caplog, rate):
+    """docs/OPERATIONS.md, "A campaign's progress": the line says which worker wrote which recipients, whatever
+    becomes of the sends; a batch that finds nothing writes none."""
+    campaign_id = create(staff_api, [recipient(n) for n in range(1, 4)] + [recipient(4, client_id="not-a-phone")],
+                         rate_per_second=rate).json()["id"]
+    staff_api.post(f"/api/campaigns/{campaign_id}/start/")
+
+    with caplog.at_level("INFO", logger="channels_app.services.campaigns"):
+        while campaign_run_batch(campaign_id=campaign_id):
+            pass
+
+    written = [record.getMessage() for record in caplog.records if "a batch wrote" in record.getMessage()]
+    expected = [3] if rate is None else [2, 1]  # the refused recipient was written with the audience
+    assert written == [f"Campaign {campaign_id}: a batch wrote the outcome of {n} recipients" for n in expected]
+
+
+@pytest.mark.django_db
 def test_no_recipient_is_sent_twice_when_a_worker_goes_on_after_its_claim_ran_out(staff_api, response):
     # given worker A claimed the recipients and stalled (a long pause, a lost connection) past its lease
     campaign_id = create(staff_api, [recipient(n) for n in range(1, 4)], rate_per_second=None).json()["id"]
