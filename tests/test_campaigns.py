@@ -150,7 +150,8 @@ def test_no_recipient_is_sent_twice_when_a_worker_goes_on_after_its_claim_ran_ou
 
     # when worker B claims and invites them, and then A goes on with the recipients it had claimed
     handled_by_b = campaign_run_batch(campaign_id=campaign_id)
-    invited_by_a = _invite_batch(Campaign.objects.select_related("channel").get(pk=campaign_id), claimed_by_a)
+    campaign = Campaign.objects.select_related("channel").get(pk=campaign_id)
+    _written_by_a, invited_by_a = _invite_batch(campaign, claimed_by_a)
 
     # then B sent each once and A found nothing left to send
     assert (len(claimed_by_a), handled_by_b, invited_by_a) == (3, 3, [])

@@ -1009,11 +1009,11 @@ _claim_floor: dict[int, int] = {}
 
 
 def _claim_in_row_order(campaign_id: int, free: Q, size: int,
-                        fields: tuple[str, ...] = ("pk", "row_number")) -> list[CampaignRecipient]:
+                        fields: tuple[str, ...] = ("pk",)) -> list[CampaignRecipient]:
     """Up to `size` free recipients to send, in row order, locked until the caller's transaction ends, from
     this process's hint on; when none lie past it (the end of the audience, or rows before it given back: a
     lease run out, a send window changed), from the first row again, so that the hint can delay a recipient but
-    never lose one. Only `fields` are read."""
+    never lose one. Only `fields` (and the row number) are read."""
     to_send = CampaignRecipient.objects.select_for_update(skip_locked=True).filter(
         campaign_id=campaign_id, message__isnull=True, error="", next_window_at__isnull=True).filter(free)
     to_send = to_send.only(*fields, "row_number").order_by("row_number")
@@ -1092,8 +1092,8 @@ def campaign_run_batch(*, campaign_id: int) -> int:
     # The send times are reserved before the invitations are written, so that
     # writing them does not open a gap in the campaign's rate.
     send_times = _reserve_send_times(campaign_id, len(ids), rate) if rate else None
-    deliveries = _invite_batch(campaign, ids)
-    _log_batch_written(campaign_id, len(ids))
+    written, deliveries = _invite_batch(campaign, ids)
+    _log_batch_written(campaign_id, written)
     if deliveries:
         deliveries_send(claimed=deliveries, send_times=send_times[: len(deliveries)] if rate else None)
     return claimed if down_since is None else 0  # after a probe the chain stops: the tick kicks it again
@@ -1121,16 +1121,18 @@ def _claim_and_invite_batch(campaign: Campaign, now: datetime, size: int) -> tup
 
 
 @transaction.atomic
-def _invite_batch(campaign: Campaign, recipient_ids: list[int]) -> list[Delivery]:
+def _invite_batch(campaign: Campaign, recipient_ids: list[int]) -> tuple[int, list[Delivery]]:
     """InviteToChat for each claimed recipient still without a message, in
-    one transaction; returns their deliveries, owned by this worker."""
+    one transaction; returns how many it wrote (not those another worker
+    wrote once this one's lease ran out) and their deliveries, owned by this
+    worker."""
     recipients = list(
         CampaignRecipient.objects.select_for_update()
         .filter(pk__in=recipient_ids, message__isnull=True, error="")  # a lease may have run out meanwhile
         .only(*INVITEE_FIELDS)
         .order_by("row_number")
     )
-    return _invite_recipients(campaign, recipients)
+    return len(recipients), _invite_recipients(campaign, recipients)
 
 
 def _invite_recipients(campaign: Campaign, recipients: list[CampaignRecipient]) -> list[Delivery]:
